@@ -1,0 +1,185 @@
+"""Command line: python -m longmem_core {memorize, ask, retrieve} ... (--json for scripted use)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import DEFAULT_BACKBONE
+
+DEFAULT_CHECKPOINT_ENV = "LONGMEM_CHECKPOINT"
+
+
+class CliError(Exception):
+    """An error to report as one line on stderr, with exit status 2."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", default=None,
+                        help=f"backbone preset, hub id or local dir (default: the checkpoint's, else {DEFAULT_BACKBONE})")
+    parser.add_argument("--checkpoint", default=None,
+                        help=f"trained SideNet checkpoint (.safetensors); default: ${DEFAULT_CHECKPOINT_ENV} if set, "
+                             "else the untrained SideNet")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m longmem_core",
+                                     description="LongMem: read documents into a memory bank, then ask and retrieve.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("memorize", help="read files (.txt, .md, .pdf) into a memory bank")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--bank", required=True, help="memory bank directory (created, or extended if it exists)")
+    p.add_argument("--capacity", type=int, default=None, help="bank size in tokens (new banks only)")
+    p.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (new banks only)")
+    _common(p)
+
+    p = sub.add_parser("ask", help="answer a question with the memory bank, streaming, and show what was retrieved")
+    p.add_argument("question")
+    p.add_argument("--bank", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top", type=int, default=5, help="retrieved chunks to list")
+    _common(p)
+
+    p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
+    p.add_argument("query")
+    p.add_argument("--bank", required=True)
+    p.add_argument("--top", type=int, default=5)
+    _common(p)
+    return parser
+
+
+def _load_model(args):
+    from .model import LongMemModel
+    checkpoint = args.checkpoint or os.environ.get(DEFAULT_CHECKPOINT_ENV) or None
+    if checkpoint and not Path(checkpoint).is_file():
+        raise CliError(f"checkpoint {checkpoint} not found")
+    try:
+        return LongMemModel.load(backbone=args.backbone, checkpoint=checkpoint)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from exc
+
+
+def _load_bank(model, path: str, must_exist: bool = True):
+    from .memory_bank import MemoryBank
+    p = Path(path)
+    if not (p / "meta.json").exists():
+        if must_exist:
+            raise CliError(f"{path}: no memory bank here; create one with: python -m longmem_core memorize FILE --bank {path}")
+        return None
+    try:
+        bank = MemoryBank.load(p)
+        model.check_bank(bank)
+    except (ValueError, OSError, KeyError) as exc:
+        raise CliError(f"{path}: {str(exc).splitlines()[0]}") from exc
+    return bank
+
+
+def _progress(enabled: bool, label: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    bar = tqdm(total=0, unit="tok", desc=label, file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    update.close = bar.close  # type: ignore[attr-defined]
+    return update
+
+
+def cmd_memorize(args) -> dict:
+    from .data import DocumentError, read_document
+    docs = []
+    for f in args.files:  # read everything first: a bad file stops the run before the bank changes
+        try:
+            docs.append(read_document(f))
+        except DocumentError as exc:
+            raise CliError(str(exc)) from exc
+    model = _load_model(args)
+    bank = _load_bank(model, args.bank, must_exist=False)
+    if bank is None:
+        bank = model.new_bank(capacity=args.capacity, chunk_size=args.chunk_size)
+    t0 = time.perf_counter()
+    tokens = chunks = 0
+    for doc in docs:
+        bar = _progress(not args.json or sys.stderr.isatty(), doc.name)
+        stats = model.memorize(doc.text, bank, source=doc.name, progress=bar)
+        if bar:
+            bar.close()
+        tokens, chunks = tokens + stats.tokens, chunks + stats.chunks
+        if not args.json:
+            print(f"{doc.name}: {stats.tokens} tokens, {stats.chunks} chunks, {stats.seconds:.1f} s "
+                  f"({stats.tokens / max(stats.seconds, 1e-9):.0f} tokens/s)")
+    bank.save(args.bank)
+    seconds = time.perf_counter() - t0
+    result = {"tokens": tokens, "chunks": chunks, "seconds": round(seconds, 3), "bank": str(args.bank),
+              "bank_tokens": len(bank), "bank_chunks": bank.n_chunks}
+    if not args.json:
+        print(f"memory bank {args.bank}: {len(bank)} tokens in {bank.n_chunks} chunks "
+              f"({100 * bank.stats()['used']:.1f}% of {bank.capacity}); {seconds:.1f} s in all")
+    return result
+
+
+def _print_retrieved(items) -> None:
+    for r in items:
+        d = r.to_dict()
+        text = " ".join(d["text"].split())
+        print(f"  [{d['chunk_id']}] {d['source']} chars {d['char_start']}-{d['char_end']}  "
+              f"score {d['score']:.3f}  {text!r}")
+
+
+def cmd_ask(args) -> dict:
+    if not args.question.strip():
+        raise CliError("the question is empty")
+    model = _load_model(args)
+    bank = _load_bank(model, args.bank)
+    gen = model.generate(model.chat_ids(args.question), bank, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature)
+    for piece in gen:
+        if not args.json:
+            print(piece, end="", flush=True)
+    retrieved = model.retrieved_for(gen, bank, top=args.top)
+    if not args.json:
+        print(f"\n\nretrieved (memory share of the memory layer's output: {gen.memory_share:.2f}):")
+        _print_retrieved(retrieved)
+    return {"answer": gen.text, "retrieved": [r.to_dict() for r in retrieved], "memory_share": round(gen.memory_share, 4)}
+
+
+def cmd_retrieve(args) -> dict:
+    if not args.query.strip():
+        raise CliError("the query is empty")
+    if args.top < 1:
+        raise CliError("--top must be at least 1")
+    model = _load_model(args)
+    bank = _load_bank(model, args.bank)
+    retrieved = model.retrieve(args.query, bank, top=args.top)
+    if not args.json:
+        _print_retrieved(retrieved)
+    return {"retrieved": [r.to_dict() for r in retrieved]}
+
+
+COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.json:  # keep stdout a single JSON object: library chatter goes to stderr
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        result = COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    return 0

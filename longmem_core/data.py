@@ -1,0 +1,118 @@
+"""Reading documents (txt, md, pdf) and demonstration sets into plain text, with clear errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
+PDF_SUFFIXES = (".pdf",)
+MAX_CONTROL_SHARE = 0.01  # a "text" file with more control characters than this is treated as binary
+
+
+class DocumentError(ValueError):
+    """A file cannot be read as a document; the message says why, in one line."""
+
+
+@dataclass
+class Document:
+    name: str
+    text: str
+
+
+def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Document:
+    """Read a .txt/.md (UTF-8) or .pdf file into text. Raises DocumentError for anything unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise DocumentError(f"{path}: no such file")
+    if not path.is_file():
+        raise DocumentError(f"{path}: not a file")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise DocumentError(f"{path.name}: {size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.1f} MB")
+    suffix = path.suffix.lower()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{path}: cannot read ({exc.strerror})") from exc
+    if suffix in PDF_SUFFIXES:
+        text = pdf_text(data, path.name)
+    elif suffix in TEXT_SUFFIXES:
+        text = decode_text(data, path.name)
+    else:
+        raise DocumentError(f"{path.name}: unsupported file type {suffix or '(none)'}; use .txt, .md or .pdf")
+    if not text.strip():
+        raise DocumentError(f"{path.name}: the document is empty")
+    return Document(name=path.name, text=text)
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """UTF-8 text (a BOM is dropped, line ends normalised); binary data is refused."""
+    if b"\x00" in data[:65536]:
+        raise DocumentError(f"{name}: looks like a binary file, not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{name}: not UTF-8 text (bad byte at offset {exc.start})") from exc
+    sample = text[:65536]
+    control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+    if sample and control / len(sample) > MAX_CONTROL_SHARE:
+        raise DocumentError(f"{name}: looks like a binary file, not text")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def pdf_text(data: bytes, name: str) -> str:
+    """The text layer of a PDF, pages separated by blank lines."""
+    import io
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise DocumentError(f"{name}: the PDF is encrypted; remove the password first")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except DocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise DocumentError(f"{name}: not a readable PDF ({type(exc).__name__})") from exc
+    text = "\n\n".join(p.strip() for p in pages)
+    if not text.strip():
+        raise DocumentError(f"{name}: the PDF has no text layer (scanned images?)")
+    return text
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DocumentError(f"{Path(path).name}: line {n} is not JSON") from exc
+    return rows
+
+
+def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label") -> list[tuple[str, str]]:
+    """(text, label) pairs from a CSV, TSV or JSONL file with text and label columns."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        rows = read_jsonl(path)
+    elif suffix in (".csv", ".tsv"):
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
+    else:
+        raise DocumentError(f"{path.name}: unsupported file type {suffix}; use .csv, .tsv or .jsonl")
+    if not rows:
+        raise DocumentError(f"{path.name}: no rows")
+    missing = [c for c in (text_column, label_column) if c not in rows[0]]
+    if missing:
+        raise DocumentError(f"{path.name}: no {' or '.join(repr(m) for m in missing)} column "
+                            f"(columns: {', '.join(map(str, rows[0]))})")
+    return [(str(r[text_column]), str(r[label_column])) for r in rows]

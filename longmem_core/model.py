@@ -1,0 +1,348 @@
+"""LongMem: a frozen backbone, a memory bank it writes, and a SideNet that reads it.
+
+Shape legend: B batch, T tokens, V vocabulary, H query heads, R chunks retrieved per query and head.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from .backbone import FrozenBackbone, LayerCache, load_backbone
+from .config import LongMemConfig
+from .memory_bank import BankMismatchError, ChunkInfo, MemoryBank
+from .side_network import RetrievalTrace, SideNetwork
+
+CHECKPOINT_FORMAT = "longmem-checkpoint-1"
+Progress = Callable[[int, int], None]  # (tokens done, tokens total)
+
+
+@dataclass
+class LongMemOutput:
+    logits: torch.Tensor  # [B, T, V]
+    trace: RetrievalTrace | None = None
+
+
+@dataclass
+class MemorizeStats:
+    tokens: int
+    chunks: int
+    seconds: float
+
+
+@dataclass
+class Retrieved:
+    """One retrieved chunk, with its exact text and how much weight it got."""
+
+    info: ChunkInfo
+    score: float
+
+    def to_dict(self) -> dict:
+        i = self.info
+        return {"chunk_id": i.chunk_id, "source": i.source, "char_start": i.char_start, "char_end": i.char_end,
+                "text": i.text, "score": round(self.score, 6), "token_start": i.token_start, "token_end": i.token_end}
+
+
+@dataclass
+class Generation:
+    """A streaming generation: iterate for text pieces; afterwards ``text``, ``token_ids`` and ``retrieved``."""
+
+    steps: Iterator[str]
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    chunk_mass: dict[int, float] = field(default_factory=dict)  # chunk id -> summed memory attention mass
+    memory_share: float = 0.0  # mean share of the memory layer's output that came from memory
+
+    def __iter__(self) -> Iterator[str]:
+        return self.steps
+
+
+class LongMemModel(nn.Module):
+    def __init__(self, cfg: LongMemConfig, backbone: FrozenBackbone | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone if backbone is not None else load_backbone(cfg.backbone, seed=cfg.seed)
+        self.side = SideNetwork(self.backbone, cfg)
+        self.tokenizer = self.backbone.tokenizer
+        self.memory_layer = self.side.memory_layer
+        self._fingerprint = self.backbone.fingerprint()
+        self.segment_length = min(cfg.segment_length, self.backbone.max_positions)  # tokens read at once
+
+    # -- construction and checkpoints --
+
+    @classmethod
+    def load(cls, backbone: str | None = None, checkpoint: str | None = None, **overrides) -> "LongMemModel":
+        """A model from a checkpoint (its config, then its trained weights) or from a fresh config."""
+        if checkpoint:
+            meta = read_checkpoint_meta(checkpoint)
+            cfg_dict = meta["config"]
+            if backbone and backbone != cfg_dict["backbone"]:
+                raise BankMismatchError(f"checkpoint {checkpoint} was trained for backbone {cfg_dict['backbone']!r}, "
+                                        f"not {backbone!r}")
+            model = cls(LongMemConfig.from_dict({**cfg_dict, **overrides}))
+            model.load_checkpoint(checkpoint)
+            return model
+        return cls(LongMemConfig(**({"backbone": backbone} if backbone else {}), **overrides))
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def save_checkpoint(self, path: str | Path, note: str = "") -> Path:
+        """Only the trained parameters, in safetensors, with the config that built them."""
+        from safetensors.torch import save_file
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {n: p.detach().contiguous() for n, p in self.trainable_parameters().items()}
+        meta = {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_json(), "backbone": self._fingerprint, "note": note}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, tmp, metadata=meta)
+        tmp.replace(path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        from safetensors.torch import load_file
+        meta = read_checkpoint_meta(path)
+        if meta.get("backbone") and meta["backbone"] != self._fingerprint:
+            raise BankMismatchError(f"checkpoint {path} was trained on another backbone ({meta['backbone']})")
+        tensors = load_file(str(path))
+        own = self.trainable_parameters()
+        unknown = sorted(set(tensors) - set(own))
+        if unknown:
+            raise ValueError(f"checkpoint {path} has parameters this model lacks: {unknown[:3]}")
+        with torch.no_grad():
+            for name, t in tensors.items():
+                own[name].copy_(t)
+
+    # -- memory --
+
+    def new_bank(self, capacity: int | None = None, chunk_size: int | None = None) -> MemoryBank:
+        """An empty memory bank that fits this model."""
+        bb = self.backbone
+        return MemoryBank(n_kv_heads=bb.n_kv_heads, head_dim=bb.head_dim,
+                          chunk_size=chunk_size or self.cfg.chunk_size, capacity=capacity or self.cfg.capacity,
+                          index=self.cfg.index, backbone=self._fingerprint, memory_layer=self.memory_layer)
+
+    def check_bank(self, bank: MemoryBank) -> None:
+        """Refuse a bank written by another backbone or memory layer."""
+        if bank.backbone != self._fingerprint:
+            raise BankMismatchError(f"this memory bank was written by another backbone ({bank.backbone or 'unknown'}), "
+                                    f"not by {self.cfg.backbone} ({self._fingerprint})")
+        if bank.memory_layer != self.memory_layer:
+            raise BankMismatchError(f"this memory bank holds keys of block {bank.memory_layer}, "
+                                    f"but the model's memory layer is block {self.memory_layer}")
+        if self.cfg.top_k % bank.chunk_size:
+            raise BankMismatchError(f"top_k={self.cfg.top_k} is not a multiple of the bank's chunk size {bank.chunk_size}")
+
+    @property
+    def sink_id(self) -> int | None:
+        """The document-start token that opens every segment (never stored in memory)."""
+        if not self.cfg.sink_token:
+            return None
+        tok = self.tokenizer
+        for token in ("<|endoftext|>", tok.bos_token, tok.eos_token):
+            tid = _token_id(tok, token)
+            if tid is not None:
+                return tid
+        return None
+
+    def _prefix(self, ids: list[int]) -> list[int]:
+        return ([self.sink_id] if self.sink_id is not None else []) + ids
+
+    @torch.no_grad()
+    def memorize(self, text: str, bank: MemoryBank, source: str = "text", progress: Progress | None = None,
+                 batch_size: int = 1) -> MemorizeStats:
+        """Read ``text`` into ``bank`` in segments of ``cfg.segment_length`` tokens (the backbone runs only up to the
+        memory layer). Every chunk keeps its source and character span."""
+        self.check_bank(bank)
+        t0 = time.perf_counter()
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        if not ids:
+            raise ValueError(f"{source}: no tokens to memorize")
+        src = bank.add_source(source, text)
+        prefix = self._prefix([])
+        step = self.segment_length - len(prefix)
+        chunks = 0
+        starts = list(range(0, len(ids), step))
+        if progress:
+            progress(0, len(ids))
+        for b in range(0, len(starts), batch_size):
+            group = starts[b:b + batch_size]
+            segments = [prefix + ids[s:s + step] for s in group]
+            width = max(len(s) for s in segments)
+            pad = self.tokenizer.pad_token_id or 0
+            batch = torch.tensor([s + [pad] * (width - len(s)) for s in segments])  # [B, T] right-padded
+            out = self.backbone(batch, memory_layer=self.memory_layer, stop_after=self.memory_layer)
+            for row, s in enumerate(group):
+                n = len(segments[row]) - len(prefix)
+                sl = slice(len(prefix), len(prefix) + n)
+                chunks += bank.add(out.memory_keys[row, sl], out.memory_values[row, sl], source=src, token_start=s,
+                                   char_spans=offsets[s:s + n])
+            if progress:
+                progress(min(group[-1] + step, len(ids)), len(ids))
+        return MemorizeStats(tokens=len(ids), chunks=chunks, seconds=time.perf_counter() - t0)
+
+    # -- forward --
+
+    def forward(self, input_ids: torch.Tensor, bank: MemoryBank | None = None, *, trace: bool = False,
+                position_ids: torch.Tensor | None = None, caches: "ModelCaches | None" = None) -> LongMemOutput:
+        """input_ids [B, T] -> logits [B, T, V]; every row reads the same bank (None: no memory)."""
+        if bank is not None:
+            self.check_bank(bank)
+        out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None)
+        n_chunks = self.cfg.top_k // bank.chunk_size if bank is not None else 0
+        retrieve = (lambda q: bank.search(q, n_chunks)) if bank is not None else None
+        hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
+        return LongMemOutput(logits=self.backbone.logits(hidden), trace=record)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` opened by the segment-start token, as every segment is read."""
+        return self._prefix(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @torch.no_grad()
+    def retrieve(self, query: str, bank: MemoryBank, top: int = 5) -> list[Retrieved]:
+        """The chunks the memory layer's queries over ``query`` attend to most (memory attention mass,
+        summed over the query's tokens and heads, normalised to 1)."""
+        ids = self.encode(query)
+        out = self(torch.tensor([ids]), bank, trace=True)
+        start = 1 if self.sink_id is not None else 0
+        totals = out.trace.chunk_totals(0, slice(start, None))
+        best = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+        return [Retrieved(bank.chunk_info(cid), w) for cid, w in best]
+
+    # -- generation --
+
+    def chat_ids(self, question: str, history: list[dict] | None = None, system: str | None = None) -> list[int]:
+        """Prompt ids for a chat turn through the backbone's chat template."""
+        messages = ([{"role": "system", "content": system}] if system else []) + list(history or [])
+        messages.append({"role": "user", "content": question})
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self._prefix(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompt_ids: list[int], bank: MemoryBank | None = None, *, max_new_tokens: int = 128,
+                 temperature: float = 0.0, top_p: float = 0.9, backbone_only: bool = False,
+                 seed: int | None = None) -> Generation:
+        """Stream a continuation of ``prompt_ids`` (KV-cached). ``backbone_only`` uses the frozen backbone alone."""
+        if bank is not None and not backbone_only:
+            self.check_bank(bank)
+        max_ctx = min(self.backbone.max_positions, 8192)
+        if len(prompt_ids) + max_new_tokens > max_ctx:
+            prompt_ids = prompt_ids[-(max_ctx - max_new_tokens):]
+        gen = Generation(steps=iter(()))
+        gen.steps = self._generate_steps(gen, prompt_ids, bank, max_new_tokens, temperature, top_p, backbone_only, seed)
+        return gen
+
+    @torch.no_grad()
+    def _generate_steps(self, gen: Generation, prompt_ids, bank, max_new_tokens, temperature, top_p,
+                        backbone_only, seed) -> Iterator[str]:
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        stop = self._stop_ids()
+        caches = ModelCaches.empty(self)
+        ids = torch.tensor([prompt_ids])
+        shares: list[float] = []
+        for _ in range(max_new_tokens):
+            if backbone_only:
+                h = self.backbone(ids, caches=caches.backbone).hidden_states[-1]
+                logits = self.backbone.logits(h[:, -1:])
+            else:
+                out = self(ids, bank, trace=bank is not None, caches=caches)
+                logits = out.logits[:, -1:]
+                if out.trace is not None:
+                    for cid, w in out.trace.chunk_totals(0).items():
+                        gen.chunk_mass[cid] = gen.chunk_mass.get(cid, 0.0) + w
+                    shares.append(float(out.trace.memory_share.mean()))
+            token = sample_token(logits[0, -1], temperature, top_p, generator)
+            if token in stop:
+                break
+            gen.token_ids.append(token)
+            text = self.tokenizer.decode(gen.token_ids, skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                delta, gen.text = text[len(gen.text):], text
+                if delta:
+                    yield delta
+            ids = torch.tensor([[token]])
+        gen.memory_share = sum(shares) / len(shares) if shares else 0.0
+
+    def _stop_ids(self) -> set[int]:
+        tok = self.tokenizer
+        ids = (_token_id(tok, t) for t in (tok.eos_token, "<|im_end|>", "<|endoftext|>", "<|eot_id|>"))
+        return {tid for tid in ids if tid is not None}
+
+    def retrieved_for(self, gen: Generation, bank: MemoryBank, top: int = 5) -> list[Retrieved]:
+        """The chunks a finished generation attended to most, normalised to sum to 1 over all chunks."""
+        total = sum(gen.chunk_mass.values()) or 1.0
+        best = sorted(gen.chunk_mass.items(), key=lambda kv: -kv[1])[:top]
+        return [Retrieved(bank.chunk_info(cid), w / total) for cid, w in best if cid >= bank.first_id]
+
+    # -- classification --
+
+    @torch.no_grad()
+    def score_labels(self, prompt: str, labels: list[str], bank: MemoryBank | None = None,
+                     trace: bool = False) -> tuple[torch.Tensor, RetrievalTrace | None]:
+        """Sum of log-probabilities of each label's tokens after ``prompt``: [n_labels], and the prompt's trace."""
+        prompt_ids = self.encode(prompt)
+        label_ids = [self.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+        if any(not ids for ids in label_ids):
+            raise ValueError("every label must contain at least one token")
+        width = len(prompt_ids) + max(len(ids) for ids in label_ids)
+        pad = self.tokenizer.pad_token_id or 0
+        rows = [prompt_ids + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in label_ids]
+        out = self(torch.tensor(rows), bank, trace=trace)  # right padding never changes earlier positions
+        logp = torch.log_softmax(out.logits.float(), dim=-1)  # [n_labels, width, V]
+        scores = []
+        for row, ids in enumerate(label_ids):
+            pos = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
+            scores.append(logp[row, pos, torch.tensor(ids)].sum())
+        return torch.stack(scores), out.trace
+
+
+@dataclass
+class ModelCaches:
+    backbone: list[LayerCache]
+    side: list[LayerCache]
+
+    @classmethod
+    def empty(cls, model: LongMemModel) -> "ModelCaches":
+        return cls([LayerCache() for _ in range(model.backbone.n_layers)],
+                   [LayerCache() for _ in range(len(model.side.layers))])
+
+
+def _token_id(tokenizer, token: str | None) -> int | None:
+    """The id of a token that really is in the vocabulary (not mapped to the unknown token), else None."""
+    if not token:
+        return None
+    tid = tokenizer.convert_tokens_to_ids(token)
+    return tid if isinstance(tid, int) and tokenizer.convert_ids_to_tokens(tid) == token else None
+
+
+def sample_token(logits: torch.Tensor, temperature: float, top_p: float, generator=None) -> int:
+    """Greedy at temperature 0, else nucleus sampling. logits: [V]."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    sorted_p, order = probs.sort(descending=True)
+    keep = sorted_p.cumsum(0) - sorted_p < top_p  # smallest set whose mass reaches top_p
+    sorted_p = sorted_p * keep
+    return int(order[torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=generator)])
+
+
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """The metadata of a checkpoint file (its config as a dict under "config")."""
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{path} is not a safetensors checkpoint ({exc})") from exc
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a LongMem checkpoint")
+    meta["config"] = json.loads(meta["config"])
+    return meta

@@ -1,0 +1,137 @@
+"""The residual SideNet: the only trainable part of LongMem.
+
+Shape legend: B batch, T tokens, C width, H query heads, G kv heads, D head dim, K retrieved tokens,
+R chunks retrieved per query token and head, L backbone depth, H[l] backbone hidden state after block l.
+
+Side layer i starts as a copy of backbone block 2i+1 and reads the backbone's embeddings H[0]; after it,
+the cross-network residual H[2i+2] - H[2i] is added. Side layer floor(m/2) starts as a copy of block m
+(the memory layer, whose keys fill the bank) and attends jointly to its local context and to the tokens
+retrieved from memory, mixed per head by a sigmoid gate. The backbone's final norm and LM head are shared.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .attention import apply_rope, memory_augmented_attention
+from .backbone import Block, FrozenBackbone, LayerCache
+from .config import LongMemConfig
+from .memory_bank import MemoryHits
+
+
+@dataclass
+class RetrievalTrace:
+    """What the memory layer retrieved and how much it used it, per query token and head."""
+
+    chunk_ids: torch.Tensor  # [B, T, H, R] global chunk ids, -1 where nothing was found
+    chunk_scores: torch.Tensor  # [B, T, H, R] inner product of the query with each chunk's mean key
+    chunk_weights: torch.Tensor  # [B, T, H, R] memory-attention mass on each chunk's tokens (sums to 1 or 0)
+    memory_share: torch.Tensor  # [B, T, H] share of the head's output that came from memory
+    gate: torch.Tensor  # [H] sigmoid(g_h)
+
+    @property
+    def local_share(self) -> torch.Tensor:
+        """[B, T, H] share of each head's output that came from local attention."""
+        return 1.0 - self.memory_share
+
+    def chunk_totals(self, batch_index: int = 0, tokens: slice | None = None) -> dict[int, float]:
+        """Memory-attention mass per chunk id, summed over heads and the given query tokens, weighted by
+        the memory share; normalised to sum to 1 (empty if nothing was retrieved)."""
+        sl = tokens or slice(None)
+        ids = self.chunk_ids[batch_index, sl]  # [T, H, R]
+        mass = self.chunk_weights[batch_index, sl] * self.memory_share[batch_index, sl].unsqueeze(-1)  # [T, H, R]
+        valid = ids >= 0
+        totals: dict[int, float] = {}
+        for cid, w in zip(ids[valid].tolist(), mass[valid].tolist()):
+            totals[cid] = totals.get(cid, 0.0) + w
+        norm = sum(totals.values())
+        return {cid: w / norm for cid, w in totals.items()} if norm > 0 else {}
+
+
+Retriever = Callable[[torch.Tensor], MemoryHits]  # queries [N, H, D] -> hits
+
+
+class SideNetwork(nn.Module):
+    """Half the backbone's depth, same width; takes the backbone's hidden states, returns final hidden states."""
+
+    def __init__(self, backbone: FrozenBackbone, cfg: LongMemConfig) -> None:
+        super().__init__()
+        L = backbone.n_layers
+        self.n_backbone_layers = L
+        self.memory_layer = cfg.resolve_memory_layer(L)  # backbone block whose K/V fill memory
+        self.memory_index = self.memory_layer // 2  # side layer that reads memory
+        if cfg.memory_position == "fixed" and backbone.rotary is None:
+            raise ValueError("memory_position='fixed' needs a RoPE backbone; use 'none' for GPT-2-style models")
+        self.memory_position, self.memory_distance = cfg.memory_position, cfg.memory_distance
+        self.n_chunks = cfg.chunks_per_query
+        sources = [self.memory_layer if i == self.memory_index else 2 * i + 1 for i in range(L // 2)]
+        self.layers = nn.ModuleList(copy.deepcopy(backbone.blocks[j]) for j in sources)
+        self.gate = nn.Parameter(torch.full((backbone.n_heads,), float(cfg.gate_init)))  # [H] gate logits g_h
+        # side_init="identity": side layer i adds scale_i * (its block's update); scale starts at 0, so the
+        # untrained SideNet reproduces the backbone and memory enters only through the memory branch below
+        self.scale = nn.Parameter(torch.zeros(len(self.layers))) if cfg.side_init == "identity" else None
+        self.requires_grad_(True)
+        self._rope_of = backbone.rope  # shared, parameter-free rotary module (not registered twice)
+
+    def forward(self, hidden: list[torch.Tensor], rope: tuple | None, retrieve: Retriever | None,
+                caches: list[LayerCache] | None = None, trace: bool = False) -> tuple[torch.Tensor, RetrievalTrace | None]:
+        """hidden: the backbone's L + 1 hidden states [B, T, C]; returns final hidden [B, T, C] and a trace."""
+        x = hidden[0]
+        record = None
+        for i, layer in enumerate(self.layers):
+            cache = caches[i] if caches else None
+            if i == self.memory_index and retrieve is not None:
+                y, record = self._memory_layer(layer, x, rope, retrieve, cache, trace, i)
+            else:
+                y, _, _ = layer(x, rope, cache)
+                if self.scale is not None:
+                    y = x + self.scale[i] * (y - x)
+            x = y + (hidden[2 * i + 2] - hidden[2 * i])  # cross-network residual
+        n = 2 * len(self.layers)
+        if n < self.n_backbone_layers:  # odd depth: carry the backbone's last block too
+            x = x + (hidden[self.n_backbone_layers] - hidden[n])
+        return x, record
+
+    def memory_queries(self, q: torch.Tensor) -> torch.Tensor:
+        """Unrotated queries q [B, H, T, D] -> queries for memory, by the configured position policy."""
+        if self.memory_position == "none":
+            return q  # position-free: memory keys were stored before rotation
+        pos = torch.full((1, 1), self.memory_distance, dtype=torch.long, device=q.device)
+        cos, sin = self._rope_of(q, pos)  # [1, 1, D]
+        return apply_rope(q, cos, sin)  # as if every memory key sat memory_distance tokens back
+
+    def _memory_layer(self, layer: Block, x, rope, retrieve: Retriever, cache, trace: bool, i: int):
+        B, T, _ = x.shape
+        q, k, v = layer.project(layer.norm_attn(x))  # [B, H, T, D], [B, G, T, D], [B, G, T, D]
+        q_mem = self.memory_queries(q)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        H, D = q.shape[1], q.shape[3]
+        with torch.no_grad():
+            hits = retrieve(q_mem.detach().transpose(1, 2).reshape(B * T, H, D))  # search with [B*T, H, D]
+        K = hits.keys.shape[2]
+        mem_k = hits.keys.view(B, T, H, K, D).transpose(1, 2)  # [B, H, T, K, D]
+        mem_v = hits.values.view(B, T, H, K, D).transpose(1, 2)
+        mem_mask = hits.mask.view(B, T, H, K).transpose(1, 2)  # [B, H, T, K]
+        out, mem = memory_augmented_attention(q, k, v, q_mem, mem_k, mem_v, mem_mask, self.gate, layer.scale,
+                                              return_local=self.scale is not None)
+        if self.scale is None:
+            y = layer.finish(x, out)  # paper: the joint attention output goes through the whole block
+        else:  # identity: scaled local block update + the memory branch's change of the attention output
+            out, local = out
+            y = x + self.scale[i] * (layer.finish(x, local) - x)
+            y = y + nn.functional.linear((out - local).transpose(1, 2).reshape(B, T, -1), layer.o_proj.weight)
+        record = None
+        if trace:
+            R = hits.chunk_ids.shape[-1]
+            w = mem.weights.detach().view(B, H, T, R, K // R).sum(-1).transpose(1, 2)  # [B, T, H, R]
+            record = RetrievalTrace(chunk_ids=hits.chunk_ids.view(B, T, H, R), chunk_scores=hits.scores.view(B, T, H, R),
+                                    chunk_weights=w, memory_share=mem.memory_share.detach().transpose(1, 2),
+                                    gate=torch.sigmoid(self.gate.detach()))
+        return y, record

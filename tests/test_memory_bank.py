@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+
+from longmem_core import MemoryBank
+
+
+def _bank(**kw):
+    args = dict(n_kv_heads=2, head_dim=8, chunk_size=4, capacity=64)
+    args.update(kw)
+    return MemoryBank(**args)
+
+
+def test_search_returns_an_added_chunk_as_its_own_top1():
+    bank = _bank(capacity=4096)
+    # every chunk's mean key is a distinct unit vector, so by inner product it is its own best match
+    unit = torch.nn.functional.normalize(torch.randn(100, 1, 2, 8), dim=-1)
+    jitter = torch.randn(100, 4, 2, 8) * 0.1
+    keys = (unit + jitter - jitter.mean(1, keepdim=True)).reshape(400, 2, 8)
+    bank.add(keys, torch.randn(400, 2, 8))
+    chunk_means = keys.view(100, 4, 2, 8).mean(1)  # [100, G, D]
+    # query head h uses kv head h // 2 (4 query heads over 2 kv heads)
+    queries = chunk_means.repeat_interleave(2, dim=1)  # [100, 4, D]
+    hits = bank.search(queries, n_chunks=3)
+    own = torch.arange(100).view(100, 1)
+    assert torch.equal(hits.chunk_ids[:, :, 0], own.expand(100, 4))
+    assert hits.keys.shape == (100, 4, 12, 8) and hits.mask.all()
+    # the retrieved tokens are the chunk's own keys, in order (16-bit storage)
+    assert torch.allclose(hits.keys[5, 2, :4].float(), keys[20:24, 1], atol=1e-2)
+
+
+def test_empty_bank_search_is_all_masked():
+    hits = _bank().search(torch.randn(3, 4, 8), n_chunks=2)
+    assert not hits.mask.any() and (hits.chunk_ids == -1).all()
+    assert hits.keys.shape == (3, 4, 8, 8)
+
+
+def test_fewer_chunks_than_requested_are_masked():
+    bank = _bank()
+    bank.add(torch.randn(8, 2, 8), torch.randn(8, 2, 8))  # 2 chunks
+    hits = bank.search(torch.randn(1, 2, 8), n_chunks=4)
+    assert (hits.chunk_ids[0, :, 2:] == -1).all()
+    assert hits.mask[0, :, :8].all() and not hits.mask[0, :, 8:].any()
+
+
+def test_partial_last_chunk_is_padded_and_masked():
+    bank = _bank()
+    bank.add(torch.randn(6, 2, 8), torch.randn(6, 2, 8))
+    assert bank.n_chunks == 2 and len(bank) == 6
+    assert bank.token_mask.tolist() == [[True] * 4, [True, True, False, False]]
+
+
+def test_fifo_eviction_keeps_size_within_capacity_and_drops_the_oldest():
+    bank = _bank(capacity=16)
+    for step in range(5):
+        keys = torch.full((8, 2, 8), float(step))
+        bank.add(keys, keys, token_start=8 * step)
+        assert len(bank) <= 16
+    assert bank.n_chunks == 4 and bank.first_id == 6
+    assert bank.chunk_tokens[:, 0].tolist() == [24, 28, 32, 36]  # the newest 16 tokens survive
+    assert set(bank.keys[:, :2].float().unique().tolist()) == {3.0} and set(bank.keys[:, 2:].float().unique().tolist()) == {4.0}
+    assert all(index.ntotal == 4 for index in bank.indexes)
+    hits = bank.search(torch.ones(1, 2, 8), n_chunks=4)
+    assert sorted(hits.chunk_ids[0, 0].tolist()) == [6, 7, 8, 9]  # global ids, still valid after eviction
+    with pytest.raises(KeyError):
+        bank.chunk_info(0)
+
+
+def test_one_add_larger_than_capacity_keeps_its_newest_chunks():
+    bank = _bank(capacity=8)
+    keys = torch.arange(20, dtype=torch.float32).view(20, 1, 1).expand(20, 2, 8)
+    bank.add(keys, keys)
+    assert len(bank) == 8 and bank.chunk_tokens[:, 0].tolist() == [12, 16]
+    assert bank.first_id == 3
+
+
+def test_save_load_round_trips_bit_exactly(tmp_path):
+    bank = _bank(capacity=32, backbone="fp", memory_layer=3)
+    src = bank.add_source("a.txt", "abcdefghijklmnopqrstuvwxyz" * 3)
+    for i in range(4):
+        bank.add(torch.randn(10, 2, 8), torch.randn(10, 2, 8), source=src, token_start=10 * i,
+                 char_spans=np.stack([np.arange(10) + 10 * i, np.arange(10) + 10 * i + 1], axis=1))
+    bank.save(tmp_path / "bank")
+    bank.save(tmp_path / "bank")  # overwriting an existing bank works and leaves no temp dirs behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
+    loaded = MemoryBank.load(tmp_path / "bank")
+    for name in ("keys", "values", "token_mask"):
+        assert torch.equal(getattr(bank, name), getattr(loaded, name))
+    for name in ("chunk_source", "chunk_tokens", "chunk_chars"):
+        assert np.array_equal(getattr(bank, name), getattr(loaded, name))
+    assert (loaded.first_id, loaded.sources, loaded.backbone, loaded.memory_layer) == (bank.first_id, bank.sources, "fp", 3)
+    q = torch.randn(5, 4, 8)
+    a, b = bank.search(q, 3), loaded.search(q, 3)
+    assert torch.equal(a.chunk_ids, b.chunk_ids) and torch.equal(a.scores, b.scores) and torch.equal(a.keys, b.keys)
+    assert loaded.chunk_info(int(a.chunk_ids[0, 0, 0])) == bank.chunk_info(int(a.chunk_ids[0, 0, 0]))
+
+
+def test_load_refuses_what_is_not_a_bank(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        MemoryBank.load(tmp_path)
+
+
+def test_wrong_shapes_are_refused():
+    bank = _bank()
+    with pytest.raises(ValueError):
+        bank.add(torch.randn(4, 3, 8), torch.randn(4, 3, 8))
+    with pytest.raises(ValueError):
+        bank.search(torch.randn(2, 3, 8), 2)  # 3 query heads over 2 kv heads
+
+
+def test_banks_are_independent():
+    a, b = _bank(), _bank()
+    a.add(torch.randn(8, 2, 8), torch.randn(8, 2, 8))
+    assert len(a) == 8 and len(b) == 0
