@@ -218,6 +218,16 @@ class MemoryBank:
         return ChunkInfo(chunk_id=int(chunk_id), source=name, token_start=ts, token_end=te,
                          char_start=cs, char_end=ce, text=text[cs:ce] if cs >= 0 else "")
 
+    def chunk_keys(self) -> np.ndarray:
+        """Mean key of every stored chunk per kv head, [G, Nc, D] float32 (what the indexes search)."""
+        m = self.token_mask[None, :, :, None]
+        return ((self.keys.float() * m).sum(2) / m.sum(2).clamp(min=1)).numpy()
+
+    @property
+    def chunk_ids(self) -> np.ndarray:
+        """Global ids of the stored chunks, oldest first, [Nc]."""
+        return np.arange(self.first_id, self.first_id + self.n_chunks)
+
     def stats(self) -> dict:
         """Size and use, for display."""
         per_source: dict[str, int] = {}

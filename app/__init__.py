@@ -1,0 +1,1 @@
+"""LongMem Studio's Gradio app, built only on longmem_core's public API."""
