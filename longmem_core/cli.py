@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", required=True)
     p.add_argument("--top", type=int, default=5)
     _common(p)
+    p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
 
@@ -165,7 +168,15 @@ def cmd_retrieve(args) -> dict:
     return {"retrieved": [r.to_dict() for r in retrieved]}
 
 
-COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve}
+def cmd_bench(args) -> dict:
+    from .bench import run
+    result = run(quick=args.quick)
+    if not args.json:
+        print(json.dumps(result, indent=2))
+    return result
+
+
+COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
