@@ -59,3 +59,15 @@ def test_unknown_backbone_gives_a_clear_error():
     from longmem_core import BackboneError, load_backbone
     with pytest.raises(BackboneError, match="cannot load backbone"):
         load_backbone("/nonexistent/model/dir")
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_loads_a_saved_model_directory_like_a_hub_id(tmp_path, name):
+    from longmem_core import load_backbone
+    hf, tok = _tiny_model(name, seed=5)
+    hf.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    bb = load_backbone(str(tmp_path))
+    ids = torch.randint(0, 200, (1, 6))
+    with torch.no_grad():
+        assert torch.allclose(bb.logits(bb(ids).hidden_states[-1]), hf(ids).logits, atol=1e-5)
