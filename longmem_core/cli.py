@@ -51,6 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", required=True)
     p.add_argument("--top", type=int, default=5)
     _common(p)
+    p = sub.add_parser("train", help="train the SideNet on .txt files read in order (memory of preceding segments)")
+    p.add_argument("data", nargs="+", help=".txt files or folders")
+    p.add_argument("--val", nargs="*", default=[], help="held-out .txt files for the validation loss")
+    p.add_argument("--out", default="runs/sidenet", help="run folder (resumes if it holds a run)")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--excerpt-segments", type=int, default=16)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--val-segments", type=int, default=8)
+    p.add_argument("--trainable", choices=["memory", "all"], default="memory")
+    p.add_argument("--segment-length", type=int, default=None, help="tokens per segment (default 1024)")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+
+    p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
+    _common(p)
+
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -168,6 +189,41 @@ def cmd_retrieve(args) -> dict:
     return {"retrieved": [r.to_dict() for r in retrieved]}
 
 
+def cmd_train(args) -> dict:
+    from .model import LongMemModel
+    from .train import TrainConfig, train
+    try:
+        cfg = TrainConfig(data=args.data, val=args.val, out=args.out, steps=args.steps, grad_accum=args.grad_accum,
+                          lr=args.lr, warmup=args.warmup, excerpt_segments=args.excerpt_segments,
+                          checkpoint_every=args.checkpoint_every, val_segments=args.val_segments,
+                          trainable=args.trainable, seed=args.seed)
+        overrides = {"segment_length": args.segment_length} if args.segment_length else {}
+        model = LongMemModel.load(backbone=args.backbone, checkpoint=args.checkpoint, **overrides)
+        path = train(cfg, model, log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from exc
+    return {"checkpoint": str(path)}
+
+
+def cmd_eval_ppl(args) -> dict:
+    from .evaluate import eval_ppl
+    from .model import LongMemModel
+    for f in args.files:
+        if not Path(f).is_file():
+            raise CliError(f"{f}: no such file")
+    trained = _load_model(args)
+    untrained = LongMemModel(trained.cfg, backbone=trained.backbone)  # same backbone, fresh SideNet
+    result = eval_ppl(args.files, trained, untrained, args.max_tokens,
+                      progress_factory=lambda name: _progress(True, name))
+    if not args.json:
+        for name, r in result["books"].items():
+            print(f"{name}: {r['tokens']} tokens  local {r['ppl_local']:.2f}  untrained {r['ppl_untrained']:.2f}  "
+                  f"longmem {r['ppl_longmem']:.2f}")
+        print(f"all: local {result['ppl_local']:.2f}  untrained {result['ppl_untrained']:.2f}  "
+              f"longmem {result['ppl_longmem']:.2f}")
+    return result
+
+
 def cmd_bench(args) -> dict:
     from .bench import run
     result = run(quick=args.quick)
@@ -176,7 +232,8 @@ def cmd_bench(args) -> dict:
     return result
 
 
-COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "bench": cmd_bench}
+COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "train": cmd_train,
+            "eval-ppl": cmd_eval_ppl, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

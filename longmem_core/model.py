@@ -26,6 +26,8 @@ Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 class LongMemOutput:
     logits: torch.Tensor  # [B, T, V]
     trace: RetrievalTrace | None = None
+    memory_keys: torch.Tensor | None = None  # [B, T, G, D] this input's memory-layer keys (before rotation)
+    memory_values: torch.Tensor | None = None  # [B, T, G, D], ready to be written to a bank after reading
 
 
 @dataclass
@@ -187,6 +189,16 @@ class LongMemModel(nn.Module):
                 progress(min(group[-1] + step, len(ids)), len(ids))
         return MemorizeStats(tokens=len(ids), chunks=chunks, seconds=time.perf_counter() - t0)
 
+    @torch.no_grad()
+    def memorize_ids(self, ids: list[int], bank: MemoryBank, source: int = -1, token_start: int = 0,
+                     char_spans=None) -> int:
+        """Write one segment of token ids (without the sink token) into ``bank``; returns chunks added."""
+        x = torch.tensor([self._prefix(ids)])
+        out = self.backbone(x, memory_layer=self.memory_layer, stop_after=self.memory_layer)
+        start = x.shape[1] - len(ids)
+        return bank.add(out.memory_keys[0, start:], out.memory_values[0, start:], source=source,
+                        token_start=token_start, char_spans=char_spans)
+
     # -- forward --
 
     def forward(self, input_ids: torch.Tensor, bank: MemoryBank | None = None, *, trace: bool = False,
@@ -194,11 +206,13 @@ class LongMemModel(nn.Module):
         """input_ids [B, T] -> logits [B, T, V]; every row reads the same bank (None: no memory)."""
         if bank is not None:
             self.check_bank(bank)
-        out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None)
+        out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None,
+                            memory_layer=self.memory_layer)
         n_chunks = self.cfg.top_k // bank.chunk_size if bank is not None else 0
         retrieve = (lambda q: bank.search(q, n_chunks)) if bank is not None else None
         hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
-        return LongMemOutput(logits=self.backbone.logits(hidden), trace=record)
+        return LongMemOutput(logits=self.backbone.logits(hidden), trace=record, memory_keys=out.memory_keys,
+                             memory_values=out.memory_values)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` opened by the segment-start token, as every segment is read."""

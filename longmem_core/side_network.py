@@ -82,9 +82,12 @@ class SideNetwork(nn.Module):
         """hidden: the backbone's L + 1 hidden states [B, T, C]; returns final hidden [B, T, C] and a trace."""
         x = hidden[0]
         record = None
+        idle = self._idle_layers(retrieve is not None)
         for i, layer in enumerate(self.layers):
             cache = caches[i] if caches else None
-            if i == self.memory_index and retrieve is not None:
+            if i in idle:  # its update is scaled by exactly 0 and nothing asks for its gradient
+                y = x
+            elif i == self.memory_index and retrieve is not None:
                 y, record = self._memory_layer(layer, x, rope, retrieve, cache, trace, i)
             else:
                 y, _, _ = layer(x, rope, cache)
@@ -95,6 +98,13 @@ class SideNetwork(nn.Module):
         if n < self.n_backbone_layers:  # odd depth: carry the backbone's last block too
             x = x + (hidden[self.n_backbone_layers] - hidden[n])
         return x, record
+
+    def _idle_layers(self, reads_memory: bool) -> set[int]:
+        """Side layers whose output equals their input (identity init, scale exactly 0, no gradient wanted)."""
+        if self.scale is None or (self.scale.requires_grad and torch.is_grad_enabled()):
+            return set()
+        zero = (self.scale.detach() == 0).tolist()
+        return {i for i, z in enumerate(zero) if z and not (reads_memory and i == self.memory_index)}
 
     def memory_queries(self, q: torch.Tensor) -> torch.Tensor:
         """Unrotated queries q [B, H, T, D] -> queries for memory, by the configured position policy."""

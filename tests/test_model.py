@@ -208,3 +208,14 @@ def test_library_does_not_import_gradio():
     import sys
     code = "import longmem_core, longmem_core.cli, sys; assert 'gradio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+
+
+def test_idle_side_layers_are_skipped_without_changing_the_result(make_model):
+    model = make_model("tiny")
+    ids = _ids(model)
+    bank = _filled_bank(model)
+    with torch.no_grad():
+        assert model.side._idle_layers(True) == {0}  # the memory layer (1) still runs
+        fast = model(ids, bank).logits
+    slow = model(ids, bank).logits  # grad enabled: every layer runs
+    assert torch.allclose(fast, slow.detach(), atol=1e-6)
