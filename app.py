@@ -1,5 +1,8 @@
-"""Start LongMem Studio in the browser: python app.py"""
-from app.ui import build_demo
+"""Start LongMem Studio in the browser: python app.py (honours PORT, GRADIO_SERVER_NAME, LONGMEM_CHECKPOINT).
+
+On a Hugging Face Space this file is the app_file; the Space loads the backbone from the hub.
+"""
+from app.ui import build_demo, launch_options
 
 if __name__ == "__main__":
-    build_demo().launch(inbrowser=True)
+    build_demo().launch(inbrowser=True, **launch_options())

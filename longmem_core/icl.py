@@ -182,3 +182,25 @@ def evaluate(model: LongMemModel, test: Sequence[Example], demonstrations: Seque
                      accuracy_context=accuracy(context_predictions), labels=labels,
                      k=min(k, len(demonstrations)), memory_tokens=len(bank),
                      gold=gold, memory_predictions=memory_predictions, context_predictions=context_predictions)
+
+
+def read_test_set(path: str, text_column: str = "text", label_column: str = "label") -> list[tuple[str, str | None]]:
+    """(text, label) rows of a CSV/TSV/JSONL test file; the label is None for every row of a file without a
+    label column. Raises DocumentError for a file without the text column, a row lacking a column, or a file
+    that cannot be read."""
+    from pathlib import Path
+
+    from .data import DocumentError, read_labelled
+    name = Path(path).name
+    try:
+        texts = [t for t, _ in read_labelled(path, text_column=text_column, label_column=text_column)]
+    except KeyError as exc:
+        raise DocumentError(f"{name}: a row has no {exc} column") from exc
+    try:
+        return list(read_labelled(path, text_column=text_column, label_column=label_column))
+    except KeyError as exc:
+        raise DocumentError(f"{name}: a row has no {exc} column") from exc
+    except DocumentError as exc:
+        if f"no {label_column!r} column" not in str(exc):
+            raise
+        return [(t, None) for t in texts]

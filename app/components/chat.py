@@ -1,0 +1,83 @@
+"""The Chat tab: questions about what was read, streamed answers, and the chunks retrieved for each."""
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import handlers, views
+from .common import Ui, user_errors
+
+PLACEHOLDER = ("**Ask about what you read into memory.** The answer streams here; on the right you see the chunks "
+               "the SideNet retrieved from memory, highlighted in their text.")
+
+
+def messages(turns: list[dict], current: handlers.ChatResult | None = None) -> list[dict]:
+    """Chat turns as Chatbot messages; a compared turn shows both answers, each labelled."""
+    out = []
+    items = [(t["question"], t["answer"], t["backbone_answer"]) for t in turns]
+    if current is not None:
+        items.append((current.question, current.answer, current.backbone_answer))
+    for n, (question, answer, alone) in enumerate(items):
+        if n < len(turns):  # a finished answer: say so if it is empty
+            answer = answer.strip() or "*(the model produced no text)*"
+            alone = None if alone is None else alone.strip() or "*(the model produced no text)*"
+        out.append({"role": "user", "content": question})
+        if alone is None:
+            out.append({"role": "assistant", "content": answer or "…"})
+        else:
+            out.append({"role": "assistant", "content": f"**With memory:** {answer}"})
+            out.append({"role": "assistant", "content": f"**Backbone alone, no memory:** {alone or '…'}"})
+    return out
+
+
+def render(ui: Ui) -> None:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=6):
+            chatbot = gr.Chatbot(label="Conversation", height=460, placeholder=PLACEHOLDER, buttons=["copy"],
+                                 feedback_options=None)
+            question = gr.Textbox(label="Your question", placeholder="e.g. What did the Time Traveller explain?",
+                                  lines=1, max_lines=4, submit_btn="Ask", stop_btn=False)
+            with gr.Row():
+                compare = gr.Checkbox(label="Also answer with the backbone alone (no memory), to compare", value=False,
+                                      scale=4)
+                stop = gr.Button("Stop", variant="stop", scale=1, size="md")
+                restart = gr.Button("New conversation", scale=1, size="md")
+        with gr.Column(scale=5):
+            gr.Markdown("#### Retrieved from memory for the latest answer")
+            retrieved = gr.HTML(views.retrieved({}), elem_id="lm-retrieved")
+            with gr.Accordion("Latest answer as JSON", open=False):
+                answer_json = gr.JSON(show_label=False)
+    ui.add(chatbot=chatbot, question=question, compare=compare, stop_chat=stop, restart=restart, retrieved=retrieved,
+           answer_json=answer_json)
+
+
+def listen(ui: Ui) -> None:
+    model, settings = ui.model, ui.settings
+    untrained = ui.checkpoint is None
+
+    @user_errors
+    def chat(question, session, compare, top, max_new_tokens, temperature, request: gr.Request):
+        """Answer a question with this session's memory; streams the answer, then lists the retrieved chunks."""
+        session = ui.open(session, request)
+        earlier = list(session.turns)
+        steps = handlers.chat(model, session, question, compare=bool(compare), top=int(top),
+                              max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                              history_turns=settings.history_turns)
+        for result in steps:
+            if not result.done:
+                yield messages(earlier, result), "", gr.skip(), gr.skip(), gr.skip(), session
+        yield (messages(session.turns), "", views.retrieved(result.to_dict(), untrained), result.to_dict(),
+               ui.memory_map(session), session)
+
+    asking = ui["question"].submit(
+        chat, [ui["question"], ui["session"], ui["compare"], ui["top"], ui["max_new_tokens"], ui["temperature"]],
+        [ui["chatbot"], ui["question"], ui["retrieved"], ui["answer_json"], ui["memory_map"], ui["session"]],
+        api_name="chat", show_progress="minimal", **ui.heavy())
+    ui["stop_chat"].click(None, cancels=[asking], api_visibility="private")
+
+    def restart(session, request: gr.Request):
+        session = ui.open(session, request)
+        handlers.new_conversation(session)
+        return [], session
+
+    ui["restart"].click(restart, [ui["session"]], [ui["chatbot"], ui["session"]], api_name="new_conversation",
+                        concurrency_limit=None)

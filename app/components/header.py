@@ -1,0 +1,27 @@
+"""The page header: what the app is, and whether its SideNet is trained."""
+from __future__ import annotations
+
+from html import escape
+
+import gradio as gr
+
+from .common import Ui
+
+
+def render(ui: Ui) -> None:
+    gr.Markdown("# LongMem Studio\nA frozen language model writes what it reads into a **memory bank**; a small "
+                "**SideNet** retrieves from it while answering (Wang et al. 2023, *Augmenting Language Models with "
+                "Long-Term Memory*). Fill memory, ask, and see what was retrieved.")
+    if ui.checkpoint:
+        banner = (f'<div class="lm-banner lm-trained">SideNet: trained checkpoint <code>{escape(ui.checkpoint)}</code>'
+                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>.</div>')
+    else:
+        banner = ('<div class="lm-banner"><b>Untrained SideNet.</b> No trained checkpoint was found, so memory is mixed '
+                  'in with a fixed 0.5 gate and retrieval is not yet tuned: answers come mostly from the backbone '
+                  f'(<code>{escape(ui.model.cfg.backbone)}</code>). What was retrieved is still shown exactly as it '
+                  'happened.</div>')
+    gr.HTML(banner)
+
+
+def listen(ui: Ui) -> None:
+    """Nothing to wire."""

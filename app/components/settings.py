@@ -1,0 +1,37 @@
+"""The Settings tab: retrieval, memory and generation settings of this session, with the model's fixed ones."""
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import handlers
+from .common import Ui
+
+
+def render(ui: Ui) -> None:
+    model, s = ui.model, ui.settings
+    cfg = model.cfg
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("#### Answers")
+            top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer (top-k shown)")
+            max_new = gr.Slider(8, 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
+            temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05,
+                                    label="Temperature (0 = always the most likely token)")
+        with gr.Column():
+            gr.Markdown("#### Memory (applies to a new, empty memory: clear it to change)")
+            chunk_size = gr.Dropdown(handlers.chunk_size_choices(model), value=s.chunk_size or cfg.chunk_size,
+                                     label="Tokens per chunk", info="Retrieval picks whole chunks (paper: 4)")
+            capacity = gr.Number(value=s.capacity or cfg.capacity, precision=0, minimum=64, maximum=1_048_576,
+                                 label="Memory capacity (tokens)",
+                                 info="Beyond it the oldest chunks are dropped (paper: 65,536)")
+    gr.Markdown(
+        f"**Fixed by the model:** backbone `{cfg.backbone}`, memory layer {model.memory_layer}, "
+        f"{cfg.top_k} tokens ({cfg.top_k // cfg.chunk_size} chunks of {cfg.chunk_size}) retrieved per query token "
+        f"and head, SideNet {'checkpoint `' + ui.checkpoint + '`' if ui.checkpoint else 'untrained'}.  \n"
+        f"**Server limits:** {s.max_upload_mb:g} MB per upload, {s.max_demonstrations:,} demonstrations, "
+        f"{s.max_test_rows} test texts per file, {s.concurrency} model requests at once (others wait in a queue).")
+    ui.add(top=top, max_new_tokens=max_new, temperature=temperature, chunk_size=chunk_size, capacity=capacity)
+
+
+def listen(ui: Ui) -> None:
+    """Settings are read by the other tabs' events; nothing to wire here."""

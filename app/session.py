@@ -1,0 +1,76 @@
+"""One browser (or API client) session's memory, and the registry that frees it when the session closes."""
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from longmem_core import MemoryBank
+from longmem_core.icl import DemonstrationMemory
+
+
+@dataclass
+class Demonstrations:
+    """The classification memory: a demonstration set read into its own bank."""
+
+    key: str  # which set, file content and template it was built from
+    name: str
+    template: str
+    labels: list[str]
+    bank: MemoryBank
+    memory: DemonstrationMemory
+
+
+@dataclass
+class Session:
+    """Everything one user has: never shared, never global (it lives in a ``gr.State``)."""
+
+    bank: MemoryBank | None = None  # the documents read so far
+    heat: dict[int, float] = field(default_factory=dict)  # chunk id -> memory attention it got, summed over questions
+    last_retrieved: list[int] = field(default_factory=list)  # chunk ids shown for the latest answer
+    turns: list[dict] = field(default_factory=list)  # {"question", "answer", "backbone_answer"} per chat turn
+    demonstrations: Demonstrations | None = None
+    busy: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while memory is written
+    closed: bool = False
+
+    def forget_documents(self) -> None:
+        self.bank, self.heat, self.last_retrieved, self.turns = None, {}, [], []
+
+    def free(self) -> None:
+        """Drop all memory (the session closed or expired)."""
+        self.forget_documents()
+        self.demonstrations = None
+        self.closed = True
+
+
+class SessionRegistry:
+    """Open sessions by Gradio session id, held weakly, so that closing a tab frees its memory at once
+    (Gradio itself drops a closed session's state only after an hour)."""
+
+    def __init__(self) -> None:
+        self._open: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def open(self, session: Session | None, session_id: str | None) -> Session:
+        """The caller's session (a new one if it has none yet), registered under its id."""
+        if session is None or session.closed:
+            session = Session()
+        if session_id:
+            with self._lock:
+                self._open[session_id] = session
+        return session
+
+    def close(self, session_id: str | None) -> bool:
+        """Free the memory of the session with this id; False if none was open."""
+        with self._lock:
+            session = self._open.pop(session_id, None) if session_id else None
+        if session is None:
+            return False
+        session.free()
+        return True
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def ids(self) -> list[str]:
+        return list(self._open.keys())

@@ -1,0 +1,44 @@
+"""The app's settings: defaults for every user, overridable as keyword arguments of ``build_demo``."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class AppSettings:
+    top: int = 5  # retrieved chunks listed beside each answer
+    chunk_size: int | None = None  # tokens per memory chunk for a new bank; None: the model's (paper: 4)
+    capacity: int | None = None  # memory bank size in tokens for a new bank; None: the model's (65,536)
+    max_new_tokens: int = 128  # longest answer, in tokens
+    temperature: float = 0.0  # 0: greedy decoding
+    history_turns: int = 2  # earlier question/answer pairs put in the chat prompt
+    k: int = 20  # demonstrations in context for classification (paper: 20)
+    seed: int = 1  # which k demonstrations are sampled into context
+    max_upload_mb: float = 20.0  # larger documents, demonstration sets and banks are refused with a message
+    max_demonstrations: int = 2000  # rows of a demonstration set read into memory (paper: 2,000)
+    max_test_rows: int = 200  # rows of a test file classified at once
+    concurrency: int = 2  # model calls running at once across all sessions; others wait in the queue
+    queue_size: int = 64  # waiting requests beyond this are refused ("queue full")
+    session_ttl_s: float | None = None  # drop a session's memory this long after its last change (None: keep until the tab closes)
+
+    def __post_init__(self) -> None:
+        for name in ("top", "max_new_tokens", "max_demonstrations", "max_test_rows", "concurrency", "queue_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.max_upload_mb <= 0:
+            raise ValueError(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1e6)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "AppSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown app settings: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**kwargs)

@@ -1,0 +1,237 @@
+"""HTML for the app's panels: progress, memory summary, retrieved chunks, the memory map, classification.
+
+Pure functions of plain values; every piece of user or document text is escaped.
+"""
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+from longmem_core import MemoryBank
+
+SOURCE_COLORS = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#db2777", "#65a30d"]
+HEAT_STOPS = [(0.0, (191, 219, 254)), (0.25, (253, 186, 116)), (0.6, (234, 88, 12)), (1.0, (127, 29, 29))]
+NOT_IN_MEMORY = "#e5e7eb"
+STRIP_BINS = 120  # cells per document strip
+MAP_POINTS = 1500  # chunks drawn in the projection at most
+
+
+def _num(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating time left…"
+    seconds = max(0, round(seconds))
+    return f"~{seconds // 60} min {seconds % 60:02d} s left" if seconds >= 60 else f"~{seconds} s left"
+
+
+def progress_bar(fraction: float, title: str, detail: str = "") -> str:
+    pct = max(0.0, min(1.0, fraction)) * 100
+    return (f'<div class="lm-progress"><div class="lm-progress-head"><b>{escape(title)}</b>'
+            f'<span>{escape(detail)}</span></div><div class="lm-progress-track">'
+            f'<div class="lm-progress-fill" style="width:{pct:.1f}%"></div></div></div>')
+
+
+def memorize_progress(p) -> str:
+    """A MemorizeProgress as a bar: tokens read and time left."""
+    doc = f" (document {p.index + 1} of {p.count})" if p.count > 1 else ""
+    return progress_bar(p.done / max(p.total, 1), f"Reading {p.name}{doc}",
+                        f"{_num(p.done)} / {_num(p.total)} tokens · {_duration(p.eta)}")
+
+
+def status(kind: str, message: str) -> str:
+    """A one-line notice; kind is ok, info, warn or error."""
+    icon = {"ok": "✓", "info": "ℹ", "warn": "■", "error": "✕"}.get(kind, "")
+    return f'<div class="lm-status lm-{kind}"><span>{icon}</span> {escape(message)}</div>'
+
+
+def memorize_done(report, stats: dict) -> str:
+    parts = [f"{d['name']}: {_num(d['tokens'])} tokens in {d['seconds']:.1f} s" for d in report.documents]
+    full = (f" Memory is full ({_num(stats['capacity'])} tokens): the oldest chunks were dropped."
+            if stats.get("capacity") and stats["used"] >= 1 else "")
+    if report.stopped:
+        return status("warn", "Stopped. " + ("Read before stopping: " + "; ".join(parts) + "." if parts else
+                                             "What was read of the current document stays in memory.") + full)
+    return status("ok", "Read into memory: " + "; ".join(parts) + "." + full)
+
+
+def bank_summary(stats: dict) -> str:
+    """Cards: tokens, chunks, capacity used, and the sources with their chunk counts."""
+    if not stats["tokens"]:
+        return ('<div class="lm-empty">Memory is empty. Upload a document or pick a bundled example, '
+                'then press <b>Read into memory</b>.</div>')
+    used = stats["used"] * 100
+    sources = "".join(
+        f'<li><span class="lm-dot" style="background:{SOURCE_COLORS[i % len(SOURCE_COLORS)]}"></span>'
+        f'{escape(s["name"])} <small>{_num(s["chunks"])} chunks</small></li>'
+        for i, s in enumerate(stats["sources"]))
+    return (
+        '<div class="lm-cards">'
+        f'<div class="lm-card"><small>Tokens in memory</small><b>{_num(stats["tokens"])}</b></div>'
+        f'<div class="lm-card"><small>Chunks ({stats["chunk_size"]} tokens each)</small><b>{_num(stats["chunks"])}</b></div>'
+        f'<div class="lm-card"><small>Capacity used</small><b>{used:.1f}%</b>'
+        f'<div class="lm-progress-track"><div class="lm-progress-fill" style="width:{min(used, 100):.1f}%"></div></div>'
+        f'<small>of {_num(stats["capacity"])} tokens; oldest chunks are dropped beyond it</small></div>'
+        f'<div class="lm-card lm-wide"><small>Sources</small><ul class="lm-sources">{sources}</ul></div>'
+        '</div>')
+
+
+def retrieved(result: dict, untrained: bool = False) -> str:
+    """The chunks the SideNet attended to while answering, each highlighted in its surrounding text."""
+    if not result.get("memory_tokens"):
+        return ('<div class="lm-empty">Memory is empty, so this answer came from the backbone alone. '
+                'Read a document on the <b>Memory</b> tab first.</div>')
+    share = result.get("memory_share", 0.0) * 100
+    note = " (untrained SideNet: its gate is fixed at 0.5 and retrieval is not yet tuned)" if untrained else ""
+    head = (f'<div class="lm-share"><b>{share:.0f}%</b> of the memory layer\'s output came from memory{escape(note)}.'
+            f'<div class="lm-progress-track"><div class="lm-progress-fill" style="width:{share:.1f}%"></div></div></div>')
+    cards = []
+    for rank, r in enumerate(result.get("retrieved", []), 1):
+        before, after = r.get("before", ""), r.get("after", "")
+        cards.append(
+            '<div class="lm-chunk">'
+            f'<div class="lm-chunk-head"><b>#{rank}</b> {escape(r["source"])} · characters {_num(r["char_start"])}–'
+            f'{_num(r["char_end"])} <span class="lm-score">{r["score"] * 100:.1f}% of memory attention</span></div>'
+            f'<div class="lm-context">{"…" if before else ""}{escape(_flat(before))}<mark>{escape(_flat(r["text"]))}'
+            f'</mark>{escape(_flat(after))}{"…" if after else ""}</div></div>')
+    if not cards:
+        cards.append('<div class="lm-empty">No chunk was retrieved.</div>')
+    return head + "".join(cards)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split()) if text.strip() else text.replace("\n", " ")
+
+
+# -- the memory map --
+
+def _heat_color(t: float) -> str:
+    t = max(0.0, min(1.0, t))
+    for (t0, c0), (t1, c1) in zip(HEAT_STOPS, HEAT_STOPS[1:]):
+        if t <= t1:
+            f = (t - t0) / (t1 - t0)
+            return "#%02x%02x%02x" % tuple(round(a + (b - a) * f) for a, b in zip(c0, c1))
+    return "#%02x%02x%02x" % HEAT_STOPS[-1][1]
+
+
+def memory_map(bank: MemoryBank | None, heat: dict[int, float], last: list[int]) -> str:
+    """Every document as a strip of its text (coloured by how much retrieval each region got, grey where
+    nothing is in memory, ▼ the latest answer's chunks), then a 2-D projection of the chunk keys."""
+    if bank is None or bank.n_chunks == 0:
+        return '<div class="lm-empty">Memory is empty: nothing to draw yet.</div>'
+    return _strips(bank, heat, last) + _projection(bank, last)
+
+
+def _strips(bank: MemoryBank, heat: dict[int, float], last: list[int]) -> str:
+    ids, src, chars = bank.chunk_ids, bank.chunk_source, bank.chunk_chars
+    weights = np.array([heat.get(int(c), 0.0) for c in ids])
+    last_set = set(last)
+    cells, rows = [], []
+    for s, source in enumerate(bank.sources):
+        mask = src == s
+        if not mask.any():
+            continue
+        length = max(len(source["text"]), 1)
+        bins = np.clip((chars[mask, 0] * STRIP_BINS) // length, 0, STRIP_BINS - 1)
+        cell_heat = np.bincount(bins, weights=weights[mask], minlength=STRIP_BINS)
+        covered = np.bincount(bins, minlength=STRIP_BINS) > 0
+        marks = sorted({int(b) for b, c in zip(bins, ids[mask]) if int(c) in last_set})
+        cells.append((s, source["name"], int(mask.sum()), cell_heat, covered, marks, length))
+    top = max((c[3].max() for c in cells), default=0.0) or 1.0
+    width = 1000 / STRIP_BINS
+    for s, name, n, cell_heat, covered, marks, length in cells:
+        rects = []
+        for b in range(STRIP_BINS):
+            fill = _heat_color(cell_heat[b] / top) if covered[b] else NOT_IN_MEMORY
+            a, z = b * length // STRIP_BINS, (b + 1) * length // STRIP_BINS
+            tip = f"characters {a:,}–{z:,}: " + (f"{cell_heat[b]:.2f} of retrieval" if covered[b] else "not in memory")
+            rects.append(f'<rect x="{b * width:.2f}" y="10" width="{width + 0.3:.2f}" height="26" fill="{fill}">'
+                         f'<title>{escape(tip)}</title></rect>')
+        ticks = "".join(f'<path d="M{(b + 0.5) * width:.1f} 8 l-5 -7 h10 z" fill="#111827"/>' for b in marks)
+        color = SOURCE_COLORS[s % len(SOURCE_COLORS)]
+        rows.append(f'<div class="lm-strip"><div class="lm-strip-name"><span class="lm-dot" style="background:{color}">'
+                    f'</span>{escape(name)} <small>{n:,} chunks · {length:,} characters</small></div>'
+                    f'<svg viewBox="0 0 1000 38" preserveAspectRatio="none" role="img" '
+                    f'aria-label="retrieval heat along {escape(name)}">{"".join(rects)}{ticks}</svg></div>')
+    legend = ('<div class="lm-legend">Start of each document on the left. <span class="lm-swatch" '
+              f'style="background:{_heat_color(0)}"></span> in memory, not retrieved '
+              f'<span class="lm-swatch lm-ramp"></span> retrieved more and more often, summed over all questions '
+              f'<span class="lm-swatch" style="background:{NOT_IN_MEMORY}"></span> not in memory (dropped or not read) '
+              '▼ chunks of the latest answer</div>')
+    return '<div class="lm-map"><h4>Where answers looked</h4>' + "".join(rows) + legend + "</div>"
+
+
+def project_keys(keys: np.ndarray) -> np.ndarray:
+    """Chunk keys [G, N, D] -> 2-D coordinates [N, 2] along their two main axes (PCA)."""
+    x = np.transpose(keys, (1, 0, 2)).reshape(keys.shape[1], -1).astype(np.float64)  # [N, G*D]
+    x = x - x.mean(0)
+    if x.shape[0] < 2:
+        return np.zeros((x.shape[0], 2))
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    xy = x @ vt[:2].T
+    return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
+
+
+def _projection(bank: MemoryBank, last: list[int]) -> str:
+    n = bank.n_chunks
+    keep = np.unique(np.linspace(0, n - 1, min(n, MAP_POINTS)).astype(int))
+    ids = bank.chunk_ids
+    last_pos = [int(c - ids[0]) for c in last if 0 <= c - ids[0] < n]
+    keep = np.union1d(keep, np.array(last_pos, dtype=int))
+    xy = project_keys(bank.chunk_keys()[:, keep])
+    lo, hi = np.percentile(xy, 1, axis=0), np.percentile(xy, 99, axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    pos = np.clip((xy - lo) / span, -0.02, 1.02)
+    w, h, pad = 1000, 420, 20
+    dots, rings = [], []
+    last_set = set(last_pos)
+    for (px, py), p in zip(pos, keep):
+        cx, cy = pad + px * (w - 2 * pad), h - pad - py * (h - 2 * pad)
+        s = int(bank.chunk_source[p])
+        info = bank.chunk_info(int(ids[p]))
+        tip = escape(f"{info.source} #{info.chunk_id}: {_flat(info.text)}")
+        if p in last_set:
+            rings.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="7" fill="{SOURCE_COLORS[s % len(SOURCE_COLORS)]}" '
+                         f'stroke="#111827" stroke-width="2.5"><title>{tip} (latest answer)</title></circle>')
+        else:
+            dots.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{SOURCE_COLORS[s % len(SOURCE_COLORS)]}" '
+                        f'fill-opacity="0.55"><title>{tip}</title></circle>')
+    shown = f"{len(keep):,} of {n:,} chunks" if len(keep) < n else f"all {n:,} chunks"
+    return ('<div class="lm-map"><h4>Chunk keys in 2-D</h4>'
+            f'<svg class="lm-scatter" viewBox="0 0 {w} {h}" role="img" aria-label="projection of chunk keys">'
+            f'<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff" stroke="#e5e7eb"/>{"".join(dots)}{"".join(rings)}</svg>'
+            f'<div class="lm-legend">Each dot is one chunk: the mean key of its tokens at the memory layer (what '
+            f'retrieval searches), projected on its two main axes; colour = source, ringed = chunks of the latest '
+            f'answer; hover for the text. Showing {shown}.</div></div>')
+
+
+# -- classification --
+
+def classification(result: dict) -> str:
+    """A text's prediction with memory and in context only, and the demonstrations memory weighted most."""
+    same = result["label"] == result["label_in_context_only"]
+    head = (f'<div class="lm-cards"><div class="lm-card"><small>With memory ({_num(result["demonstrations"])} '
+            f'demonstrations) + {result["k"]} in context</small><b>{escape(result["label"])}</b></div>'
+            f'<div class="lm-card"><small>In context only ({result["k"]} demonstrations)</small>'
+            f'<b>{escape(result["label_in_context_only"])}</b></div></div>'
+            + ("" if same else '<div class="lm-status lm-info">ℹ Memory changed the prediction.</div>'))
+    rows = "".join(
+        f'<div class="lm-chunk"><div class="lm-chunk-head"><b>{escape(d["label"])}</b>'
+        f'<span class="lm-score">{d["share"] * 100:.1f}% of memory attention</span></div>'
+        f'<div class="lm-context">{escape(d["text"])}</div></div>' for d in result["retrieved"])
+    return head + '<h4>Demonstrations retrieved from memory</h4>' + (rows or '<div class="lm-empty">None.</div>')
+
+
+def accuracy(result: dict) -> str:
+    if not result["labelled"]:
+        return status("info", f"Classified {result['n']} texts. The file has no label column, so there is no accuracy.")
+    note = (f" Labels not among the demonstrations' ({', '.join(result['unknown_labels'])}) always count as wrong."
+            if result["unknown_labels"] else "")
+    return (f'<div class="lm-cards"><div class="lm-card"><small>Accuracy with memory</small>'
+            f'<b>{result["accuracy_memory"] * 100:.1f}%</b></div><div class="lm-card"><small>Accuracy in context only'
+            f'</small><b>{result["accuracy_context"] * 100:.1f}%</b></div><div class="lm-card"><small>Test texts</small>'
+            f'<b>{result["n"]}</b></div></div><div class="lm-legend">Same {result["k"]} demonstrations in context for '
+            f'every text; memory holds all {_num(result["demonstrations"])} demonstrations.{escape(note)}</div>')

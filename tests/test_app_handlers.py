@@ -1,0 +1,386 @@
+"""The app's handlers, called directly with a tiny model: no browser, no server."""
+import io
+import json
+import threading
+import zipfile
+
+import pytest
+
+from app import handlers, views
+from app.background import Done, Stopped, stream
+from app.handlers import AppError
+from app.session import Session, SessionRegistry
+from app.settings import AppSettings
+from longmem_core import LongMemModel, preset
+from pdf_util import make_pdf
+
+BOOK = ("The Time Traveller was expounding a recondite matter to us. His pale grey eyes shone and twinkled. "
+        "Filby, an argumentative person with red hair, said that the geometry was wrong. ") * 4
+OTHER = "Mrs. Watchett came in with the lamp. The Psychologist looked at the little model. " * 4
+CAPACITY = 4096
+
+
+@pytest.fixture(scope="module")
+def model(tiny_backbones):
+    return LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"])
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return str(path)
+
+
+def filled(model, tmp_path, text=BOOK, name="book.txt"):
+    session = Session()
+    docs = handlers.read_documents([write(tmp_path, name, text)])
+    handlers.memorize(model, session, docs, capacity=CAPACITY)
+    return session
+
+
+def finish(steps):
+    *_, last = steps
+    return last
+
+
+# -- reading documents --
+
+def test_memorize_reports_progress_and_keeps_exact_text(model, tmp_path):
+    session, events = Session(), []
+    docs = handlers.read_documents([write(tmp_path, "a.txt", BOOK), write(tmp_path, "b.md", OTHER)])
+    report = handlers.memorize(model, session, docs, chunk_size=2, capacity=CAPACITY, progress=events.append)
+    assert [d["name"] for d in report.documents] == ["a.txt", "b.md"] and not report.stopped
+    stats = handlers.bank_stats(session)
+    assert stats["tokens"] == sum(d["tokens"] for d in report.documents) == len(session.bank)
+    assert [s["name"] for s in stats["sources"]] == ["a.txt", "b.md"] and stats["capacity"] == CAPACITY
+    first_doc = [e for e in events if e.index == 0]
+    assert [e.done for e in first_doc] == sorted(e.done for e in first_doc)
+    assert first_doc[-1].done == first_doc[-1].total == report.documents[0]["tokens"]
+    assert all(e.eta is not None and e.eta >= 0 for e in events if e.done)
+    texts = {"a.txt": BOOK, "b.md": OTHER}
+    for cid in session.bank.chunk_ids:
+        info = session.bank.chunk_info(cid)
+        assert info.text == texts[info.source][info.char_start:info.char_end]
+
+
+def test_pdf_documents_are_read(model, tmp_path):
+    session = Session()
+    docs = handlers.read_documents([write(tmp_path, "book.pdf", make_pdf(["The pass key is 4071."]))])
+    handlers.memorize(model, session, docs, capacity=CAPACITY)
+    assert "4071" in session.bank.sources[0]["text"]
+
+
+def _encrypted_pdf():
+    from pypdf import PdfReader, PdfWriter
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(make_pdf(["secret"]))).pages:
+        writer.add_page(page)
+    writer.encrypt("pw")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("empty.txt", b"", "empty"),
+    ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10, "binary"),
+    ("corrupt.pdf", b"%PDF-1.4 this is not really a pdf", "not a readable PDF"),
+    ("locked.pdf", None, "encrypted"),
+    ("big.txt", b"x" * 3000, "over the limit"),
+])
+def test_bad_documents_leave_memory_as_it_was(model, tmp_path, name, data, message):
+    session = filled(model, tmp_path)
+    before = handlers.bank_stats(session)
+    path = write(tmp_path, name, data if data is not None else _encrypted_pdf())
+    with pytest.raises(AppError, match=message) as info:
+        handlers.read_documents([write(tmp_path, "fine.txt", OTHER), path], max_bytes=2000)
+    assert "\n" not in str(info.value)
+    assert handlers.bank_stats(session) == before
+    with pytest.raises(AppError, match="Choose"):
+        handlers.read_documents([])
+
+
+def test_stop_keeps_what_was_read_and_frees_the_session(model, tmp_path):
+    session = Session()
+    docs = handlers.read_documents([write(tmp_path, "a.txt", BOOK * 3)])
+    seen = []
+
+    def progress(p):
+        seen.append(p)
+        if p.done > 0:
+            raise Stopped()
+    report = handlers.memorize(model, session, docs, capacity=CAPACITY, progress=progress)
+    assert report.stopped and report.documents == []
+    assert 0 < len(session.bank) < seen[-1].total
+    assert not session.busy.locked()
+    assert "Stopped" in views.memorize_done(report, handlers.bank_stats(session))
+    assert finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=2)).done
+
+
+def test_bad_bank_settings_are_refused(model, tmp_path):
+    docs = handlers.read_documents([write(tmp_path, "a.txt", BOOK)])
+    with pytest.raises(AppError, match="Chunk size"):
+        handlers.memorize(model, Session(), docs, chunk_size=3)
+    assert handlers.chunk_size_choices(model) == [1, 2, 4]
+
+
+def test_settings_apply_to_a_new_bank_only(model, tmp_path):
+    session = filled(model, tmp_path)
+    docs = handlers.read_documents([write(tmp_path, "b.txt", OTHER)])
+    handlers.memorize(model, session, docs, chunk_size=4, capacity=8192)
+    assert (session.bank.chunk_size, session.bank.capacity) == (model.cfg.chunk_size, CAPACITY)
+    handlers.clear(session)
+    handlers.memorize(model, session, docs, chunk_size=4, capacity=8192)
+    assert (session.bank.chunk_size, session.bank.capacity) == (4, 8192)
+
+
+# -- chat --
+
+def test_chat_streams_and_shows_retrieved_chunks_in_context(model, tmp_path):
+    session = filled(model, tmp_path)
+    snapshots = [(s.answer, s.done) for s in handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6)]
+    assert [done for _, done in snapshots] == [False] * (len(snapshots) - 1) + [True] and len(snapshots) >= 2
+    assert [a for a, _ in snapshots[:-1]] == sorted(a for a, _ in snapshots[:-1])  # the answer only grows
+    last = finish(handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6))
+    assert last.memory_tokens == len(session.bank) and 0 < last.memory_share <= 1
+    assert 0 < len(last.retrieved) <= 3
+    for r in last.retrieved:
+        assert r["text"] == BOOK[r["char_start"]:r["char_end"]]
+        assert BOOK[:r["char_start"]].endswith(r["before"]) and BOOK[r["char_end"]:].startswith(r["after"])
+    assert session.last_retrieved == [r["chunk_id"] for r in last.retrieved]
+    assert sum(session.heat.values()) == pytest.approx(2.0)  # each question adds one unit of retrieval
+    assert session.turns[-1] == {"question": "Who is Filby?", "answer": last.answer, "backbone_answer": None}
+    html = views.retrieved(last.to_dict(), untrained=True)
+    assert html.count('class="lm-chunk"') == len(last.retrieved) and "untrained" in html
+
+
+def test_compare_adds_the_backbone_alone(model, tmp_path):
+    session = filled(model, tmp_path)
+    last = finish(handlers.chat(model, session, "Who is Filby?", compare=True, max_new_tokens=5))
+    alone = model.generate(model.chat_ids("Who is Filby?"), None, max_new_tokens=5, backbone_only=True)
+    list(alone)
+    assert last.backbone_answer == alone.text
+
+
+def test_chat_on_empty_memory_uses_the_backbone(model):
+    session = Session()
+    last = finish(handlers.chat(model, session, "hello", max_new_tokens=3))
+    assert last.retrieved == [] and last.memory_tokens == 0 and last.memory_share == 0
+    assert "Memory is empty" in views.retrieved(last.to_dict())
+    with pytest.raises(AppError, match="question"):
+        finish(handlers.chat(model, session, "   "))
+
+
+def test_a_busy_session_refuses_a_second_request(model, tmp_path):
+    session = filled(model, tmp_path)
+    with session.busy:
+        with pytest.raises(AppError, match="busy"):
+            finish(handlers.chat(model, session, "Who?"))
+        with pytest.raises(AppError, match="busy"):
+            handlers.clear(session)
+
+
+def test_sessions_never_see_each_other(model, tmp_path):
+    a = filled(model, tmp_path, BOOK, "a.txt")
+    b = filled(model, tmp_path, OTHER, "b.txt")
+    for session, text in ((a, BOOK), (b, OTHER)):
+        last = finish(handlers.chat(model, session, "Who came in?", max_new_tokens=3))
+        assert last.retrieved and all(r["text"] in text and r["source"] == session.bank.sources[0]["name"]
+                                      for r in last.retrieved)
+    assert a.bank is not b.bank
+
+
+# -- keeping and sharing a bank --
+
+def test_save_and_load_a_bank(model, tmp_path):
+    session = filled(model, tmp_path)
+    path = handlers.save_bank(session, tmp_path / "out")
+    assert path.suffix == ".zip"
+    fresh = Session()
+    stats = handlers.load_bank(model, fresh, path)
+    assert stats == handlers.bank_stats(session)
+    for cid in session.bank.chunk_ids:
+        assert fresh.bank.chunk_info(cid) == session.bank.chunk_info(cid)
+    with pytest.raises(AppError, match="empty"):
+        handlers.save_bank(Session(), tmp_path)
+
+
+def test_a_bank_of_another_backbone_is_refused(model, tiny_backbones, tmp_path):
+    other = LongMemModel(preset("tiny-gpt2"), backbone=tiny_backbones["tiny-gpt2"])
+    path = handlers.save_bank(filled(other, tmp_path), tmp_path / "gpt2")
+    session = filled(model, tmp_path)
+    before = handlers.bank_stats(session)
+    with pytest.raises(AppError, match="another backbone"):
+        handlers.load_bank(model, session, path)
+    assert handlers.bank_stats(session) == before
+
+
+def _zip(tmp_path, name, files):
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for arcname, data in files.items():
+            zf.writestr(arcname, data)
+    return path
+
+
+@pytest.mark.parametrize("files,message", [
+    ({"notes.txt": "hello"}, "not a LongMem memory bank"),
+    ({"meta.json": "{}", "tensors.safetensors": b"x", "../evil": "x"}, "unexpected folders"),
+    ({"meta.json": json.dumps({"format": 1}), "tensors.safetensors": b"garbage"}, "not a readable memory bank"),
+])
+def test_broken_bank_files_are_refused(model, tmp_path, files, message):
+    session = filled(model, tmp_path)
+    before = handlers.bank_stats(session)
+    with pytest.raises(AppError, match=message):
+        handlers.load_bank(model, session, _zip(tmp_path, "bad.zip", files))
+    with pytest.raises(AppError, match="not a .zip"):
+        handlers.load_bank(model, session, write(tmp_path, "plain.zip", b"not a zip at all"))
+    assert handlers.bank_stats(session) == before
+
+
+def test_clear_forgets_everything(model, tmp_path):
+    session = filled(model, tmp_path)
+    finish(handlers.chat(model, session, "Who?", max_new_tokens=2))
+    handlers.clear(session)
+    assert handlers.bank_stats(session)["tokens"] == 0 and session.turns == [] and session.heat == {}
+
+
+# -- classification --
+
+DEMOS = ("text,label\n" + "\n".join(
+    f'"{t}",{label}' for t, label in [("a fine and moving film", "positive"), ("dull and too long", "negative"),
+                                      ("the cast is wonderful", "positive"), ("a tedious mess", "negative"),
+                                      ("warm and funny", "positive"), ("i hated every minute", "negative")]) + "\n")
+
+
+def test_classify_a_text_with_memory_and_in_context_only(model, tmp_path):
+    session = Session()
+    demos = handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS))
+    loaded = handlers.load_demonstrations(model, session, demos, capacity=CAPACITY)
+    assert handlers.load_demonstrations(model, session, demos, capacity=CAPACITY) is loaded  # kept, not re-read
+    result = handlers.classify_text(model, session, "a warm film", k=2, top=3)
+    assert result["label"] in ("negative", "positive") and result["k"] == 2 and result["demonstrations"] == 6
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0)
+    assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
+    assert 0 < len(result["retrieved"]) <= 3
+    for d in result["retrieved"]:
+        assert (d["text"], d["label"]) in loaded.memory.examples
+    assert "Demonstrations retrieved" in views.classification(result)
+
+
+def test_classify_a_labelled_test_file(model, tmp_path):
+    session = Session()
+    handlers.load_demonstrations(model, session, handlers.demonstration_set(
+        handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS)), capacity=CAPACITY)
+    rows = handlers.read_test_file(write(tmp_path, "t.jsonl", '{"text": "great fun", "label": "positive"}\n'
+                                                             '{"text": "so boring", "label": "negative"}\n'))
+    result = handlers.classify_rows(model, session, rows, k=2)
+    gold = [label for _, label in rows]
+    assert result["labelled"] and result["n"] == 2
+    assert result["accuracy_memory"] == sum(r["with_memory"] == g for r, g in zip(result["rows"], gold)) / 2
+    assert result["accuracy_context"] == sum(r["in_context_only"] == g for r, g in zip(result["rows"], gold)) / 2
+    unlabelled = handlers.read_test_file(write(tmp_path, "u.csv", "text\nnice\nawful\n"))
+    assert unlabelled == [("nice", None), ("awful", None)]
+    result = handlers.classify_rows(model, session, unlabelled, k=2)
+    assert not result["labelled"] and result["accuracy_memory"] is None
+    assert "no label column" in views.accuracy(result)
+
+
+def test_bundled_demonstration_sets_and_test_files():
+    for choice, (_, task, _) in handlers.DEMONSTRATION_SETS.items():
+        demos = handlers.demonstration_set(choice)
+        assert 200 <= len(demos.examples) <= 500 and demos.template == handlers.icl.template_for(task)
+        assert len(handlers.icl.label_set(demos.examples)) == 2
+        rows = handlers.read_test_file(demos.test_file)
+        assert rows and all(label in handlers.icl.label_set(demos.examples) for _, label in rows)
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("nolabel.csv", "text,sentiment\ngood,positive\n", "no 'label' column"),
+    ("binary.csv", b"\xff\xfe\x00\x01binary\x00data", "not a UTF-8 CSV"),
+    ("ragged.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n', "no 'label' column"),
+    ("one.csv", "text,label\ngood,positive\nbad,positive\n", "two different labels"),
+    ("notes.txt", "text,label\n", "unsupported file type"),
+])
+def test_bad_demonstration_files_keep_the_loaded_set(model, tmp_path, name, data, message):
+    session = Session()
+    good = handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS))
+    loaded = handlers.load_demonstrations(model, session, good, capacity=CAPACITY)
+    with pytest.raises(AppError, match=message):
+        handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, name, data))
+    assert session.demonstrations is loaded
+    with pytest.raises(AppError, match="over the limit"):
+        handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, "d2.csv", DEMOS), max_bytes=10)
+
+
+def test_classify_needs_demonstrations_first(model):
+    with pytest.raises(AppError, match="demonstration set first"):
+        handlers.classify_text(model, Session(), "nice")
+
+
+# -- sessions, views, settings, background work --
+
+def test_registry_frees_a_closed_session():
+    registry = SessionRegistry()
+    session = registry.open(None, "abc")
+    session.bank = object()
+    assert registry.open(session, "abc") is session and len(registry) == 1
+    assert registry.close("abc") and session.bank is None and session.closed
+    assert not registry.close("abc") and len(registry) == 0
+    assert registry.open(session, "abc") is not session  # a closed session is never reused
+
+
+def test_views_escape_document_text(model, tmp_path):
+    session = filled(model, tmp_path, "<script>alert(1)</script> hello " * 6, "<img src=x onerror=alert(1)>.txt")
+    html = views.memory_map(session.bank, {}, [])
+    stats_html = views.bank_summary(handlers.bank_stats(session))
+    for fragment in (html, stats_html):
+        assert "<script>" not in fragment and "<img" not in fragment
+    last = finish(handlers.chat(model, session, "hi", max_new_tokens=2))
+    assert "<script>" not in views.retrieved(last.to_dict())
+
+
+def test_memory_map_marks_heat_and_the_latest_answer(model, tmp_path):
+    session = filled(model, tmp_path)
+    empty = views.memory_map(session.bank, {}, [])
+    last = finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=3))
+    html = views.memory_map(session.bank, session.heat, session.last_retrieved)
+    assert html.count("(latest answer)") == len(last.retrieved) and "(latest answer)" not in empty
+    assert "of retrieval" in html and "Memory is empty" in views.memory_map(None, {}, [])
+    xy = views.project_keys(session.bank.chunk_keys())
+    assert xy.shape == (session.bank.n_chunks, 2)
+
+
+def test_settings_validate():
+    assert AppSettings.from_kwargs(top=3).top == 3
+    with pytest.raises(TypeError, match="unknown app settings"):
+        AppSettings.from_kwargs(topk=3)
+    with pytest.raises(ValueError):
+        AppSettings(temperature=-1)
+
+
+def test_stream_reports_then_returns_and_stops_when_closed():
+    def work(report):
+        for i in range(3):
+            report(i)
+        return "done"
+    assert list(stream(work)) == [0, 1, 2, Done("done")]
+
+    stopped = threading.Event()
+
+    def endless(report):
+        try:
+            while True:
+                report("tick")
+        except Stopped:
+            stopped.set()
+            raise
+    it = stream(endless)
+    assert next(it) == "tick"
+    it.close()  # what Gradio does when a run is cancelled
+    assert stopped.is_set()
+
+    def failing(report):
+        raise AppError("bad input")
+    with pytest.raises(AppError, match="bad input"):
+        list(stream(failing))
