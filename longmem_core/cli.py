@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from .config import DEFAULT_BACKBONE
+from .data import DocumentError
+from .memory_bank import BankMismatchError
 
 DEFAULT_CHECKPOINT_ENV = "LONGMEM_CHECKPOINT"
 
@@ -70,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
     p.add_argument("files", nargs="+")
     p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
+    _common(p)
+
+    p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
+    p.add_argument("--lengths", default="4000,16000,64000", help="comma-separated document lengths in tokens")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--text", default=str(Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"),
+                   help="real text to hide the key in (a book)")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+
+    p = sub.add_parser("eval-icl", help="memory-augmented in-context learning: demonstrations in memory + k in context")
+    p.add_argument("--train", required=True, help="demonstrations (.jsonl/.csv/.tsv with text and label)")
+    p.add_argument("--test", required=True, help="labelled test set")
+    p.add_argument("--task", default=None, help="task name for the template (sst2, sst5, mr, subj, mpqa, cr)")
+    p.add_argument("--memory-size", type=int, default=2000, help="demonstrations read into memory (paper: 2,000)")
+    p.add_argument("--k", type=int, default=20, help="demonstrations in context (paper: 20)")
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds; mean and std are reported")
+    p.add_argument("--limit", type=int, default=None, help="test examples used (default: all)")
+    _common(p)
+
+    p = sub.add_parser("eval-chapterbreak", help="suffix identification (ChapterBreak layout): LongMem vs local only")
+    p.add_argument("file")
+    p.add_argument("--limit", type=int, default=None, help="examples used (default: all)")
     _common(p)
 
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
@@ -224,6 +249,73 @@ def cmd_eval_ppl(args) -> dict:
     return result
 
 
+def cmd_eval_passkey(args) -> dict:
+    from .data import DocumentError, read_document
+    from .evaluate import eval_passkey
+    try:
+        lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+        text = read_document(args.text).text
+    except (ValueError, DocumentError) as exc:
+        raise CliError(str(exc)) from exc
+    model = _load_model(args)
+    bar = _progress(True, "pass key")
+    try:
+        result = eval_passkey(model, text, lengths, args.trials, args.seed, progress=bar)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if not args.json:
+        for length, r in result["lengths"].items():
+            print(f"{length} tokens: LongMem {r['acc_longmem']:.2f}  local only {r['acc_local']:.2f}  ({args.trials} trials)")
+    return result
+
+
+def cmd_eval_icl(args) -> dict:
+    import statistics
+
+    from . import icl
+    from .data import DocumentError, read_labelled
+    try:
+        demos, test = read_labelled(args.train), read_labelled(args.test)
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except (DocumentError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    task = args.task or Path(args.train).parent.name
+    template = icl.template_for(task)
+    test = test[:args.limit] if args.limit else test
+    model = _load_model(args)
+    per_seed = {}
+    for seed in seeds:
+        r = icl.evaluate(model, test, demos, k=args.k, seed=seed, template=template, memory_size=args.memory_size,
+                         progress=_progress(True, f"{task} seed {seed}"))
+        per_seed[str(seed)] = {"acc_memory": r.accuracy_memory, "acc_incontext": r.accuracy_context,
+                               "memory_tokens": r.memory_tokens}
+        if not args.json:
+            print(f"seed {seed}: with memory {r.accuracy_memory:.3f}  in-context only {r.accuracy_context:.3f}")
+    mem = [v["acc_memory"] for v in per_seed.values()]
+    ctx = [v["acc_incontext"] for v in per_seed.values()]
+    result = {"task": task, "n_test": len(test), "k": args.k, "memory_size": args.memory_size,
+              "acc_memory": statistics.mean(mem), "acc_memory_std": statistics.pstdev(mem),
+              "acc_incontext": statistics.mean(ctx), "acc_incontext_std": statistics.pstdev(ctx), "seeds": per_seed}
+    if not args.json:
+        print(f"{task}: with memory {result['acc_memory']:.3f} ± {result['acc_memory_std']:.3f}, "
+              f"in-context only {result['acc_incontext']:.3f} ± {result['acc_incontext_std']:.3f}")
+    return result
+
+
+def cmd_eval_chapterbreak(args) -> dict:
+    from .evaluate import chapterbreak_examples, eval_chapterbreak
+    try:
+        examples = chapterbreak_examples(args.file)
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise CliError(f"{args.file}: not a ChapterBreak-layout JSON file ({exc})") from exc
+    model = _load_model(args)
+    result = eval_chapterbreak(model, examples, args.limit, progress=_progress(True, "chapterbreak"))
+    if not args.json:
+        print(f"{result['n']} examples: LongMem {result['acc_longmem']:.3f}  local only {result['acc_local']:.3f}  "
+              f"(chance {result['chance']:.3f})")
+    return result
+
+
 def cmd_bench(args) -> dict:
     from .bench import run
     result = run(quick=args.quick)
@@ -233,7 +325,8 @@ def cmd_bench(args) -> dict:
 
 
 COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "train": cmd_train,
-            "eval-ppl": cmd_eval_ppl, "bench": cmd_bench}
+            "eval-ppl": cmd_eval_ppl, "eval-passkey": cmd_eval_passkey,
+            "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         result = COMMANDS[args.command](args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (DocumentError, BankMismatchError, FileNotFoundError) as exc:  # bad input met deeper down
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -101,6 +101,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label") -> list[tuple[str, str]]:
     """(text, label) pairs from a CSV, TSV or JSONL file with text and label columns."""
     path = Path(path)
+    if not path.is_file():
+        raise DocumentError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         rows = read_jsonl(path)

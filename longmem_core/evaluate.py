@@ -83,3 +83,113 @@ def eval_ppl(files: list[str], trained: LongMemModel, untrained: LongMemModel | 
         for split, rs in by_split.items()}
     summary["books"] = per_book
     return summary
+
+
+PASSKEY_QUESTION = " What is the pass key? The pass key is"
+
+
+def passkey_needle(key: int) -> str:
+    return f" The pass key is {key}. Remember it. {key} is the pass key."
+
+
+@torch.no_grad()
+def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, max_new_tokens: int = 8) -> dict:
+    """One pass-key trial: a key hidden at a random depth of ``length`` tokens of real text, *outside* the local
+    window, then asked for at the end. LongMem reads everything before the window into memory; the baseline
+    is the backbone with the same local window only. Returns whether each found the key."""
+    tok = model.tokenizer
+    key = rng.randrange(10_000, 100_000)
+    needle = tok(passkey_needle(key), add_special_tokens=False)["input_ids"]
+    question = tok(PASSKEY_QUESTION, add_special_tokens=False)["input_ids"]
+    window = model.segment_length - 1 - len(question) - max_new_tokens  # local context before the question
+    n_filler = length - len(needle) - len(question)
+    if n_filler - window < 1 or len(filler_ids) < n_filler:
+        raise ValueError(f"length {length} leaves no room outside the {window}-token window, or the text is too short")
+    start = rng.randrange(0, len(filler_ids) - n_filler + 1)
+    filler = filler_ids[start:start + n_filler]
+    depth = rng.randrange(0, n_filler - window)  # the key always lands in memory, never in the local window
+    doc = filler[:depth] + needle + filler[depth:]
+    memory_part, local = doc[:-window], doc[-window:]
+    bank = model.new_bank(capacity=max(model.cfg.capacity, length))
+    seg = model.segment_length - 1
+    for s in range(0, len(memory_part), seg):
+        model.memorize_ids(memory_part[s:s + seg], bank, token_start=s)
+    prompt = model._prefix(local + question)
+    answers = {}
+    for name, kwargs in (("longmem", {"bank": bank}), ("local", {"bank": None, "backbone_only": True})):
+        gen = model.generate(prompt, max_new_tokens=max_new_tokens, **kwargs)
+        text = "".join(gen)
+        answers[name] = str(key) in text.replace(" ", "")
+        answers[name + "_answer"] = text
+    answers.update(key=key, depth=depth / max(1, len(doc)))
+    return answers
+
+
+def eval_passkey(model: LongMemModel, text: str, lengths: list[int], trials: int, seed: int = 0,
+                 progress=None) -> dict:
+    """Accuracy per length for LongMem and for the local-only backbone."""
+    import random
+    filler_ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    rng = random.Random(seed)
+    result: dict = {"lengths": {}, "seed": seed, "trials": trials}
+    done = 0
+    for length in lengths:
+        rows = []
+        for _ in range(trials):
+            rows.append(passkey_trial(model, filler_ids, length, rng))
+            done += 1
+            if progress:
+                progress(done, len(lengths) * trials)
+        result["lengths"][str(length)] = {
+            "acc_longmem": sum(r["longmem"] for r in rows) / trials,
+            "acc_local": sum(r["local"] for r in rows) / trials,
+            "trials": rows}
+    return result
+
+
+@torch.no_grad()
+def suffix_logprob(model: LongMemModel, context_ids: list[int], suffix_ids: list[int], bank) -> float:
+    """Mean log-probability per token of ``suffix_ids`` after the local context (and memory, if a bank)."""
+    x = torch.tensor([model._prefix(context_ids + suffix_ids)])
+    logits = model(x, bank).logits if bank is not None else model.backbone.logits(model.backbone(x).hidden_states[-1])
+    start = x.shape[1] - len(suffix_ids)
+    logp = torch.log_softmax(logits[0, start - 1:-1].float(), dim=-1)
+    return float(logp[torch.arange(len(suffix_ids)), torch.tensor(suffix_ids)].mean())
+
+
+def chapterbreak_examples(path: str) -> list[dict]:
+    """Flatten a ChapterBreak-layout file ({"pg19" or "ao3": {book: [examples]}}) to a list of examples."""
+    import json
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [dict(ex, book=book) for group in data.values() for book, exs in group.items() for ex in exs]
+
+
+def eval_chapterbreak(model: LongMemModel, examples: list[dict], limit: int | None = None,
+                      max_suffix_tokens: int = 256, progress=None) -> dict:
+    """Suffix identification: the true next-chapter opening must score above 5 openings of other chapters.
+
+    The context's last tokens (a segment minus the suffix) are local; everything before goes into memory.
+    Baseline: the backbone with the same local context only.
+    """
+    tok = model.tokenizer
+    rows = []
+    examples = examples[:limit] if limit else examples
+    for i, ex in enumerate(examples):
+        ctx = tok(ex["ctx"], add_special_tokens=False)["input_ids"]
+        candidates = [ex["pos"], *ex["negs"]]
+        cands = [tok(" " + c.strip(), add_special_tokens=False)["input_ids"][:max_suffix_tokens] for c in candidates]
+        window = model.segment_length - 1 - max(len(c) for c in cands)
+        memory_part, local = ctx[:-window], ctx[-window:]
+        bank = model.new_bank()
+        seg = model.segment_length - 1
+        for s in range(0, len(memory_part), seg):
+            model.memorize_ids(memory_part[s:s + seg], bank, token_start=s)
+        mem = [suffix_logprob(model, local, c, bank) for c in cands]
+        loc = [suffix_logprob(model, local, c, None) for c in cands]
+        rows.append({"book": ex["book"], "longmem": int(max(range(6), key=lambda j: mem[j]) == 0),
+                     "local": int(max(range(6), key=lambda j: loc[j]) == 0), "memory_tokens": len(memory_part)})
+        if progress:
+            progress(i + 1, len(examples))
+    n = max(len(rows), 1)
+    return {"n": len(rows), "acc_longmem": sum(r["longmem"] for r in rows) / n,
+            "acc_local": sum(r["local"] for r in rows) / n, "chance": 1 / 6, "examples": rows}

@@ -92,3 +92,20 @@ def test_missing_checkpoint(bank):
     path, _, _ = bank
     proc = run("retrieve", "q", "--bank", str(path), "--checkpoint", "/nope.safetensors", check=False)
     assert proc.returncode != 0 and "not found" in proc.stderr
+
+
+def test_eval_commands_json(tmp_path, book_text):
+    rows = [{"text": f"it was {w}", "label": lab} for w, lab in
+            [("great", "positive"), ("awful", "negative"), ("fine", "positive"), ("bad", "negative")] * 3]
+    for name in ("train", "test"):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    out = json.loads(run("eval-icl", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+                         "--task", "sst2", "--k", "2", "--memory-size", "8", "--seeds", "1,2", "--limit", "3",
+                         "--backbone", "tiny-llama", "--json").stdout)
+    assert set(out) >= {"acc_memory", "acc_incontext", "seeds"} and set(out["seeds"]) == {"1", "2"}
+    out = json.loads(run("eval-passkey", "--lengths", "1500", "--trials", "1", "--backbone", "tiny-llama",
+                         "--json").stdout)
+    assert set(out["lengths"]["1500"]) >= {"acc_longmem", "acc_local"}
+    proc = run("eval-icl", "--train", str(tmp_path / "nope.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+               "--backbone", "tiny-llama", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
