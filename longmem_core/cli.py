@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEFAULT_BACKBONE
+from .config import DEFAULT_BACKBONE, default_checkpoint
 from .data import DocumentError
 from .memory_bank import BankMismatchError
 
@@ -24,7 +24,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help=f"backbone preset, hub id or local dir (default: the checkpoint's, else {DEFAULT_BACKBONE})")
     parser.add_argument("--checkpoint", default=None,
                         help=f"trained SideNet checkpoint (.safetensors); default: ${DEFAULT_CHECKPOINT_ENV} if set, "
-                             "else the untrained SideNet")
+                             "else assets/sidenet.safetensors if it exists, else the untrained SideNet")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -105,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_model(args):
     from .model import LongMemModel
-    checkpoint = args.checkpoint or os.environ.get(DEFAULT_CHECKPOINT_ENV) or None
+    checkpoint = args.checkpoint
+    if not checkpoint and default_checkpoint():  # the default checkpoint applies only to its own backbone
+        from .model import read_checkpoint_meta
+        shipped = default_checkpoint()
+        if args.backbone in (None, read_checkpoint_meta(shipped)["config"]["backbone"]):
+            checkpoint = shipped
     if checkpoint and not Path(checkpoint).is_file():
         raise CliError(f"checkpoint {checkpoint} not found")
     try:

