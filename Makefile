@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install app test test-fast clean
+.PHONY: install app test test-fast clean chromium
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ install: $(STAMP)
 app: $(STAMP)
 	$(PY) app.py
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) chromium
 	$(PY) -m pytest -q
+
+# the app's browser test drives Debian's chromium through Playwright (CI runs as root on Debian)
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -9,6 +9,7 @@ import csv
 import hashlib
 import math
 import os
+import shutil
 import tempfile
 import time
 import zipfile
@@ -86,6 +87,14 @@ def _busy(session: Session) -> Iterator[None]:
         yield
     finally:
         session.busy.release()
+
+
+def wait_idle(session: Session, seconds: float = 60.0) -> bool:
+    """Wait until the session's current work (stopping after its current step) has ended."""
+    if session.busy.acquire(timeout=seconds):
+        session.busy.release()
+        return True
+    return False
 
 
 # -- filling memory --
@@ -190,17 +199,24 @@ def clear(session: Session) -> None:
 # -- keeping and sharing a bank --
 
 def save_bank(session: Session, directory: str | os.PathLike) -> Path:
-    """The session's bank as a .zip file in ``directory`` (to download and load again later)."""
+    """The session's bank as a .zip file in a new folder under ``directory`` (to download and load again
+    later). The session keeps only its latest saved file: the previous one is deleted."""
     if session.bank is None or len(session.bank) == 0:
         raise AppError("Memory is empty: read a document first, then save.")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with _busy(session), tempfile.TemporaryDirectory(dir=directory) as tmp:
-        folder = session.bank.save(Path(tmp) / "bank")
-        target = directory / f"longmem-bank-{len(session.bank)}-tokens.zip"
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-            for file in sorted(folder.iterdir()):
-                zf.write(file, file.name)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="bank-", dir=directory))
+    try:
+        with _busy(session), tempfile.TemporaryDirectory(dir=folder) as tmp:
+            saved = session.bank.save(Path(tmp) / "bank")
+            target = folder / f"longmem-bank-{len(session.bank)}-tokens.zip"
+            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+                for file in sorted(saved.iterdir()):
+                    zf.write(file, file.name)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    session.drop_saved()
+    session.saved = folder
     return target
 
 

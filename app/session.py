@@ -1,9 +1,11 @@
 """One browser (or API client) session's memory, and the registry that frees it when the session closes."""
 from __future__ import annotations
 
+import shutil
 import threading
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from longmem_core import MemoryBank
 from longmem_core.icl import DemonstrationMemory
@@ -31,15 +33,22 @@ class Session:
     turns: list[dict] = field(default_factory=list)  # {"question", "answer", "backbone_answer"} per chat turn
     demonstrations: Demonstrations | None = None
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while memory is written
+    saved: Path | None = None  # folder of the latest saved bank (.zip) offered for download
     closed: bool = False
 
     def forget_documents(self) -> None:
         self.bank, self.heat, self.last_retrieved, self.turns = None, {}, [], []
 
+    def drop_saved(self) -> None:
+        if self.saved is not None:
+            shutil.rmtree(self.saved, ignore_errors=True)
+            self.saved = None
+
     def free(self) -> None:
-        """Drop all memory (the session closed or expired)."""
+        """Drop all memory and the saved bank file (the session closed or expired)."""
         self.forget_documents()
         self.demonstrations = None
+        self.drop_saved()
         self.closed = True
 
 

@@ -29,7 +29,7 @@ def build_demo(model: LongMemModel | None = None, checkpoint: str | None = None,
         model = handlers.load_model(checkpoint=checkpoint)
     ui = Ui(model=model, settings=app_settings, sessions=SessionRegistry(), checkpoint=checkpoint,
             work_dir=Path(tempfile.mkdtemp(prefix="longmem-studio-")))
-    with gr.Blocks(title="LongMem Studio") as demo:
+    with gr.Blocks(title="LongMem Studio", delete_cache=(3600, 3600)) as demo:
         gr.HTML(f"<style>{CSS_PATH.read_text(encoding='utf-8')}</style>", padding=False)
         header.render(ui)
         ui.add(session=gr.State(None, time_to_live=app_settings.session_ttl_s,

@@ -4,6 +4,7 @@ Pure functions of plain values; every piece of user or document text is escaped.
 """
 from __future__ import annotations
 
+import re
 from html import escape
 
 import numpy as np
@@ -103,7 +104,8 @@ def retrieved(result: dict, untrained: bool = False) -> str:
 
 
 def _flat(text: str) -> str:
-    return " ".join(text.split()) if text.strip() else text.replace("\n", " ")
+    """Runs of whitespace (newlines too) as one space, so the text reads as a paragraph."""
+    return re.sub(r"\s+", " ", text)
 
 
 # -- the memory map --

@@ -33,9 +33,9 @@ def render(ui: Ui) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
             chatbot = gr.Chatbot(label="Conversation", height=460, placeholder=PLACEHOLDER, buttons=["copy"],
-                                 feedback_options=None)
+                                 feedback_options=None, elem_id="lm-chatbot")
             question = gr.Textbox(label="Your question", placeholder="e.g. What did the Time Traveller explain?",
-                                  lines=1, max_lines=4, submit_btn="Ask", stop_btn=False)
+                                  lines=1, max_lines=4, submit_btn="Ask", stop_btn=False, elem_id="lm-question")
             with gr.Row():
                 compare = gr.Checkbox(label="Also answer with the backbone alone (no memory), to compare", value=False,
                                       scale=4)
@@ -71,7 +71,7 @@ def listen(ui: Ui) -> None:
     asking = ui["question"].submit(
         chat, [ui["question"], ui["session"], ui["compare"], ui["top"], ui["max_new_tokens"], ui["temperature"]],
         [ui["chatbot"], ui["question"], ui["retrieved"], ui["answer_json"], ui["memory_map"], ui["session"]],
-        api_name="chat", show_progress="minimal", **ui.heavy())
+        api_name="chat", show_progress="minimal", show_progress_on=ui["chatbot"], **ui.heavy())
     ui["stop_chat"].click(None, cancels=[asking], api_visibility="private")
 
     def restart(session, request: gr.Request):

@@ -47,15 +47,21 @@ class Ui:
         return views.memory_map(session.bank, session.heat, session.last_retrieved)
 
 
-def user_errors(fn: Callable) -> Callable:
-    """Show an AppError's message in the page (a Gradio error notice, or an error for API clients)."""
+def user_errors(fn: Callable | None = None, *, status: tuple[int, int] | None = None) -> Callable:
+    """Show an AppError's message in the page: as a Gradio error notice (an error for API clients) and, for a
+    streaming event with ``status=(index, n_outputs)``, first as an error line in its status output."""
+    if fn is None:
+        return functools.partial(user_errors, status=status)
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except AppError as exc:
-                raise gr.Error(str(exc), title="Could not do that", print_exception=False) from exc
+                if status is not None:
+                    index, n = status
+                    yield tuple(views.status("error", str(exc)) if i == index else gr.skip() for i in range(n))
+                raise gr.Error(str(exc), print_exception=False) from exc
         return generator
 
     @functools.wraps(fn)
@@ -63,5 +69,5 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except AppError as exc:
-            raise gr.Error(str(exc), title="Could not do that", print_exception=False) from exc
+            raise gr.Error(str(exc), print_exception=False) from exc
     return plain

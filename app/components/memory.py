@@ -1,7 +1,7 @@
 """The Memory tab: read documents into the session's bank, see its size, save, load or clear it."""
 from __future__ import annotations
 
-import tempfile
+from contextlib import closing
 
 import gradio as gr
 
@@ -14,16 +14,16 @@ def render(ui: Ui) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             files = gr.File(label="Documents to read (.txt, .md, .pdf)", file_count="multiple",
-                            file_types=[".txt", ".md", ".pdf"], height=140)
+                            file_types=[".txt", ".md", ".pdf"], height=140, elem_id="lm-files")
             example = gr.Dropdown(choices=list(handlers.BOOKS), value=None, label="…or a bundled public-domain book",
                                   info="Read along with any files you chose above")
             with gr.Row():
-                read = gr.Button("Read into memory", variant="primary", scale=3)
+                read = gr.Button("Read into memory", variant="primary", scale=3, elem_id="lm-read")
                 stop = gr.Button("Stop", variant="stop", scale=1)
             progress = gr.HTML(views.status("info", f"Up to {ui.settings.max_upload_mb:g} MB per file. "
-                                                    "Reading takes about 2 s per 1,000 tokens on a CPU."))
+                                                    "Reading takes about 2 s per 1,000 tokens on a CPU."), elem_id="lm-read-status")
         with gr.Column(scale=6):
-            summary = gr.HTML(views.bank_summary({"tokens": 0}))
+            summary = gr.HTML(views.bank_summary({"tokens": 0}), elem_id="lm-summary")
             with gr.Row():
                 save = gr.Button("Save memory bank (.zip)", size="md")
                 load = gr.UploadButton("Load a saved bank (.zip)", file_types=[".zip"], size="md")
@@ -43,7 +43,7 @@ def listen(ui: Ui) -> None:
         stats = handlers.bank_stats(session)
         return views.bank_summary(stats), stats, ui.memory_map(session)
 
-    @user_errors
+    @user_errors(status=(0, 5))
     def memorize(files=None, example=None, session=None, chunk_size=None, capacity=None, request: gr.Request = None):
         """Read the uploaded files and/or the chosen bundled book into this session's memory."""
         session = ui.open(session, request)
@@ -52,16 +52,26 @@ def listen(ui: Ui) -> None:
         yield views.progress_bar(0, f"Reading {documents[0].name}", "starting…"), *[gr.skip()] * 3, session
         work = stream(lambda report: handlers.memorize(model, session, documents, chunk_size=chunk_size,
                                                        capacity=capacity, progress=report))
-        for event in work:
-            if isinstance(event, Done):
-                yield views.memorize_done(event.result, handlers.bank_stats(session)), *shown(session), session
-            else:
-                yield views.memorize_progress(event), *[gr.skip()] * 3, session
+        with closing(work):  # closed early when the run is cancelled: the reading then stops
+            for event in work:
+                if isinstance(event, Done):
+                    yield views.memorize_done(event.result, handlers.bank_stats(session)), *shown(session), session
+                else:
+                    yield views.memorize_progress(event), *[gr.skip()] * 3, session
 
     reading = ui["read"].click(memorize, [ui["files"], ui["example"], ui["session"], ui["chunk_size"], ui["capacity"]],
                                [ui["read_progress"], *summary_outputs, ui["session"]], api_name="memorize",
-                               show_progress="minimal", **ui.heavy())
-    ui["stop_read"].click(None, cancels=[reading], api_visibility="private")
+                               show_progress="hidden", **ui.heavy())
+
+    def stopped(session, request: gr.Request):
+        """After Stop: wait for the reading to end its segment, then show what memory holds."""
+        session = ui.open(session, request)
+        handlers.wait_idle(session)
+        note = views.status("warn", f"Stopped. Memory holds {len(session.bank) if session.bank else 0:,} tokens.")
+        return note, *shown(session), session
+
+    ui["stop_read"].click(stopped, [ui["session"]], [ui["read_progress"], *summary_outputs, ui["session"]],
+                          cancels=[reading], api_visibility="private", show_progress="hidden", concurrency_limit=None)
 
     @user_errors
     def clear(session, request: gr.Request):
@@ -71,17 +81,17 @@ def listen(ui: Ui) -> None:
         return views.status("ok", "Memory cleared."), *shown(session), [], views.retrieved({}), session
 
     ui["clear"].click(clear, [ui["session"]], [ui["read_progress"], *summary_outputs, ui["chatbot"], ui["retrieved"],
-                                               ui["session"]], api_name="clear", concurrency_limit=None)
+                                               ui["session"]], api_name="clear", show_progress="hidden", concurrency_limit=None)
 
     @user_errors
     def save(session, request: gr.Request):
         """This session's memory bank as a .zip file, to load again later."""
         session = ui.open(session, request)
-        path = handlers.save_bank(session, tempfile.mkdtemp(dir=ui.work_dir))
+        path = handlers.save_bank(session, ui.work_dir)
         return gr.update(value=str(path), visible=True), session
 
     ui["save"].click(save, [ui["session"]], [ui["download"], ui["session"]], api_name="save_bank",
-                     concurrency_limit=None)
+                     show_progress="hidden", concurrency_limit=None)
 
     @user_errors
     def load(file, session, request: gr.Request):
@@ -92,4 +102,4 @@ def listen(ui: Ui) -> None:
         return note, *shown(session), session
 
     ui["load_bank"].upload(load, [ui["load_bank"], ui["session"]], [ui["read_progress"], *summary_outputs, ui["session"]],
-                           api_name="load_bank", concurrency_limit=None)
+                           api_name="load_bank", show_progress="hidden", concurrency_limit=None)
