@@ -224,8 +224,7 @@ def load_bank(model: LongMemModel, session: Session, path: str | os.PathLike, ma
     """Replace the session's bank by one saved with ``save_bank``. Anything wrong (not a bank, too large,
     another backbone) raises AppError and leaves the session's memory as it was."""
     path = Path(path)
-    if max_bytes is not None and path.stat().st_size > max_bytes:
-        raise AppError(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.1f} MB")
+    _file_too_large(path, max_bytes)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with zipfile.ZipFile(path) as zf:
@@ -235,7 +234,7 @@ def load_bank(model: LongMemModel, session: Session, path: str | os.PathLike, ma
                     raise AppError(f"{path.name}: not a LongMem memory bank (no {' / '.join(BANK_FILES)} inside)")
                 if any(n != os.path.basename(n) or n.startswith(".") for n in names):
                     raise AppError(f"{path.name}: not a LongMem memory bank (unexpected folders inside)")
-                if max_bytes is not None and unpacked > 4 * max_bytes:
+                if max_bytes is not None and unpacked > 2 * max_bytes:
                     raise AppError(f"{path.name}: unpacks to {unpacked / 1e6:.0f} MB, over the limit")
                 zf.extractall(tmp)
             bank = MemoryBank.load(tmp)

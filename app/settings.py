@@ -15,7 +15,8 @@ class AppSettings:
     history_turns: int = 2  # earlier question/answer pairs put in the chat prompt
     k: int = 20  # demonstrations in context for classification (paper: 20)
     seed: int = 1  # which k demonstrations are sampled into context
-    max_upload_mb: float = 20.0  # larger documents, demonstration sets and banks are refused with a message
+    max_upload_mb: float = 20.0  # larger documents, demonstration sets and test files are refused with a message
+    max_bank_mb: float = 200.0  # larger saved banks (.zip) are refused (a full 65,536-token bank of the default backbone is about 65 MB)
     max_demonstrations: int = 2000  # rows of a demonstration set read into memory (paper: 2,000)
     max_test_rows: int = 200  # rows of a test file classified at once
     concurrency: int = 2  # model calls running at once across all sessions; others wait in the queue
@@ -28,12 +29,16 @@ class AppSettings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.max_upload_mb <= 0:
-            raise ValueError(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+        if self.max_upload_mb <= 0 or self.max_bank_mb <= 0:
+            raise ValueError(f"upload limits must be > 0, got {self.max_upload_mb} and {self.max_bank_mb}")
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1e6)
+
+    @property
+    def max_bank_bytes(self) -> int:
+        return int(self.max_bank_mb * 1e6)
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "AppSettings":

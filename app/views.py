@@ -56,7 +56,7 @@ def memorize_done(report, stats: dict) -> str:
     if report.stopped:
         return status("warn", "Stopped. " + ("Read before stopping: " + "; ".join(parts) + "." if parts else
                                              "What was read of the current document stays in memory.") + full)
-    return status("ok", "Read into memory: " + "; ".join(parts) + "." + full)
+    return status("ok", "Read into memory: " + "; ".join(parts) + "." + full + " Ask about it on the Chat tab.")
 
 
 def bank_summary(stats: dict) -> str:
@@ -96,7 +96,7 @@ def retrieved(result: dict, untrained: bool = False) -> str:
             '<div class="lm-chunk">'
             f'<div class="lm-chunk-head"><b>#{rank}</b> {escape(r["source"])} · characters {_num(r["char_start"])}–'
             f'{_num(r["char_end"])} <span class="lm-score">{r["score"] * 100:.1f}% of memory attention</span></div>'
-            f'<div class="lm-context">{"…" if before else ""}{escape(_flat(before))}<mark>{escape(_flat(r["text"]))}'
+            f'<div class="lm-context">{"…" if r["char_start"] > len(before) else ""}{escape(_flat(before))}<mark>{escape(_flat(r["text"]))}'
             f'</mark>{escape(_flat(after))}{"…" if after else ""}</div></div>')
     if not cards:
         cards.append('<div class="lm-empty">No chunk was retrieved.</div>')

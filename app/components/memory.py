@@ -97,7 +97,7 @@ def listen(ui: Ui) -> None:
     def load(file, session, request: gr.Request):
         """Replace this session's memory by a bank saved earlier (same backbone only)."""
         session = ui.open(session, request)
-        stats = handlers.load_bank(model, session, file, max_bytes=settings.max_upload_bytes)
+        stats = handlers.load_bank(model, session, file, max_bytes=settings.max_bank_bytes)
         note = views.status("ok", f"Loaded a memory bank of {stats['tokens']:,} tokens.")
         return note, *shown(session), session
 

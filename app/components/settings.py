@@ -28,8 +28,9 @@ def render(ui: Ui) -> None:
         f"**Fixed by the model:** backbone `{cfg.backbone}`, memory layer {model.memory_layer}, "
         f"{cfg.top_k} tokens ({cfg.top_k // cfg.chunk_size} chunks of {cfg.chunk_size}) retrieved per query token "
         f"and head, SideNet {'checkpoint `' + ui.checkpoint + '`' if ui.checkpoint else 'untrained'}.  \n"
-        f"**Server limits:** {s.max_upload_mb:g} MB per upload, {s.max_demonstrations:,} demonstrations, "
-        f"{s.max_test_rows} test texts per file, {s.concurrency} model requests at once (others wait in a queue).")
+        f"**Server limits:** {s.max_upload_mb:g} MB per document or table, {s.max_bank_mb:g} MB per saved bank, "
+        f"{s.max_demonstrations:,} demonstrations, {s.max_test_rows} test texts per file, {s.concurrency} model "
+        "requests at once (others wait in a queue).")
     ui.add(top=top, max_new_tokens=max_new, temperature=temperature, chunk_size=chunk_size, capacity=capacity)
 
 
