@@ -15,8 +15,8 @@ from longmem_core import LongMemModel, preset
 from pdf_util import make_pdf
 
 BOOK = ("The Time Traveller was expounding a recondite matter to us. His pale grey eyes shone and twinkled. "
-        "Filby, an argumentative person with red hair, said that the geometry was wrong. ") * 4
-OTHER = "Mrs. Watchett came in with the lamp. The Psychologist looked at the little model. " * 4
+        "Filby, an argumentative person with red hair, said that the geometry was wrong. ") * 3
+OTHER = "Mrs. Watchett came in with the lamp. The Psychologist looked at the little model. " * 3
 CAPACITY = 4096
 
 
@@ -36,6 +36,12 @@ def filled(model, tmp_path, text=BOOK, name="book.txt"):
     docs = handlers.read_documents([write(tmp_path, name, text)])
     handlers.memorize(model, session, docs, capacity=CAPACITY)
     return session
+
+
+@pytest.fixture(scope="module")
+def shared(model, tmp_path_factory):
+    """One filled session for the tests that must leave it unchanged."""
+    return filled(model, tmp_path_factory.mktemp("shared"))
 
 
 def finish(steps):
@@ -88,8 +94,8 @@ def _encrypted_pdf():
     ("locked.pdf", None, "encrypted"),
     ("big.txt", b"x" * 3000, "over the limit"),
 ])
-def test_bad_documents_leave_memory_as_it_was(model, tmp_path, name, data, message):
-    session = filled(model, tmp_path)
+def test_bad_documents_leave_memory_as_it_was(shared, tmp_path, name, data, message):
+    session = shared
     before = handlers.bank_stats(session)
     path = write(tmp_path, name, data if data is not None else _encrypted_pdf())
     with pytest.raises(AppError, match=message) as info:
@@ -171,8 +177,8 @@ def test_chat_on_empty_memory_uses_the_backbone(model):
         finish(handlers.chat(model, session, "   "))
 
 
-def test_a_busy_session_refuses_a_second_request(model, tmp_path):
-    session = filled(model, tmp_path)
+def test_a_busy_session_refuses_a_second_request(model, shared):
+    session = shared
     with session.busy:
         with pytest.raises(AppError, match="busy"):
             finish(handlers.chat(model, session, "Who?"))
@@ -192,8 +198,8 @@ def test_sessions_never_see_each_other(model, tmp_path):
 
 # -- keeping and sharing a bank --
 
-def test_save_and_load_a_bank(model, tmp_path):
-    session = filled(model, tmp_path)
+def test_save_and_load_a_bank(model, shared, tmp_path):
+    session = shared
     path = handlers.save_bank(session, tmp_path / "out")
     assert path.suffix == ".zip"
     fresh = Session()
@@ -205,10 +211,10 @@ def test_save_and_load_a_bank(model, tmp_path):
         handlers.save_bank(Session(), tmp_path)
 
 
-def test_a_bank_of_another_backbone_is_refused(model, tiny_backbones, tmp_path):
+def test_a_bank_of_another_backbone_is_refused(model, shared, tiny_backbones, tmp_path):
     other = LongMemModel(preset("tiny-gpt2"), backbone=tiny_backbones["tiny-gpt2"])
-    path = handlers.save_bank(filled(other, tmp_path), tmp_path / "gpt2")
-    session = filled(model, tmp_path)
+    path = handlers.save_bank(filled(other, tmp_path, OTHER), tmp_path / "gpt2")
+    session = shared
     before = handlers.bank_stats(session)
     with pytest.raises(AppError, match="another backbone"):
         handlers.load_bank(model, session, path)
@@ -228,8 +234,8 @@ def _zip(tmp_path, name, files):
     ({"meta.json": "{}", "tensors.safetensors": b"x", "../evil": "x"}, "unexpected folders"),
     ({"meta.json": json.dumps({"format": 1}), "tensors.safetensors": b"garbage"}, "not a readable memory bank"),
 ])
-def test_broken_bank_files_are_refused(model, tmp_path, files, message):
-    session = filled(model, tmp_path)
+def test_broken_bank_files_are_refused(model, shared, tmp_path, files, message):
+    session = shared
     before = handlers.bank_stats(session)
     with pytest.raises(AppError, match=message):
         handlers.load_bank(model, session, _zip(tmp_path, "bad.zip", files))
@@ -302,13 +308,9 @@ def test_bundled_demonstration_sets_and_test_files():
     ("one.csv", "text,label\ngood,positive\nbad,positive\n", "two different labels"),
     ("notes.txt", "text,label\n", "unsupported file type"),
 ])
-def test_bad_demonstration_files_keep_the_loaded_set(model, tmp_path, name, data, message):
-    session = Session()
-    good = handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS))
-    loaded = handlers.load_demonstrations(model, session, good, capacity=CAPACITY)
+def test_bad_demonstration_files_are_refused(tmp_path, name, data, message):
     with pytest.raises(AppError, match=message):
         handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, name, data))
-    assert session.demonstrations is loaded
     with pytest.raises(AppError, match="over the limit"):
         handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, "d2.csv", DEMOS), max_bytes=10)
 
