@@ -86,35 +86,38 @@ def pdf_text(data: bytes, name: str) -> str:
     return text
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DocumentError(f"{Path(path).name}: line {n} is not JSON") from exc
-    return rows
+def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label",
+                  max_bytes: int | None = None) -> list[tuple[str, str]]:
+    """(text, label) pairs from a CSV, TSV or JSONL file with text and label columns.
 
-
-def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label") -> list[tuple[str, str]]:
-    """(text, label) pairs from a CSV, TSV or JSONL file with text and label columns."""
+    Raises DocumentError (one line) for a missing, oversized, binary or malformed file, a missing column,
+    or a row without a text or label."""
     path = Path(path)
     if not path.is_file():
         raise DocumentError(f"{path}: no such file")
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise DocumentError(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.1f} MB")
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        rows = read_jsonl(path)
-    elif suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
-    else:
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
         raise DocumentError(f"{path.name}: unsupported file type {suffix}; use .csv, .tsv or .jsonl")
-    if not rows:
-        raise DocumentError(f"{path.name}: no rows")
+    text = decode_text(path.read_bytes(), path.name)  # refuses binary and non-UTF-8 files
+    try:
+        if suffix in (".jsonl", ".json"):
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+    except (json.JSONDecodeError, csv.Error) as exc:
+        raise DocumentError(f"{path.name}: malformed {suffix[1:].upper()} ({exc})".splitlines()[0]) from exc
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        raise DocumentError(f"{path.name}: no rows of named columns")
     missing = [c for c in (text_column, label_column) if c not in rows[0]]
     if missing:
         raise DocumentError(f"{path.name}: no {' or '.join(repr(m) for m in missing)} column "
                             f"(columns: {', '.join(map(str, rows[0]))})")
-    return [(str(r[text_column]), str(r[label_column])) for r in rows]
+    pairs = []
+    for n, r in enumerate(rows, 1):
+        t, label = r.get(text_column), r.get(label_column)
+        if t is None or label is None:
+            raise DocumentError(f"{path.name}: row {n} has no {text_column if t is None else label_column}")
+        pairs.append((str(t), str(label)))
+    return pairs

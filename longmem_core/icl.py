@@ -188,18 +188,10 @@ def read_test_set(path: str, text_column: str = "text", label_column: str = "lab
     """(text, label) rows of a CSV/TSV/JSONL test file; the label is None for every row of a file without a
     label column. Raises DocumentError for a file without the text column, a row lacking a column, or a file
     that cannot be read."""
-    from pathlib import Path
-
     from .data import DocumentError, read_labelled
-    name = Path(path).name
-    try:
-        texts = [t for t, _ in read_labelled(path, text_column=text_column, label_column=text_column)]
-    except KeyError as exc:
-        raise DocumentError(f"{name}: a row has no {exc} column") from exc
+    texts = [t for t, _ in read_labelled(path, text_column=text_column, label_column=text_column)]
     try:
         return list(read_labelled(path, text_column=text_column, label_column=label_column))
-    except KeyError as exc:
-        raise DocumentError(f"{name}: a row has no {exc} column") from exc
     except DocumentError as exc:
         if f"no {label_column!r} column" not in str(exc):
             raise

@@ -303,8 +303,8 @@ def test_bundled_demonstration_sets_and_test_files():
 
 @pytest.mark.parametrize("name,data,message", [
     ("nolabel.csv", "text,sentiment\ngood,positive\n", "no 'label' column"),
-    ("binary.csv", b"\xff\xfe\x00\x01binary\x00data", "not a UTF-8 CSV"),
-    ("ragged.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n', "no 'label' column"),
+    ("binary.csv", b"\xff\xfe\x00\x01binary\x00data", "binary file"),
+    ("ragged.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n', "row 2 has no label"),
     ("one.csv", "text,label\ngood,positive\nbad,positive\n", "two different labels"),
     ("notes.txt", "text,label\n", "unsupported file type"),
 ])

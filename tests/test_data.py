@@ -82,3 +82,17 @@ def test_labelled_sets(tmp_path):
     (tmp_path / "b.csv").write_text("sentence,score\nx,1\n", encoding="utf-8")
     with pytest.raises(DocumentError, match="'text' or 'label'|'label'"):
         read_labelled(tmp_path / "b.csv")
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("bin.csv", b"\x00\x01\x02text,label", "binary"),
+    ("short.csv", b"text,label\nonly text\n", "row 1 has no label"),
+    ("bad.jsonl", b'{"text": "a", "label": "b"}\n{oops\n', "malformed"),
+    ("list.jsonl", b'["a", "b"]\n', "no rows"),
+    ("big.csv", b"text,label\n" + b"x,y\n" * 100, "over the limit"),
+])
+def test_bad_labelled_files(tmp_path, name, data, message):
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(DocumentError, match=message):
+        read_labelled(p, max_bytes=300)
