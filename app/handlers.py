@@ -17,16 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from longmem_core import (BankMismatchError, Document, DocumentError, LongMemModel, MemoryBank, read_document,
-                          read_labelled)
+from longmem_core import (BankMismatchError, Document, DocumentError, LongMemModel, MemoryBank, default_checkpoint,
+                          read_document, read_labelled)
 from longmem_core import icl
 
 from .background import Stopped
 from .session import Demonstrations, Session
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CHECKPOINT = ASSETS / "sidenet.safetensors"  # the trained SideNet, loaded by default when it exists
-CHECKPOINT_ENV = "LONGMEM_CHECKPOINT"
 BOOKS = {  # bundled public-domain examples: label -> file in assets/
     "The Time Machine, chapter I (H. G. Wells; 10 KB, ~2,500 tokens)": "the_time_machine_ch1.txt",
     "The Time Machine, whole book (H. G. Wells; 180 KB, ~45,000 tokens)": "the_time_machine.txt",
@@ -47,11 +45,6 @@ class AppError(ValueError):
 
 
 # -- the model --
-
-def default_checkpoint() -> str | None:
-    """The trained SideNet to load: ``$LONGMEM_CHECKPOINT``, else ``assets/sidenet.safetensors`` if it exists."""
-    return os.environ.get(CHECKPOINT_ENV) or (str(CHECKPOINT) if CHECKPOINT.is_file() else None)
-
 
 def load_model(backbone: str | None = None, checkpoint: str | os.PathLike | None = None) -> LongMemModel:
     """The default backbone with the trained SideNet when there is one, else the untrained SideNet."""

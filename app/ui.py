@@ -7,7 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from longmem_core import LongMemModel
+from longmem_core import LongMemModel, default_checkpoint
 
 from . import handlers
 from .components import chat, classify, header, memory, memory_map, settings
@@ -25,7 +25,7 @@ def build_demo(model: LongMemModel | None = None, checkpoint: str | None = None,
     API session gets its own memory, freed when the session closes."""
     app_settings = AppSettings.from_kwargs(**settings_overrides)
     if model is None:
-        checkpoint = checkpoint or handlers.default_checkpoint()
+        checkpoint = checkpoint or default_checkpoint()
         model = handlers.load_model(checkpoint=checkpoint)
     ui = Ui(model=model, settings=app_settings, sessions=SessionRegistry(), checkpoint=checkpoint,
             work_dir=Path(tempfile.mkdtemp(prefix="longmem-studio-")))

@@ -13,8 +13,10 @@ def render(ui: Ui) -> None:
                 "**SideNet** retrieves from it while answering (Wang et al. 2023, *Augmenting Language Models with "
                 "Long-Term Memory*). Fill memory, ask, and see what was retrieved.")
     if ui.checkpoint:
-        banner = (f'<div class="lm-banner lm-trained">SideNet: trained checkpoint <code>{escape(ui.checkpoint)}</code>'
-                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>.</div>')
+        banner = (f'<div class="lm-banner lm-trained">SideNet: checkpoint <code>{escape(ui.checkpoint)}</code>'
+                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. The shipped one is lightly trained: '
+                  'memory lowers perplexity only a little so far and retrieval is not yet reliable '
+                  '(see docs/RESULTS.md).</div>')
     else:
         banner = ('<div class="lm-banner"><b>Untrained SideNet.</b> No trained checkpoint was found, so memory is mixed '
                   'in with a fixed 0.5 gate and retrieval is not yet tuned: answers come mostly from the backbone '
