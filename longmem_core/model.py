@@ -202,13 +202,19 @@ class LongMemModel(nn.Module):
     # -- forward --
 
     def forward(self, input_ids: torch.Tensor, bank: MemoryBank | None = None, *, trace: bool = False,
-                position_ids: torch.Tensor | None = None, caches: "ModelCaches | None" = None) -> LongMemOutput:
-        """input_ids [B, T] -> logits [B, T, V]; every row reads the same bank (None: no memory)."""
+                position_ids: torch.Tensor | None = None, caches: "ModelCaches | None" = None,
+                top_k: int | None = None) -> LongMemOutput:
+        """input_ids [B, T] -> logits [B, T, V]; every row reads the same bank (None: no memory).
+
+        ``top_k``: tokens retrieved per query token and head for this call (default: the config's)."""
+        top_k = top_k or self.cfg.top_k
         if bank is not None:
             self.check_bank(bank)
+            if top_k % bank.chunk_size or top_k < bank.chunk_size:
+                raise ValueError(f"top_k={top_k} must be a positive multiple of the bank's chunk size {bank.chunk_size}")
         out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None,
                             memory_layer=self.memory_layer)
-        n_chunks = self.cfg.top_k // bank.chunk_size if bank is not None else 0
+        n_chunks = top_k // bank.chunk_size if bank is not None else 0
         retrieve = (lambda q: bank.search(q, n_chunks)) if bank is not None else None
         hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
         return LongMemOutput(logits=self.backbone.logits(hidden), trace=record, memory_keys=out.memory_keys,
@@ -219,11 +225,11 @@ class LongMemModel(nn.Module):
         return self._prefix(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @torch.no_grad()
-    def retrieve(self, query: str, bank: MemoryBank, top: int = 5) -> list[Retrieved]:
+    def retrieve(self, query: str, bank: MemoryBank, top: int = 5, top_k: int | None = None) -> list[Retrieved]:
         """The chunks the memory layer's queries over ``query`` attend to most (memory attention mass,
         summed over the query's tokens and heads, normalised to 1)."""
         ids = self.encode(query)
-        out = self(torch.tensor([ids]), bank, trace=True)
+        out = self(torch.tensor([ids]), bank, trace=True, top_k=top_k)
         start = 1 if self.sink_id is not None else 0
         totals = out.trace.chunk_totals(0, slice(start, None))
         best = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
@@ -240,7 +246,7 @@ class LongMemModel(nn.Module):
 
     def generate(self, prompt_ids: list[int], bank: MemoryBank | None = None, *, max_new_tokens: int = 128,
                  temperature: float = 0.0, top_p: float = 0.9, backbone_only: bool = False,
-                 seed: int | None = None) -> Generation:
+                 seed: int | None = None, top_k: int | None = None) -> Generation:
         """Stream a continuation of ``prompt_ids`` (KV-cached). ``backbone_only`` uses the frozen backbone alone."""
         if bank is not None and not backbone_only:
             self.check_bank(bank)
@@ -248,12 +254,13 @@ class LongMemModel(nn.Module):
         if len(prompt_ids) + max_new_tokens > max_ctx:
             prompt_ids = prompt_ids[-(max_ctx - max_new_tokens):]
         gen = Generation(steps=iter(()))
-        gen.steps = self._generate_steps(gen, prompt_ids, bank, max_new_tokens, temperature, top_p, backbone_only, seed)
+        gen.steps = self._generate_steps(gen, prompt_ids, bank, max_new_tokens, temperature, top_p, backbone_only, seed,
+                                         top_k)
         return gen
 
     @torch.no_grad()
     def _generate_steps(self, gen: Generation, prompt_ids, bank, max_new_tokens, temperature, top_p,
-                        backbone_only, seed) -> Iterator[str]:
+                        backbone_only, seed, top_k=None) -> Iterator[str]:
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         stop = self._stop_ids()
         caches = ModelCaches.empty(self)
@@ -264,7 +271,7 @@ class LongMemModel(nn.Module):
                 h = self.backbone(ids, caches=caches.backbone).hidden_states[-1]
                 logits = self.backbone.logits(h[:, -1:])
             else:
-                out = self(ids, bank, trace=bank is not None, caches=caches)
+                out = self(ids, bank, trace=bank is not None, caches=caches, top_k=top_k)
                 logits = out.logits[:, -1:]
                 if out.trace is not None:
                     for cid, w in out.trace.chunk_totals(0).items():
@@ -297,7 +304,7 @@ class LongMemModel(nn.Module):
 
     @torch.no_grad()
     def score_labels(self, prompt: str, labels: list[str], bank: MemoryBank | None = None,
-                     trace: bool = False) -> tuple[torch.Tensor, RetrievalTrace | None]:
+                     trace: bool = False, top_k: int | None = None) -> tuple[torch.Tensor, RetrievalTrace | None]:
         """Sum of log-probabilities of each label's tokens after ``prompt``: [n_labels], and the prompt's trace."""
         prompt_ids = self.encode(prompt)
         label_ids = [self.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
@@ -306,7 +313,7 @@ class LongMemModel(nn.Module):
         width = len(prompt_ids) + max(len(ids) for ids in label_ids)
         pad = self.tokenizer.pad_token_id or 0
         rows = [prompt_ids + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in label_ids]
-        out = self(torch.tensor(rows), bank, trace=trace)  # right padding never changes earlier positions
+        out = self(torch.tensor(rows), bank, trace=trace, top_k=top_k)  # right padding never changes earlier positions
         logp = torch.log_softmax(out.logits.float(), dim=-1)  # [n_labels, width, V]
         scores = []
         for row, ids in enumerate(label_ids):

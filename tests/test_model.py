@@ -219,3 +219,18 @@ def test_idle_side_layers_are_skipped_without_changing_the_result(make_model):
         fast = model(ids, bank).logits
     slow = model(ids, bank).logits  # grad enabled: every layer runs
     assert torch.allclose(fast, slow.detach(), atol=1e-6)
+
+
+def test_per_call_top_k(make_model):
+    model = make_model("tiny")  # config top_k=4, chunk size 2
+    bank = _filled_bank(model)
+    ids = _ids(model)
+    wide = model(ids, bank, trace=True, top_k=8).trace
+    assert wide.chunk_ids.shape[-1] == 4 and model(ids, bank, trace=True).trace.chunk_ids.shape[-1] == 2
+    assert torch.equal(model(ids, bank, top_k=4).logits, model(ids, bank).logits)
+    with pytest.raises(ValueError, match="multiple"):
+        model(ids, bank, top_k=3)
+    scores, tr = model.score_labels("x", [" a", " b"], bank, trace=True, top_k=6)
+    assert tr.chunk_ids.shape[-1] == 3
+    gen = model.generate(model.chat_ids("q"), bank, max_new_tokens=2, top_k=8)
+    assert len(list(gen)) >= 0 and gen.token_ids
