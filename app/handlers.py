@@ -52,6 +52,19 @@ def load_model(backbone: str | None = None, checkpoint: str | os.PathLike | None
     return LongMemModel.load(backbone=backbone, checkpoint=str(checkpoint) if checkpoint else None)
 
 
+def top_k_choices(model: LongMemModel) -> list[int]:
+    """Retrieval widths offered in Settings (tokens per query token and head); the model's own among them."""
+    return sorted({8, 16, 32, 64, 128, 256, model.cfg.top_k})
+
+
+def retrieval_width(top_k: int | None, bank: MemoryBank | None) -> int | None:
+    """``top_k`` rounded up to whole chunks of ``bank`` (None: the model's own)."""
+    if not top_k or bank is None:
+        return None
+    c = bank.chunk_size
+    return max(c, -(-int(top_k) // c) * c)
+
+
 def chunk_size_choices(model: LongMemModel) -> list[int]:
     """Chunk sizes the model can read: divisors of its retrieval width top_k (paper: 4 of 64)."""
     return [c for c in range(1, min(model.cfg.top_k, 32) + 1) if model.cfg.top_k % c == 0]
@@ -266,7 +279,8 @@ class ChatResult:
 
 
 def chat(model: LongMemModel, session: Session, question: str, *, compare: bool = False, top: int = 5,
-         max_new_tokens: int = 128, temperature: float = 0.0, history_turns: int = 2) -> Iterator[ChatResult]:
+         max_new_tokens: int = 128, temperature: float = 0.0, history_turns: int = 2,
+         top_k: int | None = None) -> Iterator[ChatResult]:
     """Answer ``question`` with the session's memory, streaming: yields the growing ChatResult, the last one
     with ``done`` set, the retrieved chunks listed and the retrieval heat of the session updated."""
     question = (question or "").strip()
@@ -280,7 +294,8 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
                         {"role": "assistant", "content": turn["answer"]}]
         prompt = model.chat_ids(question, history)
         result, t0 = ChatResult(question, memory_tokens=len(bank) if bank else 0), time.perf_counter()
-        gen = model.generate(prompt, bank, max_new_tokens=max_new_tokens, temperature=temperature)
+        gen = model.generate(prompt, bank, max_new_tokens=max_new_tokens, temperature=temperature,
+                             top_k=retrieval_width(top_k, bank))
         for piece in gen:
             result.answer += piece
             yield result
@@ -405,7 +420,7 @@ def _probabilities(scores: dict[str, float]) -> dict[str, float]:
 
 
 def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = icl.DEFAULT_K,
-                  seed: int = icl.DEFAULT_SEED, top: int = 5) -> dict:
+                  seed: int = icl.DEFAULT_SEED, top: int = 5, top_k: int | None = None) -> dict:
     """One text classified with memory and in context only, with the demonstrations memory gave most weight."""
     text = (text or "").strip()
     if not text:
@@ -414,7 +429,8 @@ def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = 
     context = icl.context_text(loaded.template, icl.sample_context(loaded.memory.examples, k, seed))
     with _busy(session):
         with_memory = icl.classify(model, text, loaded.labels, context=context, bank=loaded.bank,
-                                   template=loaded.template, top=max(top * 4, 8))
+                                   template=loaded.template, top=max(top * 4, 8),
+                                   top_k=retrieval_width(top_k, loaded.bank))
         alone = icl.classify(model, text, loaded.labels, context=context, template=loaded.template)
     shares: dict[int, float] = {}
     for r in with_memory.retrieved:  # a chunk may span two demonstrations: its share is split evenly
@@ -442,14 +458,14 @@ def read_test_file(path: str | os.PathLike, *, max_bytes: int | None = None, max
 
 def classify_rows(model: LongMemModel, session: Session, rows: Sequence[tuple[str, str | None]], *,
                   k: int = icl.DEFAULT_K, seed: int = icl.DEFAULT_SEED,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
+                  progress: Callable[[int, int], None] | None = None, top_k: int | None = None) -> dict:
     """Every row with memory and in context only; accuracy of both when the rows have labels."""
     loaded = _loaded(session)
     labelled = all(label is not None for _, label in rows)
     with _busy(session):
         result = icl.evaluate(model, [(t, label or "") for t, label in rows], loaded.memory.examples, k=k,
                               seed=seed, template=loaded.template, labels=loaded.labels, bank=loaded.bank,
-                              progress=progress)
+                              progress=progress, top_k=retrieval_width(top_k, loaded.bank))
     table = [{"text": t, "label": label, "with_memory": m, "in_context_only": c}
              for (t, label), m, c in zip(rows, result.memory_predictions, result.context_predictions)]
     unknown = sorted({label for _, label in rows if label is not None} - set(loaded.labels))

@@ -109,7 +109,8 @@ class Prediction:
 
 
 def classify(model: LongMemModel, text: str, labels: Sequence[str], *, context: str = "",
-             bank: MemoryBank | None = None, template: str = SENTIMENT_TEMPLATE, top: int = 5) -> Prediction:
+             bank: MemoryBank | None = None, template: str = SENTIMENT_TEMPLATE, top: int = 5,
+             top_k: int | None = None) -> Prediction:
     """The label whose word is most likely after ``context`` + the query for ``text`` (ties: the first label).
 
     With ``bank`` the SideNet reads memory, and ``retrieved`` lists the chunks that the test text's own tokens
@@ -118,7 +119,8 @@ def classify(model: LongMemModel, text: str, labels: Sequence[str], *, context: 
     if not labels:
         raise ValueError("no labels to choose from")
     prompt = context + query_prompt(template, text)
-    scores, trace = model.score_labels(prompt, [" " + label for label in labels], bank, trace=bank is not None)
+    scores, trace = model.score_labels(prompt, [" " + label for label in labels], bank, trace=bank is not None,
+                                       top_k=top_k)
     best = int(scores.argmax())
     retrieved: list[Retrieved] = []
     if trace is not None and top > 0:
@@ -152,7 +154,8 @@ class IclResult:
 def evaluate(model: LongMemModel, test: Sequence[Example], demonstrations: Sequence[Example], *,
              k: int = DEFAULT_K, seed: int = DEFAULT_SEED, template: str = SENTIMENT_TEMPLATE,
              labels: Sequence[str] | None = None, bank: MemoryBank | None = None,
-             memory_size: int | None = None, progress: Progress | None = None) -> IclResult:
+             memory_size: int | None = None, progress: Progress | None = None,
+             top_k: int | None = None) -> IclResult:
     """Classify every test example twice, with memory and in-context only, and count the correct ones.
 
     ``k`` demonstrations are sampled once (``seed``) into the context, as in the authors' script. Memory holds
@@ -170,7 +173,7 @@ def evaluate(model: LongMemModel, test: Sequence[Example], demonstrations: Seque
     memory_predictions, context_predictions = [], []
     for i, (text, _) in enumerate(test):
         memory_predictions.append(classify(model, text, labels, context=context, bank=bank, template=template,
-                                           top=0).label)
+                                           top=0, top_k=top_k).label)
         context_predictions.append(classify(model, text, labels, context=context, template=template).label)
         if progress:
             progress(i + 1, len(test))

@@ -386,3 +386,28 @@ def test_stream_reports_then_returns_and_stops_when_closed():
         raise AppError("bad input")
     with pytest.raises(AppError, match="bad input"):
         list(stream(failing))
+
+
+def test_retrieval_width_setting_rounds_to_whole_chunks():
+    from longmem_core import MemoryBank
+    bank = MemoryBank(n_kv_heads=2, head_dim=8, chunk_size=4)
+    assert handlers.retrieval_width(None, bank) is None and handlers.retrieval_width(16, None) is None
+    assert handlers.retrieval_width(16, bank) == 16 and handlers.retrieval_width(10, bank) == 12
+    assert handlers.retrieval_width(1, bank) == 4
+
+
+def test_chat_uses_the_retrieval_width_setting(model, tmp_path):
+    session = filled(model, tmp_path)
+    widths = []
+    real = model.generate
+
+    def spy(*args, **kwargs):
+        widths.append(kwargs.get("top_k"))
+        return real(*args, **kwargs)
+    model.generate = spy
+    try:
+        finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=2, top_k=2 * session.bank.chunk_size))
+        finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=2))
+    finally:
+        del model.generate
+    assert widths == [2 * session.bank.chunk_size, None]

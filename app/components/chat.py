@@ -55,13 +55,13 @@ def listen(ui: Ui) -> None:
     untrained = ui.checkpoint is None
 
     @user_errors
-    def chat(question, session, compare, top, max_new_tokens, temperature, request: gr.Request):
+    def chat(question, session, compare, top, max_new_tokens, temperature, top_k=None, request: gr.Request = None):
         """Answer a question with this session's memory; streams the answer, then lists the retrieved chunks."""
         session = ui.open(session, request)
         earlier = list(session.turns)
         steps = handlers.chat(model, session, question, compare=bool(compare), top=int(top),
                               max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                              history_turns=settings.history_turns)
+                              history_turns=settings.history_turns, top_k=int(top_k) if top_k else None)
         for result in steps:
             if not result.done:
                 yield messages(earlier, result), "", gr.skip(), gr.skip(), gr.skip(), session
@@ -69,7 +69,8 @@ def listen(ui: Ui) -> None:
                ui.memory_map(session), session)
 
     asking = ui["question"].submit(
-        chat, [ui["question"], ui["session"], ui["compare"], ui["top"], ui["max_new_tokens"], ui["temperature"]],
+        chat, [ui["question"], ui["session"], ui["compare"], ui["top"], ui["max_new_tokens"], ui["temperature"],
+               ui["top_k"]],
         [ui["chatbot"], ui["question"], ui["retrieved"], ui["answer_json"], ui["memory_map"], ui["session"]],
         api_name="chat", show_progress="minimal", show_progress_on=ui["chatbot"], **ui.heavy())
     ui["stop_chat"].click(None, cancels=[asking], api_visibility="private")

@@ -57,7 +57,7 @@ def listen(ui: Ui) -> None:
 
     @user_errors(status=(0, 7))
     def classify(choice, upload=None, template=None, k=s.k, text=None, test_file=None, bundled_test=False, session=None,
-                 chunk_size=None, capacity=None, request: gr.Request = None):
+                 chunk_size=None, capacity=None, top_k=None, request: gr.Request = None):
         """Classify a text and/or a test file with demonstrations in memory, against in-context only."""
         session = ui.open(session, request)
         demos = handlers.demonstration_set(choice, upload if choice == handlers.UPLOADED_SET else None,
@@ -85,12 +85,14 @@ def listen(ui: Ui) -> None:
         outputs = [None, "", "", [], result]  # label scores, explanation, accuracy, table, JSON
         if (text or "").strip():
             yield views.progress_bar(0.5, "Classifying the text", "with memory, then in context only"), *skip, session
-            one = handlers.classify_text(model, session, text, k=k, seed=s.seed, top=s.top)
+            one = handlers.classify_text(model, session, text, k=k, seed=s.seed, top=s.top,
+                                         top_k=int(top_k) if top_k else None)
             result["text"] = one
             outputs[0:2] = [one["probabilities"], views.classification(one)]
         if rows:
             classifying = stream(lambda report: handlers.classify_rows(
-                model, session, rows, k=k, seed=s.seed, progress=lambda d, t: report((d, t))))
+                model, session, rows, k=k, seed=s.seed, progress=lambda d, t: report((d, t)),
+                top_k=int(top_k) if top_k else None))
             with closing(classifying):
                 for event in classifying:
                     if isinstance(event, Done):
@@ -108,7 +110,7 @@ def listen(ui: Ui) -> None:
 
     running = ui["classify"].click(
         classify, [ui["demo_choice"], ui["demo_upload"], ui["demo_template"], ui["k"], ui["classify_text"],
-                   ui["test_file"], ui["bundled_test"], ui["session"], ui["chunk_size"], ui["capacity"]],
+                   ui["test_file"], ui["bundled_test"], ui["session"], ui["chunk_size"], ui["capacity"], ui["top_k"]],
         [ui["classify_status"], ui["probabilities"], ui["explanation"], ui["accuracy"], ui["results"],
          ui["classify_json"], ui["session"]], api_name="classify", show_progress="hidden", **ui.heavy())
 

@@ -13,7 +13,10 @@ def render(ui: Ui) -> None:
     with gr.Row():
         with gr.Column():
             gr.Markdown("#### Answers")
-            top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer (top-k shown)")
+            top_k = gr.Dropdown(handlers.top_k_choices(model), value=cfg.top_k,
+                                label="Tokens retrieved per query token and head (top-k)",
+                                info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
+            top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer")
             max_new = gr.Slider(8, 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05,
                                     label="Temperature (0 = always the most likely token)")
@@ -26,12 +29,11 @@ def render(ui: Ui) -> None:
                                  info="Beyond it the oldest chunks are dropped (paper: 65,536)")
     gr.Markdown(
         f"**Fixed by the model:** backbone `{cfg.backbone}`, memory layer {model.memory_layer}, "
-        f"{cfg.top_k} tokens ({cfg.top_k // cfg.chunk_size} chunks of {cfg.chunk_size}) retrieved per query token "
-        f"and head, SideNet {'checkpoint `' + ui.checkpoint + '`' if ui.checkpoint else 'untrained'}.  \n"
+        f"SideNet {'checkpoint `' + ui.checkpoint + '`' if ui.checkpoint else 'untrained'}.  \n"
         f"**Server limits:** {s.max_upload_mb:g} MB per document or table, {s.max_bank_mb:g} MB per saved bank, "
         f"{s.max_demonstrations:,} demonstrations, {s.max_test_rows} test texts per file, {s.concurrency} model "
         "requests at once (others wait in a queue).")
-    ui.add(top=top, max_new_tokens=max_new, temperature=temperature, chunk_size=chunk_size, capacity=capacity)
+    ui.add(top=top, top_k=top_k, max_new_tokens=max_new, temperature=temperature, chunk_size=chunk_size, capacity=capacity)
 
 
 def listen(ui: Ui) -> None:
