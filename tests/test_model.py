@@ -234,3 +234,14 @@ def test_per_call_top_k(make_model):
     assert tr.chunk_ids.shape[-1] == 3
     gen = model.generate(model.chat_ids("q"), bank, max_new_tokens=2, top_k=8)
     assert len(list(gen)) >= 0 and gen.token_ids
+
+
+def test_checkpoint_on_another_copy_of_the_same_architecture_loads_with_a_warning(make_model, tmp_path):
+    from longmem_core import load_backbone
+    path = make_model("tiny").save_checkpoint(tmp_path / "c.safetensors")
+    other = LongMemModel(preset("tiny"), backbone=load_backbone("tiny-llama", seed=7))  # same shapes, other weights
+    with pytest.warns(UserWarning, match="another copy"):
+        other.load_checkpoint(path)
+    gpt2 = make_model("tiny-gpt2")
+    with pytest.raises(BankMismatchError, match="another backbone"):
+        gpt2.load_checkpoint(path)
