@@ -61,7 +61,7 @@ def _hits_needle(retrieved, start):
 
 @pytest.mark.xfail(strict=False,
                    reason="known gap (docs/RESULTS.md): neither the untrained SideNet nor the first trained checkpoint "
-                          "retrieves the pass key chunk; retrieval training is still to do")
+                          "(assets/sidenet-books-150steps.safetensors) retrieves the pass key chunk")
 def test_retrieve_finds_the_pass_key(model, passkey_bank):
     bank, text, start = passkey_bank
     retrieved = model.retrieve("What is the pass key? The pass key is", bank, top=10)

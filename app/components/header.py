@@ -14,9 +14,8 @@ def render(ui: Ui) -> None:
                 "Long-Term Memory*). Fill memory, ask, and see what was retrieved.")
     if ui.checkpoint:
         banner = (f'<div class="lm-banner lm-trained">SideNet: checkpoint <code>{escape(ui.checkpoint)}</code>'
-                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. The shipped one is lightly trained: '
-                  'memory lowers perplexity only a little so far and retrieval is not yet reliable '
-                  '(see docs/RESULTS.md).</div>')
+                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. Memory lowers perplexity only a little so '
+                  'far and retrieval is not yet reliable (see docs/RESULTS.md).</div>')
     else:
         banner = ('<div class="lm-banner"><b>Untrained SideNet.</b> No trained checkpoint was found, so memory is mixed '
                   'in with a fixed 0.5 gate and retrieval is not yet tuned: answers come mostly from the backbone '
