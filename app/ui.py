@@ -27,7 +27,7 @@ def build_demo(model: LongMemModel | None = None, checkpoint: str | None = None,
     if model is None:
         checkpoint = checkpoint or default_checkpoint()
         model = handlers.load_model(checkpoint=checkpoint)
-    ui = Ui(model=model, settings=app_settings, sessions=SessionRegistry(), checkpoint=checkpoint,
+    ui = Ui(model=model, settings=app_settings, sessions=SessionRegistry(), checkpoint=checkpoint or model.checkpoint_path,
             work_dir=Path(tempfile.mkdtemp(prefix="longmem-studio-")))
     with gr.Blocks(title="LongMem Studio", delete_cache=(3600, 3600)) as demo:
         gr.HTML(f"<style>{CSS_PATH.read_text(encoding='utf-8')}</style>", padding=False)

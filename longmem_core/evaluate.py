@@ -10,18 +10,27 @@ import torch
 from .model import LongMemModel
 
 
+def segment_loss(model: LongMemModel, ids: list[int], bank, backbone_only: bool = False):
+    """Summed next-token loss of one segment (opened by the sink token) reading ``bank``, the number of scored
+    tokens, and the segment's memory-layer keys/values to write afterwards (so memory only ever holds
+    *previous* segments; None with ``backbone_only``). Every token after the first is scored (the first has
+    only the sink as context)."""
+    x = torch.tensor([model.with_sink(ids)])
+    start = x.shape[1] - len(ids)  # the sink token is input only
+    if backbone_only:
+        logits, keys, values = model.backbone.logits(model.backbone(x).hidden_states[-1]), None, None
+    else:
+        out = model(x, bank)
+        logits, keys, values = out.logits, out.memory_keys[0, start:], out.memory_values[0, start:]
+    loss = torch.nn.functional.cross_entropy(logits[0, start:-1].float(), x[0, start + 1:], reduction="sum")
+    return loss, len(ids) - 1, keys, values
+
+
 @torch.no_grad()
 def segment_nll(model: LongMemModel, ids: list[int], bank, backbone_only: bool = False) -> tuple[float, int]:
-    """Summed next-token NLL of one segment (opened by the sink token) and the number of scored tokens."""
-    x = torch.tensor([model._prefix(ids)])
-    start = x.shape[1] - len(ids)
-    if backbone_only:
-        logits = model.backbone.logits(model.backbone(x).hidden_states[-1])
-    else:
-        logits = model(x, bank).logits
-    # score every token of the segment after the first (the first has only the sink as context)
-    nll = torch.nn.functional.cross_entropy(logits[0, start:-1].float(), x[0, start + 1:], reduction="sum")
-    return float(nll), len(ids) - 1
+    """Summed next-token NLL of one segment and the number of scored tokens (see ``segment_loss``)."""
+    loss, n, _, _ = segment_loss(model, ids, bank, backbone_only)
+    return float(loss), n
 
 
 @torch.no_grad()
@@ -114,7 +123,7 @@ def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, 
     seg = model.segment_length - 1
     for s in range(0, len(memory_part), seg):
         model.memorize_ids(memory_part[s:s + seg], bank, token_start=s)
-    prompt = model._prefix(local + question)
+    prompt = model.with_sink(local + question)
     answers = {}
     for name, kwargs in (("longmem", {"bank": bank}), ("local", {"bank": None, "backbone_only": True})):
         gen = model.generate(prompt, max_new_tokens=max_new_tokens, **kwargs)
@@ -150,7 +159,7 @@ def eval_passkey(model: LongMemModel, text: str, lengths: list[int], trials: int
 @torch.no_grad()
 def suffix_logprob(model: LongMemModel, context_ids: list[int], suffix_ids: list[int], bank) -> float:
     """Mean log-probability per token of ``suffix_ids`` after the local context (and memory, if a bank)."""
-    x = torch.tensor([model._prefix(context_ids + suffix_ids)])
+    x = torch.tensor([model.with_sink(context_ids + suffix_ids)])
     logits = model(x, bank).logits if bank is not None else model.backbone.logits(model.backbone(x).hidden_states[-1])
     start = x.shape[1] - len(suffix_ids)
     logp = torch.log_softmax(logits[0, start - 1:-1].float(), dim=-1)

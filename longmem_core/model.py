@@ -74,6 +74,7 @@ class LongMemModel(nn.Module):
         self.memory_layer = self.side.memory_layer
         self._fingerprint = self.backbone.fingerprint()
         self.segment_length = min(cfg.segment_length, self.backbone.max_positions)  # tokens read at once
+        self.checkpoint_path: str | None = None  # the checkpoint last loaded into the SideNet, if any
 
     # -- construction and checkpoints --
 
@@ -124,6 +125,7 @@ class LongMemModel(nn.Module):
         with torch.no_grad():
             for name, t in tensors.items():
                 own[name].copy_(t)
+        self.checkpoint_path = str(path)
 
     # -- memory --
 
@@ -157,7 +159,8 @@ class LongMemModel(nn.Module):
                 return tid
         return None
 
-    def _prefix(self, ids: list[int]) -> list[int]:
+    def with_sink(self, ids: list[int]) -> list[int]:
+        """``ids`` opened by the segment-start (sink) token, as every segment is read."""
         return ([self.sink_id] if self.sink_id is not None else []) + ids
 
     @torch.no_grad()
@@ -172,7 +175,7 @@ class LongMemModel(nn.Module):
         if not ids:
             raise ValueError(f"{source}: no tokens to memorize")
         src = bank.add_source(source, text)
-        prefix = self._prefix([])
+        prefix = self.with_sink([])
         step = self.segment_length - len(prefix)
         chunks = 0
         starts = list(range(0, len(ids), step))
@@ -198,7 +201,7 @@ class LongMemModel(nn.Module):
     def memorize_ids(self, ids: list[int], bank: MemoryBank, source: int = -1, token_start: int = 0,
                      char_spans=None) -> int:
         """Write one segment of token ids (without the sink token) into ``bank``; returns chunks added."""
-        x = torch.tensor([self._prefix(ids)])
+        x = torch.tensor([self.with_sink(ids)])
         out = self.backbone(x, memory_layer=self.memory_layer, stop_after=self.memory_layer)
         start = x.shape[1] - len(ids)
         return bank.add(out.memory_keys[0, start:], out.memory_values[0, start:], source=source,
@@ -227,7 +230,7 @@ class LongMemModel(nn.Module):
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` opened by the segment-start token, as every segment is read."""
-        return self._prefix(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.with_sink(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @torch.no_grad()
     def retrieve(self, query: str, bank: MemoryBank, top: int = 5, top_k: int | None = None) -> list[Retrieved]:
@@ -247,7 +250,7 @@ class LongMemModel(nn.Module):
         messages = ([{"role": "system", "content": system}] if system else []) + list(history or [])
         messages.append({"role": "user", "content": question})
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self._prefix(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return self.with_sink(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def generate(self, prompt_ids: list[int], bank: MemoryBank | None = None, *, max_new_tokens: int = 128,
                  temperature: float = 0.0, top_p: float = 0.9, backbone_only: bool = False,

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from .evaluate import segment_loss
 from .model import LongMemModel
 
 TRAINABLE = ("memory", "all")
@@ -86,17 +87,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def segment_loss(model: LongMemModel, ids: list[int], bank) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
-    """Next-token loss of one segment (opened by the sink token) reading ``bank``; returns the keys/values
-    to write afterwards, so memory only ever holds *previous* segments."""
-    x = torch.tensor([model._prefix(ids)])
-    out = model(x, bank)
-    start = len(x[0]) - len(ids)  # the sink token is input only
-    logits = out.logits[0, start:-1]
-    loss = torch.nn.functional.cross_entropy(logits.float(), x[0, start + 1:], reduction="sum")
-    return loss, len(ids) - 1, out.memory_keys[0, start:], out.memory_values[0, start:]
 
 
 @torch.no_grad()

@@ -245,3 +245,11 @@ def test_checkpoint_on_another_copy_of_the_same_architecture_loads_with_a_warnin
     gpt2 = make_model("tiny-gpt2")
     with pytest.raises(BankMismatchError, match="another backbone"):
         gpt2.load_checkpoint(path)
+
+
+def test_model_remembers_its_checkpoint(make_model, tmp_path):
+    model = make_model("tiny")
+    assert model.checkpoint_path is None
+    path = model.save_checkpoint(tmp_path / "c.safetensors")
+    model.load_checkpoint(path)
+    assert model.checkpoint_path == str(path)
