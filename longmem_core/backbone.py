@@ -122,8 +122,13 @@ class FrozenBackbone(nn.Module):
                                 f"{', '.join(LLAMA_FAMILY + GPT2_FAMILY)}")
         self.n_layers = len(self.blocks)
         self.max_positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048)
+        self._transformers = (hf_model,)  # the model it wraps (a tuple: not registered twice), for baselines
         self.requires_grad_(False)
         self.eval()
+
+    def transformers_model(self):
+        """The transformers model these blocks come from (same weights), e.g. for a plain-forward baseline."""
+        return self._transformers[0]
 
     # -- architecture mapping (the only transformers-specific code) --
 

@@ -21,7 +21,7 @@ def default_checkpoint() -> str | None:
 
 MEMORY_POSITION_POLICIES = ("none", "fixed")
 SIDE_INITS = ("paper", "identity")
-INDEX_KINDS = ("flat",)  # approximate indexes (IVF, HNSW) are planned for large banks, not built yet
+INDEX_KINDS = ("auto", "flat", "ivf")  # see memory_bank.py: exact below a measured size, IVF above it (auto)
 
 
 @dataclass
@@ -40,9 +40,10 @@ class LongMemConfig:
     memory_position: str = "none"  # "none": memory scored with unrotated (position-free) q and k; "fixed": as if every memory token sat memory_distance tokens before the query (RoPE backbones only)
     memory_distance: int = 1024  # relative distance used by memory_position="fixed"
     side_init: str = "identity"  # "paper": side layers as in the paper (side output != backbone output at init); "identity": each side layer's block update is scaled by a trainable per-layer factor that starts at 0, so with empty memory the untrained model equals the backbone exactly
+    memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search and memory attention), trained for retrieval by ``retrieval_train``; 0: memory queries are the block's own queries
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
-    index: str = "flat"  # "flat": exact inner product, as the paper
+    index: str = "auto"  # "flat": always exact inner product (the paper); "ivf": approximate (faiss IVF) once the bank is big enough to train it; "auto": exact below memory_bank.AUTO_APPROX_CHUNKS chunks, IVF above
     seed: int = 0  # seed for the random init of the tiny test backbones
 
     def __post_init__(self) -> None:
@@ -58,6 +59,8 @@ class LongMemConfig:
             raise ValueError(f"memory_position must be one of {MEMORY_POSITION_POLICIES}, got {self.memory_position!r}")
         if self.side_init not in SIDE_INITS:
             raise ValueError(f"side_init must be one of {SIDE_INITS}, got {self.side_init!r}")
+        if self.memory_query_rank < 0:
+            raise ValueError(f"memory_query_rank must be >= 0, got {self.memory_query_rank}")
         if self.index not in INDEX_KINDS:
             raise ValueError(f"index must be one of {INDEX_KINDS}, got {self.index!r}")
 

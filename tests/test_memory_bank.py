@@ -112,3 +112,107 @@ def test_banks_are_independent():
     a, b = _bank(), _bank()
     a.add(torch.randn(8, 2, 8), torch.randn(8, 2, 8))
     assert len(a) == 8 and len(b) == 0
+
+
+def _reference_top(keys_by_id: dict, q: torch.Tensor, g: int, k: int) -> list[int]:
+    """Brute-force exact top-k chunk ids for one query of kv head g."""
+    ids = sorted(keys_by_id)
+    means = torch.stack([keys_by_id[i][:, g].float().mean(0) for i in ids])  # [n, D]
+    order = torch.argsort(means @ q, descending=True)[:k]
+    return [ids[i] for i in order.tolist()]
+
+
+def test_ring_buffer_wraps_around_and_stays_exact():
+    """Many adds of odd sizes through a small bank: storage wraps, search equals brute force on what is left."""
+    torch.manual_seed(0)
+    bank = _bank(capacity=40, index="flat")  # 10 chunks
+    kept: dict[int, torch.Tensor] = {}
+    next_id, pos = 0, 0
+    for size in [8, 12, 4, 16, 8, 20, 4, 8, 12]:  # multiples of the chunk size: every chunk is full
+        keys = torch.randn(size, 2, 8).half().float()
+        bank.add(keys, keys * 2, token_start=pos)
+        for j in range(size // 4):
+            kept[next_id + j] = keys[4 * j:4 * j + 4]
+        next_id, pos = next_id + size // 4, pos + size
+        while len(kept) > 10:
+            kept.pop(min(kept))
+        assert bank.n_chunks == len(kept) and len(bank) == 4 * len(kept)
+        assert bank.chunk_ids.tolist() == sorted(kept)
+        assert bank.chunk_tokens[:, 0].tolist() == [4 * i for i in sorted(kept)]
+    q = torch.randn(3, 4, 8)
+    hits = bank.search(q, n_chunks=3)
+    for n in range(3):
+        for h in range(4):
+            assert hits.chunk_ids[n, h].tolist() == _reference_top(kept, q[n, h], h // 2, 3)
+            cid = int(hits.chunk_ids[n, h, 0])
+            assert torch.allclose(hits.keys[n, h, :4].float(), kept[cid][:, h // 2]) and torch.allclose(
+                hits.values[n, h, :4].float(), 2 * kept[cid][:, h // 2])
+    assert torch.allclose(bank.keys.float(), torch.stack([kept[i] for i in sorted(kept)]).permute(2, 0, 1, 3))
+
+
+def test_torch_exact_search_equals_faiss():
+    """The device (GPU) path's exact search, run on the CPU, gives faiss's ids and scores."""
+    from longmem_core.memory_bank import FlatIndex
+    means = torch.randn(2, 50, 8)
+    a, b = FlatIndex(2, 8, use_faiss=True), FlatIndex(2, 8, use_faiss=False)
+    for index in (a, b):
+        index.add(means[:, :30], 0)
+        index.add(means[:, 30:], 30)
+        index.remove_oldest(5, 0)
+    q = torch.randn(7, 8)
+    for g in range(2):
+        (sa, ia), (sb, ib) = a.search(g, q, 4, 5), b.search(g, q, 4, 5)
+        assert torch.equal(ia, ib) and torch.allclose(sa, sb, atol=1e-5)
+    assert b.search(0, q, 60, 5)[1][:, 45:].eq(-1).all()  # fewer chunks than asked: -1
+
+
+def _clustered_keys(n_tokens: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(32, 2, 8, generator=g) * 3
+    which = torch.randint(0, 32, (n_tokens // 4,), generator=g).repeat_interleave(4)
+    return centres[which] + torch.randn(n_tokens, 2, 8, generator=g)
+
+
+def test_ivf_policy_switches_to_an_approximate_index_with_high_recall():
+    from longmem_core.memory_bank import IVFIndex, ivf_lists
+    keys = _clustered_keys(16_384)
+    exact = _bank(capacity=16_384, index="flat")
+    approx = _bank(capacity=16_384, index="ivf")
+    for b in range(0, 16_384, 1024):
+        exact.add(keys[b:b + 1024], keys[b:b + 1024])
+        approx.add(keys[b:b + 1024], keys[b:b + 1024])
+    assert isinstance(approx.index, IVFIndex) and exact.index.kind == "flat"
+    assert approx.index.ntotal == exact.index.ntotal == 4096 and ivf_lists(4096) == 128
+    q = _clustered_keys(400, seed=1)[:100].repeat_interleave(2, dim=1)  # [100, 4, 8]
+    a, e = approx.search(q, 16), exact.search(q, 16)
+    recall = sum(len(set(x) & set(y)) for x, y in zip(a.chunk_ids.view(-1, 16).tolist(), e.chunk_ids.view(-1, 16).tolist()))
+    assert recall / (400 * 16) >= 0.9
+    approx.set_nprobe(approx.index.nlist)  # every list searched: exact again
+    assert torch.equal(approx.search(q, 16).chunk_ids.sort(-1).values, e.chunk_ids.sort(-1).values)
+
+
+def test_ivf_bank_evicts_and_round_trips(tmp_path):
+    keys = _clustered_keys(8192)
+    bank = _bank(capacity=4096, index="ivf")
+    for b in range(0, 8192, 512):
+        bank.add(keys[b:b + 512], keys[b:b + 512], token_start=b)
+        assert bank.index.ntotal == bank.n_chunks <= 1024
+    assert bank.index.kind == "ivf" and bank.first_id == 1024 and bank.chunk_tokens[0, 0] == 4096
+    bank.set_nprobe(8)
+    bank.save(tmp_path / "b")
+    loaded = MemoryBank.load(tmp_path / "b")
+    assert loaded.index.kind == "ivf" and loaded.index.nprobe == 8
+    q = torch.randn(5, 4, 8)
+    a, b = bank.search(q, 4), loaded.search(q, 4)
+    assert torch.equal(a.chunk_ids, b.chunk_ids) and torch.equal(a.keys, b.keys)
+    assert (a.chunk_ids >= 1024).all()
+
+
+def test_storage_grows_by_doubling_not_per_add():
+    bank = _bank(capacity=1 << 20)
+    sizes = set()
+    for _ in range(64):
+        bank.add(torch.randn(64, 2, 8), torch.randn(64, 2, 8))
+        sizes.add(bank._k.shape[1])
+    assert bank.n_chunks == 1024 and len(sizes) <= 4  # 256, 512, 1024 slots
+    assert bank.nbytes() < 2 * (2 * 2 * 1024 * 4 * 8 * 2) + 1024 * 100
