@@ -58,6 +58,14 @@ class Block(nn.Module):
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, G, T, D]
         return q, k, v
 
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block input x [B, T, C] -> k [B, G, T, D] (no rotation), v [B, G, T, D]: all memorizing needs of it."""
+        B, T, _ = x.shape
+        h = self.norm_attn(x)
+        k = self.k_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return k, v
+
     def finish(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """Residual add of the attention output attn [B, H, T, D], then the MLP half of the block."""
         B, _, T, _ = attn.shape
@@ -183,11 +191,12 @@ class FrozenBackbone(nn.Module):
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, *,
                 memory_layer: int | None = None, stop_after: int | None = None,
-                caches: list[LayerCache] | None = None) -> BackboneOutput:
+                caches: list[LayerCache] | None = None, last_kv_only: bool = False) -> BackboneOutput:
         """Run blocks 0 .. stop_after (default: all) over input_ids [B, T].
 
         Returns the hidden states and, if ``memory_layer`` is given, that block's keys (before rotation)
-        and values as [B, T, G, D].
+        and values as [B, T, G, D]. ``last_kv_only``: of block ``stop_after`` compute only its keys and values
+        (what memorizing needs), so hidden states end at that block's input H[stop_after].
         """
         B, T = input_ids.shape
         if position_ids is None:
@@ -198,8 +207,11 @@ class FrozenBackbone(nn.Module):
         hidden, mem_k, mem_v = [x], None, None
         last = self.n_layers - 1 if stop_after is None else stop_after
         for i in range(last + 1):
-            x, k_raw, v = self.blocks[i](x, rope, caches[i] if caches else None)
-            hidden.append(x)
+            if last_kv_only and i == last:
+                k_raw, v = self.blocks[i].project_kv(x)
+            else:
+                x, k_raw, v = self.blocks[i](x, rope, caches[i] if caches else None)
+                hidden.append(x)
             if i == memory_layer:
                 mem_k, mem_v = k_raw.transpose(1, 2), v.transpose(1, 2)  # [B, T, G, D]
         return BackboneOutput(hidden, mem_k, mem_v, rope)
@@ -207,7 +219,7 @@ class FrozenBackbone(nn.Module):
     def fingerprint(self) -> str:
         """Identifies the backbone's weights, so a memory bank written by another backbone can be refused."""
         w = self.embed_tokens.weight
-        sample = w[:: max(1, w.shape[0] // 64)].float().flatten()[:4096]
+        sample = w[:: max(1, w.shape[0] // 64)].float().flatten()[:4096].cpu()
         digest = hashlib.sha256(torch.round(sample * 1e4).to(torch.int64).numpy().tobytes()).hexdigest()[:16]
         return f"{self.arch}-L{self.n_layers}-C{self.d_model}-H{self.n_heads}-G{self.n_kv_heads}-{digest}"
 

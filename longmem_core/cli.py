@@ -25,6 +25,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help=f"trained SideNet checkpoint (.safetensors); default: ${DEFAULT_CHECKPOINT_ENV} if set, "
                              "else assets/sidenet.safetensors if it exists, else the untrained SideNet")
+    parser.add_argument("--device", default=None,
+                        help="cpu (default), cuda, or auto (cuda where there is one); memory banks follow the model")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
+    p.add_argument("--plot", metavar="FILE.svg", help="also draw retrieval time and RAM against bank size")
+    p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -114,7 +118,7 @@ def _load_model(args):
     if checkpoint and not Path(checkpoint).is_file():
         raise CliError(f"checkpoint {checkpoint} not found")
     try:
-        return LongMemModel.load(backbone=args.backbone, checkpoint=checkpoint)
+        return LongMemModel.load(backbone=args.backbone, checkpoint=checkpoint, device=getattr(args, 'device', None))
     except (ValueError, OSError, RuntimeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from exc
 
@@ -127,7 +131,7 @@ def _load_bank(model, path: str, must_exist: bool = True):
             raise CliError(f"{path}: no memory bank here; create one with: python -m longmem_core memorize FILE --bank {path}")
         return None
     try:
-        bank = MemoryBank.load(p)
+        bank = MemoryBank.load(p, device=model.device)
         model.check_bank(bank)
     except (ValueError, OSError, KeyError) as exc:
         raise CliError(f"{path}: {str(exc).splitlines()[0]}") from exc
@@ -228,7 +232,7 @@ def cmd_train(args) -> dict:
                           checkpoint_every=args.checkpoint_every, val_segments=args.val_segments,
                           trainable=args.trainable, seed=args.seed)
         overrides = {"segment_length": args.segment_length} if args.segment_length else {}
-        model = LongMemModel.load(backbone=args.backbone, checkpoint=args.checkpoint, **overrides)
+        model = LongMemModel.load(backbone=args.backbone, checkpoint=args.checkpoint, device=args.device, **overrides)
         path = train(cfg, model, log=lambda m: print(m, file=sys.stderr))
     except (ValueError, OSError) as exc:
         raise CliError(str(exc).splitlines()[0]) from exc
@@ -323,7 +327,7 @@ def cmd_eval_chapterbreak(args) -> dict:
 
 def cmd_bench(args) -> dict:
     from .bench import run
-    result = run(quick=args.quick)
+    result = run(quick=args.quick, plot=args.plot, device=args.device)
     if not args.json:
         print(json.dumps(result, indent=2))
     return result

@@ -15,7 +15,7 @@ def segment_loss(model: LongMemModel, ids: list[int], bank, backbone_only: bool 
     tokens, and the segment's memory-layer keys/values to write afterwards (so memory only ever holds
     *previous* segments; None with ``backbone_only``). Every token after the first is scored (the first has
     only the sink as context)."""
-    x = torch.tensor([model.with_sink(ids)])
+    x = torch.tensor([model.with_sink(ids)], device=model.device)
     start = x.shape[1] - len(ids)  # the sink token is input only
     if backbone_only:
         logits, keys, values = model.backbone.logits(model.backbone(x).hidden_states[-1]), None, None
@@ -159,10 +159,10 @@ def eval_passkey(model: LongMemModel, text: str, lengths: list[int], trials: int
 @torch.no_grad()
 def suffix_logprob(model: LongMemModel, context_ids: list[int], suffix_ids: list[int], bank) -> float:
     """Mean log-probability per token of ``suffix_ids`` after the local context (and memory, if a bank)."""
-    x = torch.tensor([model.with_sink(context_ids + suffix_ids)])
+    x = torch.tensor([model.with_sink(context_ids + suffix_ids)], device=model.device)
     logits = model(x, bank).logits if bank is not None else model.backbone.logits(model.backbone(x).hidden_states[-1])
     start = x.shape[1] - len(suffix_ids)
-    logp = torch.log_softmax(logits[0, start - 1:-1].float(), dim=-1)
+    logp = torch.log_softmax(logits[0, start - 1:-1].float(), dim=-1).cpu()
     return float(logp[torch.arange(len(suffix_ids)), torch.tensor(suffix_ids)].mean())
 
 

@@ -54,6 +54,11 @@ class MemoryHits:
     chunk_ids: torch.Tensor  # [N, H, C] int64 global chunk ids, -1 where nothing was found
     scores: torch.Tensor  # [N, H, C] float32 inner product of the query with the chunk's mean key
 
+    def to(self, device: torch.device) -> "MemoryHits":
+        if self.keys.device == device:
+            return self
+        return MemoryHits(*(t.to(device) for t in (self.keys, self.values, self.mask, self.chunk_ids, self.scores)))
+
 
 @dataclass
 class ChunkInfo:

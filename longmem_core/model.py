@@ -79,8 +79,15 @@ class LongMemModel(nn.Module):
     # -- construction and checkpoints --
 
     @classmethod
-    def load(cls, backbone: str | None = None, checkpoint: str | None = None, **overrides) -> "LongMemModel":
-        """A model from a checkpoint (its config, then its trained weights) or from a fresh config."""
+    def load(cls, backbone: str | None = None, checkpoint: str | None = None, device: str | torch.device | None = None,
+             **overrides) -> "LongMemModel":
+        """A model from a checkpoint (its config, then its trained weights) or from a fresh config, on ``device``
+        ("cpu" by default; "cuda" or "auto" = cuda where there is one: tensors and exact search stay on it)."""
+        model = cls._build(backbone, checkpoint, **overrides)
+        return model.to(resolve_device(device))
+
+    @classmethod
+    def _build(cls, backbone: str | None, checkpoint: str | None, **overrides) -> "LongMemModel":
         if checkpoint:
             meta = read_checkpoint_meta(checkpoint)
             cfg_dict = meta["config"]
@@ -91,6 +98,10 @@ class LongMemModel(nn.Module):
             model.load_checkpoint(checkpoint)
             return model
         return cls(LongMemConfig(**({"backbone": backbone} if backbone else {}), **overrides))
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.embed_tokens.weight.device
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
@@ -134,7 +145,8 @@ class LongMemModel(nn.Module):
         bb = self.backbone
         return MemoryBank(n_kv_heads=bb.n_kv_heads, head_dim=bb.head_dim,
                           chunk_size=chunk_size or self.cfg.chunk_size, capacity=capacity or self.cfg.capacity,
-                          index=self.cfg.index, backbone=self._fingerprint, memory_layer=self.memory_layer)
+                          index=self.cfg.index, backbone=self._fingerprint, memory_layer=self.memory_layer,
+                          device=self.device)
 
     def check_bank(self, bank: MemoryBank) -> None:
         """Refuse a bank written by another backbone or memory layer."""
@@ -186,8 +198,9 @@ class LongMemModel(nn.Module):
             segments = [prefix + ids[s:s + step] for s in group]
             width = max(len(s) for s in segments)
             pad = self.tokenizer.pad_token_id or 0
-            batch = torch.tensor([s + [pad] * (width - len(s)) for s in segments])  # [B, T] right-padded
-            out = self.backbone(batch, memory_layer=self.memory_layer, stop_after=self.memory_layer)
+            batch = torch.tensor([s + [pad] * (width - len(s)) for s in segments], device=self.device)  # [B, T] right-padded
+            out = self.backbone(batch, memory_layer=self.memory_layer, stop_after=self.memory_layer,
+                                last_kv_only=True)
             for row, s in enumerate(group):
                 n = len(segments[row]) - len(prefix)
                 sl = slice(len(prefix), len(prefix) + n)
@@ -201,8 +214,9 @@ class LongMemModel(nn.Module):
     def memorize_ids(self, ids: list[int], bank: MemoryBank, source: int = -1, token_start: int = 0,
                      char_spans=None) -> int:
         """Write one segment of token ids (without the sink token) into ``bank``; returns chunks added."""
-        x = torch.tensor([self.with_sink(ids)])
-        out = self.backbone(x, memory_layer=self.memory_layer, stop_after=self.memory_layer)
+        x = torch.tensor([self.with_sink(ids)], device=self.device)
+        out = self.backbone(x, memory_layer=self.memory_layer, stop_after=self.memory_layer,
+                            last_kv_only=True)
         start = x.shape[1] - len(ids)
         return bank.add(out.memory_keys[0, start:], out.memory_values[0, start:], source=source,
                         token_start=token_start, char_spans=char_spans)
@@ -223,7 +237,7 @@ class LongMemModel(nn.Module):
         out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None,
                             memory_layer=self.memory_layer)
         n_chunks = top_k // bank.chunk_size if bank is not None else 0
-        retrieve = (lambda q: bank.search(q, n_chunks)) if bank is not None else None
+        retrieve = (lambda q: bank.search(q, n_chunks).to(q.device)) if bank is not None else None
         hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
         return LongMemOutput(logits=self.backbone.logits(hidden), trace=record, memory_keys=out.memory_keys,
                              memory_values=out.memory_values)
@@ -237,7 +251,7 @@ class LongMemModel(nn.Module):
         """The chunks the memory layer's queries over ``query`` attend to most (memory attention mass,
         summed over the query's tokens and heads, normalised to 1)."""
         ids = self.encode(query)
-        out = self(torch.tensor([ids]), bank, trace=True, top_k=top_k)
+        out = self(torch.tensor([ids], device=self.device), bank, trace=True, top_k=top_k)
         start = 1 if self.sink_id is not None else 0
         totals = out.trace.chunk_totals(0, slice(start, None))
         best = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
@@ -272,7 +286,7 @@ class LongMemModel(nn.Module):
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         stop = self._stop_ids()
         caches = ModelCaches.empty(self)
-        ids = torch.tensor([prompt_ids])
+        ids = torch.tensor([prompt_ids], device=self.device)
         shares: list[float] = []
         for _ in range(max_new_tokens):
             if backbone_only:
@@ -285,7 +299,7 @@ class LongMemModel(nn.Module):
                     for cid, w in out.trace.chunk_totals(0).items():
                         gen.chunk_mass[cid] = gen.chunk_mass.get(cid, 0.0) + w
                     shares.append(float(out.trace.memory_share.mean()))
-            token = sample_token(logits[0, -1], temperature, top_p, generator)
+            token = sample_token(logits[0, -1].float().cpu(), temperature, top_p, generator)
             if token in stop:
                 break
             gen.token_ids.append(token)
@@ -294,7 +308,7 @@ class LongMemModel(nn.Module):
                 delta, gen.text = text[len(gen.text):], text
                 if delta:
                     yield delta
-            ids = torch.tensor([[token]])
+            ids = torch.tensor([[token]], device=self.device)
         gen.memory_share = sum(shares) / len(shares) if shares else 0.0
 
     def _stop_ids(self) -> set[int]:
@@ -321,8 +335,8 @@ class LongMemModel(nn.Module):
         width = len(prompt_ids) + max(len(ids) for ids in label_ids)
         pad = self.tokenizer.pad_token_id or 0
         rows = [prompt_ids + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in label_ids]
-        out = self(torch.tensor(rows), bank, trace=trace, top_k=top_k)  # right padding never changes earlier positions
-        logp = torch.log_softmax(out.logits.float(), dim=-1)  # [n_labels, width, V]
+        out = self(torch.tensor(rows, device=self.device), bank, trace=trace, top_k=top_k)  # right padding never changes earlier positions
+        logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()  # [n_labels, width, V]
         scores = []
         for row, ids in enumerate(label_ids):
             pos = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
@@ -339,6 +353,16 @@ class ModelCaches:
     def empty(cls, model: LongMemModel) -> "ModelCaches":
         return cls([LayerCache() for _ in range(model.backbone.n_layers)],
                    [LayerCache() for _ in range(len(model.side.layers))])
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None -> cpu; "auto" -> cuda if available, else cpu; anything else as torch reads it (checked)."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU here")
+    return device
 
 
 def _architecture(fingerprint: str) -> str:

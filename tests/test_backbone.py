@@ -30,6 +30,9 @@ def test_memory_keys_are_taken_before_rotary_embedding(tiny_backbones):
     # stopping at the memory layer gives the same keys
     early = bb(ids, memory_layer=2, stop_after=2)
     assert len(early.hidden_states) == 4 and torch.equal(early.memory_keys, out.memory_keys)
+    kv_only = bb(ids, memory_layer=2, stop_after=2, last_kv_only=True)  # what memorizing runs
+    assert len(kv_only.hidden_states) == 3
+    assert torch.equal(kv_only.memory_keys, out.memory_keys) and torch.equal(kv_only.memory_values, out.memory_values)
 
 
 def test_backbone_is_frozen(tiny_backbones):

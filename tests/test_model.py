@@ -253,3 +253,27 @@ def test_model_remembers_its_checkpoint(make_model, tmp_path):
     path = model.save_checkpoint(tmp_path / "c.safetensors")
     model.load_checkpoint(path)
     assert model.checkpoint_path == str(path)
+
+
+def test_device_selection_is_explicit_and_checked():
+    from longmem_core.model import resolve_device
+    assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+    model = LongMemModel.load(backbone="tiny-llama", device="cpu", chunk_size=2, top_k=4, capacity=64, segment_length=16)
+    assert model.device.type == "cpu" and model.new_bank().device.type == "cpu"
+
+
+def test_memory_on_the_device_path_gives_the_same_answer(make_model):
+    """The bank's device search (torch exact top-k, used on a GPU) gives the same logits as faiss; on a CPU here."""
+    from longmem_core.memory_bank import FlatIndex
+    model = make_model("tiny")
+    bank = _filled_bank(model)
+    ids = _ids(model)
+    expected = model(ids, bank).logits
+    means = torch.from_numpy(bank.chunk_keys())
+    bank.index = FlatIndex(bank.n_kv_heads, bank.head_dim, use_faiss=False)
+    bank.index.add(means, bank.first_id)
+    assert torch.allclose(model(ids, bank).logits, expected, atol=1e-5)
