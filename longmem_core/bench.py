@@ -1,18 +1,46 @@
-"""Measured figures, each next to a baseline measured in the same run: python -m longmem_core bench [--json]."""
+"""The benchmark suite: python -m longmem_core bench [--json] [--quick] [--plot FILE].
+
+Every figure is measured in this run next to a baseline measured in the same run; ratios are what compare
+across machines. Sections: memorize throughput vs a plain transformers forward; retrieval time and recall,
+exact vs IVF, at growing bank sizes, with RAM and add cost; generation with a 65k-token bank vs the backbone;
+training tokens/s; the app's cold start.
+
+Banks bigger than the text memorized here are filled with *real* chunk keys of the default backbone (from
+the memorized book) resampled with Gaussian jitter (see ``resampled_keys``): retrieval speed does not depend
+on content, and the keys keep the real distribution's shape, which is what IVF recall depends on.
+"""
 from __future__ import annotations
 
+import math
 import os
 import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
+from pathlib import Path
 
+import numpy as np
 import torch
+
+from .memory_bank import IVFIndex, MemoryBank, default_nprobe
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "assets" / "the_time_machine.txt"
 
 
 def _timed(fn, repeat: int = 1) -> float:
+    """Best wall-clock seconds of ``repeat`` calls."""
     best = float("inf")
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(repeat):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -24,54 +52,314 @@ def machine() -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        return 0
+
+
+# -- memorizing --
 
 @torch.no_grad()
-def memorize_throughput(model, text: str, max_tokens: int = 8192) -> dict:
-    """Tokens/s into the bank vs a plain transformers-style forward (all blocks + LM head) over the same segments."""
+def memorize_throughput(model, text: str, max_tokens: int) -> tuple[dict, MemoryBank]:
+    """Tokens/s into the bank vs a plain transformers forward (model(input_ids), all layers and the LM head, no
+    cache) over the same segments. Returns the figures and the filled (real) bank."""
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     text = model.tokenizer.decode(ids)
     bank = model.new_bank(capacity=1 << 22)
     t_mem = _timed(lambda: model.memorize(text, bank))
     n = len(bank)
     seg = model.segment_length
-    bb = model.backbone
+    hf = model.backbone.transformers_model()
+    device = next(hf.parameters()).device
 
     def plain():
-        for s in range(0, n, seg):
-            bb.logits(bb(torch.tensor([ids[s:s + seg]])).hidden_states[-1])
-    t_plain = _timed(plain)
+        for s in range(0, n, seg - 1):
+            hf(input_ids=torch.tensor([model.with_sink(ids[s:s + seg - 1])], device=device), use_cache=False)
+    with torch.inference_mode():
+        t_plain = _timed(plain)
     return {"memorize_tokens": n, "memorize_tokens_per_s": n / t_mem, "plain_forward_tokens_per_s": n / t_plain,
-            "memorize_speedup": t_plain / t_mem}
+            "memorize_speedup": t_plain / t_mem}, bank
+
+
+# -- retrieval --
+
+@torch.no_grad()
+def real_queries(model, bank: MemoryBank, text: str, n_tokens: int = 256) -> torch.Tensor:
+    """The memory layer's own search queries over ``text`` (what generation sends to the bank): [N, H, D]."""
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:n_tokens]
+    captured = []
+    search = bank.search
+    bank.search = lambda q, n: (captured.append(q.clone()), search(q, n))[1]
+    try:
+        model(torch.tensor([model.with_sink(ids)], device=model.device), bank)
+    finally:
+        del bank.search
+    return captured[0][1:]  # without the sink token
+
+
+def resampled_keys(bank: MemoryBank, n_tokens: int, generator: torch.Generator) -> torch.Tensor:
+    """[n_tokens, G, D] keys made of the bank's real chunks drawn at random, each with Gaussian jitter of 0.3x
+    the per-dimension spread, so the resampled chunks are distinct but shaped like the real ones."""
+    real = bank.keys.float().cpu()  # [G, Nc, c, D]
+    G, Nc, c, D = real.shape
+    spread = real.reshape(G, -1, D).std(1)  # [G, D]
+    n_chunks = -(-n_tokens // c)
+    pick = torch.randint(0, Nc, (n_chunks,), generator=generator)
+    keys = real[:, pick] + 0.3 * spread[:, None, None, :] * torch.randn(G, n_chunks, c, D, generator=generator)
+    return keys.permute(1, 2, 0, 3).reshape(n_chunks * c, G, D)[:n_tokens]
+
+
+def _recall(approx: torch.Tensor, exact: torch.Tensor) -> float:
+    """Mean share of the exact top-C chunk ids that the approximate search also returns. [N, H, C] each."""
+    a, e = approx.reshape(-1, approx.shape[-1]).tolist(), exact.reshape(-1, exact.shape[-1]).tolist()
+    return float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, e)]))
 
 
 @torch.no_grad()
-def retrieval_time(model, sizes=(16_384, 65_536), query_tokens: int = 256, seed: int = 0) -> dict:
-    """Exact search + gather per query token at several bank sizes (bank filled with real-scale random keys)."""
+def retrieval_scaling(model, real_bank: MemoryBank, queries: torch.Tensor, sizes: list[int], n_chunks: int = 16,
+                      seed: int = 0, nprobes=(8, 16, 32, 64), disk_at: int = 65_536) -> dict:
+    """Grow one bank through ``sizes`` tokens; at each size time exact and IVF search (per query token in a
+    batch of 256, and per generated token: one token, all heads), IVF recall@n_chunks against exact, RAM per
+    token, and the time each block of tokens took to add (to show that adding stays linear)."""
     g = torch.Generator().manual_seed(seed)
-    bb, cfg = model.backbone, model.cfg
-    out = {}
+    bank = model.new_bank(capacity=max(sizes))
+    bank.index_kind = "flat"  # this bank switches index only when told, below
+    out: dict = {"sizes": sizes, "exact_ms_per_generated_token": {}, "ivf_ms_per_generated_token": {},
+                 "exact_ms_per_query_token": {}, "ivf_ms_per_query_token": {}, "recall_at_16": {},
+                 "ivf_nprobe": {}, "ivf_nlist": {}, "nprobe_sweep": {}, "ram_bytes_per_token_exact": {},
+                 "ram_bytes_per_token_ivf": {}, "add_ms_per_1k_tokens": {}}
+    single = [queries[i:i + 1] for i in range(0, min(len(queries), 64), 2)]  # 32 different generated tokens
+    block = 16_384
+    rss0 = _rss_bytes()
     for size in sizes:
-        bank = model.new_bank(capacity=size)
-        step = 8192
-        for s in range(0, size, step):
-            k = torch.randn(min(step, size - s), bb.n_kv_heads, bb.head_dim, generator=g)
-            bank.add(k, k)
-        q = torch.randn(query_tokens, bb.n_heads, bb.head_dim, generator=g)
-        t = _timed(lambda: bank.search(q, cfg.chunks_per_query), repeat=3)
-        t1 = _timed(lambda: bank.search(q[:1], cfg.chunks_per_query), repeat=5)
-        out[str(size)] = {"ms_per_query_token_batched": 1000 * t / query_tokens, "ms_single_token": 1000 * t1}
+        t_add, n_add = 0.0, 0
+        while len(bank) < size:
+            keys = resampled_keys(real_bank, min(block, size - len(bank)), g)
+            t0 = time.perf_counter()
+            bank.add(keys, keys)
+            t_add, n_add = t_add + time.perf_counter() - t0, n_add + len(keys)
+        key = str(size)
+        if n_add:
+            out["add_ms_per_1k_tokens"][key] = 1000 * t_add / n_add * 1000
+        exact = bank.search(queries, n_chunks)
+        out["exact_ms_per_query_token"][key] = 1000 * _timed(lambda: bank.search(queries, n_chunks), 2) / len(queries)
+        out["exact_ms_per_generated_token"][key] = 1000 * _timed(lambda: [bank.search(q, n_chunks) for q in single], 2) / len(single)
+        out["ram_bytes_per_token_exact"][key] = bank.nbytes() / len(bank)
+        bank.rebuild_index(approximate=True)
+        index: IVFIndex = bank.index  # type: ignore[assignment]
+        sweep = {}
+        for nprobe in nprobes:
+            if nprobe > index.nlist:
+                continue
+            index.nprobe = nprobe
+            sweep[str(nprobe)] = {"recall_at_16": _recall(bank.search(queries, n_chunks).chunk_ids, exact.chunk_ids),
+                                  "ms_per_generated_token": 1000 * _timed(lambda: [bank.search(q, n_chunks) for q in single], 2) / len(single)}
+        index.nprobe = default_nprobe(index.nlist)
+        out["nprobe_sweep"][key] = sweep
+        out["ivf_nlist"][key], out["ivf_nprobe"][key] = index.nlist, index.nprobe
+        out["recall_at_16"][key] = _recall(bank.search(queries, n_chunks).chunk_ids, exact.chunk_ids)
+        out["ivf_ms_per_query_token"][key] = 1000 * _timed(lambda: bank.search(queries, n_chunks), 2) / len(queries)
+        out["ivf_ms_per_generated_token"][key] = 1000 * _timed(lambda: [bank.search(q, n_chunks) for q in single], 2) / len(single)
+        out["ram_bytes_per_token_ivf"][key] = bank.nbytes() / len(bank)
+        if size == disk_at:
+            tmp = Path(tempfile.mkdtemp(prefix="longmem-bench-"))
+            try:
+                bank.save(tmp / "bank")
+                out["disk_bytes_per_token"] = sum(p.stat().st_size for p in (tmp / "bank").iterdir()) / len(bank)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        bank.rebuild_index(approximate=False)
+    bank.rebuild_index(approximate=True)  # what the "auto" policy holds at the largest size
+    out["rss_growth_bytes_per_token"] = (_rss_bytes() - rss0) / len(bank)
     return out
 
 
-def run(quick: bool = False) -> dict:
+# -- generation --
+
+def _per_token_seconds(gen_iter) -> tuple[float, int]:
+    """Mean seconds between streamed tokens after the first (prefill excluded), and tokens streamed."""
+    stamps = [time.perf_counter() for _ in gen_iter]
+    if len(stamps) < 3:
+        return float("nan"), len(stamps)
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1), len(stamps)
+
+
+@torch.no_grad()
+def generation_speed(model, bank: MemoryBank, new_tokens: int = 48) -> dict:
+    """Greedy tokens/s with ``bank`` in memory vs the backbone alone, both with a KV cache: our backbone path
+    and transformers' own ``generate`` (forced to produce ``new_tokens``)."""
+    prompt = model.chat_ids("Tell me a long story about a traveller who builds a machine to visit the future.")
+    t_mem, n_mem = _per_token_seconds(model.generate(prompt, bank, max_new_tokens=new_tokens))
+    t_bb, n_bb = _per_token_seconds(model.generate(prompt, None, max_new_tokens=new_tokens, backbone_only=True))
+    hf = model.backbone.transformers_model()
+    x = torch.tensor([prompt], device=model.device)
+    hf.generate(x, max_new_tokens=2, min_new_tokens=2, do_sample=False)  # warm-up
+    t_prefill = _timed(lambda: hf.generate(x, max_new_tokens=1, min_new_tokens=1, do_sample=False), 2)
+    t_full = _timed(lambda: hf.generate(x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False))
+    t_hf = (t_full - t_prefill) / (new_tokens - 1)
+    return {"bank_tokens": len(bank), "memory_tokens_per_s": 1 / t_mem, "backbone_tokens_per_s": 1 / t_bb,
+            "transformers_generate_tokens_per_s": 1 / t_hf, "tokens_measured": min(n_mem, n_bb),
+            "ratio_vs_backbone": t_bb / t_mem, "ratio_vs_transformers_generate": t_hf / t_mem}
+
+
+# -- training --
+
+def training_speed(model, text: str, trainable: str, steps: int = 2) -> dict:
+    """Tokens/s of one training step (forward + backward through the SideNet, bank of two preceding segments)."""
+    from .evaluate import segment_loss
+    from .train import select_trainable
+    params = select_trainable(model, trainable)
+    seg = model.segment_length - 1
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:3 * seg]
+    bank = model.new_bank()
+    for j in range(2):
+        model.memorize_ids(ids[j * seg:(j + 1) * seg], bank)
+    piece = ids[2 * seg:3 * seg]
+
+    def step():
+        loss, n, _, _ = segment_loss(model, piece, bank)
+        (loss / n).backward()
+        for p in params:
+            p.grad = None
+    step()  # warm-up
+    t = _timed(step, steps)
+    for p in model.side.parameters():
+        p.requires_grad_(True)
+    return {"trainable": trainable, "params": sum(p.numel() for p in params), "tokens_per_s": len(piece) / t}
+
+
+# -- the app --
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_ready_seconds(timeout: float = 180.0) -> float:
+    """Seconds from starting ``python app.py`` to the page being served (the model is loaded before that)."""
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "LONGMEM_BROWSER": "0",
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - t0 < timeout:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode} before serving a page")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - t0
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"app.py served no page within {timeout:.0f} s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# -- the plot --
+
+def plot_svg(result: dict, path: str | os.PathLike) -> Path:
+    """Two panels against bank size: ms per generated token (exact, IVF) and RAM (exact, IVF). Plain SVG."""
+    r = result["retrieval"]
+    sizes = r["sizes"]
+    panels = [("retrieval, ms per generated token", "ms", [("exact", r["exact_ms_per_generated_token"], "#c0392b"),
+                                                              ("IVF", r["ivf_ms_per_generated_token"], "#2471a3")]),
+              ("bank RAM, MB", "MB", [("exact", {k: v * int(k) / 1e6 for k, v in r["ram_bytes_per_token_exact"].items()}, "#c0392b"),
+                                      ("IVF", {k: v * int(k) / 1e6 for k, v in r["ram_bytes_per_token_ivf"].items()}, "#2471a3")])]
+    W, H, pad = 420, 300, 55
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{2 * W}" height="{H}" fill="white"/>']
+    lx = [math.log2(s) for s in sizes]
+    for p, (title, unit, series) in enumerate(panels):
+        ox = p * W
+        ymax = max(max(v.values()) for _, v, _ in series) * 1.1
+        sx = lambda x: ox + pad + (x - lx[0]) / max(lx[-1] - lx[0], 1e-9) * (W - 2 * pad)  # noqa: E731
+        sy = lambda y: H - pad + 10 - y / ymax * (H - 2 * pad)  # noqa: E731
+        parts.append(f'<text x="{ox + W / 2}" y="20" text-anchor="middle" font-weight="bold">{title}</text>')
+        parts.append(f'<line x1="{sx(lx[0])}" y1="{sy(0)}" x2="{sx(lx[-1])}" y2="{sy(0)}" stroke="#333"/>')
+        parts.append(f'<line x1="{sx(lx[0])}" y1="{sy(0)}" x2="{sx(lx[0])}" y2="{sy(ymax)}" stroke="#333"/>')
+        for s, x in zip(sizes, lx):
+            label = f"{s // 1024}k" if s < 1 << 20 else f"{s / (1 << 20):g}M"
+            parts.append(f'<text x="{sx(x)}" y="{sy(0) + 16}" text-anchor="middle">{label}</text>')
+        for i in range(5):
+            y = ymax * i / 4
+            parts.append(f'<text x="{sx(lx[0]) - 6}" y="{sy(y) + 4}" text-anchor="end">{y:.3g}</text>')
+        parts.append(f'<text x="{ox + W / 2}" y="{H - 8}" text-anchor="middle">tokens in memory (log scale)</text>')
+        for j, (name, values, colour) in enumerate(series):
+            pts = " ".join(f"{sx(math.log2(int(k)))},{sy(v)}" for k, v in values.items())
+            parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+            parts += [f'<circle cx="{sx(math.log2(int(k)))}" cy="{sy(v)}" r="3" fill="{colour}"/>' for k, v in values.items()]
+            parts.append(f'<text x="{ox + pad + 10}" y="{45 + 16 * j}" fill="{colour}">{name}</text>')
+    parts.append("</svg>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+# -- the suite --
+
+def run(quick: bool = False, plot: str | None = None, device: str | None = None,
+        log=lambda msg: print(msg, file=sys.stderr)) -> dict:
     from .model import LongMemModel
-    from pathlib import Path
-    model = LongMemModel.load()
-    book = Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"
-    text = book.read_text(encoding="utf-8")
-    result = {"machine": machine(), "backbone": model.cfg.backbone}
-    result.update(memorize_throughput(model, text, max_tokens=4096 if quick else 16384))
-    result["retrieval"] = retrieval_time(model, sizes=(16_384,) if quick else (16_384, 65_536))
+    model = LongMemModel.load(device=device)
+    text = BOOK.read_text(encoding="utf-8")
+    result: dict = {"machine": machine(), "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path,
+                    "quick": quick}
+    log("memorize vs plain transformers forward ...")
+    figures, real_bank = memorize_throughput(model, text, max_tokens=4096 if quick else 16_384)
+    result.update(figures)
+    log("retrieval at growing bank sizes ...")
+    queries = real_queries(model, real_bank, text[len(text) // 2:], 128 if quick else 256)
+    sizes = [16_384, 65_536] if quick else [16_384, 65_536, 262_144, 1_048_576]
+    r = retrieval_scaling(model, real_bank, queries, sizes)
+    result["retrieval"] = r
+    result["retrieval_ms_per_token"] = {k: {"exact": r["exact_ms_per_generated_token"][k],
+                                            "ivf": r["ivf_ms_per_generated_token"][k],
+                                            "exact_batched": r["exact_ms_per_query_token"][k],
+                                            "ivf_batched": r["ivf_ms_per_query_token"][k]} for k in map(str, sizes)}
+    result["recall_at_16"] = r["recall_at_16"]
+    big = str(sizes[-1])
+    result["ram_bytes_per_token"] = {"exact": r["ram_bytes_per_token_exact"][big], "ivf": r["ram_bytes_per_token_ivf"][big],
+                                     "at_tokens": sizes[-1]}
+    result["disk_bytes_per_token"] = r.get("disk_bytes_per_token")
+    log("generation with a 65k-token bank ...")
+    g = torch.Generator().manual_seed(1)
+    bank = model.new_bank(capacity=65_536)
+    for _ in range(4):
+        keys = resampled_keys(real_bank, 16_384, g)
+        bank.add(keys, keys)
+    gen = generation_speed(model, bank, new_tokens=24 if quick else 48)
+    result["generation"] = gen
+    result["generation_ratio_65k"] = gen["ratio_vs_transformers_generate"]
+    shipped = ROOT / "assets" / "sidenet-books-150steps.safetensors"
+    if shipped.is_file() and not quick:  # a trained SideNet runs all its layers (the untrained one skips idle ones)
+        trained = LongMemModel.load(checkpoint=str(shipped), device=device)
+        result["generation_all_side_layers"] = generation_speed(trained, bank, new_tokens=48)
+        del trained
+    log("training step ...")
+    result["training"] = [training_speed(model, text, "memory", 1 if quick else 2)]
+    if not quick:
+        result["training"].append(training_speed(LongMemModel.load(device=device), text, "all", 1))
+    result["training_tokens_per_s"] = result["training"][0]["tokens_per_s"]
+    log("app cold start (twice; the second is the warm figure) ...")
+    first = app_ready_seconds()
+    result["app_ready_s"] = app_ready_seconds()
+    result["app_ready_first_s"] = first
+    if plot:
+        result["plot"] = str(plot_svg(result, plot))
     return result

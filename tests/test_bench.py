@@ -1,0 +1,40 @@
+"""The benchmark's pieces run and report what they claim, on a tiny model (no timing is asserted)."""
+import torch
+
+from longmem_core import bench
+
+
+def test_retrieval_scaling_reports_every_size_and_a_plot(make_model, tmp_path, book_text):
+    model = make_model("tiny", capacity=4096)
+    figures, real = bench.memorize_throughput(model, book_text[:3000], max_tokens=600)
+    assert figures["memorize_tokens"] == len(real) == 600 and figures["memorize_speedup"] > 0
+    queries = bench.real_queries(model, real, book_text[5000:6000], 40)
+    assert queries.shape == (40, model.backbone.n_heads, model.backbone.head_dim)
+    r = bench.retrieval_scaling(model, real, queries, [512, 2048], n_chunks=2, nprobes=(1, 4), disk_at=512)
+    for key in ("exact_ms_per_generated_token", "ivf_ms_per_generated_token", "recall_at_16", "ram_bytes_per_token_ivf"):
+        assert set(r[key]) == {"512", "2048"}
+    assert all(0.0 <= v <= 1.0 for v in r["recall_at_16"].values())
+    assert r["nprobe_sweep"]["2048"]["4"]["recall_at_16"] >= r["nprobe_sweep"]["2048"]["1"]["recall_at_16"]
+    assert r["disk_bytes_per_token"] > 0
+    svg = bench.plot_svg({"retrieval": r}, tmp_path / "plot.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 4
+
+
+def test_resampled_keys_keep_the_real_shape(make_model, book_text):
+    model = make_model("tiny")
+    _, real = bench.memorize_throughput(model, book_text[:2000], max_tokens=64)
+    keys = bench.resampled_keys(real, 100, torch.Generator().manual_seed(0))
+    assert keys.shape == (100, model.backbone.n_kv_heads, model.backbone.head_dim)
+    spread = real.keys.float().reshape(-1, model.backbone.head_dim).std(0)
+    assert torch.allclose(keys.reshape(-1, keys.shape[-1]).std(0), spread, rtol=0.5)
+
+
+def test_generation_and_training_figures(make_model):
+    model = make_model("tiny")
+    bank = model.new_bank()
+    model.memorize("some text to remember " * 20, bank)
+    gen = bench.generation_speed(model, bank, new_tokens=6)
+    assert gen["memory_tokens_per_s"] > 0 and gen["ratio_vs_transformers_generate"] > 0
+    train = bench.training_speed(model, "a longer text for one training step " * 30, "memory", steps=1)
+    assert train["tokens_per_s"] > 0 and train["params"] > 0
+    assert all(p.requires_grad for p in model.side.parameters())
