@@ -35,8 +35,10 @@ import torch
 FORMAT_VERSION = 1
 STORAGE_DTYPE = torch.float16  # keys/values are kept in 16 bits
 INDEX_POLICIES = ("auto", "flat", "ivf")
-AUTO_APPROX_CHUNKS = 65_536  # "auto": exact search up to this many chunks (262,144 tokens of chunk size 4)
+AUTO_APPROX_CHUNKS = 32_768  # "auto": exact search below this many chunks (131,072 tokens of chunk size 4)
 IVF_POINTS_PER_LIST = 32  # an IVF index is trained once there are this many chunks per inverted list
+IVF_KMEANS_ITERATIONS = 10  # k-means iterations when (re)training an IVF index (faiss' IVF default)
+IVF_TRAIN_POINTS_PER_LIST = 32  # k-means trains on at most this many sampled chunks per list
 IVF_RETRAIN_GROWTH = 4  # retrain (re-cluster) an IVF index when the bank has grown this much since training
 
 
@@ -74,13 +76,14 @@ class ChunkInfo:
 # -- search structures over chunk-mean keys; ids are global chunk ids --
 
 def ivf_lists(max_chunks: int) -> int:
-    """Inverted lists of an IVF index for a bank of ``max_chunks`` chunks: ~2 sqrt(N), a power of two, 64..4096."""
-    return int(min(4096, max(64, 2 ** round(math.log2(2 * math.sqrt(max_chunks))))))
+    """Inverted lists of an IVF index for a bank of ``max_chunks`` chunks: ~64 chunks a list when full, a power
+    of two in 64..4096 (4096 for a 1M-token bank; measured against 1024: docs/RESULTS.md)."""
+    return int(min(4096, max(64, 2 ** round(math.log2(max_chunks / 64)))))
 
 
 def default_nprobe(nlist: int) -> int:
-    """Lists searched per query: 1/16 of them, at least 16 (recall@16 >= 0.9 measured on real keys: RESULTS.md)."""
-    return min(nlist, max(16, nlist // 16))
+    """Lists searched per query: nlist / 64, at least 32 (recall@16 against exact: docs/RESULTS.md)."""
+    return min(nlist, max(32, nlist // 64))
 
 
 class FlatIndex:
@@ -162,6 +165,8 @@ class IVFIndex:
         for g in range(G):
             index = faiss.index_factory(D, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)  # owns its quantizer
             index.cp.min_points_per_centroid = 1  # no warning when a list gets few training points
+            index.cp.niter = IVF_KMEANS_ITERATIONS
+            index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST  # k-means on a sample: half the time
             index.train(np.ascontiguousarray(train_means[g].float().cpu().numpy()))
             self.heads.append(index)
         self.nprobe = nprobe or default_nprobe(nlist)

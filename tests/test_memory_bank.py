@@ -182,7 +182,7 @@ def test_ivf_policy_switches_to_an_approximate_index_with_high_recall():
         exact.add(keys[b:b + 1024], keys[b:b + 1024])
         approx.add(keys[b:b + 1024], keys[b:b + 1024])
     assert isinstance(approx.index, IVFIndex) and exact.index.kind == "flat"
-    assert approx.index.ntotal == exact.index.ntotal == 4096 and ivf_lists(4096) == 128
+    assert approx.index.ntotal == exact.index.ntotal == 4096 and ivf_lists(4096) == 64 and ivf_lists(262_144) == 4096
     q = _clustered_keys(400, seed=1)[:100].repeat_interleave(2, dim=1)  # [100, 4, 8]
     a, e = approx.search(q, 16), exact.search(q, 16)
     recall = sum(len(set(x) & set(y)) for x, y in zip(a.chunk_ids.view(-1, 16).tolist(), e.chunk_ids.view(-1, 16).tolist()))
