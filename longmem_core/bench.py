@@ -124,7 +124,7 @@ def _recall(approx: torch.Tensor, exact: torch.Tensor) -> float:
 
 @torch.no_grad()
 def retrieval_scaling(model, real_bank: MemoryBank, queries: torch.Tensor, sizes: list[int], n_chunks: int = 16,
-                      seed: int = 0, nprobes=(8, 16, 32, 64), disk_at: int = 65_536) -> dict:
+                      seed: int = 0, nprobes=(16, 32, 64, 128, 256), disk_at: int = 65_536) -> dict:
     """Grow one bank through ``sizes`` tokens; at each size time exact and IVF search (per query token in a
     batch of 256, and per generated token: one token, all heads), IVF recall@n_chunks against exact, RAM per
     token, and the time each block of tokens took to add (to show that adding stays linear)."""
@@ -316,15 +316,21 @@ def plot_svg(result: dict, path: str | os.PathLike) -> Path:
 def run(quick: bool = False, plot: str | None = None, device: str | None = None,
         log=lambda msg: print(msg, file=sys.stderr)) -> dict:
     from .model import LongMemModel
-    model = LongMemModel.load(device=device)
+    from .config import default_checkpoint
+    model = LongMemModel.load(checkpoint=default_checkpoint(), device=device)  # what the app and the CLI run
     text = BOOK.read_text(encoding="utf-8")
     result: dict = {"machine": machine(), "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path,
                     "quick": quick}
     log("memorize vs plain transformers forward ...")
-    figures, real_bank = memorize_throughput(model, text, max_tokens=4096 if quick else 16_384)
+    held_out = int(len(text) * 0.9)  # the book's last tenth gives the search queries; the rest the real keys
+    figures, real_bank = memorize_throughput(model, text[:held_out], max_tokens=4096 if quick else 16_384)
     result.update(figures)
+    if not quick:  # the rest of the book too, so the pool of real chunk keys is as large as we have
+        done = model.tokenizer.decode(model.tokenizer(text[:held_out], add_special_tokens=False)["input_ids"][:16_384])
+        model.memorize(text[len(done):held_out], real_bank)
+    result["real_key_tokens"] = len(real_bank)
     log("retrieval at growing bank sizes ...")
-    queries = real_queries(model, real_bank, text[len(text) // 2:], 128 if quick else 256)
+    queries = real_queries(model, real_bank, text[held_out:], 128 if quick else 256)
     sizes = [16_384, 65_536] if quick else [16_384, 65_536, 262_144, 1_048_576]
     r = retrieval_scaling(model, real_bank, queries, sizes)
     result["retrieval"] = r
@@ -346,11 +352,14 @@ def run(quick: bool = False, plot: str | None = None, device: str | None = None,
     gen = generation_speed(model, bank, new_tokens=24 if quick else 48)
     result["generation"] = gen
     result["generation_ratio_65k"] = gen["ratio_vs_transformers_generate"]
-    shipped = ROOT / "assets" / "sidenet-books-150steps.safetensors"
-    if shipped.is_file() and not quick:  # a trained SideNet runs all its layers (the untrained one skips idle ones)
-        trained = LongMemModel.load(checkpoint=str(shipped), device=device)
-        result["generation_all_side_layers"] = generation_speed(trained, bank, new_tokens=48)
-        del trained
+    if not quick and model.side.scale is not None:
+        # a SideNet whose side layers are all trained runs every one of them; the shipped one skips the idle ones
+        # (scale exactly 0). Force them on (values do not change the cost) to measure that case too.
+        with torch.no_grad():
+            saved = model.side.scale.detach().clone()
+            model.side.scale.fill_(1e-3)
+            result["generation_all_side_layers"] = generation_speed(model, bank, new_tokens=48)
+            model.side.scale.copy_(saved)
     log("training step ...")
     result["training"] = [training_speed(model, text, "memory", 1 if quick else 2)]
     if not quick:

@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="examples used (default: all)")
     _common(p)
 
+    p = sub.add_parser("train-retrieval", add_help=False,
+                       help="train the memory queries to find what was read (long-range induction + facts in books); "
+                            "see train-retrieval --help")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
     p.add_argument("--plot", metavar="FILE.svg", help="also draw retrieval time and RAM against bank size")
@@ -339,6 +344,10 @@ COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-retrieval"]:  # its own parser (many training knobs)
+        from .retrieval_train import main as train_retrieval
+        return train_retrieval(argv[1:])
     args = build_parser().parse_args(argv)
     if args.json:  # keep stdout a single JSON object: library chatter goes to stderr
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -82,8 +82,9 @@ def ivf_lists(max_chunks: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    """Lists searched per query: nlist / 64, at least 32 (recall@16 against exact: docs/RESULTS.md)."""
-    return min(nlist, max(32, nlist // 64))
+    """Lists searched per query: twice sqrt(nlist) rounded up to a power of two (32 of 128 lists, 64 of 512, 128
+    of 2048 or 4096): recall@16 against exact >= 0.9 at 16k-1M tokens, measured (docs/RESULTS.md)."""
+    return min(nlist, 2 * 2 ** math.ceil(math.log2(nlist) / 2))
 
 
 class FlatIndex:

@@ -74,6 +74,15 @@ class SideNetwork(nn.Module):
         # side_init="identity": side layer i adds scale_i * (its block's update); scale starts at 0, so the
         # untrained SideNet reproduces the backbone and memory enters only through the memory branch below
         self.scale = nn.Parameter(torch.zeros(len(self.layers))) if cfg.side_init == "identity" else None
+        # optional low-rank delta on the memory layer's query projection, for the memory queries only:
+        # q_mem = q_proj(xn) + up(down(xn)); ``up`` starts at zero, so the delta changes nothing until trained
+        self.q_mem_down = self.q_mem_up = None
+        if cfg.memory_query_rank > 0:
+            width, out = backbone.d_model, backbone.n_heads * backbone.head_dim
+            self.q_mem_down = nn.Linear(width, cfg.memory_query_rank, bias=False)
+            self.q_mem_up = nn.Linear(cfg.memory_query_rank, out, bias=False)
+            nn.init.normal_(self.q_mem_down.weight, std=width ** -0.5)
+            nn.init.zeros_(self.q_mem_up.weight)
         self.requires_grad_(True)
         self._rope_of = backbone.rope  # shared, parameter-free rotary module (not registered twice)
 
@@ -106,6 +115,16 @@ class SideNetwork(nn.Module):
         zero = (self.scale.detach() == 0).tolist()
         return {i for i, z in enumerate(zero) if z and not (reads_memory and i == self.memory_index)}
 
+    def memory_query_delta(self, xn: torch.Tensor) -> torch.Tensor | None:
+        """The trained change of the memory queries for the memory layer's normed input xn [B, T, C]:
+        [B, H, T, D], or None without a delta (memory_query_rank=0)."""
+        if self.q_mem_up is None:
+            return None
+        B, T, _ = xn.shape
+        layer = self.layers[self.memory_index]
+        d = self.q_mem_up(self.q_mem_down(xn))  # [B, T, H*D]
+        return d.view(B, T, layer.n_heads, layer.head_dim).transpose(1, 2)
+
     def memory_queries(self, q: torch.Tensor) -> torch.Tensor:
         """Unrotated queries q [B, H, T, D] -> queries for memory, by the configured position policy."""
         if self.memory_position == "none":
@@ -116,8 +135,10 @@ class SideNetwork(nn.Module):
 
     def _memory_layer(self, layer: Block, x, rope, retrieve: Retriever, cache, trace: bool, i: int):
         B, T, _ = x.shape
-        q, k, v = layer.project(layer.norm_attn(x))  # [B, H, T, D], [B, G, T, D], [B, G, T, D]
-        q_mem = self.memory_queries(q)
+        xn = layer.norm_attn(x)
+        q, k, v = layer.project(xn)  # [B, H, T, D], [B, G, T, D], [B, G, T, D]
+        delta = self.memory_query_delta(xn)
+        q_mem = self.memory_queries(q if delta is None else q + delta)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:

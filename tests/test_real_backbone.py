@@ -59,10 +59,10 @@ def _hits_needle(retrieved, start):
     return [r for r in retrieved if r.info.char_end > start and r.info.char_start < start + len(NEEDLE)]
 
 
-@pytest.mark.xfail(strict=False,
-                   reason="known gap (docs/RESULTS.md): neither the untrained SideNet nor the first trained checkpoint "
-                          "(assets/sidenet-books-150steps.safetensors) retrieves the pass key chunk")
 def test_retrieve_finds_the_pass_key(model, passkey_bank):
+    """With the shipped checkpoint (memory queries trained by train-retrieval on other books and other wordings;
+    the untrained SideNet ranks these chunks in the hundreds: docs/RESULTS.md)."""
+    assert model.cfg.memory_query_rank > 0, "needs the shipped retrieval-trained checkpoint assets/sidenet.safetensors"
     bank, text, start = passkey_bank
     retrieved = model.retrieve("What is the pass key? The pass key is", bank, top=10)
     assert all(r.info.text == text[r.info.char_start:r.info.char_end] for r in retrieved)

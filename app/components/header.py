@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 import gradio as gr
 
@@ -13,9 +14,14 @@ def render(ui: Ui) -> None:
                 "**SideNet** retrieves from it while answering (Wang et al. 2023, *Augmenting Language Models with "
                 "Long-Term Memory*). Fill memory, ask, and see what was retrieved.")
     if ui.checkpoint:
-        banner = (f'<div class="lm-banner lm-trained">SideNet: checkpoint <code>{escape(ui.checkpoint)}</code>'
-                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. Memory lowers perplexity only a little so '
-                  'far and retrieval is not yet reliable (see docs/RESULTS.md).</div>')
+        side = ui.model.side
+        search = ui.model.cfg.memory_query_rank > 0
+        layers = side.scale is None or bool((side.scale.detach() != 0).any())
+        what = ("Trained: the memory search (it finds facts and passages read earlier). Not trained: using what it "
+                "finds, so answers still come mostly from the backbone." if search and not layers else
+                "Memory lowers perplexity only a little so far.")
+        banner = (f'<div class="lm-banner lm-trained">SideNet: checkpoint <code>{escape(Path(ui.checkpoint).name)}</code>'
+                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. {what} (docs/RESULTS.md)</div>')
     else:
         banner = ('<div class="lm-banner"><b>Untrained SideNet.</b> No trained checkpoint was found, so memory is mixed '
                   'in with a fixed 0.5 gate and retrieval is not yet tuned: answers come mostly from the backbone '
