@@ -297,7 +297,8 @@ def plot_svg(result: dict, path: str | os.PathLike) -> Path:
             parts.append(f'<text x="{sx(x)}" y="{sy(0) + 16}" text-anchor="middle">{label}</text>')
         for i in range(5):
             y = ymax * i / 4
-            parts.append(f'<text x="{sx(lx[0]) - 6}" y="{sy(y) + 4}" text-anchor="end">{y:.3g}</text>')
+            parts.append(f'<text x="{sx(lx[0]) - 6}" y="{sy(y) + 4}" text-anchor="end">{y:.0f}</text>' if ymax >= 100 else
+                         f'<text x="{sx(lx[0]) - 6}" y="{sy(y) + 4}" text-anchor="end">{y:.3g}</text>')
         parts.append(f'<text x="{ox + W / 2}" y="{H - 8}" text-anchor="middle">tokens in memory (log scale)</text>')
         for j, (name, values, colour) in enumerate(series):
             pts = " ".join(f"{sx(math.log2(int(k)))},{sy(v)}" for k, v in values.items())
