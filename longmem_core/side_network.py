@@ -83,6 +83,9 @@ class SideNetwork(nn.Module):
             self.q_mem_up = nn.Linear(cfg.memory_query_rank, out, bias=False)
             nn.init.normal_(self.q_mem_down.weight, std=width ** -0.5)
             nn.init.zeros_(self.q_mem_up.weight)
+        # the delta is trained for search; by default the memory attention weighs what was found with the block's
+        # own queries (with the delta there too, chat answers loop on some texts: docs/RESULTS.md)
+        self.delta_in_attention = cfg.memory_query_delta_in_attention
         self.requires_grad_(True)
         self._rope_of = backbone.rope  # shared, parameter-free rotary module (not registered twice)
 
@@ -138,7 +141,8 @@ class SideNetwork(nn.Module):
         xn = layer.norm_attn(x)
         q, k, v = layer.project(xn)  # [B, H, T, D], [B, G, T, D], [B, G, T, D]
         delta = self.memory_query_delta(xn)
-        q_mem = self.memory_queries(q if delta is None else q + delta)
+        q_mem = self.memory_queries(q if delta is None else q + delta)  # what searches memory
+        q_att = q_mem if delta is None or self.delta_in_attention else self.memory_queries(q)  # what weighs the hits
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
@@ -150,7 +154,7 @@ class SideNetwork(nn.Module):
         mem_k = hits.keys.view(B, T, H, K, D).transpose(1, 2)  # [B, H, T, K, D]
         mem_v = hits.values.view(B, T, H, K, D).transpose(1, 2)
         mem_mask = hits.mask.view(B, T, H, K).transpose(1, 2)  # [B, H, T, K]
-        out, mem = memory_augmented_attention(q, k, v, q_mem, mem_k, mem_v, mem_mask, self.gate, layer.scale,
+        out, mem = memory_augmented_attention(q, k, v, q_att, mem_k, mem_v, mem_mask, self.gate, layer.scale,
                                               return_local=self.scale is not None)
         if self.scale is None:
             y = layer.finish(x, out)  # paper: the joint attention output goes through the whole block

@@ -277,3 +277,20 @@ def test_memory_on_the_device_path_gives_the_same_answer(make_model):
     bank.index = FlatIndex(bank.n_kv_heads, bank.head_dim, use_faiss=False)
     bank.index.add(means, bank.first_id)
     assert torch.allclose(model(ids, bank).logits, expected, atol=1e-5)
+
+
+def test_memory_query_delta_moves_search_and_by_choice_the_memory_attention(make_model):
+    search_only = make_model("tiny", memory_query_rank=4)
+    both = make_model("tiny", memory_query_rank=4, memory_query_delta_in_attention=True)
+    plain = make_model("tiny")
+    with torch.no_grad():
+        for m in (search_only, both):
+            m.side.q_mem_down.weight.copy_(torch.randn_like(m.side.q_mem_down.weight))
+            m.side.q_mem_up.weight.copy_(torch.randn_like(m.side.q_mem_up.weight))
+    both.side.q_mem_down.weight.data.copy_(search_only.side.q_mem_down.weight)
+    both.side.q_mem_up.weight.data.copy_(search_only.side.q_mem_up.weight)
+    bank, ids = _filled_bank(plain), _ids(plain)
+    a, b, p = (m(ids, bank, trace=True) for m in (search_only, both, plain))
+    assert torch.equal(a.trace.chunk_ids, b.trace.chunk_ids)  # the same search
+    assert not torch.equal(a.trace.chunk_ids, p.trace.chunk_ids)  # ... which the delta changed
+    assert not torch.allclose(a.logits, b.logits)  # attention weighs the hits differently
