@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-size", type=int, default=2000, help="demonstrations read into memory (paper: 2,000)")
     p.add_argument("--k", type=int, default=20, help="demonstrations in context (paper: 20)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds; mean and std are reported")
-    p.add_argument("--limit", type=int, default=None, help="test examples used (default: all)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="test examples used: a random sample (seed 0, the same for every seed and system; test files "
+                        "are often sorted by label, so the first N would be one class); default: all")
     _common(p)
 
     p = sub.add_parser("eval-chapterbreak", help="suffix identification (ChapterBreak layout): LongMem vs local only")
@@ -102,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-retrieval", add_help=False,
                        help="train the memory queries to find what was read (long-range induction + facts in books); "
                             "see train-retrieval --help")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("train-recall", add_help=False,
+                       help="train the memory layer to use what it retrieves (facts recalled across thousands of "
+                            "tokens), from a checkpoint; see train-recall --help")
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
@@ -295,7 +302,11 @@ def cmd_eval_icl(args) -> dict:
         raise CliError(str(exc)) from exc
     task = args.task or Path(args.train).parent.name
     template = icl.template_for(task)
-    test = test[:args.limit] if args.limit else test
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be >= 1")
+    if args.limit and args.limit < len(test):
+        import random
+        test = random.Random(0).sample(test, args.limit)
     model = _load_model(args)
     per_seed = {}
     for seed in seeds:
@@ -348,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["train-retrieval"]:  # its own parser (many training knobs)
         from .retrieval_train import main as train_retrieval
         return train_retrieval(argv[1:])
+    if argv[:1] == ["train-recall"]:
+        from .recall_train import main as train_recall
+        return train_recall(argv[1:])
     args = build_parser().parse_args(argv)
     if args.json:  # keep stdout a single JSON object: library chatter goes to stderr
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -156,16 +156,6 @@ def eval_passkey(model: LongMemModel, text: str, lengths: list[int], trials: int
     return result
 
 
-@torch.no_grad()
-def suffix_logprob(model: LongMemModel, context_ids: list[int], suffix_ids: list[int], bank) -> float:
-    """Mean log-probability per token of ``suffix_ids`` after the local context (and memory, if a bank)."""
-    x = torch.tensor([model.with_sink(context_ids + suffix_ids)], device=model.device)
-    logits = model(x, bank).logits if bank is not None else model.backbone.logits(model.backbone(x).hidden_states[-1])
-    start = x.shape[1] - len(suffix_ids)
-    logp = torch.log_softmax(logits[0, start - 1:-1].float(), dim=-1).cpu()
-    return float(logp[torch.arange(len(suffix_ids)), torch.tensor(suffix_ids)].mean())
-
-
 def chapterbreak_examples(path: str) -> list[dict]:
     """Flatten a ChapterBreak-layout file ({"pg19" or "ao3": {book: [examples]}}) to a list of examples."""
     import json
@@ -173,16 +163,31 @@ def chapterbreak_examples(path: str) -> list[dict]:
     return [dict(ex, book=book) for group in data.values() for book, exs in group.items() for ex in exs]
 
 
+@torch.no_grad()
+def suffix_logprobs(model: LongMemModel, context_ids: list[int], suffixes: list[list[int]], bank) -> list[float]:
+    """Mean log-probability per token of each suffix after the local context (and memory, if a bank): the
+    context is read once, the suffixes in one batch."""
+    prompt = model.with_sink(context_ids)
+    cache = model.cache_prompt(prompt, bank)
+    sums, _ = model.score_continuations(prompt, suffixes, bank, cache=cache)
+    return [float(s) / len(c) for s, c in zip(sums, suffixes)]
+
+
 def eval_chapterbreak(model: LongMemModel, examples: list[dict], limit: int | None = None,
-                      max_suffix_tokens: int = 256, progress=None) -> dict:
+                      max_suffix_tokens: int = 256, progress=None, seed: int = 0) -> dict:
     """Suffix identification: the true next-chapter opening must score above 5 openings of other chapters.
 
     The context's last tokens (a segment minus the suffix) are local; everything before goes into memory.
-    Baseline: the backbone with the same local context only.
+    Baseline: the same model reading no memory, on the same local context (for a SideNet whose side layers are
+    idle, as in every shipped checkpoint, that is exactly the backbone). ``limit``: a random sample (``seed``) of that many
+    examples, in their file order (the file is grouped by book, so its first examples are one book's).
     """
+    import random
     tok = model.tokenizer
     rows = []
-    examples = examples[:limit] if limit else examples
+    if limit and limit < len(examples):
+        keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+        examples = [examples[j] for j in keep]
     for i, ex in enumerate(examples):
         ctx = tok(ex["ctx"], add_special_tokens=False)["input_ids"]
         candidates = [ex["pos"], *ex["negs"]]
@@ -193,8 +198,8 @@ def eval_chapterbreak(model: LongMemModel, examples: list[dict], limit: int | No
         seg = model.segment_length - 1
         for s in range(0, len(memory_part), seg):
             model.memorize_ids(memory_part[s:s + seg], bank, token_start=s)
-        mem = [suffix_logprob(model, local, c, bank) for c in cands]
-        loc = [suffix_logprob(model, local, c, None) for c in cands]
+        mem = suffix_logprobs(model, local, cands, bank)
+        loc = suffix_logprobs(model, local, cands, None)
         rows.append({"book": ex["book"], "longmem": int(max(range(6), key=lambda j: mem[j]) == 0),
                      "local": int(max(range(6), key=lambda j: loc[j]) == 0), "memory_tokens": len(memory_part)})
         if progress:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .memory_bank import MemoryBank
-from .model import LongMemModel, MemorizeStats, Retrieved
+from .model import LongMemModel, MemorizeStats, PromptCache, Retrieved
 
 Example = tuple[str, str]  # (text, label)
 Progress = Callable[[int, int], None]  # (done, total)
@@ -110,21 +110,24 @@ class Prediction:
 
 def classify(model: LongMemModel, text: str, labels: Sequence[str], *, context: str = "",
              bank: MemoryBank | None = None, template: str = SENTIMENT_TEMPLATE, top: int = 5,
-             top_k: int | None = None) -> Prediction:
+             top_k: int | None = None, cache: PromptCache | None = None) -> Prediction:
     """The label whose word is most likely after ``context`` + the query for ``text`` (ties: the first label).
 
     With ``bank`` the SideNet reads memory, and ``retrieved`` lists the chunks that the test text's own tokens
-    attended to most; without it the model is the in-context-only baseline.
+    attended to most; without it the model is the in-context-only baseline. ``cache``: the context read once
+    (``model.cache_prompt(context, bank, top_k)``), so only the query and labels are read per text.
     """
     if not labels:
         raise ValueError("no labels to choose from")
     prompt = context + query_prompt(template, text)
-    scores, trace = model.score_labels(prompt, [" " + label for label in labels], bank, trace=bank is not None,
-                                       top_k=top_k)
+    scores, trace = model.score_labels(prompt, [" " + label for label in labels], bank,
+                                       trace=bank is not None and top > 0, top_k=top_k, cache=cache)
     best = int(scores.argmax())
     retrieved: list[Retrieved] = []
     if trace is not None and top > 0:
-        query_tokens = slice(len(model.encode(context)), len(model.encode(prompt)))  # the query's own tokens
+        prompt_ids = model.encode(prompt)
+        skipped = cache.shared(prompt_ids) if cache is not None else 0  # the trace starts after the cached tokens
+        query_tokens = slice(max(len(model.encode(context)) - skipped, 0), len(prompt_ids) - skipped)
         totals = trace.chunk_totals(0, query_tokens)
         ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
         retrieved = [Retrieved(bank.chunk_info(cid), share) for cid, share in ranked]
@@ -167,14 +170,21 @@ def evaluate(model: LongMemModel, test: Sequence[Example], demonstrations: Seque
     labels = list(labels) if labels is not None else label_set(demonstrations)
     context = context_text(template, sample_context(demonstrations, k, seed))
     if bank is None:
-        bank = model.new_bank()
         chosen = demonstrations if memory_size is None else sample_context(demonstrations, memory_size, seed)
+        # room for every chosen demonstration, so none is evicted: a token is at least one character, and each
+        # segment's last chunk may be partly empty (storage grows on demand, so the room costs nothing unused)
+        room = 2 * len(context_text(template, chosen)) + model.cfg.chunk_size
+        bank = model.new_bank(capacity=max(model.cfg.capacity, room))
         memorize_demonstrations(model, chosen, bank, template=template)
     memory_predictions, context_predictions = [], []
+    # the context is the same for every test text: read it once per system
+    with_memory = model.cache_prompt(context, bank, top_k) if context else None
+    in_context = model.cache_prompt(context) if context else None
     for i, (text, _) in enumerate(test):
         memory_predictions.append(classify(model, text, labels, context=context, bank=bank, template=template,
-                                           top=0, top_k=top_k).label)
-        context_predictions.append(classify(model, text, labels, context=context, template=template).label)
+                                           top=0, top_k=top_k, cache=with_memory).label)
+        context_predictions.append(classify(model, text, labels, context=context, template=template,
+                                            cache=in_context).label)
         if progress:
             progress(i + 1, len(test))
     gold = [label for _, label in test]

@@ -75,6 +75,7 @@ class LongMemModel(nn.Module):
         self._fingerprint = self.backbone.fingerprint()
         self.segment_length = min(cfg.segment_length, self.backbone.max_positions)  # tokens read at once
         self.checkpoint_path: str | None = None  # the checkpoint last loaded into the SideNet, if any
+        self._loaded_names: set[str] = set()  # parameters a loaded checkpoint set: saved again even when frozen now
 
     # -- construction and checkpoints --
 
@@ -107,11 +108,13 @@ class LongMemModel(nn.Module):
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
     def save_checkpoint(self, path: str | Path, note: str = "") -> Path:
-        """Only the trained parameters, in safetensors, with the config that built them."""
+        """Only the trained parameters (those training now and those a loaded checkpoint set, e.g. a frozen
+        memory-query delta under a newly trained memory layer), in safetensors, with the config that built them."""
         from safetensors.torch import save_file
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {n: p.detach().contiguous() for n, p in self.trainable_parameters().items()}
+        tensors = {n: p.detach().contiguous() for n, p in self.named_parameters()
+                   if p.requires_grad or n in self._loaded_names}
         meta = {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_json(), "backbone": self._fingerprint, "note": note}
         tmp = path.with_name(path.name + ".tmp")
         save_file(tensors, tmp, metadata=meta)
@@ -129,7 +132,7 @@ class LongMemModel(nn.Module):
             warnings.warn(f"checkpoint {path} was trained on another copy of this backbone's weights ({theirs}, "
                           f"here {self._fingerprint}); loading it anyway", stacklevel=2)
         tensors = load_file(str(path))
-        own = self.trainable_parameters()
+        own = dict(self.side.named_parameters(prefix="side"))
         unknown = sorted(set(tensors) - set(own))
         if unknown:
             raise ValueError(f"checkpoint {path} has parameters this model lacks: {unknown[:3]}")
@@ -137,6 +140,7 @@ class LongMemModel(nn.Module):
             for name, t in tensors.items():
                 own[name].copy_(t)
         self.checkpoint_path = str(path)
+        self._loaded_names = set(tensors)
 
     # -- memory --
 
@@ -325,23 +329,56 @@ class LongMemModel(nn.Module):
     # -- classification --
 
     @torch.no_grad()
+    def cache_prompt(self, prompt: str | list[int], bank: MemoryBank | None = None,
+                     top_k: int | None = None) -> "PromptCache":
+        """Read a prompt prefix once (e.g. the in-context demonstrations shared by every test text) and keep
+        every layer's keys/values, so ``score_labels``/``score_continuations`` with ``cache=`` read only what
+        follows it. ``prompt``: text, or token ids already opened by the sink token. The cache belongs to
+        ``bank`` (None: no memory) and ``top_k``."""
+        ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        caches = ModelCaches.empty(self)
+        self(torch.tensor([ids], device=self.device), bank, caches=caches, top_k=top_k)
+        return PromptCache(ids=ids, caches=caches, bank=bank, top_k=top_k)
+
+    @torch.no_grad()
     def score_labels(self, prompt: str, labels: list[str], bank: MemoryBank | None = None,
-                     trace: bool = False, top_k: int | None = None) -> tuple[torch.Tensor, RetrievalTrace | None]:
-        """Sum of log-probabilities of each label's tokens after ``prompt``: [n_labels], and the prompt's trace."""
-        prompt_ids = self.encode(prompt)
+                     trace: bool = False, top_k: int | None = None,
+                     cache: "PromptCache | None" = None) -> tuple[torch.Tensor, RetrievalTrace | None]:
+        """Sum of log-probabilities of each label's tokens after ``prompt``: [n_labels], and the prompt's trace
+        (see ``score_continuations``)."""
         label_ids = [self.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
         if any(not ids for ids in label_ids):
             raise ValueError("every label must contain at least one token")
-        width = len(prompt_ids) + max(len(ids) for ids in label_ids)
+        return self.score_continuations(self.encode(prompt), label_ids, bank, trace=trace, top_k=top_k, cache=cache)
+
+    @torch.no_grad()
+    def score_continuations(self, prompt_ids: list[int], continuations: list[list[int]],
+                            bank: MemoryBank | None = None, *, trace: bool = False, top_k: int | None = None,
+                            cache: "PromptCache | None" = None) -> tuple[torch.Tensor, RetrievalTrace | None]:
+        """Sum of log-probabilities of each continuation's tokens after ``prompt_ids`` (opened by the sink token):
+        [n_continuations], all read in one batch, and the trace of the batch's first row.
+
+        ``cache`` (from ``cache_prompt`` with the same bank and top_k): the prompt's tokens it shares are not read
+        again; the scores are the same up to float rounding, and the trace then covers only the tokens after the
+        ``cache.shared(prompt_ids)`` shared ones."""
+        if not continuations or any(not ids for ids in continuations):
+            raise ValueError("every continuation must contain at least one token")
+        n = 0
+        if cache is not None:
+            if cache.bank is not bank or cache.top_k != top_k:
+                raise ValueError("this prompt cache was made with another bank or top_k")
+            n = cache.shared(prompt_ids)
+        width = len(prompt_ids) + max(len(ids) for ids in continuations)
         pad = self.tokenizer.pad_token_id or 0
-        rows = [prompt_ids + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in label_ids]
-        out = self(torch.tensor(rows, device=self.device), bank, trace=trace, top_k=top_k)  # right padding never changes earlier positions
-        logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()  # [n_labels, width, V]
+        rows = [prompt_ids[n:] + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in continuations]
+        caches = cache.expand(n, len(rows)) if n else None
+        out = self(torch.tensor(rows, device=self.device), bank, trace=trace, top_k=top_k, caches=caches)  # right padding never changes earlier positions
+        logp = torch.log_softmax(out.logits.float(), dim=-1)  # [rows, width - n, V]
         scores = []
-        for row, ids in enumerate(label_ids):
-            pos = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
-            scores.append(logp[row, pos, torch.tensor(ids)].sum())
-        return torch.stack(scores), out.trace
+        for row, ids in enumerate(continuations):
+            pos = torch.arange(len(prompt_ids) - 1 - n, len(prompt_ids) - 1 - n + len(ids), device=logp.device)
+            scores.append(logp[row, pos, torch.tensor(ids, device=logp.device)].sum())
+        return torch.stack(scores).cpu(), out.trace
 
 
 @dataclass
@@ -353,6 +390,40 @@ class ModelCaches:
     def empty(cls, model: LongMemModel) -> "ModelCaches":
         return cls([LayerCache() for _ in range(model.backbone.n_layers)],
                    [LayerCache() for _ in range(len(model.side.layers))])
+
+    def expand(self, length: int, batch: int) -> "ModelCaches":
+        """New caches holding the first ``length`` tokens of row 0, repeated for ``batch`` rows (these stay
+        untouched: appending to the new caches copies)."""
+        def cut(c: LayerCache) -> LayerCache:
+            new = LayerCache()
+            if c.k is not None:
+                new.k = c.k[:1, :, :length].expand(batch, -1, -1, -1)
+                new.v = c.v[:1, :, :length].expand(batch, -1, -1, -1)
+            return new
+        return ModelCaches([cut(c) for c in self.backbone], [cut(c) for c in self.side])
+
+
+@dataclass
+class PromptCache:
+    """A prompt prefix read once (``LongMemModel.cache_prompt``): its token ids and every layer's keys/values."""
+
+    ids: list[int]
+    caches: ModelCaches
+    bank: MemoryBank | None
+    top_k: int | None
+
+    def shared(self, prompt_ids: list[int]) -> int:
+        """How many leading tokens of ``prompt_ids`` the cache can stand for: the common prefix, less one so the
+        prompt's last position is always read (its logits score the first label token)."""
+        n = 0
+        for a, b in zip(self.ids, prompt_ids):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(prompt_ids) - 1)
+
+    def expand(self, length: int, batch: int) -> ModelCaches:
+        return self.caches.expand(length, batch)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

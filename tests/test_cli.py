@@ -103,6 +103,7 @@ def test_eval_commands_json(tmp_path, book_text):
                          "--task", "sst2", "--k", "2", "--memory-size", "8", "--seeds", "1,2", "--limit", "3",
                          "--backbone", "tiny-llama", "--json").stdout)
     assert set(out) >= {"acc_memory", "acc_incontext", "seeds"} and set(out["seeds"]) == {"1", "2"}
+    assert out["n_test"] == 3
     out = json.loads(run("eval-passkey", "--lengths", "1500", "--trials", "1", "--backbone", "tiny-llama",
                          "--json").stdout)
     assert set(out["lengths"]["1500"]) >= {"acc_longmem", "acc_local"}

@@ -60,3 +60,25 @@ def test_chapterbreak(make_model, tmp_path, book_text):
     assert len(examples) == 2 and examples[0]["book"] == "tm"
     r = eval_chapterbreak(make_model("tiny", segment_length=128), examples, limit=1, max_suffix_tokens=40)
     assert r["n"] == 1 and r["chance"] == pytest.approx(1 / 6) and r["examples"][0]["memory_tokens"] > 0
+
+
+@pytest.mark.parametrize("with_memory", [False, True])
+def test_suffix_scores_read_the_context_once_and_equal_one_by_one_scoring(make_model, book_text, with_memory):
+    from longmem_core.evaluate import suffix_logprobs
+    model = make_model("tiny", segment_length=128)
+    with torch.no_grad():
+        model.side.scale.fill_(0.5)  # every side layer active: their caches are used too
+    bank = None
+    if with_memory:
+        bank = model.new_bank(capacity=4096)
+        model.memorize(book_text[:3000], bank)
+    ids = model.tokenizer(book_text[3000:4000], add_special_tokens=False)["input_ids"]
+    context, suffixes = ids[:60], [ids[60:70], ids[80:83], ids[100:121]]
+    got = suffix_logprobs(model, context, suffixes, bank)
+    for s, value in zip(suffixes, got):
+        x = torch.tensor([model.with_sink(context + s)])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(x, bank).logits[0].float(), dim=-1)
+        start = x.shape[1] - len(s)
+        want = logp[torch.arange(start - 1, x.shape[1] - 1), torch.tensor(s)].mean()
+        assert value == pytest.approx(float(want), abs=1e-4)

@@ -82,7 +82,9 @@ def test_evaluate_counts_both_systems_on_the_same_prompts(tiny_model):
     result = icl.evaluate(tiny_model, TEST, DEMOS, k=3, seed=2, progress=lambda d, t: steps.append((d, t)))
     assert steps[-1] == (len(TEST), len(TEST)) and len(steps) == len(TEST)
     assert result.n == len(TEST) and result.k == 3 and result.labels == ["negative", "positive"]
-    assert result.memory_tokens > 0
+    everything = tiny_model.new_bank(capacity=1 << 20)
+    icl.memorize_demonstrations(tiny_model, DEMOS, everything)
+    assert result.memory_tokens == len(everything) > tiny_model.cfg.capacity  # none evicted, beyond the config's capacity
     gold = [label for _, label in TEST]
     assert result.accuracy_memory == sum(p == g for p, g in zip(result.memory_predictions, gold)) / len(TEST)
     assert result.accuracy_context == sum(p == g for p, g in zip(result.context_predictions, gold)) / len(TEST)
@@ -104,3 +106,33 @@ def test_closed_gate_makes_memory_accuracy_equal_in_context_accuracy(make_model)
 def test_evaluate_refuses_empty_test_sets(tiny_model):
     with pytest.raises(ValueError):
         icl.evaluate(tiny_model, [], DEMOS)
+
+
+@pytest.mark.parametrize("with_memory", [False, True])
+def test_a_cached_context_gives_the_same_scores_and_trace(make_model, with_memory):
+    model = make_model("tiny")
+    with torch.no_grad():
+        model.side.scale.fill_(0.5)  # every side layer active: their caches are used too
+        model.side.gate.normal_()
+    bank = None
+    if with_memory:
+        bank = model.new_bank(capacity=4096)
+        icl.memorize_demonstrations(model, DEMOS, bank)
+    context = icl.context_text(icl.SENTIMENT_TEMPLATE, DEMOS[:4])
+    cache = model.cache_prompt(context, bank)
+    assert cache.shared(model.encode(context + "Review: a lovely film Sentiment:")) > 0
+    for text, _ in TEST:
+        prompt = context + icl.query_prompt(icl.SENTIMENT_TEMPLATE, text)
+        plain, plain_trace = model.score_labels(prompt, [" negative", " positive"], bank, trace=with_memory)
+        cached, cached_trace = model.score_labels(prompt, [" negative", " positive"], bank, trace=with_memory,
+                                                  cache=cache)
+        assert torch.allclose(plain, cached, atol=1e-4)
+        if with_memory:  # the cached trace covers the tokens after the shared ones
+            n = cache.shared(model.encode(prompt))
+            assert torch.equal(plain_trace.chunk_ids[:, n:], cached_trace.chunk_ids)
+        a = icl.classify(model, text, ["negative", "positive"], context=context, bank=bank, top=3)
+        b = icl.classify(model, text, ["negative", "positive"], context=context, bank=bank, top=3, cache=cache)
+        assert a.label == b.label and a.scores == pytest.approx(b.scores, abs=1e-4)
+        assert [r.info.chunk_id for r in a.retrieved] == [r.info.chunk_id for r in b.retrieved]
+    with pytest.raises(ValueError, match="another bank"):
+        model.score_labels(context + "Review: x Sentiment:", [" negative"], model.new_bank(), cache=cache)
