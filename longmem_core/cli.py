@@ -311,7 +311,8 @@ def cmd_eval_icl(args) -> dict:
     per_seed = {}
     for seed in seeds:
         r = icl.evaluate(model, test, demos, k=args.k, seed=seed, template=template, memory_size=args.memory_size,
-                         progress=_progress(True, f"{task} seed {seed}"))
+                         progress=_progress(True, f"{task} seed {seed}: test texts"),
+                         memorize_progress=_progress(True, f"{task} seed {seed}: reading demonstrations"))
         per_seed[str(seed)] = {"acc_memory": r.accuracy_memory, "acc_incontext": r.accuracy_context,
                                "memory_tokens": r.memory_tokens}
         if not args.json:

@@ -158,12 +158,13 @@ def evaluate(model: LongMemModel, test: Sequence[Example], demonstrations: Seque
              k: int = DEFAULT_K, seed: int = DEFAULT_SEED, template: str = SENTIMENT_TEMPLATE,
              labels: Sequence[str] | None = None, bank: MemoryBank | None = None,
              memory_size: int | None = None, progress: Progress | None = None,
-             top_k: int | None = None) -> IclResult:
+             top_k: int | None = None, memorize_progress: Progress | None = None) -> IclResult:
     """Classify every test example twice, with memory and in-context only, and count the correct ones.
 
     ``k`` demonstrations are sampled once (``seed``) into the context, as in the authors' script. Memory holds
     ``bank`` as given, or else a new bank filled with ``memory_size`` demonstrations sampled with the same seed
-    (all of them when None). ``labels`` defaults to the demonstrations' label set.
+    (all of them when None). ``labels`` defaults to the demonstrations' label set. ``progress`` counts test texts,
+    ``memorize_progress`` the tokens read into that new bank.
     """
     if not test:
         raise ValueError("no test examples")
@@ -175,7 +176,7 @@ def evaluate(model: LongMemModel, test: Sequence[Example], demonstrations: Seque
         # segment's last chunk may be partly empty (storage grows on demand, so the room costs nothing unused)
         room = 2 * len(context_text(template, chosen)) + model.cfg.chunk_size
         bank = model.new_bank(capacity=max(model.cfg.capacity, room))
-        memorize_demonstrations(model, chosen, bank, template=template)
+        memorize_demonstrations(model, chosen, bank, template=template, progress=memorize_progress)
     memory_predictions, context_predictions = [], []
     # the context is the same for every test text: read it once per system
     with_memory = model.cache_prompt(context, bank, top_k) if context else None

@@ -2,6 +2,7 @@
 
 ``train-retrieval`` teaches the memory queries to find the chunk that holds a fact; this module teaches the
 memory layer (its attention projections and the per-head gates) to bring the fact's tokens into the prediction.
+In our runs it has not learned that yet (held-out loss falls, no fact is recalled): docs/RESULTS.md says why.
 
 Shape legend: n tokens of a segment, G kv heads, D head dim.
 
@@ -107,6 +108,8 @@ class Example:
 
 def make_example(model: LongMemModel, ex: Excerpt, rng: random.Random, cfg: RecallTrainConfig,
                  evaluation: bool = False) -> Example:
+    """One example from an excerpt: memory = 1..all of its cached segments with a fresh fact segment among them;
+    input = book text that follows them, a question about the fact, the answer (``evaluation``: held-out wordings)."""
     tok = model.tokenizer
     seg = model.segment_length - (1 if model.sink_id is not None else 0)
     n_mem = rng.randint(1, len(ex.keys))
