@@ -34,7 +34,7 @@ import torch
 
 from .model import LongMemModel
 from .retrieval_train import Fact, book_ids, chat_question_ids, insert_fact, make_fact
-from .train import select_trainable, text_files
+from .train import make_optimizer, text_files
 
 
 @dataclass
@@ -184,12 +184,7 @@ def evaluate_recall(model: LongMemModel, examples: list[Example]) -> dict:
 
 def train_recall(model: LongMemModel, excerpts: list[Excerpt], cfg: RecallTrainConfig, eval_examples=None,
                  log=print) -> list[dict]:
-    params = select_trainable(model, cfg.trainable)
-    fast = [p for p in (model.side.gate, model.side.scale) if p is not None and p.requires_grad]
-    slow = [p for p in params if all(p is not f for f in fast)]
-    opt = torch.optim.AdamW([{"params": slow, "lr_scale": 1.0},
-                             {"params": fast, "lr_scale": cfg.gate_lr_scale, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    params, opt = make_optimizer(model, cfg.trainable, cfg.lr, cfg.gate_lr_scale, cfg.weight_decay)
     rng = random.Random(cfg.seed)
     records, t0 = [], time.perf_counter()
     from tqdm import tqdm

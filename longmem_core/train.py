@@ -71,6 +71,20 @@ def select_trainable(model: LongMemModel, which: str) -> list[torch.nn.Parameter
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def make_optimizer(model: LongMemModel, trainable: str, lr: float, gate_lr_scale: float,
+                   weight_decay: float) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
+    """The chosen SideNet parameters and AdamW over them (betas 0.9/0.98 as the paper); the per-head gate logits
+    and side scales learn ``gate_lr_scale`` times faster, without weight decay. Each group's ``lr_scale`` multiplies
+    the scheduled learning rate."""
+    params = select_trainable(model, trainable)
+    fast = [p for p in (model.side.gate, model.side.scale) if p is not None and p.requires_grad]
+    slow = [p for p in params if all(p is not f for f in fast)]
+    optimizer = torch.optim.AdamW([{"params": slow, "lr_scale": 1.0},
+                                   {"params": fast, "lr_scale": gate_lr_scale, "weight_decay": 0.0}],
+                                  lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    return params, optimizer
+
+
 def plan_excerpts(lengths: list[int], seg: int, n_segments: int, count: int, seed: int) -> list[tuple[int, int]]:
     """(document index, first token) of ``count`` excerpts of ``n_segments`` segments, sampled with the seed."""
     rng = random.Random(seed)
@@ -116,12 +130,7 @@ def train(cfg: TrainConfig, model: LongMemModel | None = None, log: Callable[[st
     out.mkdir(parents=True, exist_ok=True)
     state_path, ckpt_path = out / "state.pt", out / "sidenet.safetensors"
     model = model or LongMemModel.load()
-    params = select_trainable(model, cfg.trainable)
-    fast = [p for p in (model.side.gate, model.side.scale) if p is not None and p.requires_grad]
-    slow = [p for p in params if all(p is not f for f in fast)]
-    optimizer = torch.optim.AdamW([{"params": slow, "lr_scale": 1.0},
-                                   {"params": fast, "lr_scale": cfg.gate_lr_scale, "weight_decay": 0.0}],
-                                  lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    params, optimizer = make_optimizer(model, cfg.trainable, cfg.lr, cfg.gate_lr_scale, cfg.weight_decay)
     step = 0
     if state_path.exists():  # exact resume: parameters, optimizer, step; the bank is rebuilt by re-reading
         state = torch.load(state_path, weights_only=False)
