@@ -54,6 +54,7 @@ class RecallTrainConfig:
     fact_window: int = 512  # most book tokens around the fact in its memory segment
     chat_share: float = 0.25  # examples asked through the chat template (the answer: "<value>.")
     trainable: str = "memory"
+    shift_values: bool = False  # experiment: store each key with the next token's value (see build_bank)
     eval_examples: int = 24
     eval_every: int = 50
     seed: int = 0
@@ -146,18 +147,24 @@ def make_example(model: LongMemModel, ex: Excerpt, rng: random.Random, cfg: Reca
     return Example(bank_parts=parts, input_ids=ids, weights=weights, answer=answer, fact=fact)
 
 
-def build_bank(model: LongMemModel, parts: list[tuple[torch.Tensor, torch.Tensor]]):
+def build_bank(model: LongMemModel, parts: list[tuple[torch.Tensor, torch.Tensor]], shift_values: bool = False):
+    """A bank holding ``parts`` in order. ``shift_values`` (an experiment, not the paper's design): each token's
+    key is stored with the value of the token *after* it in its segment (the last token keeps its own), so a query
+    that finds an earlier occurrence of the current token reads what followed it."""
     bank = model.new_bank(capacity=max(model.cfg.capacity, sum(k.shape[0] for k, _ in parts) + 64))
     offset = 0
     for k, v in parts:
+        if shift_values:
+            v = torch.cat([v[1:], v[-1:]])  # [n, G, D]
         bank.add(k.to(model.device, torch.float32), v.to(model.device, torch.float32), token_start=offset)
         offset += k.shape[0]
     return bank
 
 
-def example_loss(model: LongMemModel, ex: Example, use_memory: bool = True) -> tuple[torch.Tensor, bool]:
+def example_loss(model: LongMemModel, ex: Example, use_memory: bool = True,
+                 shift_values: bool = False) -> tuple[torch.Tensor, bool]:
     """Weighted next-token loss of an example, and whether every value token was the model's top choice."""
-    bank = build_bank(model, ex.bank_parts) if use_memory else None
+    bank = build_bank(model, ex.bank_parts, shift_values) if use_memory else None
     x = torch.tensor([ex.input_ids], device=model.device)
     logits = model(x, bank).logits[0, :-1].float()  # [T-1, V]
     w = torch.tensor(ex.weights, device=logits.device)
@@ -168,14 +175,14 @@ def example_loss(model: LongMemModel, ex: Example, use_memory: bool = True) -> t
 
 
 @torch.no_grad()
-def evaluate_recall(model: LongMemModel, examples: list[Example]) -> dict:
+def evaluate_recall(model: LongMemModel, examples: list[Example], shift_values: bool = False) -> dict:
     """Share of held-out facts whose value tokens are all the model's top choice (teacher-forced), with and
     without memory, and the mean answer loss."""
     res = {}
     for name, mem in (("memory", True), ("no_memory", False)):
         hits, loss = 0, 0.0
         for ex in examples:
-            l, h = example_loss(model, ex, mem)
+            l, h = example_loss(model, ex, mem, shift_values)
             hits, loss = hits + h, loss + float(l)
         res[f"recall_{name}"] = hits / max(len(examples), 1)
         res[f"loss_{name}"] = loss / max(len(examples), 1)
@@ -196,7 +203,7 @@ def train_recall(model: LongMemModel, excerpts: list[Excerpt], cfg: RecallTrainC
         total, hits = 0.0, 0
         for _ in range(cfg.batch):
             ex = make_example(model, rng.choice(excerpts), rng, cfg)
-            loss, hit = example_loss(model, ex)
+            loss, hit = example_loss(model, ex, shift_values=cfg.shift_values)
             (loss / cfg.batch).backward()
             total, hits = total + loss.item(), hits + hit
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -208,7 +215,7 @@ def train_recall(model: LongMemModel, excerpts: list[Excerpt], cfg: RecallTrainC
                "seconds": round(time.perf_counter() - t0, 1),
                "gate": [round(g, 3) for g in torch.sigmoid(model.side.gate.detach()).tolist()]}
         if eval_examples and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
-            rec["eval"] = evaluate_recall(model, eval_examples)
+            rec["eval"] = evaluate_recall(model, eval_examples, cfg.shift_values)
             log(json.dumps({"step": step + 1, **rec["eval"]}))
         records.append(rec)
     bar.close()
@@ -228,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lr", "gate_lr_scale", "weight_decay", "lm_weight", "chat_share"):
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     ap.add_argument("--trainable", default=d.trainable, choices=("memory", "all"))
+    ap.add_argument("--shift-values", action="store_true",
+                    help="experiment: store each key with the next token's value (a checkpoint trained so does not "
+                         "fit the model's own banks)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -238,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                             checkpoint=args.checkpoint or default_checkpoint(),
                             **{k: getattr(args, k) for k in ("out", "steps", "batch", "lr", "gate_lr_scale",
                                                               "weight_decay", "lm_weight", "excerpt_segments",
-                                                              "local_tokens", "fact_window", "chat_share", "trainable",
+                                                              "local_tokens", "fact_window", "chat_share", "trainable", "shift_values",
                                                               "eval_examples", "eval_every", "seed")})
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     out = Path(cfg.out)
@@ -253,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(cfg.seed + 1)
         eval_examples = [make_example(model, ev[i % len(ev)], rng, cfg, evaluation=True)
                          for i in range(cfg.eval_examples)]
-        report["eval_before"] = evaluate_recall(model, eval_examples)
+        report["eval_before"] = evaluate_recall(model, eval_examples, cfg.shift_values)
         log("held-out before: " + json.dumps(report["eval_before"]))
     t0 = time.perf_counter()
     report["log"] = train_recall(model, excerpts, cfg, eval_examples, log)

@@ -64,3 +64,18 @@ def test_training_moves_only_the_memory_layer_and_keeps_the_delta(make_model, tm
     trained = LongMemModel.load(checkpoint=str(out / "sidenet.safetensors"))
     assert not torch.equal(trained.side.gate, model.side.gate)  # the gates moved
     assert torch.equal(trained.side.q_mem_up.weight, before["side.q_mem_up.weight"])
+
+
+def test_shifted_values_pair_each_key_with_the_next_tokens_value(make_model):
+    model = make_model("tiny")
+    G, D = model.backbone.n_kv_heads, model.backbone.head_dim
+    parts = [(torch.randn(6, G, D), torch.randn(6, G, D)), (torch.randn(4, G, D), torch.randn(4, G, D))]
+    plain, shifted = rc.build_bank(model, parts), rc.build_bank(model, parts, shift_values=True)
+
+    def tokens(t):  # bank storage [G, Nc, c, D] (float16) -> [n, G, D]; chunk size 2: these parts fill whole chunks
+        return t.permute(1, 2, 0, 3).reshape(-1, G, D).float()
+    keys = torch.cat([k for k, _ in parts])
+    assert torch.allclose(tokens(plain.keys), keys, atol=1e-2) and torch.allclose(tokens(shifted.keys), keys, atol=1e-2)
+    want = torch.cat([torch.cat([v[1:], v[-1:]]) for _, v in parts])  # within each segment; the last keeps its own
+    assert torch.allclose(tokens(shifted.values), want, atol=1e-2)
+    assert torch.allclose(tokens(plain.values), torch.cat([v for _, v in parts]), atol=1e-2)
