@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval-chapterbreak", help="suffix identification (ChapterBreak layout): LongMem vs local only")
     p.add_argument("file")
-    p.add_argument("--limit", type=int, default=None, help="examples used (default: all)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="examples used: a random sample (seed 0) in file order (the file is grouped by book, so the "
+                        "first N would be few books); default: all")
     _common(p)
 
     p = sub.add_parser("train-retrieval", add_help=False,

@@ -215,15 +215,21 @@ class LongMemModel(nn.Module):
         return MemorizeStats(tokens=len(ids), chunks=chunks, seconds=time.perf_counter() - t0)
 
     @torch.no_grad()
-    def memorize_ids(self, ids: list[int], bank: MemoryBank, source: int = -1, token_start: int = 0,
-                     char_spans=None) -> int:
-        """Write one segment of token ids (without the sink token) into ``bank``; returns chunks added."""
+    def segment_kv(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The memory-layer keys and values [n, G, D] of one segment of token ids (without the sink token, which
+        opens the segment but is not returned): what a bank stores for it."""
         x = torch.tensor([self.with_sink(ids)], device=self.device)
         out = self.backbone(x, memory_layer=self.memory_layer, stop_after=self.memory_layer,
                             last_kv_only=True)
         start = x.shape[1] - len(ids)
-        return bank.add(out.memory_keys[0, start:], out.memory_values[0, start:], source=source,
-                        token_start=token_start, char_spans=char_spans)
+        return out.memory_keys[0, start:], out.memory_values[0, start:]
+
+    @torch.no_grad()
+    def memorize_ids(self, ids: list[int], bank: MemoryBank, source: int = -1, token_start: int = 0,
+                     char_spans=None) -> int:
+        """Write one segment of token ids (without the sink token) into ``bank``; returns chunks added."""
+        keys, values = self.segment_kv(ids)
+        return bank.add(keys, values, source=source, token_start=token_start, char_spans=char_spans)
 
     # -- forward --
 

@@ -70,15 +70,6 @@ class Excerpt:
     values: list[torch.Tensor] = field(default_factory=list)
 
 
-@torch.no_grad()
-def read_segment(model: LongMemModel, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Memory keys and values [n, G, D] of one segment (without the sink token), as ``memorize_ids`` writes them."""
-    x = torch.tensor([model.with_sink(ids)], device=model.device)
-    out = model.backbone(x, memory_layer=model.memory_layer, stop_after=model.memory_layer, last_kv_only=True)
-    s = x.shape[1] - len(ids)
-    return out.memory_keys[0, s:], out.memory_values[0, s:]
-
-
 def read_excerpts(model: LongMemModel, books: list[str], n_segments: int, seed: int, log=print) -> list[Excerpt]:
     rng = random.Random(seed)
     seg = model.segment_length - (1 if model.sink_id is not None else 0)
@@ -89,7 +80,7 @@ def read_excerpts(model: LongMemModel, books: list[str], n_segments: int, seed: 
         start = rng.randrange(0, max(1, len(ids) - seg * n_segments))
         ex = Excerpt(ids=ids, start=start)
         for i in range(n_segments):
-            k, v = read_segment(model, ids[start + i * seg:start + (i + 1) * seg])
+            k, v = model.segment_kv(ids[start + i * seg:start + (i + 1) * seg])
             ex.keys.append(k.half().cpu())
             ex.values.append(v.half().cpu())
         out.append(ex)
@@ -119,7 +110,7 @@ def make_example(model: LongMemModel, ex: Excerpt, rng: random.Random, cfg: Reca
     length = rng.randint(lo, max(lo, min(cfg.fact_window, seg - lo)))  # book text around the fact
     s = rng.randrange(0, len(ex.ids) - length)
     fact_ids, _ = insert_fact(model, ex.ids[s:s + length], fact, rng)
-    k, v = read_segment(model, fact_ids[:seg])
+    k, v = model.segment_kv(fact_ids[:seg])
     parts = [(ex.keys[i], ex.values[i]) for i in range(n_mem)]
     parts.insert(rng.randint(0, n_mem), (k, v))
     # local book text: what follows the memory segments in the book
