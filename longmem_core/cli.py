@@ -260,13 +260,13 @@ def cmd_eval_ppl(args) -> dict:
         if not Path(f).is_file():
             raise CliError(f"{f}: no such file")
     trained = _load_model(args)
-    untrained = LongMemModel(trained.cfg, backbone=trained.backbone)  # same backbone, fresh SideNet
+    untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
     result = eval_ppl(args.files, trained, untrained, args.max_tokens,
                       progress_factory=lambda name: _progress(True, name))
     if not args.json:
         for name, r in result["books"].items():
             print(f"{name}: {r['tokens']} tokens  local {r['ppl_local']:.2f}  untrained {r['ppl_untrained']:.2f}  "
-                  f"longmem {r['ppl_longmem']:.2f}")
+                  f"longmem {r['ppl_longmem']:.2f}  (longmem, memory kept empty {r['ppl_longmem_empty_memory']:.2f})")
         print(f"all: local {result['ppl_local']:.2f}  untrained {result['ppl_untrained']:.2f}  "
               f"longmem {result['ppl_longmem']:.2f}")
     return result

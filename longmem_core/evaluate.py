@@ -36,10 +36,12 @@ def segment_nll(model: LongMemModel, ids: list[int], bank, backbone_only: bool =
 @torch.no_grad()
 def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None = None, max_tokens: int | None = None,
                progress: Callable[[int, int], None] | None = None) -> dict:
-    """Perplexity on the same tokens for: the backbone with only the local segment, LongMem untrained and trained."""
+    """Perplexity on the same tokens for: the backbone with only the local segment, LongMem untrained and trained,
+    and (``ppl_longmem_empty_memory``) the trained model reading an always-empty bank: the control that separates
+    what memory brings from what training did to the local path (a trained memory layer also sees its segment)."""
     ids = trained.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     seg = trained.segment_length - 1
-    systems = {"local": (trained, True), "longmem": (trained, False)}
+    systems = {"local": (trained, True), "longmem": (trained, False), "longmem_empty_memory": (trained, False)}
     if untrained is not None:
         systems["untrained"] = (untrained, False)
     banks = {name: m.new_bank() for name, (m, local) in systems.items() if not local}
@@ -54,7 +56,8 @@ def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None 
             nll[name] += v
         scored += n
         for name, bank in banks.items():  # memory only ever holds previous segments
-            systems[name][0].memorize_ids(piece, bank, token_start=s)
+            if name != "longmem_empty_memory":
+                systems[name][0].memorize_ids(piece, bank, token_start=s)
         if progress:
             progress(min(s + seg, len(ids)), len(ids))
     return {"tokens": scored, **{f"ppl_{name}": math.exp(v / max(scored, 1)) for name, v in nll.items()}}
@@ -80,7 +83,8 @@ def eval_ppl(files: list[str], trained: LongMemModel, untrained: LongMemModel | 
         per_book[Path(f).name] = r
     total = sum(r["tokens"] for r in per_book.values())
     summary = {"tokens": total}
-    for key in ("ppl_local", "ppl_longmem", "ppl_untrained"):
+    keys = ("ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory")
+    for key in keys:
         if all(key in r for r in per_book.values()):
             summary[key] = math.exp(sum(math.log(r[key]) * r["tokens"] for r in per_book.values()) / max(total, 1))
     by_split: dict[str, list] = {}
@@ -88,7 +92,7 @@ def eval_ppl(files: list[str], trained: LongMemModel, untrained: LongMemModel | 
         by_split.setdefault(r["split"], []).append(r)
     summary["by_split"] = {
         split: {key: math.exp(sum(math.log(r[key]) * r["tokens"] for r in rs) / sum(r["tokens"] for r in rs))
-                for key in ("ppl_local", "ppl_longmem", "ppl_untrained") if all(key in r for r in rs)}
+                for key in keys if all(key in r for r in rs)}
         for split, rs in by_split.items()}
     summary["books"] = per_book
     return summary

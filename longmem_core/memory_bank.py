@@ -94,16 +94,23 @@ def default_nprobe(nlist: int) -> int:
     return min(nlist, 2 * 2 ** math.ceil(math.log2(nlist) / 2))
 
 
+def _have_faiss() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("faiss") is not None
+
+
 class FlatIndex:
     """Exact inner-product search, one faiss IndexFlatIP per kv head (CPU), or a torch ring on another device."""
 
     kind = "flat"
 
     def __init__(self, n_kv_heads: int, dim: int, device: torch.device | str = "cpu", use_faiss: bool | None = None) -> None:
-        import faiss
         self.device = torch.device(device)
-        self.on_cpu = self.device.type == "cpu" if use_faiss is None else use_faiss  # faiss is ~2x torch on a CPU
+        if use_faiss is None:  # faiss is ~2x torch on a CPU; a GPU machine may not have it installed at all
+            use_faiss = self.device.type == "cpu" and _have_faiss()
+        self.on_cpu = use_faiss
         if self.on_cpu:  # faiss positions are oldest-first: position p holds chunk first_id + p
+            import faiss
             self.heads = [faiss.IndexFlatIP(dim) for _ in range(n_kv_heads)]
         else:  # [G, Nc, D] float32 chunk means, oldest first, on the device (GPU search)
             self.means = torch.empty(n_kv_heads, 0, dim, device=self.device)

@@ -13,7 +13,7 @@ def test_perplexity_systems_score_the_same_tokens(make_model, book_text):
     model = make_model("tiny", segment_length=32)
     untrained = make_model("tiny", segment_length=32)
     r = perplexity(book_text[:400], model, untrained)
-    assert set(r) == {"tokens", "ppl_local", "ppl_longmem", "ppl_untrained"}
+    assert set(r) == {"tokens", "ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory"}
     ids = model.tokenizer(book_text[:400], add_special_tokens=False)["input_ids"]
     assert r["tokens"] == len(ids) - math.ceil(len(ids) / 31)  # every token but each segment's first
     # local-only: the backbone alone on each segment
@@ -21,6 +21,9 @@ def test_perplexity_systems_score_the_same_tokens(make_model, book_text):
     assert r["ppl_local"] == pytest.approx(math.exp(nll / r["tokens"]), rel=1e-5)
     # an identical fresh SideNet gives identical numbers
     assert r["ppl_untrained"] == pytest.approx(r["ppl_longmem"], rel=1e-6)
+    # the identity-initialised SideNet with its memory kept empty is the backbone: the control equals local-only
+    assert r["ppl_longmem_empty_memory"] == pytest.approx(r["ppl_local"], rel=1e-5)
+    assert r["ppl_longmem"] != pytest.approx(r["ppl_local"], rel=1e-6)  # memory itself changes the numbers
 
 
 def test_perplexity_with_memory_differs_from_local_only(make_model, book_text):
