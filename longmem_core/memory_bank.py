@@ -112,12 +112,18 @@ class FlatIndex:
         if self.on_cpu:  # faiss positions are oldest-first: position p holds chunk first_id + p
             import faiss
             self.heads = [faiss.IndexFlatIP(dim) for _ in range(n_kv_heads)]
-        else:  # [G, Nc, D] float32 chunk means, oldest first, on the device (GPU search)
-            self.means = torch.empty(n_kv_heads, 0, dim, device=self.device)
+        else:  # chunk means live in a growing buffer on the device (GPU search); see ``means``
+            self._buf = torch.empty(n_kv_heads, 0, dim, device=self.device)  # [G, allocated, D] float32
+            self._start = self._end = 0  # the stored means are _buf[:, _start:_end], oldest first
 
     @property
     def ntotal(self) -> int:
-        return self.heads[0].ntotal if self.on_cpu else self.means.shape[1]
+        return self.heads[0].ntotal if self.on_cpu else self._end - self._start
+
+    @property
+    def means(self) -> torch.Tensor:
+        """[G, Nc, D] float32 chunk means, oldest first (torch path only): a view, no copy."""
+        return self._buf[:, self._start:self._end]
 
     def add(self, means: torch.Tensor, first_new_id: int) -> None:
         """means [G, n, D]: the newest n chunks, ids first_new_id .. first_new_id + n - 1."""
@@ -125,7 +131,15 @@ class FlatIndex:
             for g, index in enumerate(self.heads):
                 index.add(np.ascontiguousarray(means[g].float().cpu().numpy()))
         else:
-            self.means = torch.cat([self.means, means.float().to(self.device)], dim=1)
+            n = means.shape[1]
+            if self._end + n > self._buf.shape[1]:  # full: compact and double (amortised O(1) per chunk; a
+                live = self.means                       # copy per add would cost O(N^2) over a long read)
+                grown = torch.empty(live.shape[0], max(2 * (live.shape[1] + n), 1024), live.shape[2],
+                                    device=self.device)
+                grown[:, :live.shape[1]] = live
+                self._buf, self._start, self._end = grown, 0, live.shape[1]
+            self._buf[:, self._end:self._end + n] = means.float().to(self.device)
+            self._end += n
 
     def remove_oldest(self, n: int, first_id: int) -> None:
         if self.on_cpu:
@@ -133,7 +147,7 @@ class FlatIndex:
             for index in self.heads:
                 index.remove_ids(faiss.IDSelectorRange(0, n))  # survivors shift to positions 0..
         else:
-            self.means = self.means[:, n:]
+            self._start += min(n, self.ntotal)
 
     def search(self, g: int, queries: torch.Tensor, k: int, first_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """queries [M, D] of kv head g -> scores [M, k] float32, global ids [M, k] int64 (-1: none)."""
@@ -168,7 +182,7 @@ class FlatIndex:
         return self
 
     def nbytes(self) -> int:
-        return sum(i.ntotal * i.d * 4 for i in self.heads) if self.on_cpu else self.means.numel() * 4
+        return sum(i.ntotal * i.d * 4 for i in self.heads) if self.on_cpu else self._buf.numel() * 4
 
 
 class IVFIndex:

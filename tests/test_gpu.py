@@ -5,6 +5,7 @@ Skipped where torch sees no CUDA GPU (CI, the build machine); run on a lent GPU 
 search path (``use_faiss=False``), so these tests need no faiss on the GPU machine.
 """
 import copy
+import os
 
 import pytest
 import torch
@@ -13,8 +14,23 @@ from longmem_core.memory_bank import FlatIndex, MemoryBank
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-TEXT = ("The lighthouse keeper counted the ships every night. On the ninth night a red ship with three masts "
-        "came close to the rocks, and the keeper lit every lamp he had. ") * 6
+
+@pytest.fixture(autouse=True)
+def _full_fp32_matmuls():
+    """Compare CUDA with the CPU in full float32: TF32 matmuls (10-bit mantissa) move scores enough to flip
+    near-tied chunks in the top-k. TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 forces TF32 whatever this says."""
+    if os.environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1":
+        pytest.skip("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 forces TF32 matmuls: CUDA/CPU equality cannot be checked")
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture()
+def text(book_text):
+    """Real, non-repeating text: repeated sentences make near-tied chunk keys whose order any rounding flips."""
+    return book_text[2000:2600]
 
 
 def _cpu_torch_bank(model) -> MemoryBank:
@@ -32,18 +48,18 @@ def _trained_like(make_model):
     return model
 
 
-def test_cuda_model_and_bank_match_the_cpu(make_model):
+def test_cuda_model_and_bank_match_the_cpu(make_model, text):
     cpu = _trained_like(make_model)
     gpu = copy.deepcopy(cpu).to("cuda")
     assert gpu.device.type == "cuda"
     bank_c, bank_g = _cpu_torch_bank(cpu), gpu.new_bank()
     assert bank_g.device.type == "cuda" and not bank_g.index.on_cpu
-    cpu.memorize(TEXT, bank_c, source="t.txt")
-    gpu.memorize(TEXT, bank_g, source="t.txt")
+    cpu.memorize(text, bank_c, source="t.txt")
+    gpu.memorize(text, bank_g, source="t.txt")
     assert len(bank_c) == len(bank_g) > 0
     assert bank_g.keys.device.type == "cuda"
     assert torch.allclose(bank_g.keys.float().cpu(), bank_c.keys.float(), atol=1e-3)
-    ids = torch.tensor([cpu.encode("The keeper lit every lamp because")])
+    ids = torch.tensor([cpu.encode("The Time Traveller smiled, and the lamp")])
     hits = bank_g.search(torch.randn(3, 2 * bank_g.n_kv_heads, bank_g.head_dim, device="cuda"), 2)
     assert hits.keys.device.type == "cuda" and hits.chunk_ids.device.type == "cuda"
     out_c = cpu(ids, bank_c).logits
@@ -52,24 +68,24 @@ def test_cuda_model_and_bank_match_the_cpu(make_model):
     assert torch.allclose(out_g.cpu(), out_c, atol=1e-3), (out_g.cpu() - out_c).abs().max()
 
 
-def test_cuda_generation_matches_the_cpu(make_model):
+def test_cuda_generation_matches_the_cpu(make_model, text):
     cpu = _trained_like(make_model)
     gpu = copy.deepcopy(cpu).to("cuda")
     bank_c, bank_g = _cpu_torch_bank(cpu), gpu.new_bank()
-    cpu.memorize(TEXT, bank_c)
-    gpu.memorize(TEXT, bank_g)
-    prompt = cpu.chat_ids("Which ship came close?")
+    cpu.memorize(text, bank_c)
+    gpu.memorize(text, bank_g)
+    prompt = cpu.chat_ids("What did the Time Traveller show them?")
     tokens_c = list(cpu.generate(prompt, bank_c, max_new_tokens=12))
     tokens_g = list(gpu.generate(prompt, bank_g, max_new_tokens=12))
     assert tokens_g == tokens_c
 
 
-def test_cuda_training_step_and_bank_round_trip(make_model, tmp_path):
+def test_cuda_training_step_and_bank_round_trip(make_model, tmp_path, text):
     from longmem_core.evaluate import segment_loss
     from longmem_core.train import make_optimizer
     gpu = _trained_like(make_model).to("cuda")
     params, opt = make_optimizer(gpu, "memory", 1e-3, 20.0, 0.01)
-    ids = gpu.encode(TEXT)
+    ids = gpu.encode(text)
     seg = gpu.segment_length - 1
     bank = gpu.new_bank()
     gpu.memorize_ids(ids[:seg], bank)

@@ -166,6 +166,29 @@ def test_torch_exact_search_equals_faiss():
     assert b.search(0, q, 60, 5)[1][:, 45:].eq(-1).all()  # fewer chunks than asked: -1
 
 
+
+def test_torch_exact_index_over_a_long_ring_stays_exact_and_bounded():
+    """Many small adds with evictions (a long read into a full bank): the device index keeps answering like
+    faiss, and its buffer stays within a constant factor of what it holds (no copy of everything per add)."""
+    from longmem_core.memory_bank import FlatIndex
+    g = torch.Generator().manual_seed(0)
+    a, b = FlatIndex(2, 8, use_faiss=True), FlatIndex(2, 8, use_faiss=False)
+    first, q = 0, torch.randn(5, 8, generator=g)
+    for step in range(300):
+        means = torch.randn(2, 7, 8, generator=g)
+        for index in (a, b):
+            index.add(means, first + a.ntotal if index is a else first + b.ntotal)
+        if b.ntotal > 500:  # a ring of ~500 chunks
+            for index in (a, b):
+                index.remove_oldest(7, first)
+            first += 7
+    assert a.ntotal == b.ntotal and 490 <= b.ntotal <= 507
+    assert b._buf.shape[1] <= 4 * (b.ntotal + 7)
+    for h in range(2):
+        (sa, ia), (sb, ib) = a.search(h, q, 6, first), b.search(h, q, 6, first)
+        assert torch.equal(ia, ib) and torch.allclose(sa, sb, atol=1e-5)
+
+
 def _clustered_keys(n_tokens: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(32, 2, 8, generator=g) * 3
