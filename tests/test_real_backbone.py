@@ -93,3 +93,15 @@ def test_cli_on_the_default_backbone(tmp_path, book_text):
     assert len(items) == 3
     for it in items:
         assert book_text[it["char_start"]:it["char_end"]] == it["text"]
+
+
+def test_language_modelling_checkpoint_reads_a_book_better_with_memory(book_text):
+    """assets/sidenet-books.safetensors (trained on other books) lowers the loss of The Time Machine's 3rd and
+    4th segments when the preceding segments are in memory, and equals the backbone with memory kept empty."""
+    from longmem_core import LongMemModel
+    from longmem_core.evaluate import perplexity
+    model = LongMemModel.load(checkpoint=str(ASSETS / "sidenet-books.safetensors"))
+    start = len(book_text) // 3  # well into the story (not the front matter)
+    r = perplexity(book_text[start:], model, None, max_tokens=4 * (model.segment_length - 1))
+    assert r["ppl_longmem_empty_memory"] == pytest.approx(r["ppl_local"], rel=1e-4)
+    assert r["ppl_longmem"] < 0.99 * r["ppl_local"]
