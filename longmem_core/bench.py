@@ -209,6 +209,29 @@ def generation_speed(model, bank: MemoryBank, new_tokens: int = 48) -> dict:
             "ratio_vs_backbone": t_bb / t_mem, "ratio_vs_transformers_generate": t_hf / t_mem}
 
 
+def generation_bank(model, real_bank: MemoryBank, tokens: int = 65_536) -> MemoryBank:
+    """A bank of ``tokens`` resampled real keys (seed 1), the one generation is timed with."""
+    g = torch.Generator().manual_seed(1)
+    bank = model.new_bank(capacity=tokens)
+    while len(bank) < tokens:
+        keys = resampled_keys(real_bank, min(16_384, tokens - len(bank)), g)
+        bank.add(keys, keys)
+    return bank
+
+
+@torch.no_grad()
+def generation_speed_all_side_layers(model, bank: MemoryBank, new_tokens: int = 48) -> dict:
+    """``generation_speed`` with every side layer running. A SideNet whose side layers are all trained runs each
+    of them; the shipped one skips the idle ones (scale exactly 0). Forced on here (the values do not change the
+    cost), then restored."""
+    saved = model.side.scale.detach().clone()
+    model.side.scale.fill_(1e-3)
+    try:
+        return generation_speed(model, bank, new_tokens=new_tokens)
+    finally:
+        model.side.scale.copy_(saved)
+
+
 # -- training --
 
 def training_speed(model, text: str, trainable: str, steps: int = 2) -> dict:
@@ -345,22 +368,12 @@ def run(quick: bool = False, plot: str | None = None, device: str | None = None,
                                      "at_tokens": sizes[-1]}
     result["disk_bytes_per_token"] = r.get("disk_bytes_per_token")
     log("generation with a 65k-token bank ...")
-    g = torch.Generator().manual_seed(1)
-    bank = model.new_bank(capacity=65_536)
-    for _ in range(4):
-        keys = resampled_keys(real_bank, 16_384, g)
-        bank.add(keys, keys)
+    bank = generation_bank(model, real_bank)
     gen = generation_speed(model, bank, new_tokens=24 if quick else 48)
     result["generation"] = gen
     result["generation_ratio_65k"] = gen["ratio_vs_transformers_generate"]
     if not quick and model.side.scale is not None:
-        # a SideNet whose side layers are all trained runs every one of them; the shipped one skips the idle ones
-        # (scale exactly 0). Force them on (values do not change the cost) to measure that case too.
-        with torch.no_grad():
-            saved = model.side.scale.detach().clone()
-            model.side.scale.fill_(1e-3)
-            result["generation_all_side_layers"] = generation_speed(model, bank, new_tokens=48)
-            model.side.scale.copy_(saved)
+        result["generation_all_side_layers"] = generation_speed_all_side_layers(model, bank, new_tokens=48)
     log("training step ...")
     result["training"] = [training_speed(model, text, "memory", 1 if quick else 2)]
     if not quick:

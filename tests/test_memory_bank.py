@@ -166,7 +166,6 @@ def test_torch_exact_search_equals_faiss():
     assert b.search(0, q, 60, 5)[1][:, 45:].eq(-1).all()  # fewer chunks than asked: -1
 
 
-
 def test_torch_exact_index_over_a_long_ring_stays_exact_and_bounded():
     """Many small adds with evictions (a long read into a full bank): the device index keeps answering like
     faiss, and its buffer stays within a constant factor of what it holds (no copy of everything per add)."""
@@ -174,10 +173,10 @@ def test_torch_exact_index_over_a_long_ring_stays_exact_and_bounded():
     g = torch.Generator().manual_seed(0)
     a, b = FlatIndex(2, 8, use_faiss=True), FlatIndex(2, 8, use_faiss=False)
     first, q = 0, torch.randn(5, 8, generator=g)
-    for step in range(300):
+    for _ in range(300):
         means = torch.randn(2, 7, 8, generator=g)
         for index in (a, b):
-            index.add(means, first + a.ntotal if index is a else first + b.ntotal)
+            index.add(means, first + index.ntotal)
         if b.ntotal > 500:  # a ring of ~500 chunks
             for index in (a, b):
                 index.remove_oldest(7, first)

@@ -29,6 +29,19 @@ def loops(ids: list[int], max_n: int = 8, times: int = 4) -> bool:
     return False
 
 
+def chat_answers(model: LongMemModel, bank, tokens: int, label: str = "") -> list[dict]:
+    """Greedy answers to QUESTIONS with ``bank`` in memory, each with its loop flag (printed as they come)."""
+    answers = []
+    for q in QUESTIONS:
+        gen = model.generate(model.chat_ids(q), bank, max_new_tokens=tokens)
+        for _ in gen:
+            pass
+        answers.append({"question": q, "answer": gen.text, "loops": loops(gen.token_ids),
+                        "memory_share": round(gen.memory_share, 3)})
+        print(f"[{label}] {q}\n  -> {gen.text!r} loops={answers[-1]['loops']}", file=sys.stderr, flush=True)
+    return answers
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoints", nargs="+")
@@ -42,16 +55,7 @@ def main(argv=None) -> int:
         model = LongMemModel.load(checkpoint=None if ckpt == "none" else ckpt)
         bank = model.new_bank()
         model.memorize(text, bank, source=Path(args.text).name)
-        answers = []
-        for q in QUESTIONS:
-            gen = model.generate(model.chat_ids(q), bank, max_new_tokens=args.tokens)
-            for _ in gen:
-                pass
-            answers.append({"question": q, "answer": gen.text, "loops": loops(gen.token_ids),
-                            "memory_share": round(gen.memory_share, 3)})
-            print(f"[{Path(ckpt).name}] {q}\n  -> {answers[-1]['answer']!r} loops={answers[-1]['loops']}",
-                  file=sys.stderr, flush=True)
-        out[ckpt] = answers
+        out[ckpt] = chat_answers(model, bank, args.tokens, label=Path(ckpt).name)
     print(json.dumps(out, indent=1))
     return 0
 

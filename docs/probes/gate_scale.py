@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_check import QUESTIONS, ROOT, loops  # noqa: E402
+from chat_check import ROOT, chat_answers  # noqa: E402
 
 from longmem_core.evaluate import perplexity  # noqa: E402
 from longmem_core.model import LongMemModel  # noqa: E402
@@ -40,12 +40,7 @@ def main(argv=None) -> int:
         r = perplexity(book, model, None, args.tokens)
         bank = model.new_bank()
         model.memorize(excerpt, bank)
-        chats = []
-        for q in QUESTIONS:
-            gen = model.generate(model.chat_ids(q), bank, max_new_tokens=40)
-            for _ in gen:
-                pass
-            chats.append({"question": q, "answer": gen.text, "loops": loops(gen.token_ids)})
+        chats = chat_answers(model, bank, 40, label=f"alpha {alpha}")
         out[str(alpha)] = {"ppl": r, "chat": chats}
         print(f"alpha {alpha}: ppl local {r['ppl_local']:.3f} longmem {r['ppl_longmem']:.3f}; loops "
               f"{sum(c['loops'] for c in chats)}/{len(chats)}", file=sys.stderr, flush=True)

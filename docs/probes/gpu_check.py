@@ -69,19 +69,11 @@ def main(argv=None) -> int:
     result["search"] = exact_search_scaling(model, real_bank, queries, sizes)
     print(json.dumps(result), file=sys.stderr, flush=True)
     log("generation with a 65k-token bank ...")
-    g = torch.Generator().manual_seed(1)
-    bank = model.new_bank(capacity=65_536)
-    for _ in range(4):
-        keys = bench.resampled_keys(real_bank, 16_384, g)
-        bank.add(keys, keys)
+    bank = bench.generation_bank(model, real_bank)
     new = 16 if args.quick else 48
     bench.generation_speed(model, bank, new_tokens=8)  # warm-up
     result["generation"] = bench.generation_speed(model, bank, new_tokens=new)
-    with torch.no_grad():
-        saved = model.side.scale.detach().clone()
-        model.side.scale.fill_(1e-3)
-        result["generation_all_side_layers"] = bench.generation_speed(model, bank, new_tokens=new)
-        model.side.scale.copy_(saved)
+    result["generation_all_side_layers"] = bench.generation_speed_all_side_layers(model, bank, new_tokens=new)
     print(json.dumps(result), file=sys.stderr, flush=True)
     log("training step ...")
     result["training"] = [bench.training_speed(model, text, "memory", 3),
