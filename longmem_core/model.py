@@ -142,6 +142,20 @@ class LongMemModel(nn.Module):
         self.checkpoint_path = str(path)
         self._loaded_names = set(tensors)
 
+    def trained_parts(self) -> set[str]:
+        """What the loaded checkpoint set: "search" (the memory-query delta), "memory_layer" (the memory side layer
+        or the gates), "side_layers" (any other side layer or scale). Empty for an untrained SideNet."""
+        memory = f"side.layers.{self.side.memory_index}."
+        parts = set()
+        for name in self._loaded_names:
+            if name.startswith("side.q_mem_"):
+                parts.add("search")
+            elif name == "side.gate" or name.startswith(memory):
+                parts.add("memory_layer")
+            elif name.startswith("side."):
+                parts.add("side_layers")
+        return parts
+
     # -- memory --
 
     def new_bank(self, capacity: int | None = None, chunk_size: int | None = None) -> MemoryBank:

@@ -255,6 +255,26 @@ def test_model_remembers_its_checkpoint(make_model, tmp_path):
     assert model.checkpoint_path == str(path)
 
 
+def test_trained_parts_name_what_a_checkpoint_set(make_model, tmp_path):
+    from longmem_core.train import select_trainable
+    assert make_model("tiny").trained_parts() == set()
+    searcher = make_model("tiny", memory_query_rank=4)
+    for p in searcher.side.parameters():
+        p.requires_grad_(False)
+    searcher.side.q_mem_down.requires_grad_(True)
+    searcher.side.q_mem_up.requires_grad_(True)
+    path = searcher.save_checkpoint(tmp_path / "search.safetensors")
+    loaded = make_model("tiny", memory_query_rank=4)
+    loaded.load_checkpoint(path)
+    assert loaded.trained_parts() == {"search"}
+    select_trainable(loaded, "memory")  # the delta, loaded, is saved again with the memory layer and gates
+    loaded.load_checkpoint(loaded.save_checkpoint(tmp_path / "memory.safetensors"))
+    assert loaded.trained_parts() == {"search", "memory_layer"}
+    everything = make_model("tiny")
+    everything.load_checkpoint(everything.save_checkpoint(tmp_path / "all.safetensors"))
+    assert everything.trained_parts() == {"memory_layer", "side_layers"}
+
+
 def test_device_selection_is_explicit_and_checked():
     from longmem_core.model import resolve_device
     assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"

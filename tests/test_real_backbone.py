@@ -101,6 +101,7 @@ def test_language_modelling_checkpoint_reads_a_book_better_with_memory(book_text
     from longmem_core import LongMemModel
     from longmem_core.evaluate import perplexity
     model = LongMemModel.load(checkpoint=str(ASSETS / "sidenet-books.safetensors"))
+    assert model.trained_parts() == {"search", "memory_layer"}  # what the app's header reports
     start = len(book_text) // 3  # well into the story (not the front matter)
     r = perplexity(book_text[start:], model, None, max_tokens=4 * (model.segment_length - 1))
     assert r["ppl_longmem_empty_memory"] == pytest.approx(r["ppl_local"], rel=1e-4)

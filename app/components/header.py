@@ -14,12 +14,13 @@ def render(ui: Ui) -> None:
                 "**SideNet** retrieves from it while answering (Wang et al. 2023, *Augmenting Language Models with "
                 "Long-Term Memory*). Fill memory, ask, and see what was retrieved.")
     if ui.checkpoint:
-        side = ui.model.side
-        search = ui.model.cfg.memory_query_rank > 0
-        layers = side.scale is None or bool((side.scale.detach() != 0).any())
-        what = ("Trained: the memory search (it finds facts and passages read earlier). Not trained: using what it "
-                "finds, so answers still come mostly from the backbone." if search and not layers else
-                "Memory lowers perplexity only a little so far.")
+        parts = ui.model.trained_parts()
+        if parts & {"memory_layer", "side_layers"}:
+            what = ("Trained on language modelling over books: memory lowers perplexity on held-out books by about "
+                    "5%, but some chat answers repeat themselves with this checkpoint.")
+        else:
+            what = ("Trained: the memory search (it finds facts and passages read earlier). Not trained: using what "
+                    "it finds, so answers still come mostly from the backbone.")
         banner = (f'<div class="lm-banner lm-trained">SideNet: checkpoint <code>{escape(Path(ui.checkpoint).name)}</code>'
                   f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. {what} (docs/RESULTS.md)</div>')
     else:
