@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from .memory_bank import IVFIndex, MemoryBank, default_nprobe
+from .threads import default_workers, ordered_map
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "assets" / "the_time_machine.txt"
@@ -67,25 +69,53 @@ def _rss_bytes() -> int:
 # -- memorizing --
 
 @torch.no_grad()
-def memorize_throughput(model, text: str, max_tokens: int) -> tuple[dict, MemoryBank]:
+def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> tuple[dict, MemoryBank]:
     """Tokens/s into the bank vs a plain transformers forward (model(input_ids), all layers and the LM head, no
-    cache) over the same segments. Returns the figures and the filled (real) bank."""
+    cache) over the same segments, in ``rounds`` interleaved rounds of four timings each:
+
+    - memorize as shipped (segments read side by side in ``threads.default_workers`` threads),
+    - memorize one segment at a time (torch's own threading only),
+    - the plain forward one segment at a time, as one would run it (the baseline of ``memorize_speedup``),
+    - the plain forward spread over the same threads as memorizing (the fairest baseline for the threading).
+
+    Figures are medians over rounds; each ratio is the median of the per-round ratios (the machine's speed
+    drifts between rounds, so only timings from one round are divided). Returns them and the last bank."""
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     text = model.tokenizer.decode(ids)
-    bank = model.new_bank(capacity=1 << 22)
-    t_mem = _timed(lambda: model.memorize(text, bank))
-    n = len(bank)
     seg = model.segment_length
     hf = model.backbone.transformers_model()
     device = next(hf.parameters()).device
+    segments = [torch.tensor([model.with_sink(ids[s:s + seg - 1])], device=device) for s in range(0, len(ids), seg - 1)]
+    workers = default_workers(model.device)
 
-    def plain():
-        for s in range(0, n, seg - 1):
-            hf(input_ids=torch.tensor([model.with_sink(ids[s:s + seg - 1])], device=device), use_cache=False)
-    with torch.inference_mode():
-        t_plain = _timed(plain)
-    return {"memorize_tokens": n, "memorize_tokens_per_s": n / t_mem, "plain_forward_tokens_per_s": n / t_plain,
-            "memorize_speedup": t_plain / t_mem}, bank
+    def plain_one(x):
+        with torch.inference_mode():
+            hf(input_ids=x, use_cache=False)
+
+    per_round = []
+    bank = None
+    for _ in range(rounds):
+        t = {}
+        for name, workers_used in (("memorize", workers), ("memorize_sequential", 1)):
+            bank = model.new_bank(capacity=1 << 22)
+            t[name] = _timed(lambda: model.memorize(text, bank, workers=workers_used))
+        t["plain"] = _timed(lambda: [plain_one(x) for x in segments])
+        t["plain_threaded"] = _timed(lambda: list(ordered_map(plain_one, segments, min(workers, len(segments)))))
+        per_round.append(t)
+    n = len(bank)
+
+    def median(values):
+        return float(statistics.median(values))
+
+    return {"memorize_tokens": n, "memorize_rounds": rounds, "memorize_workers": workers,
+            "memorize_tokens_per_s": median([n / t["memorize"] for t in per_round]),
+            "memorize_sequential_tokens_per_s": median([n / t["memorize_sequential"] for t in per_round]),
+            "plain_forward_tokens_per_s": median([n / t["plain"] for t in per_round]),
+            "plain_forward_threaded_tokens_per_s": median([n / t["plain_threaded"] for t in per_round]),
+            "memorize_speedup": median([t["plain"] / t["memorize"] for t in per_round]),
+            "memorize_speedup_sequential": median([t["plain"] / t["memorize_sequential"] for t in per_round]),
+            "memorize_speedup_vs_threaded_plain": median([t["plain_threaded"] / t["memorize"] for t in per_round]),
+            "memorize_speedup_per_round": [round(t["plain"] / t["memorize"], 3) for t in per_round]}, bank
 
 
 # -- retrieval --
@@ -347,10 +377,11 @@ def run(quick: bool = False, plot: str | None = None, device: str | None = None,
                     "quick": quick}
     log("memorize vs plain transformers forward ...")
     held_out = int(len(text) * 0.9)  # the book's last tenth gives the search queries; the rest the real keys
-    figures, real_bank = memorize_throughput(model, text[:held_out], max_tokens=4096 if quick else 16_384)
+    measured = 4096 if quick else 8192
+    figures, real_bank = memorize_throughput(model, text[:held_out], max_tokens=measured, rounds=1 if quick else 3)
     result.update(figures)
     if not quick:  # the rest of the book too, so the pool of real chunk keys is as large as we have
-        done = model.tokenizer.decode(model.tokenizer(text[:held_out], add_special_tokens=False)["input_ids"][:16_384])
+        done = model.tokenizer.decode(model.tokenizer(text[:held_out], add_special_tokens=False)["input_ids"][:measured])
         model.memorize(text[len(done):held_out], real_bank)
     result["real_key_tokens"] = len(real_bank)
     log("retrieval at growing bank sizes ...")

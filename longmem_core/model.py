@@ -17,6 +17,7 @@ from .backbone import FrozenBackbone, LayerCache, load_backbone
 from .config import LongMemConfig
 from .memory_bank import BankMismatchError, ChunkInfo, MemoryBank
 from .side_network import RetrievalTrace, SideNetwork
+from .threads import default_workers, ordered_map
 
 CHECKPOINT_FORMAT = "longmem-checkpoint-1"
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
@@ -195,9 +196,13 @@ class LongMemModel(nn.Module):
 
     @torch.no_grad()
     def memorize(self, text: str, bank: MemoryBank, source: str = "text", progress: Progress | None = None,
-                 batch_size: int = 1) -> MemorizeStats:
+                 batch_size: int = 1, workers: int | None = None) -> MemorizeStats:
         """Read ``text`` into ``bank`` in segments of ``cfg.segment_length`` tokens (the backbone runs only up to the
-        memory layer). Every chunk keeps its source and character span."""
+        memory layer). Every chunk keeps its source and character span.
+
+        ``workers``: segments read side by side, each in its own thread with one intra-op thread (default: as many
+        as torch's CPU threads; 1 on an accelerator). The keys are the same bits whatever the count; the bank
+        receives them in reading order."""
         self.check_bank(bank)
         t0 = time.perf_counter()
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -207,22 +212,26 @@ class LongMemModel(nn.Module):
         src = bank.add_source(source, text)
         prefix = self.with_sink([])
         step = self.segment_length - len(prefix)
-        chunks = 0
         starts = list(range(0, len(ids), step))
-        if progress:
-            progress(0, len(ids))
-        for b in range(0, len(starts), batch_size):
-            group = starts[b:b + batch_size]
+        groups = [starts[b:b + batch_size] for b in range(0, len(starts), batch_size)]
+        pad = self.tokenizer.pad_token_id or 0
+
+        def read(group: list[int]):  # -> memory keys, values [B, T, G, D] of these segments
             segments = [prefix + ids[s:s + step] for s in group]
             width = max(len(s) for s in segments)
-            pad = self.tokenizer.pad_token_id or 0
-            batch = torch.tensor([s + [pad] * (width - len(s)) for s in segments], device=self.device)  # [B, T] right-padded
-            out = self.backbone(batch, memory_layer=self.memory_layer, stop_after=self.memory_layer,
-                                last_kv_only=True)
+            batch = torch.tensor([s + [pad] * (width - len(s)) for s in segments], device=self.device)  # right-padded
+            out = self.backbone(batch, memory_layer=self.memory_layer, stop_after=self.memory_layer, last_kv_only=True)
+            return out.memory_keys, out.memory_values
+
+        chunks = 0
+        if progress:
+            progress(0, len(ids))
+        workers = default_workers(self.device) if workers is None else workers
+        for group, (keys, values) in zip(groups, ordered_map(read, groups, min(workers, len(groups)))):
             for row, s in enumerate(group):
-                n = len(segments[row]) - len(prefix)
+                n = min(step, len(ids) - s)
                 sl = slice(len(prefix), len(prefix) + n)
-                chunks += bank.add(out.memory_keys[row, sl], out.memory_values[row, sl], source=src, token_start=s,
+                chunks += bank.add(keys[row, sl], values[row, sl], source=src, token_start=s,
                                    char_spans=offsets[s:s + n])
             if progress:
                 progress(min(group[-1] + step, len(ids)), len(ids))

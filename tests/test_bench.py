@@ -6,8 +6,12 @@ from longmem_core import bench
 
 def test_retrieval_scaling_reports_every_size_and_a_plot(make_model, tmp_path, book_text):
     model = make_model("tiny", capacity=4096)
-    figures, real = bench.memorize_throughput(model, book_text[:3000], max_tokens=600)
+    figures, real = bench.memorize_throughput(model, book_text[:3000], max_tokens=600, rounds=2)
     assert figures["memorize_tokens"] == len(real) == 600 and figures["memorize_speedup"] > 0
+    assert len(figures["memorize_speedup_per_round"]) == 2 and figures["memorize_workers"] >= 1
+    for key in ("memorize_sequential_tokens_per_s", "plain_forward_threaded_tokens_per_s",
+                "memorize_speedup_sequential", "memorize_speedup_vs_threaded_plain"):
+        assert figures[key] > 0
     queries = bench.real_queries(model, real, book_text[5000:6000], 40)
     assert queries.shape == (40, model.backbone.n_heads, model.backbone.head_dim)
     r = bench.retrieval_scaling(model, real, queries, [512, 2048], n_chunks=2, nprobes=(1, 4), disk_at=512)

@@ -146,6 +146,24 @@ def test_memorize_stores_no_sink_token(tiny_model):
     assert stats.tokens == 100 == len(bank)
 
 
+def test_memorize_in_parallel_threads_writes_the_same_bank(tiny_model, book_text):
+    text = book_text[:4000]
+    banks = {}
+    for workers, batch in ((1, 1), (2, 1), (3, 2)):
+        bank = tiny_model.new_bank(capacity=4096)
+        calls = []
+        stats = tiny_model.memorize(text, bank, source="tm.txt", workers=workers, batch_size=batch,
+                                    progress=lambda d, t: calls.append(d))
+        assert calls == sorted(calls) and calls[-1] == stats.tokens  # progress in reading order
+        banks[workers] = bank
+    ref = banks[1]
+    for bank in (banks[2], banks[3]):
+        assert len(bank) == len(ref) and bank.n_chunks == ref.n_chunks > 8
+        for cid in (ref.first_id, ref.first_id + ref.n_chunks // 2, ref.first_id + ref.n_chunks - 1):
+            assert bank.chunk_info(cid) == ref.chunk_info(cid)
+        assert torch.equal(bank._k, ref._k) and torch.equal(bank._v, ref._v)
+
+
 def test_score_labels_matches_manual_log_probs(tiny_model):
     bank = _filled_bank(tiny_model)
     scores, trace = tiny_model.score_labels("Review: fine. Sentiment:", [" good", " bad!"], bank, trace=True)
