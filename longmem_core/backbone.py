@@ -191,12 +191,14 @@ class FrozenBackbone(nn.Module):
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, *,
                 memory_layer: int | None = None, stop_after: int | None = None,
-                caches: list[LayerCache] | None = None, last_kv_only: bool = False) -> BackboneOutput:
+                caches: list[LayerCache] | None = None, last_kv_only: bool = False,
+                hidden_out: list | None = None) -> BackboneOutput:
         """Run blocks 0 .. stop_after (default: all) over input_ids [B, T].
 
         Returns the hidden states and, if ``memory_layer`` is given, that block's keys (before rotation)
         and values as [B, T, G, D]. ``last_kv_only``: of block ``stop_after`` compute only its keys and values
-        (what memorizing needs), so hidden states end at that block's input H[stop_after].
+        (what memorizing needs), so hidden states end at that block's input H[stop_after]. ``hidden_out``: an
+        empty list-like the hidden states are appended to as they are computed (e.g. a ``threads.HiddenStream``).
         """
         B, T = input_ids.shape
         if position_ids is None:
@@ -204,7 +206,8 @@ class FrozenBackbone(nn.Module):
             position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
         x = self.embed(input_ids, position_ids)
         rope = self.rope(x, position_ids)
-        hidden, mem_k, mem_v = [x], None, None
+        hidden, mem_k, mem_v = (hidden_out if hidden_out is not None else []), None, None
+        hidden.append(x)
         last = self.n_layers - 1 if stop_after is None else stop_after
         for i in range(last + 1):
             if last_kv_only and i == last:

@@ -222,21 +222,33 @@ def _per_token_seconds(gen_iter) -> tuple[float, int]:
 
 
 @torch.no_grad()
-def generation_speed(model, bank: MemoryBank, new_tokens: int = 48) -> dict:
+def generation_speed(model, bank: MemoryBank, new_tokens: int = 48, rounds: int = 1) -> dict:
     """Greedy tokens/s with ``bank`` in memory vs the backbone alone, both with a KV cache: our backbone path
-    and transformers' own ``generate`` (forced to produce ``new_tokens``)."""
+    and transformers' own ``generate`` (forced to produce ``new_tokens``). In ``rounds`` interleaved rounds:
+    figures are medians, ratios the medians of per-round ratios."""
     prompt = model.chat_ids("Tell me a long story about a traveller who builds a machine to visit the future.")
-    t_mem, n_mem = _per_token_seconds(model.generate(prompt, bank, max_new_tokens=new_tokens))
-    t_bb, n_bb = _per_token_seconds(model.generate(prompt, None, max_new_tokens=new_tokens, backbone_only=True))
     hf = model.backbone.transformers_model()
     x = torch.tensor([prompt], device=model.device)
     hf.generate(x, max_new_tokens=2, min_new_tokens=2, do_sample=False)  # warm-up
-    t_prefill = _timed(lambda: hf.generate(x, max_new_tokens=1, min_new_tokens=1, do_sample=False), 2)
-    t_full = _timed(lambda: hf.generate(x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False))
-    t_hf = (t_full - t_prefill) / (new_tokens - 1)
-    return {"bank_tokens": len(bank), "memory_tokens_per_s": 1 / t_mem, "backbone_tokens_per_s": 1 / t_bb,
-            "transformers_generate_tokens_per_s": 1 / t_hf, "tokens_measured": min(n_mem, n_bb),
-            "ratio_vs_backbone": t_bb / t_mem, "ratio_vs_transformers_generate": t_hf / t_mem}
+    per_round = []
+    for _ in range(rounds):
+        t_mem, n_mem = _per_token_seconds(model.generate(prompt, bank, max_new_tokens=new_tokens))
+        t_bb, n_bb = _per_token_seconds(model.generate(prompt, None, max_new_tokens=new_tokens, backbone_only=True))
+        t_prefill = _timed(lambda: hf.generate(x, max_new_tokens=1, min_new_tokens=1, do_sample=False), 2)
+        t_full = _timed(lambda: hf.generate(x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False))
+        per_round.append({"mem": t_mem, "bb": t_bb, "hf": (t_full - t_prefill) / (new_tokens - 1), "n": min(n_mem, n_bb)})
+
+    def median(values):
+        return float(statistics.median(values))
+
+    return {"bank_tokens": len(bank), "rounds": rounds, "parallel_decode": model.cfg.parallel_decode,
+            "memory_tokens_per_s": median([1 / r["mem"] for r in per_round]),
+            "backbone_tokens_per_s": median([1 / r["bb"] for r in per_round]),
+            "transformers_generate_tokens_per_s": median([1 / r["hf"] for r in per_round]),
+            "tokens_measured": min(r["n"] for r in per_round),
+            "ratio_vs_backbone": median([r["bb"] / r["mem"] for r in per_round]),
+            "ratio_vs_transformers_generate": median([r["hf"] / r["mem"] for r in per_round]),
+            "ratio_vs_backbone_per_round": [round(r["bb"] / r["mem"], 3) for r in per_round]}
 
 
 def generation_bank(model, real_bank: MemoryBank, tokens: int = 65_536) -> MemoryBank:
@@ -250,14 +262,14 @@ def generation_bank(model, real_bank: MemoryBank, tokens: int = 65_536) -> Memor
 
 
 @torch.no_grad()
-def generation_speed_all_side_layers(model, bank: MemoryBank, new_tokens: int = 48) -> dict:
+def generation_speed_all_side_layers(model, bank: MemoryBank, new_tokens: int = 48, rounds: int = 1) -> dict:
     """``generation_speed`` with every side layer running. A SideNet whose side layers are all trained runs each
     of them; the shipped one skips the idle ones (scale exactly 0). Forced on here (the values do not change the
     cost), then restored."""
     saved = model.side.scale.detach().clone()
     model.side.scale.fill_(1e-3)
     try:
-        return generation_speed(model, bank, new_tokens=new_tokens)
+        return generation_speed(model, bank, new_tokens=new_tokens, rounds=rounds)
     finally:
         model.side.scale.copy_(saved)
 
@@ -400,11 +412,19 @@ def run(quick: bool = False, plot: str | None = None, device: str | None = None,
     result["disk_bytes_per_token"] = r.get("disk_bytes_per_token")
     log("generation with a 65k-token bank ...")
     bank = generation_bank(model, real_bank)
-    gen = generation_speed(model, bank, new_tokens=24 if quick else 48)
+    rounds = 1 if quick else 3
+    gen = generation_speed(model, bank, new_tokens=24 if quick else 48, rounds=rounds)
     result["generation"] = gen
     result["generation_ratio_65k"] = gen["ratio_vs_transformers_generate"]
     if not quick and model.side.scale is not None:
-        result["generation_all_side_layers"] = generation_speed_all_side_layers(model, bank, new_tokens=48)
+        result["generation_all_side_layers"] = generation_speed_all_side_layers(model, bank, new_tokens=48, rounds=3)
+        parallel = model.cfg.parallel_decode
+        model.cfg.parallel_decode = not parallel  # the other decoding schedule, for comparison
+        try:
+            result["generation_all_side_layers_other_schedule"] = generation_speed_all_side_layers(
+                model, bank, new_tokens=48, rounds=3)
+        finally:
+            model.cfg.parallel_decode = parallel
     log("training step ...")
     result["training"] = [training_speed(model, text, "memory", 1 if quick else 2)]
     if not quick:

@@ -17,7 +17,7 @@ from .backbone import FrozenBackbone, LayerCache, load_backbone
 from .config import LongMemConfig
 from .memory_bank import BankMismatchError, ChunkInfo, MemoryBank
 from .side_network import RetrievalTrace, SideNetwork
-from .threads import default_workers, ordered_map
+from .threads import HiddenStream, default_workers, ordered_map, side_thread, single_threaded_ops
 
 CHECKPOINT_FORMAT = "longmem-checkpoint-1"
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
@@ -267,13 +267,47 @@ class LongMemModel(nn.Module):
             self.check_bank(bank)
             if top_k % bank.chunk_size or top_k < bank.chunk_size:
                 raise ValueError(f"top_k={top_k} must be a positive multiple of the bank's chunk size {bank.chunk_size}")
-        out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None,
-                            memory_layer=self.memory_layer)
         n_chunks = top_k // bank.chunk_size if bank is not None else 0
         retrieve = (lambda q: bank.search(q, n_chunks).to(q.device)) if bank is not None else None
-        hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
+        if self._side_beside_backbone(input_ids, caches):
+            out, (hidden, record) = self._decode_in_two_threads(input_ids, position_ids, caches, retrieve, trace)
+        else:
+            out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None,
+                                memory_layer=self.memory_layer)
+            hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
         return LongMemOutput(logits=self.backbone.logits(hidden), trace=record, memory_keys=out.memory_keys,
                              memory_values=out.memory_values)
+
+    def _side_beside_backbone(self, input_ids: torch.Tensor, caches: "ModelCaches | None") -> bool:
+        """Decode a cached step with the SideNet in a second thread beside the backbone (``threads.HiddenStream``)?
+        Only where it pays: one new token per row (bandwidth-bound; a prompt is compute-bound and splits each op
+        over the cores better), on a CPU with two or more threads, no gradients, and ``cfg.parallel_decode``."""
+        return (self.cfg.parallel_decode and caches is not None and input_ids.shape[1] == 1
+                and self.device.type == "cpu" and torch.get_num_threads() >= 2 and not torch.is_grad_enabled())
+
+    def _decode_in_two_threads(self, input_ids, position_ids, caches: "ModelCaches", retrieve, trace: bool):
+        """The backbone in this thread and the SideNet in a pool thread, one intra-op thread each; the SideNet
+        reads each backbone hidden state as soon as its block has run. Same results as one after the other."""
+        if position_ids is None:
+            start = caches.backbone[0].length
+            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        stream = HiddenStream()
+
+        def side():
+            with torch.no_grad():  # grad mode is per thread
+                rope = self.backbone.rope(stream[0], position_ids)  # as the backbone computes it for these positions
+                return self.side(stream, rope, retrieve, caches.side, trace)
+
+        with single_threaded_ops():
+            side_result = side_thread(side)
+            try:
+                out = self.backbone(input_ids, position_ids, caches=caches.backbone, memory_layer=self.memory_layer,
+                                    hidden_out=stream)
+            except BaseException as error:
+                stream.fail(error)
+                side_result.exception()  # let the SideNet stop before the error goes up
+                raise
+            return out, side_result.result()
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` opened by the segment-start token, as every segment is read."""

@@ -1,4 +1,5 @@
-"""Independent CPU work in parallel threads, one intra-op thread each, results in order.
+"""CPU work split over threads with one intra-op thread each: independent forwards side by side, results in
+order (``ordered_map``), and one decoding step's SideNet beside its backbone (``HiddenStream``).
 
 Reading a book segment by segment is many independent forwards of a mid-sized model. On a CPU, running them
 side by side in ``workers`` Python threads (torch releases the GIL inside its kernels), each op on a single
@@ -8,8 +9,10 @@ each forward is computed exactly as alone, only concurrently (docs/RESULTS.md ha
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
@@ -33,16 +36,87 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
     if workers <= 1:
         yield from map(fn, items)
         return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            pending: deque = deque()
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
+    with single_threaded_ops(), ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+_lock = threading.Lock()
+_holders = 0
+_saved_threads = 0
+
+
+@contextmanager
+def single_threaded_ops():
+    """torch ops run on one intra-op thread inside. torch's count is process-wide, so overlapping sections (two
+    app sessions) share one count of holders: the first saves the count, the last restores it."""
+    global _holders, _saved_threads
+    with _lock:
+        if _holders == 0:
+            _saved_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _holders += 1
+    try:
+        yield
     finally:
-        torch.set_num_threads(saved)
+        with _lock:
+            _holders -= 1
+            if _holders == 0:
+                torch.set_num_threads(_saved_threads)
+
+
+class HiddenStream:
+    """The backbone's hidden states of one forward, published one by one as its blocks finish.
+
+    The backbone appends to it (it stands in for the list ``FrozenBackbone.forward`` fills); the SideNet,
+    running in another thread, indexes it, and reading ``stream[j]`` waits until block j - 1 has run. While
+    decoding one token every block is a matrix-vector product bound by memory bandwidth, where one core does
+    about as well as two (docs/RESULTS.md): so the backbone and the SideNet each take a core and run at once.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[torch.Tensor] = []
+        self._ready = threading.Condition()
+        self._error: BaseException | None = None
+
+    def append(self, x: torch.Tensor) -> None:
+        with self._ready:
+            self._items.append(x)
+            self._ready.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        """The producer stopped: every reader waiting or still to come gets this error."""
+        with self._ready:
+            self._error = error
+            self._ready.notify_all()
+
+    def __getitem__(self, j: int) -> torch.Tensor:
+        if j < 0:
+            raise IndexError("a stream is read by position from its start")
+        with self._ready:
+            self._ready.wait_for(lambda: len(self._items) > j or self._error is not None)
+            if len(self._items) > j:
+                return self._items[j]
+            raise RuntimeError("the backbone stopped before this hidden state") from self._error
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._items)
+
+
+_side_pool: ThreadPoolExecutor | None = None
+
+
+def side_thread(fn: Callable[[], R]) -> "Future[R]":
+    """Run ``fn`` on the shared pool the SideNet decodes in (one intra-op thread per worker)."""
+    global _side_pool
+    with _lock:
+        if _side_pool is None:
+            _side_pool = ThreadPoolExecutor(4, thread_name_prefix="longmem-side",
+                                            initializer=torch.set_num_threads, initargs=(1,))
+    return _side_pool.submit(fn)

@@ -37,8 +37,9 @@ def test_generation_and_training_figures(make_model):
     model = make_model("tiny")
     bank = model.new_bank()
     model.memorize("some text to remember " * 20, bank)
-    gen = bench.generation_speed(model, bank, new_tokens=6)
+    gen = bench.generation_speed(model, bank, new_tokens=6, rounds=2)
     assert gen["memory_tokens_per_s"] > 0 and gen["ratio_vs_transformers_generate"] > 0
+    assert len(gen["ratio_vs_backbone_per_round"]) == 2
     train = bench.training_speed(model, "a longer text for one training step " * 30, "memory", steps=1)
     assert train["tokens_per_s"] > 0 and train["params"] > 0
     assert all(p.requires_grad for p in model.side.parameters())
