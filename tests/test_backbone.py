@@ -74,3 +74,22 @@ def test_loads_a_saved_model_directory_like_a_hub_id(tmp_path, name):
     ids = torch.randint(0, 200, (1, 6))
     with torch.no_grad():
         assert torch.allclose(bb.logits(bb(ids).hidden_states[-1]), hf(ids).logits, atol=1e-5)
+
+
+def test_converted_cache_round_trip_and_a_broken_one_is_refused(tiny_backbones, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from longmem_core.backbone import BackboneError, _load_converted, _save_converted
+    bb = tiny_backbones["tiny-llama"]
+    hf = bb.transformers_model()
+    _save_converted(hf, bb.tokenizer, tmp_path / "conv")
+    model, tokenizer = _load_converted(tmp_path / "conv")
+    x = torch.tensor([[1, 2, 3, 40, 50]])
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, hf(x).logits)
+    assert tokenizer("abc")["input_ids"] == bb.tokenizer("abc")["input_ids"]
+    weights = load_file(tmp_path / "conv" / "model.safetensors")
+    weights.pop(next(k for k in weights if "layers.0.mlp" in k))
+    save_file(weights, tmp_path / "conv" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(BackboneError, match="does not match"):
+        _load_converted(tmp_path / "conv")
