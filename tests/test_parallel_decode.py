@@ -118,3 +118,27 @@ def test_single_threaded_sections_overlap_and_restore(two_threads):
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
+
+
+def test_two_generations_at_once_each_get_their_own_answer(make_model, two_threads):
+    """Two app sessions decoding at the same time share the side pool and the one-thread sections."""
+    model, bank = _busy_model(make_model)
+    prompts = [model.chat_ids("What did the Time Traveller expound?"), model.chat_ids("Who was there?")]
+    alone = []
+    for p in prompts:
+        gen = model.generate(p, bank, max_new_tokens=8)
+        list(gen)
+        alone.append(gen.token_ids)
+    together: list = [None, None]
+
+    def run(i):
+        gen = model.generate(prompts[i], bank, max_new_tokens=8)
+        list(gen)
+        together[i] = gen.token_ids
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert together == alone
+    assert torch.get_num_threads() == 2
