@@ -4,8 +4,9 @@ order (``ordered_map``), and one decoding step's SideNet beside its backbone (``
 Reading a book segment by segment is many independent forwards of a mid-sized model. On a CPU, running them
 side by side in ``workers`` Python threads (torch releases the GIL inside its kernels), each op on a single
 thread, keeps every core busy through the small ops (norms, rotary, softmax) where splitting one op over
-threads pays little, instead of fanning out and joining around every op. The results are the same bits:
-each forward is computed exactly as alone, only concurrently (docs/RESULTS.md has the measured gain).
+threads pays little, instead of fanning out and joining around every op. Each forward computes what it computes
+alone; only a BLAS that sums in another order on one thread than on several could change the last bits (on our
+machine the keys are bit-identical: tests/test_model.py, docs/RESULTS.md).
 """
 from __future__ import annotations
 

@@ -106,3 +106,16 @@ def test_language_modelling_checkpoint_reads_a_book_better_with_memory(book_text
     r = perplexity(book_text[start:], model, None, max_tokens=4 * (model.segment_length - 1))
     assert r["ppl_longmem_empty_memory"] == pytest.approx(r["ppl_local"], rel=1e-4)
     assert r["ppl_longmem"] < 0.99 * r["ppl_local"]
+
+
+def test_memorizing_in_threads_stores_the_keys_of_one_thread(model, book_text):
+    text = book_text[:9000]  # about 2,000 tokens: two segments, one per worker
+    banks = []
+    for workers in (1, 2):
+        bank = model.new_bank()
+        model.memorize(text, bank, workers=workers)
+        banks.append(bank)
+    one, two = banks
+    assert len(one) == len(two) > 1500
+    assert torch.allclose(one.keys.float(), two.keys.float(), atol=1e-3, rtol=0)  # 16-bit storage
+    assert torch.allclose(one.values.float(), two.values.float(), atol=1e-3, rtol=0)
