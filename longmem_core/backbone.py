@@ -188,6 +188,13 @@ class FrozenBackbone(nn.Module):
         """Final hidden [B, T, C] -> logits [B, T, V] through the backbone's own final norm and LM head."""
         return self.lm_head(self.final_norm(hidden))
 
+    @staticmethod
+    def positions(input_ids: torch.Tensor, caches: list[LayerCache] | None = None) -> torch.Tensor:
+        """Default position ids [B, T] of input_ids [B, T]: right after the tokens the caches already hold."""
+        B, T = input_ids.shape
+        start = caches[0].length if caches else 0
+        return torch.arange(start, start + T, device=input_ids.device).expand(B, T)
+
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, *,
                 memory_layer: int | None = None, stop_after: int | None = None,
@@ -200,10 +207,8 @@ class FrozenBackbone(nn.Module):
         (what memorizing needs), so hidden states end at that block's input H[stop_after]. ``hidden_out``: an
         empty list-like the hidden states are appended to as they are computed (e.g. a ``threads.HiddenStream``).
         """
-        B, T = input_ids.shape
         if position_ids is None:
-            start = caches[0].length if caches else 0
-            position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
+            position_ids = self.positions(input_ids, caches)
         x = self.embed(input_ids, position_ids)
         rope = self.rope(x, position_ids)
         hidden, mem_k, mem_v = (hidden_out if hidden_out is not None else []), None, None

@@ -58,6 +58,10 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def _median(values) -> float:
+    return float(statistics.median(values))
+
+
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/status") as fh:
@@ -104,17 +108,14 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
         per_round.append(t)
     n = len(bank)
 
-    def median(values):
-        return float(statistics.median(values))
-
     return {"memorize_tokens": n, "memorize_rounds": rounds, "memorize_workers": workers,
-            "memorize_tokens_per_s": median([n / t["memorize"] for t in per_round]),
-            "memorize_sequential_tokens_per_s": median([n / t["memorize_sequential"] for t in per_round]),
-            "plain_forward_tokens_per_s": median([n / t["plain"] for t in per_round]),
-            "plain_forward_threaded_tokens_per_s": median([n / t["plain_threaded"] for t in per_round]),
-            "memorize_speedup": median([t["plain"] / t["memorize"] for t in per_round]),
-            "memorize_speedup_sequential": median([t["plain"] / t["memorize_sequential"] for t in per_round]),
-            "memorize_speedup_vs_threaded_plain": median([t["plain_threaded"] / t["memorize"] for t in per_round]),
+            "memorize_tokens_per_s": _median([n / t["memorize"] for t in per_round]),
+            "memorize_sequential_tokens_per_s": _median([n / t["memorize_sequential"] for t in per_round]),
+            "plain_forward_tokens_per_s": _median([n / t["plain"] for t in per_round]),
+            "plain_forward_threaded_tokens_per_s": _median([n / t["plain_threaded"] for t in per_round]),
+            "memorize_speedup": _median([t["plain"] / t["memorize"] for t in per_round]),
+            "memorize_speedup_sequential": _median([t["plain"] / t["memorize_sequential"] for t in per_round]),
+            "memorize_speedup_vs_threaded_plain": _median([t["plain_threaded"] / t["memorize"] for t in per_round]),
             "memorize_speedup_per_round": [round(t["plain"] / t["memorize"], 3) for t in per_round]}, bank
 
 
@@ -238,16 +239,13 @@ def generation_speed(model, bank: MemoryBank, new_tokens: int = 48, rounds: int 
         t_full = _timed(lambda: hf.generate(x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False))
         per_round.append({"mem": t_mem, "bb": t_bb, "hf": (t_full - t_prefill) / (new_tokens - 1), "n": min(n_mem, n_bb)})
 
-    def median(values):
-        return float(statistics.median(values))
-
     return {"bank_tokens": len(bank), "rounds": rounds, "parallel_decode": model.cfg.parallel_decode,
-            "memory_tokens_per_s": median([1 / r["mem"] for r in per_round]),
-            "backbone_tokens_per_s": median([1 / r["bb"] for r in per_round]),
-            "transformers_generate_tokens_per_s": median([1 / r["hf"] for r in per_round]),
+            "memory_tokens_per_s": _median([1 / r["mem"] for r in per_round]),
+            "backbone_tokens_per_s": _median([1 / r["bb"] for r in per_round]),
+            "transformers_generate_tokens_per_s": _median([1 / r["hf"] for r in per_round]),
             "tokens_measured": min(r["n"] for r in per_round),
-            "ratio_vs_backbone": median([r["bb"] / r["mem"] for r in per_round]),
-            "ratio_vs_transformers_generate": median([r["hf"] / r["mem"] for r in per_round]),
+            "ratio_vs_backbone": _median([r["bb"] / r["mem"] for r in per_round]),
+            "ratio_vs_transformers_generate": _median([r["hf"] / r["mem"] for r in per_round]),
             "ratio_vs_backbone_per_round": [round(r["bb"] / r["mem"], 3) for r in per_round]}
 
 

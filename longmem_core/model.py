@@ -289,8 +289,7 @@ class LongMemModel(nn.Module):
         """The backbone in this thread and the SideNet in a pool thread, one intra-op thread each; the SideNet
         reads each backbone hidden state as soon as its block has run. Same results as one after the other (tested)."""
         if position_ids is None:
-            start = caches.backbone[0].length
-            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+            position_ids = self.backbone.positions(input_ids, caches.backbone)
         stream = HiddenStream()
 
         def side():
