@@ -322,7 +322,7 @@ def _save_converted(model, tokenizer, target: Path) -> None:
 
 def _load_converted(folder: Path):
     """The converted model from its folder. ``from_pretrained`` rather than ``from_config`` + loading: it skips
-    the random initialisation of weights that are then overwritten (1.8 s of the app's start, measured)."""
+    the random initialisation of weights that are then overwritten (about 2 s of the app's start: docs/RESULTS.md)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     bars_were_on = hf_logging.is_progress_bar_enabled()

@@ -201,7 +201,7 @@ class LongMemModel(nn.Module):
         memory layer). Every chunk keeps its source and character span.
 
         ``workers``: segments read side by side, each in its own thread with one intra-op thread (default: as many
-        as torch's CPU threads; 1 on an accelerator). The keys do not depend on the count (bit-identical in our tests); the bank
+        as torch's CPU threads; 1 on an accelerator). The keys do not depend on the count (bit for bit in the tiny-model tests); the bank
         receives them in reading order."""
         self.check_bank(bank)
         t0 = time.perf_counter()

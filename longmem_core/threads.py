@@ -5,8 +5,8 @@ Reading a book segment by segment is many independent forwards of a mid-sized mo
 side by side in ``workers`` Python threads (torch releases the GIL inside its kernels), each op on a single
 thread, keeps every core busy through the small ops (norms, rotary, softmax) where splitting one op over
 threads pays little, instead of fanning out and joining around every op. Each forward computes what it computes
-alone; only a BLAS that sums in another order on one thread than on several could change the last bits (on our
-machine the keys are bit-identical: tests/test_model.py, docs/RESULTS.md).
+alone; only a BLAS that sums in another order on one thread than on several could change the last bits (the
+tiny-model tests check bit for bit, the real-backbone test within the bank's 16-bit storage: docs/RESULTS.md).
 """
 from __future__ import annotations
 
