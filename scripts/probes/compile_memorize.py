@@ -4,7 +4,7 @@ Runs bench.memorize_throughput (memorize vs a plain transformers forward over th
 The Time Machine) with the eager backbone, then with each backbone block wrapped in torch.compile, and compares
 the stored keys of both banks.
 
-Run from the repo root, on an otherwise idle machine: PYTHONPATH=. .venv/bin/python docs/probes/compile_memorize.py [ROUNDS]
+Run from the repo root, on an otherwise idle machine: PYTHONPATH=. .venv/bin/python scripts/probes/compile_memorize.py [ROUNDS]
 """
 import time
 from pathlib import Path

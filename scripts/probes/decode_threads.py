@@ -1,7 +1,7 @@
 """Probe: one decoding step's blocks on one core vs two, and two block stacks at once (why the SideNet decodes
 in its own thread, longmem_core/threads.py).
 
-    PYTHONPATH=. .venv/bin/python docs/probes/decode_threads.py
+    PYTHONPATH=. .venv/bin/python scripts/probes/decode_threads.py
 
 Times one token (T = 1) through the default backbone's 30 blocks with 2 and with 1 intra-op thread; then 15
 backbone blocks alone vs 15 backbone blocks and the 15 side layers at the same time in two threads of one

@@ -2,7 +2,7 @@
 in the same run on the same GPU (the benchmark suite's own functions, minus its CPU-only parts: faiss IVF and the
 app's cold start).
 
-    PYTHONPATH=. python docs/probes/gpu_check.py [--device cuda] [--quick] > gpu_check.json
+    PYTHONPATH=. python scripts/probes/gpu_check.py [--device cuda] [--quick] > gpu_check.json
 
 Runs on the CPU too (``--device cpu``), which is how it was tried before a GPU run.
 """

@@ -1,6 +1,6 @@
 """Does a checkpoint still chat? Greedy answers with a book excerpt in memory, for several checkpoints side by side.
 
-    PYTHONPATH=. .venv/bin/python docs/probes/chat_check.py CKPT [CKPT ...] [--chars 3000] [--tokens 40]
+    PYTHONPATH=. .venv/bin/python scripts/probes/chat_check.py CKPT [CKPT ...] [--chars 3000] [--tokens 40]
 
 ``none`` as a checkpoint means the untrained SideNet. Each answer is printed with a loop flag: True when some
 n-gram (n <= 8) repeats four times back to back (the failure LM-trained checkpoints show in chat).

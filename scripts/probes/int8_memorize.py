@@ -1,6 +1,6 @@
 """Probe: int8 weights for the frozen blocks that memorizing runs, on real text (not in the library).
 
-    PYTHONPATH=. .venv/bin/python docs/probes/int8_memorize.py
+    PYTHONPATH=. .venv/bin/python scripts/probes/int8_memorize.py
 
 torch's dynamic int8 linear layers (fbgemm: int8 weights, activations quantized per tensor at run time)
 replace every linear layer of blocks 0..m (m the memory layer). Variants: per-tensor or per-channel weight

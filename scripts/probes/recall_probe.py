@@ -8,7 +8,7 @@
    for the digit before it (from the keys and from the values) — an induction-style copy needs the latter in the
    keys.
 
-Run from the repo root: PYTHONPATH=. .venv/bin/python docs/probes/recall_probe.py [--checkpoint FILE]
+Run from the repo root: PYTHONPATH=. .venv/bin/python scripts/probes/recall_probe.py [--checkpoint FILE]
 """
 import argparse
 import random

@@ -6,9 +6,9 @@
 # arrives in two halves by two earlier calls (copied to $GG), and the wheels the machine lacks (gguf, faiss-cpu)
 # plus the training books come in $CARRY. It writes at most 7 files to $OUT (the tool returns at most 8):
 # the checkpoint first, so a cut-off run still returns it. Run it as
-#   bash docs/probes/gpu_session.sh 2>&1 | tee $OUT/session.log
+#   bash scripts/probes/gpu_session.sh 2>&1 | tee $OUT/session.log
 #
-#   GG=/root/gg CARRY=.gpu3 OUT=... TRAIN_BUDGET_S=240 bash docs/probes/gpu_session.sh
+#   GG=/root/gg CARRY=.gpu3 OUT=... TRAIN_BUDGET_S=240 bash scripts/probes/gpu_session.sh
 # On the CPU, as a dry run: DEVICE=cpu PYTHON=.venv/bin/python SKIP_INSTALL=1 TRAIN_BUDGET_S=60 ...
 set -u
 DEVICE=${DEVICE:-cuda}
@@ -43,7 +43,7 @@ stamp "1. GPU-path tests"
 timeout 120 $PYTHON -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15 | tee "$OUT/test_gpu.txt"
 
 stamp "2. speed figures on the device (real backbone)"
-[ -z "${SKIP_CHECK:-}" ] && timeout "${CHECK_TIMEOUT_S:-120}" $PYTHON docs/probes/gpu_check.py --device "$DEVICE" ${CHECK_QUICK:+--quick} \
+[ -z "${SKIP_CHECK:-}" ] && timeout "${CHECK_TIMEOUT_S:-120}" $PYTHON scripts/probes/gpu_check.py --device "$DEVICE" ${CHECK_QUICK:+--quick} \
   > "$OUT/gpu_check.json" 2> /tmp/gpu_check.log; echo "rc $?"; tail -3 /tmp/gpu_check.log; cat "$OUT/gpu_check.json"
 
 B=$BOOKS

@@ -1,7 +1,7 @@
 """Trade-off probe: scale a checkpoint's memory share (every head's sigmoid gate times ALPHA) and measure held-out
 perplexity and chat with the same book excerpt as chat_check.py.
 
-    PYTHONPATH=. .venv/bin/python docs/probes/gate_scale.py CKPT --alphas 1,0.5 [--book FILE] [--tokens 16384]
+    PYTHONPATH=. .venv/bin/python scripts/probes/gate_scale.py CKPT --alphas 1,0.5 [--book FILE] [--tokens 16384]
 
 sigmoid(g') = alpha * sigmoid(g) is done by replacing the gate logits, so nothing in the library changes.
 """
