@@ -1,5 +1,8 @@
 """The benchmark suite: python -m longmem_core bench [--json] [--quick] [--plot FILE].
 
+A full run writes its figures to docs/results/bench.json (with the command and the date) and its plot to
+docs/bench_scaling.png; ``python scripts/results_page.py`` then rebuilds docs/RESULTS.md from them.
+
 Every figure is measured in this run next to a baseline measured in the same run; ratios are what compare
 across machines. Sections: memorize throughput vs a plain transformers forward; retrieval time and recall,
 exact vs IVF, at growing bank sizes, with RAM and add cost; generation with a 65k-token bank vs the backbone;
@@ -11,7 +14,7 @@ on content, and the keys keep the real distribution's shape, which is what IVF r
 """
 from __future__ import annotations
 
-import math
+import json
 import os
 import platform
 import shutil
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,8 @@ from .threads import default_workers, ordered_map
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "assets" / "the_time_machine.txt"
+RESULTS_JSON = ROOT / "docs" / "results" / "bench.json"  # what scripts/results_page.py reads
+PLOT = ROOT / "docs" / "bench_scaling.png"
 
 
 def _timed(fn, repeat: int = 1) -> float:
@@ -54,8 +60,18 @@ def machine() -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": _ram_gib(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _ram_gib() -> float | None:
+    """Total RAM in GiB (from /proc/meminfo), or None where that file does not exist."""
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        return None
+    return round(kib / (1 << 20), 1)
 
 
 def _median(values) -> float:
@@ -335,56 +351,78 @@ def app_ready_seconds(timeout: float = 180.0) -> float:
 
 # -- the plot --
 
-def plot_svg(result: dict, path: str | os.PathLike) -> Path:
-    """Two panels against bank size: ms per generated token (exact, IVF) and RAM (exact, IVF). Plain SVG."""
+def scaling_figure(result: dict):
+    """A matplotlib Figure of two panels against bank size (log scale): ms per generated token and bank RAM in
+    MB, each for the exact and the IVF index. matplotlib is imported here, with the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
     r = result["retrieval"]
-    sizes = r["sizes"]
-    panels = [("retrieval, ms per generated token", "ms", [("exact", r["exact_ms_per_generated_token"], "#c0392b"),
-                                                              ("IVF", r["ivf_ms_per_generated_token"], "#2471a3")]),
-              ("bank RAM, MB", "MB", [("exact", {k: v * int(k) / 1e6 for k, v in r["ram_bytes_per_token_exact"].items()}, "#c0392b"),
-                                      ("IVF", {k: v * int(k) / 1e6 for k, v in r["ram_bytes_per_token_ivf"].items()}, "#2471a3")])]
-    W, H, pad = 420, 300, 55
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H}" font-family="sans-serif" font-size="12">',
-             f'<rect width="{2 * W}" height="{H}" fill="white"/>']
-    lx = [math.log2(s) for s in sizes]
-    for p, (title, unit, series) in enumerate(panels):
-        ox = p * W
-        ymax = max(max(v.values()) for _, v, _ in series) * 1.1
-        sx = lambda x: ox + pad + (x - lx[0]) / max(lx[-1] - lx[0], 1e-9) * (W - 2 * pad)  # noqa: E731
-        sy = lambda y: H - pad + 10 - y / ymax * (H - 2 * pad)  # noqa: E731
-        parts.append(f'<text x="{ox + W / 2}" y="20" text-anchor="middle" font-weight="bold">{title}</text>')
-        parts.append(f'<line x1="{sx(lx[0])}" y1="{sy(0)}" x2="{sx(lx[-1])}" y2="{sy(0)}" stroke="#333"/>')
-        parts.append(f'<line x1="{sx(lx[0])}" y1="{sy(0)}" x2="{sx(lx[0])}" y2="{sy(ymax)}" stroke="#333"/>')
-        for s, x in zip(sizes, lx):
-            label = f"{s // 1024}k" if s < 1 << 20 else f"{s / (1 << 20):g}M"
-            parts.append(f'<text x="{sx(x)}" y="{sy(0) + 16}" text-anchor="middle">{label}</text>')
-        for i in range(5):
-            y = ymax * i / 4
-            parts.append(f'<text x="{sx(lx[0]) - 6}" y="{sy(y) + 4}" text-anchor="end">{y:.0f}</text>' if ymax >= 100 else
-                         f'<text x="{sx(lx[0]) - 6}" y="{sy(y) + 4}" text-anchor="end">{y:.3g}</text>')
-        parts.append(f'<text x="{ox + W / 2}" y="{H - 8}" text-anchor="middle">tokens in memory (log scale)</text>')
-        for j, (name, values, colour) in enumerate(series):
-            pts = " ".join(f"{sx(math.log2(int(k)))},{sy(v)}" for k, v in values.items())
-            parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
-            parts += [f'<circle cx="{sx(math.log2(int(k)))}" cy="{sy(v)}" r="3" fill="{colour}"/>' for k, v in values.items()]
-            parts.append(f'<text x="{ox + pad + 10}" y="{45 + 16 * j}" fill="{colour}">{name}</text>')
-    parts.append("</svg>")
+    sizes = [int(s) for s in r["sizes"]]
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    time_ax, ram_ax = fig.subplots(1, 2)
+    for name, colour, ms, ram in (("exact", "#c0392b", "exact_ms_per_generated_token", "ram_bytes_per_token_exact"),
+                                  ("IVF", "#2471a3", "ivf_ms_per_generated_token", "ram_bytes_per_token_ivf")):
+        time_ax.plot(sizes, [r[ms][str(s)] for s in sizes], "o-", color=colour, label=name)
+        ram_ax.plot(sizes, [r[ram][str(s)] * s / 1e6 for s in sizes], "o-", color=colour, label=name)
+    for ax, title in ((time_ax, "retrieval, ms per generated token"), (ram_ax, "bank RAM, MB")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [f"{s // 1024}k" if s < 1 << 20 else f"{s / (1 << 20):g}M" for s in sizes])
+        ax.set_xlabel("tokens in memory (log scale)")
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def plot_scaling(result: dict, path: str | os.PathLike) -> Path:
+    """Write ``scaling_figure`` to ``path`` (PNG, or whatever format its suffix names) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    scaling_figure(result).savefig(path, dpi=110)
     return path
 
 
 # -- the suite --
 
-def run(quick: bool = False, plot: str | None = None, device: str | None = None,
+def _command(quick: bool, plot: str | None, device: str | None) -> str:
+    """The CLI line that runs ``run`` with these arguments (recorded in the JSON the results page is built from)."""
+    return " ".join(["python -m longmem_core bench"] + (["--quick"] if quick else []) +
+                    ([f"--plot {plot}"] if plot else []) + ([f"--device {device}"] if device else []))
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (as the results page links it), else as is."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def write_result(result: dict, path: str | os.PathLike = RESULTS_JSON) -> Path:
+    """Write the bench's figures as the JSON file ``scripts/results_page.py`` builds docs/RESULTS.md from."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def run(quick: bool = False, plot: str | None = None, device: str | None = None, out: str | None = None,
         log=lambda msg: print(msg, file=sys.stderr)) -> dict:
+    """Measure everything and return it. A full run (not ``quick``) also writes its JSON to ``out`` (default
+    docs/results/bench.json, what the results page is built from) and its plot to ``plot`` (default
+    docs/bench_scaling.png); a quick run writes only the files it is given."""
     from .model import LongMemModel
     from .config import default_checkpoint
+    command = _command(quick, plot, device)
+    if not quick:
+        out, plot = out or RESULTS_JSON, plot or PLOT
     model = LongMemModel.load(checkpoint=default_checkpoint(), device=device)  # what the app and the CLI run
     text = BOOK.read_text(encoding="utf-8")
-    result: dict = {"machine": machine(), "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path,
-                    "quick": quick}
+    result: dict = {"command": command, "date": datetime.now(timezone.utc).date().isoformat(), "machine": machine(),
+                    "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path, "quick": quick}
     log("memorize vs plain transformers forward ...")
     held_out = int(len(text) * 0.9)  # the book's last tenth gives the search queries; the rest the real keys
     measured = 4096 if quick else 8192
@@ -433,5 +471,7 @@ def run(quick: bool = False, plot: str | None = None, device: str | None = None,
     result["app_ready_s"] = app_ready_seconds()
     result["app_ready_first_s"] = first
     if plot:
-        result["plot"] = str(plot_svg(result, plot))
+        result["plot"] = _shown(plot_scaling(result, plot))
+    if out:
+        log(f"figures written to {write_result(result, out)}")
     return result

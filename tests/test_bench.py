@@ -1,4 +1,6 @@
 """The benchmark's pieces run and report what they claim, on a tiny model (no timing is asserted)."""
+import json
+
 import torch
 
 from longmem_core import bench
@@ -20,8 +22,21 @@ def test_retrieval_scaling_reports_every_size_and_a_plot(make_model, tmp_path, b
     assert all(0.0 <= v <= 1.0 for v in r["recall_at_16"].values())
     assert r["nprobe_sweep"]["2048"]["4"]["recall_at_16"] >= r["nprobe_sweep"]["2048"]["1"]["recall_at_16"]
     assert r["disk_bytes_per_token"] > 0
-    svg = bench.plot_svg({"retrieval": r}, tmp_path / "plot.svg").read_text()
-    assert svg.startswith("<svg") and svg.count("<polyline") == 4
+    figure = bench.scaling_figure({"retrieval": r})
+    lines = [line for ax in figure.axes for line in ax.get_lines()]
+    assert len(figure.axes) == 2 and len(lines) == 4  # exact and IVF in each panel
+    assert all(list(line.get_xdata()) == [512, 2048] for line in lines)
+    png = bench.plot_scaling({"retrieval": r}, tmp_path / "plot.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_run_writes_the_json_the_results_page_reads(tmp_path):
+    result = {"command": "python -m longmem_core bench", "date": "2026-12-02", "memorize_speedup": 2.0}
+    path = bench.write_result(result, tmp_path / "results" / "bench.json")
+    assert json.loads(path.read_text()) == result
+    assert bench.RESULTS_JSON.relative_to(bench.ROOT).as_posix() == "docs/results/bench.json"
+    assert bench._command(True, None, "cuda") == "python -m longmem_core bench --quick --device cuda"
+    assert bench.machine()["cores"] >= 1
 
 
 def test_resampled_keys_keep_the_real_shape(make_model, book_text):
