@@ -1,0 +1,78 @@
+"""The results page is generated from docs/results/ and cannot drift: the committed page is what the files give,
+every figure keeps its command, targets met or not follow the figures, and a results file no code knows still
+appears (its rows as a table)."""
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import results_page  # noqa: E402
+
+
+def test_the_committed_page_is_up_to_date():
+    run = subprocess.run([sys.executable, "scripts/results_page.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr + "\n(run: python scripts/results_page.py, then commit docs/RESULTS.md)"
+
+
+def test_every_hand_kept_figure_has_a_command_and_a_date():
+    claims = tomllib.loads((ROOT / "docs" / "results" / "claims.toml").read_text(encoding="utf-8"))
+    for claim in claims["claims"]:
+        for row in claim.get("rows", []):
+            if row["figure"] == "not run":
+                continue
+            command = row.get("command", claim.get("command", ""))
+            assert results_page.named_command(command, claims.get("commands", {})).strip(), (claim["id"], row["metric"])
+            assert row.get("date", claim.get("date")) or claim.get("source"), (claim["id"], row["metric"])
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    shutil.copy(ROOT / "docs" / "results" / "bench.json", folder / "bench.json")
+    (folder / "claims.toml").write_text('[[claims]]\nid = "memorize"\ntitle = "Memorize speed"\nsource = "bench.json"\n')
+    return folder
+
+
+def test_check_fails_once_a_results_file_changes(results, tmp_path):
+    page = tmp_path / "RESULTS.md"
+    assert results_page.main(["--results", str(results), "--page", str(page)]) == 0
+    assert results_page.main(["--check", "--results", str(results), "--page", str(page)]) == 0
+    bench = json.loads((results / "bench.json").read_text())
+    bench["memorize_tokens_per_s"] += 1
+    (results / "bench.json").write_text(json.dumps(bench))
+    assert results_page.main(["--check", "--results", str(results), "--page", str(page)]) == 1
+
+
+def test_target_met_follows_the_bench_figures(results, tmp_path):
+    row = lambda text: next(line for line in text.splitlines() if line.startswith("| memorize, "))  # noqa: E731
+    page = results_page.render(results, tmp_path / "RESULTS.md")
+    assert "| ≥ 2x | yes |" in row(page)
+    bench = json.loads((results / "bench.json").read_text())
+    bench["memorize_speedup"] = 1.5
+    (results / "bench.json").write_text(json.dumps(bench))
+    page = results_page.render(results, tmp_path / "RESULTS.md")
+    assert "1.500x" in row(page) and "| ≥ 2x | no |" in row(page)
+
+
+def test_an_unknown_results_file_is_shown_as_a_table(results, tmp_path):
+    niah = {"title": "Needle in a haystack", "command": "python -m longmem_core eval-niah --json", "date": "2026-12-02",
+            "rows": [{"length": 4000, "longmem": 0.5, "local": 0.25}, {"length": 16000, "longmem": 0.75}],
+            "settings": {"trials": 4, "depths": [0.1, 0.5]},
+            "claims": [{"title": "NIAH accuracy", "rows": [{"metric": "acc at 16k", "figure": "0.75", "baseline": "0.25",
+                                                             "target": "≥ 0.9", "met": "no"}]}]}
+    (results / "niah.json").write_text(json.dumps(niah))
+    page = results_page.render(results, tmp_path / "RESULTS.md")
+    section = page[page.index("## Needle in a haystack"):]
+    assert "python -m longmem_core eval-niah --json" in section and "2026-12-02" in section
+    assert "| length | longmem | local |" in section
+    assert "| 4,000 | 0.5 | 0.25 |" in section and "| 16,000 | 0.75 |  |" in section
+    assert "| settings.trials | 4 |" in section and "| settings.depths | 0.1, 0.5 |" in section
+    assert "### NIAH accuracy" in section and "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | `python -m longmem_core eval-niah --json` |" in section
+    assert "`niah.json`" in page  # listed among the results files
