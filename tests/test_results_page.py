@@ -2,6 +2,7 @@
 every figure keeps its command, targets met or not follow the figures, and a results file no code knows still
 appears (its rows as a table)."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,15 @@ def test_an_unknown_results_file_is_shown_as_a_table(results, tmp_path):
     assert "| settings.trials | 4 |" in section and "| settings.depths | 0.1, 0.5 |" in section
     assert "### NIAH accuracy" in section and "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | `python -m longmem_core eval-niah --json` |" in section
     assert "`niah.json`" in page  # listed among the results files
+
+
+def test_the_dated_notes_link_the_results_page_and_its_headings():
+    page = (ROOT / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    anchors = {results_page.slug(line[3:]) for line in page.splitlines() if line.startswith("## ")}
+    notes = sorted((ROOT / "docs" / "notes").glob("20*.md"))
+    assert notes
+    for note in notes:
+        text = note.read_text(encoding="utf-8")
+        assert "](../RESULTS.md" in text, note.name
+        for anchor in re.findall(r"\]\(\.\./RESULTS\.md#([^)]+)\)", text):
+            assert anchor in anchors, (note.name, anchor)
