@@ -31,6 +31,7 @@ PAGE = ROOT / "docs" / "RESULTS.md"
 META_KEYS = {"title", "summary", "note", "notes", "command", "date", "machine", "rows", "claims"}
 INLINE_COMMAND = 100  # longer, multi-line or repeated commands are listed under their table, named by a letter
 MAX_FIGURES = 60  # figures listed per generic file; the rest stay in the file
+MAX_ROWS = 100  # rows of a generic file's table, likewise
 
 
 @dataclass
@@ -87,7 +88,7 @@ def machines_table(known: dict[str, dict], results: dict[str, dict]) -> tuple[st
         m["used"] = []
     named: dict[str, str] = {}
     for name, data in results.items():
-        m = data.get("machine")
+        m = data.get("machine") if isinstance(data, dict) else None
         if not isinstance(m, dict):
             continue
         match = next((r for r in rows if machine_key(r) == machine_key(m)), None)
@@ -145,7 +146,8 @@ def named_command(command: str, commands: dict[str, str]) -> str:
 
 def row_from(entry: dict, defaults: dict, commands: dict[str, str] | None = None) -> Row:
     command = entry.get("command", defaults.get("command", ""))
-    return Row(metric=entry["metric"], figure=str(entry["figure"]), baseline=str(entry.get("baseline", "—")),
+    return Row(metric=str(entry.get("metric", "?")), figure=str(entry.get("figure", "?")),
+               baseline=str(entry.get("baseline", "—")),
                target=str(entry.get("target", "—")), met=str(entry.get("met", "—")),
                command=named_command(command, commands or {}), date=entry.get("date", defaults.get("date", "")))
 
@@ -217,10 +219,12 @@ def generic_section(name: str, data: dict, machine: str) -> str:
     defaults = {"command": data.get("command", ""), "date": data.get("date", "")}
     for c in data.get("claims") or []:
         rows = [row_from(e, defaults) for e in c.get("rows", [])]
-        parts.append(claim_table(Claim(c.get("title", title), rows, c.get("note", ""), machine, name)).replace("## ", "### ", 1))
+        claim = Claim(c.get("title", title), rows, c.get("note", ""), machine, name)
+        parts.append(claim_table(claim).replace("## ", "### ", 1))
     rows = data.get("rows")
     if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-        parts.append(records_table(rows))
+        more = f"\n\n({len(rows) - MAX_ROWS} more rows in the file.)" if len(rows) > MAX_ROWS else ""
+        parts.append(records_table(rows[:MAX_ROWS]) + more)
     elif rows:
         parts.append(table(["figure", "value"], flat_figures(rows, "rows")))
     figures = flat_figures({k: v for k, v in data.items() if k not in META_KEYS})
@@ -233,14 +237,15 @@ def generic_section(name: str, data: dict, machine: str) -> str:
 
 # -- the page --
 
-def files_list(results: dict[str, dict]) -> str:
-    """One line per results file: what ran, when, and its notes (how the file came to be, if not plainly)."""
+def files_list(results: dict[str, dict], used: set[str]) -> str:
+    """One line per results file: what ran and when; for the files claims read (shown nowhere else as a whole),
+    also their notes (how the file came to be, if not plainly)."""
     lines = ["The JSON files in `docs/results/` this page is built from (with `claims.toml`, kept by hand):", ""]
     for name, data in results.items():
         data = data if isinstance(data, dict) else {}
         line = f"- `{name}`: " + (f"`{cell(data['command'])}`" if data.get("command") else "no command recorded")
         line += f", {data['date']}." if data.get("date") else "."
-        notes = data.get("notes") or []
+        notes = (data.get("notes") or []) if name in used else []
         line += "".join(f" {n}" for n in (notes if isinstance(notes, list) else [notes]))
         lines.append(line)
     return "\n".join(lines) if results else ""
@@ -277,7 +282,7 @@ def render(results_dir: Path = RESULTS, page: Path = PAGE) -> str:
         claims_file.get("intro", "").strip().replace("{notes}", notes),
         "## Machines", machines,
         "## At a glance", table(["claim", "rows meeting their target", "rows missing it"], glance),
-        "## Results files", files_list(results),
+        "## Results files", files_list(results, used),
     ]
     body = [claim_table(c) for c in claims]
     if others:

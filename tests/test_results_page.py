@@ -75,7 +75,8 @@ def test_an_unknown_results_file_is_shown_as_a_table(results, tmp_path):
     assert "| length | longmem | local |" in section
     assert "| 4,000 | 0.5 | 0.25 |" in section and "| 16,000 | 0.75 |  |" in section
     assert "| settings.trials | 4 |" in section and "| settings.depths | 0.1, 0.5 |" in section
-    assert "### NIAH accuracy" in section and "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | `python -m longmem_core eval-niah --json` |" in section
+    assert "### NIAH accuracy" in section
+    assert "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | `python -m longmem_core eval-niah --json` |" in section
     assert "`niah.json`" in page  # listed among the results files
 
 
@@ -89,3 +90,13 @@ def test_the_dated_notes_link_the_results_page_and_its_headings():
         assert "](../RESULTS.md" in text, note.name
         for anchor in re.findall(r"\]\(\.\./RESULTS\.md#([^)]+)\)", text):
             assert anchor in anchors, (note.name, anchor)
+
+
+def test_odd_results_files_still_render(results, tmp_path):
+    (results / "a_list.json").write_text(json.dumps([{"q": "who?", "ok": True}, {"q": "where?", "ok": False}]))
+    (results / "nested.json").write_text(json.dumps({"command": "x", "runs": [{"seed": 1, "acc": [0.5, 0.25]}],
+                                                      "claims": [{"rows": [{"metric": "m"}]}]}))
+    page = results_page.render(results, tmp_path / "RESULTS.md")
+    assert "## a list" in page and "| who? | True |" in page
+    assert "| runs[0].seed | 1 |" in page and "| runs[0].acc | 0.5, 0.25 |" in page
+    assert "| m | ? | — | — | — | `x` |" in page  # a row without a figure says so instead of failing
