@@ -165,6 +165,9 @@ def hand_claims(claims_file: dict, results: dict[str, dict], machines: dict[str,
             data = results.get(source)
             if data is None:
                 raise SystemExit(f"claims.toml: claim {c['id']!r} reads docs/results/{source}, which does not exist")
+            if c["id"] not in BENCH_ROWS:
+                raise SystemExit(f"claims.toml: claim {c['id']!r} names a source, but scripts/results_bench.py has no "
+                                 f"rows for it (a results file can instead carry its own claims: see its README)")
             rows, extra = BENCH_ROWS[c["id"]](data, page_dir)
             for r in rows:
                 r.command, r.date = r.command or data.get("command", ""), r.date or data.get("date", "")
