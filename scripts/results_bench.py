@@ -31,6 +31,10 @@ def met(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def per_round(values: list[float]) -> str:
     return "per round " + ", ".join(f"{v:.2f}" for v in values)
 
@@ -43,7 +47,7 @@ def memorize(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
     n = b["memorize_tokens"]
     return [
         Row(f"memorize, {n:,} tokens of *The Time Machine*, segments read side by side in "
-            f"{b['memorize_workers']} threads ({b['memorize_rounds']} interleaved rounds, medians)",
+            f"{plural(b['memorize_workers'], 'thread')} ({plural(b['memorize_rounds'], 'interleaved round')}, medians)",
             f"{b['memorize_tokens_per_s']:.0f} tokens/s = **{b['memorize_speedup']:.3f}x** "
             f"({per_round(b['memorize_speedup_per_round'])})",
             f"{b['plain_forward_tokens_per_s']:.0f} tokens/s: plain transformers forward (all layers + LM head, "
