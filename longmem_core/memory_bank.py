@@ -208,13 +208,17 @@ class MemoryBank:
 
         keys, values: [T, G, D] (the memory layer's keys before rotation, and values)
         token_start: position of the first of these tokens in the source's token stream
-        char_spans: [T, 2] character span of each token in the source text (optional)
+        char_spans: [T, 2] character span of each token in the source text (optional; a chunk spans from its
+            first token's start to its last token's end, which must lie within the source text)
         Returns the number of chunks added. A last partial chunk is padded and masked.
         """
         T, G, D = keys.shape
         if (G, D) != (self.n_kv_heads, self.head_dim) or values.shape != keys.shape:
             raise ValueError(f"keys/values must be [T, {self.n_kv_heads}, {self.head_dim}], "
                              f"got {tuple(keys.shape)} and {tuple(values.shape)}")
+        if not -1 <= source < len(self.sources) or token_start < 0:
+            raise ValueError(f"source must be -1 or one of the {len(self.sources)} sources and token_start >= 0, "
+                             f"got {source} and {token_start}")
         if T == 0:
             return 0
         c = self.chunk_size
@@ -231,6 +235,9 @@ class MemoryBank:
         if char_spans is not None:
             spans = np.asarray(char_spans, dtype=np.int64).reshape(T, 2)
             chars = np.stack([spans[starts, 0], spans[ends - 1, 1]], axis=1)
+            limit = len(self.sources[source]["text"]) if source >= 0 else np.iinfo(np.int64).max
+            if not ((0 <= chars[:, 0]) & (chars[:, 0] <= chars[:, 1]) & (chars[:, 1] <= limit)).all():
+                raise ValueError("char_spans must give every chunk a character span within its source text")
         else:
             chars = np.full((n_new, 2), -1, dtype=np.int64)
         if n_new > self.max_chunks:  # a single add larger than the bank: only its newest chunks fit

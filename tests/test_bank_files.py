@@ -266,3 +266,13 @@ def test_a_failed_save_keeps_the_old_bank(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         _bank(seed=1, tokens=8).save(path)
     assert MemoryBank.load(path).n_chunks == 10 and [p.name for p in tmp_path.iterdir()] == ["bank"]
+
+
+def test_the_cli_answers_a_damaged_bank_with_one_error_line_and_exit_2(saved):
+    (saved / "tensors.safetensors").write_bytes((saved / "tensors.safetensors").read_bytes()[:300])
+    proc = subprocess.run([sys.executable, "-m", "longmem_core", "retrieve", "question", "--bank", str(saved),
+                           "--backbone", "tiny-llama", "--json"], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines[-1].startswith("error: ") and "truncated" in lines[-1], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
