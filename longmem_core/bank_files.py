@@ -5,9 +5,9 @@ A bank is a folder with two files:
   the oldest chunk, and the sources ``[{"name", "text"[, "pages"]}]``;
 - ``tensors.safetensors``: keys/values [G, n, c, D] float16, token_mask [n, c] bool, chunk_source [n],
   chunk_tokens [n, 2], chunk_chars [n, 2] int64, and for an IVF index its centroids ivf_centroids [G, L, D]
-  float32.
-The search structure is rebuilt from the keys when loading (around the saved centroids for IVF, so searches give
-what they gave before saving). Format 1 banks also held one faiss file per kv head; they load, but their faiss
+  float32 and the inverted list of every chunk ivf_lists [G, n] int64.
+The search structure is rebuilt from the keys when loading (for IVF around the saved centroids and lists, so
+searches give what they gave before saving, and no distance is computed). Format 1 banks also held one faiss file per kv head; they load, but their faiss
 files are never read: faiss's reader believes the sizes written in a file, so a few hundred bytes could make it
 allocate gigabytes.
 
@@ -88,6 +88,7 @@ def save(bank: MemoryBank, directory: str | os.PathLike) -> Path:
                    "chunk_chars": torch.from_numpy(np.ascontiguousarray(bank.chunk_chars))}
         if isinstance(bank.index, IVFIndex):
             tensors["ivf_centroids"] = bank.index.centroids().contiguous()
+            tensors["ivf_lists"] = bank.index.assignments(bank.first_id, bank.n_chunks)
         save_file(tensors, tmp / TENSORS_FILE)
         _fsync_file(tmp / TENSORS_FILE)
         _step("tensors")
@@ -173,7 +174,8 @@ def load(directory: str | os.PathLike, device: torch.device | str = "cpu") -> Me
             chunk_source=tensors["chunk_source"].numpy(), chunk_tokens=tensors["chunk_tokens"].numpy(),
             chunk_chars=tensors["chunk_chars"].numpy(), first_id=meta["first_id"], sources=meta["sources"],
             capacity=meta["capacity"], index=meta["index"], nprobe=meta["nprobe"], backbone=meta["backbone"],
-            memory_layer=meta["memory_layer"], centroids=tensors.get("ivf_centroids"), device=device)
+            memory_layer=meta["memory_layer"], centroids=tensors.get("ivf_centroids"), lists=tensors.get("ivf_lists"),
+            device=device)
     except RuntimeError as exc:  # faiss refusing the centroids
         raise BankFileError(f"{name}: the search index cannot be rebuilt ({str(exc).splitlines()[0]})") from exc
 
@@ -263,12 +265,13 @@ def _read_tensor_specs(path: Path, meta: dict, name: str) -> tuple[dict, int]:
         raise BankFileError(f"{name}: {n} chunks do not fit the capacity of {meta['capacity']} tokens")
     expected = {"keys": ("F16", [G, n, c, D]), "values": ("F16", [G, n, c, D]), "token_mask": ("BOOL", [n, c]),
                 "chunk_source": ("I64", [n]), "chunk_tokens": ("I64", [n, 2]), "chunk_chars": ("I64", [n, 2])}
-    if "ivf_centroids" in header:
-        lists = header["ivf_centroids"].get("shape", [0, 0]) if isinstance(header["ivf_centroids"], dict) else [0, 0]
-        nlist = lists[1] if isinstance(lists, list) and len(lists) == 3 and type(lists[1]) is int else 0
+    if "ivf_centroids" in header or "ivf_lists" in header:
+        info = header.get("ivf_centroids")
+        shape = info.get("shape") if isinstance(info, dict) else None
+        nlist = shape[1] if isinstance(shape, list) and len(shape) == 3 and type(shape[1]) is int else 0
         if not 1 <= nlist <= MAX_IVF_LISTS:
             raise BankFileError(f"{name}: ivf_centroids must be [{G}, lists, {D}] with 1..{MAX_IVF_LISTS} lists")
-        expected["ivf_centroids"] = ("F32", [G, nlist, D])
+        expected["ivf_centroids"], expected["ivf_lists"] = ("F32", [G, nlist, D]), ("I64", [G, n])
     if set(header) != set(expected):
         extra, missing = sorted(set(header) - set(expected)), sorted(set(expected) - set(header))
         raise BankFileError(f"{name}: {TENSORS_FILE} " + (f"lacks {', '.join(missing)}" if missing
@@ -332,6 +335,8 @@ def _check_contents(t: dict[str, torch.Tensor], meta: dict, name: str) -> None:
     for key in ("keys", "values", "ivf_centroids"):
         if key in t and not _all_finite(t[key]):
             raise BankFileError(f"{name}: {key} hold NaN or infinite numbers")
+    if "ivf_lists" in t and n and (t["ivf_lists"].min() < 0 or t["ivf_lists"].max() >= t["ivf_centroids"].shape[1]):
+        raise BankFileError(f"{name}: ivf_lists must name lists 0..{t['ivf_centroids'].shape[1] - 1}")
 
 
 def _all_finite(x: torch.Tensor, block: int = 1 << 18) -> bool:

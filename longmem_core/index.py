@@ -231,9 +231,29 @@ class IVFIndex:
         for g in range(len(self.heads)):
             self.add_head(g, means[g], first_new_id)
 
-    def add_head(self, g: int, means: torch.Tensor, first_new_id: int) -> None:
-        """means [n, D] of kv head g alone."""
-        self.heads[g].add_with_ids(_f32(means), np.arange(first_new_id, first_new_id + means.shape[0], dtype=np.int64))
+    def add_head(self, g: int, means: torch.Tensor, first_new_id: int, lists: torch.Tensor | None = None) -> None:
+        """means [n, D] of kv head g alone; ``lists`` [n] int64: the inverted list of each (from ``assignments``;
+        default: the nearest centroid, which costs n * nlist inner products)."""
+        x = _f32(means)
+        ids = np.arange(first_new_id, first_new_id + len(x), dtype=np.int64)
+        if lists is None:
+            self.heads[g].add_with_ids(x, ids)
+        else:
+            import faiss
+            assign = np.ascontiguousarray(lists.numpy(), dtype=np.int64)
+            self.heads[g].add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+
+    def assignments(self, first_id: int, n: int) -> torch.Tensor:
+        """[G, n] int64: the inverted list holding each of the chunks first_id .. first_id + n - 1 (what
+        ``add_head`` takes back, so a saved index is rebuilt without computing any distance)."""
+        import faiss
+        out = np.full((len(self.heads), n), -1, dtype=np.int64)
+        for g, index in enumerate(self.heads):
+            for list_no in range(index.nlist):
+                size = index.invlists.list_size(list_no)
+                if size:
+                    out[g, faiss.rev_swig_ptr(index.invlists.get_ids(list_no), size) - first_id] = list_no
+        return torch.from_numpy(out)
 
     def remove_oldest(self, n: int, first_id: int) -> None:
         import faiss

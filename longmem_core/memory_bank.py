@@ -283,9 +283,10 @@ class MemoryBank:
             return
         self.rebuild_index(approximate=True)
 
-    def rebuild_index(self, approximate: bool, centroids: torch.Tensor | None = None) -> None:
+    def rebuild_index(self, approximate: bool, centroids: torch.Tensor | None = None,
+                      lists: torch.Tensor | None = None) -> None:
         """Rebuild the search structure from the stored keys: exact, or IVF (trained on the stored chunks, or
-        around given ``centroids`` [G, nlist, D] float32)."""
+        around given ``centroids`` [G, nlist, D] float32, with ``lists`` [G, Nc] the inverted list of each chunk)."""
         if centroids is not None:
             index: ChunkIndex = IVFIndex.from_centroids(centroids, self._count, self.nprobe)
         elif approximate:
@@ -301,7 +302,11 @@ class MemoryBank:
             index.add(torch.from_numpy(self.chunk_keys()), self.first_id)
         elif self._count:  # one kv head at a time: the float32 means of every head at once can cost as much as the
             for g in range(self.n_kv_heads):  # index itself (as much as the keys, for chunks of one token)
-                index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id)
+                if isinstance(index, IVFIndex):
+                    index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id,
+                                   None if lists is None else lists[g])
+                else:
+                    index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id)
         self.index = index
 
     def set_nprobe(self, nprobe: int) -> None:
@@ -416,12 +421,13 @@ class MemoryBank:
     def adopt(cls, *, keys: torch.Tensor, values: torch.Tensor, token_mask: torch.Tensor, chunk_source: np.ndarray,
               chunk_tokens: np.ndarray, chunk_chars: np.ndarray, first_id: int, sources: list[dict],
               capacity: int, index: str = "auto", nprobe: int | None = None, backbone: str = "",
-              memory_layer: int = -1, centroids: torch.Tensor | None = None,
+              memory_layer: int = -1, centroids: torch.Tensor | None = None, lists: torch.Tensor | None = None,
               device: torch.device | str = "cpu") -> "MemoryBank":
         """A bank that takes over already-checked arrays of n stored chunks, oldest first, as its storage (no copy
         on the CPU): keys/values [G, n, c, D] float16, token_mask [n, c] bool, chunk_source [n], chunk_tokens
         [n, 2], chunk_chars [n, 2] int64. The search structure is rebuilt from the keys (IVF around
-        ``centroids`` [G, nlist, D] when given). Callers check consistency first (``bank_files.load`` does)."""
+        ``centroids`` [G, nlist, D] when given, with ``lists`` [G, n] the inverted list of each chunk). Callers
+        check consistency first (``bank_files.load`` does)."""
         G, n, c, D = keys.shape
         bank = cls(n_kv_heads=G, head_dim=D, chunk_size=c, capacity=capacity, index=index, backbone=backbone,
                    memory_layer=memory_layer, device=device)
@@ -433,7 +439,7 @@ class MemoryBank:
         bank.sources = sources
         bank._count, bank._tokens = n, int(token_mask.sum())
         if centroids is not None and bank.device.type == "cpu":
-            bank.rebuild_index(approximate=True, centroids=centroids)
+            bank.rebuild_index(approximate=True, centroids=centroids, lists=lists)
         else:
             bank.rebuild_index(approximate=False)
             bank._maybe_switch_index()

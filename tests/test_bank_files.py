@@ -142,8 +142,15 @@ def test_missing_meta_keys_are_named(saved):
     (lambda t: {"token_mask": _with_row(t["token_mask"], 0, [True, False, True, True])}, "token_mask must mark"),
     (lambda t: {"chunk_chars": None}, "lacks chunk_chars"),
     (lambda t: {"extra": torch.zeros(3)}, "unexpected tensors extra"),
-    (lambda t: {"ivf_centroids": torch.zeros(2, 0, 8)}, "ivf_centroids must be"),
-    (lambda t: {"ivf_centroids": torch.full((2, 4, 8), float("nan"))}, "ivf_centroids hold NaN"),
+    (lambda t: {"ivf_centroids": torch.zeros(2, 0, 8), "ivf_lists": torch.zeros(2, 10, dtype=torch.long)},
+     "ivf_centroids must be"),
+    (lambda t: {"ivf_lists": torch.zeros(2, 10, dtype=torch.long)}, "ivf_centroids must be"),
+    (lambda t: {"ivf_centroids": torch.zeros(2, 4, 8)}, "lacks ivf_lists"),
+    (lambda t: {"ivf_centroids": torch.zeros(2, 4, 8), "ivf_lists": torch.zeros(2, 9, dtype=torch.long)},
+     r"tensor ivf_lists should be I64 \[2, 10\]"),
+    (lambda t: {"ivf_centroids": torch.full((2, 4, 8), float("nan")), "ivf_lists": torch.zeros(2, 10, dtype=torch.long)},
+     "ivf_centroids hold NaN"),
+    (lambda t: {"ivf_centroids": torch.zeros(2, 4, 8), "ivf_lists": torch.full((2, 10), 4)}, "ivf_lists must name lists 0..3"),
 ])
 def test_inconsistent_tensors(saved, change, message):
     _edit_tensors(saved, **change(load_file(saved / "tensors.safetensors")))
