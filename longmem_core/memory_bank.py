@@ -13,7 +13,8 @@ Storage is a ring buffer: chunk ``id`` lives in slot ``(id - base) % max_chunks`
 first chunk the storage was laid out for: 0 for a new bank, the oldest stored chunk for a loaded one); slots are
 allocated by doubling up to ``max_chunks``, so adding is amortised O(tokens added) and eviction moves nothing.
 The search structure is a ``FlatIndex`` or an ``IVFIndex`` (``index.py``), chosen by the bank's index kind.
-Saving and loading (with the checks of a bank read from disk) live in ``bank_files.py``.
+Saving and loading (with the checks of a bank read from disk) live in ``bank_files.py``. (Over 400 lines: storage,
+writing, search and reading of one ring buffer are one concept; splitting them would split its invariants.)
 """
 from __future__ import annotations
 
@@ -185,7 +186,7 @@ class MemoryBank:
 
     @property
     def indexes(self) -> list:
-        """The faiss index of each kv head (what is saved)."""
+        """The faiss index of each kv head."""
         return [self.index.to_faiss(g) for g in range(self.n_kv_heads)]
 
     def add_source(self, name: str, text: str, pages: list[int] | None = None) -> int:
