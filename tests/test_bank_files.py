@@ -283,3 +283,39 @@ def test_the_cli_answers_a_damaged_bank_with_one_error_line_and_exit_2(saved):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and lines[-1].startswith("error: ") and "truncated" in lines[-1], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+# -- property: damaged bytes anywhere give a bank or one BankFileError, nothing else --
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PRISTINE: dict[str, bytes] = {}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=st.sampled_from(["meta.json", "tensors.safetensors"]),
+       edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=4)), min_size=1,
+                      max_size=4),
+       cut=st.none() | st.floats(0, 1))
+def test_damaged_bytes_give_a_bank_or_a_bank_file_error(tmp_path_factory, file, edits, cut):
+    if not _PRISTINE:
+        path = _bank().save(tmp_path_factory.mktemp("pristine") / "bank")
+        _PRISTINE.update({f.name: f.read_bytes() for f in path.iterdir()})
+    folder = tmp_path_factory.mktemp("fuzz") / "bank"
+    folder.mkdir()
+    for name, data in _PRISTINE.items():
+        (folder / name).write_bytes(data)
+    data = bytearray(_PRISTINE[file])
+    for where, patch in edits:
+        at = int(where * len(data))
+        data[at:at + len(patch)] = patch
+    if cut is not None:
+        data = data[:int(cut * len(data))]
+    (folder / file).write_bytes(bytes(data))
+    try:
+        bank = MemoryBank.load(folder)
+    except BankFileError as exc:
+        assert "\n" not in str(exc) and str(folder.parent) not in str(exc)
+    else:  # what loads is a working bank
+        assert bank.n_chunks <= bank.max_chunks and bank.search(torch.randn(1, 2, 8), 2).keys.shape == (1, 2, 8, 8)
