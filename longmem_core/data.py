@@ -126,8 +126,8 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text", label_colu
         raise DocumentError(f"{path.name}: no rows of named columns")
     missing = [c for c in (text_column, label_column) if c not in rows[0]]
     if missing:
-        raise DocumentError(f"{path.name}: no {' or '.join(repr(m) for m in missing)} column "
-                            f"(columns: {', '.join(map(str, rows[0]))})")
+        columns = " ".join(", ".join(map(str, rows[0])).split())[:200]  # one line, whatever the header holds
+        raise DocumentError(f"{path.name}: no {' or '.join(repr(m) for m in missing)} column (columns: {columns})")
     pairs = []
     for n, r in enumerate(rows, 1):
         t, label = r.get(text_column), r.get(label_column)

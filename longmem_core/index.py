@@ -66,7 +66,7 @@ def approximate_from(kind: str, max_chunks: int, device: torch.device) -> float:
     (infinite: never)."""
     if kind == "flat" or device.type != "cpu":  # no approximate GPU index here
         return math.inf
-    floor = min(ivf_lists(max_chunks) * IVF_POINTS_PER_LIST, max_chunks // 2)  # enough chunks to train the lists
+    floor = max(1, min(ivf_lists(max_chunks) * IVF_POINTS_PER_LIST, max_chunks // 2))  # enough to train the lists
     return floor if kind == "ivf" else max(floor, AUTO_APPROX_CHUNKS)
 
 

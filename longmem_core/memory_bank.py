@@ -443,5 +443,6 @@ class MemoryBank:
             bank.rebuild_index(approximate=True, centroids=centroids, lists=lists)
         else:
             bank.rebuild_index(approximate=False)
-            bank._maybe_switch_index()
+            if n:
+                bank._maybe_switch_index()  # what the bank's policy holds for n chunks
         return bank

@@ -98,6 +98,7 @@ def test_labelled_sets(tmp_path):
     ("deep.json", b"[" * 200 + b"]" * 200 + b"\n", "no rows"),
     ("quote.csv", b'text,label\n"good movie,positive\nbad,negative\n', 'unterminated quote: the " opened in row 1'),
     ("quote2.csv", b'text,label\nfine,positive\n"bad,negative\n', "opened in row 2 is never closed"),
+    ("header.csv", b'"\n"\n ', "no 'text' or 'label' column"),  # a line break inside a column name
 ])
 def test_bad_labelled_files(tmp_path, name, data, message):
     p = tmp_path / name

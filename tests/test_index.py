@@ -20,7 +20,7 @@ def test_when_a_bank_wants_an_approximate_index():
     assert approximate_from("flat", 1 << 20, cpu) == math.inf
     assert approximate_from("ivf", 1 << 20, gpu) == math.inf  # no approximate index off the CPU
     assert approximate_from("ivf", 4096, cpu) == 64 * 32  # enough chunks to train its lists
-    assert approximate_from("ivf", 16, cpu) == 8  # a tiny bank: half of it
+    assert approximate_from("ivf", 16, cpu) == 8 and approximate_from("ivf", 1, cpu) == 1  # a tiny bank: half of it
     assert approximate_from("auto", 4096, cpu) == AUTO_APPROX_CHUNKS  # auto: exact below the measured size
 
 

@@ -320,3 +320,12 @@ def test_save_load_round_trips_any_bank(tmp_path_factory, bank):
     bank.add(more, more)
     loaded.add(more, more)
     assert np.array_equal(bank.chunk_ids, loaded.chunk_ids) and torch.equal(bank.keys, loaded.keys)
+
+
+def test_an_empty_one_chunk_ivf_bank_round_trips(tmp_path):
+    """Found by the property test: an empty bank whose policy wants IVF from its first chunk."""
+    bank = MemoryBank(n_kv_heads=1, head_dim=2, chunk_size=1, capacity=1, index="ivf")
+    loaded = MemoryBank.load(bank.save(tmp_path / "empty"))
+    assert loaded.n_chunks == 0 and loaded.index.kind == "flat"
+    loaded.add(torch.randn(3, 1, 2), torch.randn(3, 1, 2))
+    assert loaded.n_chunks == 1 and loaded.index.kind == "ivf"
