@@ -182,3 +182,24 @@ def test_read_labelled_returns_pairs_or_raises_document_error(tmp_path, suffix, 
         assert "\n" not in str(exc)
     else:
         assert pairs and all(isinstance(t, str) and isinstance(label, str) for t, label in pairs)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=6)), min_size=1,
+                      max_size=5),
+       cut=st.none() | st.floats(0.1, 1))
+def test_damaged_pdfs_read_or_raise_document_error(tmp_path, edits, cut):
+    data = bytearray(make_pdf(["The pass key is 4071.", "Second line here."]))
+    for where, patch in edits:
+        at = int(where * len(data))
+        data[at:at + len(patch)] = patch
+    if cut is not None:
+        data = data[:int(cut * len(data))]
+    p = tmp_path / "x.pdf"
+    p.write_bytes(bytes(data))
+    try:
+        doc = read_document(p)
+    except DocumentError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert doc.text.strip() and doc.pages and doc.pages[0] == 0
