@@ -329,3 +329,27 @@ def test_an_empty_one_chunk_ivf_bank_round_trips(tmp_path):
     assert loaded.n_chunks == 0 and loaded.index.kind == "flat"
     loaded.add(torch.randn(3, 1, 2), torch.randn(3, 1, 2))
     assert loaded.n_chunks == 1 and loaded.index.kind == "ivf"
+
+
+def test_a_two_page_pdf_read_into_a_bank_cites_each_chunk_s_page(tmp_path):
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    from longmem_core import read_document
+    from pdf_util import make_pdf
+    writer = PdfWriter()
+    for lines in (["Alpha page words."], ["Beta page: the pass key is 4071."]):
+        writer.add_page(PdfReader(io.BytesIO(make_pdf(lines))).pages[0])
+    with open(tmp_path / "two.pdf", "wb") as f:
+        writer.write(f)
+    doc = read_document(tmp_path / "two.pdf")
+    bank = _bank(capacity=1024)
+    src = bank.add_source(doc.name, doc.text, pages=doc.pages)
+    T = len(doc.text)  # one token per character
+    bank.add(torch.randn(T, 2, 8), torch.randn(T, 2, 8), source=src,
+             char_spans=np.stack([np.arange(T), np.arange(T) + 1], axis=1))
+    infos = [bank.chunk_info(i) for i in bank.chunk_ids]
+    key = next(i for i in infos if "4071" in doc.text[i.char_start:i.char_end + 4])
+    assert infos[0].page == 1 and key.page == 2
+    assert all(i.page == (1 if i.char_start < doc.pages[1] else 2) for i in infos)
