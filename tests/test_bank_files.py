@@ -319,3 +319,22 @@ def test_damaged_bytes_give_a_bank_or_a_bank_file_error(tmp_path_factory, file, 
         assert "\n" not in str(exc) and str(folder.parent) not in str(exc)
     else:  # what loads is a working bank
         assert bank.n_chunks <= bank.max_chunks and bank.search(torch.randn(1, 2, 8), 2).keys.shape == (1, 2, 8, 8)
+
+
+def test_the_switch_is_one_atomic_exchange_of_two_folders(tmp_path):
+    from longmem_core.bank_files import _exchange
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_text("old")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x").write_text("new")
+    if not _exchange(tmp_path / "b", tmp_path / "a"):
+        pytest.skip("this filesystem has no renameat2(RENAME_EXCHANGE); save falls back to two renames")
+    assert (tmp_path / "a" / "x").read_text() == "new" and (tmp_path / "b" / "x").read_text() == "old"
+
+
+def test_without_an_atomic_exchange_save_still_replaces_the_bank(tmp_path, monkeypatch):
+    from longmem_core import bank_files
+    path = _bank().save(tmp_path / "bank")
+    monkeypatch.setattr(bank_files, "_exchange", lambda a, b: False)
+    _bank(seed=1, tokens=8).save(path)
+    assert MemoryBank.load(path).n_chunks == 2 and [p.name for p in tmp_path.iterdir()] == ["bank"]
