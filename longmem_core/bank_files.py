@@ -195,7 +195,7 @@ def _read_meta(path: Path, name: str) -> dict:
     if missing:
         raise BankFileError(f"{name}: {META_FILE} lacks {', '.join(missing)}")
     if meta["format"] not in READABLE_FORMATS:
-        raise BankFileError(f"{name}: unsupported memory bank format {meta['format']!r}")
+        raise BankFileError(f"{name}: unsupported memory bank format {str(meta['format'])[:40]}")
     for key, kind in _META_TYPES.items():
         value = meta[key]
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -217,7 +217,7 @@ def _read_meta(path: Path, name: str) -> dict:
 
 def _check_range(name: str, key: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
-        raise BankFileError(f"{name}: {key} = {value} is outside {low}..{high}")
+        raise BankFileError(f"{name}: {key} = {str(value)[:24]} is outside {low}..{high}")
 
 
 def _check_source(name: str, i: int, source: object) -> None:
@@ -226,7 +226,7 @@ def _check_source(name: str, i: int, source: object) -> None:
     if not isinstance(source, dict):
         raise BankFileError(f"{where} is a {type(source).__name__}, not a record with a name and a text")
     if not {"name", "text"} <= source.keys() or not source.keys() <= _SOURCE_KEYS:
-        raise BankFileError(f"{where} must have the keys name, text and optionally pages, not {sorted(source)[:5]}")
+        raise BankFileError(f"{where} must have the keys name, text and optionally pages, not {str(sorted(source))[:80]}")
     if not isinstance(source["name"], str) or not isinstance(source["text"], str):
         raise BankFileError(f"{where}: name and text must be strings")
     pages = source.get("pages")
