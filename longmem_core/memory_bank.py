@@ -338,7 +338,7 @@ class MemoryBank:
                 ids[:, g] = i.to(self.device).view(N, per_group, n_chunks)
         ids = ids.reshape(N, H, n_chunks)  # [N, H, C] global ids, -1 = none
         found = ids >= 0
-        slot = self._slots(ids.clamp(min=0))
+        slot = self._slots(torch.where(found, ids, self.first_id))  # [N, H, C]; none found: any stored slot (masked)
         head_group = (torch.arange(H, device=self.device) // per_group).view(1, H, 1)  # [1, H, 1] kv head of each query head
         if self._count:
             keys = self._k[head_group, slot]  # [N, H, C, c, D]

@@ -192,6 +192,8 @@ def test_huge_first_id_and_capacity_allocate_only_what_is_stored(saved):
     assert bank._k.shape[1] == bank.n_chunks == 10  # storage for the stored chunks, not for capacity or first_id
     assert list(bank.chunk_ids) == list(range(10 ** 15, 10 ** 15 + 10))
     assert bank.chunk_info(10 ** 15 + 2).text == TEXT[8:12]
+    hits = bank.search(torch.randn(1, 2, 8), 16)  # more chunks asked than stored: the rest masked
+    assert (hits.chunk_ids[0, :, 10:] == -1).all() and hits.mask[0, :, :40].all() and not hits.mask[0, :, 40:].any()
     bank.add(torch.randn(8, 2, 8), torch.randn(8, 2, 8))  # and it keeps working as a bank
     assert bank.n_chunks == 12 and bank.search(torch.randn(1, 2, 8), 12).chunk_ids.max() == 10 ** 15 + 11
 
