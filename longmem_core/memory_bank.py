@@ -7,39 +7,31 @@ Tokens are grouped into chunks of ``chunk_size``; every chunk is represented per
 keys. A query of head h searches the chunk means of its kv head h // (H / G) and gets the C best chunks,
 flattened back into their K token keys/values (token-to-chunk retrieval). Beyond ``capacity`` tokens the
 oldest chunks are evicted (FIFO). Every chunk remembers its source, token span and character span, so it can
-be shown as the exact text.
+be shown as the exact text (and, for a PDF, its page).
 
-Storage is a ring buffer: chunk ``id`` lives in slot ``id % max_chunks``; slots are allocated by doubling up
-to ``max_chunks``, so adding is amortised O(tokens added) and eviction moves nothing. The search structure
-(``ChunkIndex``) is one of:
-- ``FlatIndex``: exact inner product (faiss ``IndexFlatIP`` on the CPU, as the paper's code; a blocked
-  matmul + top-k on the bank's device when the bank lives on a GPU);
-- ``IVFIndex``: approximate (faiss ``IndexIVFFlat``, inner product), trained on the chunks in the bank.
-The bank's ``index`` policy picks: "flat" always exact, "ivf" approximate as soon as there are enough chunks to
-train it, "auto" (the default) exact below ``AUTO_APPROX_CHUNKS`` chunks and approximate above (the size is
-chosen by measurement: docs/RESULTS.md, ``python -m longmem_core bench``).
+Storage is a ring buffer: chunk ``id`` lives in slot ``(id - base) % max_chunks`` (``base`` is the id of the
+first chunk the storage was laid out for: 0 for a new bank, the oldest stored chunk for a loaded one); slots are
+allocated by doubling up to ``max_chunks``, so adding is amortised O(tokens added) and eviction moves nothing.
+The search structure is a ``FlatIndex`` or an ``IVFIndex`` (``index.py``), chosen by the bank's index kind.
+Saving and loading (with the checks of a bank read from disk) live in ``bank_files.py``. (Over 400 lines: storage,
+writing, search and reading of one ring buffer are one concept; splitting them would split its invariants.)
 """
 from __future__ import annotations
 
-import json
+import bisect
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+from .index import (AUTO_APPROX_CHUNKS, INDEX_KINDS, IVF_POINTS_PER_LIST, IVF_RETRAIN_GROWTH,  # noqa: F401 (re-exported)
+                    ChunkIndex, FlatIndex, IVFIndex, approximate_from, check_capacity, check_index_kind,
+                    default_nprobe, ivf_lists)
+
 STORAGE_DTYPE = torch.float16  # keys/values are kept in 16 bits
-INDEX_POLICIES = ("auto", "flat", "ivf")
-AUTO_APPROX_CHUNKS = 32_768  # "auto": exact search below this many chunks (131,072 tokens of chunk size 4)
-IVF_POINTS_PER_LIST = 32  # an IVF index is trained once there are this many chunks per inverted list
-IVF_KMEANS_ITERATIONS = 10  # k-means iterations when (re)training an IVF index (faiss' IVF default)
-IVF_TRAIN_POINTS_PER_LIST = 32  # k-means trains on at most this many sampled chunks per list
-IVF_RETRAIN_GROWTH = 4  # retrain (re-cluster) an IVF index when the bank has grown this much since training
 
 
 class BankMismatchError(ValueError):
@@ -71,6 +63,7 @@ class ChunkInfo:
     char_start: int  # character span in the source text, [start, end)
     char_end: int
     text: str
+    page: int | None = None  # 1-based page of the chunk's first character (a PDF source), else None
 
 
 def chunk_means(keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -80,171 +73,11 @@ def chunk_means(keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (keys.float() * m).sum(2) / m.sum(2).clamp(min=1)
 
 
-# -- search structures over chunk-mean keys; ids are global chunk ids --
-
-def ivf_lists(max_chunks: int) -> int:
-    """Inverted lists of an IVF index for a bank of ``max_chunks`` chunks: ~64 chunks a list when full, a power
-    of two in 64..4096 (4096 for a 1M-token bank; measured against 1024: docs/RESULTS.md)."""
-    return int(min(4096, max(64, 2 ** round(math.log2(max_chunks / 64)))))
-
-
-def default_nprobe(nlist: int) -> int:
-    """Lists searched per query: twice sqrt(nlist) rounded up to a power of two (32 of 128 lists, 64 of 512, 128
-    of 2048 or 4096): recall@16 against exact >= 0.9 at 16k-1M tokens, measured (docs/RESULTS.md)."""
-    return min(nlist, 2 * 2 ** math.ceil(math.log2(nlist) / 2))
-
-
-def _have_faiss() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("faiss") is not None
-
-
-class FlatIndex:
-    """Exact inner-product search, one faiss IndexFlatIP per kv head (CPU), or a torch ring on another device."""
-
-    kind = "flat"
-
-    def __init__(self, n_kv_heads: int, dim: int, device: torch.device | str = "cpu", use_faiss: bool | None = None) -> None:
-        self.device = torch.device(device)
-        if use_faiss is None:  # faiss is ~2x torch on a CPU; a GPU machine may not have it installed at all
-            use_faiss = self.device.type == "cpu" and _have_faiss()
-        self.on_cpu = use_faiss
-        if self.on_cpu:  # faiss positions are oldest-first: position p holds chunk first_id + p
-            import faiss
-            self.heads = [faiss.IndexFlatIP(dim) for _ in range(n_kv_heads)]
-        else:  # chunk means live in a growing buffer on the device (GPU search); see ``means``
-            self._buf = torch.empty(n_kv_heads, 0, dim, device=self.device)  # [G, allocated, D] float32
-            self._start = self._end = 0  # the stored means are _buf[:, _start:_end], oldest first
-
-    @property
-    def ntotal(self) -> int:
-        return self.heads[0].ntotal if self.on_cpu else self._end - self._start
-
-    @property
-    def means(self) -> torch.Tensor:
-        """[G, Nc, D] float32 chunk means, oldest first (torch path only): a view, no copy."""
-        return self._buf[:, self._start:self._end]
-
-    def add(self, means: torch.Tensor, first_new_id: int) -> None:
-        """means [G, n, D]: the newest n chunks, ids first_new_id .. first_new_id + n - 1."""
-        if self.on_cpu:
-            for g, index in enumerate(self.heads):
-                index.add(np.ascontiguousarray(means[g].float().cpu().numpy()))
-        else:
-            n = means.shape[1]
-            if self._end + n > self._buf.shape[1]:  # full: compact and double (amortised O(1) per chunk; a
-                live = self.means                       # copy per add would cost O(N^2) over a long read)
-                grown = torch.empty(live.shape[0], max(2 * (live.shape[1] + n), 1024), live.shape[2],
-                                    device=self.device)
-                grown[:, :live.shape[1]] = live
-                self._buf, self._start, self._end = grown, 0, live.shape[1]
-            self._buf[:, self._end:self._end + n] = means.float().to(self.device)
-            self._end += n
-
-    def remove_oldest(self, n: int, first_id: int) -> None:
-        if self.on_cpu:
-            import faiss
-            for index in self.heads:
-                index.remove_ids(faiss.IDSelectorRange(0, n))  # survivors shift to positions 0..
-        else:
-            self._start += min(n, self.ntotal)
-
-    def search(self, g: int, queries: torch.Tensor, k: int, first_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries [M, D] of kv head g -> scores [M, k] float32, global ids [M, k] int64 (-1: none)."""
-        if self.on_cpu:
-            s, pos = self.heads[g].search(np.ascontiguousarray(queries.float().numpy()), k)
-            pos = torch.from_numpy(pos)
-            return torch.from_numpy(s), torch.where(pos >= 0, pos + first_id, pos)
-        n = self.means.shape[1]
-        kk = min(k, n)
-        scores = torch.full((queries.shape[0], k), -math.inf, device=self.device)
-        ids = torch.full((queries.shape[0], k), -1, dtype=torch.long, device=self.device)
-        q = queries.float().to(self.device)
-        for b in range(0, q.shape[0], 1024):  # blocks of queries keep the [M, Nc] score matrix small
-            top = torch.topk(q[b:b + 1024] @ self.means[g].T, kk, dim=1)
-            scores[b:b + 1024, :kk], ids[b:b + 1024, :kk] = top.values, top.indices + first_id
-        return scores, ids
-
-    def to_faiss(self, g: int):
-        """The faiss index of kv head g (for saving)."""
-        if self.on_cpu:
-            return self.heads[g]
-        import faiss
-        index = faiss.IndexFlatIP(self.means.shape[2])
-        index.add(np.ascontiguousarray(self.means[g].cpu().numpy()))
-        return index
-
-    @classmethod
-    def from_faiss(cls, heads: list) -> "FlatIndex":
-        """A CPU flat index around faiss indexes read from disk."""
-        self = cls.__new__(cls)
-        self.device, self.on_cpu, self.heads = torch.device("cpu"), True, heads
-        return self
-
-    def nbytes(self) -> int:
-        return sum(i.ntotal * i.d * 4 for i in self.heads) if self.on_cpu else self._buf.numel() * 4
-
-
-class IVFIndex:
-    """Approximate inner-product search: one faiss IndexIVFFlat per kv head, trained on the bank's own chunks.
-
-    Ids are global chunk ids (``add_with_ids``), so eviction removes an id range and nothing shifts."""
-
-    kind = "ivf"
-
-    def __init__(self, train_means: torch.Tensor, nlist: int, nprobe: int | None = None) -> None:
-        """train_means [G, n, D] float32 (n >= nlist) -> trained, empty indexes."""
-        import faiss
-        G, n, D = train_means.shape
-        self.nlist, self.trained_on = nlist, n
-        self.heads = []
-        for g in range(G):
-            index = faiss.index_factory(D, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)  # owns its quantizer
-            index.cp.min_points_per_centroid = 1  # no warning when a list gets few training points
-            index.cp.niter = IVF_KMEANS_ITERATIONS
-            index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST  # k-means on a sample: half the time
-            index.train(np.ascontiguousarray(train_means[g].float().cpu().numpy()))
-            self.heads.append(index)
-        self.nprobe = nprobe or default_nprobe(nlist)
-
-    @property
-    def nprobe(self) -> int:
-        return self.heads[0].nprobe
-
-    @nprobe.setter
-    def nprobe(self, value: int) -> None:
-        for index in self.heads:
-            index.nprobe = int(value)
-
-    @property
-    def ntotal(self) -> int:
-        return self.heads[0].ntotal
-
-    def add(self, means: torch.Tensor, first_new_id: int) -> None:
-        ids = np.arange(first_new_id, first_new_id + means.shape[1], dtype=np.int64)
-        for g, index in enumerate(self.heads):
-            index.add_with_ids(np.ascontiguousarray(means[g].float().cpu().numpy()), ids)
-
-    def remove_oldest(self, n: int, first_id: int) -> None:
-        import faiss
-        for index in self.heads:
-            index.remove_ids(faiss.IDSelectorRange(first_id, first_id + n))
-
-    def search(self, g: int, queries: torch.Tensor, k: int, first_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s, ids = self.heads[g].search(np.ascontiguousarray(queries.float().cpu().numpy()), k)
-        return torch.from_numpy(s), torch.from_numpy(ids)
-
-    def to_faiss(self, g: int):
-        return self.heads[g]
-
-    @classmethod
-    def from_faiss(cls, heads: list) -> "IVFIndex":
-        self = cls.__new__(cls)
-        self.heads, self.nlist, self.trained_on = heads, heads[0].nlist, heads[0].ntotal
-        return self
-
-    def nbytes(self) -> int:  # vectors + ids in the inverted lists, centroids
-        return sum(i.ntotal * (i.d * 4 + 8) + i.nlist * i.d * 4 for i in self.heads)
+def page_of(pages: list[int] | None, char: int) -> int | None:
+    """1-based page holding character ``char`` of a text whose pages start at offsets ``pages`` (None: unknown)."""
+    if not pages or char < 0:
+        return None
+    return max(1, bisect.bisect_right(pages, char))
 
 
 class MemoryBank:
@@ -253,10 +86,8 @@ class MemoryBank:
     def __init__(self, *, n_kv_heads: int, head_dim: int, chunk_size: int = 4, capacity: int = 65_536,
                  index: str = "auto", backbone: str = "", memory_layer: int = -1,
                  device: torch.device | str = "cpu") -> None:
-        if capacity < chunk_size:
-            raise ValueError(f"capacity ({capacity}) must hold at least one chunk of {chunk_size} tokens")
-        if index not in INDEX_POLICIES:
-            raise ValueError(f"index must be one of {INDEX_POLICIES}, got {index!r}")
+        check_capacity(capacity, chunk_size)
+        check_index_kind(index)
         self.n_kv_heads, self.head_dim, self.chunk_size = n_kv_heads, head_dim, chunk_size
         self.capacity, self.index_kind = capacity, index
         self.device = torch.device(device)
@@ -270,10 +101,11 @@ class MemoryBank:
         """Forget everything (sources too)."""
         self._allocate(0)
         self.first_id = 0  # global id of the oldest stored chunk; ids are contiguous (FIFO)
+        self._base = 0  # the id stored in slot 0 before the ring first wraps (see _slots)
         self._count = 0  # chunks stored
         self._tokens = 0  # tokens stored (a partial chunk counts its real tokens)
-        self.index: FlatIndex | IVFIndex = FlatIndex(self.n_kv_heads, self.head_dim, self.device)
-        self.sources: list[dict] = []  # {"name", "text"} per source, in order of addition
+        self.index: ChunkIndex = FlatIndex(self.n_kv_heads, self.head_dim, self.device)
+        self.sources: list[dict] = []  # {"name", "text"[, "pages"]} per source, in order of addition
 
     def _allocate(self, slots: int) -> None:
         """Fresh, empty storage of ``slots`` chunk slots."""
@@ -288,12 +120,12 @@ class MemoryBank:
     def _grow(self, end_id: int) -> None:
         """Make room for ids up to ``end_id`` (exclusive): doubling, up to max_chunks slots (then a ring)."""
         A = self._k.shape[1]
-        need = self.max_chunks if end_id > self.max_chunks else end_id
+        need = min(self.max_chunks, end_id - self._base)
         if need <= A:
             return
         new = min(self.max_chunks, max(need, 2 * A, 256))
         old = (self._k, self._v, self._mask, self._source, self._tok, self._chr)
-        self._allocate(new)  # before the bank first fills, ids equal slots, so the old slots copy over as they are
+        self._allocate(new)  # before the ring first wraps, slot = id - base, so the old slots copy over as they are
         self._k[:, :A], self._v[:, :A], self._mask[:A] = old[0], old[1], old[2]
         self._source[:A], self._tok[:A], self._chr[:A] = old[3], old[4], old[5]
 
@@ -310,14 +142,14 @@ class MemoryBank:
         return self.capacity // self.chunk_size
 
     def _slots(self, ids) -> torch.Tensor | np.ndarray:
-        return ids % self.max_chunks
+        return (ids - self._base) % self.max_chunks
 
     def _ordered_slots(self) -> np.ndarray | slice:
         """Slots of the stored chunks, oldest first (a slice while they do not wrap around)."""
-        start = self.first_id % self.max_chunks
+        start = int(self._slots(self.first_id))
         if start + self._count <= self._k.shape[1]:
             return slice(start, start + self._count)
-        return (np.arange(self.first_id, self.first_id + self._count) % self.max_chunks)
+        return self._slots(np.arange(self.first_id, self.first_id + self._count))
 
     def _ordered(self, array, dim: int = 0):
         sl = self._ordered_slots()
@@ -354,12 +186,19 @@ class MemoryBank:
 
     @property
     def indexes(self) -> list:
-        """The faiss index of each kv head (what is saved)."""
+        """The faiss index of each kv head."""
         return [self.index.to_faiss(g) for g in range(self.n_kv_heads)]
 
-    def add_source(self, name: str, text: str) -> int:
-        """Register a source document; returns its index for ``add``."""
-        self.sources.append({"name": name, "text": text})
+    def add_source(self, name: str, text: str, pages: list[int] | None = None) -> int:
+        """Register a source document; returns its index for ``add``. ``pages``: the character offset where each
+        page starts in ``text`` (a PDF), increasing from 0; None when the text has no pages."""
+        source = {"name": name, "text": text}
+        if pages is not None:
+            pages = [int(p) for p in pages]
+            if not pages or pages[0] != 0 or any(b < a for a, b in zip(pages, pages[1:])) or pages[-1] > len(text):
+                raise ValueError(f"pages must be increasing character offsets from 0 within the text, got {pages[:8]}")
+            source["pages"] = pages
+        self.sources.append(source)
         return len(self.sources) - 1
 
     # -- writing --
@@ -370,13 +209,17 @@ class MemoryBank:
 
         keys, values: [T, G, D] (the memory layer's keys before rotation, and values)
         token_start: position of the first of these tokens in the source's token stream
-        char_spans: [T, 2] character span of each token in the source text (optional)
+        char_spans: [T, 2] character span of each token in the source text (optional; a chunk spans from its
+            first token's start to its last token's end, which must lie within the source text)
         Returns the number of chunks added. A last partial chunk is padded and masked.
         """
         T, G, D = keys.shape
         if (G, D) != (self.n_kv_heads, self.head_dim) or values.shape != keys.shape:
             raise ValueError(f"keys/values must be [T, {self.n_kv_heads}, {self.head_dim}], "
                              f"got {tuple(keys.shape)} and {tuple(values.shape)}")
+        if not -1 <= source < len(self.sources) or token_start < 0:
+            raise ValueError(f"source must be -1 or one of the {len(self.sources)} sources and token_start >= 0, "
+                             f"got {source} and {token_start}")
         if T == 0:
             return 0
         c = self.chunk_size
@@ -393,6 +236,9 @@ class MemoryBank:
         if char_spans is not None:
             spans = np.asarray(char_spans, dtype=np.int64).reshape(T, 2)
             chars = np.stack([spans[starts, 0], spans[ends - 1, 1]], axis=1)
+            limit = len(self.sources[source]["text"]) if source >= 0 else np.iinfo(np.int64).max
+            if not ((0 <= chars[:, 0]) & (chars[:, 0] <= chars[:, 1]) & (chars[:, 1] <= limit)).all():
+                raise ValueError("char_spans must give every chunk a character span within its source text")
         else:
             chars = np.full((n_new, 2), -1, dtype=np.int64)
         if n_new > self.max_chunks:  # a single add larger than the bank: only its newest chunks fit
@@ -430,32 +276,38 @@ class MemoryBank:
 
     # -- the search structure --
 
-    def _approx_from(self) -> float:
-        """Chunks from which the policy wants an approximate index."""
-        nlist = ivf_lists(self.max_chunks)
-        if self.index_kind == "flat" or self.device.type != "cpu":  # no approximate GPU index here
-            return math.inf
-        floor = min(nlist * IVF_POINTS_PER_LIST, self.max_chunks // 2)  # enough chunks to train the lists
-        return floor if self.index_kind == "ivf" else max(floor, AUTO_APPROX_CHUNKS)
-
     def _maybe_switch_index(self) -> None:
         """Move from exact to IVF search once the bank is big enough, and re-cluster an IVF index after growth."""
-        if self._count < self._approx_from():
+        if self._count < approximate_from(self.index_kind, self.max_chunks, self.device):
             return
         if isinstance(self.index, IVFIndex) and self._count < IVF_RETRAIN_GROWTH * self.index.trained_on:
             return
         self.rebuild_index(approximate=True)
 
-    def rebuild_index(self, approximate: bool) -> None:
-        """Rebuild the search structure from the stored keys (exact, or IVF trained on the stored chunks)."""
-        means = torch.from_numpy(self.chunk_keys()) if self._count else torch.empty(self.n_kv_heads, 0, self.head_dim)
-        if approximate:
+    def rebuild_index(self, approximate: bool, centroids: torch.Tensor | None = None,
+                      lists: torch.Tensor | None = None) -> None:
+        """Rebuild the search structure from the stored keys: exact, or IVF (trained on the stored chunks, or
+        around given ``centroids`` [G, nlist, D] float32, with ``lists`` [G, Nc] the inverted list of each chunk)."""
+        if centroids is not None:
+            index: ChunkIndex = IVFIndex.from_centroids(centroids, self._count, self.nprobe)
+        elif approximate:
+            means = torch.from_numpy(self.chunk_keys()) if self._count else torch.empty(self.n_kv_heads, 0, self.head_dim)
             nlist = min(ivf_lists(self.max_chunks), max(1, self._count // IVF_POINTS_PER_LIST))
-            index = IVFIndex(means, nlist, self.nprobe)
+            index = IVFIndex(means, nlist, self.nprobe)  # trains on the means, then holds them
+            index.add(means, self.first_id)
+            self.index = index
+            return
         else:
             index = FlatIndex(self.n_kv_heads, self.head_dim, self.device)
-        if self._count:
-            index.add(means, self.first_id)
+        if isinstance(index, FlatIndex) and not index.on_cpu:
+            index.add(torch.from_numpy(self.chunk_keys()), self.first_id)
+        elif self._count:  # one kv head at a time: the float32 means of every head at once can cost as much as the
+            for g in range(self.n_kv_heads):  # index itself (as much as the keys, for chunks of one token)
+                if isinstance(index, IVFIndex):
+                    index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id,
+                                   None if lists is None else lists[g])
+                else:
+                    index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id)
         self.index = index
 
     def set_nprobe(self, nprobe: int) -> None:
@@ -486,7 +338,7 @@ class MemoryBank:
                 ids[:, g] = i.to(self.device).view(N, per_group, n_chunks)
         ids = ids.reshape(N, H, n_chunks)  # [N, H, C] global ids, -1 = none
         found = ids >= 0
-        slot = self._slots(ids.clamp(min=0))
+        slot = self._slots(torch.where(found, ids, self.first_id))  # [N, H, C]; none found: any stored slot (masked)
         head_group = (torch.arange(H, device=self.device) // per_group).view(1, H, 1)  # [1, H, 1] kv head of each query head
         if self._count:
             keys = self._k[head_group, slot]  # [N, H, C, c, D]
@@ -507,20 +359,23 @@ class MemoryBank:
             raise KeyError(f"chunk {chunk_id} is not in memory (stored ids {self.first_id}..{self.first_id + self._count - 1})")
         s = self._slots(chunk_id)
         src = int(self._source[s])
-        name, text = (self.sources[src]["name"], self.sources[src]["text"]) if src >= 0 else ("", "")
+        source = self.sources[src] if src >= 0 else {"name": "", "text": ""}
         cs, ce = (int(x) for x in self._chr[s])
         ts, te = (int(x) for x in self._tok[s])
-        return ChunkInfo(chunk_id=chunk_id, source=name, token_start=ts, token_end=te,
-                         char_start=cs, char_end=ce, text=text[cs:ce] if cs >= 0 else "")
+        return ChunkInfo(chunk_id=chunk_id, source=source["name"], token_start=ts, token_end=te,
+                         char_start=cs, char_end=ce, text=source["text"][cs:ce] if cs >= 0 else "",
+                         page=page_of(source.get("pages"), cs))
 
-    def chunk_keys(self) -> np.ndarray:
-        """Mean key of every stored chunk per kv head, oldest first, [G, Nc, D] float32 (what the index searches)."""
-        out = np.empty((self.n_kv_heads, self._count, self.head_dim), dtype=np.float32)
-        for b in range(0, self._count, 65_536):  # in blocks: a float32 copy of all keys would be 2x their size
-            ids = np.arange(self.first_id + b, self.first_id + min(self._count, b + 65_536))
+    def chunk_keys(self, head: int | None = None) -> np.ndarray:
+        """Mean key of every stored chunk, oldest first (what the index searches): per kv head [G, Nc, D] float32,
+        or [Nc, D] of kv head ``head`` alone."""
+        heads = slice(None) if head is None else slice(head, head + 1)
+        out = np.empty((self._k[heads].shape[0], self._count, self.head_dim), dtype=np.float32)
+        for b in range(0, self._count, 1024):  # in small blocks: the float32 temporaries of all keys would be 4x
+            ids = np.arange(self.first_id + b, self.first_id + min(self._count, b + 1024))  # their size
             sl = torch.from_numpy(self._slots(ids)).to(self.device)
-            out[:, b:b + len(ids)] = chunk_means(self._k[:, sl], self._mask[sl]).cpu().numpy()
-        return out
+            out[:, b:b + len(ids)] = chunk_means(self._k[heads][:, sl], self._mask[sl]).cpu().numpy()
+        return out if head is None else out[0]
 
     @property
     def chunk_ids(self) -> np.ndarray:
@@ -549,76 +404,45 @@ class MemoryBank:
                 "used": self.n_chunks * self.chunk_size / self.capacity, "sources": per_source,
                 "bytes": self.stored_bytes(), "index": self.index.kind}
 
-    # -- persistence --
+    # -- persistence (bank_files.py) --
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the bank to ``directory`` atomically (safetensors + one faiss file per kv head + JSON)."""
-        import faiss
-        from safetensors.torch import save_file
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
-            save_file({"keys": self.keys.cpu().contiguous(), "values": self.values.cpu().contiguous(),
-                       "token_mask": self.token_mask.cpu().contiguous(),
-                       "chunk_source": torch.from_numpy(self.chunk_source.copy()),
-                       "chunk_tokens": torch.from_numpy(self.chunk_tokens.copy()),
-                       "chunk_chars": torch.from_numpy(self.chunk_chars.copy())}, tmp / "tensors.safetensors")
-            for g in range(self.n_kv_heads):
-                faiss.write_index(self.index.to_faiss(g), str(tmp / f"index_{g}.faiss"))
-            meta = {"format": FORMAT_VERSION, "n_kv_heads": self.n_kv_heads, "head_dim": self.head_dim,
-                    "chunk_size": self.chunk_size, "capacity": self.capacity, "index": self.index_kind,
-                    "nprobe": self.nprobe, "backbone": self.backbone, "memory_layer": self.memory_layer,
-                    "first_id": self.first_id, "sources": self.sources}
-            (tmp / "meta.json").write_text(json.dumps(meta))
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old{os.getpid()}")
-                directory.rename(old)
-                tmp.rename(directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+        """Write the bank to ``directory``, replacing what is there in one atomic step (see ``bank_files.save``)."""
+        from .bank_files import save
+        return save(self, directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> "MemoryBank":
-        """Read a bank written by ``save`` (onto ``device``)."""
-        import faiss
-        from safetensors.torch import load_file
-        directory = Path(directory)
-        meta_path = directory / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a memory bank (no meta.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported memory bank format {meta.get('format')!r}")
-        bank = cls(n_kv_heads=meta["n_kv_heads"], head_dim=meta["head_dim"], chunk_size=meta["chunk_size"],
-                   capacity=meta["capacity"], index=meta["index"], backbone=meta["backbone"],
-                   memory_layer=meta["memory_layer"], device=device)
-        bank.nprobe = meta.get("nprobe")
-        t = load_file(directory / "tensors.safetensors")
-        n = t["token_mask"].shape[0]
-        bank.first_id, bank.sources = meta["first_id"], meta["sources"]
-        bank._grow(bank.first_id + n)
-        sl = bank._slots(np.arange(bank.first_id, bank.first_id + n))
-        ts = torch.from_numpy(sl).to(bank.device)
-        bank._k[:, ts], bank._v[:, ts] = t["keys"].to(bank.device), t["values"].to(bank.device)
-        bank._mask[ts] = t["token_mask"].to(bank.device)
-        bank._source[sl], bank._tok[sl], bank._chr[sl] = (
-            t["chunk_source"].numpy(), t["chunk_tokens"].numpy(), t["chunk_chars"].numpy())
-        bank._count, bank._tokens = n, int(t["token_mask"].sum())
-        heads = [faiss.read_index(str(directory / f"index_{g}.faiss")) for g in range(bank.n_kv_heads)]
-        if any(index.ntotal != n for index in heads):
-            raise ValueError(f"{directory}: index sizes do not match the stored chunks (corrupt bank)")
-        if isinstance(heads[0], faiss.IndexIVF):
-            bank.index = IVFIndex.from_faiss(heads)
-            if bank.nprobe:
-                bank.index.nprobe = bank.nprobe
-        elif bank.device.type == "cpu":
-            bank.index = FlatIndex.from_faiss(heads)
+        """A new bank read from ``directory`` (onto ``device``), checked whole before anything is allocated for
+        it; BankFileError (a ValueError) names what is wrong (see ``bank_files.load``)."""
+        from .bank_files import load
+        return load(directory, device)
+
+    @classmethod
+    def adopt(cls, *, keys: torch.Tensor, values: torch.Tensor, token_mask: torch.Tensor, chunk_source: np.ndarray,
+              chunk_tokens: np.ndarray, chunk_chars: np.ndarray, first_id: int, sources: list[dict],
+              capacity: int, index: str = "auto", nprobe: int | None = None, backbone: str = "",
+              memory_layer: int = -1, centroids: torch.Tensor | None = None, lists: torch.Tensor | None = None,
+              device: torch.device | str = "cpu") -> "MemoryBank":
+        """A bank that takes over already-checked arrays of n stored chunks, oldest first, as its storage (no copy
+        on the CPU): keys/values [G, n, c, D] float16, token_mask [n, c] bool, chunk_source [n], chunk_tokens
+        [n, 2], chunk_chars [n, 2] int64. The search structure is rebuilt from the keys (IVF around
+        ``centroids`` [G, nlist, D] when given, with ``lists`` [G, n] the inverted list of each chunk). Callers
+        check consistency first (``bank_files.load`` does)."""
+        G, n, c, D = keys.shape
+        bank = cls(n_kv_heads=G, head_dim=D, chunk_size=c, capacity=capacity, index=index, backbone=backbone,
+                   memory_layer=memory_layer, device=device)
+        bank.nprobe = nprobe
+        bank._k, bank._v = keys.to(bank.device), values.to(bank.device)  # [G, n, c, D]: slot = id - first_id
+        bank._mask = token_mask.to(bank.device)
+        bank._source, bank._tok, bank._chr = chunk_source, chunk_tokens, chunk_chars
+        bank.first_id = bank._base = first_id
+        bank.sources = sources
+        bank._count, bank._tokens = n, int(token_mask.sum())
+        if centroids is not None and bank.device.type == "cpu":
+            bank.rebuild_index(approximate=True, centroids=centroids, lists=lists)
         else:
             bank.rebuild_index(approximate=False)
+            if n:
+                bank._maybe_switch_index()  # what the bank's policy holds for n chunks
         return bank
