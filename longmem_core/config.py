@@ -40,7 +40,7 @@ class LongMemConfig:
     memory_position: str = "none"  # "none": memory scored with unrotated (position-free) q and k; "fixed": as if every memory token sat memory_distance tokens before the query (RoPE backbones only)
     memory_distance: int = 1024  # relative distance used by memory_position="fixed"
     side_init: str = "identity"  # "paper": side layers as in the paper (side output != backbone output at init); "identity": each side layer's block update is scaled by a trainable per-layer factor that starts at 0, so with empty memory the untrained model equals the backbone exactly
-    memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search; also the memory attention with memory_query_delta_in_attention), trained for retrieval by ``retrieval_train``; 0: memory queries are the block's own queries
+    memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search; also the memory attention with memory_query_delta_in_attention), trained for retrieval by ``train-retrieval`` (training/objectives/retrieval.py); 0: memory queries are the block's own queries
     memory_query_delta_in_attention: bool = False  # False: the delta changes only which chunks are retrieved; True: also the memory attention's queries
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
@@ -159,7 +159,8 @@ class TrainConfig(LoopConfig):
     excerpt_segments: int = option(16, "consecutive segments per excerpt: memory grows to (excerpt_segments-1) segments")
     val_segments: int = option(8, "segments per validation file")
     cache_features: bool = option(False, "compute the frozen backbone's work on each training segment once and reuse it "
-                                  "(trainable=memory only; excerpts then start on the segment grid)")
+                                  "in every epoch (trainable=memory only; the plan is then epochs over the documents' "
+                                  "non-overlapping excerpts; RAM: ~3 KB per training token for SmolLM2-135M)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -64,7 +64,7 @@ def test_features_refuse_active_side_layers(make_model):
 
 def test_training_on_cached_features_reuses_them_and_learns(make_model, book_text, tmp_path):
     book = tmp_path / "book.txt"
-    book.write_text(book_text[:6000], encoding="utf-8")
+    book.write_text(book_text[:1200], encoding="utf-8")  # a few excerpts: 30 steps are several epochs
     model = make_model("tiny", segment_length=48)
     cfg = TrainConfig(data=[str(book)], out=str(tmp_path / "run"), steps=30, lr=3e-3, warmup=2, excerpt_segments=3,
                       checkpoint_every=30, cache_features=True, seed=1)
@@ -73,6 +73,9 @@ def test_training_on_cached_features_reuses_them_and_learns(make_model, book_tex
     objective = LanguageModelling(model, cfg)
     run(objective, model, cfg, log=lambda m: None, progress=False)
     assert isinstance(objective.features, SegmentFeatureCache) and objective.features.reused > 0
-    assert all(first % segment_tokens(model) == 0 for _, first in objective.plan)  # on the segment grid
+    span = segment_tokens(model) * cfg.excerpt_segments
+    assert all(first % span == 0 for _, first in objective.plan)  # epochs over non-overlapping excerpts
+    pool = {(0, f) for f in range(0, len(objective.docs[0]) - span + 1, span)}
+    assert set(objective.plan[:len(pool)]) == pool  # the first epoch holds each excerpt once
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert sum(r["loss"] for r in log[-5:]) < sum(r["loss"] for r in log[:5])
