@@ -217,3 +217,21 @@ class RecallTrainConfig(LoopConfig):
     shift_values: bool = option(False, "experiment: store each key with the next token's value (a checkpoint trained "
                                 "so does not fit the model's own banks)")
     eval_examples: int = option(24, "held-out examples")
+
+
+@dataclass
+class ChatTrainConfig(LoopConfig):
+    """Train on chat-format examples (a question, its answer, optionally a document read into memory first), so a
+    SideNet trained on books stays fluent in chat (``train-chat``). The loss is on the answer's tokens only."""
+
+    data: list[str] = option([], "training examples: .jsonl files, one {\"question\", \"answer\", \"context\"?} per line",
+                             positional=True)
+    val: list[str] = option([], "held-out .jsonl examples for the validation loss")
+    checkpoint: str | None = option(None, "start from this checkpoint (default: the shipped one)")
+    out: str = option("runs/chat", "run folder: checkpoint, state, log (a run resumes if it holds one)")
+    trainable: str = option("memory", "SideNet parameters trained", choices=TRAINABLE[:2])
+    steps: int = option(200, "optimizer steps")
+    batch: int = option(4, "examples per optimizer step")
+    lr: float = option(3e-4, "peak learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    checkpoint_every: int = option(50, "steps between checkpoints (and validations)")

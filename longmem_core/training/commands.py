@@ -1,4 +1,4 @@
-"""The training subcommands: ``train`` (language modelling), ``train-retrieval``, ``train-recall``.
+"""The training subcommands: ``train`` (language modelling), ``train-retrieval``, ``train-recall``, ``train-chat``.
 
 Each builds its model and data, runs the one loop (``loop.run``) with its objective, and returns a JSON-able
 summary; ``register(sub)`` adds them to the CLI with options generated from their config dataclasses.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RecallTrainConfig, RetrievalTrainConfig, TrainConfig, default_checkpoint, preset
+from ..config import ChatTrainConfig, RecallTrainConfig, RetrievalTrainConfig, TrainConfig, default_checkpoint, preset
 from ..options import CliError, add_common, add_config_options, config_from_args
 from .corpus import text_files
 from .loop import RunResult, rank_world, run
@@ -97,6 +97,15 @@ def train_recall(model, cfg: RecallTrainConfig, log=_stderr) -> dict:
     return {k: report[k] for k in ("checkpoint", "train_seconds", "eval_before", "eval_after") if k in report}
 
 
+def train_chat(model, cfg: ChatTrainConfig, log=_stderr) -> dict:
+    """Chat-format training from a checkpoint; held-out answer loss before and after."""
+    from .objectives.chat import ChatExamples, read_chat_examples
+    objective = ChatExamples(model, read_chat_examples(cfg.data), cfg, read_chat_examples(cfg.val) if cfg.val else None)
+    before = objective.validate()
+    result = run(objective, model, cfg, log=log)
+    return {"checkpoint": str(result.checkpoint), "steps": cfg.steps, "val_before": before, "val_after": result.validation}
+
+
 # ------------------------------------------------------------------------------------------ command line
 
 
@@ -153,6 +162,18 @@ def cmd_train_recall(args) -> dict:
     return train_recall(model, cfg)
 
 
+def cmd_train_chat(args) -> dict:
+    from ..model import LongMemModel
+    _threads(args)
+    cfg = config_from_args(ChatTrainConfig, args, checkpoint=args.checkpoint or default_checkpoint())
+    try:
+        model = LongMemModel.load(backbone=args.backbone, checkpoint=cfg.checkpoint, device=args.device)
+        torch.manual_seed(cfg.seed)
+        return train_chat(model, cfg)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from exc
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train the SideNet on .txt files read in order (memory of preceding segments)")
     add_config_options(p, TrainConfig)
@@ -174,3 +195,11 @@ def register(sub) -> None:
     add_config_options(p, RecallTrainConfig)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.set_defaults(run=cmd_train_recall, always_json=True)
+
+    p = sub.add_parser("train-chat", help="train on chat-format examples (answer tokens only), so a SideNet trained on "
+                                          "books stays fluent in chat", description=ChatTrainConfig.__doc__)
+    add_config_options(p, ChatTrainConfig)
+    p.add_argument("--backbone", default=None, help="backbone (default: the checkpoint's)")
+    p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.set_defaults(run=cmd_train_chat, always_json=True)
