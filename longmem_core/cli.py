@@ -16,8 +16,6 @@ from .data import DocumentError
 from .memory_bank import BankMismatchError
 from .options import CliError, add_common
 
-_common = add_common
-
 
 def command_modules() -> list:
     """The modules whose ``register(sub)`` adds subcommands after the core ones (memorize, ask, retrieve, eval-*,
@@ -36,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", required=True, help="memory bank directory (created, or extended if it exists)")
     p.add_argument("--capacity", type=int, default=None, help="bank size in tokens (new banks only)")
     p.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (new banks only)")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("ask", help="answer a question with the memory bank, streaming, and show what was retrieved")
     p.add_argument("question")
@@ -44,18 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top", type=int, default=5, help="retrieved chunks to list")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
     p.add_argument("query")
     p.add_argument("--bank", required=True)
     p.add_argument("--top", type=int, default=5)
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
     p.add_argument("files", nargs="+")
     p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
     p.add_argument("--lengths", default="4000,16000,64000", help="comma-separated document lengths in tokens")
@@ -63,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", default=str(Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"),
                    help="real text to hide the key in (a book)")
     p.add_argument("--seed", type=int, default=0)
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-icl", help="memory-augmented in-context learning: demonstrations in memory + k in context")
     p.add_argument("--train", required=True, help="demonstrations (.jsonl/.csv/.tsv with text and label)")
@@ -75,14 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None,
                    help="test examples used: a random sample (seed 0, the same for every seed and system; test files "
                         "are often sorted by label, so the first N would be one class); default: all")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-chapterbreak", help="suffix identification (ChapterBreak layout): LongMem vs local only")
     p.add_argument("file")
     p.add_argument("--limit", type=int, default=None,
                    help="examples used: a random sample (seed 0) in file order (the file is grouped by book, so the "
                         "first N would be few books); default: all")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
