@@ -1,4 +1,7 @@
-"""Command line: python -m longmem_core {memorize, ask, retrieve} ... (--json for scripted use)."""
+"""Command line: python -m longmem_core {memorize, ask, retrieve, train, eval-*, bench, ...} ... (--json for scripted use).
+
+The core commands are defined here; other command modules (``command_modules``) add theirs with ``register(sub)``
+(see ``options.py``), each subcommand setting ``run``: parsed args -> a JSON-able dict."""
 from __future__ import annotations
 
 import argparse
@@ -8,26 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEFAULT_BACKBONE, default_checkpoint
+from .config import default_checkpoint
 from .data import DocumentError
 from .memory_bank import BankMismatchError
-
-DEFAULT_CHECKPOINT_ENV = "LONGMEM_CHECKPOINT"
-
-
-class CliError(Exception):
-    """An error to report as one line on stderr, with exit status 2."""
+from .options import CliError, add_common
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backbone", default=None,
-                        help=f"backbone preset, hub id or local dir (default: the checkpoint's, else {DEFAULT_BACKBONE})")
-    parser.add_argument("--checkpoint", default=None,
-                        help=f"trained SideNet checkpoint (.safetensors); default: ${DEFAULT_CHECKPOINT_ENV} if set, "
-                             "else assets/sidenet.safetensors if it exists, else the untrained SideNet")
-    parser.add_argument("--device", default=None,
-                        help="cpu (default), cuda, or auto (cuda where there is one); memory banks follow the model")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+def command_modules() -> list:
+    """The modules whose ``register(sub)`` adds subcommands after the core ones (memorize, ask, retrieve, eval-*,
+    bench). A new command module adds itself here."""
+    from .training import commands as training
+    return [training]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", required=True, help="memory bank directory (created, or extended if it exists)")
     p.add_argument("--capacity", type=int, default=None, help="bank size in tokens (new banks only)")
     p.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (new banks only)")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("ask", help="answer a question with the memory bank, streaming, and show what was retrieved")
     p.add_argument("question")
@@ -48,33 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top", type=int, default=5, help="retrieved chunks to list")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
     p.add_argument("query")
     p.add_argument("--bank", required=True)
     p.add_argument("--top", type=int, default=5)
-    _common(p)
-    p = sub.add_parser("train", help="train the SideNet on .txt files read in order (memory of preceding segments)")
-    p.add_argument("data", nargs="+", help=".txt files or folders")
-    p.add_argument("--val", nargs="*", default=[], help="held-out .txt files for the validation loss")
-    p.add_argument("--out", default="runs/sidenet", help="run folder (resumes if it holds a run)")
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--excerpt-segments", type=int, default=16)
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--val-segments", type=int, default=8)
-    p.add_argument("--trainable", choices=["memory", "all"], default="memory")
-    p.add_argument("--segment-length", type=int, default=None, help="tokens per segment (default 1024)")
-    p.add_argument("--seed", type=int, default=0)
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
     p.add_argument("files", nargs="+")
     p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
     p.add_argument("--lengths", default="4000,16000,64000", help="comma-separated document lengths in tokens")
@@ -82,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", default=str(Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"),
                    help="real text to hide the key in (a book)")
     p.add_argument("--seed", type=int, default=0)
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-icl", help="memory-augmented in-context learning: demonstrations in memory + k in context")
     p.add_argument("--train", required=True, help="demonstrations (.jsonl/.csv/.tsv with text and label)")
@@ -94,30 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None,
                    help="test examples used: a random sample (seed 0, the same for every seed and system; test files "
                         "are often sorted by label, so the first N would be one class); default: all")
-    _common(p)
+    add_common(p)
 
     p = sub.add_parser("eval-chapterbreak", help="suffix identification (ChapterBreak layout): LongMem vs local only")
     p.add_argument("file")
     p.add_argument("--limit", type=int, default=None,
                    help="examples used: a random sample (seed 0) in file order (the file is grouped by book, so the "
                         "first N would be few books); default: all")
-    _common(p)
-
-    p = sub.add_parser("train-retrieval", add_help=False,
-                       help="train the memory queries to find what was read (long-range induction + facts in books); "
-                            "see train-retrieval --help")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-
-    p = sub.add_parser("train-recall", add_help=False,
-                       help="train the memory layer to use what it retrieves (facts recalled across thousands of "
-                            "tokens), from a checkpoint; see train-recall --help")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    add_common(p)
 
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
     p.add_argument("--plot", metavar="FILE.svg", help="also draw retrieval time and RAM against bank size")
     p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    for name, cmd in CORE_COMMANDS.items():
+        sub.choices[name].set_defaults(run=cmd)
+    for module in command_modules():
+        module.register(sub)
     return parser
 
 
@@ -237,22 +210,6 @@ def cmd_retrieve(args) -> dict:
     return {"retrieved": [r.to_dict() for r in retrieved]}
 
 
-def cmd_train(args) -> dict:
-    from .model import LongMemModel
-    from .train import TrainConfig, train
-    try:
-        cfg = TrainConfig(data=args.data, val=args.val, out=args.out, steps=args.steps, grad_accum=args.grad_accum,
-                          lr=args.lr, warmup=args.warmup, excerpt_segments=args.excerpt_segments,
-                          checkpoint_every=args.checkpoint_every, val_segments=args.val_segments,
-                          trainable=args.trainable, seed=args.seed)
-        overrides = {"segment_length": args.segment_length} if args.segment_length else {}
-        model = LongMemModel.load(backbone=args.backbone, checkpoint=args.checkpoint, device=args.device, **overrides)
-        path = train(cfg, model, log=lambda m: print(m, file=sys.stderr))
-    except (ValueError, OSError) as exc:
-        raise CliError(str(exc).splitlines()[0]) from exc
-    return {"checkpoint": str(path)}
-
-
 def cmd_eval_ppl(args) -> dict:
     from .evaluate import eval_ppl
     from .model import LongMemModel
@@ -352,24 +309,17 @@ def cmd_bench(args) -> dict:
     return result
 
 
-COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "train": cmd_train,
-            "eval-ppl": cmd_eval_ppl, "eval-passkey": cmd_eval_passkey,
+CORE_COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "eval-ppl": cmd_eval_ppl, "eval-passkey": cmd_eval_passkey,
             "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train-retrieval"]:  # its own parser (many training knobs)
-        from .retrieval_train import main as train_retrieval
-        return train_retrieval(argv[1:])
-    if argv[:1] == ["train-recall"]:
-        from .recall_train import main as train_recall
-        return train_recall(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.json:  # keep stdout a single JSON object: library chatter goes to stderr
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    as_json = getattr(args, "json", False) or getattr(args, "always_json", False)
+    if as_json:  # keep stdout a single JSON object: library chatter goes to stderr
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        result = COMMANDS[args.command](args)
+        result = args.run(args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -379,6 +329,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    if args.json:
+    if as_json:
         print(json.dumps(result, ensure_ascii=False))
     return 0

@@ -41,7 +41,7 @@ class LongMemConfig:
     memory_position: str = "none"  # "none": memory scored with unrotated (position-free) q and k; "fixed": as if every memory token sat memory_distance tokens before the query (RoPE backbones only)
     memory_distance: int = 1024  # relative distance used by memory_position="fixed"
     side_init: str = "identity"  # "paper": side layers as in the paper (side output != backbone output at init); "identity": each side layer's block update is scaled by a trainable per-layer factor that starts at 0, so with empty memory the untrained model equals the backbone exactly
-    memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search; also the memory attention with memory_query_delta_in_attention), trained for retrieval by ``retrieval_train``; 0: memory queries are the block's own queries
+    memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search; also the memory attention with memory_query_delta_in_attention), trained for retrieval by ``train-retrieval`` (training/objectives/retrieval.py); 0: memory queries are the block's own queries
     memory_query_delta_in_attention: bool = False  # False: the delta changes only which chunks are retrieved; True: also the memory attention's queries
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
@@ -106,3 +106,131 @@ def preset(name: str, **overrides) -> LongMemConfig:
         raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return LongMemConfig(**{**PRESETS[name], **overrides})
 
+
+
+# ------------------------------------------------------------------------------------------ training configs
+# One dataclass per training command. The CLI builds each command's options from these fields (name -> --flag,
+# type and default from the field, help from ``metadata["help"]``), so a default is written once, here.
+
+TRAINABLE = ("memory", "all", "search")  # memory: gates + memory layer; all: every SideNet parameter; search: the memory-query delta only
+
+
+def option(default, help: str, **cli):
+    """A config field with its command-line help (``cli``: extra argparse settings, e.g. choices, positional)."""
+    kwargs = {"default_factory": list} if default == [] else {"default": default}
+    return dataclasses.field(**kwargs, metadata={"help": help, **cli})
+
+
+@dataclass
+class LoopConfig:
+    """What every training run shares: the run folder, the optimizer, the schedule, checkpoints."""
+
+    data: list[str] = option([], "training .txt files or folders of them", positional=True)
+    out: str = option("runs/sidenet", "run folder: checkpoint, state, log (a run resumes if it holds one)")
+    steps: int = option(600, "optimizer steps")
+    lr: float = option(1e-3, "peak learning rate (AdamW, betas 0.9/0.98 as the paper)")
+    warmup: int = option(20, "linear warm-up steps, then cosine decay to 10%")
+    weight_decay: float = option(0.01, "AdamW weight decay (none on the gates and side scales)")
+    gate_lr_scale: float = option(20.0, "the per-head gate logits and side scales learn this much faster (they must travel O(1))")
+    trainable: str = option("memory", "SideNet parameters trained", choices=TRAINABLE)
+    checkpoint_every: int = option(100, "steps between checkpoints (and validations)")
+    eval_every: int | None = option(None, "steps between validations (default: at every checkpoint)")
+    seed: int = option(0, "seed of the data plan and sampling")
+
+    def __post_init__(self) -> None:
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        if self.steps < 1 or self.checkpoint_every < 1:
+            raise ValueError("steps and checkpoint_every must be >= 1")
+
+    @property
+    def validate_every(self) -> int:
+        return self.eval_every or self.checkpoint_every
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Language modelling over long documents read in order, segment by segment (``train``)."""
+
+    val: list[str] = option([], "held-out .txt files for the validation loss")
+    trainable: str = option("memory", "SideNet parameters trained", choices=TRAINABLE[:2])
+    grad_accum: int = option(1, "segments per optimizer step")
+    excerpt_segments: int = option(16, "consecutive segments per excerpt: memory grows to (excerpt_segments-1) segments")
+    val_segments: int = option(8, "segments per validation file")
+    cache_features: bool = option(False, "compute the frozen backbone's work on each training segment once and reuse it "
+                                  "in every epoch (trainable=memory only; the plan is then epochs over the documents' "
+                                  "non-overlapping excerpts; RAM: ~3 KB per training token for SmolLM2-135M)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trainable == "search":
+            raise ValueError("trainable must be 'memory' or 'all' for language modelling")
+        if self.excerpt_segments < 2:
+            raise ValueError("excerpt_segments must be >= 2 (memory needs a preceding segment)")
+        if self.cache_features and self.trainable != "memory":
+            raise ValueError("cache_features needs trainable='memory' (the other side layers must stay idle)")
+
+
+@dataclass
+class RetrievalTrainConfig(LoopConfig):
+    """Train the memory-query delta to *find* what was read (``train-retrieval``)."""
+
+    eval: list[str] = option([], "held-out books for target-chunk ranks")
+    out: str = option("runs/retrieval", "run folder: checkpoint, state, log, report.json")
+    trainable: str = option("search", "SideNet parameters trained", choices=TRAINABLE)
+    rank: int = option(64, "memory_query_rank of the delta")
+    steps: int = option(1500, "optimizer steps")
+    warmup: int = option(50, "linear warm-up steps, then cosine decay to 10%")
+    checkpoint_every: int = option(250, "steps between checkpoints (and validations)")
+    batch: int = option(8, "examples per step")
+    max_queries: int = option(48, "query tokens per example and step (sampled among those with targets)")
+    lr: float = option(2e-3, "peak learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    fact_weight: float = option(1.0, "weight of the fact examples' loss relative to induction examples")
+    excerpt_segments: int = option(8, "segments of each training book read as its excerpt")
+    facts_per_book: int = option(16, "fact segments per training book")
+    eval_excerpt_segments: int = option(20, "segments of each held-out book (~20k tokens, as the pass-key test)")
+    eval_facts_per_book: int = option(12, "fact segments per held-out book")
+    distractor_books: int = option(1, "other books' excerpts added to each example's bank")
+
+
+@dataclass
+class RecallTrainConfig(LoopConfig):
+    """Train the memory layer to *use* what it retrieves: recall a fact read thousands of tokens earlier
+    (``train-recall``)."""
+
+    eval: list[str] = option([], "held-out books (held-out wordings too)")
+    trainable: str = option("memory", "SideNet parameters trained", choices=TRAINABLE[:2])
+    checkpoint: str | None = option(None, "start from this checkpoint (default: the shipped one)")
+    out: str = option("runs/recall", "run folder: checkpoint, state, log, report.json")
+    steps: int = option(300, "optimizer steps")
+    batch: int = option(4, "examples per optimizer step")
+    lr: float = option(3e-4, "peak learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    eval_every: int | None = option(50, "steps between validations on the held-out examples")
+    lm_weight: float = option(0.25, "weight of the local book text's mean loss next to the answer's mean loss")
+    excerpt_segments: int = option(4, "cached memory segments per training book (memory holds 1..this many + the fact)")
+    local_tokens: int = option(192, "most book tokens in the local context before the question")
+    fact_window: int = option(512, "most book tokens around the fact in its memory segment")
+    chat_share: float = option(0.25, "share of examples asked through the chat template (the answer: '<value>.')")
+    shift_values: bool = option(False, "experiment: store each key with the next token's value (a checkpoint trained "
+                                "so does not fit the model's own banks)")
+    eval_examples: int = option(24, "held-out examples")
+
+
+@dataclass
+class ChatTrainConfig(LoopConfig):
+    """Train on chat-format examples (a question, its answer, optionally a document read into memory first), so a
+    SideNet trained on books stays fluent in chat (``train-chat``). The loss is on the answer's tokens only."""
+
+    data: list[str] = option([], "training examples: .jsonl files, one {\"question\", \"answer\", \"context\"?} per line",
+                             positional=True)
+    val: list[str] = option([], "held-out .jsonl examples for the validation loss")
+    checkpoint: str | None = option(None, "start from this checkpoint (default: the shipped one)")
+    out: str = option("runs/chat", "run folder: checkpoint, state, log (a run resumes if it holds one)")
+    trainable: str = option("memory", "SideNet parameters trained", choices=TRAINABLE[:2])
+    steps: int = option(200, "optimizer steps")
+    batch: int = option(4, "examples per optimizer step")
+    lr: float = option(3e-4, "peak learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    checkpoint_every: int = option(50, "steps between checkpoints (and validations)")

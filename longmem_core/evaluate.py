@@ -10,6 +10,19 @@ import torch
 from .model import LongMemModel
 
 
+def segment_tokens(model: LongMemModel) -> int:
+    """Text tokens per segment: the segment length less the sink token that opens every segment (if any)."""
+    return model.segment_length - len(model.with_sink([]))
+
+
+@torch.no_grad()
+def read_into_memory(model: LongMemModel, ids: list[int], bank, token_start: int = 0) -> int:
+    """Write token ids into ``bank`` segment by segment, as the model reads a document (each segment opened by
+    the sink token); ``token_start`` is the position of ``ids[0]`` in its document. Returns the chunks added."""
+    seg = segment_tokens(model)
+    return sum(model.memorize_ids(ids[s:s + seg], bank, token_start=token_start + s) for s in range(0, len(ids), seg))
+
+
 def segment_loss(model: LongMemModel, ids: list[int], bank, backbone_only: bool = False):
     """Summed next-token loss of one segment (opened by the sink token) reading ``bank``, the number of scored
     tokens, and the segment's memory-layer keys/values to write afterwards (so memory only ever holds
@@ -40,7 +53,7 @@ def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None 
     and (``ppl_longmem_empty_memory``) the trained model reading an always-empty bank: the control that separates
     what memory brings from what training did to the local path (a trained memory layer also sees its segment)."""
     ids = trained.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
-    seg = trained.segment_length - 1
+    seg = segment_tokens(trained)
     systems = {"local": (trained, True), "longmem": (trained, False), "longmem_empty_memory": (trained, False)}
     if untrained is not None:
         systems["untrained"] = (untrained, False)
@@ -114,7 +127,7 @@ def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, 
     key = rng.randrange(10_000, 100_000)
     needle = tok(passkey_needle(key), add_special_tokens=False)["input_ids"]
     question = tok(PASSKEY_QUESTION, add_special_tokens=False)["input_ids"]
-    window = model.segment_length - 1 - len(question) - max_new_tokens  # local context before the question
+    window = segment_tokens(model) - len(question) - max_new_tokens  # local context before the question
     n_filler = length - len(needle) - len(question)
     if n_filler - window < 1 or len(filler_ids) < n_filler:
         raise ValueError(f"length {length} leaves no room outside the {window}-token window, or the text is too short")
@@ -124,9 +137,7 @@ def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, 
     doc = filler[:depth] + needle + filler[depth:]
     memory_part, local = doc[:-window], doc[-window:]
     bank = model.new_bank(capacity=max(model.cfg.capacity, length))
-    seg = model.segment_length - 1
-    for s in range(0, len(memory_part), seg):
-        model.memorize_ids(memory_part[s:s + seg], bank, token_start=s)
+    read_into_memory(model, memory_part, bank)
     prompt = model.with_sink(local + question)
     answers = {}
     for name, kwargs in (("longmem", {"bank": bank}), ("local", {"bank": None, "backbone_only": True})):
@@ -196,12 +207,10 @@ def eval_chapterbreak(model: LongMemModel, examples: list[dict], limit: int | No
         ctx = tok(ex["ctx"], add_special_tokens=False)["input_ids"]
         candidates = [ex["pos"], *ex["negs"]]
         cands = [tok(" " + c.strip(), add_special_tokens=False)["input_ids"][:max_suffix_tokens] for c in candidates]
-        window = model.segment_length - 1 - max(len(c) for c in cands)
+        window = segment_tokens(model) - max(len(c) for c in cands)
         memory_part, local = ctx[:-window], ctx[-window:]
         bank = model.new_bank()
-        seg = model.segment_length - 1
-        for s in range(0, len(memory_part), seg):
-            model.memorize_ids(memory_part[s:s + seg], bank, token_start=s)
+        read_into_memory(model, memory_part, bank)
         mem = suffix_logprobs(model, local, cands, bank)
         loc = suffix_logprobs(model, local, cands, None)
         rows.append({"book": ex["book"], "longmem": int(max(range(6), key=lambda j: mem[j]) == 0),

@@ -136,13 +136,20 @@ class SideNetwork(nn.Module):
         cos, sin = self._rope_of(q, pos)  # [1, 1, D]
         return apply_rope(q, cos, sin)  # as if every memory key sat memory_distance tokens back
 
+    def search_queries(self, xn: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
+        """The queries that search memory for the memory layer's normed input xn [B, T, C]: its block's unrotated
+        queries q [B, H, T, D] (computed from xn if not given) plus the trained delta, by the position policy."""
+        if q is None:
+            q = self.layers[self.memory_index].project(xn)[0]
+        delta = self.memory_query_delta(xn)
+        return self.memory_queries(q if delta is None else q + delta)
+
     def _memory_layer(self, layer: Block, x, rope, retrieve: Retriever, cache, trace: bool, i: int):
         B, T, _ = x.shape
         xn = layer.norm_attn(x)
         q, k, v = layer.project(xn)  # [B, H, T, D], [B, G, T, D], [B, G, T, D]
-        delta = self.memory_query_delta(xn)
-        q_mem = self.memory_queries(q if delta is None else q + delta)  # what searches memory
-        q_att = q_mem if delta is None or self.delta_in_attention else self.memory_queries(q)  # what weighs the hits
+        q_mem = self.search_queries(xn, q)  # what searches memory
+        q_att = q_mem if self.q_mem_up is None or self.delta_in_attention else self.memory_queries(q)  # what weighs the hits
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:

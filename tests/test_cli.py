@@ -110,3 +110,39 @@ def test_eval_commands_json(tmp_path, book_text):
     proc = run("eval-icl", "--train", str(tmp_path / "nope.jsonl"), "--test", str(tmp_path / "test.jsonl"),
                "--backbone", "tiny-llama", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_training_options_come_from_their_configs():
+    """Every flag the training commands had still parses, and each default is the config dataclass's."""
+    import dataclasses
+
+    from longmem_core.cli import build_parser
+    from longmem_core.config import RecallTrainConfig, RetrievalTrainConfig, TrainConfig
+    parser = build_parser()
+    for command, cls in (("train", TrainConfig), ("train-retrieval", RetrievalTrainConfig),
+                         ("train-recall", RecallTrainConfig)):
+        args = parser.parse_args([command, "book.txt"])
+        defaults = cls(data=["book.txt"])
+        for f in dataclasses.fields(cls):
+            assert getattr(args, f.name) == getattr(defaults, f.name), (command, f.name)
+    args = parser.parse_args(["train", "a.txt", "b", "--val", "v.txt", "--out", "o", "--steps", "3", "--grad-accum", "2",
+                              "--lr", "0.1", "--warmup", "1", "--excerpt-segments", "4", "--checkpoint-every", "5",
+                              "--val-segments", "6", "--trainable", "all", "--segment-length", "32", "--seed", "7",
+                              "--backbone", "tiny-llama", "--checkpoint", "c", "--device", "cpu", "--json"])
+    assert (args.data, args.val, args.steps, args.lr, args.trainable, args.segment_length) == (
+        ["a.txt", "b"], ["v.txt"], 3, 0.1, "all", 32)
+    args = parser.parse_args(["train-retrieval", "a.txt", "--eval", "e.txt", "--out", "o", "--backbone", "tiny-llama",
+                              "--preset", "tiny", "--segment-length", "48", "--rank", "8", "--steps", "2", "--batch", "2",
+                              "--max-queries", "4", "--excerpt-segments", "3", "--facts-per-book", "2",
+                              "--eval-excerpt-segments", "3", "--eval-facts-per-book", "2", "--distractor-books", "0",
+                              "--seed", "1", "--lr", "0.01", "--weight-decay", "0.1", "--fact-weight", "2",
+                              "--threads", "1"])
+    assert (args.rank, args.max_queries, args.fact_weight, args.preset, args.eval) == (8, 4, 2.0, "tiny", ["e.txt"])
+    args = parser.parse_args(["train-recall", "a.txt", "--eval", "e.txt", "--checkpoint", "c", "--out", "o", "--steps", "3",
+                              "--batch", "2", "--excerpt-segments", "2", "--local-tokens", "24", "--fact-window", "99",
+                              "--eval-examples", "3", "--eval-every", "3", "--seed", "1", "--lr", "0.01",
+                              "--gate-lr-scale", "5", "--weight-decay", "0.1", "--lm-weight", "0.5", "--chat-share", "0",
+                              "--trainable", "all", "--shift-values", "--threads", "1"])
+    assert (args.checkpoint, args.eval_every, args.shift_values, args.lm_weight) == ("c", 3, True, 0.5)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "a.txt", "--trainable", "search"])  # not a language-modelling choice

@@ -1,4 +1,4 @@
-"""Recall training (longmem_core.recall_train) on the tiny random backbone: the machinery, not the gain."""
+"""Recall training (longmem_core.training.objectives.recall) on the tiny random backbone: the machinery, not the gain."""
 import json
 import random
 from pathlib import Path
@@ -8,8 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from longmem_core import LongMemModel
-from longmem_core import recall_train as rc
-from longmem_core import retrieval_train as rt
+from longmem_core.cli import main as cli_main
+from longmem_core.config import RecallTrainConfig
+from longmem_core.training import select_trainable
+from longmem_core.training.objectives import recall as rc
 
 BOOK = Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"
 
@@ -17,7 +19,7 @@ BOOK = Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"
 def _start_checkpoint(make_model, tmp_path):
     """A tiny model whose memory-query delta was 'trained' (set at random) and saved alone, like the shipped one."""
     model = make_model("tiny", memory_query_rank=4, segment_length=96)
-    rt.select_delta(model)
+    select_trainable(model, "search")
     torch.manual_seed(0)
     with torch.no_grad():
         model.side.q_mem_up.weight.normal_(std=0.3)
@@ -26,7 +28,7 @@ def _start_checkpoint(make_model, tmp_path):
 
 def test_examples_put_the_fact_in_memory_and_weigh_the_answer(make_model, tmp_path):
     model, _ = _start_checkpoint(make_model, tmp_path)
-    cfg = rc.RecallTrainConfig(data=[str(BOOK)], excerpt_segments=2, local_tokens=24)
+    cfg = RecallTrainConfig(data=[str(BOOK)], excerpt_segments=2, local_tokens=24)
     ex = rc.read_excerpts(model, [str(BOOK)], 2, seed=0, log=lambda m: None)[0]
     assert len(ex.keys) == 2 and ex.keys[0].shape == ex.values[0].shape
     rng = random.Random(3)
@@ -49,7 +51,7 @@ def test_examples_put_the_fact_in_memory_and_weigh_the_answer(make_model, tmp_pa
 def test_training_moves_only_the_memory_layer_and_keeps_the_delta(make_model, tmp_path):
     model, start = _start_checkpoint(make_model, tmp_path)
     out = tmp_path / "run"
-    rc.main([str(BOOK), "--eval", str(BOOK), "--checkpoint", str(start), "--out", str(out), "--steps", "3",
+    cli_main(["train-recall", str(BOOK), "--eval", str(BOOK), "--checkpoint", str(start), "--out", str(out), "--steps", "3",
              "--batch", "2", "--excerpt-segments", "2", "--local-tokens", "24", "--eval-examples", "3",
              "--eval-every", "3", "--lr", "1e-2"])
     report = json.loads((out / "report.json").read_text())

@@ -1,4 +1,5 @@
-"""Retrieval training of the memory queries (longmem_core.retrieval_train) on the tiny random backbones."""
+"""Retrieval training of the memory queries (longmem_core.training: objectives/retrieval.py, search_examples.py,
+features.py) on the tiny random backbones."""
 import json
 import random
 
@@ -7,7 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from longmem_core import LongMemModel
-from longmem_core import retrieval_train as rt
+from longmem_core import facts
+from longmem_core.cli import main as cli_main
+from longmem_core.config import RetrievalTrainConfig
+from longmem_core.training import features, run, search_examples
+from longmem_core.training.objectives import retrieval as rt
 
 TEXT = ("It was a bright cold day in April, and the clocks were striking thirteen.\n"
         "Winston Smith slipped quickly through the glass doors of Victory Mansions.\n") * 6
@@ -42,13 +47,13 @@ def test_cached_features_match_what_the_model_searches(make_model, name):
     ids = model.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     seg = model.segment_length - 1
     pieces = [ids[i:i + seg] for i in range(0, len(ids), seg)]
-    store = rt.segment_features(model, pieces)
+    store = features.search_features(model, pieces)
     bank = model.new_bank(capacity=4096)
     model.memorize(TEXT, bank)
-    means = rt.BankCache(store, model.cfg.chunk_size).means(list(range(len(store))))
+    means = features.BankCache(store, model.cfg.chunk_size).means(list(range(len(store))))
     assert torch.allclose(means, torch.from_numpy(bank.chunk_keys()), atol=1e-6)
 
-    query = rt.segment_features(model, [pieces[1][:10]])[0]
+    query = features.search_features(model, [pieces[1][:10]])[0]
     logits = rt.chunk_logits(model, rt.memory_queries(model, query.xn), means)  # [M, H, Nc] (scaled)
     out = model(torch.tensor([model.with_sink(pieces[1][:10])]), bank, trace=True)
     start = 1  # the sink token
@@ -60,17 +65,17 @@ def test_cached_features_match_what_the_model_searches(make_model, name):
 
 
 def test_induction_targets_point_at_what_followed():
-    ids = lambda xs: rt.Segment(ids=torch.tensor(xs), keys=torch.zeros(len(xs), 1, 2, dtype=torch.float16),  # noqa: E731
+    ids = lambda xs: features.Segment(ids=torch.tensor(xs), keys=torch.zeros(len(xs), 1, 2, dtype=torch.float16),  # noqa: E731
                                 xn=torch.zeros(len(xs), 3, dtype=torch.float16))
     store = [ids([1, 2, 3, 4, 5, 6, 7]), ids([9, 9, 5, 6, 8]), ids([0, 5, 6, 2, 3])]
     # query segment 2 against bank [0, 1] with chunk size 2: segment 0 has chunks 0..3, segment 1 chunks 4..6
-    t = rt.induction_targets(store, [0, 1], 2, chunk_size=2)
+    t = search_examples.induction_targets(store, [0, 1], 2, chunk_size=2)
     # (5, 6) at query position 2 occurs in seg 0 at p=5 (next token 7 -> chunk 3) and seg 1 at p=3 (next 8 -> chunk 4+2)
     assert t[2] == [3, 6]
     # (2, 3) at position 4: seg 0 p=2, next token 4 at index 3 -> chunk 1
     assert t[4] == [1]
     assert 1 not in t and 3 not in t  # (0, 5) and (6, 2) never occur in the bank
-    assert rt.induction_targets(store, [0, 1], 2, chunk_size=2, max_count=1).get(2) is None  # too common
+    assert search_examples.induction_targets(store, [0, 1], 2, chunk_size=2, max_count=1).get(2) is None  # too common
 
 
 def test_infonce_and_ranks():
@@ -86,13 +91,13 @@ def test_facts_are_inserted_and_their_values_located(make_model):
     rng = random.Random(0)
     base = model.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     for evaluation in (False, True):
-        fact = rt.make_fact(rng, evaluation)
-        ids, value_pos = rt.insert_fact(model, base, fact, rng)
+        fact = facts.make_fact(rng, evaluation)
+        ids, value_pos = facts.insert_fact(model.tokenizer, base, fact, rng)
         assert len(ids) > len(base)
         assert model.tokenizer.decode([ids[p] for p in value_pos]).strip() == fact.value
         assert fact.value not in fact.question
-    train_keys = {f.split()[0] for f in rt.TRAIN_KEYS}
-    assert not set(rt.EVAL_KEYS) & set(rt.TRAIN_KEYS) and "pass" not in train_keys
+    train_keys = {f.split()[0] for f in facts.TRAIN_KEYS}
+    assert not set(facts.EVAL_KEYS) & set(facts.TRAIN_KEYS) and "pass" not in train_keys
 
 
 def test_training_improves_ranks_and_saves_only_the_delta(make_model, tmp_path):
@@ -102,12 +107,12 @@ def test_training_improves_ranks_and_saves_only_the_delta(make_model, tmp_path):
         p = tmp_path / f"book{i}.txt"
         p.write_text(text * 3, encoding="utf-8")
         books.append(str(p))
-    store, groups = rt.build_store(model, books, excerpt_segments=4, facts_per_book=4, seed=0, log=lambda m: None)
-    examples = rt.make_examples(store, groups, model.cfg.chunk_size)
+    store, groups = search_examples.build_store(model, books, excerpt_segments=4, facts_per_book=4, seed=0, log=lambda m: None)
+    examples = search_examples.make_examples(store, groups, model.cfg.chunk_size)
     assert any(e.kind == "fact" for e in examples) and any(e.kind == "induction" for e in examples)
     before = rt.evaluate_ranks(model, examples, store, model.cfg.chunk_size)
-    cfg = rt.RetrievalTrainConfig(data=books, steps=150, batch=4, lr=1e-2)
-    log = rt.train_retrieval(model, store, examples, cfg, log=lambda m: None)
+    cfg = RetrievalTrainConfig(data=books, steps=150, batch=4, lr=1e-2, out=str(tmp_path / "run"))
+    log = run(rt.Retrieval(model, store, examples, cfg), model, cfg, log=lambda m: None, progress=False).records
     after = rt.evaluate_ranks(model, examples, store, model.cfg.chunk_size)
     assert log[-1]["loss"] < log[0]["loss"]
     assert after["fact"]["median_rank"] < before["fact"]["median_rank"]
@@ -125,7 +130,7 @@ def test_main_end_to_end(tmp_path, capsys):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 4, encoding="utf-8")
     out = tmp_path / "run"
-    assert rt.main([str(book), "--eval", str(book), "--preset", "tiny", "--out", str(out), "--steps", "20",
+    assert cli_main(["train-retrieval", str(book), "--eval", str(book), "--preset", "tiny", "--out", str(out), "--steps", "20",
                     "--batch", "2", "--excerpt-segments", "3", "--facts-per-book", "2", "--eval-excerpt-segments", "3",
                     "--eval-facts-per-book", "2", "--segment-length", "48"]) == 0
     summary = json.loads(capsys.readouterr().out)

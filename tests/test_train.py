@@ -1,10 +1,12 @@
+"""The one training loop, its schedule and the language-modelling objective (longmem_core.training)."""
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from longmem_core.train import TrainConfig, lr_at, plan_excerpts, train
+from longmem_core.training import TrainConfig, lr_at, train
+from longmem_core.training.objectives.language import plan_excerpts
 
 
 @pytest.fixture()

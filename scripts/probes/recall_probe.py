@@ -16,7 +16,8 @@ import random
 import torch
 
 from longmem_core import LongMemModel
-from longmem_core import recall_train as rc
+from longmem_core.config import RecallTrainConfig
+from longmem_core.training.objectives import recall as rc
 
 BOOK = "../shared/data/books/frankenstein.txt"
 
@@ -27,7 +28,7 @@ def attention_on_facts(model, n=6):
     rng = random.Random(7)
     shares, correct, total = [], 0, 0
     for _ in range(n):
-        e = rc.make_example(model, ex, rng, rc.RecallTrainConfig(data=[]), evaluation=True)
+        e = rc.make_example(model, ex, rng, RecallTrainConfig(data=[]), evaluation=True)
         start = 0
         for k, _ in e.bank_parts:
             if not any(k is kk for kk in ex.keys):

@@ -1,0 +1,145 @@
+"""Examples for retrieval training: banks of cached book segments and, per query token, the chunks it should find.
+
+* **Long-range induction.** A query token t whose preceding two tokens (t-1, t) also occur, rarely, in the bank at
+  (p-1, p) should retrieve the chunk holding p + 1: what followed them last time. That is how a question
+  "... the door code is" finds the chunk with the code after "the door code is" in memory.
+* **Facts in long text.** A short fact (``facts.py``) is inserted at a random depth into book text; the last token
+  of a question about it should retrieve the chunks holding the answer.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..evaluate import segment_tokens
+from ..facts import chat_question_ids, insert_fact, make_fact
+from .corpus import book_ids
+from .features import Segment, load_store, save_store, search_features
+
+
+@dataclass
+class SearchExample:
+    """A bank (segment indices of a store) and a query segment with, per query token, its positive chunks."""
+
+    bank: list[int]
+    query: int  # index of the query segment in the store (never in ``bank``)
+    targets: dict[int, list[int]] = field(default_factory=dict)  # query position -> positive chunk indices in the bank
+    kind: str = "induction"
+
+
+def chunk_offsets(store: list[Segment], bank: list[int], chunk_size: int) -> list[int]:
+    """First chunk index of each bank segment in the bank, then the bank's chunk count."""
+    offs, total = [], 0
+    for s in bank:
+        offs.append(total)
+        total += -(-len(store[s].ids) // chunk_size)
+    return offs + [total]
+
+
+def induction_targets(store: list[Segment], bank: list[int], query: int, chunk_size: int,
+                      max_count: int = 3, ahead: int = 1) -> dict[int, list[int]]:
+    """Query position t -> chunks holding p + ahead, for every occurrence (p-1, p) in the bank of the query's
+    bigram (t-1, t), when that bigram occurs at most ``max_count`` times in the bank."""
+    offs = chunk_offsets(store, bank, chunk_size)
+    where: dict[tuple[int, int], list[int]] = {}
+    for j, s in enumerate(bank):
+        ids = store[s].ids.tolist()
+        for p in range(1, len(ids) - ahead):
+            where.setdefault((ids[p - 1], ids[p]), []).append(offs[j] + (p + ahead) // chunk_size)
+    q = store[query].ids.tolist()
+    out = {}
+    for t in range(1, len(q)):
+        hits = where.get((q[t - 1], q[t]))
+        if hits and len(hits) <= max_count:
+            out[t] = sorted(set(hits))
+    return out
+
+
+def value_chunks(offset: int, value_pos: list[int], chunk_size: int) -> list[int]:
+    return sorted({offset + p // chunk_size for p in value_pos})
+
+
+def build_store(model, books: list[str], *, excerpt_segments: int, facts_per_book: int,
+                evaluation: bool = False, seed: int = 0, log=print) -> tuple[list[Segment], list[dict]]:
+    """Read an excerpt of ``excerpt_segments`` segments of every book, plus ``facts_per_book`` segments of the same
+    book (random windows, random lengths) with a fact inserted, plus one question segment per fact.
+
+    Returns the store and a description of its groups (which segments form each book's excerpt, and for each fact
+    the fact segment, value positions and question segment)."""
+    rng = random.Random(seed)
+    seg = segment_tokens(model)
+    store: list[Segment] = []
+    groups = []
+    for path in books:
+        t0 = time.perf_counter()
+        ids = book_ids(model.tokenizer, path)
+        name = Path(path).name
+        span = seg * excerpt_segments
+        start = 0 if evaluation else rng.randrange(0, max(1, len(ids) - span))
+        pieces = [ids[start + i * seg:start + (i + 1) * seg] for i in range(excerpt_segments)]
+        pieces = [p for p in pieces if len(p) >= 8]
+        first = len(store)
+        store += search_features(model, pieces, name)
+        group = {"book": name, "excerpt": list(range(first, len(store))), "facts": []}
+        for _ in range(facts_per_book):
+            fact = make_fact(rng, evaluation)
+            length = rng.randint(min(96, seg // 2), max(min(96, seg // 2), seg - 40))
+            s = rng.randrange(0, len(ids) - length)
+            fact_ids, value_pos = insert_fact(model.tokenizer, ids[s:s + length], fact, rng)
+            fact_ids, value_pos = fact_ids[:seg], [p for p in value_pos if p < seg]
+            question = model.tokenizer(fact.question, add_special_tokens=False)["input_ids"]
+            if rng.random() < 0.25 and not evaluation:  # some questions through the chat template, as the app asks
+                question = chat_question_ids(model, fact.question)
+            store += search_features(model, [fact_ids, question], name)
+            group["facts"].append({"segment": len(store) - 2, "question": len(store) - 1, "value_pos": value_pos,
+                                   "fact": asdict(fact)})
+        groups.append(group)
+        log(f"read {name}: {len(group['excerpt'])} segments + {facts_per_book} facts in {time.perf_counter() - t0:.0f} s")
+    return store, groups
+
+
+def cached_store(model, books: list[str], path: Path, excerpt_segments: int, facts_per_book: int, evaluation: bool,
+                 seed: int, log=print) -> tuple[list[Segment], list[dict]]:
+    """``build_store``, kept at ``path`` and reused when the same books and settings ask for it again."""
+    key = {"books": [str(b) for b in books], "excerpt_segments": excerpt_segments, "facts_per_book": facts_per_book,
+           "evaluation": evaluation, "seed": seed, "backbone": model._fingerprint, "memory_layer": model.memory_layer,
+           "segment_length": model.segment_length}
+    saved = load_store(path, key)
+    if saved is not None:
+        log(f"using cached features {path}")
+        return saved
+    store, groups = build_store(model, books, excerpt_segments=excerpt_segments, facts_per_book=facts_per_book,
+                                evaluation=evaluation, seed=seed, log=log)
+    save_store(path, key, store, groups)
+    return store, groups
+
+
+def make_examples(store: list[Segment], groups: list[dict], chunk_size: int, *, seed: int = 0,
+                  distractor_books: int = 1, induction_per_book: int | None = None) -> list[SearchExample]:
+    """Induction examples (a segment of a book's excerpt queries the rest of the excerpt, plus the excerpt of
+    ``distractor_books`` other books) and fact examples (a question queries the excerpt, other books' excerpts
+    and the fact segment; its last token's positives are the value's chunks, its other tokens get induction
+    targets)."""
+    rng = random.Random(seed)
+    examples = []
+    for gi, g in enumerate(groups):
+        others = [h for j, h in enumerate(groups) if j != gi]
+        queries = g["excerpt"] if induction_per_book is None else rng.sample(g["excerpt"], min(induction_per_book, len(g["excerpt"])))
+        for q in queries:
+            extra = [s for h in rng.sample(others, min(distractor_books, len(others))) for s in h["excerpt"]]
+            bank = [s for s in g["excerpt"] if s != q] + extra
+            rng.shuffle(bank)
+            examples.append(SearchExample(bank=bank, query=q, targets=induction_targets(store, bank, q, chunk_size)))
+        for f in g["facts"]:
+            extra = [s for h in rng.sample(others, min(distractor_books, len(others))) for s in h["excerpt"]]
+            bank = g["excerpt"] + extra
+            bank.insert(rng.randrange(len(bank) + 1), f["segment"])
+            targets = induction_targets(store, bank, f["question"], chunk_size)
+            offs = chunk_offsets(store, bank, chunk_size)
+            last = len(store[f["question"]].ids) - 1
+            if f["value_pos"]:
+                targets[last] = value_chunks(offs[bank.index(f["segment"])], f["value_pos"], chunk_size)
+            examples.append(SearchExample(bank=bank, query=f["question"], targets=targets, kind="fact"))
+    return [e for e in examples if e.targets]
