@@ -5,15 +5,17 @@ Shape legend: T query tokens, H query heads, G kv heads, D head dim, Nc chunks i
 Interface shared by the answer modes, the evaluations and the app: ``rank_chunks(model, bank, query, top)``
 returns the ``top`` chunks best first, each ``Retrieved`` with the score that ranked it.
 
-How it scores (chosen by ``scripts/probes/search_probe.py`` on the tuning books; figures in
-``docs/results/search_probe.json``): the question is read once up to the SideNet's memory layer, giving one memory
-query per token and head, formed exactly as the memory layer forms the queries it searches with (the block's query
-projection plus the trained low-rank delta, position policy applied). Every chunk's mean key (what the bank's
-index searches) is scored against every one of these queries, ``q . k * D**-0.5``, and turned into a softmax over
-the whole bank per (token, head): the attention that query would pay each chunk if it could see the whole bank.
-A chunk's score is that attention summed over the question's content tokens (not the sink, punctuation or
-stop words) and all heads, plus a share of its two neighbours' (a needle spans several 4-token chunks, so the
-chunks around a hit carry evidence too). The search scores exactly what it lists: no separate attention pass.
+How it scores (chosen by ``scripts/probes/search_probe.py`` on the tuning books; figures and the variants that lost
+in ``docs/results/search_probe.json``): the question is read once up to the SideNet's memory layer, giving one
+memory query per token and head, formed exactly as the memory layer forms the queries it searches with (the block's
+query projection plus the trained low-rank delta, position policy applied). The *last* token's queries score the
+mean key of every chunk in the bank (what the bank's index searches), ``q . k * D**-0.5``, as a softmax over the
+whole bank per head: the attention that query would pay each chunk if it could see the whole bank. A chunk's score
+is that attention summed over the heads. The last token is what the delta was trained to search with (a question's
+last token retrieves the chunks holding the answer, ``retrieval_train``); over 432 planted needles at 4k and 16k
+tokens it ranked a needle chunk first every time, ahead of every token of the question together, the content
+tokens only, a mean query, multi-head voting, neighbour smoothing and BM25. The search scores exactly what it
+lists: there is no separate attention pass.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch
 from .memory_bank import MemoryBank
 from .model import LongMemModel, Retrieved
 
-NEIGHBOUR_SHARE = 0.5  # a chunk's score gains this share of each neighbour's (same source, adjacent ids)
+NEIGHBOUR_SHARE = 0.5  # neighbour smoothing as the probe measured it (a variant that lost; see the probe)
 SCORE_BLOCK = 65_536  # chunks scored at once: bounds the [T, H, block] score matrix on big banks
 
 # words that say nothing about which passage is meant (question words, articles, auxiliaries, pronouns)
@@ -112,20 +114,20 @@ def neighbour_smooth(scores: torch.Tensor, sources: np.ndarray, share: float) ->
     return out
 
 
-def chunk_scores(model: LongMemModel, bank: MemoryBank, query: str, share: float = NEIGHBOUR_SHARE) -> torch.Tensor:
-    """[Nc] the search score of every chunk in the bank for ``query`` (oldest first, as ``bank.chunk_ids``):
-    whole-bank attention of the content tokens' memory queries, summed over tokens and heads, then smoothed
-    over neighbouring chunks."""
+def chunk_scores(model: LongMemModel, bank: MemoryBank, query: str) -> torch.Tensor:
+    """[Nc] the search score of every chunk in the bank for ``query`` (oldest first, as ``bank.chunk_ids``): the
+    whole-bank attention of the query's last token, summed over its heads (each head's share sums to 1 over the
+    bank, so the scores sum to the number of heads)."""
     vectors = query_vectors(model, query)
     means = torch.from_numpy(bank.chunk_keys())  # [G, Nc, D]
-    attention = chunk_attention(vectors.queries[vectors.content], means)  # [T', H, Nc]
-    return neighbour_smooth(attention.sum(dim=(0, 1)), bank.chunk_source, share)
+    return chunk_attention(vectors.queries[-1:], means)[0].sum(dim=0)  # [H, Nc] -> [Nc]
 
 
 def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6) -> list[Retrieved]:
-    """The ``top`` chunks for ``query``, best first, each with the score that ranked it (``chunk_scores``)."""
+    """The ``top`` chunks for ``query``, best first, each with the score that ranked it (``chunk_scores``).
+    Empty for an empty bank or a query without tokens."""
     model.check_bank(bank)
-    if bank.n_chunks == 0:
+    if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
     scores = chunk_scores(model, bank, query)
     best = torch.topk(scores, min(top, len(scores)))

@@ -65,18 +65,18 @@ def test_queries_are_the_ones_the_memory_layer_searches_with(model_and_bank):
 
 
 def test_chunk_scores_follow_their_definition(model_and_bank):
+    """Whole-bank softmax of the last token's memory queries over the chunk-mean keys, summed over heads."""
     model, bank = model_and_bank
     query = "Tell me about the wheel."
     qv = search.query_vectors(model, query)
-    means = torch.from_numpy(bank.chunk_keys())
-    D = qv.queries.shape[-1]
-    logits = torch.einsum("thd,hcd->thc", qv.queries[qv.content],
-                          means.repeat_interleave(qv.queries.shape[1] // means.shape[0], 0)) * D ** -0.5
-    raw = torch.softmax(logits, -1).sum((0, 1))  # [Nc]
-    expected = raw.clone()
-    expected[1:] += search.NEIGHBOUR_SHARE * raw[:-1]
-    expected[:-1] += search.NEIGHBOUR_SHARE * raw[1:]
-    assert torch.allclose(search.chunk_scores(model, bank, query), expected, rtol=1e-5, atol=1e-7)
+    means = torch.from_numpy(bank.chunk_keys())  # [G, Nc, D]
+    H, D = qv.queries.shape[1], qv.queries.shape[2]
+    per_head = means.repeat_interleave(H // means.shape[0], 0)  # [H, Nc, D] the kv head each query head searches
+    logits = torch.einsum("hd,hcd->hc", qv.queries[-1], per_head) * D ** -0.5
+    expected = torch.softmax(logits, -1).sum(0)  # [Nc]
+    got = search.chunk_scores(model, bank, query)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert float(got.sum()) == pytest.approx(H, rel=1e-5)
 
 
 def test_a_chunk_whose_keys_match_the_query_comes_first(make_model):
@@ -87,7 +87,7 @@ def test_a_chunk_whose_keys_match_the_query_comes_first(make_model):
     bank = model.new_bank()
     c, G, D = bank.chunk_size, bank.n_kv_heads, bank.head_dim
     qv = search.query_vectors(model, "magic number for quiet-lantern")
-    q = qv.queries[qv.content]  # [T', H, D]
+    q = qv.queries[-1:]  # [1, H, D] the last token's queries (what the search scores with)
     T, H = q.shape[0], q.shape[1]
     target = (q / q.norm(dim=-1, keepdim=True)).view(T, G, H // G, D).sum((0, 2))  # [G, D]
     target = target / target.norm(dim=-1, keepdim=True)
@@ -121,6 +121,9 @@ def test_content_tokens_drop_sink_punctuation_and_stop_words():
 def test_empty_bank_and_foreign_bank(make_model, tiny_backbones):
     model = make_model()
     assert search.rank_chunks(model, model.new_bank(), "anything") == []
+    bank = model.new_bank()
+    model.memorize(TEXT, bank)
+    assert search.rank_chunks(model, bank, "") == []
     other = make_model("tiny-gpt2")
     with pytest.raises(BankMismatchError):
         search.rank_chunks(model, other.new_bank(), "anything")

@@ -187,6 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="*", default=None, help="report only these (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/results/search_probe.json")
+    ap.add_argument("--section", default="tuning", help="key of this run in the output JSON (other keys are kept)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
@@ -232,9 +233,9 @@ def main(argv=None) -> int:
                                 if want(name):
                                     ranks[name] = rank_of(s, needle)
                             if want("rank_chunks"):
-                                got = search.rank_chunks(model, bank, question, top=16)
+                                got = search.rank_chunks(model, bank, question, top=len(ids))
                                 pos = [i for i, r in enumerate(got) if bool(needle[r.info.chunk_id - ids[0]])]
-                                ranks["rank_chunks@16"] = pos[0] + 1 if pos else None
+                                ranks["rank_chunks"] = pos[0] + 1 if pos else None
                             rows.append({"book": book, "length": length, "depth": round(depth, 3),
                                          "placement": "paragraph" if paragraph else "inline", "needle": kind,
                                          "question": question, "chunks": len(ids), "ranks": ranks})
@@ -256,8 +257,11 @@ def main(argv=None) -> int:
               "mean_rank": "rank of the best needle chunk; a variant that does not list it counts the bank's chunk count",
               "seconds": round(time.perf_counter() - t_start), "overall": overall, "groups": groups,
               "recall@6_by_depth": by_depth, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    saved = json.loads(out.read_text()) if out.is_file() else {}
+    saved[args.section] = result
+    out.write_text(json.dumps(saved, indent=1))
     width = max(len(v) for v in variants)
     for v in sorted(variants, key=lambda v: -overall[v]["recall@6"]):
         o = overall[v]
