@@ -12,10 +12,11 @@ query projection plus the trained low-rank delta, position policy applied). The 
 mean key of every chunk in the bank (what the bank's index searches), ``q . k * D**-0.5``, as a softmax over the
 whole bank per head: the attention that query would pay each chunk if it could see the whole bank. A chunk's score
 is that attention summed over the heads. The last token is what the delta was trained to search with (a question's
-last token retrieves the chunks holding the answer, ``retrieval_train``); over 432 planted needles at 4k and 16k
-tokens it ranked a needle chunk first every time, ahead of every token of the question together, the content
-tokens only, a mean query, multi-head voting, neighbour smoothing and BM25. The search scores exactly what it
-lists: there is no separate attention pass.
+last token retrieves the chunks holding the answer, ``retrieval_train``). On 144 needles planted in 4k and 16k
+tokens (432 questions) it ranked a needle chunk first every time; all question tokens together did so for 99.3%,
+the content tokens only, a mean query, multi-head voting or neighbour smoothing for 93-99%, BM25 for 97.2%, the
+memory layer's attention mass (the old listing) for 39%. The search scores exactly what it lists: there is no
+separate attention pass.
 """
 from __future__ import annotations
 
