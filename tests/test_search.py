@@ -1,0 +1,129 @@
+"""The search (longmem_core/search.py) on tiny models: what it lists is ranked by the score it returns."""
+import numpy as np
+import pytest
+import torch
+
+from longmem_core import search
+from longmem_core.memory_bank import BankMismatchError
+
+TEXT = ("The old mill stood by the river. Nobody had lived there for years, and the wheel was still. "
+        "One of the special magic numbers for quiet-lantern is: 4417203. The miller's daughter came back in spring.")
+
+
+def _delta_model(make_model, name="tiny"):
+    """A tiny model with a non-zero memory-query delta (as a trained one has)."""
+    model = make_model(name, memory_query_rank=4)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.side.q_mem_up.weight, std=0.5)
+    return model
+
+
+@pytest.fixture(params=["tiny", "tiny-gpt2"])
+def model_and_bank(request, make_model):
+    model = _delta_model(make_model, request.param)
+    bank = model.new_bank()
+    model.memorize(TEXT, bank, source="mill")
+    return model, bank
+
+
+def test_ranked_best_first_by_the_returned_score(model_and_bank):
+    model, bank = model_and_bank
+    got = search.rank_chunks(model, bank, "What is the magic number for quiet-lantern?", top=5)
+    assert len(got) == 5
+    scores = [r.score for r in got]
+    assert scores == sorted(scores, reverse=True)
+    every = search.chunk_scores(model, bank, "What is the magic number for quiet-lantern?")  # [Nc]
+    ids = list(bank.chunk_ids)
+    for r in got:
+        assert r.score == pytest.approx(float(every[ids.index(r.info.chunk_id)]), rel=1e-6)
+    assert float(every.max()) == pytest.approx(scores[0], rel=1e-6)  # nothing unlisted scored higher
+    assert all(r.info.source == "mill" and r.info.text for r in got)
+
+
+def test_top_larger_than_the_bank_lists_every_chunk_once(model_and_bank):
+    model, bank = model_and_bank
+    got = search.rank_chunks(model, bank, "mill", top=10 ** 6)
+    assert sorted(r.info.chunk_id for r in got) == list(bank.chunk_ids)
+
+
+def test_queries_are_the_ones_the_memory_layer_searches_with(model_and_bank):
+    """The top chunks by query_vectors' inner products are the chunks the memory layer's search retrieved, with
+    the same scores (trace), for every query token and head: the search scores what the model searches."""
+    model, bank = model_and_bank
+    query = "Where did the miller's daughter go?"
+    qv = search.query_vectors(model, query)
+    out = model(torch.tensor([model.encode(query)]), bank, trace=True)
+    tr_ids, tr_scores = out.trace.chunk_ids[0], out.trace.chunk_scores[0]  # [T, H, R]
+    means = torch.from_numpy(bank.chunk_keys())  # [G, Nc, D]
+    T, H, D = qv.queries.shape
+    G = means.shape[0]
+    ip = torch.einsum("tgjd,gcd->tgjc", qv.queries.view(T, G, H // G, D), means).reshape(T, H, -1)  # [T, H, Nc]
+    R = tr_ids.shape[-1]
+    top = ip.topk(R, dim=-1)
+    assert torch.allclose(top.values, tr_scores.float(), rtol=1e-4, atol=1e-4)
+    assert torch.equal(top.indices + int(bank.first_id), tr_ids)
+
+
+def test_chunk_scores_follow_their_definition(model_and_bank):
+    """Whole-bank softmax of the last token's memory queries over the chunk-mean keys, summed over heads."""
+    model, bank = model_and_bank
+    query = "Tell me about the wheel."
+    qv = search.query_vectors(model, query)
+    means = torch.from_numpy(bank.chunk_keys())  # [G, Nc, D]
+    H, D = qv.queries.shape[1], qv.queries.shape[2]
+    per_head = means.repeat_interleave(H // means.shape[0], 0)  # [H, Nc, D] the kv head each query head searches
+    logits = torch.einsum("hd,hcd->hc", qv.queries[-1], per_head) * D ** -0.5
+    expected = torch.softmax(logits, -1).sum(0)  # [Nc]
+    got = search.chunk_scores(model, bank, query)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert float(got.sum()) == pytest.approx(H, rel=1e-5)
+
+
+def test_a_chunk_whose_keys_match_the_query_comes_first(make_model):
+    """Plant a chunk whose mean key points where the query's memory queries point (per kv head, the normalised sum
+    of its query heads' unit queries, 8 times a random key's scale) among 19 random chunks: the search must list
+    it first, wherever it stands."""
+    model = _delta_model(make_model)
+    bank = model.new_bank()
+    c, G, D = bank.chunk_size, bank.n_kv_heads, bank.head_dim
+    qv = search.query_vectors(model, "magic number for quiet-lantern")
+    q = qv.queries[-1:]  # [1, H, D] the last token's queries (what the search scores with)
+    T, H = q.shape[0], q.shape[1]
+    target = (q / q.norm(dim=-1, keepdim=True)).view(T, G, H // G, D).sum((0, 2))  # [G, D]
+    target = target / target.norm(dim=-1, keepdim=True)
+    gen = torch.Generator().manual_seed(0)
+    for planted_at in (0, 7, 19):
+        bank.reset()
+        src = bank.add_source("noise", "")
+        for j in range(20):
+            keys = target.expand(c, G, D) * 8 if j == planted_at else torch.randn(c, G, D, generator=gen)
+            bank.add(keys, torch.zeros(c, G, D), source=src, token_start=j * c)
+        got = search.rank_chunks(model, bank, "magic number for quiet-lantern", top=3)
+        assert got[0].info.chunk_id == bank.first_id + planted_at
+
+
+def test_neighbour_smoothing_stays_inside_a_source():
+    scores = torch.tensor([0.0, 1.0, 0.0, 0.0, 2.0])
+    sources = np.array([0, 0, 0, 1, 1])
+    out = search.neighbour_smooth(scores, sources, 0.5)
+    assert torch.allclose(out, torch.tensor([0.5, 1.0, 0.5, 1.0, 2.0]))
+    assert torch.equal(search.neighbour_smooth(scores, sources, 0.0), scores)
+
+
+def test_content_tokens_drop_sink_punctuation_and_stop_words():
+    tokens = ["<|endoftext|>", "What", "Ġis", "Ġthe", "Ġmagic", "Ġnumber", "Ġfor", "Ġquiet", "-", "lantern", "?"]
+    mask = search.content_mask(tokens, sink=True)
+    assert [t for t, m in zip(tokens, mask) if m] == ["Ġmagic", "Ġnumber", "Ġquiet", "lantern"]
+    only_stop = search.content_mask(["<|endoftext|>", "What", "Ġis", "?"], sink=True)
+    assert only_stop.tolist() == [False, True, True, True]  # nothing left: every token but the sink
+
+
+def test_empty_bank_and_foreign_bank(make_model, tiny_backbones):
+    model = make_model()
+    assert search.rank_chunks(model, model.new_bank(), "anything") == []
+    bank = model.new_bank()
+    model.memorize(TEXT, bank)
+    assert search.rank_chunks(model, bank, "") == []
+    other = make_model("tiny-gpt2")
+    with pytest.raises(BankMismatchError):
+        search.rank_chunks(model, other.new_bank(), "anything")
