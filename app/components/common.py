@@ -39,21 +39,27 @@ class Ui:
         return {"concurrency_id": MODEL_SLOTS, "concurrency_limit": self.settings.concurrency}
 
 
-class IntChoice(gr.Dropdown):
-    """A dropdown of whole numbers: API clients see an integer enum and may send 4 or "4"."""
+def int_choice(choices: Sequence[int], **kwargs: Any) -> gr.Dropdown:
+    """A dropdown of whole numbers whose API schema says so (a plain Dropdown's says string, and gradio_client shows
+    any enum as quoted strings, so the choices go in the description) and that accepts 4 or "4" from API
+    clients. Customised on the instance: a Dropdown subclass would make Gradio write a type-stub file next to this
+    module at import."""
+    dropdown = gr.Dropdown(list(choices), **kwargs)
+    allowed = [value for _, value in dropdown.choices]
+    plain_preprocess = dropdown.preprocess
 
-    is_template = True  # drawn by the browser as a plain Dropdown
+    def api_info() -> dict[str, Any]:
+        return {"type": "integer", "description": f"one of {', '.join(map(str, allowed))}"}
 
-    def api_info(self) -> dict[str, Any]:
-        return {"type": "integer", "enum": [value for _, value in self.choices]}
-
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         if isinstance(payload, str) and payload.strip().lstrip("-").isdigit():
             payload = int(payload)
-        allowed = [value for _, value in self.choices]
         if payload is not None and (isinstance(payload, bool) or payload not in allowed):
-            raise gr.Error(f"{self.label}: {payload!r:.40} is not one of {allowed}", print_exception=False)
-        return payload
+            raise gr.Error(f"{dropdown.label}: {payload!r:.40} is not one of {allowed}", print_exception=False)
+        return plain_preprocess(payload)
+
+    dropdown.api_info, dropdown.preprocess = api_info, preprocess
+    return dropdown
 
 
 def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequence[Any] = ()) -> Callable:

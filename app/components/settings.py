@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from .. import handlers
-from .common import IntChoice, Ui
+from .common import Ui, int_choice
 
 if TYPE_CHECKING:
     from .page import Page
@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SettingsWidgets:
-    top_k: IntChoice
+    top_k: gr.Dropdown
     top: gr.Slider
     max_new_tokens: gr.Slider
     temperature: gr.Slider
-    chunk_size: IntChoice
+    chunk_size: gr.Dropdown
     capacity: gr.Number
 
 
@@ -29,7 +29,7 @@ def render(ui: Ui) -> SettingsWidgets:
     with gr.Row():
         with gr.Column():
             gr.Markdown("#### Answers")
-            top_k = IntChoice(handlers.top_k_choices(model), value=cfg.top_k,
+            top_k = int_choice(handlers.top_k_choices(model), value=cfg.top_k,
                               label="Tokens retrieved per query token and head (top-k)",
                               info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
             top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer")
@@ -38,7 +38,7 @@ def render(ui: Ui) -> SettingsWidgets:
                                     label="Temperature (0 = always the most likely token)")
         with gr.Column():
             gr.Markdown("#### Memory (applies to a new, empty memory: clear it to change)")
-            chunk_size = IntChoice(handlers.chunk_size_choices(model), value=s.chunk_size or cfg.chunk_size,
+            chunk_size = int_choice(handlers.chunk_size_choices(model), value=s.chunk_size or cfg.chunk_size,
                                    label="Tokens per chunk", info="Retrieval picks whole chunks (paper: 4)")
             capacity = gr.Number(value=s.capacity or cfg.capacity, precision=0, minimum=64,
                                  maximum=s.max_bank_capacity, label="Memory capacity (tokens)",
