@@ -4,6 +4,7 @@ is unchanged (the same bank object, the same statistics)."""
 import io
 import json
 import resource
+import time
 import zipfile
 from pathlib import Path
 
@@ -328,3 +329,25 @@ def test_nan_keys_never_reach_the_torch_side(model, session, good_zip, tmp_path)
         t["values"][0, 0, 0, 0] = float("inf")
     refused(model, session, tampered(good_zip, tmp_path / "inf.zip", tensors=inf), "not finite")
     assert torch.isfinite(session.bank.keys).all()
+
+
+def test_document_errors_name_the_file_not_its_server_folder(tmp_path):
+    for path in (tmp_path / "gone" / "missing.txt", tmp_path):
+        with pytest.raises(AppError) as info:
+            handlers.read_documents([path])
+        assert str(tmp_path) not in str(info.value) and str(info.value).startswith(path.name)
+
+
+def test_a_closed_session_deletes_its_saved_bank(served, tmp_path):
+    doc = tmp_path / "keeper.txt"
+    doc.write_text(TEXT, encoding="utf-8")
+    c = Client(served.local_url, verbose=False)
+    c.predict(files=[handle_file(str(doc))], api_name="/memorize")
+    c.predict(api_name="/save_bank")
+    saved = list(served.longmem.sessions._open[c.session_hash].saved)
+    assert saved and all(p.exists() for p in saved)
+    c.close()  # Gradio notices the closed connection and ends the session
+    end = time.monotonic() + 60
+    while time.monotonic() < end and any(p.exists() for p in saved):
+        time.sleep(0.5)
+    assert not any(p.exists() for p in saved)

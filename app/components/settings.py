@@ -33,7 +33,7 @@ def render(ui: Ui) -> SettingsWidgets:
                               label="Tokens retrieved per query token and head (top-k)",
                               info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
             top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer")
-            max_new = gr.Slider(8, 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
+            max_new = gr.Slider(min(8, s.max_new_tokens), 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05,
                                     label="Temperature (0 = always the most likely token)")
         with gr.Column():

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 from longmem_core import DocumentError, LongMemModel, icl, read_labelled
 
 from ..session import Demonstrations, Session
-from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, retrieval_width
+from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width
 
 DEMONSTRATION_SETS = {  # label -> (demonstrations, task for the template, matching labelled test file)
     "SST-2 movie reviews (300; positive / negative)": ("icl/sst2_demonstrations.jsonl", "sst2", "icl/sst2_test.jsonl"),
@@ -36,7 +36,7 @@ def _read_rows(path: Path, reader: Callable[[Path], list]) -> list:
     try:
         return reader(path)
     except DocumentError as exc:  # missing, binary, malformed, a missing column or value: one line each
-        raise AppError(str(exc)) from exc
+        raise AppError(named(str(exc), path)) from exc
     except OSError as exc:
         raise AppError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
 

@@ -54,6 +54,12 @@ def check_bank_settings(model: LongMemModel, chunk_size: int | None, capacity: i
     return chunk_size, capacity
 
 
+def named(message: str, path: str | os.PathLike) -> str:
+    """A library message about ``path`` with the server's folders taken out: only the file's own name stays
+    (an upload keeps its original name as the last part of its server path)."""
+    return str(message).replace(str(path), Path(path).name)
+
+
 def check_file_size(path: Path, max_bytes: int | None) -> None:
     """AppError naming the file (never its server path) when it is over ``max_bytes``."""
     size = path.stat().st_size

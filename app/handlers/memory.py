@@ -12,7 +12,7 @@ from longmem_core import Document, DocumentError, LongMemModel, MemoryBank, read
 
 from ..background import Stopped
 from ..session import Session
-from .common import ASSETS, AppError, busy, check_bank_settings
+from .common import ASSETS, AppError, busy, check_bank_settings, named
 
 BOOKS = {  # bundled public-domain examples: label -> file in assets/
     "The Time Machine, chapter I (H. G. Wells; 10 KB, ~2,500 tokens)": "the_time_machine_ch1.txt",
@@ -47,7 +47,7 @@ def read_documents(paths: Sequence[str | os.PathLike], max_bytes: int | None = N
         try:
             documents.append(read_document(path, max_bytes=max_bytes))
         except DocumentError as exc:
-            raise AppError(str(exc)) from exc
+            raise AppError(named(str(exc), path)) from exc
     return documents
 
 
