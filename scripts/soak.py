@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTIONS = {"memorize": 3, "chat": 5, "classify": 1, "save": 1, "load": 1, "clear": 1}  # relative frequency
 MAX_OPS_PER_CLIENT = 10_000  # a hard bound on each client's loop, whatever the deadline
 SERVER_START_S = 300  # the server must say it is ready within this
+CLIENT_TIMEOUT_S = 120  # one HTTP call of a client (gradio_client's default, 20 s, is short on a loaded machine)
 WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "garnet", "heath", "indigo", "jade", "kelp", "loam"]
 DEMOS = ("text,label\n" + "\n".join(f"{t},{label}" for t, label in [
     ("a fine and moving film", "positive"), ("dull and too long", "negative"), ("the cast is wonderful", "positive"),
@@ -76,7 +78,8 @@ class ClientLog:
     seconds: Counter = field(default_factory=Counter)  # time spent per action
 
 
-def run_client(index: int, url: str, deadline: float, folder: Path, n_clients: int, log: ClientLog) -> None:
+def run_client(index: int, url: str, deadline: float, folder: Path, n_clients: int, log: ClientLog,
+               actions: dict[str, int] = ACTIONS) -> None:
     from gradio_client import Client, handle_file
     rng = random.Random(index)
     marker = f"{WORDS[index % len(WORDS)]}{index}"
@@ -88,7 +91,7 @@ def run_client(index: int, url: str, deadline: float, folder: Path, n_clients: i
     demos.write_text(DEMOS, encoding="utf-8")
     saved: str | None = None
     filled = False  # whether this client's memory holds anything (saving an empty one is refused, rightly)
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": CLIENT_TIMEOUT_S}, download_files=str(folder))
 
     def check_sources(stats: dict, where: str) -> None:
         foreign = [s["name"] for s in stats.get("sources", []) if s["name"] != name]
@@ -104,7 +107,7 @@ def run_client(index: int, url: str, deadline: float, folder: Path, n_clients: i
         for _ in range(MAX_OPS_PER_CLIENT):
             if time.monotonic() > deadline:
                 break
-            action = rng.choices(list(ACTIONS), weights=list(ACTIONS.values()))[0]
+            action = rng.choices(list(actions), weights=list(actions.values()))[0]
             t0 = time.monotonic()
             try:
                 if action == "memorize":
@@ -152,7 +155,8 @@ def run_client(index: int, url: str, deadline: float, folder: Path, n_clients: i
 
 # -- the run --
 
-def soak(clients: int, minutes: float, model: str, warmup_fraction: float, sample_s: float, concurrency: int) -> dict:
+def soak(clients: int, minutes: float, model: str, warmup_fraction: float, sample_s: float, concurrency: int,
+         actions: dict[str, int] = ACTIONS) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="longmem-soak-"))
     port = 7900 + os.getpid() % 90
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error", "LONGMEM_BROWSER": "0"}
@@ -165,7 +169,8 @@ def soak(clients: int, minutes: float, model: str, warmup_fraction: float, sampl
         t_start = time.monotonic()
         deadline = t_start + minutes * 60
         logs = [ClientLog(i) for i in range(clients)]
-        threads = [threading.Thread(target=run_client, args=(i, url, deadline, folder, clients, logs[i]), daemon=True)
+        threads = [threading.Thread(target=run_client, args=(i, url, deadline, folder, clients, logs[i], actions),
+                                    daemon=True)
                    for i in range(clients)]
         for t in threads:
             t.start()
@@ -182,6 +187,7 @@ def soak(clients: int, minutes: float, model: str, warmup_fraction: float, sampl
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_ready(server: subprocess.Popen) -> str:
@@ -228,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.3, help="fraction of the run before RSS is judged")
     parser.add_argument("--sample-s", type=float, default=3.0, help="seconds between RSS samples")
     parser.add_argument("--concurrency", type=int, default=2, help="the app's concurrency setting")
+    parser.add_argument("--actions", default=",".join(ACTIONS),
+                        help=f"comma-separated subset of {', '.join(ACTIONS)} (to find which one a problem follows)")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -236,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.model, args.port, args.concurrency)
         return 0
     try:
-        result = soak(args.clients, args.minutes, args.model, args.warmup, args.sample_s, args.concurrency)
+        chosen = [a.strip() for a in args.actions.split(",") if a.strip()]
+        unknown = sorted(set(chosen) - set(ACTIONS))
+        if unknown or not chosen:
+            parser.error(f"unknown actions {unknown}; choose among {', '.join(ACTIONS)}")
+        result = soak(args.clients, args.minutes, args.model, args.warmup, args.sample_s, args.concurrency,
+                      {a: ACTIONS[a] for a in chosen})
     except Exception:
         traceback.print_exc()
         return 1
