@@ -8,4 +8,5 @@ from an offline hub cache (a real Space with network has not been tried).
 from app.ui import build_demo, launch_options
 
 if __name__ == "__main__":
-    build_demo().launch(**launch_options())
+    demo = build_demo()
+    demo.launch(**launch_options(demo.longmem.settings))

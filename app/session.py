@@ -33,16 +33,24 @@ class Session:
     turns: list[dict] = field(default_factory=list)  # {"question", "answer", "backbone_answer"} per chat turn
     demonstrations: Demonstrations | None = None
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while memory is written
-    saved: Path | None = None  # folder of the latest saved bank (.zip) offered for download
+    saved: list[Path] = field(default_factory=list)  # the latest saved bank (.zip): its folder and served copies
     closed: bool = False
 
     def forget_documents(self) -> None:
         self.bank, self.heat, self.last_retrieved, self.turns = None, {}, [], []
 
     def drop_saved(self) -> None:
-        if self.saved is not None:
-            shutil.rmtree(self.saved, ignore_errors=True)
-            self.saved = None
+        """Delete the saved bank file and every copy of it served for download (they hold the documents' text)."""
+        for path in self.saved:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+                try:
+                    path.parent.rmdir()  # a download folder of its own, now empty
+                except OSError:
+                    pass
+        self.saved = []
 
     def free(self) -> None:
         """Drop all memory and the saved bank file (the session closed or expired)."""

@@ -30,9 +30,10 @@ def served():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     from app.handlers import load_model
-    from app.ui import build_demo
+    from app.ui import build_demo, launch_options
     demo = build_demo(load_model(), max_new_tokens=40)
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    demo.launch(**launch_options(demo.longmem.settings, server_name="127.0.0.1", prevent_thread_lock=True,
+                                 quiet=True, inbrowser=False))
     yield demo
     demo.close()
 

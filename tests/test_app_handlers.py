@@ -10,7 +10,7 @@ from app import handlers, views
 from app.background import Done, Stopped, stream
 from app.handlers import AppError
 from app.session import Session, SessionRegistry
-from app.settings import AppSettings
+from app.config import AppSettings
 from longmem_core import LongMemModel, preset
 from pdf_util import make_pdf
 
@@ -230,9 +230,9 @@ def _zip(tmp_path, name, files):
 
 
 @pytest.mark.parametrize("files,message", [
-    ({"notes.txt": "hello"}, "not a LongMem memory bank"),
-    ({"meta.json": "{}", "tensors.safetensors": b"x", "../evil": "x"}, "unexpected folders"),
-    ({"meta.json": json.dumps({"format": 1}), "tensors.safetensors": b"garbage"}, "not a readable memory bank"),
+    ({"notes.txt": "hello"}, "not a memory bank saved by LongMem Studio"),
+    ({"meta.json": "{}", "tensors.safetensors": b"x", "../evil": "x"}, "contains a folder or path"),
+    ({"meta.json": json.dumps({"format": 1}), "tensors.safetensors": b"garbage"}, "meta.json field .chunk_size. must be a whole number"),
 ])
 def test_broken_bank_files_are_refused(model, shared, tmp_path, files, message):
     session = shared

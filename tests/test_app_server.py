@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from app.ui import build_demo
+from app.ui import build_demo, launch_options
 from longmem_core import LongMemModel, preset
 
 SESSIONS = 5  # concurrent clients in the load test
@@ -20,7 +20,8 @@ def served(tiny_backbones):
     model = LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"])
     demo = build_demo(model, capacity=4096, max_new_tokens=8, concurrency=2)
     assert isinstance(demo, gr.Blocks)
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    demo.launch(**launch_options(demo.longmem.settings, server_name="127.0.0.1", prevent_thread_lock=True,
+                                 quiet=True, inbrowser=False))
     yield demo
     demo.close()
 

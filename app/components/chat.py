@@ -1,10 +1,17 @@
 """The Chat tab: questions about what was read, streamed answers, and the chunks retrieved for each."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import gradio as gr
 
 from .. import handlers, views
 from .common import Ui, user_errors
+from .memory_map import drawn
+
+if TYPE_CHECKING:
+    from .page import Page
 
 PLACEHOLDER = ("**Ask about what you read into memory.** The answer streams here; on the right you see the chunks "
                "the SideNet retrieved from memory, highlighted in their text.")
@@ -29,7 +36,18 @@ def messages(turns: list[dict], current: handlers.ChatResult | None = None) -> l
     return out
 
 
-def render(ui: Ui) -> None:
+@dataclass(frozen=True)
+class ChatWidgets:
+    chatbot: gr.Chatbot  # emptied by the Memory tab's Clear too
+    question: gr.Textbox
+    compare: gr.Checkbox
+    stop: gr.Button
+    restart: gr.Button
+    retrieved: gr.HTML  # emptied by the Memory tab's Clear too
+    answer_json: gr.JSON
+
+
+def render(ui: Ui) -> ChatWidgets:
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
             chatbot = gr.Chatbot(label="Conversation", height=460, placeholder=PLACEHOLDER, buttons=["copy"],
@@ -46,13 +64,13 @@ def render(ui: Ui) -> None:
             retrieved = gr.HTML(views.retrieved({}), elem_id="lm-retrieved")
             with gr.Accordion("Latest answer as JSON", open=False):
                 answer_json = gr.JSON(show_label=False)
-    ui.add(chatbot=chatbot, question=question, compare=compare, stop_chat=stop, restart=restart, retrieved=retrieved,
-           answer_json=answer_json)
+    return ChatWidgets(chatbot, question, compare, stop, restart, retrieved, answer_json)
 
 
-def listen(ui: Ui) -> None:
-    model, settings = ui.model, ui.settings
+def listen(ui: Ui, page: Page) -> None:
+    model, settings, w, options = ui.model, ui.settings, page.chat, page.settings
     untrained = ui.checkpoint is None
+    outputs = [w.chatbot, w.question, w.retrieved, w.answer_json, page.memory_map.view, page.session]
 
     @user_errors
     def chat(question, session, compare, top, max_new_tokens, temperature, top_k=None, request: gr.Request = None):
@@ -61,24 +79,24 @@ def listen(ui: Ui) -> None:
         earlier = list(session.turns)
         steps = handlers.chat(model, session, question, compare=bool(compare), top=int(top),
                               max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                              history_turns=settings.history_turns, top_k=int(top_k) if top_k else None)
+                              history_turns=settings.history_turns, top_k=int(top_k) if top_k else None,
+                              max_chars=settings.max_question_chars)
         for result in steps:
             if not result.done:
                 yield messages(earlier, result), "", gr.skip(), gr.skip(), gr.skip(), session
         yield (messages(session.turns), "", views.retrieved(result.to_dict(), untrained), result.to_dict(),
-               ui.memory_map(session), session)
+               drawn(session), session)
 
-    asking = ui["question"].submit(
-        chat, [ui["question"], ui["session"], ui["compare"], ui["top"], ui["max_new_tokens"], ui["temperature"],
-               ui["top_k"]],
-        [ui["chatbot"], ui["question"], ui["retrieved"], ui["answer_json"], ui["memory_map"], ui["session"]],
-        api_name="chat", show_progress="minimal", show_progress_on=ui["chatbot"], **ui.heavy())
-    ui["stop_chat"].click(None, cancels=[asking], api_visibility="private")
+    asking = w.question.submit(
+        chat, [w.question, page.session, w.compare, options.top, options.max_new_tokens, options.temperature,
+               options.top_k], outputs,
+        api_name="chat", show_progress="minimal", show_progress_on=w.chatbot, **ui.heavy())
+    w.stop.click(None, cancels=[asking], api_visibility="private")
 
     def restart(session, request: gr.Request):
         session = ui.open(session, request)
         handlers.new_conversation(session)
         return [], session
 
-    ui["restart"].click(restart, [ui["session"]], [ui["chatbot"], ui["session"]], api_name="new_conversation",
-                        concurrency_limit=None)
+    w.restart.click(restart, [page.session], [w.chatbot, page.session], api_name="new_conversation",
+                    concurrency_limit=None)

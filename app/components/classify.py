@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from contextlib import closing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
@@ -9,10 +11,32 @@ from .. import handlers, views
 from ..background import Done, stream
 from .common import Ui, user_errors
 
+if TYPE_CHECKING:
+    from .page import Page
+
 RESULT_COLUMNS = ["text", "label", "with memory", "in context only"]
 
 
-def render(ui: Ui) -> None:
+@dataclass(frozen=True)
+class ClassifyWidgets:
+    choice: gr.Dropdown
+    upload: gr.File
+    template: gr.Dropdown
+    k: gr.Slider
+    text: gr.Textbox
+    test_file: gr.File
+    bundled_test: gr.Checkbox
+    run: gr.Button
+    stop: gr.Button
+    status: gr.HTML  # the tab's status line: progress, results and errors
+    probabilities: gr.Label
+    explanation: gr.HTML
+    accuracy: gr.HTML
+    table: gr.Dataframe
+    result_json: gr.JSON
+
+
+def render(ui: Ui) -> ClassifyWidgets:
     s = ui.settings
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
@@ -44,18 +68,17 @@ def render(ui: Ui) -> None:
                                  interactive=False, max_height=360, column_widths=["58%", "14%", "14%", "14%"])
             with gr.Accordion("Result as JSON", open=False):
                 result_json = gr.JSON(show_label=False)
-    ui.add(demo_choice=choice, demo_upload=upload, demo_template=template, k=k, classify_text=text,
-           test_file=test_file, bundled_test=bundled_test, classify=run, stop_classify=stop, classify_status=status,
-           probabilities=probabilities, explanation=explanation, accuracy=accuracy, results=table,
-           classify_json=result_json)
+    return ClassifyWidgets(choice, upload, template, k, text, test_file, bundled_test, run, stop, status,
+                           probabilities, explanation, accuracy, table, result_json)
 
 
-def listen(ui: Ui) -> None:
-    model, s = ui.model, ui.settings
-    ui["demo_upload"].upload(lambda: handlers.UPLOADED_SET, None, ui["demo_choice"], api_visibility="private",
-                             queue=False)
+def listen(ui: Ui, page: Page) -> None:
+    model, s, w = ui.model, ui.settings, page.classify
+    w.upload.upload(lambda: handlers.UPLOADED_SET, None, w.choice, api_visibility="private", queue=False)
+    results = [w.probabilities, w.explanation, w.accuracy, w.table, w.result_json]
+    outputs = [w.status, *results, page.session]
 
-    @user_errors(status=(0, 7))
+    @user_errors(status=w.status, outputs=outputs)
     def classify(choice, upload=None, template=None, k=s.k, text=None, test_file=None, bundled_test=False, session=None,
                  chunk_size=None, capacity=None, top_k=None, request: gr.Request = None):
         """Classify a text and/or a test file with demonstrations in memory, against in-context only."""
@@ -71,7 +94,7 @@ def listen(ui: Ui) -> None:
         if not (text or "").strip() and not rows:
             raise handlers.AppError("Type a text to classify, or give a test file.")
         k = int(k)
-        skip = [gr.skip()] * 5
+        skip = [gr.skip()] * len(results)
         n = len(demos.examples)
         reading = stream(lambda report: handlers.load_demonstrations(
             model, session, demos, chunk_size=chunk_size, capacity=capacity, progress=lambda d, t: report((d, t))))
@@ -82,13 +105,13 @@ def listen(ui: Ui) -> None:
                     yield views.progress_bar(done / max(total, 1), f"Reading {n:,} demonstrations into memory",
                                              f"{done:,} / {total:,} tokens"), *skip, session
         result: dict = {"demonstrations": demos.name, "text": None, "file": None}
-        outputs = [None, "", "", [], result]  # label scores, explanation, accuracy, table, JSON
+        values: list = [None, "", "", [], result]  # one per widget of `results`
         if (text or "").strip():
             yield views.progress_bar(0.5, "Classifying the text", "with memory, then in context only"), *skip, session
             one = handlers.classify_text(model, session, text, k=k, seed=s.seed, top=s.top,
-                                         top_k=int(top_k) if top_k else None)
+                                         top_k=int(top_k) if top_k else None, max_chars=s.max_question_chars)
             result["text"] = one
-            outputs[0:2] = [one["probabilities"], views.classification(one)]
+            values[0:2] = [one["probabilities"], views.classification(one)]
         if rows:
             classifying = stream(lambda report: handlers.classify_rows(
                 model, session, rows, k=k, seed=s.seed, progress=lambda d, t: report((d, t)),
@@ -103,21 +126,20 @@ def listen(ui: Ui) -> None:
                                                  f"{done} / {total} texts (each twice: with memory, in context only)"), \
                             *skip, session
             result["file"] = many
-            outputs[2:4] = [views.accuracy(many), [[r["text"], r["label"] or "", r["with_memory"], r["in_context_only"]]
+            values[2:4] = [views.accuracy(many), [[r["text"], r["label"] or "", r["with_memory"], r["in_context_only"]]
                                                    for r in many["rows"]]]
-        outputs[4] = result
-        yield views.status("ok", f"Done: {n:,} demonstrations in memory, {min(k, n)} in context."), *outputs, session
+        values[4] = result
+        yield views.status("ok", f"Done: {n:,} demonstrations in memory, {min(k, n)} in context."), *values, session
 
-    running = ui["classify"].click(
-        classify, [ui["demo_choice"], ui["demo_upload"], ui["demo_template"], ui["k"], ui["classify_text"],
-                   ui["test_file"], ui["bundled_test"], ui["session"], ui["chunk_size"], ui["capacity"], ui["top_k"]],
-        [ui["classify_status"], ui["probabilities"], ui["explanation"], ui["accuracy"], ui["results"],
-         ui["classify_json"], ui["session"]], api_name="classify", show_progress="hidden", **ui.heavy())
+    running = w.run.click(
+        classify, [w.choice, w.upload, w.template, w.k, w.text, w.test_file, w.bundled_test, page.session,
+                   page.settings.chunk_size, page.settings.capacity, page.settings.top_k],
+        outputs, api_name="classify", show_progress="hidden", **ui.heavy())
 
     def stopped(session, request: gr.Request):
         session = ui.open(session, request)
         handlers.wait_idle(session)
         return views.status("warn", "Stopped."), session
 
-    ui["stop_classify"].click(stopped, [ui["session"]], [ui["classify_status"], ui["session"]], cancels=[running],
-                              api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    w.stop.click(stopped, [page.session], [w.status, page.session], cancels=[running], api_visibility="private",
+                 show_progress="hidden", concurrency_limit=None)

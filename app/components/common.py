@@ -1,65 +1,81 @@
-"""What the components share: the ``Ui`` context (no module globals) and a guard that turns bad input into
-a message in the page."""
+"""What the components share: the ``Ui`` context (no module globals), a guard that turns bad input into a
+message in the page, and a choice widget whose API schema says it takes whole numbers."""
 from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 
 from longmem_core import LongMemModel
 
 from .. import views
+from ..config import AppSettings
 from ..handlers import AppError
 from ..session import Session, SessionRegistry
-from ..settings import AppSettings
+
+MODEL_SLOTS = "model"  # concurrency id shared by every event that runs the model or reads a whole bank
 
 
 @dataclass
 class Ui:
-    """The model, the settings and every widget that more than one component uses, by name."""
+    """The model, the settings and the open sessions behind one page."""
 
     model: LongMemModel
     settings: AppSettings
     sessions: SessionRegistry
     checkpoint: str | None  # the trained SideNet loaded, if any
-    widgets: dict[str, Any] = field(default_factory=dict)
-    work_dir: Path | None = None  # where downloads are written (a per-demo temporary folder)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.widgets[name]
-
-    def add(self, **widgets: Any) -> None:
-        self.widgets.update(widgets)
+    work_dir: Path  # where saved banks are written (a per-page temporary folder, removed on shutdown)
 
     def open(self, session: Session | None, request: gr.Request | None) -> Session:
         """The caller's session, registered so that closing its tab frees its memory."""
         return self.sessions.open(session, getattr(request, "session_hash", None))
 
     def heavy(self) -> dict:
-        """Event options for work that runs the model: all sessions share ``concurrency`` slots."""
-        return {"concurrency_id": "model", "concurrency_limit": self.settings.concurrency}
-
-    def memory_map(self, session: Session) -> str:
-        return views.memory_map(session.bank, session.heat, session.last_retrieved)
+        """Event options for expensive work: all sessions share ``settings.concurrency`` slots."""
+        return {"concurrency_id": MODEL_SLOTS, "concurrency_limit": self.settings.concurrency}
 
 
-def user_errors(fn: Callable | None = None, *, status: tuple[int, int] | None = None) -> Callable:
+def int_choice(choices: Sequence[int], **kwargs: Any) -> gr.Dropdown:
+    """A dropdown of whole numbers whose API schema says so (a plain Dropdown's says string, and gradio_client shows
+    any enum as quoted strings, so the choices go in the description) and that accepts 4 or "4" from API
+    clients. Customised on the instance: a Dropdown subclass would make Gradio write a type-stub file next to this
+    module at import."""
+    dropdown = gr.Dropdown(list(choices), **kwargs)
+    allowed = [value for _, value in dropdown.choices]
+    plain_preprocess = dropdown.preprocess
+
+    def api_info() -> dict[str, Any]:
+        return {"type": "integer", "description": f"one of {', '.join(map(str, allowed))}"}
+
+    def preprocess(payload: Any) -> Any:
+        if isinstance(payload, str) and payload.strip().lstrip("-").isdigit():
+            payload = int(payload)
+        if payload is not None and (isinstance(payload, bool) or payload not in allowed):
+            raise gr.Error(f"{dropdown.label}: {payload!r:.40} is not one of {allowed}", print_exception=False)
+        return plain_preprocess(payload)
+
+    dropdown.api_info, dropdown.preprocess = api_info, preprocess
+    return dropdown
+
+
+def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequence[Any] = ()) -> Callable:
     """Show an AppError's message in the page: as a Gradio error notice (an error for API clients) and, for a
-    streaming event with ``status=(index, n_outputs)``, first as an error line in its status output."""
+    streaming event, first as an error line in its ``status`` widget, found by identity among ``outputs``."""
     if fn is None:
-        return functools.partial(user_errors, status=status)
+        return functools.partial(user_errors, status=status, outputs=outputs)
+    index = None if status is None else next(i for i, o in enumerate(outputs) if o is status)
+    n = len(outputs)
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except AppError as exc:
-                if status is not None:
-                    index, n = status
+                if index is not None:
                     yield tuple(views.status("error", str(exc)) if i == index else gr.skip() for i in range(n))
                 raise gr.Error(str(exc), print_exception=False) from exc
         return generator

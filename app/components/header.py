@@ -10,19 +10,20 @@ from .common import Ui
 
 
 def render(ui: Ui) -> None:
+    """The title and the SideNet banner: what is trained and what is not (measured figures: docs/RESULTS.md)."""
     gr.Markdown("# LongMem Studio\nA frozen language model writes what it reads into a **memory bank**; a small "
                 "**SideNet** retrieves from it while answering (Wang et al. 2023, *Augmenting Language Models with "
                 "Long-Term Memory*). Fill memory, ask, and see what was retrieved.")
     if ui.checkpoint:
         parts = ui.model.trained_parts()
         if parts & {"memory_layer", "side_layers"}:
-            what = ("Trained on language modelling over books: memory lowers perplexity on held-out books by about "
-                    "5%, but some chat answers repeat themselves with this checkpoint.")
+            what = ("Trained: the memory search and the layers that use what it finds, on language modelling over "
+                    "books.")
         else:
             what = ("Trained: the memory search (it finds facts and passages read earlier). Not trained: using what "
                     "it finds, so answers still come mostly from the backbone.")
         banner = (f'<div class="lm-banner lm-trained">SideNet: checkpoint <code>{escape(Path(ui.checkpoint).name)}</code>'
-                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. {what} (docs/RESULTS.md)</div>')
+                  f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. {what} Measured effects: docs/RESULTS.md.</div>')
     else:
         banner = ('<div class="lm-banner"><b>Untrained SideNet.</b> No trained checkpoint was found, so memory is mixed '
                   'in with a fixed 0.5 gate and retrieval is not yet tuned: answers come mostly from the backbone '
@@ -31,5 +32,5 @@ def render(ui: Ui) -> None:
     gr.HTML(banner)
 
 
-def listen(ui: Ui) -> None:
+def listen(ui: Ui, page: object) -> None:
     """Nothing to wire."""

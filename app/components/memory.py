@@ -2,15 +2,38 @@
 from __future__ import annotations
 
 from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from .. import handlers, views
 from ..background import Done, stream
+from ..handlers import AppError
 from .common import Ui, user_errors
+from .memory_map import drawn
+
+if TYPE_CHECKING:
+    from .page import Page
 
 
-def render(ui: Ui) -> None:
+@dataclass(frozen=True)
+class MemoryWidgets:
+    files: gr.File
+    example: gr.Dropdown
+    read: gr.Button
+    stop: gr.Button
+    progress: gr.HTML  # the tab's status line: reading progress, results and errors
+    summary: gr.HTML
+    save: gr.Button
+    load: gr.UploadButton
+    clear: gr.Button
+    download: gr.File
+    stats: gr.JSON
+
+
+def render(ui: Ui) -> MemoryWidgets:
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             files = gr.File(label="Documents to read (.txt, .md, .pdf)", file_count="multiple",
@@ -20,8 +43,8 @@ def render(ui: Ui) -> None:
             with gr.Row():
                 read = gr.Button("Read into memory", variant="primary", scale=3, elem_id="lm-read")
                 stop = gr.Button("Stop", variant="stop", scale=1)
-            progress = gr.HTML(views.status("info", f"Up to {ui.settings.max_upload_mb:g} MB per file. "
-                                                    "Reading takes about 2 s per 1,000 tokens on a CPU."), elem_id="lm-read-status")
+            progress = gr.HTML(views.status("info", f"Up to {ui.settings.max_upload_mb:g} MB per file."),
+                               elem_id="lm-read-status")
         with gr.Column(scale=6):
             summary = gr.HTML(views.bank_summary({"tokens": 0}), elem_id="lm-summary")
             with gr.Row():
@@ -30,26 +53,28 @@ def render(ui: Ui) -> None:
                 clear = gr.Button("Clear memory", size="md")
             download = gr.File(label="Your saved memory bank", visible=False, interactive=False)
             with gr.Accordion("Memory bank as JSON", open=False):
-                stats = gr.JSON(value=handlers.bank_stats(handlers.Session()), show_label=False)
-    ui.add(files=files, example=example, read=read, stop_read=stop, read_progress=progress, summary=summary,
-           save=save, load_bank=load, clear=clear, download=download, stats=stats)
+                stats = gr.JSON(value=handlers.describe_bank(None), show_label=False)
+    return MemoryWidgets(files, example, read, stop, progress, summary, save, load, clear, download, stats)
 
 
-def listen(ui: Ui) -> None:
-    model, settings = ui.model, ui.settings
-    summary_outputs = [ui["summary"], ui["stats"], ui["memory_map"]]
+def listen(ui: Ui, page: Page) -> None:
+    model, settings, w = ui.model, ui.settings, page.memory
+    shown_outputs = [w.summary, w.stats, page.memory_map.view]
 
-    def shown(session):
+    def shown(session) -> tuple:
         stats = handlers.bank_stats(session)
-        return views.bank_summary(stats), stats, ui.memory_map(session)
+        return views.bank_summary(stats), stats, drawn(session)
 
-    @user_errors(status=(0, 5))
+    read_outputs = [w.progress, *shown_outputs, page.session]
+
+    @user_errors(status=w.progress, outputs=read_outputs)
     def memorize(files=None, example=None, session=None, chunk_size=None, capacity=None, request: gr.Request = None):
         """Read the uploaded files and/or the chosen bundled book into this session's memory."""
         session = ui.open(session, request)
         paths = list(files or []) + ([handlers.bundled_book(example)] if example else [])
         documents = handlers.read_documents(paths, max_bytes=settings.max_upload_bytes)
-        yield views.progress_bar(0, f"Reading {documents[0].name}", "starting…"), *[gr.skip()] * 3, session
+        skip = [gr.skip()] * len(shown_outputs)
+        yield views.progress_bar(0, f"Reading {documents[0].name}", "starting…"), *skip, session
         work = stream(lambda report: handlers.memorize(model, session, documents, chunk_size=chunk_size,
                                                        capacity=capacity, progress=report))
         with closing(work):  # closed early when the run is cancelled: the reading then stops
@@ -57,11 +82,11 @@ def listen(ui: Ui) -> None:
                 if isinstance(event, Done):
                     yield views.memorize_done(event.result, handlers.bank_stats(session)), *shown(session), session
                 else:
-                    yield views.memorize_progress(event), *[gr.skip()] * 3, session
+                    yield views.memorize_progress(event), *skip, session
 
-    reading = ui["read"].click(memorize, [ui["files"], ui["example"], ui["session"], ui["chunk_size"], ui["capacity"]],
-                               [ui["read_progress"], *summary_outputs, ui["session"]], api_name="memorize",
-                               show_progress="hidden", **ui.heavy())
+    reading = w.read.click(memorize, [w.files, w.example, page.session, page.settings.chunk_size,
+                                      page.settings.capacity], read_outputs, api_name="memorize",
+                           show_progress="hidden", **ui.heavy())
 
     def stopped(session, request: gr.Request):
         """After Stop: wait for the reading to end its segment, then show what memory holds."""
@@ -70,36 +95,55 @@ def listen(ui: Ui) -> None:
         note = views.status("warn", f"Stopped. Memory holds {len(session.bank) if session.bank else 0:,} tokens.")
         return note, *shown(session), session
 
-    ui["stop_read"].click(stopped, [ui["session"]], [ui["read_progress"], *summary_outputs, ui["session"]],
-                          cancels=[reading], api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    w.stop.click(stopped, [page.session], read_outputs, cancels=[reading], api_visibility="private",
+                 show_progress="hidden", concurrency_limit=None)
 
     @user_errors
     def clear(session, request: gr.Request):
-        """Forget everything this session read, asked and classified."""
+        """Forget everything this session read, asked and classified (its saved bank file too)."""
         session = ui.open(session, request)
         handlers.clear(session)
-        return views.status("ok", "Memory cleared."), *shown(session), [], views.retrieved({}), session
+        return (views.status("ok", "Memory cleared."), *shown(session), [], views.retrieved({}),
+                gr.update(value=None, visible=False), session)
 
-    ui["clear"].click(clear, [ui["session"]], [ui["read_progress"], *summary_outputs, ui["chatbot"], ui["retrieved"],
-                                               ui["session"]], api_name="clear", show_progress="hidden", concurrency_limit=None)
+    w.clear.click(clear, [page.session], [w.progress, *shown_outputs, page.chat.chatbot, page.chat.retrieved,
+                                          w.download, page.session],
+                  api_name="clear", show_progress="hidden", concurrency_limit=None)
 
     @user_errors
     def save(session, request: gr.Request):
         """This session's memory bank as a .zip file, to load again later."""
         session = ui.open(session, request)
         path = handlers.save_bank(session, ui.work_dir)
-        return gr.update(value=str(path), visible=True), session
+        served = Path(w.download.move_resource_to_block_cache(str(path)))  # the copy Gradio serves
+        session.saved.append(served)  # deleted with the session's own copy on Clear or when the session ends
+        return str(served), session
 
-    ui["save"].click(save, [ui["session"]], [ui["download"], ui["session"]], api_name="save_bank",
-                     show_progress="hidden", concurrency_limit=None)
+    w.save.click(save, [page.session], [w.download, page.session], api_name="save_bank", show_progress="hidden",
+                 **ui.heavy()).success(lambda: gr.update(visible=True), None, w.download, api_visibility="private",
+                                       queue=False)
 
     @user_errors
     def load(file, session, request: gr.Request):
-        """Replace this session's memory by a bank saved earlier (same backbone only)."""
+        """Replace this session's memory by a bank saved earlier (same backbone only). The bank is checked, and
+        everything shown about it computed, before it replaces the session's memory."""
         session = ui.open(session, request)
-        stats = handlers.load_bank(model, session, file, max_bytes=settings.max_bank_bytes)
+        if not file:
+            raise AppError("Choose a saved bank (.zip) to load.")
+        path = Path(file)
+        try:
+            bank = handlers.read_bank(model, path, max_bytes=settings.max_bank_bytes,
+                                      max_capacity=settings.max_bank_capacity)
+            stats = handlers.describe_bank(bank)
+            try:
+                summary, drawn = views.bank_summary(stats), views.memory_map(bank, {}, [])
+            except Exception as exc:  # a bank that passed every check but cannot be drawn is still refused
+                raise AppError(f"{path.name}: the bank cannot be shown ({type(exc).__name__}); memory unchanged") from exc
+            handlers.adopt_bank(session, bank)
+        finally:
+            path.unlink(missing_ok=True)  # the upload holds document text: not kept on the server
         note = views.status("ok", f"Loaded a memory bank of {stats['tokens']:,} tokens.")
-        return note, *shown(session), session
+        return note, summary, stats, drawn, session
 
-    ui["load_bank"].upload(load, [ui["load_bank"], ui["session"]], [ui["read_progress"], *summary_outputs, ui["session"]],
-                           api_name="load_bank", show_progress="hidden", concurrency_limit=None)
+    w.load.upload(load, [w.load, page.session], read_outputs, api_name="load_bank", show_progress="hidden",
+                  **ui.heavy())

@@ -1,23 +1,41 @@
 """The Memory map tab: where in each document answers looked, and the chunk keys in two dimensions."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import gradio as gr
 
 from .. import views
+from ..session import Session
 from .common import Ui
 
+if TYPE_CHECKING:
+    from .page import Page
 
-def render(ui: Ui) -> None:
+
+@dataclass(frozen=True)
+class MapWidgets:
+    view: gr.HTML  # redrawn by the Memory and Chat tabs' events too
+    redraw: gr.Button
+
+
+def drawn(session: Session) -> str:
+    """The map of a session's memory, its retrieval heat and its latest answer."""
+    return views.memory_map(session.bank, session.heat, session.last_retrieved)
+
+
+def render(ui: Ui) -> MapWidgets:
     gr.Markdown("Updated after every reading and every answer. Hover a cell or a dot to see its text.")
-    memory_map = gr.HTML(views.memory_map(None, {}, []), elem_id="lm-memory-map")
-    refresh = gr.Button("Redraw", size="sm")
-    ui.add(memory_map=memory_map, refresh_map=refresh)
+    view = gr.HTML(views.memory_map(None, {}, []), elem_id="lm-memory-map")
+    redraw = gr.Button("Redraw", size="sm")
+    return MapWidgets(view, redraw)
 
 
-def listen(ui: Ui) -> None:
+def listen(ui: Ui, page: Page) -> None:
     def redraw(session, request: gr.Request):
         session = ui.open(session, request)
-        return ui.memory_map(session), session
+        return drawn(session), session
 
-    ui["refresh_map"].click(redraw, [ui["session"]], [ui["memory_map"], ui["session"]], api_visibility="private",
-                            concurrency_limit=None)
+    page.memory_map.redraw.click(redraw, [page.session], [page.memory_map.view, page.session],
+                                 api_visibility="private", concurrency_limit=None)

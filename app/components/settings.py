@@ -1,40 +1,57 @@
 """The Settings tab: retrieval, memory and generation settings of this session, with the model's fixed ones."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import gradio as gr
 
 from .. import handlers
-from .common import Ui
+from .common import Ui, int_choice
+
+if TYPE_CHECKING:
+    from .page import Page
 
 
-def render(ui: Ui) -> None:
+@dataclass(frozen=True)
+class SettingsWidgets:
+    top_k: gr.Dropdown
+    top: gr.Slider
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    chunk_size: gr.Dropdown
+    capacity: gr.Number
+
+
+def render(ui: Ui) -> SettingsWidgets:
     model, s = ui.model, ui.settings
     cfg = model.cfg
     with gr.Row():
         with gr.Column():
             gr.Markdown("#### Answers")
-            top_k = gr.Dropdown(handlers.top_k_choices(model), value=cfg.top_k,
-                                label="Tokens retrieved per query token and head (top-k)",
-                                info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
+            top_k = int_choice(handlers.top_k_choices(model), value=cfg.top_k,
+                              label="Tokens retrieved per query token and head (top-k)",
+                              info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
             top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer")
-            max_new = gr.Slider(8, 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
+            max_new = gr.Slider(min(8, s.max_new_tokens), 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05,
                                     label="Temperature (0 = always the most likely token)")
         with gr.Column():
             gr.Markdown("#### Memory (applies to a new, empty memory: clear it to change)")
-            chunk_size = gr.Dropdown(handlers.chunk_size_choices(model), value=s.chunk_size or cfg.chunk_size,
-                                     label="Tokens per chunk", info="Retrieval picks whole chunks (paper: 4)")
-            capacity = gr.Number(value=s.capacity or cfg.capacity, precision=0, minimum=64, maximum=1_048_576,
-                                 label="Memory capacity (tokens)",
+            chunk_size = int_choice(handlers.chunk_size_choices(model), value=s.chunk_size or cfg.chunk_size,
+                                   label="Tokens per chunk", info="Retrieval picks whole chunks (paper: 4)")
+            capacity = gr.Number(value=s.capacity or cfg.capacity, precision=0, minimum=64,
+                                 maximum=s.max_bank_capacity, label="Memory capacity (tokens)",
                                  info="Beyond it the oldest chunks are dropped (paper: 65,536)")
     gr.Markdown(
         f"**Fixed by the model:** backbone `{cfg.backbone}`, memory layer {model.memory_layer}, "
         f"SideNet {'checkpoint `' + ui.checkpoint + '`' if ui.checkpoint else 'untrained'}.  \n"
-        f"**Server limits:** {s.max_upload_mb:g} MB per document or table, {s.max_bank_mb:g} MB per saved bank, "
+        f"**Server limits:** {s.max_upload_mb:g} MB per document or table, {s.max_bank_mb:g} MB per saved bank "
+        f"(of at most {s.max_bank_capacity:,} tokens), questions of {s.max_question_chars:,} characters, "
         f"{s.max_demonstrations:,} demonstrations, {s.max_test_rows} test texts per file, {s.concurrency} model "
         "requests at once (others wait in a queue).")
-    ui.add(top=top, top_k=top_k, max_new_tokens=max_new, temperature=temperature, chunk_size=chunk_size, capacity=capacity)
+    return SettingsWidgets(top_k, top, max_new, temperature, chunk_size, capacity)
 
 
-def listen(ui: Ui) -> None:
+def listen(ui: Ui, page: Page) -> None:
     """Settings are read by the other tabs' events; nothing to wire here."""

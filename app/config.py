@@ -1,4 +1,5 @@
-"""The app's settings: defaults for every user, overridable as keyword arguments of ``build_demo``."""
+"""The app's configuration: defaults for every user and the server's limits, overridable as keyword arguments
+of ``build_demo``. (The Settings *tab*, where a user changes their own, is ``components/settings.py``.)"""
 from __future__ import annotations
 
 import dataclasses
@@ -17,14 +18,17 @@ class AppSettings:
     seed: int = 1  # which k demonstrations are sampled into context
     max_upload_mb: float = 20.0  # larger documents, demonstration sets and test files are refused with a message
     max_bank_mb: float = 200.0  # larger saved banks (.zip) are refused (a full 65,536-token bank of the default backbone is about 65 MB)
+    max_bank_capacity: int = 1_048_576  # largest capacity (tokens) of a new or loaded bank: bounds what a bank file can make the server allocate
+    max_question_chars: int = 2000  # longer questions (and texts to classify) are refused with a message
     max_demonstrations: int = 2000  # rows of a demonstration set read into memory (paper: 2,000)
     max_test_rows: int = 200  # rows of a test file classified at once
-    concurrency: int = 2  # model calls running at once across all sessions; others wait in the queue
+    concurrency: int = 2  # expensive requests (read, chat, classify, save, load) running at once across all sessions; others wait in the queue
     queue_size: int = 64  # waiting requests beyond this are refused ("queue full")
     session_ttl_s: float | None = None  # drop a session's memory this long after its last change (None: keep until the tab closes)
 
     def __post_init__(self) -> None:
-        for name in ("top", "max_new_tokens", "max_demonstrations", "max_test_rows", "concurrency", "queue_size"):
+        for name in ("top", "max_new_tokens", "max_demonstrations", "max_test_rows", "concurrency", "queue_size",
+                     "max_bank_capacity", "max_question_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.temperature < 0:
@@ -39,6 +43,12 @@ class AppSettings:
     @property
     def max_bank_bytes(self) -> int:
         return int(self.max_bank_mb * 1e6)
+
+    @property
+    def max_file_size(self) -> int:
+        """Bytes of the largest upload the server accepts at all (``launch(max_file_size=...)``): Gradio refuses
+        a larger one before it is written to disk; the per-kind limits above are checked after."""
+        return max(self.max_upload_bytes, self.max_bank_bytes)
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "AppSettings":

@@ -1,0 +1,98 @@
+"""The Chat tab's handlers: answer a question with the session's memory, streaming, and show where it looked."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+from longmem_core import LongMemModel, MemoryBank
+
+from ..session import Session
+from .common import AppError, busy, check_question, retrieval_width
+
+CONTEXT_CHARS = 160  # characters of surrounding text returned with a retrieved chunk
+
+
+@dataclass
+class ChatResult:
+    """One answer, filled in as it streams."""
+
+    question: str
+    answer: str = ""
+    backbone_answer: str | None = None  # the backbone alone, when compared
+    retrieved: list[dict] = field(default_factory=list)  # Retrieved.to_dict() of the chunks attended to most
+    memory_share: float = 0.0  # mean share of the memory layer's output that came from memory
+    memory_tokens: int = 0  # tokens in memory when the question was asked
+    seconds: float = 0.0
+    done: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def chat(model: LongMemModel, session: Session, question: str, *, compare: bool = False, top: int = 5,
+         max_new_tokens: int = 128, temperature: float = 0.0, history_turns: int = 2,
+         top_k: int | None = None, max_chars: int | None = None) -> Iterator[ChatResult]:
+    """Answer ``question`` with the session's memory, streaming: yields the growing ChatResult, the last one
+    with ``done`` set, the retrieved chunks listed and the retrieval heat of the session updated. A question
+    over ``max_chars`` characters is refused before the model sees it."""
+    question = check_question(question, max_chars)
+    if not question:
+        raise AppError("Type a question first.")
+    with busy(session):
+        bank = session.bank if session.bank is not None and len(session.bank) else None
+        history = []
+        for turn in session.turns[-history_turns:] if history_turns > 0 else []:
+            history += [{"role": "user", "content": turn["question"]},
+                        {"role": "assistant", "content": turn["answer"]}]
+        prompt = model.chat_ids(question, history)
+        result, t0 = ChatResult(question, memory_tokens=len(bank) if bank else 0), time.perf_counter()
+        gen = model.generate(prompt, bank, max_new_tokens=max_new_tokens, temperature=temperature,
+                             top_k=retrieval_width(top_k, bank))
+        for piece in gen:
+            result.answer += piece
+            yield result
+        result.answer = gen.text
+        if bank is not None:
+            result.memory_share = gen.memory_share
+            result.retrieved = [context_of(bank, r.to_dict()) for r in model.retrieved_for(gen, bank, top=top)]
+            total = sum(gen.chunk_mass.values()) or 1.0
+            for cid, mass in gen.chunk_mass.items():
+                session.heat[cid] = session.heat.get(cid, 0.0) + mass / total
+            session.last_retrieved = [r["chunk_id"] for r in result.retrieved]
+        if compare:
+            result.backbone_answer = ""
+            yield result
+            alone = model.generate(prompt, None, max_new_tokens=max_new_tokens, temperature=temperature,
+                                   backbone_only=True)
+            for piece in alone:
+                result.backbone_answer += piece
+                yield result
+            result.backbone_answer = alone.text
+        result.seconds = time.perf_counter() - t0
+        result.done = True
+        session.turns.append({"question": question, "answer": result.answer,
+                              "backbone_answer": result.backbone_answer})
+    yield result
+
+
+def context_of(bank: MemoryBank, chunk: dict, chars: int = CONTEXT_CHARS) -> dict:
+    """The text around a retrieved chunk (``before``/``after``), cut at word boundaries."""
+    ids = bank.chunk_ids
+    pos = int(chunk["chunk_id"] - ids[0]) if len(ids) else -1
+    if not 0 <= pos < len(ids) or chunk["char_start"] < 0:
+        return {**chunk, "before": "", "after": ""}
+    text = bank.sources[int(bank.chunk_source[pos])]["text"]
+    start, end = chunk["char_start"], chunk["char_end"]
+    before = text[max(0, start - chars):start]
+    after = text[end:end + chars]
+    if start - chars > 0 and " " in before:
+        before = before[before.index(" ") + 1:]
+    if end + chars < len(text) and " " in after:
+        after = after[:after.rindex(" ")]
+    return {**chunk, "before": before, "after": after}
+
+
+def new_conversation(session: Session) -> None:
+    """Forget the chat turns (memory and retrieval heat stay)."""
+    session.turns = []

@@ -1,0 +1,353 @@
+"""Hostile and careless input (issue 15), first on the handlers with a tiny model, then a few cases through
+gradio_client on a loopback server. Every case asserts the message the user gets AND that the session's memory
+is unchanged (the same bank object, the same statistics)."""
+import io
+import json
+import resource
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError as ClientAppError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from app import handlers
+from app.handlers import AppError
+from app.session import Session
+from app.ui import WORK_DIR_PREFIX, build_demo, launch_options
+from longmem_core import LongMemModel, preset
+
+TEXT = "The lighthouse keeper counted eleven ships before dawn. " * 6
+CAPACITY = 4096
+MAX_QUESTION = 300  # the served app's question limit in these tests
+
+
+@pytest.fixture(scope="module")
+def model(tiny_backbones):
+    return LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"])
+
+
+@pytest.fixture(scope="module")
+def good_zip(model, tmp_path_factory) -> bytes:
+    """The bytes of a bank saved by the app."""
+    folder = tmp_path_factory.mktemp("good")
+    session = _filled(model, folder)
+    return handlers.save_bank(session, folder / "out").read_bytes()
+
+
+def _filled(model, folder: Path, text: str = TEXT, name: str = "keeper.txt") -> Session:
+    (folder / name).write_text(text, encoding="utf-8")
+    session = Session()
+    handlers.memorize(model, session, handlers.read_documents([folder / name]), capacity=CAPACITY)
+    return session
+
+
+@pytest.fixture()
+def session(model, tmp_path):
+    return _filled(model, tmp_path)
+
+
+def _entries(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def tampered(good: bytes, path: Path, meta=None, tensors=None, extra: dict | None = None) -> Path:
+    """A copy of a good bank with meta.json fields changed (``meta``: dict update, or a function of the dict),
+    tensors changed (``tensors``: a function of the dict of tensors) and extra zip entries."""
+    entries = _entries(good)
+    if meta is not None:
+        m = json.loads(entries["meta.json"])
+        m = meta(m) if callable(meta) else {**m, **meta}
+        entries["meta.json"] = json.dumps(m).encode()
+    if tensors is not None:
+        t = load_tensors(entries["tensors.safetensors"])
+        tensors(t)
+        entries["tensors.safetensors"] = save_tensors({k: v.contiguous() for k, v in t.items()})
+    return _zip(path, {**entries, **(extra or {})})
+
+
+def refused(model, session, path, message: str, **limits) -> str:
+    """Load ``path`` into ``session``: it must be refused with ``message``, and memory must stay as it was."""
+    bank, before = session.bank, handlers.bank_stats(session)
+    with pytest.raises(AppError, match=message) as info:
+        handlers.load_bank(model, session, path, **limits)
+    assert session.bank is bank and handlers.bank_stats(session) == before
+    text = str(info.value)
+    assert "\n" not in text and "/tmp" not in text and str(path.parent) not in text  # one line, no server path
+    assert text.startswith(path.name)
+    return text
+
+
+def _set_chunk_source(value):
+    def change(t):
+        t["chunk_source"][0] = value
+    return change
+
+
+def _nan_keys(t):
+    t["keys"][0, 0, 0, 0] = float("nan")
+
+
+@pytest.mark.parametrize("case,meta,tensors,message", [
+    ("huge first_id and capacity", {"first_id": 1_000_000, "capacity": 1 << 40}, None, "'capacity' is 1,099,511,627,776"),
+    ("huge first_id", {"first_id": 1_000_000}, None, r"chunk ids \(first_id 1,000,000\) do not fit"),
+    ("negative first_id", {"first_id": -1}, None, "'first_id' is -1"),
+    ("capacity 8", {"capacity": 8}, None, "more than its capacity of 8"),
+    ("no sources", {"sources": []}, None, "names source 0, but the bank has 0 sources"),
+    ("a source that is a string", {"sources": ["abc"]}, None, "'sources' must be a list of"),
+    ("a source that is a number", {"sources": [7]}, None, "'sources' must be a list of"),
+    ("a source name that is a number", lambda m: {**m, "sources": [{"name": 5, "text": "x"}]}, None,
+     "'sources' must be a list of"),
+    ("sources not a list", {"sources": "abc"}, None, "'sources' must be a list of"),
+    ("chunk_source out of range", None, _set_chunk_source(99), "names source 99, but the bank has 1 source"),
+    ("chunk_source negative", None, _set_chunk_source(-5), "names source -5"),
+    ("NaN keys", None, _nan_keys, "not finite numbers"),
+    ("chunk_size as text", {"chunk_size": "4"}, None, "'chunk_size' must be a whole number"),
+    ("another memory layer", {"memory_layer": 0}, None, "memory layer"),
+    ("meta.json a list", lambda m: [m], None, "must hold an object, not a list"),
+])
+def test_a_tampered_bank_is_refused_and_memory_is_unchanged(model, session, good_zip, tmp_path, case, meta, tensors,
+                                                           message):
+    path = tampered(good_zip, tmp_path / "tampered.zip", meta=meta, tensors=tensors)
+    refused(model, session, path, message)
+
+
+def test_a_huge_capacity_is_refused_before_anything_is_allocated(model, session, good_zip, tmp_path):
+    path = tampered(good_zip, tmp_path / "huge.zip", meta={"first_id": 10 ** 15, "capacity": 1 << 40})
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    refused(model, session, path, "capacity")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50_000  # under 50 MB more at peak
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({".DS_Store": b"x"}, r"contains a hidden file \('.DS_Store'\)"),
+    ({"__MACOSX/._meta.json": b"x"}, "contains a hidden file"),
+    ({"../evil.txt": b"x"}, r"contains a folder or path \('../evil.txt'\)"),
+    ({"/etc/evil": b"x"}, "contains a folder or path"),
+    ({"notes.txt": b"x"}, r"a file a saved bank does not have \('notes.txt'\)"),
+])
+def test_unexpected_zip_entries_get_a_precise_message(model, session, good_zip, tmp_path, extra, message):
+    refused(model, session, tampered(good_zip, tmp_path / "odd.zip", extra=extra), message)
+
+
+@pytest.mark.parametrize("entries,message", [
+    ({"notes.txt": b"hello"}, "not a memory bank saved by LongMem Studio"),
+    ({"meta.json": b"{not json", "tensors.safetensors": b"x"}, "meta.json is not readable JSON"),
+    ({"meta.json": b"[" * 100_000 + b"]" * 100_000, "tensors.safetensors": b"x"}, "meta.json is not readable JSON"),
+])
+def test_files_that_are_not_banks_are_refused(model, session, tmp_path, entries, message):
+    refused(model, session, _zip(tmp_path / "bad.zip", entries), message)
+    plain = tmp_path / "plain.zip"
+    plain.write_bytes(b"not a zip at all")
+    refused(model, session, plain, "not a .zip file")
+
+
+def test_a_truncated_tensor_file_is_refused_without_server_paths(model, session, good_zip, tmp_path):
+    entries = _entries(good_zip)
+    entries["tensors.safetensors"] = entries["tensors.safetensors"][:200]
+    refused(model, session, _zip(tmp_path / "truncated.zip", entries), "tensors.safetensors is not readable")
+    entries = _entries(good_zip)
+    entries["index_0.faiss"] = b"garbage" * 10
+    refused(model, session, _zip(tmp_path / "badindex.zip", entries), "not a memory bank saved by LongMem Studio")
+
+
+def test_oversize_bank_and_documents_are_refused(model, session, good_zip, tmp_path):
+    path = tmp_path / "big.zip"
+    path.write_bytes(good_zip)
+    refused(model, session, path, "over the limit", max_bytes=100)
+    before = handlers.bank_stats(session)
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 5000)
+    with pytest.raises(AppError, match=r"big.txt: .* over the limit"):
+        handlers.read_documents([big], max_bytes=1000)
+    assert handlers.bank_stats(session) == before
+
+
+def test_a_very_long_question_is_refused_before_the_model_runs(model, session):
+    bank, before = session.bank, handlers.bank_stats(session)
+    with pytest.raises(AppError, match="100,000 characters long; the limit is 2,000"):
+        list(handlers.chat(model, session, "q" * 100_000, max_chars=2000))
+    with pytest.raises(AppError, match="text to classify is 100,000 characters"):
+        handlers.classify_text(model, session, "x" * 100_000, max_chars=2000)
+    assert session.bank is bank and handlers.bank_stats(session) == before and session.turns == []
+
+
+def test_a_good_bank_still_loads(model, good_zip, tmp_path):
+    path = tmp_path / "good.zip"
+    path.write_bytes(good_zip)
+    fresh = Session()
+    stats = handlers.load_bank(model, fresh, path)
+    assert stats["tokens"] == len(TEXT.encode()) and [s["name"] for s in stats["sources"]] == ["keeper.txt"]
+
+
+def test_clear_deletes_the_saved_bank_file(model, session, tmp_path):
+    path = handlers.save_bank(session, tmp_path / "out")
+    assert path.exists()
+    handlers.clear(session)
+    assert not path.exists() and not path.parent.exists()
+
+
+# -- through the server --
+
+@pytest.fixture(scope="module")
+def served(tiny_backbones):
+    model = LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"])
+    demo = build_demo(model, capacity=CAPACITY, max_new_tokens=8, concurrency=2, max_upload_mb=0.05,
+                      max_bank_mb=0.5, max_question_chars=MAX_QUESTION)
+    demo.launch(**launch_options(demo.longmem.settings, server_name="127.0.0.1", prevent_thread_lock=True,
+                                 quiet=True, inbrowser=False))
+    yield demo
+    demo.close()
+
+
+@pytest.fixture()
+def client(served, tmp_path):
+    """A client whose session has read TEXT; yields (client, its server-side Session)."""
+    doc = tmp_path / "keeper.txt"
+    doc.write_text(TEXT, encoding="utf-8")
+    c = Client(served.local_url, verbose=False)
+    c.predict(files=[handle_file(str(doc))], api_name="/memorize")
+    session = served.longmem.sessions._open[c.session_hash]
+    yield c, session
+    c.close()
+
+
+def unchanged(c: Client, session: Session, bank, before: dict) -> None:
+    assert session.bank is bank and handlers.bank_stats(session) == before
+    answer = c.predict("Who counted?", api_name="/chat")[3]
+    assert answer["memory_tokens"] == before["tokens"] and all(r["source"] == "keeper.txt" for r in answer["retrieved"])
+
+
+def test_server_refuses_hostile_banks_and_keeps_memory(client, good_zip, tmp_path):
+    c, session = client
+    bank, before = session.bank, handlers.bank_stats(session)
+    cases = [(tampered(good_zip, tmp_path / "huge.zip", meta={"first_id": 1_000_000, "capacity": 1 << 40}), "capacity"),
+             (tampered(good_zip, tmp_path / "hidden.zip", extra={".hidden": b"x"}), "hidden file"),
+             (tampered(good_zip, tmp_path / "escape.zip", extra={"../up.txt": b"x"}), "folder or path"),
+             (tampered(good_zip, tmp_path / "nosources.zip", meta={"sources": []}), "0 sources")]
+    for path, message in cases:
+        with pytest.raises(ClientAppError, match=message) as info:
+            c.predict(handle_file(str(path)), api_name="/load_bank")
+        assert path.name in str(info.value) and "/tmp" not in str(info.value)
+    unchanged(c, session, bank, before)
+
+
+def test_server_refuses_an_upload_over_max_file_size(client, tmp_path):
+    c, session = client
+    bank, before = session.bank, handlers.bank_stats(session)
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 600_000)  # over the launch limit (0.5 MB), refused before it reaches the disk
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 500000 bytes"):  # the client checks first
+        c.predict(files=[handle_file(str(big))], api_name="/memorize")
+    with big.open("rb") as f:  # a client that does not check: the server refuses the upload itself
+        response = httpx.post(f"{c.src}gradio_api/upload", files={"files": ("big.txt", f, "text/plain")})
+    assert response.status_code == 413 and "maximum allowed size" in response.text
+    unchanged(c, session, bank, before)
+
+
+def test_server_refuses_a_long_question(client):
+    c, session = client
+    bank, before = session.bank, handlers.bank_stats(session)
+    with pytest.raises(ClientAppError, match=f"100,000 characters long; the limit is {MAX_QUESTION}"):
+        c.predict("q" * 100_000, api_name="/chat")
+    unchanged(c, session, bank, before)
+
+
+def test_api_takes_chunk_size_as_a_number_or_its_digits(served, tmp_path):
+    c = Client(served.local_url, verbose=False)
+    try:
+        params = {p["parameter_name"]: p for p in
+                  c.view_api(print_info=False, return_format="dict")["named_endpoints"]["/memorize"]["parameters"]}
+        assert params["chunk_size"]["python_type"]["type"] == "int"
+        doc = tmp_path / "doc.txt"
+        doc.write_text(TEXT, encoding="utf-8")
+        stats = c.predict(files=[handle_file(str(doc))], chunk_size="2", api_name="/memorize")[2]
+        assert stats["chunk_size"] == 2
+        session = served.longmem.sessions._open[c.session_hash]
+        bank, before = session.bank, handlers.bank_stats(session)
+        with pytest.raises(ClientAppError, match=r"Tokens per chunk: 'abc' is not one of \[1, 2, 4\]"):
+            c.predict(files=[handle_file(str(doc))], chunk_size="abc", api_name="/memorize")
+        assert session.bank is bank and handlers.bank_stats(session) == before
+    finally:
+        c.close()
+
+
+def test_saved_bank_is_a_file_for_the_client_and_gone_after_clear(served, client, tmp_path):
+    c, session = client
+    downloaded = Path(c.predict(api_name="/save_bank"))
+    assert downloaded.suffix == ".zip" and zipfile.is_zipfile(downloaded)  # the client got the file itself
+    served_copies = [p for p in session.saved if p.is_file()]
+    assert served_copies
+    url = f"{served.local_url}gradio_api/file={served_copies[0]}"
+    assert httpx.get(url).status_code == 200
+    c.predict(api_name="/clear")
+    assert all(not p.exists() for p in served_copies) and httpx.get(url).status_code != 200
+
+
+def test_closing_frees_sessions_and_removes_the_work_folder(tiny_backbones, tmp_path):
+    model = LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"])
+    demo = build_demo(model, capacity=CAPACITY)
+    work = demo.longmem.work_dir
+    assert work.name.startswith(WORK_DIR_PREFIX) and work.is_dir()
+    session = demo.longmem.sessions.open(None, "abc")
+    session.bank = _filled(model, tmp_path).bank
+    handlers.save_bank(session, work)
+    demo.close()
+    assert not work.exists() and session.bank is None and session.closed
+
+
+def test_a_corrupt_bank_never_replaces_memory_even_when_the_library_raises(model, session, good_zip, tmp_path,
+                                                                          monkeypatch):
+    """Whatever MemoryBank.load raises (the library's own validation raises ValueError) becomes a message."""
+    from longmem_core import MemoryBank
+
+    def failing(*args, **kwargs):
+        raise ValueError(f"{tmp_path}/x/meta.json: capacity is too large")
+    monkeypatch.setattr(MemoryBank, "load", classmethod(lambda cls, *a, **k: failing()))
+    path = tmp_path / "good.zip"
+    path.write_bytes(good_zip)
+    text = refused(model, session, path, "capacity is too large")
+    assert "x/meta.json" not in text
+
+
+def test_nan_keys_never_reach_the_torch_side(model, session, good_zip, tmp_path):
+    """Infinity too."""
+    def inf(t):
+        t["values"][0, 0, 0, 0] = float("inf")
+    refused(model, session, tampered(good_zip, tmp_path / "inf.zip", tensors=inf), "not finite")
+    assert torch.isfinite(session.bank.keys).all()
+
+
+def test_document_errors_name_the_file_not_its_server_folder(tmp_path):
+    for path in (tmp_path / "gone" / "missing.txt", tmp_path):
+        with pytest.raises(AppError) as info:
+            handlers.read_documents([path])
+        assert str(tmp_path) not in str(info.value) and str(info.value).startswith(path.name)
+
+
+def test_a_closed_session_deletes_its_saved_bank(served, tmp_path):
+    doc = tmp_path / "keeper.txt"
+    doc.write_text(TEXT, encoding="utf-8")
+    c = Client(served.local_url, verbose=False)
+    c.predict(files=[handle_file(str(doc))], api_name="/memorize")
+    c.predict(api_name="/save_bank")
+    saved = list(served.longmem.sessions._open[c.session_hash].saved)
+    assert saved and all(p.exists() for p in saved)
+    c.close()  # Gradio notices the closed connection and ends the session
+    end = time.monotonic() + 60
+    while time.monotonic() < end and any(p.exists() for p in saved):
+        time.sleep(0.5)
+    assert not any(p.exists() for p in saved)
