@@ -232,7 +232,7 @@ def _zip(tmp_path, name, files):
 @pytest.mark.parametrize("files,message", [
     ({"notes.txt": "hello"}, "not a memory bank saved by LongMem Studio"),
     ({"meta.json": "{}", "tensors.safetensors": b"x", "../evil": "x"}, "contains a folder or path"),
-    ({"meta.json": json.dumps({"format": 1}), "tensors.safetensors": b"garbage"}, "meta.json field .chunk_size. must be a whole number"),
+    ({"meta.json": json.dumps({"format": 1}), "tensors.safetensors": b"garbage"}, "meta.json lacks n_kv_heads"),
 ])
 def test_broken_bank_files_are_refused(model, shared, tmp_path, files, message):
     session = shared

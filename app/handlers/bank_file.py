@@ -1,14 +1,13 @@
 """Saving the session's bank as a .zip file, and loading one back.
 
-A loaded bank is checked completely before anything is allocated for it or adopted: the zip's entries,
-``meta.json`` against the model and the app's limits, the tensors' shapes (read from the safetensors header,
-not the data), then, once loaded, the chunks against the sources and the keys for finite values. The library's
-``MemoryBank.load`` checks a bank too; any ValueError it raises becomes a message here. Nothing in the session
-changes until ``adopt_bank``.
+A loaded bank is checked completely before it is adopted: here, the zip's entries (names, sizes) and this
+app's capacity limit; everything inside the bank (meta.json, tensor shapes and dtypes, sources, spans, finite
+keys) by the library's ``MemoryBank.load``, the same check the CLI gets, which allocates only what the file
+stores. Its errors become one-line messages naming the uploaded file. Nothing in the session changes until
+``adopt_bank``.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -17,16 +16,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import torch
 
 from longmem_core import BankMismatchError, LongMemModel, MemoryBank
+from longmem_core.bank_files import BankFileError
 
 from ..session import Session
 from .common import AppError, busy, check_file_size
 
 BANK_FILES = ("meta.json", "tensors.safetensors")  # always in a saved bank, with one index_<head>.faiss per kv head
 INDEX_FILE = re.compile(r"index_(\d+)\.faiss")
-MIN_SLOTS = 256  # chunk slots the library allocates at least for a bank
 NOT_A_BANK = "not a memory bank saved by LongMem Studio"
 
 
@@ -57,15 +55,6 @@ def save_bank(session: Session, directory: str | os.PathLike) -> Path:
 
 # -- loading --
 
-def _field(meta: dict, name: str, low: int, high: int, where: str) -> int:
-    value = meta.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise AppError(f"{where}: meta.json field {name!r} must be a whole number, got {value!r:.40}")
-    if not low <= value <= high:
-        raise AppError(f"{where}: meta.json field {name!r} is {value:,}, outside {low:,}..{high:,}")
-    return value
-
-
 def _check_entries(zf: zipfile.ZipFile, where: str, max_unpacked: int | None) -> None:
     names = zf.namelist()
     hidden = [n for n in names if os.path.basename(n.rstrip("/")).startswith(".")]
@@ -86,77 +75,10 @@ def _check_entries(zf: zipfile.ZipFile, where: str, max_unpacked: int | None) ->
         raise AppError(f"{where}: unpacks to {unpacked / 1e6:.0f} MB, over the limit of {max_unpacked / 1e6:.0f} MB")
 
 
-def _check_meta(model: LongMemModel, folder: Path, where: str, max_capacity: int) -> dict:
-    """meta.json and the tensor shapes checked against the model and the limits, before anything is allocated."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise AppError(f"{where}: meta.json is not readable JSON ({type(exc).__name__})") from exc
-    if not isinstance(meta, dict):
-        raise AppError(f"{where}: meta.json must hold an object, not a {type(meta).__name__}")
-    chunk_size = _field(meta, "chunk_size", 1, 1024, where)
-    capacity = _field(meta, "capacity", chunk_size, max_capacity, where)
-    first_id = _field(meta, "first_id", 0, 2 ** 53, where)
-    heads, head_dim = _field(meta, "n_kv_heads", 1, 4096, where), _field(meta, "head_dim", 1, 4096, where)
-    sources = meta.get("sources")
-    if not isinstance(sources, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("text"), str) for s in sources):
-        raise AppError(f"{where}: meta.json 'sources' must be a list of {{\"name\": text, \"text\": text}} records")
-    try:  # the model's own check, on an empty bank of the same kind: nothing allocated yet
-        probe = MemoryBank(n_kv_heads=heads, head_dim=head_dim, chunk_size=chunk_size, capacity=chunk_size,
-                           backbone=str(meta.get("backbone", "")), memory_layer=meta.get("memory_layer", -1))
-        model.check_bank(probe)
-        own = model.new_bank(capacity=chunk_size, chunk_size=chunk_size)
-    except (BankMismatchError, ValueError, TypeError) as exc:
-        raise AppError(f"{where}: {exc}") from exc
-    if (heads, head_dim) != (own.n_kv_heads, own.head_dim):
-        raise AppError(f"{where}: keys of {heads} heads x {head_dim} do not fit this model "
-                       f"({own.n_kv_heads} x {own.head_dim})")
-    shapes = _tensor_shapes(folder / "tensors.safetensors", where)
-    n = shapes.get("token_mask", (None,))[0]
-    expected = {"keys": (heads, n, chunk_size, head_dim), "values": (heads, n, chunk_size, head_dim),
-                "token_mask": (n, chunk_size), "chunk_source": (n,), "chunk_tokens": (n, 2), "chunk_chars": (n, 2)}
-    wrong = [name for name, shape in expected.items() if shapes.get(name) != shape]
-    if n is None or wrong:
-        raise AppError(f"{where}: the stored tensors do not match meta.json ({(wrong or ['token_mask'])[0]})")
-    max_chunks = capacity // chunk_size
-    if n * chunk_size > capacity:
-        raise AppError(f"{where}: holds {n * chunk_size:,} tokens, more than its capacity of {capacity:,}")
-    slots = max_chunks if first_id + n > max_chunks else first_id + n  # what the library will allocate
-    if slots > max(2 * n, MIN_SLOTS):
-        raise AppError(f"{where}: its chunk ids (first_id {first_id:,}) do not fit its {n:,} chunks and capacity "
-                       f"of {capacity:,} tokens; {NOT_A_BANK}")
-    return meta
-
-
-def _tensor_shapes(path: Path, where: str) -> dict[str, tuple[int, ...]]:
-    """Names and shapes from a safetensors header (the data is not read)."""
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for a corrupt header
-        raise AppError(f"{where}: tensors.safetensors is not readable ({type(exc).__name__})") from exc
-
-
-def _check_loaded(bank: MemoryBank, where: str) -> None:
-    """What the shapes cannot tell: chunks point at real sources and places in them; keys and values are finite."""
-    sources, n_sources = bank.sources, len(bank.sources)
-    src = bank.chunk_source
-    if len(src) and (src.min() < -1 or src.max() >= n_sources):
-        raise AppError(f"{where}: a chunk names source {int(src.max() if src.max() >= n_sources else src.min())}, "
-                       f"but the bank has {n_sources} source{'s' if n_sources != 1 else ''}")
-    chars = bank.chunk_chars
-    for s, (a, b) in zip(src.tolist(), chars.tolist()):
-        if s >= 0 and a >= 0 and not a <= b <= len(sources[s]["text"]):
-            raise AppError(f"{where}: a chunk's characters {a}..{b} lie outside its source {sources[s]['name']!r}")
-    if not (torch.isfinite(bank.keys).all() and torch.isfinite(bank.values).all()):
-        raise AppError(f"{where}: the stored keys or values are not finite numbers (NaN or infinity)")
-
-
 def _without_paths(message: str, folder: Path, where: str) -> str:
     """An error message with the server's temporary folder replaced by the uploaded file's name."""
     message = message.splitlines()[0] if message else ""
+    message = message.replace(folder.name, where)  # the library names a bank by its folder's name
     return re.sub(r"(/[\w.\-]+)+/?", lambda m: where if m.group(0).startswith(str(folder)) else
                   os.path.basename(m.group(0).rstrip("/")), message.replace(str(folder), where))
 
@@ -176,18 +98,21 @@ def read_bank(model: LongMemModel, path: str | os.PathLike, *, name: str | None 
             with zipfile.ZipFile(path) as zf:
                 _check_entries(zf, where, None if max_bytes is None else 2 * max_bytes)
                 zf.extractall(folder)
-            _check_meta(model, folder, where, max_capacity)
-            bank = MemoryBank.load(folder)
+            bank = MemoryBank.load(folder)  # the library's one complete check (the CLI uses the same)
             model.check_bank(bank)
+            if bank.capacity > max_capacity:
+                raise AppError(f"{where}: a capacity of {bank.capacity:,} tokens is over this app's limit of "
+                               f"{max_capacity:,}")
         except AppError:
             raise
         except zipfile.BadZipFile as exc:
             raise AppError(f"{where}: not a .zip file saved by LongMem Studio") from exc
+        except BankFileError as exc:  # already one clear line that starts with the bank's name
+            raise AppError(_without_paths(str(exc), folder, where)) from exc
         except BankMismatchError as exc:
             raise AppError(f"{where}: {_without_paths(str(exc), folder, where)}") from exc
         except Exception as exc:  # safetensors, faiss, json and the library's checks raise their own types
             raise AppError(f"{where}: {NOT_A_BANK} ({_without_paths(str(exc), folder, where)})") from exc
-    _check_loaded(bank, where)
     return bank
 
 
