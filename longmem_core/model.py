@@ -286,7 +286,7 @@ class LongMemModel(nn.Module):
                  top: int | None = None) -> list[Retrieved]:
         """The ``chunks_listed`` chunks the memory layer's queries over ``query`` attend to most (memory attention
         mass, summed over the query's tokens and heads, normalised to 1). ``top_k``: tokens retrieved per query token
-        and head, as in ``forward``. ``top``: the former name of ``chunks_listed``."""
+        and head, as in ``forward``. ``top`` is an alias of ``chunks_listed``."""
         chunks_listed = top if top is not None else chunks_listed
         ids = self.encode(query)
         out = self(torch.tensor([ids], device=self.device), bank, trace=True, top_k=top_k)
@@ -298,7 +298,7 @@ class LongMemModel(nn.Module):
     def retrieved_for(self, gen: Generation, bank: MemoryBank, chunks_listed: int = 5, *,
                       top: int | None = None) -> list[Retrieved]:
         """The ``chunks_listed`` chunks a finished generation attended to most, normalised to sum to 1 over all
-        chunks. ``top``: the former name of ``chunks_listed``."""
+        chunks. ``top`` is an alias of ``chunks_listed``."""
         chunks_listed = top if top is not None else chunks_listed
         total = sum(gen.chunk_mass.values()) or 1.0
         best = sorted(gen.chunk_mass.items(), key=lambda kv: -kv[1])[:chunks_listed]
