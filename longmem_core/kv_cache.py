@@ -43,7 +43,7 @@ class KVCache:
             self._k = k if self._k is None else torch.cat([self.k, k], dim=2)
             self._v = v if self._v is None else torch.cat([self.v, v], dim=2)
         else:
-            if self._k is None or end > self._k.shape[2] or self._k.shape[0] != k.shape[0]:
+            if self._k is None or end > self._k.shape[2]:
                 self._reallocate(k, v, max(end, self.max_length))
             self._k[:, :, start:end] = k
             self._v[:, :, start:end] = v
@@ -51,7 +51,7 @@ class KVCache:
         return self.k, self.v
 
     def _reallocate(self, k: torch.Tensor, v: torch.Tensor, room: int) -> None:
-        """New buffers with ``room`` positions, holding what the old ones held (broadcast to k's batch)."""
+        """New buffers with ``room`` positions, holding what the old ones held."""
         B, G, _, D = k.shape
         new_k = k.new_empty(B, G, room, D)
         new_v = v.new_empty(B, v.shape[1], room, v.shape[3])
@@ -87,4 +87,5 @@ class ModelCaches:
     def expand(self, length: int, batch: int) -> "ModelCaches":
         """New caches holding the first ``length`` tokens of row 0, repeated for ``batch`` rows (these caches stay
         untouched)."""
-        return ModelCaches([c.prefix(length, batch) for c in self.backbone], [c.prefix(length, batch) for c in self.side])
+        return ModelCaches([c.prefix(length, batch) for c in self.backbone],
+                           [c.prefix(length, batch) for c in self.side])

@@ -60,6 +60,9 @@ class Retrieved:
 
 
 class LongMemModel(nn.Module):
+    """The frozen backbone and its trainable SideNet, and every use of them: reading into memory, the forward pass
+    and retrieval here; generation, scoring, checkpoints and prompts through their modules."""
+
     def __init__(self, cfg: LongMemConfig, backbone: FrozenBackbone | None = None) -> None:
         super().__init__()
         self.cfg = cfg

@@ -15,7 +15,8 @@ def test_update_hands_back_everything_held_in_order():
     for k, v in parts:
         all_k, all_v = cache.update(k, v)
     assert cache.length == 6
-    assert torch.equal(all_k, torch.cat([k for k, _ in parts], 2)) and torch.equal(all_v, torch.cat([v for _, v in parts], 2))
+    assert torch.equal(all_k, torch.cat([k for k, _ in parts], 2))
+    assert torch.equal(all_v, torch.cat([v for _, v in parts], 2))
     assert torch.equal(cache.k, all_k) and torch.equal(cache.v, all_v)
 
 

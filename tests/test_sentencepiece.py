@@ -80,7 +80,8 @@ def test_a_sentencepiece_backbone_loads_memorizes_and_generates(spm_backbone_dir
     from longmem_core import LongMemModel, load_backbone, preset
     backbone = load_backbone(str(spm_backbone_dir))
     sp = sentencepiece.SentencePieceProcessor(model_file=str(spm_backbone_dir / "tokenizer.model"))
-    assert backbone.tokenizer("a recondite matter", add_special_tokens=False)["input_ids"] == sp.encode("a recondite matter")
+    words = "a recondite matter"
+    assert backbone.tokenizer(words, add_special_tokens=False)["input_ids"] == sp.encode(words)
     model = LongMemModel(preset("tiny", backbone=str(spm_backbone_dir)), backbone=backbone)
     assert model.sink_id == sp.bos_id()  # no <|endoftext|> here: the bos token opens every segment
     text = (ASSETS / "the_time_machine_ch1.txt").read_text(encoding="utf-8")[:1500] + " naïve café"

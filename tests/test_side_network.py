@@ -27,7 +27,8 @@ def test_chunk_totals_weigh_each_head_by_its_memory_share_and_skip_empty_slots()
     for cid, w in raw.items():
         assert math.isclose(got[cid], w / total, rel_tol=1e-6)
     first = tr.chunk_totals(0, slice(0, 1))  # the first token only
-    assert math.isclose(first[7], (0.375 + 0.25) / 0.75, rel_tol=1e-6) and math.isclose(first[8], 0.125 / 0.75, rel_tol=1e-6)
+    assert math.isclose(first[7], (0.375 + 0.25) / 0.75, rel_tol=1e-6)
+    assert math.isclose(first[8], 0.125 / 0.75, rel_tol=1e-6)
     assert torch.equal(tr.local_share, 1 - tr.memory_share)
 
 
@@ -40,7 +41,8 @@ def test_layers_halve_the_backbone_and_the_identity_init_starts_at_zero(make_mod
     model = make_model("tiny")
     side, bb = model.side, model.backbone
     assert len(side.layers) == bb.n_layers // 2 and side.n_backbone_layers == bb.n_layers
-    assert side.memory_layer == model.cfg.resolve_memory_layer(bb.n_layers) and side.memory_index == side.memory_layer // 2
+    assert side.memory_layer == model.cfg.resolve_memory_layer(bb.n_layers)
+    assert side.memory_index == side.memory_layer // 2
     assert torch.equal(side.scale, torch.zeros(len(side.layers)))
     assert all(p.requires_grad for p in side.parameters())
     assert make_model("tiny", side_init="paper").side.scale is None
@@ -96,5 +98,6 @@ def test_trace_reports_per_chunk_attention_mass_of_what_the_retriever_returned(m
     assert tr.chunk_ids.shape == tr.chunk_weights.shape == (1, T, H, 2) and tr.memory_share.shape == (1, T, H)
     assert torch.allclose(tr.chunk_weights.sum(-1), torch.ones(1, T, H), atol=1e-5)
     assert bool((tr.chunk_weights[..., 1] > tr.chunk_weights[..., 0]).all())
-    assert torch.allclose(tr.memory_share, torch.full((1, T, H), 0.5)) and torch.allclose(tr.gate, torch.full((H,), 0.5))
+    assert torch.allclose(tr.memory_share, torch.full((1, T, H), 0.5))
+    assert torch.allclose(tr.gate, torch.full((H,), 0.5))
     assert not torch.allclose(hidden, model.side(out.hidden_states, out.rope, None)[0])  # memory changed the output
