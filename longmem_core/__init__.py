@@ -1,5 +1,6 @@
 """LongMem Studio's library: frozen backbone + memory bank + residual SideNet (Wang et al., 2023)."""
 from .backbone import BackboneError, FrozenBackbone, load_backbone
+from .checkpoint import CheckpointMismatchError
 from .config import DEFAULT_BACKBONE, PRESETS, LongMemConfig, default_checkpoint, preset
 from .data import Document, DocumentError, read_document, read_labelled
 from .memory_bank import BankMismatchError, ChunkInfo, MemoryBank, MemoryHits
@@ -7,7 +8,8 @@ from .model import Generation, LongMemModel, LongMemOutput, MemorizeStats, Retri
 from .side_network import RetrievalTrace, SideNetwork
 
 __all__ = [
-    "BackboneError", "BankMismatchError", "ChunkInfo", "DEFAULT_BACKBONE", "Document", "DocumentError",
+    "BackboneError", "BankMismatchError", "CheckpointMismatchError", "ChunkInfo", "DEFAULT_BACKBONE", "Document",
+    "DocumentError",
     "FrozenBackbone", "Generation", "LongMemConfig", "LongMemModel", "LongMemOutput", "MemorizeStats",
     "MemoryBank", "MemoryHits", "PRESETS", "Retrieved", "RetrievalTrace", "SideNetwork", "load_backbone",
     "default_checkpoint", "preset", "read_document", "read_labelled",

@@ -1,8 +1,7 @@
 """Attention math as pure functions: rotary embedding, causal attention, memory-augmented attention.
 
-Shape legend (used in every comment below):
-    B batch, T query tokens, S key tokens (local context), H query heads, G kv heads,
-    D head dim, K retrieved memory tokens per query token and head.
+Shapes follow ``shapes.py``: B batch, T query tokens, S key tokens (local context), H query heads,
+G kv heads, D head dim, K tokens retrieved from memory per query token and head.
 """
 from __future__ import annotations
 
@@ -44,6 +43,7 @@ class MemoryAttention:
 
     weights: torch.Tensor  # [B, H, T, K] softmax over the retrieved tokens (0 where masked)
     memory_share: torch.Tensor  # [B, H, T] share of the output taken from memory: sigmoid(g_h), 0 if nothing was retrieved
+    local: torch.Tensor  # [B, H, T, D] the local causal attention alone, before mixing in memory
 
 
 def memory_augmented_attention(
@@ -56,7 +56,6 @@ def memory_augmented_attention(
     memory_mask: torch.Tensor,
     gate_logit: torch.Tensor,
     scale: float,
-    return_local: bool = False,
 ) -> tuple[torch.Tensor, MemoryAttention]:
     """LongMem's joint attention: local causal attention and attention over retrieved memory, each with its
     own softmax, mixed per head by a sigmoid gate: ``out = (1 - s) * local + s * memory``, ``s = sigmoid(g_h)``.
@@ -68,7 +67,8 @@ def memory_augmented_attention(
     memory_mask: [B, H, T, K] True where a retrieved slot holds a real token
     gate_logit: [H]
     A query token with nothing retrieved (empty memory) gets plain causal attention exactly.
-    Returns out [B, H, T, D] (with ``return_local``: the pair (out, local)) and the memory branch's weights and share.
+    scale: softmax scale of q.k (head_dim ** -0.5 for the blocks here)
+    Returns out [B, H, T, D] and what the memory branch computed (its weights, share, and the local output).
     """
     local = causal_attention(q_local, k, v, scale)  # [B, H, T, D]
     scores = torch.einsum("bhtd,bhtkd->bhtk", q_memory, memory_keys.to(q_memory.dtype)) * scale  # [B, H, T, K]
@@ -78,5 +78,4 @@ def memory_augmented_attention(
     has_memory = memory_mask.any(dim=-1)  # [B, H, T]
     share = torch.sigmoid(gate_logit).view(1, -1, 1) * has_memory  # [B, H, T]
     out = local + share.unsqueeze(-1) * (memory - local)  # (1 - s) * local + s * memory
-    record = MemoryAttention(weights=weights, memory_share=share)
-    return ((out, local) if return_local else out), record
+    return out, MemoryAttention(weights=weights, memory_share=share, local=local)

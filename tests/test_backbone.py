@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from longmem_core.backbone import FrozenBackbone, LayerCache, _tiny_model
+from longmem_core.backbone import FrozenBackbone, _tiny_model
+from longmem_core.kv_cache import KVCache
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
@@ -46,7 +47,7 @@ def test_kv_cached_forward_matches_full_forward(tiny_backbones, name):
     bb = tiny_backbones[name]
     ids = torch.randint(0, 200, (1, 12))
     full = bb(ids).hidden_states[-1]
-    caches = [LayerCache() for _ in range(bb.n_layers)]
+    caches = [KVCache() for _ in range(bb.n_layers)]
     parts = [bb(ids[:, :7], caches=caches).hidden_states[-1]]
     for t in range(7, 12):
         parts.append(bb(ids[:, t:t + 1], caches=caches).hidden_states[-1])

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from longmem_core import BankMismatchError, LongMemConfig, LongMemModel, preset
+from longmem_core.checkpoint import CheckpointMismatchError
 
 TEXT = ("It was a bright cold day in April, and the clocks were striking thirteen. "
         "The pass key is 4071. Winston Smith slipped quickly through the glass doors. ") * 3
@@ -102,11 +103,14 @@ def test_checkpoint_round_trip(make_model, tmp_path, tiny_backbones):
     path = model.save_checkpoint(tmp_path / "ckpt.safetensors")
     from safetensors.torch import load_file
     assert set(load_file(path)) == set(model.trainable_parameters())
-    fresh = LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"])
+    fresh = LongMemModel(preset("tiny", top_k=6), backbone=tiny_backbones["tiny-llama"])
+    assert not torch.equal(model(_ids(model)).logits, fresh(_ids(model)).logits)  # the weights differ before loading
     fresh.load_checkpoint(path)
+    for name, p in model.trainable_parameters().items():
+        assert torch.equal(fresh.get_parameter(name), p), name
     ids = _ids(model)
     bank = _filled_bank(model)
-    assert torch.equal(model(ids, bank).logits, fresh(ids, bank).logits) or fresh.cfg.top_k != 6
+    assert torch.equal(model(ids, bank).logits, fresh(ids, bank).logits)
     from longmem_core.model import read_checkpoint_meta
     assert read_checkpoint_meta(path)["config"]["top_k"] == 6
 
@@ -251,7 +255,11 @@ def test_per_call_top_k(make_model):
     scores, tr = model.score_labels("x", [" a", " b"], bank, trace=True, top_k=6)
     assert tr.chunk_ids.shape[-1] == 3
     gen = model.generate(model.chat_ids("q"), bank, max_new_tokens=2, top_k=8)
-    assert len(list(gen)) >= 0 and gen.token_ids
+    assert "".join(gen) == gen.text and gen.token_ids
+    ids = model.chat_ids("q")
+    for _ in gen.token_ids:  # the same tokens without a KV cache, retrieving 8 tokens per query and head
+        ids.append(int(model(torch.tensor([ids]), bank, top_k=8).logits[0, -1].argmax()))
+    assert ids[-len(gen.token_ids):] == gen.token_ids
 
 
 def test_checkpoint_on_another_copy_of_the_same_architecture_loads_with_a_warning(make_model, tmp_path):
@@ -261,7 +269,7 @@ def test_checkpoint_on_another_copy_of_the_same_architecture_loads_with_a_warnin
     with pytest.warns(UserWarning, match="another copy"):
         other.load_checkpoint(path)
     gpt2 = make_model("tiny-gpt2")
-    with pytest.raises(BankMismatchError, match="another backbone"):
+    with pytest.raises(CheckpointMismatchError, match="another backbone"):
         gpt2.load_checkpoint(path)
 
 
