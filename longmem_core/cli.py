@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "tokens), from a checkpoint; see train-recall --help")
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
+    from . import eval_niah, eval_qa  # RULER-style needles and factual questions: parsers live in their modules
+    for name, module, text in (("eval-niah", eval_niah, "needles in a haystack (RULER tasks): every answer mode + BM25"),
+                               ("eval-qa", eval_qa, "factual questions about a document: every answer mode + BM25")):
+        p = sub.add_parser(name, help=text)
+        module.add_arguments(p)
+        _common(p)
+
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
     p.add_argument("--plot", metavar="FILE.svg", help="also draw retrieval time and RAM against bank size")
@@ -352,9 +359,18 @@ def cmd_bench(args) -> dict:
     return result
 
 
+def cmd_eval_suite(args) -> dict:
+    from . import eval_niah, eval_qa
+    try:
+        return {"eval-niah": eval_niah, "eval-qa": eval_qa}[args.command].run(args, lambda: _load_model(args))
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from exc
+
+
 COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "train": cmd_train,
             "eval-ppl": cmd_eval_ppl, "eval-passkey": cmd_eval_passkey,
-            "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak, "bench": cmd_bench}
+            "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak, "bench": cmd_bench,
+            "eval-niah": cmd_eval_suite, "eval-qa": cmd_eval_suite}
 
 
 def main(argv: list[str] | None = None) -> int:
