@@ -13,6 +13,7 @@ nothing, so its accuracy is null.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -38,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=6, help="chunks each mode lists (and BM25 returns)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows-out", default=None,
+                        help="also append every row to this JSON-lines file as soon as it is complete (long runs)")
 
 
 def parse_modes(spec: str | None) -> list[str]:
@@ -88,13 +91,14 @@ def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: i
 
 
 def evaluate(model, text: str, lengths: list[int], tasks: list[str], trials: int, modes: list[str], *,
-             top: int = 6, max_new_tokens: int = 64, seed: int = 0, progress: Callable[[str], None] | None = None
-             ) -> list[dict]:
-    """One row per (task, length, mode), in that order; every row keeps its trials (depth, scores, output)."""
+             top: int = 6, max_new_tokens: int = 64, seed: int = 0, progress: Callable[[str], None] | None = None,
+             on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """One row per (length, task, mode), in that order; every row keeps its trials (depth, scores, output).
+    ``on_row`` is called with each row as soon as it is complete."""
     haystack = Haystack(text, model.tokenizer)
     rows = []
-    for task in tasks:
-        for length in lengths:
+    for length in lengths:  # shortest first: a run cut short still has every task at the shorter lengths
+        for task in tasks:
             rng = random.Random(f"{seed}-{task}-{length}")  # a task's trials do not depend on the others asked
             per_mode: dict[str, list[dict]] = {m: [] for m in modes}
             for depth in even_depths(trials):
@@ -105,6 +109,8 @@ def evaluate(model, text: str, lengths: list[int], tasks: list[str], trials: int
                     progress(f"{task} {length}")
             for mode, results in per_mode.items():
                 rows.append(summarize(task, length, mode, results))
+                if on_row:
+                    on_row(rows[-1])
     return rows
 
 
@@ -140,10 +146,16 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     model = load_model()
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks) * len(lengths) * args.trials, desc="eval-niah", unit="trial", file=sys.stderr)
+    rows_out = Path(args.rows_out) if getattr(args, "rows_out", None) else None
+
+    def on_row(row: dict) -> None:
+        with rows_out.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     try:
         rows = evaluate(model, text, lengths, tasks, args.trials, modes, top=args.top,
                         max_new_tokens=args.max_new_tokens, seed=args.seed,
-                        progress=lambda label: (bar.set_postfix_str(label), bar.update()))
+                        progress=lambda label: (bar.set_postfix_str(label), bar.update()),
+                        on_row=on_row if rows_out else None)
     finally:
         bar.close()
     result = {"evaluation": "niah", "command": command_line(args, modes), "text": Path(args.text).name,

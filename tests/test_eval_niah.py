@@ -84,8 +84,10 @@ def test_trials_are_reproducible(make_model):
     model = make_model("tiny", capacity=64)
     text = BOOK.read_text(encoding="utf-8")
     a = eval_niah.evaluate(model, text, [300], ["multiquery"], 2, ["bm25"], seed=3)
-    b = eval_niah.evaluate(model, text, [300], ["single", "multiquery"], 2, ["bm25"], seed=3)
+    seen = []
+    b = eval_niah.evaluate(model, text, [300], ["single", "multiquery"], 2, ["bm25"], seed=3, on_row=seen.append)
     assert a[0] == b[1]  # a task's trials do not depend on which other tasks run
+    assert seen == b  # every row is handed out as soon as it is complete (--rows-out)
 
 
 def test_cli_json(tmp_path):
