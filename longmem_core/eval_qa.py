@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="characters of text on each side of a listed chunk that count as retrieved with it")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    parser.add_argument("--records-out", default=None,
+                        help="also append every question's record to this JSON-lines file as soon as it is complete")
 
 
 def read_questions(path: str | Path) -> list[dict]:
@@ -78,9 +80,10 @@ def retrieved_text(document: str, ans: answers.Answer, context_chars: int) -> st
 
 
 def evaluate(model, document: str, questions: list[dict], modes: list[str], *, top: int = 6,
-             context_chars: int = 200, max_new_tokens: int = 48, progress: Callable[[], None] | None = None
-             ) -> tuple[list[dict], list[dict]]:
-    """-> (one row per mode, one record per question with every mode's output and scores)."""
+             context_chars: int = 200, max_new_tokens: int = 48, progress: Callable[[], None] | None = None,
+             on_record: Callable[[dict], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """-> (one row per mode, one record per question with every mode's output and scores). ``on_record`` is
+    called with each question's record as soon as it is complete."""
     bank = None
     if any(m != BM25_MODE for m in modes):
         chunk = model.cfg.chunk_size
@@ -102,6 +105,8 @@ def evaluate(model, document: str, questions: list[dict], modes: list[str], *, t
                                                                q["answers"]),
                                      "output": ans.text}
         records.append(record)
+        if on_record:
+            on_record(record)
         if progress:
             progress()
     n = len(records)
@@ -141,9 +146,15 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     model = load_model()
     t0 = time.perf_counter()
     bar = tqdm(total=len(questions), desc="eval-qa", unit="question", file=sys.stderr)
+    records_out = Path(args.records_out) if getattr(args, "records_out", None) else None
+
+    def on_record(record: dict) -> None:
+        with records_out.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     try:
         rows, records = evaluate(model, document, questions, modes, top=args.top, context_chars=args.context_chars,
-                                 max_new_tokens=args.max_new_tokens, progress=bar.update)
+                                 max_new_tokens=args.max_new_tokens, progress=bar.update,
+                                 on_record=on_record if records_out else None)
     finally:
         bar.close()
     result = {"evaluation": "qa", "command": command_line(args, modes), "text": Path(args.text).name,

@@ -96,7 +96,9 @@ def test_rows_per_mode(make_model, monkeypatch):
     monkeypatch.setattr(answers, "answer", answer)
     model = make_model("tiny", capacity=64)
     modes = eval_qa.parse_modes(None)
-    rows, records = eval_qa.evaluate(model, doc, questions, modes, top=3, max_new_tokens=4)
+    seen = []
+    rows, records = eval_qa.evaluate(model, doc, questions, modes, top=3, max_new_tokens=4, on_record=seen.append)
+    assert seen == records  # each record handed out as soon as it is complete (--records-out)
     assert [r["mode"] for r in rows] == modes and all(r["n"] == 2 for r in rows)
     by = {r["mode"]: r for r in rows}
     assert by["oracle"]["accuracy"] == 1.0 and by["oracle"]["retrieval_recall"] == 1.0
