@@ -3,7 +3,8 @@
 Questions are JSON lines ``{"question": ..., "answers": [...]}``. The document (its first ``--max-chars``
 characters) is memorized once; each question is answered in every mode. Per mode:
 
-- ``accuracy``: share of questions whose answer contains one of the answers (case-insensitive);
+- ``accuracy``: share of questions whose answer contains one of the answers (case-insensitive; runs of
+  whitespace count as one space, so an answer broken over a line in the book still matches);
 - ``retrieval_recall``: share of questions where one of the answers occurs in what the mode retrieved: the text
   it read into its prompt (``Answer.context``) if any, else the passages around the chunks it listed (each
   chunk widened by ``--context-chars`` on both sides, to whole words).
@@ -64,10 +65,15 @@ def read_questions(path: str | Path) -> list[dict]:
     return out
 
 
+def normalize(text: str) -> str:
+    """Lower case, every run of whitespace one space (a book's line breaks fall inside answers)."""
+    return " ".join(text.split()).lower()
+
+
 def contains_any(text: str, wanted: list[str]) -> bool:
-    """Does ``text`` contain one of ``wanted`` (case-insensitive)?"""
-    low = text.lower()
-    return any(w.lower() in low for w in wanted)
+    """Does ``text`` contain one of ``wanted`` (case-insensitive, whitespace runs counted as one space)?"""
+    low = normalize(text)
+    return any(normalize(w) in low for w in wanted)
 
 
 def retrieved_text(document: str, ans: answers.Answer, context_chars: int) -> str:
