@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "first N would be few books); default: all")
     add_common(p)
 
+    from . import eval_niah, eval_qa  # RULER-style needles and factual questions: parsers live in their modules
+    for name, module, text in (("eval-niah", eval_niah, "needles in a haystack (RULER tasks): every answer mode + BM25"),
+                               ("eval-qa", eval_qa, "factual questions about a document: every answer mode + BM25")):
+        p = sub.add_parser(name, help=text)
+        module.add_arguments(p)
+        add_common(p)
+
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
     p.add_argument("--plot", metavar="FILE.svg", help="also draw retrieval time and RAM against bank size")
@@ -309,8 +316,17 @@ def cmd_bench(args) -> dict:
     return result
 
 
-CORE_COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "eval-ppl": cmd_eval_ppl, "eval-passkey": cmd_eval_passkey,
-            "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak, "bench": cmd_bench}
+def cmd_eval_suite(args) -> dict:
+    from . import eval_niah, eval_qa
+    try:
+        return {"eval-niah": eval_niah, "eval-qa": eval_qa}[args.command].run(args, lambda: _load_model(args))
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from exc
+
+
+CORE_COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "eval-ppl": cmd_eval_ppl,
+                 "eval-passkey": cmd_eval_passkey, "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak,
+                 "eval-niah": cmd_eval_suite, "eval-qa": cmd_eval_suite, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

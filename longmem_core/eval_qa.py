@@ -1,0 +1,176 @@
+"""``eval-qa``: factual questions about a document in memory, for every answer mode and a BM25 baseline.
+
+Questions are JSON lines ``{"question": ..., "answers": [...]}``. The document (its first ``--max-chars``
+characters) is memorized once; each question is answered in every mode. Per mode:
+
+- ``accuracy``: share of questions whose answer contains one of the answers (case-insensitive; runs of
+  whitespace count as one space, so an answer broken over a line in the book still matches);
+- ``retrieval_recall``: share of questions where one of the answers occurs in what the mode retrieved: the text
+  it read into its prompt (``Answer.context``) if any, else the passages around the chunks it listed (each
+  chunk widened by ``--context-chars`` on both sides, to whole words).
+
+The ``bm25`` row ranks passages of the same size (the document cut into consecutive passages of
+2 x context-chars + 16 characters) with BM25, as many as the modes list (``--top``); its accuracy is null.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import answer as answers
+from .bm25 import BM25, passage_span, passage_units
+from .eval_niah import BM25_MODE, parse_modes
+
+SOURCE = "document"
+CHUNK_CHARS = 16  # about one 4-token chunk: added to a BM25 passage so it is as long as a mode's passage
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text", required=True, help="the document the questions are about (.txt, .md, .pdf)")
+    parser.add_argument("--questions", required=True, help='JSON lines {"question": ..., "answers": [...]}')
+    parser.add_argument("--max-chars", type=int, default=None, help="memorize only the first N characters")
+    parser.add_argument("--modes", default=None,
+                        help=f"comma-separated answer modes and/or {BM25_MODE} (default: every mode, and {BM25_MODE})")
+    parser.add_argument("--top", type=int, default=6, help="chunks each mode lists (and BM25 passages returned)")
+    parser.add_argument("--context-chars", type=int, default=200,
+                        help="characters of text on each side of a listed chunk that count as retrieved with it")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    parser.add_argument("--records-out", default=None,
+                        help="also append every question's record to this JSON-lines file as soon as it is complete")
+
+
+def read_questions(path: str | Path) -> list[dict]:
+    """The questions of a JSON-lines file; a malformed line raises ValueError naming its line number."""
+    out = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
+        ok = (isinstance(row, dict) and isinstance(row.get("question"), str) and row["question"].strip()
+              and isinstance(row.get("answers"), list) and row["answers"]
+              and all(isinstance(a, str) and a.strip() for a in row["answers"]))
+        if not ok:
+            raise ValueError(f'{path}:{n}: needs {{"question": "...", "answers": ["...", ...]}}')
+        out.append(row)
+    if not out:
+        raise ValueError(f"{path}: no questions")
+    return out
+
+
+def normalize(text: str) -> str:
+    """Lower case, every run of whitespace one space (a book's line breaks fall inside answers)."""
+    return " ".join(text.split()).lower()
+
+
+def contains_any(text: str, wanted: list[str]) -> bool:
+    """Does ``text`` contain one of ``wanted`` (case-insensitive, whitespace runs counted as one space)?"""
+    low = normalize(text)
+    return any(normalize(w) in low for w in wanted)
+
+
+def retrieved_text(document: str, ans: answers.Answer, context_chars: int) -> str:
+    """What the mode retrieved: its read-back context if it has one, else the passages around its listed chunks."""
+    if ans.context:
+        return ans.context
+    spans = [passage_span(document, r.info.char_start, r.info.char_end, context_chars)
+             for r in ans.chunks if r.info.source == SOURCE]
+    return "\n".join(document[s:e] for s, e in spans)
+
+
+def evaluate(model, document: str, questions: list[dict], modes: list[str], *, top: int = 6,
+             context_chars: int = 200, max_new_tokens: int = 48, progress: Callable[[], None] | None = None,
+             on_record: Callable[[dict], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """-> (one row per mode, one record per question with every mode's output and scores). ``on_record`` is
+    called with each question's record as soon as it is complete."""
+    bank = None
+    if any(m != BM25_MODE for m in modes):
+        chunk = model.cfg.chunk_size
+        tokens = len(model.tokenizer(document, add_special_tokens=False)["input_ids"])
+        bank = model.new_bank(capacity=max(model.cfg.capacity, -(-(tokens + 64) // chunk) * chunk))
+        model.memorize(document, bank, source=SOURCE)
+    bm25 = BM25(passage_units(document, 2 * context_chars + CHUNK_CHARS)) if BM25_MODE in modes else None
+    records = []
+    for q in questions:
+        record = {"question": q["question"], "answers": q["answers"], "modes": {}}
+        for mode in modes:
+            if mode == BM25_MODE:
+                found = "\n".join(u.text for u in bm25.search(q["question"], top))
+                record["modes"][mode] = {"correct": None, "retrieved": contains_any(found, q["answers"])}
+                continue
+            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
+            record["modes"][mode] = {"correct": contains_any(ans.text, q["answers"]),
+                                     "retrieved": contains_any(retrieved_text(document, ans, context_chars),
+                                                               q["answers"]),
+                                     "output": ans.text}
+        records.append(record)
+        if on_record:
+            on_record(record)
+        if progress:
+            progress()
+    n = len(records)
+    rows = []
+    for mode in modes:
+        correct = [r["modes"][mode]["correct"] for r in records]
+        rows.append({"mode": mode, "accuracy": None if mode == BM25_MODE else sum(correct) / n,
+                     "retrieval_recall": sum(r["modes"][mode]["retrieved"] for r in records) / n, "n": n})
+    return rows, records
+
+
+def command_line(args: argparse.Namespace, modes: list[str]) -> str:
+    parts = ["python -m longmem_core eval-qa", f"--text {args.text}", f"--questions {args.questions}"]
+    if args.max_chars:
+        parts.append(f"--max-chars {args.max_chars}")
+    parts += [f"--modes {','.join(modes)}", f"--top {args.top}", f"--context-chars {args.context_chars}",
+              f"--max-new-tokens {args.max_new_tokens}"]
+    if args.limit:
+        parts.append(f"--limit {args.limit}")
+    for name in ("backbone", "checkpoint", "device"):
+        if getattr(args, name, None):
+            parts.append(f"--{name} {getattr(args, name)}")
+    return " ".join(parts + (["--json"] if getattr(args, "json", False) else []))
+
+
+def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
+    """The ``eval-qa`` command: checks its inputs, then loads the model (``load_model()``) and evaluates.
+    Bad input raises ValueError (or the reader's DocumentError) before the model is loaded."""
+    from tqdm import tqdm
+
+    from .data import read_document
+    modes = parse_modes(args.modes)
+    if args.top < 1 or args.context_chars < 0 or (args.max_chars is not None and args.max_chars < 1):
+        raise ValueError("--top and --max-chars must be positive, --context-chars not negative")
+    questions = read_questions(args.questions)[:args.limit]
+    document = read_document(args.text).text[:args.max_chars]
+    model = load_model()
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(questions), desc="eval-qa", unit="question", file=sys.stderr)
+    records_out = Path(args.records_out) if getattr(args, "records_out", None) else None
+
+    def on_record(record: dict) -> None:
+        with records_out.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        rows, records = evaluate(model, document, questions, modes, top=args.top, context_chars=args.context_chars,
+                                 max_new_tokens=args.max_new_tokens, progress=bar.update,
+                                 on_record=on_record if records_out else None)
+    finally:
+        bar.close()
+    result = {"evaluation": "qa", "command": command_line(args, modes), "text": Path(args.text).name,
+              "questions_file": Path(args.questions).name, "chars": len(document), "backbone": model.cfg.backbone,
+              "checkpoint": model.checkpoint_path, "default_mode": answers.DEFAULT_MODE, "modes": modes,
+              "top": args.top, "context_chars": args.context_chars, "seconds": round(time.perf_counter() - t0, 1),
+              "rows": rows, "questions": records}
+    if not getattr(args, "json", False):
+        for r in rows:
+            acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
+            print(f"{r['mode']:<14} accuracy {acc:>5}  retrieval_recall {r['retrieval_recall']:.2f}  (n={r['n']})")
+        print(f"default mode: {result['default_mode']}")
+    return result
