@@ -139,7 +139,7 @@ class SideNetwork(nn.Module):
         return apply_rope(q, cos, sin)  # as if every memory key sat memory_distance tokens back
 
     def search_queries(self, xn: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
-        """The queries that search memory for the memory layer's normed input xn [B, T, C]: its block's unrotated
+        """The queries that search memory for the memory layer's normed input xn [B, T, W]: its block's unrotated
         queries q [B, H, T, D] (computed from xn if not given) plus the trained delta, by the position policy."""
         if q is None:
             q = self.layers[self.memory_index].project(xn)[0]
