@@ -12,8 +12,9 @@ Modes:
   the backbone's prompt before the question (``read_back.py``); the backbone answers from its context.
 - ``read_back_fusion``: the same prompt, and the memory layer reads the bank too.
 - ``cache`` (training-free copy path): each next token from (1 - lam) p_LM + lam p_cache, where the cache
-  proposes what followed stored states like the current one (``neural_cache.py``). Needs the bank's token
-  cache (``neural_cache.memorize``); without one it is built from the bank's source texts (a full read).
+  proposes what followed stored states like the current one, and where the answer so far repeats stored
+  text exactly, what followed it there (``neural_cache.py``). Uses the bank's token cache
+  (``neural_cache.memorize``); without one, a tokens-only cache of the bank's source texts (exact copy only).
 - ``read_back_cache``: the read-back prompt, generated with the cache mixed in.
 
 All modes but ``fusion`` and ``read_back_fusion`` use no trained weights, so they work on any backbone.
@@ -27,7 +28,7 @@ from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, Retrieved
 
 MODES: tuple[str, ...] = ("backbone", "fusion", "read_back", "read_back_fusion", "cache", "read_back_cache")
-DEFAULT_MODE = "read_back"
+DEFAULT_MODE = "cache"  # the only mode that read pass keys back on a tuning book (scripts/probes/answer_probe.py)
 READS_BACK = {"read_back", "read_back_fusion", "read_back_cache"}
 USES_CACHE = {"cache", "read_back_cache"}
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)

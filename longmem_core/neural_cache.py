@@ -47,6 +47,7 @@ class TokenCache:
         self.layer = layer  # hidden state keyed on: H[layer] (output of block layer - 1); None: the final normed one
         g = torch.Generator().manual_seed(seed)
         q, _ = torch.linalg.qr(torch.randn(width, max(dim, 1), generator=g))  # [C, P] orthonormal columns
+        # dim 0: no states kept, only the tokens (the exact copy works, the state cache proposes nothing)
         self.projection = q[:, :dim].contiguous().to(device) if dim < width else torch.eye(width, device=device)
         self.dim = self.projection.shape[1]
         self.keys = torch.empty(0, self.dim, dtype=torch.float16, device=device)  # [N, P] unit length
@@ -105,7 +106,7 @@ class TokenCache:
                      top: int = TOP_NEIGHBOURS) -> tuple[torch.Tensor, torch.Tensor]:
         """states [T, C] -> p_cache [T, V] and each state's best cosine similarity [T] (-1 when empty)."""
         T = states.shape[0]
-        if len(self) == 0:
+        if len(self) == 0 or self.dim == 0:
             return torch.zeros(T, vocab), torch.full((T,), -1.0)
         sims = self.project(states) @ self.keys.float().T  # [T, N] cosine similarities
         k = min(top, sims.shape[1])
@@ -181,14 +182,20 @@ def memorize(model: LongMemModel, text: str, bank: MemoryBank | None, cache: Tok
     return MemorizeStats(tokens=len(ids), chunks=chunks, seconds=time.perf_counter() - t0)
 
 
-def cache_from_sources(model: LongMemModel, bank: MemoryBank, dim: int = CACHE_DIM) -> TokenCache:
-    """The cache of a bank that was read without one: its source texts read again (a full forward each),
-    attached to the bank. Texts read without a source (``memorize_ids``) cannot be recovered."""
+def cache_from_sources(model: LongMemModel, bank: MemoryBank, dim: int = 0) -> TokenCache:
+    """The cache attached to ``bank``, or else one made from the bank's source texts and attached to it. With
+    ``dim`` 0 (default) it holds the tokens only: no forward, just tokenizing, so only the exact copy works;
+    with ``dim`` > 0 the texts are read again (a full forward each). Texts read without a source
+    (``memorize_ids``) cannot be recovered."""
     cache = cache_for(bank)
     if cache is None:
         cache = new_cache(model, dim)
         for s in bank.sources:
-            memorize(model, s["text"], None, cache, s["name"])
+            if dim:
+                memorize(model, s["text"], None, cache, s["name"])
+            else:
+                ids = model.tokenizer(s["text"], add_special_tokens=False)["input_ids"]
+                cache.add(torch.empty(len(ids) - 1, model.backbone.d_model), ids[:-1], ids[1:])
         attach(bank, cache)
     return cache
 

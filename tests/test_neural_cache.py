@@ -73,6 +73,9 @@ def test_cache_from_sources_rebuilds_a_missing_cache(tiny_model, book_text):
     assert neural_cache.cache_for(bank) is None
     cache = neural_cache.cache_from_sources(tiny_model, bank)
     assert len(cache) == len(bank) - 1 and neural_cache.cache_from_sources(tiny_model, bank) is cache
+    assert cache.dim == 0 and cache.distribution(torch.randn(2, tiny_model.backbone.d_model), 50)[0].sum() == 0
+    full = neural_cache.cache_from_sources(tiny_model, tiny_model_bank(tiny_model, book_text), dim=8)
+    assert full.dim == 8 and full.keys.shape == (len(full), 8)
 
 
 def test_generation_copies_a_stored_continuation(make_model):
@@ -105,3 +108,9 @@ def test_perplexity_with_lambda_zero_is_local_and_the_cache_helps_on_repeats(tin
     assert r["ppl_cache"]["theta=40,lam=0"] == pytest.approx(r["ppl_local"], rel=1e-4)
     assert r["ppl_cache"]["theta=40,lam=0.5"] < r["ppl_local"]  # repeated text: the cache predicts it
     assert r["tokens"] == sum(s["tokens"] for s in r["segments"]) and math.isfinite(r["ppl_local"])
+
+
+def tiny_model_bank(model, text):
+    bank = model.new_bank(capacity=4096)
+    model.memorize(text[:300], bank, source="book")
+    return bank
