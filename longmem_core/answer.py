@@ -39,7 +39,7 @@ class Answer:
     mode: str
     text: str
     chunks: list[Retrieved] = field(default_factory=list)  # what the mode listed or used, best first
-    context: str = ""  # text the mode put into the prompt besides the question (empty for these modes)
+    context: str = ""  # exactly the text the mode read back into the prompt besides the question (read-back modes)
 
 
 @dataclass
@@ -49,7 +49,8 @@ class Prepared:
     mode: str
     prompt_ids: list[int]
     bank: MemoryBank | None  # the bank the memory layer reads while generating (None: no fusion)
-    chunks: list[Retrieved]  # chunks read back (best first); empty for modes that read nothing back
+    chunks: list[Retrieved]  # chunks read back (best first); cache modes without read-back: the chunks the
+    # search ranks for the question, listed for the reader (the copy path itself does not use them)
     context: str  # exactly the text read back into the prompt
     cache: neural_cache.TokenCache | None = None  # the copy path's cache (cache modes only)
 
@@ -72,6 +73,8 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
         found = read_back.read_back(model, bank, search.rank_chunks(model, bank, question, top),
                                     chars=chars, budget=budget)
         chunks, context = found.chunks, found.context
+    elif mode in USES_CACHE and has_memory:
+        chunks = search.rank_chunks(model, bank, question, top)
     prompt = model.chat_ids(read_back.read_back_prompt(context, question), history)
     fusion_bank = bank if mode in {"fusion", "read_back_fusion"} and has_memory else None
     cache = neural_cache.cache_from_sources(model, bank) if mode in USES_CACHE and has_memory else None

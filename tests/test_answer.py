@@ -27,6 +27,8 @@ def test_every_mode_answers_and_says_what_it_read(memory, mode):
         assert all(p in TEXT for p in (a.context.split("] ", 1)[1].split("\n\n[story] ")))
     elif mode == "fusion":
         assert a.context == "" and a.chunks
+    elif mode == "cache":  # lists the search's chunks for the question
+        assert a.context == "" and 0 < len(a.chunks) <= 4
     else:
         assert a.context == "" and a.chunks == []
 

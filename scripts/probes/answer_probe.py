@@ -63,6 +63,37 @@ def passkey(model: LongMemModel, book: str, lengths: list[int], trials: int, see
     return out
 
 
+def passkey_copy(model: LongMemModel, book: str, lengths: list[int], trials: int, seed: int) -> dict:
+    """The ``cache`` mode with a tokens-only cache (``neural_cache.cache_from_sources``' default: no forward over
+    the document, only the exact copy), and the backbone alone, on the same planted needles as ``passkey``."""
+    tok = model.tokenizer
+    filler_ids = tok((BOOKS / f"{book}.txt").read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
+    rng = random.Random(seed)
+    out: dict = {}
+    for length in lengths:
+        rows = []
+        for _ in range(trials):
+            key = rng.randrange(10_000, 100_000)
+            needle = tok(passkey_needle(key), add_special_tokens=False)["input_ids"]
+            n = length - len(needle)
+            start = rng.randrange(0, len(filler_ids) - n)
+            depth = rng.randrange(0, n)
+            doc = filler_ids[start:start + depth] + needle + filler_ids[start + depth:start + n]
+            text = tok.decode(doc)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            cache = neural_cache.new_cache(model, dim=0)
+            cache.add(torch.empty(len(ids) - 1, model.backbone.d_model), ids[:-1], ids[1:])
+            t0 = time.perf_counter()
+            gen = neural_cache.generate(model, model.chat_ids("What is the pass key?"), cache, max_new_tokens=24)
+            answer_text = "".join(gen)
+            row = {"key": key, "depth": round(depth / length, 3), "cache": str(key) in answer_text.replace(" ", ""),
+                   "cache_text": answer_text, "cache_s": round(time.perf_counter() - t0, 1)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        out[str(length)] = {"acc_cache_tokens_only": sum(r["cache"] for r in rows) / len(rows), "trials": rows}
+    return out
+
+
 def ppl(model: LongMemModel, book: str, max_tokens: int, lams: list[float], thetas: list[float], dim: int) -> dict:
     text = (BOOKS / f"{book}.txt").read_text(encoding="utf-8")
     r = neural_cache.perplexity(model, text, max_tokens=max_tokens, lams=tuple(lams), thetas=tuple(thetas), dim=dim)
@@ -94,7 +125,7 @@ def classification(model: LongMemModel, task: str, n_test: int, seeds: list[int]
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["passkey", "ppl", "icl"])
+    p.add_argument("what", choices=["passkey", "passkey-copy", "ppl", "icl"])
     p.add_argument("--book", default="frankenstein")
     p.add_argument("--lengths", default="4000,16000")
     p.add_argument("--trials", type=int, default=3)
@@ -111,13 +142,15 @@ def main() -> None:
     p.add_argument("--k", type=int, default=icl.DEFAULT_K)
     args = p.parse_args()
     torch.set_num_threads(1)
-    if args.what in ("passkey", "ppl") and args.book not in TUNING:
+    if args.what in ("passkey", "passkey-copy", "ppl") and args.book not in TUNING:
         sys.exit(f"{args.book} is not a tuning book ({', '.join(sorted(TUNING))})")
     t0 = time.perf_counter()
     model = LongMemModel.load()
     if args.what == "passkey":
         r = passkey(model, args.book, [int(x) for x in args.lengths.split(",")], args.trials, args.seed,
                     args.modes.split(","))
+    elif args.what == "passkey-copy":
+        r = passkey_copy(model, args.book, [int(x) for x in args.lengths.split(",")], args.trials, args.seed)
     elif args.what == "ppl":
         r = ppl(model, args.book, args.max_tokens, [float(x) for x in args.lams.split(",")],
                 [float(x) for x in args.thetas.split(",")], args.dim)
