@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import torch
+
 from .memory_bank import MemoryBank
 from .model import LongMemModel, MemorizeStats, PromptCache, Retrieved
 
@@ -232,12 +234,11 @@ class DemonstrationKeys:
     """One unit-length mean memory key per demonstration [n, G*D], from a bank that memorized them."""
 
     memory: DemonstrationMemory
-    keys: "torch.Tensor"  # [n, G*D] float32, unit length; rows of demonstrations with no chunk are zero
+    keys: torch.Tensor  # [n, G*D] float32, unit length; rows of demonstrations with no chunk are zero
 
 
 def demonstration_keys(bank: MemoryBank, memory: DemonstrationMemory, template: str) -> DemonstrationKeys:
     """Mean of the chunk-mean keys whose chunk's middle falls in each demonstration's text (label excluded)."""
-    import torch
     source = next(i for i, s in enumerate(bank.sources) if s["name"] == memory.source)
     offset = template.index("{text}")
     spans = [(s + offset, s + offset + len(t)) for s, (t, _) in zip(memory.starts, memory.examples)]
@@ -259,9 +260,8 @@ def demonstration_keys(bank: MemoryBank, memory: DemonstrationMemory, template: 
     return DemonstrationKeys(memory, torch.nn.functional.normalize(keys, dim=-1))
 
 
-def text_key(model: LongMemModel, text: str, template: str) -> "torch.Tensor":
+def text_key(model: LongMemModel, text: str, template: str) -> torch.Tensor:
     """The test text's mean memory-layer key over its text tokens, read as its query prompt: [G*D] unit length."""
-    import torch
     prompt = query_prompt(template, text)
     begin = template.index("{text}")
     enc = model.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
@@ -271,14 +271,14 @@ def text_key(model: LongMemModel, text: str, template: str) -> "torch.Tensor":
     return torch.nn.functional.normalize(pooled, dim=0)
 
 
-def nearest(keys: DemonstrationKeys, query: "torch.Tensor", n: int) -> list[tuple[int, float]]:
+def nearest(keys: DemonstrationKeys, query: torch.Tensor, n: int) -> list[tuple[int, float]]:
     """The ``n`` demonstrations most similar to ``query`` [G*D]: (index, cosine), best first."""
     sims = keys.keys @ query  # [n_demonstrations]
     best = sims.topk(min(n, sims.shape[0]))
     return [(int(i), float(s)) for s, i in zip(best.values, best.indices)]
 
 
-def knn_vote(keys: DemonstrationKeys, query: "torch.Tensor", labels: Sequence[str],
+def knn_vote(keys: DemonstrationKeys, query: torch.Tensor, labels: Sequence[str],
              neighbours: int = NEIGHBOURS) -> Prediction:
     """Majority label of the nearest demonstrations; ``scores``: votes + summed similarity / (neighbours + 1)."""
     scores = {label: 0.0 for label in labels}
@@ -289,7 +289,7 @@ def knn_vote(keys: DemonstrationKeys, query: "torch.Tensor", labels: Sequence[st
     return Prediction(label=max(labels, key=lambda label: scores[label]), scores=scores)
 
 
-def kate_context(keys: DemonstrationKeys, query: "torch.Tensor", template: str, k: int = DEFAULT_K) -> str:
+def kate_context(keys: DemonstrationKeys, query: torch.Tensor, template: str, k: int = DEFAULT_K) -> str:
     """The ``k`` demonstrations nearest to the query, formatted, the most similar last (next to the query)."""
     chosen = [keys.memory.examples[i] for i, _ in reversed(nearest(keys, query, k))]
     return context_text(template, chosen)

@@ -1,5 +1,3 @@
-import pytest
-
 from longmem_core import read_back
 from longmem_core.model import Retrieved
 
