@@ -10,7 +10,7 @@ and the model predicts p = (1 - lam) p_LM + lam p_cache. No training: the state 
 hidden state after its final norm (the input of the LM head, the state that *predicts* the next token; the
 memory layer's keys name the token itself, DESIGN.md section 4), projected by a fixed random orthonormal
 matrix to ``dim`` numbers and stored unit-length in float16, next to the next token's id (int32).
-RAM: 2 * dim + 4 bytes per stored token (260 at the default 128).
+RAM: 2 * dim + 8 bytes per stored token (264 at the default 128: the key, the token and the next token).
 
 Shape legend: T tokens, C backbone width, P projected width (``dim``), N stored tokens, V vocabulary.
 """
@@ -25,7 +25,7 @@ import torch
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, MemorizeStats, sample_token
 
-CACHE_DIM = 128  # projected state width (RAM: 2 * dim + 4 bytes a token)
+CACHE_DIM = 128  # projected state width (RAM: 2 * dim + 8 bytes a token)
 THETA = 40.0  # sharpness of the cache's softmax over cosine similarities (DESIGN.md section 4)
 LAMBDA_PPL = 0.05  # cache weight for perplexity (chosen on a tuning book's first half)
 LAMBDA_ANSWER = 0.2  # cache weight for answers (times the cache's confidence; 0.5 derailed answers on a tuning book)
@@ -310,7 +310,7 @@ def perplexity(model: LongMemModel, text: str, *, max_tokens: int | None = None,
     total = {k: sum(g["nll"][k] for g in segments) for k in segments[0]["nll"]} if segments else {}
     return {"tokens": scored, "ppl_local": math.exp(total.get("local", 0.0) / scored),
             "ppl_cache": {k: math.exp(v / scored) for k, v in total.items() if k != "local"},
-            "bytes_per_token": 2 * cache.dim + 4, "segments": segments}
+            "bytes_per_token": 2 * cache.dim + 8, "segments": segments}
 
 
 def _key(theta: float, lam: float) -> str:
