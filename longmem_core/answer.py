@@ -2,20 +2,36 @@
 
 Interface shared by the CLI (``ask --mode``), the app and the evaluations (``eval-niah``, ``eval-qa``):
 ``answer(model, bank, question, mode=...)`` returns an ``Answer`` with the text and the chunks the mode
-listed or used (best first). Modes so far:
+listed or used (best first). For streaming: ``prepare(model, bank, question, mode)`` returns a ``Prepared``
+(prompt ids, what was read back, the chunks) and ``stream(model, prepared)`` a ``Generation`` to iterate.
 
+Modes:
 - ``backbone``: the frozen backbone alone, local context only (no memory): the baseline.
 - ``fusion``: the paper's memory-augmented attention layer reads the bank while generating.
+- ``read_back`` (beyond the paper): the passages around the chunks ``search.rank_chunks`` finds are put into
+  the backbone's prompt before the question (``read_back.py``); the backbone answers from its context.
+- ``read_back_fusion``: the same prompt, and the memory layer reads the bank too.
+- ``cache`` (training-free copy path): each next token from (1 - lam) p_LM + lam p_cache, where the cache
+  proposes what followed stored states like the current one, and where the answer so far repeats stored
+  text exactly, what followed it there (``neural_cache.py``). Uses the bank's token cache
+  (``neural_cache.memorize``); without one, a tokens-only cache of the bank's source texts (exact copy only).
+- ``read_back_cache``: the read-back prompt, generated with the cache mixed in.
+
+All modes but ``fusion`` and ``read_back_fusion`` use no trained weights, so they work on any backbone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import neural_cache, read_back, search
 from .memory_bank import MemoryBank
-from .model import LongMemModel, Retrieved
+from .model import Generation, LongMemModel, Retrieved
 
-MODES: tuple[str, ...] = ("backbone", "fusion")
-DEFAULT_MODE = "fusion"
+MODES: tuple[str, ...] = ("backbone", "fusion", "read_back", "read_back_fusion", "cache", "read_back_cache")
+DEFAULT_MODE = "cache"  # the only mode that read pass keys back on a tuning book (scripts/probes/answer_probe.py)
+READS_BACK = {"read_back", "read_back_fusion", "read_back_cache"}
+USES_CACHE = {"cache", "read_back_cache"}
+SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)
 
 
 @dataclass
@@ -23,22 +39,67 @@ class Answer:
     mode: str
     text: str
     chunks: list[Retrieved] = field(default_factory=list)  # what the mode listed or used, best first
-    context: str = ""  # text the mode put into the prompt besides the question (empty for these modes)
+    context: str = ""  # exactly the text the mode read back into the prompt besides the question (read-back modes)
+
+
+@dataclass
+class Prepared:
+    """Everything a mode decided before generating: stream it with ``stream``."""
+
+    mode: str
+    prompt_ids: list[int]
+    bank: MemoryBank | None  # the bank the memory layer reads while generating (None: no fusion)
+    chunks: list[Retrieved]  # chunks read back (best first); cache modes without read-back: the chunks the
+    # search ranks for the question, listed for the reader (the copy path itself does not use them)
+    context: str  # exactly the text read back into the prompt
+    cache: neural_cache.TokenCache | None = None  # the copy path's cache (cache modes only)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown answer mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
+            history: list[dict] | None = None, *, top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
+            chars: int = read_back.PASSAGE_CHARS) -> Prepared:
+    """The prompt of ``question`` (after ``history``) in ``mode``. With no bank (or an empty one) every mode
+    is the backbone's plain chat prompt."""
+    check_mode(mode)
+    has_memory = bank is not None and len(bank) > 0
+    chunks: list[Retrieved] = []
+    context = ""
+    if mode in READS_BACK and has_memory:
+        found = read_back.read_back(model, bank, search.rank_chunks(model, bank, question, top),
+                                    chars=chars, budget=budget)
+        chunks, context = found.chunks, found.context
+    elif mode in USES_CACHE and has_memory:
+        chunks = search.rank_chunks(model, bank, question, top)
+    prompt = model.chat_ids(read_back.read_back_prompt(context, question), history)
+    fusion_bank = bank if mode in {"fusion", "read_back_fusion"} and has_memory else None
+    cache = neural_cache.cache_from_sources(model, bank) if mode in USES_CACHE and has_memory else None
+    return Prepared(mode, prompt, fusion_bank, chunks, context, cache)
+
+
+def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64, temperature: float = 0.0,
+           lam: float = neural_cache.LAMBDA_ANSWER) -> Generation:
+    """The streaming generation of a prepared prompt (iterate it for text pieces)."""
+    if prepared.cache is not None:
+        return neural_cache.generate(model, prepared.prompt_ids, prepared.cache, max_new_tokens=max_new_tokens,
+                                     lam=lam, temperature=temperature)
+    return model.generate(prepared.prompt_ids, prepared.bank, max_new_tokens=max_new_tokens,
+                          temperature=temperature, backbone_only=prepared.bank is None)
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
-           max_new_tokens: int = 64, top: int = 6) -> Answer:
-    """Answer ``question`` greedily in ``mode``; ``top`` chunks are listed."""
-    if mode not in MODES:
-        raise ValueError(f"unknown answer mode {mode!r}; choose one of {', '.join(MODES)}")
-    prompt = model.chat_ids(question)
-    if mode == "backbone":
-        gen = model.generate(prompt, None, max_new_tokens=max_new_tokens, backbone_only=True)
-        for _ in gen:
-            pass
-        return Answer(mode, gen.text)
-    gen = model.generate(prompt, bank, max_new_tokens=max_new_tokens)
+           max_new_tokens: int = 64, top: int = 6, history: list[dict] | None = None) -> Answer:
+    """Answer ``question`` greedily in ``mode``. ``top``: chunks listed (fusion: those attended to most) or
+    asked of the search (read-back modes, then cut to those whose passages fit the context budget)."""
+    prepared = prepare(model, bank, question, mode, history, top=max(top, 1))
+    gen = stream(model, prepared, max_new_tokens=max_new_tokens)
     for _ in gen:
         pass
-    chunks = model.retrieved_for(gen, bank, top=top) if bank is not None else []
-    return Answer(mode, gen.text, chunks)
+    chunks = prepared.chunks
+    if prepared.bank is not None and mode == "fusion":
+        chunks = model.retrieved_for(gen, bank, top=top)
+    return Answer(mode, gen.text, chunks, prepared.context)

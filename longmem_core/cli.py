@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top", type=int, default=5, help="retrieved chunks to list")
+    p.add_argument("--mode", default=_default_mode(), help="answer mode: " + ", ".join(_answer_modes()) +
+                   f" (default: {_default_mode()}; see longmem_core/answer.py)")
     add_common(p)
 
     p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
@@ -187,21 +189,41 @@ def _print_retrieved(items) -> None:
               f"score {d['score']:.3f}  {text!r}")
 
 
+def _answer_modes() -> tuple[str, ...]:
+    from .answer import MODES
+    return MODES
+
+
+def _default_mode() -> str:
+    from .answer import DEFAULT_MODE
+    return DEFAULT_MODE
+
+
 def cmd_ask(args) -> dict:
     if not args.question.strip():
         raise CliError("the question is empty")
+    if args.mode not in _answer_modes():
+        raise CliError(f"unknown --mode {args.mode!r}; choose one of {', '.join(_answer_modes())}")
+    return _ask_in_mode(args)
+
+
+def _ask_in_mode(args) -> dict:
+    """``ask --mode``: the answer through answer.prepare/stream, and the chunks it read back or attended to."""
+    from . import answer
     model = _load_model(args)
     bank = _load_bank(model, args.bank)
-    gen = model.generate(model.chat_ids(args.question), bank, max_new_tokens=args.max_new_tokens,
-                         temperature=args.temperature)
+    prepared = answer.prepare(model, bank, args.question, args.mode, top=max(args.top, 1))
+    gen = answer.stream(model, prepared, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     for piece in gen:
         if not args.json:
             print(piece, end="", flush=True)
-    retrieved = model.retrieved_for(gen, bank, top=args.top)
+    chunks = model.retrieved_for(gen, bank, top=args.top) if args.mode == "fusion" else prepared.chunks
     if not args.json:
-        print(f"\n\nretrieved (memory share of the memory layer's output: {gen.memory_share:.2f}):")
-        _print_retrieved(retrieved)
-    return {"answer": gen.text, "retrieved": [r.to_dict() for r in retrieved], "memory_share": round(gen.memory_share, 4)}
+        print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'} "
+              f"(memory share of the memory layer's output: {gen.memory_share:.2f}):")
+        _print_retrieved(chunks)
+    return {"answer": gen.text, "mode": args.mode, "retrieved": [r.to_dict() for r in chunks],
+            "context": prepared.context, "memory_share": round(gen.memory_share, 4)}
 
 
 def cmd_retrieve(args) -> dict:

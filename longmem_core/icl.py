@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import torch
+
 from .memory_bank import MemoryBank
 from .model import LongMemModel, MemorizeStats, PromptCache, Retrieved
 
@@ -210,3 +212,137 @@ def read_test_set(path: str, text_column: str = "text", label_column: str = "lab
         if f"no {label_column!r} column" not in str(exc):
             raise
         return [(t, None) for t in texts]
+
+
+# -- classification modes that use memory to choose and weigh demonstrations --
+#
+# ``context``: k random demonstrations in context, label words scored (the in-context baseline).
+# ``memory``: the same prompt, the memory layer reading every demonstration (the paper's).
+# ``knn``: a vote of the labels of the demonstrations nearest in memory (kNN prompting's idea, on the bank's
+#   own keys): each demonstration is the mean of its text's chunk-mean keys (what the bank's index holds),
+#   the test text the mean of its own memory-layer keys; cosine similarity; majority of the nearest
+#   ``neighbours``, ties to the larger summed similarity. Training-free, any backbone.
+# ``kate``: the k demonstrations nearest in memory read back into the context, most similar last (KATE,
+#   Liu et al. 2022), label words scored by the backbone without memory.
+
+MODES: tuple[str, ...] = ("context", "memory", "knn", "kate")
+# measured best on tuning sets (scripts/probes/answer_probe.py icl, 60 test texts, 400 demonstrations, seed 1):
+# sst2 context 0.42, memory 0.42, knn 0.63, kate 0.60; trec context 0.15, memory 0.15, knn 0.35
+DEFAULT_MODE = "knn"
+NEIGHBOURS = 5  # demonstrations that vote in ``knn``
+
+
+@dataclass
+class DemonstrationKeys:
+    """One unit-length mean memory key per demonstration [n, G*D], from a bank that memorized them."""
+
+    memory: DemonstrationMemory
+    keys: torch.Tensor  # [n, G*D] float32, unit length; rows of demonstrations with no chunk are zero
+
+
+def demonstration_keys(bank: MemoryBank, memory: DemonstrationMemory, template: str) -> DemonstrationKeys:
+    """Mean of the chunk-mean keys whose chunk's middle falls in each demonstration's text (label excluded)."""
+    source = next(i for i, s in enumerate(bank.sources) if s["name"] == memory.source)
+    offset = template.index("{text}")
+    spans = [(s + offset, s + offset + len(t)) for s, (t, _) in zip(memory.starts, memory.examples)]
+    means = torch.from_numpy(bank.chunk_keys())  # [G, Nc, D]
+    G, Nc, D = means.shape
+    flat = means.permute(1, 0, 2).reshape(Nc, G * D)  # [Nc, G*D]
+    sums = torch.zeros(len(spans), G * D)
+    counts = torch.zeros(len(spans))
+    text_starts = [a for a, _ in spans]
+    for row, (src, (c0, c1)) in enumerate(zip(bank.chunk_source, bank.chunk_chars)):
+        if src != source or c0 < 0:
+            continue
+        mid = (int(c0) + int(c1)) / 2
+        j = bisect.bisect_right(text_starts, mid) - 1
+        if j >= 0 and spans[j][0] <= mid < spans[j][1]:
+            sums[j] += flat[row]
+            counts[j] += 1
+    keys = sums / counts.clamp(min=1)[:, None]
+    return DemonstrationKeys(memory, torch.nn.functional.normalize(keys, dim=-1))
+
+
+def text_key(model: LongMemModel, text: str, template: str) -> torch.Tensor:
+    """The test text's mean memory-layer key over its text tokens, read as its query prompt: [G*D] unit length."""
+    prompt = query_prompt(template, text)
+    begin = template.index("{text}")
+    enc = model.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    keys, _ = model.segment_kv(enc["input_ids"])  # [n, G, D]
+    inside = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > begin and a < begin + len(text)]
+    pooled = keys[inside or list(range(len(enc["input_ids"])))].float().mean(0).flatten().cpu()
+    return torch.nn.functional.normalize(pooled, dim=0)
+
+
+def nearest(keys: DemonstrationKeys, query: torch.Tensor, n: int) -> list[tuple[int, float]]:
+    """The ``n`` demonstrations most similar to ``query`` [G*D]: (index, cosine), best first."""
+    sims = keys.keys @ query  # [n_demonstrations]
+    best = sims.topk(min(n, sims.shape[0]))
+    return [(int(i), float(s)) for s, i in zip(best.values, best.indices)]
+
+
+def knn_vote(keys: DemonstrationKeys, query: torch.Tensor, labels: Sequence[str],
+             neighbours: int = NEIGHBOURS) -> Prediction:
+    """Majority label of the nearest demonstrations; ``scores``: votes + summed similarity / (neighbours + 1)."""
+    scores = {label: 0.0 for label in labels}
+    for i, sim in nearest(keys, query, neighbours):
+        label = keys.memory.examples[i][1]
+        if label in scores:
+            scores[label] += 1 + sim / (neighbours + 1)  # a vote, and a tie-break below one vote
+    return Prediction(label=max(labels, key=lambda label: scores[label]), scores=scores)
+
+
+def kate_context(keys: DemonstrationKeys, query: torch.Tensor, template: str, k: int = DEFAULT_K) -> str:
+    """The ``k`` demonstrations nearest to the query, formatted, the most similar last (next to the query)."""
+    chosen = [keys.memory.examples[i] for i, _ in reversed(nearest(keys, query, k))]
+    return context_text(template, chosen)
+
+
+@dataclass
+class ModesResult:
+    n: int
+    labels: list[str]
+    gold: list[str]
+    predictions: dict[str, list[str]]  # mode -> predicted label per test text
+
+    @property
+    def accuracy(self) -> dict[str, float]:
+        return {m: sum(p == g for p, g in zip(ps, self.gold)) / self.n for m, ps in self.predictions.items()}
+
+
+def evaluate_modes(model: LongMemModel, test: Sequence[Example], demonstrations: Sequence[Example], *,
+                   modes: Sequence[str] = MODES, k: int = DEFAULT_K, seed: int = DEFAULT_SEED,
+                   template: str = SENTIMENT_TEMPLATE, labels: Sequence[str] | None = None,
+                   memory_size: int | None = None, neighbours: int = NEIGHBOURS,
+                   progress: Progress | None = None) -> ModesResult:
+    """Every test text classified in every mode over the same demonstrations: ``memory_size`` of them (seeded
+    sample; all when None) are read into a new bank, and the random in-context ones are ``k`` of those."""
+    unknown = set(modes) - set(MODES)
+    if unknown or not test:
+        raise ValueError(f"unknown modes {sorted(unknown)} (choose from {MODES})" if unknown else "no test examples")
+    labels = list(labels) if labels is not None else label_set(demonstrations)
+    chosen = list(demonstrations) if memory_size is None else sample_context(demonstrations, memory_size, seed)
+    context = context_text(template, sample_context(chosen, k, seed))
+    room = 2 * len(context_text(template, chosen)) + model.cfg.chunk_size
+    bank = model.new_bank(capacity=max(model.cfg.capacity, room))
+    memory = memorize_demonstrations(model, chosen, bank, template=template)
+    keys = demonstration_keys(bank, memory, template) if {"knn", "kate"} & set(modes) else None
+    caches = {"context": model.cache_prompt(context) if context else None,
+              "memory": model.cache_prompt(context, bank) if context and "memory" in modes else None}
+    predictions: dict[str, list[str]] = {m: [] for m in modes}
+    for i, (text, _) in enumerate(test):
+        query = text_key(model, text, template) if keys is not None else None
+        for mode in modes:
+            if mode == "knn":
+                pred = knn_vote(keys, query, labels, neighbours)
+            elif mode == "kate":
+                near = kate_context(keys, query, template, k)
+                pred = classify(model, text, labels, context=near, template=template,
+                                cache=model.cache_prompt(near) if near else None)
+            else:
+                pred = classify(model, text, labels, context=context, template=template, top=0,
+                                bank=bank if mode == "memory" else None, cache=caches[mode])
+            predictions[mode].append(pred.label)
+        if progress:
+            progress(i + 1, len(test))
+    return ModesResult(n=len(test), labels=labels, gold=[g for _, g in test], predictions=predictions)

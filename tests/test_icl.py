@@ -136,3 +136,67 @@ def test_a_cached_context_gives_the_same_scores_and_trace(make_model, with_memor
         assert [r.info.chunk_id for r in a.retrieved] == [r.info.chunk_id for r in b.retrieved]
     with pytest.raises(ValueError, match="another bank"):
         model.score_labels(context + "Review: x Sentiment:", [" negative"], model.new_bank(), cache=cache)
+
+
+# -- classification modes: k-NN vote over memory keys, KATE --
+
+def _memory(model):
+    bank = model.new_bank(capacity=4096)
+    memory = icl.memorize_demonstrations(model, DEMOS, bank)
+    return bank, memory, icl.demonstration_keys(bank, memory, icl.SENTIMENT_TEMPLATE)
+
+
+def test_demonstration_keys_pool_the_banks_chunk_keys_over_each_text(tiny_model):
+    bank, memory, keys = _memory(tiny_model)
+    G, D = bank.n_kv_heads, bank.head_dim
+    assert keys.keys.shape == (len(DEMOS), G * D)
+    assert torch.allclose(keys.keys.norm(dim=-1), torch.ones(len(DEMOS)), atol=1e-4)  # every text has chunks
+    # the first demonstration's key is the mean of the chunk means whose middle lies in its text
+    text_start = icl.SENTIMENT_TEMPLATE.index("{text}")
+    lo, hi = text_start, text_start + len(DEMOS[0][0])
+    means = torch.from_numpy(bank.chunk_keys()).permute(1, 0, 2).reshape(-1, G * D)
+    rows = [i for i, (a, b) in enumerate(bank.chunk_chars) if lo <= (a + b) / 2 < hi]
+    expected = torch.nn.functional.normalize(means[rows].mean(0), dim=0)
+    assert torch.allclose(keys.keys[0], expected, atol=1e-5)
+
+
+def test_a_demonstration_read_as_a_query_is_near_itself(tiny_model):
+    _, _, keys = _memory(tiny_model)
+    query = icl.text_key(tiny_model, DEMOS[2][0], icl.SENTIMENT_TEMPLATE)
+    assert query.shape == keys.keys.shape[1:] and abs(float(query.norm()) - 1) < 1e-4
+    ranked = icl.nearest(keys, query, len(DEMOS))
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert 2 in [i for i, _ in ranked[:3]]
+
+
+def test_knn_vote_counts_the_labels_of_the_nearest(tiny_model):
+    _, _, keys = _memory(tiny_model)
+    query = keys.keys[0].clone()  # exactly demonstration 0 ("positive")
+    pred = icl.knn_vote(keys, query, ["negative", "positive"], neighbours=1)
+    assert pred.label == "positive" and pred.scores["negative"] == 0 and 1 < pred.scores["positive"] < 2
+    near = [keys.memory.examples[i][1] for i, _ in icl.nearest(keys, query, 5)]
+    pred = icl.knn_vote(keys, query, ["negative", "positive"], neighbours=5)
+    assert pred.label == max(["negative", "positive"], key=lambda label: (near.count(label), pred.scores[label]))
+    assert int(sum(pred.scores.values())) == 5
+
+
+def test_kate_context_puts_the_nearest_demonstrations_last(tiny_model):
+    _, _, keys = _memory(tiny_model)
+    query = keys.keys[3].clone()
+    context = icl.kate_context(keys, query, icl.SENTIMENT_TEMPLATE, k=3)
+    nearest = [i for i, _ in icl.nearest(keys, query, 3)]
+    assert context == icl.context_text(icl.SENTIMENT_TEMPLATE, [DEMOS[i] for i in reversed(nearest)])
+    assert context.endswith(icl.format_demonstration(icl.SENTIMENT_TEMPLATE, *DEMOS[3]))
+
+
+def test_evaluate_modes_classifies_every_text_in_every_mode(tiny_model):
+    result = icl.evaluate_modes(tiny_model, TEST, DEMOS, k=3, seed=2)
+    assert set(result.predictions) == set(icl.MODES) and result.n == len(TEST)
+    assert all(len(p) == len(TEST) and set(p) <= {"negative", "positive"} for p in result.predictions.values())
+    for mode, acc in result.accuracy.items():
+        assert acc == sum(p == g for p, g in zip(result.predictions[mode], result.gold)) / len(TEST)
+    old = icl.evaluate(tiny_model, TEST, DEMOS, k=3, seed=2)  # same context and bank: the same predictions
+    assert result.predictions["context"] == old.context_predictions
+    assert result.predictions["memory"] == old.memory_predictions
+    with pytest.raises(ValueError, match="unknown modes"):
+        icl.evaluate_modes(tiny_model, TEST, DEMOS, modes=["psychic"])

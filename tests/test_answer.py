@@ -1,0 +1,82 @@
+import pytest
+
+from longmem_core import answer, neural_cache
+
+TEXT = ("The lighthouse keeper lived alone on the rock. Every night he lit the lamp. "
+        "The pass key is 4821. Remember it. Ships passed safely through the strait. ") * 2
+
+
+@pytest.fixture()
+def memory(make_model):
+    model = make_model("tiny")
+    bank = model.new_bank(capacity=4096)
+    cache = neural_cache.new_cache(model)
+    neural_cache.memorize(model, TEXT, bank, cache, source="story")
+    return model, bank
+
+
+@pytest.mark.parametrize("mode", answer.MODES)
+def test_every_mode_answers_and_says_what_it_read(memory, mode):
+    model, bank = memory
+    a = answer.answer(model, bank, "What is the pass key?", mode=mode, max_new_tokens=4, top=4)
+    assert a.mode == mode and isinstance(a.text, str)
+    if mode in answer.READS_BACK:
+        assert a.context and a.chunks and len(a.chunks) <= 4
+        for r in a.chunks:  # every chunk used lies inside a passage that was read back
+            assert r.info.text and r.info.text.strip() in a.context or r.info.text in TEXT
+        assert all(p in TEXT for p in (a.context.split("] ", 1)[1].split("\n\n[story] ")))
+    elif mode == "fusion":
+        assert a.context == "" and a.chunks
+    elif mode == "cache":  # lists the search's chunks for the question
+        assert a.context == "" and 0 < len(a.chunks) <= 4
+    else:
+        assert a.context == "" and a.chunks == []
+
+
+def test_prepare_builds_the_prompt_the_mode_needs(memory):
+    model, bank = memory
+    q = "What is the pass key?"
+    plain = answer.prepare(model, bank, q, "backbone")
+    assert plain.prompt_ids == model.chat_ids(q) and plain.bank is None and plain.cache is None
+    assert answer.prepare(model, bank, q, "fusion").bank is bank
+    rb = answer.prepare(model, bank, q, "read_back")
+    assert rb.bank is None and rb.context and len(rb.prompt_ids) > len(plain.prompt_ids)
+    assert model.tokenizer.decode(rb.prompt_ids).count(rb.context.splitlines()[0][:20]) == 1
+    assert answer.prepare(model, bank, q, "read_back_fusion").bank is bank
+    assert answer.prepare(model, bank, q, "cache").cache is neural_cache.cache_for(bank)
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert answer.prepare(model, bank, q, "backbone", history).prompt_ids == model.chat_ids(q, history)
+
+
+def test_stream_yields_the_answer_text(memory):
+    model, bank = memory
+    prepared = answer.prepare(model, bank, "Who lit the lamp?", "read_back")
+    gen = answer.stream(model, prepared, max_new_tokens=5)
+    assert "".join(gen) == gen.text
+    assert gen.text == answer.answer(model, bank, "Who lit the lamp?", mode="read_back", max_new_tokens=5).text
+
+
+def test_without_memory_every_mode_is_the_backbone(make_model):
+    model = make_model("tiny")
+    base = answer.answer(model, None, "hello?", mode="backbone", max_new_tokens=5).text
+    for mode in answer.MODES:
+        a = answer.answer(model, None, "hello?", mode=mode, max_new_tokens=5)
+        assert a.text == base and a.chunks == [] and a.context == ""
+        assert answer.answer(model, model.new_bank(), "hello?", mode=mode, max_new_tokens=5).text == base
+
+
+def test_unknown_modes_are_refused(make_model):
+    with pytest.raises(ValueError, match="unknown answer mode"):
+        answer.answer(make_model("tiny"), None, "x", mode="telepathy")
+    assert answer.DEFAULT_MODE in answer.MODES
+
+
+def test_cache_mode_copies_a_stated_fact(make_model):
+    """On an exact repeat of stored text (here the question itself quotes it), the copy path continues it."""
+    model = make_model("tiny")
+    bank = model.new_bank(capacity=4096)
+    neural_cache.memorize(model, "zq the code word is kappa", bank, neural_cache.new_cache(model), source="s")
+    prepared = answer.prepare(model, bank, "x", "cache")
+    prepared.prompt_ids = model.encode("the code word is")
+    gen = answer.stream(model, prepared, max_new_tokens=6)
+    assert "".join(gen).startswith(" kappa"[:len(gen.text)]) and gen.text.strip().startswith("kap")
