@@ -292,14 +292,13 @@ def generation_speed_all_side_layers(model, bank: MemoryBank, new_tokens: int = 
 
 def training_speed(model, text: str, trainable: str, steps: int = 2) -> dict:
     """Tokens/s of one training step (forward + backward through the SideNet, bank of two preceding segments)."""
-    from .evaluate import segment_loss
-    from .train import select_trainable
+    from .evaluate import read_into_memory, segment_loss, segment_tokens
+    from .training import select_trainable
     params = select_trainable(model, trainable)
-    seg = model.segment_length - 1
+    seg = segment_tokens(model)
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:3 * seg]
     bank = model.new_bank()
-    for j in range(2):
-        model.memorize_ids(ids[j * seg:(j + 1) * seg], bank)
+    read_into_memory(model, ids[:2 * seg], bank)
     piece = ids[2 * seg:3 * seg]
 
     def step():

@@ -28,6 +28,8 @@ import weakref
 
 import torch
 
+from .prompts import stop_token_ids
+from .evaluate import segment_tokens
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, MemorizeStats, sample_token
 
@@ -240,10 +242,10 @@ def generate(model: LongMemModel, prompt_ids: list[int], cache: TokenCache, *, m
 @torch.no_grad()
 def _steps(model, gen: Generation, prompt_ids, cache: TokenCache, max_new_tokens, lam, theta, gated, temperature,
            top_p, seed):
-    from .backbone import LayerCache
+    from .kv_cache import KVCache
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    stop = model._stop_ids()
-    layers = [LayerCache() for _ in range(model.backbone.n_layers)]
+    stop = stop_token_ids(model.tokenizer)
+    layers = [KVCache(len(prompt_ids) + max_new_tokens) for _ in range(model.backbone.n_layers)]
     ids = torch.tensor([prompt_ids], device=model.device)
     vocab = model.backbone.lm_head.weight.shape[0]
     context = list(prompt_ids)
@@ -278,13 +280,13 @@ def _steps(model, gen: Generation, prompt_ids, cache: TokenCache, max_new_tokens
 def perplexity(model: LongMemModel, text: str, *, max_tokens: int | None = None, lams: tuple[float, ...] = (LAMBDA_PPL,),
                thetas: tuple[float, ...] = (THETA,), dim: int = CACHE_DIM, layer: int | None = CACHE_LAYER,
                rows: int = 256) -> dict:
-    """Perplexity of the backbone alone (``segment_length - 1`` tokens of local context, as
+    """Perplexity of the backbone alone (``evaluate.segment_tokens`` tokens of local context, as
     ``evaluate.perplexity`` reads) and of the backbone mixed with a cache of the *preceding* segments, for every
     (theta, lam) pair. ``segments`` lists each segment's scored tokens and summed NLLs, so a caller can choose
     (theta, lam) on some segments and report the others."""
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     cache = new_cache(model, dim, layer)
-    seg = model.segment_length - 1
+    seg = segment_tokens(model)
     vocab = model.backbone.lm_head.weight.shape[0]
     grid = [(theta, lam) for theta in thetas for lam in lams]
     segments = []

@@ -282,7 +282,7 @@ def test_model_remembers_its_checkpoint(make_model, tmp_path):
 
 
 def test_trained_parts_name_what_a_checkpoint_set(make_model, tmp_path):
-    from longmem_core.train import select_trainable
+    from longmem_core.training import select_trainable
     assert make_model("tiny").trained_parts() == set()
     searcher = make_model("tiny", memory_query_rank=4)
     for p in searcher.side.parameters():
