@@ -164,7 +164,7 @@ def cmd_memorize(args) -> dict:
     tokens = chunks = 0
     for doc in docs:
         bar = _progress(not args.json or sys.stderr.isatty(), doc.name)
-        stats = model.memorize(doc.text, bank, source=doc.name, progress=bar)
+        stats = model.memorize(doc.text, bank, source=doc.name, progress=bar, pages=doc.pages)
         if bar:
             bar.close()
         tokens, chunks = tokens + stats.tokens, chunks + stats.chunks
@@ -185,7 +185,8 @@ def _print_retrieved(items) -> None:
     for r in items:
         d = r.to_dict()
         text = " ".join(d["text"].split())
-        print(f"  [{d['chunk_id']}] {d['source']} chars {d['char_start']}-{d['char_end']}  "
+        page = f" page {d['page']}" if d.get("page") else ""
+        print(f"  [{d['chunk_id']}] {d['source']}{page} chars {d['char_start']}-{d['char_end']}  "
               f"score {d['score']:.3f}  {text!r}")
 
 

@@ -56,7 +56,8 @@ class Retrieved:
     def to_dict(self) -> dict:
         i = self.info
         return {"chunk_id": i.chunk_id, "source": i.source, "char_start": i.char_start, "char_end": i.char_end,
-                "text": i.text, "score": round(self.score, 6), "token_start": i.token_start, "token_end": i.token_end}
+                "text": i.text, "score": round(self.score, 6), "token_start": i.token_start, "token_end": i.token_end,
+                "page": i.page}
 
 
 class LongMemModel(nn.Module):
@@ -169,9 +170,10 @@ class LongMemModel(nn.Module):
 
     @torch.no_grad()
     def memorize(self, text: str, bank: MemoryBank, source: str = "text", progress: Progress | None = None,
-                 batch_size: int = 1, workers: int | None = None) -> MemorizeStats:
+                 batch_size: int = 1, workers: int | None = None, pages: list[int] | None = None) -> MemorizeStats:
         """Read ``text`` into ``bank`` in segments of ``cfg.segment_length`` tokens (the backbone runs only up to the
-        memory layer). Every chunk keeps its source and character span.
+        memory layer). Every chunk keeps its source and character span; ``pages``: where each page of ``text``
+        starts (characters, a PDF's ``Document.pages``), so chunks know their page.
 
         ``workers``: segments read side by side, each in its own thread with one intra-op thread (default: as many
         as torch's CPU threads; 1 on an accelerator). The keys do not depend on the count (bit for bit in the
@@ -182,7 +184,7 @@ class LongMemModel(nn.Module):
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         if not ids:
             raise ValueError(f"{source}: no tokens to memorize")
-        src = bank.add_source(source, text)
+        src = bank.add_source(source, text, pages=pages)
         prefix = self.with_sink([])
         step = self.segment_length - len(prefix)
         starts = list(range(0, len(ids), step))
@@ -284,13 +286,20 @@ class LongMemModel(nn.Module):
 
     # -- retrieval --
 
-    @torch.no_grad()
-    def retrieve(self, query: str, bank: MemoryBank, chunks_listed: int = 5, top_k: int | None = None, *,
+    def retrieve(self, query: str, bank: MemoryBank, chunks_listed: int = 5, *,
                  top: int | None = None) -> list[Retrieved]:
-        """The ``chunks_listed`` chunks the memory layer's queries over ``query`` attend to most (memory attention
-        mass, summed over the query's tokens and heads, normalised to 1). ``top_k``: tokens retrieved per query token
-        and head, as in ``forward``. ``top`` is an alias of ``chunks_listed``."""
-        chunks_listed = top if top is not None else chunks_listed
+        """The ``chunks_listed`` chunks the memory search finds for ``query``, best first, each with the score that
+        ranked it (``search.rank_chunks``: what is listed is what the search scored). ``top`` is an alias of
+        ``chunks_listed``."""
+        from .search import rank_chunks
+        return rank_chunks(self, bank, query, top if top is not None else chunks_listed)
+
+    @torch.no_grad()
+    def attention_mass(self, query: str, bank: MemoryBank, chunks_listed: int = 5,
+                       top_k: int | None = None) -> list[Retrieved]:
+        """The ``chunks_listed`` chunks the memory layer's attention over ``query`` weighs most (memory attention
+        mass, summed over the query's tokens and heads, normalised to 1): what the memory layer *used*, which is not
+        how the search ranks (see ``retrieve``). ``top_k``: tokens retrieved per query token and head."""
         ids = self.encode(query)
         out = self(torch.tensor([ids], device=self.device), bank, trace=True, top_k=top_k)
         start = 1 if self.sink_id is not None else 0

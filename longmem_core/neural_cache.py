@@ -43,7 +43,7 @@ TOP_NEIGHBOURS = 1024
 MAX_MATCH = 16  # longest context suffix the exact copy looks for
 MIN_MATCH = 3  # an exact copy needs this many tokens repeated; its weight grows with each further one  # stored states the softmax runs over (the rest carry ~no weight at theta 40)
 _SENTENCE_END = re.compile(r"[.!?\n]")
-_STORES: "weakref.WeakKeyDictionary[MemoryBank, TokenCache]" = weakref.WeakKeyDictionary()
+_STORES: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple[int, int, int], TokenCache]]" = weakref.WeakKeyDictionary()
 
 
 class TokenCache:
@@ -143,13 +143,33 @@ def new_cache(model: LongMemModel, dim: int = CACHE_DIM, layer: int | None = CAC
     return TokenCache(model.backbone.d_model, dim, seed=model.cfg.seed, device=model.device, layer=layer)
 
 
+def bank_version(bank: MemoryBank) -> tuple[int, int, int]:
+    """What changes when a bank gains a document or evicts chunks: (sources, oldest chunk id, chunks)."""
+    return len(bank.sources), bank.first_id, bank.n_chunks
+
+
 def attach(bank: MemoryBank, cache: TokenCache) -> None:
-    """Keep ``cache`` with ``bank`` (for as long as the bank lives) so the answer modes find it."""
-    _STORES[bank] = cache
+    """Keep ``cache`` with ``bank`` as it is now, for as long as the bank lives, so the answer modes find it."""
+    _STORES[bank] = (bank_version(bank), cache)
 
 
 def cache_for(bank: MemoryBank) -> TokenCache | None:
-    return _STORES.get(bank)
+    """The cache attached to ``bank``, if the bank has not changed since (a new document or an eviction makes
+    it stale: None)."""
+    entry = _STORES.get(bank)
+    return entry[1] if entry is not None and entry[0] == bank_version(bank) else None
+
+
+def retained_texts(bank: MemoryBank) -> list[str]:
+    """Per source, the stretch of its text that the bank still holds chunks of (first to last retained
+    character): what an exact copy may draw on. Evicted text is not memory any more."""
+    src, chars = bank.chunk_source, bank.chunk_chars  # [Nc], [Nc, 2]
+    texts = []
+    for s in sorted({int(x) for x in src.tolist() if x >= 0}):
+        spans = chars[(src == s) & (chars[:, 0] >= 0)]
+        if len(spans):
+            texts.append(bank.sources[s]["text"][int(spans[:, 0].min()):int(spans[:, 1].max())])
+    return texts
 
 
 @torch.no_grad()
@@ -190,19 +210,20 @@ def memorize(model: LongMemModel, text: str, bank: MemoryBank | None, cache: Tok
 
 
 def cache_from_sources(model: LongMemModel, bank: MemoryBank, dim: int = 0) -> TokenCache:
-    """The cache attached to ``bank``, or else one made from the bank's source texts and attached to it. With
-    ``dim`` 0 (default) it holds the tokens only: no forward, just tokenizing, so only the exact copy works;
-    with ``dim`` > 0 the texts are read again (a full forward each). Texts read without a source
-    (``memorize_ids``) cannot be recovered."""
+    """The cache attached to ``bank`` (if the bank has not changed since), or else one made from the text the
+    bank still holds (``retained_texts``) and attached to it. With ``dim`` 0 (default) it holds the tokens only:
+    no forward, just tokenizing, so only the exact copy works; with ``dim`` > 0 the texts are read again (a full
+    forward each). Texts read without a source (``memorize_ids``) cannot be recovered."""
     cache = cache_for(bank)
     if cache is None:
         cache = new_cache(model, dim)
-        for s in bank.sources:
+        for text in retained_texts(bank):
             if dim:
-                memorize(model, s["text"], None, cache, s["name"])
+                memorize(model, text, None, cache)
             else:
-                ids = model.tokenizer(s["text"], add_special_tokens=False)["input_ids"]
-                cache.add(torch.empty(len(ids) - 1, model.backbone.d_model), ids[:-1], ids[1:])
+                ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(ids) > 1:
+                    cache.add(torch.empty(len(ids) - 1, model.backbone.d_model), ids[:-1], ids[1:])
         attach(bank, cache)
     return cache
 

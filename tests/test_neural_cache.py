@@ -114,3 +114,22 @@ def tiny_model_bank(model, text):
     bank = model.new_bank(capacity=4096)
     model.memorize(text[:300], bank, source="book")
     return bank
+
+
+def test_a_cache_follows_its_bank_new_documents_in_evicted_text_out(tiny_model, book_text):
+    """A cache made for a bank goes stale when the bank gains a document or evicts chunks; the rebuilt one holds
+    only the text the bank still has chunks of."""
+    bank = tiny_model.new_bank(capacity=256)
+    tiny_model.memorize(book_text[:300], bank, source="first")
+    first = neural_cache.cache_from_sources(tiny_model, bank)
+    tiny_model.memorize(" zebra quartz " * 5, bank, source="second")
+    assert neural_cache.cache_for(bank) is None  # stale after a new document
+    second = neural_cache.cache_from_sources(tiny_model, bank)
+    zebra = tiny_model.tokenizer(" zebra quartz", add_special_tokens=False)["input_ids"]
+    assert len(second) > len(first) and second.match(zebra[:-1], 300)[1] == len(zebra) - 1
+    tiny_model.memorize(book_text[300:3000], bank, source="third")  # overflows 256 tokens: the oldest go
+    assert bank.first_id > 0
+    texts = neural_cache.retained_texts(bank)
+    assert book_text[:40] not in "".join(texts)  # the evicted opening is not copied from any more
+    rebuilt = neural_cache.cache_from_sources(tiny_model, bank)
+    assert rebuilt is not first and len(rebuilt) <= len(bank) + len(texts)

@@ -225,7 +225,7 @@ def main(argv=None) -> int:
                             ranks: dict[str, int | None] = {}
                             want = lambda name: args.variants is None or name in args.variants  # noqa: E731
                             if want("mass"):
-                                listed = model.retrieve(question, bank, top=len(ids))
+                                listed = model.attention_mass(question, bank, chunks_listed=len(ids))
                                 pos = [i for i, r in enumerate(listed) if bool(needle[r.info.chunk_id - ids[0]])]
                                 ranks["mass"] = pos[0] + 1 if pos else None
                             for name, s in variant_scores(model, bank, question, qcache[question], means, texts,
