@@ -119,7 +119,7 @@ def tiny_model_bank(model, text):
 def test_a_cache_follows_its_bank_new_documents_in_evicted_text_out(tiny_model, book_text):
     """A cache made for a bank goes stale when the bank gains a document or evicts chunks; the rebuilt one holds
     only the text the bank still has chunks of."""
-    bank = tiny_model.new_bank(capacity=256)
+    bank = tiny_model.new_bank(capacity=1024)
     tiny_model.memorize(book_text[:300], bank, source="first")
     first = neural_cache.cache_from_sources(tiny_model, bank)
     tiny_model.memorize(" zebra quartz " * 5, bank, source="second")
@@ -127,7 +127,7 @@ def test_a_cache_follows_its_bank_new_documents_in_evicted_text_out(tiny_model, 
     second = neural_cache.cache_from_sources(tiny_model, bank)
     zebra = tiny_model.tokenizer(" zebra quartz", add_special_tokens=False)["input_ids"]
     assert len(second) > len(first) and second.match(zebra[:-1], 300)[1] == len(zebra) - 1
-    tiny_model.memorize(book_text[300:3000], bank, source="third")  # overflows 256 tokens: the oldest go
+    tiny_model.memorize(book_text[300:3000], bank, source="third")  # overflows 1,024 tokens: the oldest go
     assert bank.first_id > 0
     texts = neural_cache.retained_texts(bank)
     assert book_text[:40] not in "".join(texts)  # the evicted opening is not copied from any more
