@@ -144,10 +144,11 @@ def test_settings_apply_to_a_new_bank_only(model, tmp_path):
 
 def test_chat_streams_and_shows_retrieved_chunks_in_context(model, tmp_path):
     session = filled(model, tmp_path)
-    snapshots = [(s.answer, s.done) for s in handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6)]
+    snapshots = [(s.answer, s.done) for s in handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6,
+                                                           mode="fusion")]
     assert [done for _, done in snapshots] == [False] * (len(snapshots) - 1) + [True] and len(snapshots) >= 2
     assert [a for a, _ in snapshots[:-1]] == sorted(a for a, _ in snapshots[:-1])  # the answer only grows
-    last = finish(handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6))
+    last = finish(handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6, mode="fusion"))
     assert last.memory_tokens == len(session.bank) and 0 < last.memory_share <= 1
     assert 0 < len(last.retrieved) <= 3
     for r in last.retrieved:
@@ -158,6 +159,31 @@ def test_chat_streams_and_shows_retrieved_chunks_in_context(model, tmp_path):
     assert session.turns[-1] == {"question": "Who is Filby?", "answer": last.answer, "backbone_answer": None}
     html = views.retrieved(last.to_dict(), untrained=True)
     assert html.count('class="lm-chunk"') == len(last.retrieved) and "untrained" in html
+
+
+@pytest.mark.parametrize("mode", ["cache", "read_back"])
+def test_chat_in_a_training_free_mode_lists_what_the_search_found(model, tmp_path, mode):
+    """The default mode and read-back: the chunks listed are the search's for the question, in its order, each in
+    its text; read-back shows exactly what it put in the prompt."""
+    session = filled(model, tmp_path)
+    last = finish(handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6, mode=mode))
+    assert last.mode == mode and 0 < len(last.retrieved) <= 3
+    scores = [r["score"] for r in last.retrieved]
+    assert scores == sorted(scores, reverse=True)
+    for r in last.retrieved:
+        assert r["text"] == BOOK[r["char_start"]:r["char_end"]]
+    assert sum(session.heat.values()) == pytest.approx(1.0)
+    assert bool(last.context) == (mode == "read_back")
+    if last.context:
+        assert all(r["text"] in last.context for r in last.retrieved)
+    html = views.retrieved(last.to_dict())
+    assert f"<b>{mode}</b>" in html and "search score" in html
+
+
+def test_chat_refuses_an_unknown_mode(model, tmp_path):
+    session = filled(model, tmp_path)
+    with pytest.raises(AppError, match="Unknown answer mode"):
+        finish(handlers.chat(model, session, "Who?", mode="telepathy"))
 
 
 def test_compare_adds_the_backbone_alone(model, tmp_path):
@@ -406,8 +432,9 @@ def test_chat_uses_the_retrieval_width_setting(model, tmp_path):
         return real(*args, **kwargs)
     model.generate = spy
     try:
-        finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=2, top_k=2 * session.bank.chunk_size))
-        finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=2))
+        finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=2, top_k=2 * session.bank.chunk_size,
+                             mode="fusion"))
+        finish(handlers.chat(model, session, "Who is Filby?", max_new_tokens=2, mode="fusion"))
     finally:
         del model.generate
     assert widths == [2 * session.bank.chunk_size, None]

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
+from longmem_core import answer as answer_modes
+
 from .. import handlers, views
 from .common import Ui, user_errors
 from .memory_map import drawn
@@ -41,6 +43,7 @@ class ChatWidgets:
     chatbot: gr.Chatbot  # emptied by the Memory tab's Clear too
     question: gr.Textbox
     compare: gr.Checkbox
+    mode: gr.Dropdown
     stop: gr.Button
     restart: gr.Button
     retrieved: gr.HTML  # emptied by the Memory tab's Clear too
@@ -56,7 +59,9 @@ def render(ui: Ui) -> ChatWidgets:
                                   lines=1, max_lines=4, submit_btn="Ask", stop_btn=False, elem_id="lm-question")
             with gr.Row():
                 compare = gr.Checkbox(label="Also answer with the backbone alone (no memory), to compare", value=False,
-                                      scale=4)
+                                      scale=3)
+                mode = gr.Dropdown(list(answer_modes.MODES), value=answer_modes.DEFAULT_MODE, label="Answer mode", scale=2,
+                                   info="how memory turns into the answer (see the panel on the right)")
                 stop = gr.Button("Stop", variant="stop", scale=1, size="md")
                 restart = gr.Button("New conversation", scale=1, size="md")
         with gr.Column(scale=5):
@@ -64,7 +69,7 @@ def render(ui: Ui) -> ChatWidgets:
             retrieved = gr.HTML(views.retrieved({}), elem_id="lm-retrieved")
             with gr.Accordion("Latest answer as JSON", open=False):
                 answer_json = gr.JSON(show_label=False)
-    return ChatWidgets(chatbot, question, compare, stop, restart, retrieved, answer_json)
+    return ChatWidgets(chatbot, question, compare, mode, stop, restart, retrieved, answer_json)
 
 
 def listen(ui: Ui, page: Page) -> None:
@@ -73,14 +78,15 @@ def listen(ui: Ui, page: Page) -> None:
     outputs = [w.chatbot, w.question, w.retrieved, w.answer_json, page.memory_map.view, page.session]
 
     @user_errors
-    def chat(question, session, compare, top, max_new_tokens, temperature, top_k=None, request: gr.Request = None):
+    def chat(question, session, compare, top, max_new_tokens, temperature, top_k=None, mode=answer_modes.DEFAULT_MODE,
+             request: gr.Request = None):
         """Answer a question with this session's memory; streams the answer, then lists the retrieved chunks."""
         session = ui.open(session, request)
         earlier = list(session.turns)
         steps = handlers.chat(model, session, question, compare=bool(compare), top=int(top),
                               max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                               history_turns=settings.history_turns, top_k=int(top_k) if top_k else None,
-                              max_chars=settings.max_question_chars)
+                              max_chars=settings.max_question_chars, mode=mode or answer_modes.DEFAULT_MODE)
         for result in steps:
             if not result.done:
                 yield messages(earlier, result), "", gr.skip(), gr.skip(), gr.skip(), session
@@ -89,7 +95,7 @@ def listen(ui: Ui, page: Page) -> None:
 
     asking = w.question.submit(
         chat, [w.question, page.session, w.compare, options.top, options.max_new_tokens, options.temperature,
-               options.top_k], outputs,
+               options.top_k, w.mode], outputs,
         api_name="chat", show_progress="minimal", show_progress_on=w.chatbot, **ui.heavy())
     w.stop.click(None, cancels=[asking], api_visibility="private")
 

@@ -30,7 +30,7 @@ def render(ui: Ui) -> SettingsWidgets:
         with gr.Column():
             gr.Markdown("#### Answers")
             top_k = int_choice(handlers.top_k_choices(model), value=cfg.top_k,
-                              label="Tokens retrieved per query token and head (top-k)",
+                              label="Tokens retrieved per query token and head (top-k, fusion modes)",
                               info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
             top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer")
             max_new = gr.Slider(min(8, s.max_new_tokens), 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from longmem_core import LongMemModel, MemoryBank
+from longmem_core import answer as answer_modes
 
 from ..session import Session
 from .common import AppError, busy, check_question, retrieval_width
@@ -20,7 +21,9 @@ class ChatResult:
     question: str
     answer: str = ""
     backbone_answer: str | None = None  # the backbone alone, when compared
-    retrieved: list[dict] = field(default_factory=list)  # Retrieved.to_dict() of the chunks attended to most
+    mode: str = answer_modes.DEFAULT_MODE  # how memory answered (longmem_core.answer.MODES)
+    retrieved: list[dict] = field(default_factory=list)  # Retrieved.to_dict() of the chunks used or attended to most
+    context: str = ""  # exactly the text read back into the prompt (read-back modes)
     memory_share: float = 0.0  # mean share of the memory layer's output that came from memory
     memory_tokens: int = 0  # tokens in memory when the question was asked
     seconds: float = 0.0
@@ -32,10 +35,13 @@ class ChatResult:
 
 def chat(model: LongMemModel, session: Session, question: str, *, compare: bool = False, top: int = 5,
          max_new_tokens: int = 128, temperature: float = 0.0, history_turns: int = 2,
-         top_k: int | None = None, max_chars: int | None = None) -> Iterator[ChatResult]:
-    """Answer ``question`` with the session's memory, streaming: yields the growing ChatResult, the last one
-    with ``done`` set, the retrieved chunks listed and the retrieval heat of the session updated. A question
-    over ``max_chars`` characters is refused before the model sees it."""
+         top_k: int | None = None, max_chars: int | None = None,
+         mode: str = answer_modes.DEFAULT_MODE) -> Iterator[ChatResult]:
+    """Answer ``question`` with the session's memory in ``mode`` (``longmem_core.answer``), streaming: yields the
+    growing ChatResult, the last one with ``done`` set, the chunks used listed and the retrieval heat of the
+    session updated. A question over ``max_chars`` characters is refused before the model sees it."""
+    if mode not in answer_modes.MODES:
+        raise AppError(f"Unknown answer mode {mode!r}: choose one of {', '.join(answer_modes.MODES)}.")
     question = check_question(question, max_chars)
     if not question:
         raise AppError("Type a question first.")
@@ -45,26 +51,34 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         for turn in session.turns[-history_turns:] if history_turns > 0 else []:
             history += [{"role": "user", "content": turn["question"]},
                         {"role": "assistant", "content": turn["answer"]}]
-        prompt = model.chat_ids(question, history)
-        result, t0 = ChatResult(question, memory_tokens=len(bank) if bank else 0), time.perf_counter()
-        gen = model.generate(prompt, bank, max_new_tokens=max_new_tokens, temperature=temperature,
-                             top_k=retrieval_width(top_k, bank))
+        result, t0 = ChatResult(question, mode=mode, memory_tokens=len(bank) if bank else 0), time.perf_counter()
+        if mode == "fusion":  # the paper's memory layer: what it attended to while answering is what it used
+            gen = model.generate(model.chat_ids(question, history), bank, max_new_tokens=max_new_tokens,
+                                 temperature=temperature, top_k=retrieval_width(top_k, bank))
+            used = lambda: model.retrieved_for(gen, bank, top=top)  # noqa: E731
+        else:
+            prepared = answer_modes.prepare(model, bank, question, mode, history)
+            result.context = prepared.context
+            gen = answer_modes.stream(model, prepared, max_new_tokens=max_new_tokens, temperature=temperature)
+            used = lambda: prepared.chunks[:top]  # noqa: E731
         for piece in gen:
             result.answer += piece
             yield result
         result.answer = gen.text
         if bank is not None:
             result.memory_share = gen.memory_share
-            result.retrieved = [context_of(bank, r.to_dict()) for r in model.retrieved_for(gen, bank, top=top)]
-            total = sum(gen.chunk_mass.values()) or 1.0
-            for cid, mass in gen.chunk_mass.items():
-                session.heat[cid] = session.heat.get(cid, 0.0) + mass / total
+            chunks = used()
+            result.retrieved = [context_of(bank, r.to_dict()) for r in chunks]
+            mass = gen.chunk_mass if mode == "fusion" else {r.info.chunk_id: r.score for r in chunks}
+            total = sum(mass.values()) or 1.0
+            for cid, weight in mass.items():
+                session.heat[cid] = session.heat.get(cid, 0.0) + weight / total
             session.last_retrieved = [r["chunk_id"] for r in result.retrieved]
         if compare:
             result.backbone_answer = ""
             yield result
-            alone = model.generate(prompt, None, max_new_tokens=max_new_tokens, temperature=temperature,
-                                   backbone_only=True)
+            alone = model.generate(model.chat_ids(question, history), None, max_new_tokens=max_new_tokens,
+                                   temperature=temperature, backbone_only=True)
             for piece in alone:
                 result.backbone_answer += piece
                 yield result

@@ -6,22 +6,45 @@ from html import escape
 from .common import flat, number
 
 
+MODE_NOTES = {  # what each answer mode did with memory, said to the reader
+    "backbone": "the backbone alone answered; memory was not used",
+    "fusion": "the paper's memory layer read memory while answering",
+    "read_back": "the passages below were read back into the prompt before the question (beyond the paper)",
+    "read_back_fusion": "the passages below were read back into the prompt, and the memory layer read memory too "
+                        "(beyond the paper)",
+    "cache": "where the answer repeats text in memory word for word, it copies what followed there (a copy path, "
+             "beyond the paper); the chunks below are what the search found for the question",
+    "read_back_cache": "the passages below were read back into the prompt, and the answer may copy what followed "
+                       "text in memory (beyond the paper)",
+}
+
+
 def retrieved(result: dict, untrained: bool = False) -> str:
-    """The chunks the SideNet attended to while answering, each highlighted in its surrounding text."""
+    """How memory was used for the latest answer, and the chunks it used, each highlighted in its text."""
     if not result.get("memory_tokens"):
         return ('<div class="lm-empty">Memory is empty, so this answer came from the backbone alone. '
                 'Read a document on the <b>Memory</b> tab first.</div>')
-    share = result.get("memory_share", 0.0) * 100
-    note = " (untrained SideNet: its gate is fixed at 0.5 and retrieval is not yet tuned)" if untrained else ""
-    head = (f'<div class="lm-share"><b>{share:.0f}%</b> of the memory layer\'s output came from memory{escape(note)}.'
-            f'<div class="lm-progress-track"><div class="lm-progress-fill" style="width:{share:.1f}%"></div></div></div>')
+    mode = result.get("mode", "fusion")
+    head = f'<div class="lm-share">Answer mode <b>{escape(mode)}</b>: {escape(MODE_NOTES.get(mode, ""))}.'
+    if mode in ("fusion", "read_back_fusion"):
+        share = result.get("memory_share", 0.0) * 100
+        note = " (untrained SideNet: its gate is fixed at 0.5 and retrieval is not yet tuned)" if untrained else ""
+        head += (f'<br><b>{share:.0f}%</b> of the memory layer\'s output came from memory{escape(note)}.'
+                 f'<div class="lm-progress-track"><div class="lm-progress-fill" style="width:{share:.1f}%"></div></div>')
+    head += "</div>"
+    if result.get("context"):
+        head += ('<details class="lm-readback"><summary>Exactly what was read back into the prompt</summary>'
+                 f'<div class="lm-context">{escape(result["context"])}</div></details>')
     cards = []
     for rank, r in enumerate(result.get("retrieved", []), 1):
         before, after = r.get("before", ""), r.get("after", "")
+        score = (f'{r["score"] * 100:.1f}% of memory attention' if mode == "fusion"
+                 else f'search score {r["score"]:.3f}')
+        page = f' · page {r["page"]}' if r.get("page") else ""
         cards.append(
             '<div class="lm-chunk">'
-            f'<div class="lm-chunk-head"><b>#{rank}</b> {escape(r["source"])} · characters {number(r["char_start"])}–'
-            f'{number(r["char_end"])} <span class="lm-score">{r["score"] * 100:.1f}% of memory attention</span></div>'
+            f'<div class="lm-chunk-head"><b>#{rank}</b> {escape(r["source"])}{page} · characters '
+            f'{number(r["char_start"])}–{number(r["char_end"])} <span class="lm-score">{score}</span></div>'
             f'<div class="lm-context">{"…" if r["char_start"] > len(before) else ""}{escape(flat(before))}<mark>{escape(flat(r["text"]))}'
             f'</mark>{escape(flat(after))}{"…" if after else ""}</div></div>')
     if not cards:
