@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", default=str(Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"),
                    help="real text to hide the key in (a book)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default=_default_mode(),
+                   help="how LongMem answers: an answer mode (" + ", ".join(_answer_modes()) + ") asked through the "
+                        "chat template, or 'paper': the memory layer continuing the raw text (default: %(default)s)")
     add_common(p)
 
     p = sub.add_parser("eval-icl", help="memory-augmented in-context learning: demonstrations in memory + k in context")
@@ -270,12 +273,16 @@ def cmd_eval_passkey(args) -> dict:
     model = _load_model(args)
     bar = _progress(True, "pass key")
     try:
-        result = eval_passkey(model, text, lengths, args.trials, args.seed, progress=bar)
+        if args.mode != "paper" and args.mode not in _answer_modes():
+            raise ValueError(f"unknown --mode {args.mode!r}; choose paper or one of {', '.join(_answer_modes())}")
+        result = eval_passkey(model, text, lengths, args.trials, args.seed, progress=bar,
+                              mode=None if args.mode == "paper" else args.mode)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     if not args.json:
         for length, r in result["lengths"].items():
-            print(f"{length} tokens: LongMem {r['acc_longmem']:.2f}  local only {r['acc_local']:.2f}  ({args.trials} trials)")
+            print(f"{length} tokens: LongMem ({result['mode']}) {r['acc_longmem']:.2f}  local only {r['acc_local']:.2f}  "
+                  f"({args.trials} trials)")
     return result
 
 

@@ -112,6 +112,7 @@ def eval_ppl(files: list[str], trained: LongMemModel, untrained: LongMemModel | 
 
 
 PASSKEY_QUESTION = " What is the pass key? The pass key is"
+PASSKEY_CHAT_QUESTION = "What is the pass key?"  # asked through an answer mode (``mode=``)
 
 
 def passkey_needle(key: int) -> str:
@@ -119,10 +120,15 @@ def passkey_needle(key: int) -> str:
 
 
 @torch.no_grad()
-def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, max_new_tokens: int = 8) -> dict:
+def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, max_new_tokens: int = 8,
+                  mode: str | None = None) -> dict:
     """One pass-key trial: a key hidden at a random depth of ``length`` tokens of real text, *outside* the local
     window, then asked for at the end. LongMem reads everything before the window into memory; the baseline
-    is the backbone with the same local window only. Returns whether each found the key."""
+    is the backbone with the same local window only. Returns whether each found the key.
+
+    ``mode`` None: LongMem is the paper's model continuing the local window and the question (raw text, the
+    memory layer reading the bank). A mode of ``answer.MODES``: the memory part is read as a document (with its
+    text, as an upload is) and ``answer.answer`` asks the question in that mode through the chat template."""
     tok = model.tokenizer
     key = rng.randrange(10_000, 100_000)
     needle = tok(passkey_needle(key), add_special_tokens=False)["input_ids"]
@@ -137,10 +143,18 @@ def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, 
     doc = filler[:depth] + needle + filler[depth:]
     memory_part, local = doc[:-window], doc[-window:]
     bank = model.new_bank(capacity=max(model.cfg.capacity, length))
-    read_into_memory(model, memory_part, bank)
     prompt = model.with_sink(local + question)
     answers = {}
-    for name, kwargs in (("longmem", {"bank": bank}), ("local", {"bank": None, "backbone_only": True})):
+    if mode is None:
+        read_into_memory(model, memory_part, bank)
+        arms = (("longmem", {"bank": bank}), ("local", {"bank": None, "backbone_only": True}))
+    else:
+        from .answer import answer
+        model.memorize(tok.decode(memory_part), bank, source="document")
+        text = answer(model, bank, PASSKEY_CHAT_QUESTION, mode=mode, max_new_tokens=max_new_tokens + 8).text
+        answers.update(longmem=str(key) in text.replace(" ", ""), longmem_answer=text)
+        arms = (("local", {"bank": None, "backbone_only": True}),)
+    for name, kwargs in arms:
         gen = model.generate(prompt, max_new_tokens=max_new_tokens, **kwargs)
         text = "".join(gen)
         answers[name] = str(key) in text.replace(" ", "")
@@ -150,17 +164,17 @@ def passkey_trial(model: LongMemModel, filler_ids: list[int], length: int, rng, 
 
 
 def eval_passkey(model: LongMemModel, text: str, lengths: list[int], trials: int, seed: int = 0,
-                 progress=None) -> dict:
-    """Accuracy per length for LongMem and for the local-only backbone."""
+                 progress=None, mode: str | None = None) -> dict:
+    """Accuracy per length for LongMem (``mode``: see ``passkey_trial``) and for the local-only backbone."""
     import random
     filler_ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
     rng = random.Random(seed)
-    result: dict = {"lengths": {}, "seed": seed, "trials": trials}
+    result: dict = {"lengths": {}, "seed": seed, "trials": trials, "mode": mode or "paper"}
     done = 0
     for length in lengths:
         rows = []
         for _ in range(trials):
-            rows.append(passkey_trial(model, filler_ids, length, rng))
+            rows.append(passkey_trial(model, filler_ids, length, rng, mode=mode))
             done += 1
             if progress:
                 progress(done, len(lengths) * trials)

@@ -106,7 +106,9 @@ def test_eval_commands_json(tmp_path, book_text):
     assert out["n_test"] == 3
     out = json.loads(run("eval-passkey", "--lengths", "1500", "--trials", "1", "--backbone", "tiny-llama",
                          "--json").stdout)
-    assert set(out["lengths"]["1500"]) >= {"acc_longmem", "acc_local"}
+    assert set(out["lengths"]["1500"]) >= {"acc_longmem", "acc_local"} and out["mode"] != "paper"
+    proc = run("eval-passkey", "--lengths", "1500", "--mode", "telepathy", "--backbone", "tiny-llama", check=False)
+    assert proc.returncode == 2 and "unknown --mode" in proc.stderr
     proc = run("eval-icl", "--train", str(tmp_path / "nope.jsonl"), "--test", str(tmp_path / "test.jsonl"),
                "--backbone", "tiny-llama", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -53,6 +53,18 @@ def test_passkey_trial_hides_the_key_outside_the_window(make_model, book_text):
     result = eval_passkey(model, book_text[:5000], [300, 400], trials=2, seed=3)
     assert set(result["lengths"]) == {"300", "400"}
     assert result == eval_passkey(model, book_text[:5000], [300, 400], trials=2, seed=3)  # reproducible
+    assert result["mode"] == "paper"
+
+
+@pytest.mark.parametrize("mode", ["read_back", "cache"])
+def test_passkey_in_an_answer_mode_reads_the_memory_part_as_a_document(make_model, book_text, mode):
+    model = make_model("tiny", segment_length=64)
+    ids = model.tokenizer(book_text[:5000], add_special_tokens=False)["input_ids"]
+    r = passkey_trial(model, ids, 400, random.Random(0), max_new_tokens=4, mode=mode)
+    assert set(r) >= {"longmem", "longmem_answer", "local", "key", "depth"}
+    plain = passkey_trial(model, ids, 400, random.Random(0), max_new_tokens=4)
+    assert (r["key"], r["depth"], r["local_answer"]) == (plain["key"], plain["depth"], plain["local_answer"])
+    assert eval_passkey(model, book_text[:5000], [400], trials=1, seed=3, mode=mode)["mode"] == mode
 
 
 def test_chapterbreak(make_model, tmp_path, book_text):
