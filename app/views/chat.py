@@ -34,7 +34,7 @@ def retrieved(result: dict, untrained: bool = False) -> str:
     head += "</div>"
     if result.get("context"):
         head += ('<details class="lm-readback"><summary>Exactly what was read back into the prompt</summary>'
-                 f'<div class="lm-context">{escape(result["context"])}</div></details>')
+                 f'<div class="lm-readback-text">{escape(result["context"])}</div></details>')
     cards = []
     for rank, r in enumerate(result.get("retrieved", []), 1):
         before, after = r.get("before", ""), r.get("after", "")
