@@ -191,12 +191,17 @@ def flat_figures(data: object, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def records_table(records: list[dict]) -> str:
-    """A list of JSON objects as a table: one column per key, in the order keys first appear."""
+    """A list of JSON objects as a table: one column per key, in the order keys first appear. Keys holding lists
+    of objects (per-trial or per-question details) stay in the file: a note says which."""
     columns: list[str] = []
     for r in records:
         columns += [k for k in r if k not in columns]
+    detail = [k for k in columns if any(isinstance(r.get(k), list) and r[k] and isinstance(r[k][0], dict)
+                                        for r in records)]
+    columns = [k for k in columns if k not in detail]
+    note = f"\n\n(Per-row details in the file: {', '.join(detail)}.)" if detail else ""
     return table(columns, [[number(r.get(k, "")) if not isinstance(r.get(k), (dict, list)) else
-                            json.dumps(r.get(k)) for k in columns] for r in records])
+                            json.dumps(r.get(k)) for k in columns] for r in records]) + note
 
 
 def generic_section(name: str, data: dict, machine: str) -> str:
