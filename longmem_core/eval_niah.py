@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .options import model_flags
 from . import answer as answers
 from .bm25 import BM25, chunk_units
 from .needles import TASKS, Haystack, Trial, even_depths, make_trial, spans_overlap, string_match_all
@@ -127,10 +128,7 @@ def command_line(args: argparse.Namespace, modes: list[str]) -> str:
     parts = ["python -m longmem_core eval-niah", f"--text {args.text}", f"--lengths {args.lengths}",
              f"--tasks {args.tasks}", f"--trials {args.trials}", f"--modes {','.join(modes)}", f"--top {args.top}",
              f"--max-new-tokens {args.max_new_tokens}", f"--seed {args.seed}"]
-    for name in ("backbone", "checkpoint", "device"):
-        if getattr(args, name, None):
-            parts.append(f"--{name} {getattr(args, name)}")
-    return " ".join(parts + (["--json"] if getattr(args, "json", False) else []))
+    return " ".join(parts + model_flags(args))
 
 
 def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:

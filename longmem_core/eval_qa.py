@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .options import model_flags
 from . import answer as answers
 from .bm25 import BM25, passage_span, passage_units
 from .eval_niah import BM25_MODE, parse_modes
@@ -132,10 +133,7 @@ def command_line(args: argparse.Namespace, modes: list[str]) -> str:
               f"--max-new-tokens {args.max_new_tokens}"]
     if args.limit:
         parts.append(f"--limit {args.limit}")
-    for name in ("backbone", "checkpoint", "device"):
-        if getattr(args, name, None):
-            parts.append(f"--{name} {getattr(args, name)}")
-    return " ".join(parts + (["--json"] if getattr(args, "json", False) else []))
+    return " ".join(parts + model_flags(args))
 
 
 def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:

@@ -85,3 +85,11 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     """The options of every model command: the model, and --json."""
     add_model_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def model_flags(args: argparse.Namespace) -> list[str]:
+    """The model options of a parsed command line as flags again (for the exact command a result records),
+    ``--json`` last when it was given."""
+    flags = [f"--{name} {getattr(args, name)}" for name in ("backbone", "checkpoint", "device")
+             if getattr(args, name, None)]
+    return flags + (["--json"] if getattr(args, "json", False) else [])
