@@ -8,6 +8,10 @@ across machines. Sections: memorize throughput vs a plain transformers forward; 
 exact vs IVF, at growing bank sizes, with RAM and add cost; generation with a 65k-token bank vs the backbone;
 training tokens/s; the app's cold start.
 
+Why one module of ~480 lines: every section times something against a baseline *in the same run* and shares
+the timing helpers (interleaved rounds, medians), the machine record and the result writer; split by section,
+each file would be a few timing functions importing the same five helpers. Each section is its own banner.
+
 Banks bigger than the text memorized here are filled with *real* chunk keys of the default backbone (from
 the memorized book) resampled with Gaussian jitter (see ``resampled_keys``): retrieval speed does not depend
 on content, and the keys keep the real distribution's shape, which is what IVF recall depends on.
