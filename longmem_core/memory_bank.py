@@ -270,9 +270,18 @@ class MemoryBank:
         ts = torch.from_numpy(sl).to(self.device)
         self._tokens -= int(self._mask[ts].sum())
         self._mask[ts] = False
+        evicted = {int(s) for s in np.unique(self._source[sl])} - {-1}
         self._source[sl] = -1
         self.first_id += n
         self._count -= n
+        self._forget_texts(evicted)
+
+    def _forget_texts(self, candidates: set[int]) -> None:
+        """Drop the text of sources none of whose chunks is left (the name stays, so indices keep their meaning):
+        evicted text is not memory any more, and a long-running bank must not keep every document it ever read."""
+        left = {int(s) for s in np.unique(self.chunk_source)} if self._count else set()
+        for s in candidates - left:
+            self.sources[s] = {"name": self.sources[s]["name"], "text": ""}
 
     # -- the search structure --
 

@@ -353,3 +353,17 @@ def test_a_two_page_pdf_read_into_a_bank_cites_each_chunk_s_page(tmp_path):
     key = next(i for i in infos if "4071" in doc.text[i.char_start:i.char_end + 4])
     assert infos[0].page == 1 and key.page == 2
     assert all(i.page == (1 if i.char_start < doc.pages[1] else 2) for i in infos)
+
+
+def test_eviction_forgets_the_text_of_fully_evicted_sources(tmp_path):
+    """A bank that keeps reading past its capacity does not keep every document it ever read."""
+    bank = MemoryBank(n_kv_heads=1, head_dim=4, chunk_size=4, capacity=64)
+    for i in range(6):
+        text = f"d{i:02d}" * 32  # 96 characters, 32 tokens of 3 characters
+        src = bank.add_source(f"d{i}", text)
+        bank.add(torch.randn(32, 1, 4), torch.randn(32, 1, 4), source=src,
+                 char_spans=[(3 * t, 3 * t + 3) for t in range(32)])
+    assert len(bank) == 64 and [s["text"] != "" for s in bank.sources] == [False] * 4 + [True] * 2
+    assert [s["name"] for s in bank.sources] == [f"d{i}" for i in range(6)]
+    again = MemoryBank.load(bank.save(tmp_path / "b"))
+    assert again.sources == bank.sources and again.chunk_info(int(again.chunk_ids[0])).text == "d04" * 4
