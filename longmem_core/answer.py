@@ -10,6 +10,8 @@ Modes:
 - ``fusion``: the paper's memory-augmented attention layer reads the bank while generating.
 - ``read_back`` (beyond the paper): the passages around the chunks ``search.rank_chunks`` finds are put into
   the backbone's prompt before the question (``read_back.py``); the backbone answers from its context.
+- ``read_back_hybrid`` (beyond the paper): read-back of the chunks found by the model's search fused with BM25
+  over the words around each chunk (``search.hybrid_chunks``, reciprocal-rank fusion).
 - ``read_back_fusion``: the same prompt, and the memory layer reads the bank too.
 - ``cache`` (training-free copy path): each next token from (1 - lam) p_LM + lam p_cache, where the cache
   proposes what followed stored states like the current one, and where the answer so far repeats stored
@@ -27,9 +29,10 @@ from . import neural_cache, read_back, search
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, Retrieved
 
-MODES: tuple[str, ...] = ("backbone", "fusion", "read_back", "read_back_fusion", "cache", "read_back_cache")
+MODES: tuple[str, ...] = ("backbone", "fusion", "read_back", "read_back_hybrid", "read_back_fusion", "cache",
+                         "read_back_cache")
 DEFAULT_MODE = "cache"  # the only mode that read pass keys back on a tuning book (scripts/probes/answer_probe.py)
-READS_BACK = {"read_back", "read_back_fusion", "read_back_cache"}
+READS_BACK = {"read_back", "read_back_hybrid", "read_back_fusion", "read_back_cache"}
 USES_CACHE = {"cache", "read_back_cache"}
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)
 
@@ -70,8 +73,8 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     chunks: list[Retrieved] = []
     context = ""
     if mode in READS_BACK and has_memory:
-        found = read_back.read_back(model, bank, search.rank_chunks(model, bank, question, top),
-                                    chars=chars, budget=budget)
+        find = search.hybrid_chunks if mode == "read_back_hybrid" else search.rank_chunks
+        found = read_back.read_back(model, bank, find(model, bank, question, top), chars=chars, budget=budget)
         chunks, context = found.chunks, found.context
     elif mode in USES_CACHE and has_memory:
         chunks = search.rank_chunks(model, bank, question, top)

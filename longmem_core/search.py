@@ -20,6 +20,7 @@ separate attention pass.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,5 +133,58 @@ def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6)
         return []
     scores = chunk_scores(model, bank, query)
     best = torch.topk(scores, min(top, len(scores)))
+    ids = bank.chunk_ids
+    return [Retrieved(bank.chunk_info(int(ids[i])), float(s)) for s, i in zip(best.values, best.indices)]
+
+
+# -- hybrid search (beyond the paper): the model's search fused with BM25 by reciprocal rank --
+
+RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
+LEXICAL_WINDOW = 3  # chunks on each side of a chunk whose words BM25 scores with it (a 7-chunk window)
+_LEXICAL: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple, object]]" = weakref.WeakKeyDictionary()
+
+
+def lexical_scores(bank: MemoryBank, query: str) -> torch.Tensor:
+    """[Nc] BM25 score of the words around each chunk (``LEXICAL_WINDOW`` chunks each side, same source) for
+    ``query``, oldest first. The index is kept with the bank until the bank changes."""
+    import bm25s
+    version = (len(bank.sources), bank.first_id, bank.n_chunks)
+    cached = _LEXICAL.get(bank)
+    if cached is None or cached[0] != version:
+        texts = [bank.chunk_info(int(c)).text for c in bank.chunk_ids]
+        src = bank.chunk_source
+        windows = []
+        for i in range(len(texts)):
+            lo, hi = max(0, i - LEXICAL_WINDOW), min(len(texts), i + LEXICAL_WINDOW + 1)
+            windows.append("".join(t for j, t in zip(range(lo, hi), texts[lo:hi]) if src[j] == src[i]))
+        index = bm25s.BM25()
+        index.index(bm25s.tokenize(windows, stopwords="en", show_progress=False), show_progress=False)
+        _LEXICAL[bank] = cached = (version, index)
+    words = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]
+    if not words:
+        return torch.zeros(bank.n_chunks, dtype=torch.float64)
+    return torch.from_numpy(cached[1].get_scores(words).astype(np.float64))
+
+
+def reciprocal_rank_fusion(*scores: torch.Tensor) -> torch.Tensor:
+    """Score vectors [Nc] -> [Nc]: the sum over them of 1 / (RRF_K + the chunk's rank in each); a chunk a ranking
+    scores 0 (BM25: no word in common) gets nothing from it, whatever the order of the ties."""
+    out = torch.zeros(len(scores[0]), dtype=torch.float64)
+    for s in scores:
+        rank = torch.empty_like(out)
+        rank[torch.argsort(s, descending=True)] = torch.arange(1, len(s) + 1, dtype=torch.float64)
+        out += torch.where(s > 0, 1.0 / (RRF_K + rank), 0.0)
+    return out
+
+
+def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6) -> list[Retrieved]:
+    """Like ``rank_chunks``, ranked by the reciprocal-rank fusion of the model's search (``chunk_scores``) and BM25
+    over the words around each chunk (``lexical_scores``); ``Retrieved.score`` is the fused score. Beyond the paper:
+    the paper's search uses the model's keys only."""
+    model.check_bank(bank)
+    if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
+        return []
+    fused = reciprocal_rank_fusion(chunk_scores(model, bank, query), lexical_scores(bank, query))
+    best = torch.topk(fused, min(top, len(fused)))
     ids = bank.chunk_ids
     return [Retrieved(bank.chunk_info(int(ids[i])), float(s)) for s, i in zip(best.values, best.indices)]

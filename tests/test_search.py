@@ -127,3 +127,21 @@ def test_empty_bank_and_foreign_bank(make_model, tiny_backbones):
     other = make_model("tiny-gpt2")
     with pytest.raises(BankMismatchError):
         search.rank_chunks(model, other.new_bank(), "anything")
+
+
+def test_hybrid_search_fuses_the_model_search_with_bm25(tiny_model, book_text):
+    """The fused ranking puts first a chunk that both rankings put first; scores are reciprocal-rank sums, best
+    first; the BM25 index follows the bank (a new document is searchable at once)."""
+    bank = tiny_model.new_bank(capacity=8192)
+    tiny_model.memorize(book_text[:3000], bank, source="book")
+    model_scores = search.chunk_scores(tiny_model, bank, "Filby")
+    lexical = search.lexical_scores(bank, "Filby")
+    assert lexical.shape == model_scores.shape and lexical.max() > 0
+    found = search.hybrid_chunks(tiny_model, bank, "Filby", top=5)
+    scores = [r.score for r in found]
+    assert scores == sorted(scores, reverse=True) and scores[0] <= 2 / (search.RRF_K + 1)
+    fused = search.reciprocal_rank_fusion(model_scores, lexical)
+    assert found[0].info.chunk_id == int(bank.chunk_ids[int(fused.argmax())])
+    tiny_model.memorize("The zeppelin landed at Quetzalcoatl Field.", bank, source="news")
+    best = search.hybrid_chunks(tiny_model, bank, "Quetzalcoatl", top=3)
+    assert any(r.info.source == "news" for r in best)
