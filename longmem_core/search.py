@@ -20,6 +20,7 @@ separate attention pass.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -76,7 +77,12 @@ def query_vectors(model: LongMemModel, query: str) -> QueryVectors:
     side = model.side
     layer = side.layers[side.memory_index]
     seen: list[torch.Tensor] = []
-    hook = layer.norm_attn.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    owner = threading.get_ident()  # the model is shared: another session's forward may run at the same time
+
+    def keep(_module, _inputs, out) -> None:
+        if threading.get_ident() == owner:
+            seen.append(out)
+    hook = layer.norm_attn.register_forward_hook(keep)
     try:  # an empty bank: the memory layer runs its memory path (and the hook) without searching anything
         empty = model.new_bank(capacity=model.cfg.top_k)
         model(torch.tensor([ids], device=model.device), empty)

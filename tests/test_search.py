@@ -145,3 +145,22 @@ def test_hybrid_search_fuses_the_model_search_with_bm25(tiny_model, book_text):
     tiny_model.memorize("The zeppelin landed at Quetzalcoatl Field.", bank, source="news")
     best = search.hybrid_chunks(tiny_model, bank, "Quetzalcoatl", top=3)
     assert any(r.info.source == "news" for r in best)
+
+
+def test_concurrent_searches_on_one_model_each_get_their_own_queries(tiny_model, book_text):
+    """The app serves several sessions with one model: a search must not pick up another thread's forward."""
+    import threading
+    bank = tiny_model.new_bank(capacity=8192)
+    tiny_model.memorize(book_text[:2000], bank, source="book")
+    queries = ["Filby", "What did the Time Traveller show his guests in the smoking room after dinner?"] * 4
+    alone = [[r.info.chunk_id for r in search.rank_chunks(tiny_model, bank, q, 3)] for q in queries]
+    got: dict[int, list[int]] = {}
+
+    def run(i: int) -> None:
+        got[i] = [r.info.chunk_id for r in search.rank_chunks(tiny_model, bank, queries[i], 3)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(queries))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[i] for i in range(len(queries))] == alone
