@@ -66,13 +66,18 @@ def niah(run: dict) -> dict:
 def qa(runs: list[dict]) -> dict:
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     held = defaultdict(lambda: [0, 0])  # mode -> [questions whose retrieved text held the answer, of those right]
+    seen: set[tuple[str, str]] = set()  # (book, mode): a mode run twice on a book (e.g. bm25) counts once
     for run in runs:
+        fresh = {r["mode"] for r in run["rows"] if (run.get("text", ""), r["mode"]) not in seen}
+        seen |= {(run.get("text", ""), m) for m in fresh}
         for q in run.get("questions", []):
             for mode, v in q["modes"].items():
-                if v.get("retrieved"):
+                if mode in fresh and v.get("retrieved"):
                     held[mode][0] += 1
                     held[mode][1] += bool(v.get("correct"))
         for r in run["rows"]:
+            if r["mode"] not in fresh:
+                continue
             t = totals[r["mode"]]
             t[0] += (r["accuracy"] or 0) * r["n"]
             t[1] += r["retrieval_recall"] * r["n"]
