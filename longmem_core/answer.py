@@ -31,7 +31,10 @@ from .model import Generation, LongMemModel, Retrieved
 
 MODES: tuple[str, ...] = ("backbone", "fusion", "read_back", "read_back_hybrid", "read_back_fusion", "cache",
                          "read_back_cache")
-DEFAULT_MODE = "cache"  # the only mode that read pass keys back on a tuning book (scripts/probes/answer_probe.py)
+# Chosen on the tuning books (frankenstein, great_expectations; docs/notes/2026-12-02-structure-search-answers.md):
+# on eval-niah the read-back and cache modes were within noise of each other (2 trials a task), while on factual
+# questions only the hybrid search's passages held most answers (10/13 vs 3/13) and it alone answered one.
+DEFAULT_MODE = "read_back_hybrid"
 READS_BACK = {"read_back", "read_back_hybrid", "read_back_fusion", "read_back_cache"}
 USES_CACHE = {"cache", "read_back_cache"}
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)
