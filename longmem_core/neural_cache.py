@@ -82,7 +82,8 @@ class TokenCache:
         next_ids = torch.as_tensor(next_ids, dtype=torch.int32, device=self.keys.device)
         if not states.shape[0] == ids.shape[0] == next_ids.shape[0]:
             raise ValueError(f"{states.shape[0]} states, {ids.shape[0]} tokens and {next_ids.shape[0]} next tokens")
-        self.keys = torch.cat([self.keys, self.project(states).to(self.keys.device, torch.float16)])
+        if self.dim:  # a tokens-only cache (dim 0) keeps no states: nothing to project
+            self.keys = torch.cat([self.keys, self.project(states).to(self.keys.device, torch.float16)])
         self.ids = torch.cat([self.ids, ids])
         self.next_ids = torch.cat([self.next_ids, next_ids])
 
@@ -223,7 +224,7 @@ def cache_from_sources(model: LongMemModel, bank: MemoryBank, dim: int = 0) -> T
             else:
                 ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
                 if len(ids) > 1:
-                    cache.add(torch.empty(len(ids) - 1, model.backbone.d_model), ids[:-1], ids[1:])
+                    cache.add(torch.empty(len(ids) - 1, 0), ids[:-1], ids[1:])  # tokens only: no states
         attach(bank, cache)
     return cache
 
