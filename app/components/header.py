@@ -20,15 +20,16 @@ def render(ui: Ui) -> None:
             what = ("Trained: the memory search and the layers that use what it finds, on language modelling over "
                     "books.")
         else:
-            what = ("Trained: the memory search (it finds facts and passages read earlier). Not trained: using what "
-                    "it finds, so answers still come mostly from the backbone.")
+            what = ("Trained: the memory search (it finds facts and passages read earlier). Not trained: the memory "
+                    "layer that would use what it finds (the <code>fusion</code> answer mode); the other answer modes "
+                    "read what it finds back to the backbone and need no training.")
         banner = (f'<div class="lm-banner lm-trained">SideNet: checkpoint <code>{escape(Path(ui.checkpoint).name)}</code>'
                   f' on backbone <code>{escape(ui.model.cfg.backbone)}</code>. {what} Measured effects: docs/RESULTS.md.</div>')
     else:
         banner = ('<div class="lm-banner"><b>Untrained SideNet.</b> No trained checkpoint was found, so memory is mixed '
-                  'in with a fixed 0.5 gate and retrieval is not yet tuned: answers come mostly from the backbone '
-                  f'(<code>{escape(ui.model.cfg.backbone)}</code>). What was retrieved is still shown exactly as it '
-                  'happened.</div>')
+                  'in with a fixed 0.5 gate and the memory search is not tuned (backbone '
+                  f'<code>{escape(ui.model.cfg.backbone)}</code>); the read-back answer modes still put the passages '
+                  'they find in front of the backbone. What was retrieved is shown exactly as it happened.</div>')
     gr.HTML(banner)
 
 

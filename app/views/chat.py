@@ -10,6 +10,8 @@ MODE_NOTES = {  # what each answer mode did with memory, said to the reader
     "backbone": "the backbone alone answered; memory was not used",
     "fusion": "the paper's memory layer read memory while answering",
     "read_back": "the passages below were read back into the prompt before the question (beyond the paper)",
+    "read_back_hybrid": "the passages around the chunks below, found by the model's search fused with word "
+                        "matching (BM25), were read back into the prompt before the question (beyond the paper)",
     "read_back_fusion": "the passages below were read back into the prompt, and the memory layer read memory too "
                         "(beyond the paper)",
     "cache": "where the answer repeats text in memory word for word, it copies what followed there (a copy path, "
