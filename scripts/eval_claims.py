@@ -29,8 +29,18 @@ def met(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
-def niah(run: dict) -> dict:
-    rows = [{k: r[k] for k in ("task", "length", "mode", "accuracy", "retrieval_recall", "trials")} for r in run["rows"]]
+def niah(runs: list[dict]) -> dict:
+    """One or more eval-niah runs on the same book, lengths and seed (e.g. a later run of a new mode): their rows
+    together, a (task, length, mode) counted once."""
+    run = dict(runs[0])
+    rows, seen = [], set()
+    for r in (r for one in runs for r in one["rows"]):
+        if (r["task"], r["length"], r["mode"]) not in seen:
+            seen.add((r["task"], r["length"], r["mode"]))
+            rows.append({k: r[k] for k in ("task", "length", "mode", "accuracy", "retrieval_recall", "trials")})
+    run["modes"] = list(dict.fromkeys(m for one in runs for m in one["modes"]))
+    run["command"] = " ; ".join(one["command"] for one in runs)
+    run["default_mode"] = runs[-1]["default_mode"]
     default = run["default_mode"]
     by = defaultdict(list)
     for r in rows:
@@ -59,7 +69,7 @@ def niah(run: dict) -> dict:
     return {"title": "Needles in a haystack, RULER-style (eval-niah)", "command": run["command"],
             "summary": f"Book: {run['text']} (a report book: nothing was trained or tuned on it). "
                        f"{run['trials']} trials per task and length, depths spread evenly over 0-100%; "
-                       f"{run['top']} chunks listed per mode; default mode when run: {default}.",
+                       f"{run['top']} chunks listed per mode; default mode: {default}.",
             "claims": [{"title": "eval-niah by mode", "rows": claims}], "rows": rows}
 
 
@@ -86,7 +96,7 @@ def qa(runs: list[dict]) -> dict:
              "answered_when_held": None if m == "bm25" else f"{held[m][1]}/{held[m][0]}", "n": n}
             for m, (a, rr, n) in totals.items()]
     by = {r["mode"]: r for r in rows}
-    default = runs[0]["default_mode"]
+    default = runs[-1]["default_mode"]  # the latest run: the library default now
     back = by.get("backbone", {}).get("accuracy") or 0.0
     bm25 = by.get("bm25", {}).get("retrieval_recall", 0.0)
     claims = []
@@ -106,7 +116,7 @@ def qa(runs: list[dict]) -> dict:
     return {"title": "Factual questions about books (eval-qa)", "command": " ; ".join(r["command"] for r in runs),
             "summary": f"{sum(r['n'] for r in rows if r['mode'] == 'backbone')} questions written from report books "
                        "(data/qa/), answers stated once in the first 60,000 characters read into memory; pooled over "
-                       f"the books. Default mode when run: {default}.",
+                       f"the books. Default mode: {default}.",
             "claims": [{"title": "eval-qa by mode, pooled", "rows": claims}], "rows": rows}
 
 
@@ -133,13 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     p.add_argument("--text", default="")
+    p.add_argument("--title", default=None, help="the section title (default: the evaluation's)")
+    p.add_argument("--note", default=None, help="replaces the summary")
     p.add_argument("--commands", nargs="*", default=[], help="passkey: the command of each run, in order")
     args = p.parse_args(argv)
     runs = [json.loads(Path(f).read_text()) for f in args.runs]
     for run, command in zip(runs, args.commands):
         run["command"] = command
-    data = {"niah": lambda: niah(runs[0]), "qa": lambda: qa(runs), "passkey": lambda: passkey(runs, args.text)}[args.kind]()
+    data = {"niah": lambda: niah(runs), "qa": lambda: qa(runs), "passkey": lambda: passkey(runs, args.text)}[args.kind]()
     data["date"] = args.date
+    if args.title:
+        data["title"] = args.title
+        for claim in data.get("claims", []):
+            claim["title"] = args.title
+    if args.note:
+        data["summary"] = args.note
     if args.kind == "passkey":
         data["command"] = " ; ".join(args.commands)
     out = Path(args.out or RESULTS / {"niah": "niah.json", "qa": "qa.json", "passkey": "passkey_modes.json"}[args.kind])
