@@ -31,10 +31,11 @@ from .model import Generation, LongMemModel, Retrieved
 
 MODES: tuple[str, ...] = ("backbone", "fusion", "read_back", "read_back_hybrid", "read_back_fusion", "cache",
                          "read_back_cache")
-# Chosen on the tuning books (frankenstein, great_expectations; docs/notes/2026-12-02-structure-search-answers.md):
-# on eval-niah the read-back and cache modes were within noise of each other (2 trials a task), while on factual
-# questions only the hybrid search's passages held most answers (10/13 vs 3/13) and it alone answered one.
-DEFAULT_MODE = "read_back_hybrid"
+# Chosen on the tuning books (frankenstein, great_expectations; docs/results/tuning_*.json and the note of
+# 2026-12-02): pass key 8/8 at 4k and 16k (read_back_hybrid 2/8), eval-niah within noise of the read-back modes,
+# factual questions 0/13 (read_back_hybrid 1/13). Its listed chunks are the search's for the question; what it
+# copies is where the answer repeats stored text.
+DEFAULT_MODE = "cache"
 READS_BACK = {"read_back", "read_back_hybrid", "read_back_fusion", "read_back_cache"}
 USES_CACHE = {"cache", "read_back_cache"}
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)

@@ -18,6 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from longmem_core.answer import DEFAULT_MODE  # noqa: E402  (claims mark the library's default mode)
 RESULTS = ROOT / "docs" / "results"
 
 
@@ -40,7 +42,7 @@ def niah(runs: list[dict]) -> dict:
             rows.append({k: r[k] for k in ("task", "length", "mode", "accuracy", "retrieval_recall", "trials")})
     run["modes"] = list(dict.fromkeys(m for one in runs for m in one["modes"]))
     run["command"] = " ; ".join(one["command"] for one in runs)
-    run["default_mode"] = runs[-1]["default_mode"]
+    run["default_mode"] = DEFAULT_MODE
     default = run["default_mode"]
     by = defaultdict(list)
     for r in rows:
@@ -96,7 +98,7 @@ def qa(runs: list[dict]) -> dict:
              "answered_when_held": None if m == "bm25" else f"{held[m][1]}/{held[m][0]}", "n": n}
             for m, (a, rr, n) in totals.items()]
     by = {r["mode"]: r for r in rows}
-    default = runs[-1]["default_mode"]  # the latest run: the library default now
+    default = DEFAULT_MODE
     back = by.get("backbone", {}).get("accuracy") or 0.0
     bm25 = by.get("bm25", {}).get("retrieval_recall", 0.0)
     claims = []
