@@ -282,6 +282,12 @@ def render(results_dir: Path = RESULTS, page: Path = PAGE) -> str:
         met = [r for r in c.rows if r.met.lower().startswith("yes")]
         missed = [r for r in c.rows if r.met.lower().startswith("no")]
         glance.append([f"[{c.title}](#{slug(c.title)})", len(met), len(missed)])
+    for name, data in others.items():  # results files that carry their own claims count too
+        for c in (data.get("claims") or []) if isinstance(data, dict) else []:
+            met = [r for r in c.get("rows", []) if str(r.get("met", "")).lower().startswith("yes")]
+            missed = [r for r in c.get("rows", []) if str(r.get("met", "")).lower().startswith("no")]
+            title = str(data.get("title") or Path(name).stem.replace("_", " "))
+            glance.append([f"[{c.get('title', title)}](#{slug(title)}) (`{name}`)", len(met), len(missed)])
     notes = os.path.relpath(ROOT / "docs" / "notes", page.parent)
     head = [
         "# Results",
