@@ -29,6 +29,16 @@ ICL = Path("/work/shared/data/icl")
 TUNING = {"frankenstein", "great_expectations", "the_time_machine"}
 
 
+def plant(tok, filler_ids: list[int], length: int, rng: random.Random) -> tuple[int, int, list[int]]:
+    """A random pass key planted at a random depth of ``length`` tokens cut from ``filler_ids``: (key, depth, ids)."""
+    key = rng.randrange(10_000, 100_000)
+    needle = tok(passkey_needle(key), add_special_tokens=False)["input_ids"]
+    n = length - len(needle)
+    start = rng.randrange(0, len(filler_ids) - n)
+    depth = rng.randrange(0, n)
+    return key, depth, filler_ids[start:start + depth] + needle + filler_ids[start + depth:start + n]
+
+
 def passkey(model: LongMemModel, book: str, lengths: list[int], trials: int, seed: int, modes: list[str]) -> dict:
     tok = model.tokenizer
     filler_ids = tok((BOOKS / f"{book}.txt").read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
@@ -37,12 +47,7 @@ def passkey(model: LongMemModel, book: str, lengths: list[int], trials: int, see
     for length in lengths:
         rows = []
         for _ in range(trials):
-            key = rng.randrange(10_000, 100_000)
-            needle = tok(passkey_needle(key), add_special_tokens=False)["input_ids"]
-            n = length - len(needle)
-            start = rng.randrange(0, len(filler_ids) - n)
-            depth = rng.randrange(0, n)
-            doc = filler_ids[start:start + depth] + needle + filler_ids[start + depth:start + n]
+            key, depth, doc = plant(tok, filler_ids, length, rng)
             bank = model.new_bank(capacity=max(model.cfg.capacity, 2 * length))
             cache = neural_cache.new_cache(model)
             t0 = time.perf_counter()
@@ -73,16 +78,11 @@ def passkey_copy(model: LongMemModel, book: str, lengths: list[int], trials: int
     for length in lengths:
         rows = []
         for _ in range(trials):
-            key = rng.randrange(10_000, 100_000)
-            needle = tok(passkey_needle(key), add_special_tokens=False)["input_ids"]
-            n = length - len(needle)
-            start = rng.randrange(0, len(filler_ids) - n)
-            depth = rng.randrange(0, n)
-            doc = filler_ids[start:start + depth] + needle + filler_ids[start + depth:start + n]
+            key, depth, doc = plant(tok, filler_ids, length, rng)
             text = tok.decode(doc)
             ids = tok(text, add_special_tokens=False)["input_ids"]
             cache = neural_cache.new_cache(model, dim=0)
-            cache.add(torch.empty(len(ids) - 1, model.backbone.d_model), ids[:-1], ids[1:])
+            cache.add(torch.empty(len(ids) - 1, 0), ids[:-1], ids[1:])  # tokens only: no states
             t0 = time.perf_counter()
             gen = neural_cache.generate(model, model.chat_ids("What is the pass key?"), cache, max_new_tokens=24)
             answer_text = "".join(gen)
