@@ -189,6 +189,12 @@ class MemoryBank:
         """The faiss index of each kv head."""
         return [self.index.to_faiss(g) for g in range(self.n_kv_heads)]
 
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """Changes whenever what the bank holds changes (a new source, an eviction, new chunks): (sources, oldest
+        chunk id, chunks). Whatever is derived from a bank and kept beside it is stale once this differs."""
+        return len(self.sources), self.first_id, self.n_chunks
+
     def add_source(self, name: str, text: str, pages: list[int] | None = None) -> int:
         """Register a source document; returns its index for ``add``. ``pages``: the character offset where each
         page starts in ``text`` (a PDF), increasing from 0; None when the text has no pages."""

@@ -144,21 +144,16 @@ def new_cache(model: LongMemModel, dim: int = CACHE_DIM, layer: int | None = CAC
     return TokenCache(model.backbone.d_model, dim, seed=model.cfg.seed, device=model.device, layer=layer)
 
 
-def bank_version(bank: MemoryBank) -> tuple[int, int, int]:
-    """What changes when a bank gains a document or evicts chunks: (sources, oldest chunk id, chunks)."""
-    return len(bank.sources), bank.first_id, bank.n_chunks
-
-
 def attach(bank: MemoryBank, cache: TokenCache) -> None:
     """Keep ``cache`` with ``bank`` as it is now, for as long as the bank lives, so the answer modes find it."""
-    _STORES[bank] = (bank_version(bank), cache)
+    _STORES[bank] = (bank.version, cache)
 
 
 def cache_for(bank: MemoryBank) -> TokenCache | None:
     """The cache attached to ``bank``, if the bank has not changed since (a new document or an eviction makes
     it stale: None)."""
     entry = _STORES.get(bank)
-    return entry[1] if entry is not None and entry[0] == bank_version(bank) else None
+    return entry[1] if entry is not None and entry[0] == bank.version else None
 
 
 def retained_texts(bank: MemoryBank) -> list[str]:

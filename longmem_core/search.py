@@ -154,9 +154,8 @@ def lexical_scores(bank: MemoryBank, query: str) -> torch.Tensor:
     """[Nc] BM25 score of the words around each chunk (``LEXICAL_WINDOW`` chunks each side, same source) for
     ``query``, oldest first. The index is kept with the bank until the bank changes."""
     import bm25s
-    version = (len(bank.sources), bank.first_id, bank.n_chunks)
     cached = _LEXICAL.get(bank)
-    if cached is None or cached[0] != version:
+    if cached is None or cached[0] != bank.version:
         texts = [bank.chunk_info(int(c)).text for c in bank.chunk_ids]
         src = bank.chunk_source
         windows = []
@@ -165,7 +164,7 @@ def lexical_scores(bank: MemoryBank, query: str) -> torch.Tensor:
             windows.append("".join(t for j, t in zip(range(lo, hi), texts[lo:hi]) if src[j] == src[i]))
         index = bm25s.BM25()
         index.index(bm25s.tokenize(windows, stopwords="en", show_progress=False), show_progress=False)
-        _LEXICAL[bank] = cached = (version, index)
+        _LEXICAL[bank] = cached = (bank.version, index)
     words = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]
     if not words:
         return torch.zeros(bank.n_chunks, dtype=torch.float64)
