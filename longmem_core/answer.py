@@ -89,13 +89,15 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
 
 
 def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64, temperature: float = 0.0,
-           lam: float = neural_cache.LAMBDA_ANSWER) -> Generation:
-    """The streaming generation of a prepared prompt (iterate it for text pieces)."""
+           lam: float = neural_cache.LAMBDA_ANSWER, top_k: int | None = None) -> Generation:
+    """The streaming generation of a prepared prompt (iterate it for text pieces). ``top_k``: tokens the memory
+    layer retrieves per query token and head in the fusion modes (default: the config's)."""
     if prepared.cache is not None:
         return neural_cache.generate(model, prepared.prompt_ids, prepared.cache, max_new_tokens=max_new_tokens,
                                      lam=lam, temperature=temperature)
     return model.generate(prepared.prompt_ids, prepared.bank, max_new_tokens=max_new_tokens,
-                          temperature=temperature, backbone_only=prepared.bank is None)
+                          temperature=temperature, backbone_only=prepared.bank is None,
+                          top_k=top_k if prepared.bank is not None else None)
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,

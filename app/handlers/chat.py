@@ -52,14 +52,13 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
             history += [{"role": "user", "content": turn["question"]},
                         {"role": "assistant", "content": turn["answer"]}]
         result, t0 = ChatResult(question, mode=mode, memory_tokens=len(bank) if bank else 0), time.perf_counter()
+        prepared = answer_modes.prepare(model, bank, question, mode, history)
+        result.context = prepared.context
+        gen = answer_modes.stream(model, prepared, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_k=retrieval_width(top_k, bank))
         if mode == "fusion":  # the paper's memory layer: what it attended to while answering is what it used
-            gen = model.generate(model.chat_ids(question, history), bank, max_new_tokens=max_new_tokens,
-                                 temperature=temperature, top_k=retrieval_width(top_k, bank))
             used = lambda: model.retrieved_for(gen, bank, top=top)  # noqa: E731
         else:
-            prepared = answer_modes.prepare(model, bank, question, mode, history)
-            result.context = prepared.context
-            gen = answer_modes.stream(model, prepared, max_new_tokens=max_new_tokens, temperature=temperature)
             used = lambda: prepared.chunks[:top]  # noqa: E731
         for piece in gen:
             result.answer += piece
