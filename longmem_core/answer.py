@@ -18,6 +18,10 @@ Modes:
   text exactly, what followed it there (``neural_cache.py``). Uses the bank's token cache
   (``neural_cache.memorize``); without one, a tokens-only cache of the bank's source texts (exact copy only).
 - ``read_back_cache``: the read-back prompt, generated with the cache mixed in.
+- ``read_back_hybrid_cache``: the hybrid search's read-back prompt, generated with the cache mixed in.
+
+A mode is three independent choices (``Mode``): which search's passages are read back (none, the model's, the
+hybrid), whether the memory layer reads the bank (fusion), whether the copy path is mixed in (cache).
 
 All modes but ``fusion`` and ``read_back_fusion`` use no trained weights, so they work on any backbone.
 """
@@ -29,15 +33,35 @@ from . import neural_cache, read_back, search
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, Retrieved
 
-MODES: tuple[str, ...] = ("backbone", "fusion", "read_back", "read_back_hybrid", "read_back_fusion", "cache",
-                         "read_back_cache")
+
+@dataclass(frozen=True)
+class Mode:
+    """What an answer mode does with memory: three independent choices."""
+
+    read_back: str | None  # the search whose chunks' passages are read into the prompt: "model"
+    # (``search.rank_chunks``), "hybrid" (``search.hybrid_chunks``), or None (nothing read back)
+    fusion: bool  # the memory layer reads the bank while generating (the paper's path; needs trained weights)
+    cache: bool  # the copy path (``neural_cache``) is mixed into each next-token distribution
+
+
+MODE_SPECS: dict[str, Mode] = {
+    "backbone": Mode(None, False, False),
+    "fusion": Mode(None, True, False),
+    "read_back": Mode("model", False, False),
+    "read_back_hybrid": Mode("hybrid", False, False),
+    "read_back_fusion": Mode("model", True, False),
+    "cache": Mode(None, False, True),
+    "read_back_cache": Mode("model", False, True),
+    "read_back_hybrid_cache": Mode("hybrid", False, True),
+}
+MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # Chosen on the tuning books (frankenstein, great_expectations; docs/results/tuning_*.json and the note of
 # 2026-12-02): pass key 8/8 at 4k and 16k (read_back_hybrid 2/8), eval-niah within noise of the read-back modes,
 # factual questions 0/13 (read_back_hybrid 1/13). Its listed chunks are the search's for the question; what it
 # copies is where the answer repeats stored text.
 DEFAULT_MODE = "cache"
-READS_BACK = {"read_back", "read_back_hybrid", "read_back_fusion", "read_back_cache"}
-USES_CACHE = {"cache", "read_back_cache"}
+READS_BACK = {name for name, m in MODE_SPECS.items() if m.read_back}
+USES_CACHE = {name for name, m in MODE_SPECS.items() if m.cache}
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)
 
 
@@ -76,15 +100,16 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     has_memory = bank is not None and len(bank) > 0
     chunks: list[Retrieved] = []
     context = ""
-    if mode in READS_BACK and has_memory:
-        find = search.hybrid_chunks if mode == "read_back_hybrid" else search.rank_chunks
+    spec = MODE_SPECS[mode]
+    if spec.read_back and has_memory:
+        find = search.hybrid_chunks if spec.read_back == "hybrid" else search.rank_chunks
         found = read_back.read_back(model, bank, find(model, bank, question, top), chars=chars, budget=budget)
         chunks, context = found.chunks, found.context
-    elif mode in USES_CACHE and has_memory:
+    elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, question, top)
     prompt = model.chat_ids(read_back.read_back_prompt(context, question), history)
-    fusion_bank = bank if mode in {"fusion", "read_back_fusion"} and has_memory else None
-    cache = neural_cache.cache_from_sources(model, bank) if mode in USES_CACHE and has_memory else None
+    fusion_bank = bank if spec.fusion and has_memory else None
+    cache = neural_cache.cache_from_sources(model, bank) if spec.cache and has_memory else None
     return Prepared(mode, prompt, fusion_bank, chunks, context, cache)
 
 
@@ -109,6 +134,6 @@ def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode:
     for _ in gen:
         pass
     chunks = prepared.chunks
-    if prepared.bank is not None and mode == "fusion":
+    if prepared.bank is not None and not MODE_SPECS[mode].read_back:  # fusion alone: what it attended to most
         chunks = model.retrieved_for(gen, bank, top=top)
     return Answer(mode, gen.text, chunks, prepared.context)

@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", default=None,
                         help=f"comma-separated answer modes and/or {BM25_MODE} (default: every mode, and {BM25_MODE})")
     parser.add_argument("--top", type=int, default=6, help="chunks each mode lists (and BM25 returns)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=128,
+                        help="answer length limit (RULER's niah tasks allow 128 tokens: a list of 4 seven-digit values "
+                             "takes ~60 of this backbone's tokens)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows-out", default=None,
                         help="also append every row to this JSON-lines file as soon as it is complete (long runs)")
@@ -92,7 +94,7 @@ def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: i
 
 
 def evaluate(model, text: str, lengths: list[int], tasks: list[str], trials: int, modes: list[str], *,
-             top: int = 6, max_new_tokens: int = 64, seed: int = 0, progress: Callable[[str], None] | None = None,
+             top: int = 6, max_new_tokens: int = 128, seed: int = 0, progress: Callable[[str], None] | None = None,
              on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """One row per (length, task, mode), in that order; every row keeps its trials (depth, scores, output).
     ``on_row`` is called with each row as soon as it is complete."""

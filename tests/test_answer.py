@@ -80,3 +80,10 @@ def test_cache_mode_copies_a_stated_fact(make_model):
     prepared.prompt_ids = model.encode("the code word is")
     gen = answer.stream(model, prepared, max_new_tokens=6)
     assert "".join(gen).startswith(" kappa"[:len(gen.text)]) and gen.text.strip().startswith("kap")
+
+
+def test_every_mode_is_a_composition_and_explained_in_the_app():
+    from app.views.chat import MODE_NOTES
+    assert set(answer.MODE_SPECS) == set(answer.MODES) == set(MODE_NOTES)
+    assert len(set(answer.MODE_SPECS.values())) == len(answer.MODES)  # no two names for one behaviour
+    assert answer.READS_BACK == {m for m, s in answer.MODE_SPECS.items() if s.read_back in ("model", "hybrid")}

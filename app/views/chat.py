@@ -18,6 +18,9 @@ MODE_NOTES = {  # what each answer mode did with memory, said to the reader
              "beyond the paper); the chunks below are what the search found for the question",
     "read_back_cache": "the passages below were read back into the prompt, and the answer may copy what followed "
                        "text in memory (beyond the paper)",
+    "read_back_hybrid_cache": "the passages around the chunks below, found by the model's search fused with word "
+                              "matching (BM25), were read back into the prompt, and the answer may copy what followed "
+                              "text in memory (beyond the paper)",
 }
 
 
