@@ -32,6 +32,7 @@ from .model import LongMemModel, Retrieved
 
 NEIGHBOUR_SHARE = 0.5  # neighbour smoothing as the probe measured it (a variant that lost; see the probe)
 SCORE_BLOCK = 65_536  # chunks scored at once: bounds the [T, H, block] score matrix on big banks
+SPREAD_CHUNKS = 0  # chunks listed lie more than this many chunks apart in a source (``spread_top``)
 
 # words that say nothing about which passage is meant (question words, articles, auxiliaries, pronouns)
 STOP_WORDS = frozenset("""
@@ -131,65 +132,88 @@ def chunk_scores(model: LongMemModel, bank: MemoryBank, query: str) -> torch.Ten
     return chunk_attention(vectors.queries[-1:], means)[0].sum(dim=0)  # [H, Nc] -> [Nc]
 
 
-def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6) -> list[Retrieved]:
-    """The ``top`` chunks for ``query``, best first, each with the score that ranked it (``chunk_scores``).
-    Empty for an empty bank or a query without tokens."""
+def spread_top(scores: torch.Tensor, sources: np.ndarray, top: int, gap: int) -> list[int]:
+    """scores [Nc], sources [Nc] (oldest first) -> positions of the ``top`` best chunks, best first, skipping any
+    chunk within ``gap`` chunks of a better one already chosen from the same source (0: plain top-k). Neighbouring
+    chunks score alike (they share words and context); without the gap the best few are often one passage."""
+    if gap <= 0:
+        return torch.topk(scores, min(top, len(scores))).indices.tolist()
+    chosen: list[int] = []
+    for i in torch.argsort(scores, descending=True).tolist():
+        if all(abs(i - j) > gap or sources[i] != sources[j] for j in chosen):
+            chosen.append(i)
+            if len(chosen) == top:
+                break
+    return chosen
+
+
+def listed(bank: MemoryBank, scores: torch.Tensor, top: int, gap: int) -> list[Retrieved]:
+    """The chunks ``spread_top`` picks, each with its score."""
+    ids = bank.chunk_ids
+    return [Retrieved(bank.chunk_info(int(ids[i])), float(scores[i]))
+            for i in spread_top(scores, bank.chunk_source, top, gap)]
+
+
+def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
+                gap: int = SPREAD_CHUNKS) -> list[Retrieved]:
+    """The ``top`` chunks for ``query``, best first, each with the score that ranked it (``chunk_scores``), no
+    two within ``gap`` chunks of each other in one source. Empty for an empty bank or a query without tokens."""
     model.check_bank(bank)
     if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
-    scores = chunk_scores(model, bank, query)
-    best = torch.topk(scores, min(top, len(scores)))
-    ids = bank.chunk_ids
-    return [Retrieved(bank.chunk_info(int(ids[i])), float(s)) for s, i in zip(best.values, best.indices)]
+    return listed(bank, chunk_scores(model, bank, query), top, gap)
 
 
 # -- hybrid search (beyond the paper): the model's search fused with BM25 by reciprocal rank --
 
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
 LEXICAL_WINDOW = 3  # chunks on each side of a chunk whose words BM25 scores with it (a 7-chunk window)
+LEXICAL_WEIGHT = 1.0  # BM25's weight in the fusion (the model's search weighs 1)
 _LEXICAL: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple, object]]" = weakref.WeakKeyDictionary()
 
 
-def lexical_scores(bank: MemoryBank, query: str) -> torch.Tensor:
-    """[Nc] BM25 score of the words around each chunk (``LEXICAL_WINDOW`` chunks each side, same source) for
-    ``query``, oldest first. The index is kept with the bank until the bank changes."""
+def lexical_scores(bank: MemoryBank, query: str, window: int = LEXICAL_WINDOW) -> torch.Tensor:
+    """[Nc] BM25 score of the words around each chunk (``window`` chunks each side, same source) for ``query``,
+    oldest first. The index is kept with the bank until the bank changes."""
     import bm25s
     cached = _LEXICAL.get(bank)
-    if cached is None or cached[0] != bank.version:
+    if cached is None or cached[0] != (bank.version, window):
         texts = [bank.chunk_info(int(c)).text for c in bank.chunk_ids]
         src = bank.chunk_source
         windows = []
         for i in range(len(texts)):
-            lo, hi = max(0, i - LEXICAL_WINDOW), min(len(texts), i + LEXICAL_WINDOW + 1)
+            lo, hi = max(0, i - window), min(len(texts), i + window + 1)
             windows.append("".join(t for j, t in zip(range(lo, hi), texts[lo:hi]) if src[j] == src[i]))
         index = bm25s.BM25()
         index.index(bm25s.tokenize(windows, stopwords="en", show_progress=False), show_progress=False)
-        _LEXICAL[bank] = cached = (bank.version, index)
+        _LEXICAL[bank] = cached = ((bank.version, window), index)
     words = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]
     if not words:
         return torch.zeros(bank.n_chunks, dtype=torch.float64)
     return torch.from_numpy(cached[1].get_scores(words).astype(np.float64))
 
 
-def reciprocal_rank_fusion(*scores: torch.Tensor) -> torch.Tensor:
-    """Score vectors [Nc] -> [Nc]: the sum over them of 1 / (RRF_K + the chunk's rank in each); a chunk a ranking
-    scores 0 (BM25: no word in common) gets nothing from it, whatever the order of the ties."""
+def reciprocal_rank_fusion(*scores: torch.Tensor, weights: tuple[float, ...] | None = None) -> torch.Tensor:
+    """Score vectors [Nc] -> [Nc]: the sum over them of weight / (RRF_K + the chunk's rank in each) (weights 1 by
+    default); a chunk a ranking scores 0 (BM25: no word in common) gets nothing from it, whatever the order of
+    the ties."""
     out = torch.zeros(len(scores[0]), dtype=torch.float64)
-    for s in scores:
+    for s, w in zip(scores, weights or (1.0,) * len(scores)):
         rank = torch.empty_like(out)
         rank[torch.argsort(s, descending=True)] = torch.arange(1, len(s) + 1, dtype=torch.float64)
-        out += torch.where(s > 0, 1.0 / (RRF_K + rank), 0.0)
+        out += torch.where(s > 0, w / (RRF_K + rank), 0.0)
     return out
 
 
-def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6) -> list[Retrieved]:
+def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
+                  window: int = LEXICAL_WINDOW, lexical_weight: float = LEXICAL_WEIGHT,
+                  gap: int = SPREAD_CHUNKS) -> list[Retrieved]:
     """Like ``rank_chunks``, ranked by the reciprocal-rank fusion of the model's search (``chunk_scores``) and BM25
     over the words around each chunk (``lexical_scores``); ``Retrieved.score`` is the fused score. Beyond the paper:
     the paper's search uses the model's keys only."""
     model.check_bank(bank)
     if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
-    fused = reciprocal_rank_fusion(chunk_scores(model, bank, query), lexical_scores(bank, query))
-    best = torch.topk(fused, min(top, len(fused)))
-    ids = bank.chunk_ids
-    return [Retrieved(bank.chunk_info(int(ids[i])), float(s)) for s, i in zip(best.values, best.indices)]
+    fused = reciprocal_rank_fusion(chunk_scores(model, bank, query), lexical_scores(bank, query, window),
+                                   weights=(1.0, lexical_weight))
+    return listed(bank, fused, top, gap)

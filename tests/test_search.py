@@ -164,3 +164,13 @@ def test_concurrent_searches_on_one_model_each_get_their_own_queries(tiny_model,
     for t in threads:
         t.join()
     assert [got[i] for i in range(len(queries))] == alone
+
+
+def test_spread_top_skips_neighbours_of_better_chunks_in_the_same_source():
+    import numpy as np
+    scores = torch.tensor([0.1, 0.9, 0.8, 0.7, 0.2, 0.6, 0.5])
+    sources = np.array([0, 0, 0, 0, 0, 1, 1])
+    assert search.spread_top(scores, sources, 3, 0) == [1, 2, 3]
+    # chunk 2 and 3 lie within 2 chunks of chunk 1; chunk 5 is near chunk 3 by position but in another source
+    assert search.spread_top(scores, sources, 3, 2) == [1, 5, 4]
+    assert search.spread_top(scores, sources, 10, 2) == [1, 5, 4]  # fewer than asked when the gap leaves no more
