@@ -1,15 +1,19 @@
 """The real app on the default backbone, driven in headless Chromium (Debian's, through Playwright):
 a bad file is refused with a message; a book excerpt is read; a question gets an answer and retrieved chunks
-whose text is in the book. A screenshot is saved (to $LONGMEM_SCREENSHOTS when set, with a screenshot of
-every tab for the docs, else to a temporary folder)."""
+whose text is in the book. Then a 40,000-token PDF of a book with a pass key planted on a middle page is read,
+and the Chat tab, in its default answer mode, answers the pass key, cites the page it is on, and gives the
+backbone alone's answer beside it after one click. Screenshots are saved (to $LONGMEM_SCREENSHOTS when set,
+with a screenshot of every tab for the docs, else to a temporary folder)."""
 import os
+import random
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ASSETS
+from conftest import ASSETS, BOOK
+from pdf_util import make_pages_pdf, paginate, wrap
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -17,6 +21,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 EXCERPT_CHARS = 3000  # about 700 tokens: one segment for the backbone to read
 QUESTION = "What did the Time Traveller explain to his guests?"
 VIEWPORT = {"width": 1360, "height": 1000}
+PASSKEY_TOKENS = 40_000  # tokens of the book in the pass key PDF (the default backbone's tokenizer)
+PASSKEY_SEED = 14
+NEEDLE = "The secret pass key is {key}. Remember it. {key} is the pass key."
+PASSKEY_QUESTION = "What is the secret pass key?"
+LINES_PER_PAGE = 46
 
 pytestmark = pytest.mark.slow
 
@@ -96,12 +105,19 @@ def test_upload_ask_and_see_retrieved_text_from_the_book(served, browser, tmp_pa
     conversation = page.locator("#lm-chatbot").inner_text()
     assert QUESTION in conversation and len(flat(conversation)) > len(QUESTION) + 10
     assert "Answer mode" in page.locator("#lm-retrieved").inner_text()  # the panel says how memory answered
-    page.screenshot(path=str(shots / "chat.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "chat_excerpt.png"), full_page=True)  # the docs' chat.png: the pass key test
 
     page.get_by_role("tab", name="Memory map").click()
     page.locator("#lm-memory-map svg").first.wait_for(timeout=10_000)
     assert page.locator("#lm-memory-map").get_by_text("time_machine_excerpt.txt").count() >= 1
     page.screenshot(path=str(shots / "memory_map.png"), full_page=True)
+
+    page.get_by_role("tab", name="Settings").click()
+    page.get_by_text("Fixed by the model:").wait_for(timeout=10_000)
+    checkpoint, body = served.longmem.checkpoint, page.inner_text("body")
+    if checkpoint:  # named by its file name, never by its path on the server
+        assert Path(checkpoint).name in body and str(Path(checkpoint).resolve()) not in body
+    page.get_by_role("tab", name="Chat").click()
 
     if os.environ.get("LONGMEM_SCREENSHOTS"):  # the docs' tour: classification and settings too (minutes)
         page.get_by_role("tab", name="Classify").click()
@@ -113,4 +129,84 @@ def test_upload_ask_and_see_retrieved_text_from_the_book(served, browser, tmp_pa
         page.get_by_role("tab", name="Settings").click()
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "settings.png"), full_page=True)
+    page.close()
+
+
+def passkey_pdf(tokenizer, path: Path, seed: int = PASSKEY_SEED) -> tuple[str, int, int]:
+    """Write a PDF of the first PASSKEY_TOKENS tokens of The Time Machine (wrapped, LINES_PER_PAGE lines a page)
+    with a pass key sentence as its own paragraph, after the paragraph 40% to 60% of the text's characters in.
+    -> (the key, the 1-based page it is on, the number of pages)."""
+    rng = random.Random(seed)
+    key = str(rng.randint(10_000, 99_999))
+    book = BOOK.read_text(encoding="utf-8")
+    offsets = tokenizer(book, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert len(offsets) > PASSKEY_TOKENS
+    paragraphs = book[:offsets[PASSKEY_TOKENS][0]].split("\n\n")
+    depth = rng.uniform(0.4, 0.6) * sum(len(p) + 2 for p in paragraphs)  # characters before the needle
+    at = next(i for i in range(len(paragraphs)) if sum(len(p) + 2 for p in paragraphs[:i + 1]) > depth)
+    needle = NEEDLE.format(key=key)
+    lines = wrap("\n\n".join(paragraphs[:at] + [needle] + paragraphs[at:]))
+    pages = paginate(lines, LINES_PER_PAGE)
+    path.write_bytes(make_pages_pdf(pages))
+    return key, lines.index(needle) // LINES_PER_PAGE + 1, len(pages)
+
+
+def test_chat_reads_a_pass_key_back_from_a_40k_token_pdf(served, browser, tmp_path):
+    """The issue's end-to-end check: default answer mode (the mode selector is not touched), the key in the
+    answer, the page it was planted on among the cited chunks, and the backbone alone (one click: the compare
+    box) answering without it."""
+    from longmem_core import answer as answer_modes
+    from longmem_core.data import read_document
+    shots = Path(os.environ.get("LONGMEM_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    pdf = tmp_path / "time_machine_passkey.pdf"
+    key, key_page, n_pages = passkey_pdf(served.longmem.model.tokenizer, pdf)
+    doc = read_document(pdf)  # the PDF's own text layer has the key on that page, and only there
+    assert doc.pages is not None and len(doc.pages) == n_pages
+    page_of_key = sum(1 for start in doc.pages if start <= doc.text.index(NEEDLE.format(key=key)))
+    assert page_of_key == key_page and doc.text.count(key) == 2
+    assert 0.35 * n_pages < key_page < 0.65 * n_pages
+
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(served.local_url)
+    files = page.locator("#lm-files input[type=file]")
+    files.wait_for(state="attached", timeout=60_000)
+    files.set_input_files(str(pdf))
+    page.wait_for_timeout(500)
+    t0 = time.perf_counter()
+    page.locator("#lm-read").click()
+    progress = page.locator("#lm-read-status .lm-progress")  # the bar while reading: tokens read and time left
+    progress.get_by_text(re.compile(r"[1-9][\d,]* / [\d,]+ tokens")).wait_for(timeout=300_000)
+    assert "time_machine_passkey.pdf" in progress.inner_text()
+    page.locator("#lm-read-status").get_by_text("Read into memory:").wait_for(timeout=1_200_000)
+    read_s = time.perf_counter() - t0
+    tokens = int(re.sub(r"\D", "", page.locator("#lm-summary .lm-card b").first.inner_text()))
+    assert 0.95 * PASSKEY_TOKENS < tokens < 1.05 * PASSKEY_TOKENS, tokens
+
+    page.get_by_role("tab", name="Chat").click()
+    assert page.locator("#lm-mode input").input_value() == answer_modes.DEFAULT_MODE  # as the page opened
+    page.locator("#lm-compare input[type=checkbox]").check()  # the one click to the backbone-alone comparison
+    t0 = time.perf_counter()
+    page.locator("#lm-question textarea").fill(PASSKEY_QUESTION)
+    page.locator("#lm-question textarea").press("Enter")
+    page.locator("#lm-retrieved .lm-chunk").first.wait_for(timeout=600_000)  # the panel fills when both are done
+    answer_s = time.perf_counter() - t0
+    time.sleep(0.5)
+    conversation = page.locator("#lm-chatbot").inner_text()
+    assert "With memory:" in conversation and "Backbone alone, no memory:" in conversation, conversation
+    with_memory, alone = conversation.split("With memory:", 1)[1].split("Backbone alone, no memory:", 1)
+    assert key in with_memory, conversation
+    assert key not in alone, conversation  # a random key: the backbone cannot know it
+
+    panel = page.locator("#lm-retrieved")
+    assert f"Answer mode {answer_modes.DEFAULT_MODE}" in flat(panel.inner_text())
+    heads = panel.locator(".lm-chunk-head").all_inner_texts()
+    assert all("time_machine_passkey.pdf" in h for h in heads)
+    cited = [int(p) for h in heads for p in re.findall(r"page (\d+)", h)]
+    assert key_page in cited, (key_page, heads)
+    cards = panel.locator(".lm-chunk").all_inner_texts()
+    assert any(f"page {key_page}" in c and key in c for c in cards), cards  # the card shows the key in its text
+    page.screenshot(path=str(shots / "chat.png"), full_page=True)
+    print(f"\npass key {key} on page {key_page} of {n_pages}; {tokens:,} tokens read in {read_s:.0f} s; "
+          f"answered (with the backbone alone beside it) in {answer_s:.0f} s; cited pages {cited}")
     page.close()

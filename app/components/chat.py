@@ -54,14 +54,17 @@ def render(ui: Ui) -> ChatWidgets:
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
             chatbot = gr.Chatbot(label="Conversation", height=460, placeholder=PLACEHOLDER, buttons=["copy"],
-                                 feedback_options=None, elem_id="lm-chatbot")
+                                 feedback_options=None, group_consecutive_messages=False,  # a compared turn: two bubbles
+                                 elem_id="lm-chatbot")
             question = gr.Textbox(label="Your question", placeholder="e.g. What did the Time Traveller explain?",
                                   lines=1, max_lines=4, submit_btn="Ask", stop_btn=False, elem_id="lm-question")
             with gr.Row():
                 compare = gr.Checkbox(label="Also answer with the backbone alone (no memory), to compare", value=False,
-                                      scale=3)
+                                      scale=3, elem_id="lm-compare")
                 mode = gr.Dropdown(list(answer_modes.MODES), value=answer_modes.DEFAULT_MODE, label="Answer mode", scale=2,
-                                   info="how memory turns into the answer (see the panel on the right)")
+                                   info="how memory turns into the answer (see the panel on the right)",
+                                   elem_id="lm-mode")
+            with gr.Row():
                 stop = gr.Button("Stop", variant="stop", scale=1, size="md")
                 restart = gr.Button("New conversation", scale=1, size="md")
         with gr.Column(scale=5):

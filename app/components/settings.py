@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
@@ -45,7 +46,7 @@ def render(ui: Ui) -> SettingsWidgets:
                                  info="Beyond it the oldest chunks are dropped (paper: 65,536)")
     gr.Markdown(
         f"**Fixed by the model:** backbone `{cfg.backbone}`, memory layer {model.memory_layer}, "
-        f"SideNet {'checkpoint `' + ui.checkpoint + '`' if ui.checkpoint else 'untrained'}.  \n"
+        f"SideNet {'checkpoint `' + Path(ui.checkpoint).name + '`' if ui.checkpoint else 'untrained'}.  \n"  # no server path
         f"**Server limits:** {s.max_upload_mb:g} MB per document or table, {s.max_bank_mb:g} MB per saved bank "
         f"(of at most {s.max_bank_capacity:,} tokens), questions of {s.max_question_chars:,} characters, "
         f"{s.max_demonstrations:,} demonstrations, {s.max_test_rows} test texts per file, {s.concurrency} model "
