@@ -139,8 +139,9 @@ def test_hybrid_search_fuses_the_model_search_with_bm25(tiny_model, book_text):
     assert lexical.shape == model_scores.shape and lexical.max() > 0
     found = search.hybrid_chunks(tiny_model, bank, "Filby", top=5)
     scores = [r.score for r in found]
-    assert scores == sorted(scores, reverse=True) and scores[0] <= 2 / (search.RRF_K + 1)
-    fused = search.reciprocal_rank_fusion(model_scores, lexical)
+    top_score = (1 + search.LEXICAL_WEIGHT) / (search.RRF_K + 1)  # first in both rankings
+    assert scores == sorted(scores, reverse=True) and scores[0] <= top_score
+    fused = search.reciprocal_rank_fusion(model_scores, lexical, weights=(1.0, search.LEXICAL_WEIGHT))
     assert found[0].info.chunk_id == int(bank.chunk_ids[int(fused.argmax())])
     tiny_model.memorize("The zeppelin landed at Quetzalcoatl Field.", bank, source="news")
     best = search.hybrid_chunks(tiny_model, bank, "Quetzalcoatl", top=3)
@@ -173,4 +174,6 @@ def test_spread_top_skips_neighbours_of_better_chunks_in_the_same_source():
     assert search.spread_top(scores, sources, 3, 0) == [1, 2, 3]
     # chunk 2 and 3 lie within 2 chunks of chunk 1; chunk 5 is near chunk 3 by position but in another source
     assert search.spread_top(scores, sources, 3, 2) == [1, 5, 4]
-    assert search.spread_top(scores, sources, 10, 2) == [1, 5, 4]  # fewer than asked when the gap leaves no more
+    # when the gap leaves fewer than asked, the best of the rest fill up, all best first
+    assert search.spread_top(scores, sources, 5, 2) == [1, 2, 3, 5, 4]
+    assert sorted(search.spread_top(scores, sources, 10, 2)) == list(range(7))
