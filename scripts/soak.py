@@ -69,12 +69,14 @@ class Diagnosis:
     """Optional diagnosis of a growing server, chosen by environment variables (how the soak's growth was found):
     SOAK_TRACE_FILE: tracemalloc (SOAK_TRACE_FRAMES frames, default 1) from the server's start; from SOAK_TRACE_AT
     seconds on (default 60) the file holds where traced memory grew since then. SOAK_HOLDERS_FILE: what Gradio
-    keeps between requests (``gradio_held``), rewritten at every sample."""
+    keeps between requests (``gradio_held``), rewritten at every sample. SOAK_MALLOC_TRIM_S: call glibc's
+    malloc_trim(0) that often (does the allocator give back what it holds freed?)."""
 
     def __init__(self, demo) -> None:
         self.demo, self.t0, self.first = demo, time.monotonic(), None
         self.trace_file, self.holders_file = os.environ.get("SOAK_TRACE_FILE"), os.environ.get("SOAK_HOLDERS_FILE")
         self.trace_at = float(os.environ.get("SOAK_TRACE_AT", "60"))
+        self.trim_s, self.trimmed = float(os.environ.get("SOAK_MALLOC_TRIM_S", "0")), time.monotonic()
         if self.trace_file:
             import tracemalloc
             tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "1")))  # only now: tracing the imports and
@@ -86,6 +88,10 @@ class Diagnosis:
                 self._trace()
             if self.holders_file:
                 Path(self.holders_file).write_text(json.dumps(gradio_held(self.demo), indent=1))
+            if self.trim_s and time.monotonic() - self.trimmed > self.trim_s:
+                import ctypes
+                ctypes.CDLL(None).malloc_trim(0)
+                self.trimmed = time.monotonic()
         except Exception as exc:  # a diagnosis must not stop the server
             print(f"diagnosis failed: {exc!r}", flush=True)
 
