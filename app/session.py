@@ -30,6 +30,7 @@ class Session:
     bank: MemoryBank | None = None  # the documents read so far
     heat: dict[int, float] = field(default_factory=dict)  # chunk id -> memory attention it got, summed over questions
     last_retrieved: list[int] = field(default_factory=list)  # chunk ids shown for the latest answer
+    last_answer: dict | None = None  # the latest answer as shown (its retrieved chunks), until memory is cleared
     turns: list[dict] = field(default_factory=list)  # {"question", "answer", "backbone_answer"} per chat turn
     demonstrations: Demonstrations | None = None
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while memory is written
@@ -37,7 +38,7 @@ class Session:
     closed: bool = False
 
     def forget_documents(self) -> None:
-        self.bank, self.heat, self.last_retrieved, self.turns = None, {}, [], []
+        self.bank, self.heat, self.last_retrieved, self.turns, self.last_answer = None, {}, [], [], None
 
     def drop_saved(self) -> None:
         """Delete the saved bank file and every copy of it served for download (they hold the documents' text)."""

@@ -339,7 +339,7 @@ def _check_contents(t: dict[str, torch.Tensor], meta: dict, name: str) -> None:
         raise BankFileError(f"{name}: ivf_lists must name lists 0..{t['ivf_centroids'].shape[1] - 1}")
 
 
-def _all_finite(x: torch.Tensor, block: int = 1 << 18) -> bool:
+def _all_finite(x: torch.Tensor, block: int = 1 << 16) -> bool:
     """torch.isfinite(x).all() in blocks of elements (the mask of a whole bank would cost half its size)."""
     flat = x.reshape(-1)
     return all(bool(torch.isfinite(flat[b:b + block]).all()) for b in range(0, flat.numel(), block))

@@ -27,6 +27,8 @@ IVF_POINTS_PER_LIST = 32  # an IVF index is trained once there are this many chu
 IVF_KMEANS_ITERATIONS = 10  # k-means iterations when (re)training an IVF index (faiss' IVF default)
 IVF_TRAIN_POINTS_PER_LIST = 32  # k-means trains on at most this many sampled chunks per list
 IVF_RETRAIN_GROWTH = 4  # retrain (re-cluster) an IVF index when the bank has grown this much since training
+RING_BLOCK_CPU, RING_BLOCK_DEVICE = 8192, 1 << 20  # vectors a torch exact search scores at once (CPU: small temporaries)
+QUERY_BLOCK = 1024  # queries a torch exact search scores at once
 
 
 def check_index_kind(kind: object) -> str:
@@ -80,46 +82,70 @@ def _f32(x: torch.Tensor) -> np.ndarray:
 
 
 class FlatIndex:
-    """Exact inner-product search, one faiss IndexFlatIP per kv head (CPU), or a torch ring on another device."""
+    """Exact inner-product search: one faiss IndexFlatIP per kv head (float32, CPU), or a torch ring of vectors in
+    ``dtype`` searched block by block (the device path of a GPU bank, and a CPU bank of 1-token chunks, whose
+    chunk means are its float16 keys: kept in float16 they cost half, and lose nothing)."""
 
     kind = "flat"
 
-    def __init__(self, n_kv_heads: int, dim: int, device: torch.device | str = "cpu", use_faiss: bool | None = None) -> None:
+    def __init__(self, n_kv_heads: int, dim: int, device: torch.device | str = "cpu", use_faiss: bool | None = None,
+                 dtype: torch.dtype = torch.float32, limit: int | None = None) -> None:
+        """``limit``: the most vectors it will ever hold at once (a bank's max_chunks): the torch ring never
+        allocates more. ``dtype`` applies to the torch path only (faiss keeps float32)."""
         self.device = torch.device(device)
         if use_faiss is None:  # faiss is ~2x torch on a CPU; a GPU machine may not have it installed at all
-            use_faiss = self.device.type == "cpu" and _have_faiss()
+            use_faiss = self.device.type == "cpu" and _have_faiss() and dtype == torch.float32
         self.on_cpu = use_faiss
         if self.on_cpu:  # faiss positions are oldest-first: position p holds chunk first_id + p
             import faiss
             self.heads = [faiss.IndexFlatIP(dim) for _ in range(n_kv_heads)]
-        else:  # chunk means live in a growing buffer on the device (GPU search); see ``means``
-            self._buf = torch.empty(n_kv_heads, 0, dim, device=self.device)  # [G, allocated, D] float32
-            self._start = self._end = 0  # the stored means are _buf[:, _start:_end], oldest first
+        else:  # a ring: the stored vectors are _buf[:, (_head + p) % A] for p in 0.._count-1, oldest first
+            self._buf = torch.empty(n_kv_heads, 0, dim, dtype=dtype, device=self.device)  # [G, A, D]
+            self._head = self._count = 0
+            self.limit = limit
+            self.block = RING_BLOCK_CPU if self.device.type == "cpu" else RING_BLOCK_DEVICE
 
     @property
     def ntotal(self) -> int:
-        return self.heads[0].ntotal if self.on_cpu else self._end - self._start
+        return self.heads[0].ntotal if self.on_cpu else self._count
 
     @property
     def means(self) -> torch.Tensor:
-        """[G, n, D] float32 chunk means, oldest first (torch path only): a view, no copy."""
-        return self._buf[:, self._start:self._end]
+        """[G, n, D] the stored vectors, oldest first (torch path only; a copy once the ring wraps)."""
+        parts = [seg for seg, _ in self._segments()]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _segments(self) -> list[tuple[torch.Tensor, int]]:
+        """The stored vectors as at most two views [G, L, D] of the ring, each with the position of its first."""
+        A = self._buf.shape[1]
+        end = self._head + self._count
+        if end <= A:
+            return [(self._buf[:, self._head:end], 0)]
+        return [(self._buf[:, self._head:], 0), (self._buf[:, :end - A], A - self._head)]
 
     def add(self, means: torch.Tensor, first_new_id: int) -> None:
         """means [G, n, D]: the newest n chunks, ids first_new_id .. first_new_id + n - 1."""
         if self.on_cpu:
             for g in range(len(self.heads)):
                 self.add_head(g, means[g], first_new_id)
-        else:
-            n = means.shape[1]
-            if self._end + n > self._buf.shape[1]:  # full: compact and double (amortised O(1) per chunk; a
-                live = self.means                       # copy per add would cost O(N^2) over a long read)
-                grown = torch.empty(live.shape[0], max(2 * (live.shape[1] + n), 1024), live.shape[2],
-                                    device=self.device)
-                grown[:, :live.shape[1]] = live
-                self._buf, self._start, self._end = grown, 0, live.shape[1]
-            self._buf[:, self._end:self._end + n] = means.float().to(self.device)
-            self._end += n
+            return
+        n = means.shape[1]
+        A = self._buf.shape[1]
+        if n == 0:
+            return
+        if self._count + n > A:  # full: copy into a larger ring, oldest first (doubling: amortised O(1) a chunk)
+            size = max(2 * A, self._count + n, 1024)
+            if self.limit is not None:
+                size = max(min(size, self.limit), self._count + n)
+            grown = torch.empty(self._buf.shape[0], size, self._buf.shape[2], dtype=self._buf.dtype, device=self.device)
+            for seg, at in self._segments():
+                grown[:, at:at + seg.shape[1]] = seg
+            self._buf, self._head, A = grown, 0, size
+        start = (self._head + self._count) % A
+        first = min(n, A - start)  # the new vectors up to the end of the ring, then from its start
+        self._buf[:, start:start + first] = means[:, :first].to(self.device, self._buf.dtype)
+        self._buf[:, :n - first] = means[:, first:].to(self.device, self._buf.dtype)
+        self._count += n
 
     def add_head(self, g: int, means: torch.Tensor, first_new_id: int) -> None:
         """means [n, D] of kv head g alone (an index being filled head by head: every head the same chunks)."""
@@ -133,7 +159,9 @@ class FlatIndex:
             for index in self.heads:
                 index.remove_ids(faiss.IDSelectorRange(0, n))  # survivors shift to positions 0..
         else:
-            self._start += min(n, self.ntotal)
+            n = min(n, self._count)
+            self._head = (self._head + n) % max(self._buf.shape[1], 1)
+            self._count -= n
 
     def search(self, g: int, queries: torch.Tensor, k: int, first_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """queries [M, D] of kv head g -> scores [M, k] float32, global ids [M, k] int64 (-1: none)."""
@@ -141,27 +169,45 @@ class FlatIndex:
             s, pos = self.heads[g].search(_f32(queries), k)
             pos = torch.from_numpy(pos)
             return torch.from_numpy(s), torch.where(pos >= 0, pos + first_id, pos)
-        n = self.means.shape[1]
-        kk = min(k, n)
-        scores = torch.full((queries.shape[0], k), -math.inf, device=self.device)
-        ids = torch.full((queries.shape[0], k), -1, dtype=torch.long, device=self.device)
+        M = queries.shape[0]
+        scores = torch.full((M, k), -math.inf, device=self.device)
+        ids = torch.full((M, k), -1, dtype=torch.long, device=self.device)
         q = queries.float().to(self.device)
-        for b in range(0, q.shape[0], 1024):  # blocks of queries keep the [M, n] score matrix small
-            top = torch.topk(q[b:b + 1024] @ self.means[g].T, kk, dim=1)
-            scores[b:b + 1024, :kk], ids[b:b + 1024, :kk] = top.values, top.indices + first_id
+        for m in range(0, M, QUERY_BLOCK):
+            values, found = [], []  # the best <= k of each block of vectors, then the best k of those
+            for b in range(0, self._count, self.block):  # blocks: small float32 copies and [M, block] scores; laid
+                block = self._ordered(g, b, min(self._count, b + self.block)).float()  # out by position, not by
+                top = torch.topk(q[m:m + QUERY_BLOCK] @ block.T, min(k, block.shape[0]), dim=1)  # ring slot: the
+                values.append(top.values)                        # same scores bit for bit wherever the ring starts
+                found.append(top.indices + (first_id + b))
+            if values:
+                s, i = torch.cat(values, dim=1), torch.cat(found, dim=1)  # [m, <= k * blocks]
+                best = torch.topk(s, min(k, s.shape[1]), dim=1)
+                scores[m:m + QUERY_BLOCK, :best.values.shape[1]] = best.values
+                ids[m:m + QUERY_BLOCK, :best.values.shape[1]] = i.gather(1, best.indices)
         return scores, ids
+
+    def _ordered(self, g: int, begin: int, end: int) -> torch.Tensor:
+        """[end - begin, D] the vectors of kv head g at positions begin..end-1 (0: the oldest)."""
+        A = self._buf.shape[1]
+        start, stop = (self._head + begin) % A, (self._head + end - 1) % A + 1
+        if start < stop:
+            return self._buf[g, start:stop]
+        return torch.cat([self._buf[g, start:], self._buf[g, :stop]])
 
     def to_faiss(self, g: int):
         """The faiss index of kv head g."""
         if self.on_cpu:
             return self.heads[g]
         import faiss
-        index = faiss.IndexFlatIP(self.means.shape[2])
-        index.add(np.ascontiguousarray(self.means[g].cpu().numpy()))
+        index = faiss.IndexFlatIP(self._buf.shape[2])
+        index.add(_f32(self.means[g]))
         return index
 
     def nbytes(self) -> int:
-        return sum(i.ntotal * i.d * 4 for i in self.heads) if self.on_cpu else self._buf.numel() * 4
+        if self.on_cpu:
+            return sum(i.ntotal * i.d * 4 for i in self.heads)
+        return self._buf.numel() * self._buf.element_size()
 
 
 class IVFIndex:
@@ -171,14 +217,17 @@ class IVFIndex:
 
     kind = "ivf"
 
-    def __init__(self, train_means: torch.Tensor, nlist: int, nprobe: int | None = None) -> None:
-        """train_means [G, n, D] float32 (n >= nlist) -> trained, empty indexes."""
+    def __init__(self, train_means: torch.Tensor, nlist: int, nprobe: int | None = None, fp16: bool = False,
+                 trained_on: int | None = None) -> None:
+        """train_means [G, n, D] float32 (n >= nlist) -> trained, empty indexes; ``fp16``: the lists keep the
+        vectors in float16 (half the memory; exact for vectors that are float16 numbers, as 1-token chunk means);
+        ``trained_on``: the chunks the bank held when trained (default n; more when trained on a sample of them)."""
         import faiss
         G, n, D = train_means.shape
-        self.nlist, self.trained_on = nlist, n
+        self.nlist, self.trained_on, self.fp16 = nlist, n if trained_on is None else trained_on, fp16
         self.heads = []
         for g in range(G):
-            index = self._empty(D, nlist)
+            index = self._empty(D, nlist, fp16)
             index.cp.min_points_per_centroid = 1  # no warning when a list gets few training points
             index.cp.niter = IVF_KMEANS_ITERATIONS
             index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST  # k-means on a sample: half the time
@@ -187,20 +236,22 @@ class IVFIndex:
         self.nprobe = nprobe or default_nprobe(nlist)
 
     @staticmethod
-    def _empty(dim: int, nlist: int):
+    def _empty(dim: int, nlist: int, fp16: bool):
         import faiss
-        return faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)  # owns its quantizer
+        codec = "SQfp16" if fp16 else "Flat"
+        return faiss.index_factory(dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)  # owns its quantizer
 
     @classmethod
-    def from_centroids(cls, centroids: torch.Tensor, trained_on: int, nprobe: int | None = None) -> "IVFIndex":
+    def from_centroids(cls, centroids: torch.Tensor, trained_on: int, nprobe: int | None = None,
+                       fp16: bool = False) -> "IVFIndex":
         """Empty indexes around centroids [G, nlist, D] float32 saved from another IVFIndex (no training: the
         same centroids put every chunk in the same list, so searches give what the saved index gave)."""
         import faiss
         self = cls.__new__(cls)
         G, nlist, D = centroids.shape
-        self.nlist, self.trained_on, self.heads = nlist, trained_on, []
+        self.nlist, self.trained_on, self.heads, self.fp16 = nlist, trained_on, [], fp16
         for g in range(G):
-            index = self._empty(D, nlist)
+            index = self._empty(D, nlist, fp16)
             faiss.downcast_index(index.quantizer).add(_f32(centroids[g]))
             index.is_trained = True
             self.heads.append(index)
@@ -243,6 +294,21 @@ class IVFIndex:
             assign = np.ascontiguousarray(lists.numpy(), dtype=np.int64)
             self.heads[g].add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
 
+    def lists_of(self, g: int, means: torch.Tensor) -> torch.Tensor:
+        """[n] int64: the inverted list kv head g's index puts each of means [n, D] in (its nearest centroid)."""
+        return torch.from_numpy(self.heads[g].quantizer.assign(_f32(means), 1).reshape(-1))
+
+    def reserve(self, g: int, lists: torch.Tensor) -> None:
+        """Room in kv head g's inverted lists for chunks going to ``lists`` [n] int64, allocated once at its size
+        (adding one chunk at a time grows each list by doubling: up to twice the memory, and freed copies)."""
+        import faiss
+        invlists = faiss.downcast_InvertedLists(self.heads[g].invlists)
+        counts = np.bincount(lists.numpy(), minlength=self.nlist)
+        for list_no in np.flatnonzero(counts):
+            size = invlists.list_size(int(list_no))
+            invlists.resize(int(list_no), size + int(counts[list_no]))  # std::vector keeps its capacity when
+            invlists.resize(int(list_no), size)                          # shrunk back
+
     def assignments(self, first_id: int, n: int) -> torch.Tensor:
         """[G, n] int64: the inverted list holding each of the chunks first_id .. first_id + n - 1 (what
         ``add_head`` takes back, so a saved index is rebuilt without computing any distance)."""
@@ -268,7 +334,7 @@ class IVFIndex:
         return self.heads[g]
 
     def nbytes(self) -> int:  # vectors + ids in the inverted lists, centroids
-        return sum(i.ntotal * (i.d * 4 + 8) + i.nlist * i.d * 4 for i in self.heads)
+        return sum(i.ntotal * (i.code_size + 8) + i.nlist * i.d * 4 for i in self.heads)
 
 
 ChunkIndex = FlatIndex | IVFIndex

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from .index import (AUTO_APPROX_CHUNKS, INDEX_KINDS, IVF_POINTS_PER_LIST, IVF_RETRAIN_GROWTH,  # noqa: F401 (re-exported)
-                    ChunkIndex, FlatIndex, IVFIndex, approximate_from, check_capacity, check_index_kind,
-                    default_nprobe, ivf_lists)
+                    IVF_TRAIN_POINTS_PER_LIST, ChunkIndex, FlatIndex, IVFIndex, approximate_from, check_capacity,
+                    check_index_kind, default_nprobe, ivf_lists)
 
 STORAGE_DTYPE = torch.float16  # keys/values are kept in 16 bits
+MEANS_BLOCK = 256  # chunks whose float32 means are computed at once (rebuilding an index)
 
 
 class BankMismatchError(ValueError):
@@ -104,7 +105,7 @@ class MemoryBank:
         self._base = 0  # the id stored in slot 0 before the ring first wraps (see _slots)
         self._count = 0  # chunks stored
         self._tokens = 0  # tokens stored (a partial chunk counts its real tokens)
-        self.index: ChunkIndex = FlatIndex(self.n_kv_heads, self.head_dim, self.device)
+        self.index: ChunkIndex = self._exact_index()
         self.sources: list[dict] = []  # {"name", "text"[, "pages"]} per source, in order of addition
 
     def _allocate(self, slots: int) -> None:
@@ -291,6 +292,20 @@ class MemoryBank:
 
     # -- the search structure --
 
+    def _exact_index(self) -> FlatIndex:
+        """An empty exact index: faiss on a CPU, a torch ring on another device. Chunks of one token on a CPU get
+        a float16 torch ring: their means are their float16 keys, so float16 loses nothing, and a float32 copy
+        would cost as much as the keys themselves (the bank would hold twice its file's size)."""
+        if self.chunk_size == 1 and self.device.type == "cpu":
+            return FlatIndex(self.n_kv_heads, self.head_dim, self.device, use_faiss=False, dtype=STORAGE_DTYPE,
+                             limit=self.max_chunks)
+        return FlatIndex(self.n_kv_heads, self.head_dim, self.device, limit=self.max_chunks)
+
+    @property
+    def _fp16_lists(self) -> bool:
+        """An IVF index keeps float16 vectors for chunks of one token (exact: their means are float16 keys)."""
+        return self.chunk_size == 1
+
     def _maybe_switch_index(self) -> None:
         """Move from exact to IVF search once the bank is big enough, and re-cluster an IVF index after growth."""
         if self._count < approximate_from(self.index_kind, self.max_chunks, self.device):
@@ -304,25 +319,32 @@ class MemoryBank:
         """Rebuild the search structure from the stored keys: exact, or IVF (trained on the stored chunks, or
         around given ``centroids`` [G, nlist, D] float32, with ``lists`` [G, Nc] the inverted list of each chunk)."""
         if centroids is not None:
-            index: ChunkIndex = IVFIndex.from_centroids(centroids, self._count, self.nprobe)
-        elif approximate:
-            means = torch.from_numpy(self.chunk_keys()) if self._count else torch.empty(self.n_kv_heads, 0, self.head_dim)
-            nlist = min(ivf_lists(self.max_chunks), max(1, self._count // IVF_POINTS_PER_LIST))
-            index = IVFIndex(means, nlist, self.nprobe)  # trains on the means, then holds them
-            index.add(means, self.first_id)
-            self.index = index
-            return
+            index: ChunkIndex = IVFIndex.from_centroids(centroids, self._count, self.nprobe, self._fp16_lists)
+        elif approximate:  # k-means on an even sample of the chunks (what faiss would sample itself), then every
+            nlist = min(ivf_lists(self.max_chunks), max(1, self._count // IVF_POINTS_PER_LIST))  # chunk block by block
+            sample = np.unique(np.linspace(0, self._count - 1, min(self._count, nlist * IVF_TRAIN_POINTS_PER_LIST))
+                               .astype(np.int64)) if self._count else np.zeros(0, np.int64)
+            train = self._means_at(sample) if self._count else torch.empty(self.n_kv_heads, 0, self.head_dim)
+            index = IVFIndex(train, nlist, self.nprobe, self._fp16_lists, trained_on=self._count)
         else:
-            index = FlatIndex(self.n_kv_heads, self.head_dim, self.device)
-        if isinstance(index, FlatIndex) and not index.on_cpu:
-            index.add(torch.from_numpy(self.chunk_keys()), self.first_id)
-        elif self._count:  # one kv head at a time: the float32 means of every head at once can cost as much as the
-            for g in range(self.n_kv_heads):  # index itself (as much as the keys, for chunks of one token)
-                if isinstance(index, IVFIndex):
-                    index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id,
-                                   None if lists is None else lists[g])
-                else:
-                    index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id)
+            index = self._exact_index()
+        if isinstance(index, FlatIndex) and not index.on_cpu:  # block by block: no float32 means of every chunk
+            for b in range(0, self._count, MEANS_BLOCK):
+                index.add(self._block_means(b, min(self._count, b + MEANS_BLOCK)), self.first_id + b)
+        elif isinstance(index, IVFIndex):  # head by head, block by block, into lists sized once
+            for g in range(self.n_kv_heads):
+                head = slice(g, g + 1)
+                blocks = range(0, self._count, MEANS_BLOCK)
+                owned = lists[g] if lists is not None else torch.cat(  # [Nc] the list of each chunk
+                    [index.lists_of(g, self._block_means(b, min(self._count, b + MEANS_BLOCK), head)[0]) for b in blocks]
+                    or [torch.zeros(0, dtype=torch.long)])
+                index.reserve(g, owned)
+                for b in blocks:
+                    end = min(self._count, b + MEANS_BLOCK)
+                    index.add_head(g, self._block_means(b, end, head)[0], self.first_id + b, owned[b:end])
+        elif self._count:  # faiss flat: one kv head at a time, in one add (its storage is then sized exactly); the
+            for g in range(self.n_kv_heads):  # float32 means of every head at once would cost as much as the index
+                index.add_head(g, torch.from_numpy(self.chunk_keys(g)), self.first_id)
         self.index = index
 
     def set_nprobe(self, nprobe: int) -> None:
@@ -386,11 +408,19 @@ class MemoryBank:
         or [Nc, D] of kv head ``head`` alone."""
         heads = slice(None) if head is None else slice(head, head + 1)
         out = np.empty((self._k[heads].shape[0], self._count, self.head_dim), dtype=np.float32)
-        for b in range(0, self._count, 1024):  # in small blocks: the float32 temporaries of all keys would be 4x
-            ids = np.arange(self.first_id + b, self.first_id + min(self._count, b + 1024))  # their size
-            sl = torch.from_numpy(self._slots(ids)).to(self.device)
-            out[:, b:b + len(ids)] = chunk_means(self._k[heads][:, sl], self._mask[sl]).cpu().numpy()
+        for b in range(0, self._count, MEANS_BLOCK):  # in small blocks: the float32 temporaries of all keys would
+            end = min(self._count, b + MEANS_BLOCK)   # be 4x their size
+            out[:, b:end] = self._block_means(b, end, heads).cpu().numpy()
         return out if head is None else out[0]
+
+    def _block_means(self, begin: int, end: int, heads: slice = slice(None)) -> torch.Tensor:
+        """[G, end - begin, D] float32 mean keys of the stored chunks begin..end-1 (0: the oldest)."""
+        return self._means_at(np.arange(begin, end), heads)
+
+    def _means_at(self, positions: np.ndarray, heads: slice = slice(None)) -> torch.Tensor:
+        """[G, len(positions), D] float32 mean keys of the stored chunks at these positions (0: the oldest)."""
+        sl = torch.from_numpy(self._slots(self.first_id + positions)).to(self.device)
+        return chunk_means(self._k[heads][:, sl], self._mask[sl])
 
     @property
     def chunk_ids(self) -> np.ndarray:
@@ -456,8 +486,6 @@ class MemoryBank:
         bank._count, bank._tokens = n, int(token_mask.sum())
         if centroids is not None and bank.device.type == "cpu":
             bank.rebuild_index(approximate=True, centroids=centroids, lists=lists)
-        else:
-            bank.rebuild_index(approximate=False)
-            if n:
-                bank._maybe_switch_index()  # what the bank's policy holds for n chunks
+        else:  # what the bank's policy holds for n chunks (never an exact index built only to be replaced)
+            bank.rebuild_index(approximate=n >= approximate_from(bank.index_kind, bank.max_chunks, bank.device))
         return bank

@@ -6,8 +6,11 @@ memorize / chat / classify / save / load / clear through gradio_client, against 
 
 Each client reads its own document holding its own marker word and checks that nothing it gets back (stats,
 retrieved chunks, saved banks) names another client's document or marker. The server's resident memory is
-sampled every few seconds; after the warm-up its growth is reported (target: within 10%). The server listens on
-127.0.0.1 only; every loop is bounded by the deadline and by a cap on operations, so the script stops by itself.
+sampled every few seconds; after the warm-up (``--warmup``, a fraction of the run: 30%) its growth is reported
+(target: within 10%). The server samples itself too (``probe``: glibc's live and freed-but-held heap, Python
+objects, tensors), in ``server_memory`` of the report; ``Diagnosis`` adds tracemalloc and Gradio's per-session
+state on request. The server listens on 127.0.0.1 only; every loop is bounded by the deadline and by a cap on
+operations, so the script stops by itself.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ DEMOS = ("text,label\n" + "\n".join(f"{t},{label}" for t, label in [
 
 # -- the server (child process) --
 
-def serve(model_name: str, port: int, concurrency: int) -> None:
+def serve(model_name: str, port: int, concurrency: int, probe_s: float) -> None:
     """Build the app on the tiny or the default model, listen on 127.0.0.1:port, and run until killed."""
     import torch
     torch.set_num_threads(1)
@@ -55,8 +58,128 @@ def serve(model_name: str, port: int, concurrency: int) -> None:
     demo.launch(**launch_options(demo.longmem.settings, server_name="127.0.0.1", server_port=port,
                                  prevent_thread_lock=True, quiet=True, inbrowser=False))
     print(f"READY {demo.local_url}", flush=True)
+    diagnosis = Diagnosis(demo)
     while True:
-        time.sleep(3600)
+        print("PROBE " + json.dumps(probe()), flush=True)
+        diagnosis.step()
+        time.sleep(probe_s)
+
+
+class Diagnosis:
+    """Optional diagnosis of a growing server, chosen by environment variables (how the soak's growth was found):
+    SOAK_TRACE_FILE: tracemalloc (SOAK_TRACE_FRAMES frames, default 1) from the server's start; from SOAK_TRACE_AT
+    seconds on (default 60) the file holds where traced memory grew since then. SOAK_HOLDERS_FILE: what Gradio
+    keeps between requests (``gradio_held``), rewritten at every sample. SOAK_MALLOC_TRIM_S: call glibc's
+    malloc_trim(0) that often (does the allocator give back what it holds freed?)."""
+
+    def __init__(self, demo) -> None:
+        self.demo, self.t0, self.first = demo, time.monotonic(), None
+        self.trace_file, self.holders_file = os.environ.get("SOAK_TRACE_FILE"), os.environ.get("SOAK_HOLDERS_FILE")
+        self.trace_at = float(os.environ.get("SOAK_TRACE_AT", "60"))
+        self.trim_s, self.trimmed = float(os.environ.get("SOAK_MALLOC_TRIM_S", "0")), time.monotonic()
+        if self.trace_file:
+            import tracemalloc
+            tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "1")))  # only now: tracing the imports and
+            # the page's build would take minutes
+
+    def step(self) -> None:
+        try:
+            if self.trace_file and time.monotonic() - self.t0 > self.trace_at:
+                self._trace()
+            if self.holders_file:
+                Path(self.holders_file).write_text(json.dumps(gradio_held(self.demo), indent=1))
+            if self.trim_s and time.monotonic() - self.trimmed > self.trim_s:
+                import ctypes
+                ctypes.CDLL(None).malloc_trim(0)
+                self.trimmed = time.monotonic()
+        except Exception as exc:  # a diagnosis must not stop the server
+            print(f"diagnosis failed: {exc!r}", flush=True)
+
+    def _trace(self) -> None:
+        import tracemalloc
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, f) for f in (__file__, tracemalloc.__file__, "*linecache.py")])
+        if self.first is None:
+            self.first = snapshot
+            return
+        top = snapshot.compare_to(self.first, "traceback")[:25]
+        Path(self.trace_file).write_text("\n\n".join(str(d) + "\n" + "\n".join(d.traceback.format()[-12:])
+                                                       for d in top))
+
+
+def probe() -> dict:
+    """What the server's memory is made of, now: resident bytes; glibc's heap (bytes in live allocations, and
+    bytes freed but still held by the allocator, which is resident memory no object owns); threads; Python
+    objects; bytes of the CPU tensors Python can reach; what tracemalloc traces (when it runs)."""
+    import gc
+    import tracemalloc
+
+    import torch
+    objects = gc.get_objects()
+    storages = {}
+    for obj in objects:  # tensors Python can reach: their storages, each counted once
+        if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and obj.layout == torch.strided:
+            storage = obj.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    out = {"t": round(time.monotonic(), 1), "rss": rss_bytes(os.getpid()), "threads": threading.active_count(),
+           "py_objects": len(objects), "tensor_bytes": sum(storages.values())}
+    del objects
+    info = _mallinfo2()
+    if info is not None:
+        out["malloc_in_use"] = info["uordblks"] + info["hblkhd"]
+        out["malloc_free_held"] = info["fordblks"]
+        out["malloc_arenas_bytes"] = info["arena"]
+    if tracemalloc.is_tracing():
+        out["tracemalloc"] = tracemalloc.get_traced_memory()[0]
+    return out
+
+
+def gradio_held(demo) -> dict:
+    """Diagnosis: what Gradio keeps between requests: sessions, per-session component values (their characters),
+    queue bookkeeping, open iterators."""
+    def chars(x) -> int:
+        if isinstance(x, str):
+            return len(x)
+        if isinstance(x, dict):
+            return sum(chars(v) for v in x.values())
+        if isinstance(x, (list, tuple)):
+            return sum(chars(v) for v in x)
+        return 0
+    sessions = demo.state_holder.session_data
+    queue = demo._queue
+    app = getattr(demo, "server_app", None) or getattr(demo, "app", None)
+    return {"sessions": len(sessions),
+            "config_value_chars": {k[:8]: chars(v.config_values) for k, v in list(sessions.items())[:20]},
+            "event_analytics": len(queue.event_analytics), "events": len(queue.event_ids_to_events),
+            "pending_messages": {k[:8]: q.qsize() for k, q in list(queue.pending_messages_per_session.items())[:20]},
+            "pending_event_ids": sum(len(v) for v in queue.pending_event_ids_session.values()),
+            "iterators": len(getattr(app, "iterators", {}) or {}),
+            "registry_sessions": len(demo.longmem.sessions),
+            "biggest": _biggest(next(iter(sessions.values())).config_values, chars) if sessions else None}
+
+
+def _biggest(values: dict, chars, depth: int = 4) -> dict:
+    """The largest entries of a nested dict, by characters, a few levels down."""
+    top = sorted(values.items(), key=lambda kv: -chars(kv[1]))[:3]
+    return {str(k): ({"chars": chars(v), "inside": _biggest(v, chars, depth - 1)} if isinstance(v, dict) and depth
+                     else {"chars": chars(v), "type": type(v).__name__,
+                           "len": len(v) if hasattr(v, "__len__") else None}) for k, v in top}
+
+
+def _mallinfo2() -> dict | None:
+    """glibc's mallinfo2() as a dict (None where it is missing: not glibc, or glibc < 2.33)."""
+    import ctypes
+    fields = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+              "keepcost")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in fields]
+    fn = getattr(ctypes.CDLL(None), "mallinfo2", None)
+    if fn is None:
+        return None
+    fn.restype = MallInfo2
+    info = fn()
+    return {f: getattr(info, f) for f in fields}
 
 
 def rss_bytes(pid: int) -> int:
@@ -161,10 +284,11 @@ def soak(clients: int, minutes: float, model: str, warmup_fraction: float, sampl
     port = 7900 + os.getpid() % 90
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error", "LONGMEM_BROWSER": "0"}
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--model", model, "--port", str(port),
-                               "--concurrency", str(concurrency)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               "--concurrency", str(concurrency), "--sample-s", str(sample_s)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
-        url = _wait_ready(server)
+        probes: list[dict] = []
+        url = _wait_ready(server, probes)
         samples: list[tuple[float, int]] = []
         t_start = time.monotonic()
         deadline = t_start + minutes * 60
@@ -180,7 +304,7 @@ def soak(clients: int, minutes: float, model: str, warmup_fraction: float, sampl
             if time.monotonic() > deadline + 600:  # a client stuck for 10 minutes past the end: give up on it
                 break
         samples.append((round(time.monotonic() - t_start, 1), rss_bytes(server.pid)))
-        return report(logs, samples, minutes, warmup_fraction, clients, model)
+        return report(logs, samples, minutes, warmup_fraction, clients, model, probes, t_start)
     finally:
         server.terminate()
         try:
@@ -190,7 +314,8 @@ def soak(clients: int, minutes: float, model: str, warmup_fraction: float, sampl
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_ready(server: subprocess.Popen) -> str:
+def _wait_ready(server: subprocess.Popen, probes: list[dict]) -> str:
+    """The server's URL once it says it is ready; its later output is drained, its PROBE lines into ``probes``."""
     end = time.monotonic() + SERVER_START_S
     lines = []
     while time.monotonic() < end:
@@ -199,13 +324,19 @@ def _wait_ready(server: subprocess.Popen) -> str:
             raise RuntimeError("the server exited:\n" + "".join(lines[-30:]))
         lines.append(line)
         if line.startswith("READY "):
-            threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()  # drain its output
+            threading.Thread(target=_drain, args=(server, probes), daemon=True).start()
             return line.split()[1]
     raise RuntimeError("the server did not start in time")
 
 
+def _drain(server: subprocess.Popen, probes: list[dict]) -> None:
+    for line in server.stdout:
+        if line.startswith("PROBE "):
+            probes.append(json.loads(line[6:]))
+
+
 def report(logs: list[ClientLog], samples: list[tuple[float, int]], minutes: float, warmup_fraction: float,
-           clients: int, model: str) -> dict:
+           clients: int, model: str, probes: list[dict] | None = None, t_start: float = 0.0) -> dict:
     warm_t = minutes * 60 * warmup_fraction
     after = [rss for t, rss in samples if t >= warm_t] or [samples[-1][1]]
     base = after[0]
@@ -222,7 +353,17 @@ def report(logs: list[ClientLog], samples: list[tuple[float, int]], minutes: flo
         "plateau_within_10pct": max(after) <= 1.10 * base,
         "warmup_s": warm_t, "samples": [(t, round(rss / 1e6, 1)) for t, rss in samples],
         "seconds_per_action": {a: round(sum(log.seconds[a] for log in logs) / max(ops[a], 1), 2) for a in ops},
+        "server_memory": server_memory(probes or [], t_start, warm_t),
     }
+
+
+def server_memory(probes: list[dict], t_start: float, warm_t: float) -> dict:
+    """The server's own samples (``probe``) at the warm-up and at the end, and all of them as rows (MB)."""
+    mb = ("rss", "malloc_in_use", "malloc_free_held", "malloc_arenas_bytes", "tracemalloc", "tensor_bytes")
+    rows = [{"t": round(p["t"] - t_start, 1), **{k: round(p[k] / 1e6, 1) for k in mb if k in p},
+             "threads": p["threads"], "py_objects": p["py_objects"]} for p in probes]
+    after = [r for r in rows if r["t"] >= warm_t]
+    return {"at_warmup": after[0] if after else None, "end": rows[-1] if rows else None, "samples": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.model, args.port, args.concurrency)
+        serve(args.model, args.port, args.concurrency, args.sample_s)
         return 0
     try:
         chosen = [a.strip() for a in args.actions.split(",") if a.strip()]

@@ -351,3 +351,30 @@ def test_a_closed_session_deletes_its_saved_bank(served, tmp_path):
     while time.monotonic() < end and any(p.exists() for p in saved):
         time.sleep(0.5)
     assert not any(p.exists() for p in saved)
+
+
+def test_repeated_requests_do_not_pile_up_in_gradio_session_state(client, served, tmp_path):
+    """Soak finding: streaming events that yielded gr.skip() for an output they set later made Gradio keep one
+    more copy of that output (the memory map, ~300 KB once memory is full) per request, for the session's life.
+    After more readings, answers, classifications and refused files, the session's config keeps one entry per
+    component of the page, no more than it had."""
+    c, _ = client
+    state = served.state_holder.session_data[c.session_hash]
+    doc = tmp_path / "more.txt"
+    doc.write_text(TEXT, encoding="utf-8")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x00\x01" * 100)
+    demos = tmp_path / "demos.csv"
+    demos.write_text("text,label\na fine film,positive\na dull film,negative\n", encoding="utf-8")
+
+    c.predict(files=[handle_file(str(doc))], api_name="/memorize")
+    c.predict("Who counted?", api_name="/chat")
+    entries = set(state.config_values)
+    for _ in range(4):
+        c.predict(files=[handle_file(str(doc))], api_name="/memorize")
+        c.predict("Who counted?", api_name="/chat")
+        c.predict(choice="My uploaded file", upload=handle_file(str(demos)), k=2, text="a fine film",
+                  api_name="/classify")
+        with pytest.raises(ClientAppError):
+            c.predict(files=[handle_file(str(bad))], api_name="/memorize")
+    assert set(state.config_values) == entries and entries <= set(served.blocks)  # no per-request copies

@@ -78,3 +78,33 @@ def test_ivf_index_rebuilt_from_its_centroids_searches_the_same():
         assert torch.equal(i1, i2) and torch.equal(s1, s2)
     trained.remove_oldest(500, 100)
     assert trained.ntotal == 1500 and np.all(trained.search(0, q, 8, 600)[1].numpy() >= 600)
+
+
+def test_a_float16_ring_searches_like_faiss_and_never_outgrows_its_limit():
+    """The torch ring (a CPU bank of 1-token chunks: its chunk means are float16 keys) keeps float16 vectors,
+    wraps around within ``limit`` vectors, and finds what faiss finds over the same (float16-exact) vectors, with
+    the same scores whichever slot the ring starts at."""
+    g = torch.Generator().manual_seed(3)
+    ring = FlatIndex(2, 8, use_faiss=False, dtype=torch.float16, limit=100)
+    ring.block = 16  # several blocks per search
+    exact = FlatIndex(2, 8, use_faiss=True)
+    first = 0
+    for _ in range(30):  # a bank of at most 100 chunks reading on past its capacity
+        means = torch.randn(2, 9, 8, generator=g).half().float()
+        if ring.ntotal + 9 > 100:
+            for index in (ring, exact):
+                index.remove_oldest(9, first)
+            first += 9
+        for index in (ring, exact):
+            index.add(means, first + index.ntotal)
+    assert ring._buf.shape[1] == 100 and ring._buf.dtype == torch.float16 and ring._head > 0  # it wrapped
+    assert ring.nbytes() == 2 * 100 * 8 * 2
+    q = torch.randn(6, 8, generator=g)
+    for h in range(2):
+        (s1, i1), (s2, i2) = ring.search(h, q, 5, first), exact.search(h, q, 5, first)
+        assert torch.equal(i1, i2) and torch.allclose(s1, s2, atol=1e-5) and i1.min() >= first
+    unwrapped = FlatIndex(2, 8, use_faiss=False, dtype=torch.float16)
+    unwrapped.block = 16
+    unwrapped.add(ring.means, first)
+    assert torch.equal(unwrapped.search(0, q, 5, first)[0], ring.search(0, q, 5, first)[0])  # bit for bit
+    assert ring.search(0, q, 200, first)[1][:, ring.ntotal:].eq(-1).all()  # more asked than held: -1

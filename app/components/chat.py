@@ -86,14 +86,16 @@ def listen(ui: Ui, page: Page) -> None:
         """Answer a question with this session's memory; streams the answer, then lists the retrieved chunks."""
         session = ui.open(session, request)
         earlier = list(session.turns)
+        before = (views.retrieved(session.last_answer or {}, untrained), session.last_answer, drawn(session))
         steps = handlers.chat(model, session, question, compare=bool(compare), top=int(top),
                               max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                               history_turns=settings.history_turns, top_k=int(top_k) if top_k else None,
                               max_chars=settings.max_question_chars, mode=mode or answer_modes.DEFAULT_MODE)
         for result in steps:
             if not result.done:
-                yield messages(earlier, result), "", gr.skip(), gr.skip(), gr.skip(), session
-        yield (messages(session.turns), "", views.retrieved(result.to_dict(), untrained), result.to_dict(),
+                yield messages(earlier, result), "", *before, session  # common.py: UNCHANGED OUTPUTS
+        session.last_answer = result.to_dict()
+        yield (messages(session.turns), "", views.retrieved(session.last_answer, untrained), session.last_answer,
                drawn(session), session)
 
     asking = w.question.submit(

@@ -83,6 +83,8 @@ def listen(ui: Ui, page: Page) -> None:
                  chunk_size=None, capacity=None, top_k=None, request: gr.Request = None):
         """Classify a text and/or a test file with demonstrations in memory, against in-context only."""
         session = ui.open(session, request)
+        blank = [None, "", "", [], None]  # per widget of `results` while computed (common.py: UNCHANGED OUTPUTS)
+        yield views.status("info", "Checking the input…"), *blank, session
         demos = handlers.demonstration_set(choice, upload if choice == handlers.UPLOADED_SET else None,
                                            handlers.TEMPLATES.get(template), max_bytes=s.max_upload_bytes,
                                            max_rows=s.max_demonstrations)
@@ -94,7 +96,6 @@ def listen(ui: Ui, page: Page) -> None:
         if not (text or "").strip() and not rows:
             raise handlers.AppError("Type a text to classify, or give a test file.")
         k = int(k)
-        skip = [gr.skip()] * len(results)
         n = len(demos.examples)
         reading = stream(lambda report: handlers.load_demonstrations(
             model, session, demos, chunk_size=chunk_size, capacity=capacity, progress=lambda d, t: report((d, t))))
@@ -103,11 +104,11 @@ def listen(ui: Ui, page: Page) -> None:
                 if not isinstance(event, Done):
                     done, total = event
                     yield views.progress_bar(done / max(total, 1), f"Reading {n:,} demonstrations into memory",
-                                             f"{done:,} / {total:,} tokens"), *skip, session
+                                             f"{done:,} / {total:,} tokens"), *blank, session
         result: dict = {"demonstrations": demos.name, "text": None, "file": None}
         values: list = [None, "", "", [], result]  # one per widget of `results`
         if (text or "").strip():
-            yield views.progress_bar(0.5, "Classifying the text", "with memory, then in context only"), *skip, session
+            yield views.progress_bar(0.5, "Classifying the text", "with memory, then in context only"), *blank, session
             one = handlers.classify_text(model, session, text, k=k, seed=s.seed, top=s.top,
                                          top_k=int(top_k) if top_k else None, max_chars=s.max_question_chars)
             result["text"] = one
@@ -124,7 +125,7 @@ def listen(ui: Ui, page: Page) -> None:
                         done, total = event
                         yield views.progress_bar(done / total, "Classifying the test texts",
                                                  f"{done} / {total} texts (each twice: with memory, in context only)"), \
-                            *skip, session
+                            *blank, session
             result["file"] = many
             values[2:4] = [views.accuracy(many), [[r["text"], r["label"] or "", r["with_memory"], r["in_context_only"]]
                                                    for r in many["rows"]]]

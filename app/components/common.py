@@ -17,6 +17,11 @@ from ..config import AppSettings
 from ..handlers import AppError
 from ..session import Session, SessionRegistry
 
+# UNCHANGED OUTPUTS: a streaming event never yields gr.skip() (or gr.update()) for an output it later gives a value.
+# Gradio 6.31 answers a skip by replacing the session's copy of that component with a new one (a new id), and keeps
+# the next value in the session's config under that new id for as long as the session lives: one more copy of the
+# memory map (~300 KB) per chat or reading, which was the soak's growing memory (docs/notes/2026-12-02-soak.md).
+# Events yield the values already shown instead.
 MODEL_SLOTS = "model"  # concurrency id shared by every event that runs the model or reads a whole bank
 
 
@@ -64,7 +69,8 @@ def int_choice(choices: Sequence[int], **kwargs: Any) -> gr.Dropdown:
 
 def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequence[Any] = ()) -> Callable:
     """Show an AppError's message in the page: as a Gradio error notice (an error for API clients) and, for a
-    streaming event, first as an error line in its ``status`` widget, found by identity among ``outputs``."""
+    streaming event, first as an error line in its ``status`` widget, found by identity among ``outputs``, the
+    other outputs showing what the run showed last (see UNCHANGED OUTPUTS above)."""
     if fn is None:
         return functools.partial(user_errors, status=status, outputs=outputs)
     index = None if status is None else next(i for i, o in enumerate(outputs) if o is status)
@@ -72,11 +78,14 @@ def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequ
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(*args, **kwargs):
+            last = None  # the values the run showed last: the error line goes with them, not with gr.skip()
             try:
-                yield from fn(*args, **kwargs)
+                for last in fn(*args, **kwargs):
+                    yield last
             except AppError as exc:
                 if index is not None:
-                    yield tuple(views.status("error", str(exc)) if i == index else gr.skip() for i in range(n))
+                    yield tuple(views.status("error", str(exc)) if i == index else (gr.skip() if last is None else v)
+                                for i, v in enumerate(last or [None] * n))
                 raise gr.Error(str(exc), print_exception=False) from exc
         return generator
 

@@ -71,10 +71,11 @@ def listen(ui: Ui, page: Page) -> None:
     def memorize(files=None, example=None, session=None, chunk_size=None, capacity=None, request: gr.Request = None):
         """Read the uploaded files and/or the chosen bundled book into this session's memory."""
         session = ui.open(session, request)
+        before = shown(session)  # yielded unchanged while reading (common.py: UNCHANGED OUTPUTS)
+        yield views.status("info", "Checking the files…"), *before, session
         paths = list(files or []) + ([handlers.bundled_book(example)] if example else [])
         documents = handlers.read_documents(paths, max_bytes=settings.max_upload_bytes)
-        skip = [gr.skip()] * len(shown_outputs)
-        yield views.progress_bar(0, f"Reading {documents[0].name}", "starting…"), *skip, session
+        yield views.progress_bar(0, f"Reading {documents[0].name}", "starting…"), *before, session
         work = stream(lambda report: handlers.memorize(model, session, documents, chunk_size=chunk_size,
                                                        capacity=capacity, progress=report))
         with closing(work):  # closed early when the run is cancelled: the reading then stops
@@ -82,7 +83,7 @@ def listen(ui: Ui, page: Page) -> None:
                 if isinstance(event, Done):
                     yield views.memorize_done(event.result, handlers.bank_stats(session)), *shown(session), session
                 else:
-                    yield views.memorize_progress(event), *skip, session
+                    yield views.memorize_progress(event), *before, session
 
     reading = w.read.click(memorize, [w.files, w.example, page.session, page.settings.chunk_size,
                                       page.settings.capacity], read_outputs, api_name="memorize",
