@@ -202,7 +202,7 @@ def test_evaluate_modes_classifies_every_text_in_every_mode(tiny_model):
         icl.evaluate_modes(tiny_model, TEST, DEMOS, modes=["psychic"])
 
 
-# -- beyond the paper: weighted votes over centred keys, calibrated KATE, their mixture --
+# -- beyond the paper: votes and centroids over centred keys, calibrated context, their mixture --
 
 def test_vote_distribution_counts_weighs_and_balances():
     sims = torch.tensor([[0.9, 0.8, 0.1, 0.7]])  # one test text, four demonstrations
@@ -254,21 +254,33 @@ def test_new_modes_follow_their_definitions(tiny_model):
     bank = tiny_model.new_bank(capacity=1 << 16)
     memory = icl.memorize_demonstrations(tiny_model, DEMOS, bank)
     c = icl.centred(icl.demonstration_keys(bank, memory, icl.SENTIMENT_TEMPLATE))
-    onehot = icl.label_onehot(memory, labels)
+    centroids = icl.label_centroids(c, labels)
     context = icl.context_text(icl.SENTIMENT_TEMPLATE, icl.sample_context(DEMOS, 3, seed=2))
     cf = icl.content_free_probabilities(tiny_model, labels, context=context, template=icl.SENTIMENT_TEMPLATE)
     for i, (text, _) in enumerate(TEST):
         q = icl.text_key(tiny_model, text, icl.SENTIMENT_TEMPLATE)
-        vote = icl.vote_distribution((c.keys @ icl.centre_query(c, q))[None], onehot, icl.WEIGHTED_NEIGHBOURS,
-                                     icl.WEIGHTED_TEMPERATURE, balanced=True)[0]
-        assert result.predictions["knn_weighted"][i] == labels[int(vote.argmax())]
+        near = icl.centroid_distribution(centroids, icl.centre_query(c, q))
+        assert result.predictions["centroid"][i] == labels[int(near.argmax())]
         pred = icl.classify(tiny_model, text, labels, context=context)
         cal = icl.calibrate(icl.probabilities(pred.scores, labels), cf)
         assert result.predictions["context_cal"][i] == labels[int(cal.argmax())]
-        mixed = icl.MIX_WEIGHT * vote + (1 - icl.MIX_WEIGHT) * cal
-        assert result.predictions["knn_context"][i] == labels[int(mixed.argmax())]
+        mixed = icl.MIX_WEIGHT * near + (1 - icl.MIX_WEIGHT) * cal
+        assert result.predictions["centroid_context"][i] == labels[int(mixed.argmax())]
 
 
 def test_a_subset_of_modes_reads_only_what_it_needs(tiny_model):
-    result = icl.evaluate_modes(tiny_model, TEST, DEMOS, modes=["knn_weighted"], k=3)
-    assert list(result.predictions) == ["knn_weighted"] and len(result.predictions["knn_weighted"]) == len(TEST)
+    result = icl.evaluate_modes(tiny_model, TEST, DEMOS, modes=["centroid"], k=3)
+    assert list(result.predictions) == ["centroid"] and len(result.predictions["centroid"]) == len(TEST)
+
+
+def test_label_centroids_are_the_mean_key_of_each_label(tiny_model):
+    _, memory, keys = _memory(tiny_model)
+    c = icl.centred(keys)
+    centroids = icl.label_centroids(c, ["negative", "positive", "neutral"])
+    pos = [i for i, (_, label) in enumerate(DEMOS) if label == "positive"]
+    assert torch.allclose(centroids[1], torch.nn.functional.normalize(c.keys[pos].mean(0), dim=0), atol=1e-5)
+    assert torch.equal(centroids[2], torch.zeros_like(centroids[2]))  # no demonstration has it
+    probs = icl.centroid_distribution(centroids[:2], c.keys[pos[0]])
+    assert abs(float(probs.sum()) - 1) < 1e-5
+    sims = centroids[:2] @ c.keys[pos[0]]
+    assert torch.allclose(probs, torch.softmax(sims / icl.CENTROID_TEMPERATURE, dim=0))

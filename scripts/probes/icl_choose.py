@@ -30,7 +30,7 @@ def knn_probs(rec, k: int, centre: bool, temperature: float | None, balanced: bo
     return icl.vote_distribution(test @ demo.T, onehot, k, temperature, balanced)
 
 
-def centroid_probs(rec, centre: bool) -> torch.Tensor:
+def centroid_probs(rec, centre: bool, temperature: float | None = None) -> torch.Tensor:
     demo, test = rec["demo_keys"], rec["test_keys"]
     if centre:
         mean = demo.mean(0)
@@ -38,6 +38,8 @@ def centroid_probs(rec, centre: bool) -> torch.Tensor:
     labels = rec["labels"]
     cents = torch.stack([demo[[i for i, l in enumerate(rec["demo_labels"]) if l == label]].mean(0) for label in labels])
     sims = torch.nn.functional.normalize(test, dim=-1) @ torch.nn.functional.normalize(cents, dim=-1).T
+    if temperature is not None:
+        return torch.softmax(sims / temperature, dim=-1)
     return torch.nn.functional.one_hot(sims.argmax(-1), len(labels)).float()
 
 
@@ -64,12 +66,15 @@ def variants(rec) -> dict[str, torch.Tensor]:
                     name = f"knn {c}k={k}{' t=' + str(temperature) if temperature else ''}{' bal' if balanced else ''}"
                     out[name] = knn_probs(rec, k, centre, temperature, balanced)
         out[f"centroid {c}".strip()] = centroid_probs(rec, centre)
+        for t in (0.02, 0.05, 0.1):
+            out[f"centroid {c}t={t}"] = centroid_probs(rec, centre, t)
     for mode in ("context", "memory", "kate"):
         if mode in rec:
             out[mode] = lm_probs(rec, mode, False)
             out[mode + " cal"] = lm_probs(rec, mode, True)
     for knn_name in ("knn k=5", "knn k=20 bal", "knn k=50 bal", "knn centred k=20 bal", "knn centred k=50 bal",
-                     "knn centred k=20 t=0.05 bal", "centroid centred"):
+                     "knn centred k=20 t=0.05 bal", "centroid centred", "centroid centred t=0.02",
+                     "centroid centred t=0.05", "centroid centred t=0.1"):
         for lm in ("kate cal", "kate", "context cal", "context", "memory cal"):
             if lm not in out:
                 continue
