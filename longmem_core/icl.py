@@ -240,9 +240,10 @@ MODES: tuple[str, ...] = ("context", "memory", "knn", "kate", "centroid", "conte
 DEFAULT_MODE = "centroid_context"
 NEIGHBOURS = 5  # demonstrations that vote in ``knn``
 CONTENT_FREE = ("N/A", "", "[MASK]")  # content-free inputs of contextual calibration (Zhao et al. 2021)
-# beyond the paper, chosen on tuning data (scripts/probes/icl_probe.py + icl_choose.py; docs/notes/2026-12-02-icl.md)
+# the two settings of the modes beyond the paper, chosen on the same tuning data (scripts/probes/icl_choose.py)
 CENTROID_TEMPERATURE = 0.05  # ``centroid``: label distribution softmax(cosine to each label's mean key / this)
 MIX_WEIGHT = 0.25  # ``centroid_context``: lam * centroid + (1 - lam) * context_cal
+
 
 @dataclass
 class DemonstrationKeys:
@@ -423,6 +424,7 @@ class ModeClassifier:
             if self.modes & {"context_cal", "centroid_context"} else None
 
     def predict(self, text: str, modes: Sequence[str]) -> dict[str, Prediction]:
+        """``text`` classified in each of ``modes`` (a subset of the modes this classifier was built for)."""
         query = text_key(self.model, text, self.template) if self.keys is not None else None
         out: dict[str, Prediction] = {}
         if self.modes & {"context", "context_cal", "centroid_context"}:
