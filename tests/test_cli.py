@@ -104,6 +104,21 @@ def test_eval_commands_json(tmp_path, book_text):
                          "--backbone", "tiny-llama", "--json").stdout)
     assert set(out) >= {"acc_memory", "acc_incontext", "seeds"} and set(out["seeds"]) == {"1", "2"}
     assert out["n_test"] == 3
+    from longmem_core import icl
+    assert out["modes"] == list(icl.MODES) and out["default_mode"] == icl.DEFAULT_MODE  # every mode by default
+    for mode in icl.MODES:
+        a = out["accuracy"][mode]
+        assert a["seeds"] == [out["seeds"][s]["accuracy"][mode] for s in ("1", "2")]
+        assert a["mean"] == pytest.approx(sum(a["seeds"]) / 2) and a["std"] >= 0
+    assert out["acc_memory"] == out["accuracy"]["memory"]["mean"]
+    out = json.loads(run("eval-icl", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+                         "--task", "sst2", "--k", "2", "--memory-size", "8", "--seeds", "1", "--limit", "3",
+                         "--modes", "knn,context", "--backbone", "tiny-llama", "--json").stdout)
+    assert out["modes"] == ["knn", "context"] and set(out["accuracy"]) == {"knn", "context"}
+    assert "acc_memory" not in out  # the paper's pair was not run
+    proc = run("eval-icl", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+               "--modes", "knn,psychic", "--backbone", "tiny-llama", check=False)
+    assert proc.returncode == 2 and "unknown --modes" in proc.stderr and "Traceback" not in proc.stderr
     out = json.loads(run("eval-passkey", "--lengths", "1500", "--trials", "1", "--backbone", "tiny-llama",
                          "--json").stdout)
     assert set(out["lengths"]["1500"]) >= {"acc_longmem", "acc_local"} and out["mode"] != "paper"
