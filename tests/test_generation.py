@@ -90,4 +90,5 @@ def test_the_guard_keeps_a_looping_model_from_repeating_itself(make_model):
         gen = generate(model, prompt, max_new_tokens=40, **kwargs)
         assert "".join(gen) == gen.text and len(gen.token_ids) > 8
         assert len(set(grams(gen.token_ids))) == len(grams(gen.token_ids)), kwargs
+        assert gen.blocked, kwargs  # where the unguarded loop repeated itself, the guard blocked its first choice
     assert seen_steps[0] == (True, len(prompt)) and seen_steps[-1][1] == len(prompt) + len(gen.token_ids) - 1
