@@ -6,7 +6,7 @@ docs/bench_scaling.png; ``python scripts/results_page.py`` then rebuilds docs/RE
 Every figure is measured in this run next to a baseline measured in the same run; ratios are what compare
 across machines. Sections: memorize throughput vs a plain transformers forward; retrieval time and recall,
 exact vs IVF, at growing bank sizes, with RAM and add cost; generation with a 65k-token bank vs the backbone;
-training tokens/s; the app's cold start.
+the time to the first answer token with a 65k-token bank (``ttft_s``); training tokens/s; the app's cold start.
 
 Why one module of ~480 lines: every section times something against a baseline *in the same run* and shares
 the timing helpers (interleaved rounds, medians), the machine record and the result writer; split by section,
@@ -292,6 +292,62 @@ def generation_speed_all_side_layers(model, bank: MemoryBank, new_tokens: int = 
         model.side.scale.copy_(saved)
 
 
+# -- time to the first answer token --
+
+TTFT_QUESTIONS = ("What did the Time Traveller explain to his guests?", "Who is Filby?")
+
+
+def answer_bank(model, real_bank: MemoryBank, text: str, tokens: int = 65_536, seed: int = 2) -> MemoryBank:
+    """A bank of ``tokens`` tokens of real text as memorizing leaves it (sources, character spans, chunks), ``text``
+    as the first document and its opening again as a second one until there are ``tokens``; its keys are
+    resampled real keys (``resampled_keys``), so it is built in seconds instead of memorized in minutes: the
+    search's cost does not depend on the keys' values, and the copy path reads the text, which is real."""
+    g = torch.Generator().manual_seed(seed)
+    bank = model.new_bank(capacity=tokens + 1024)  # room for the padding of each document's last chunk
+    enc = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    added = 0
+    while added < tokens:
+        n = min(len(enc["input_ids"]), tokens - added)
+        src = bank.add_source(f"{BOOK.name} (part {len(bank.sources) + 1})", text[:enc["offset_mapping"][n - 1][1]])
+        for s in range(0, n, 16_384):
+            m = min(16_384, n - s)
+            keys = resampled_keys(real_bank, m, g)
+            bank.add(keys, keys, source=src, token_start=s, char_spans=enc["offset_mapping"][s:s + m])
+        added += n
+    return bank
+
+
+@torch.no_grad()
+def time_to_first_token(model, bank: MemoryBank, mode: str | None = None,
+                        questions: tuple[str, str] = TTFT_QUESTIONS) -> dict:
+    """Seconds from a question to its first streamed answer text in ``mode`` (default: the default answer mode),
+    everything included: the search, the prompt (read-back modes: the passages), the copy path's cache, the
+    prompt's prefill and the first token. ``cold``: the first question after memorizing (whatever is built on
+    first use is built then); ``warm``: a second, different question. Then the parts, timed apart."""
+    from . import answer, neural_cache, search
+
+    mode = mode or answer.DEFAULT_MODE
+
+    def ask(question: str) -> tuple[float, float, int]:
+        t0 = time.perf_counter()
+        prepared = answer.prepare(model, bank, question, mode)
+        t_prepared = time.perf_counter()
+        next(iter(answer.stream(model, prepared, max_new_tokens=4)), None)
+        return time.perf_counter() - t0, t_prepared - t0, len(prepared.prompt_ids)
+
+    cold, cold_prepare, _ = ask(questions[0])
+    warm, warm_prepare, prompt_tokens = ask(questions[1])
+    texts = neural_cache.retained_texts(bank)
+    prepared = answer.prepare(model, bank, questions[1], mode)
+    return {"mode": mode, "bank_tokens": len(bank), "cold_s": cold, "warm_s": warm,
+            "cold_prepare_s": cold_prepare, "warm_prepare_s": warm_prepare, "prompt_tokens": prompt_tokens,
+            "search_s": _timed(lambda: search.rank_chunks(model, bank, questions[1], answer.SEARCH_TOP), 2),
+            "copy_cache_build_s": _timed(lambda: neural_cache.tokens_cache(model, texts), 2),
+            "copy_cache_tokens": len(neural_cache.cache_from_sources(model, bank)),
+            "prefill_first_token_s": _timed(
+                lambda: next(iter(answer.stream(model, prepared, max_new_tokens=4)), None), 2)}
+
+
 # -- training --
 
 def training_speed(model, text: str, trainable: str, steps: int = 2) -> dict:
@@ -464,6 +520,10 @@ def run(quick: bool = False, plot: str | None = None, device: str | None = None,
                 model, bank, new_tokens=48, rounds=3)
         finally:
             model.cfg.parallel_decode = parallel
+    log("time to the first answer token, 65k-token bank ...")
+    result["ttft"] = time_to_first_token(model, answer_bank(model, real_bank, text))
+    result["ttft_s"] = result["ttft"]["cold_s"]  # the first question after memorizing: what one meets first
+    result["ttft_warm_s"] = result["ttft"]["warm_s"]
     log("training step ...")
     result["training"] = [training_speed(model, text, "memory", 1 if quick else 2)]
     if not quick:

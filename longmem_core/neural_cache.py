@@ -23,15 +23,15 @@ Shape legend: T tokens, C backbone width, P projected width (``dim``), N stored 
 from __future__ import annotations
 
 import math
-import re
 import weakref
 
 import torch
 
-from .prompts import stop_token_ids
+from . import generation
 from .evaluate import segment_tokens
+from .generation import Proposal, Step
 from .memory_bank import MemoryBank
-from .model import Generation, LongMemModel, MemorizeStats, sample_token
+from .model import Generation, LongMemModel, MemorizeStats
 
 CACHE_DIM = 128  # projected state width (RAM: 2 * dim + 8 bytes a token)
 THETA = 40.0  # sharpness of the cache's softmax over cosine similarities (DESIGN.md section 4)
@@ -42,7 +42,6 @@ GATED = True  # answers: lam scaled by the cache's confidence
 TOP_NEIGHBOURS = 1024
 MAX_MATCH = 16  # longest context suffix the exact copy looks for
 MIN_MATCH = 3  # an exact copy needs this many tokens repeated; its weight grows with each further one  # stored states the softmax runs over (the rest carry ~no weight at theta 40)
-_SENTENCE_END = re.compile(r"[.!?\n]")
 _STORES: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple[int, int, int], TokenCache]]" = weakref.WeakKeyDictionary()
 
 
@@ -212,15 +211,24 @@ def cache_from_sources(model: LongMemModel, bank: MemoryBank, dim: int = 0) -> T
     forward each). Texts read without a source (``memorize_ids``) cannot be recovered."""
     cache = cache_for(bank)
     if cache is None:
-        cache = new_cache(model, dim)
-        for text in retained_texts(bank):
-            if dim:
+        texts = retained_texts(bank)
+        if dim:
+            cache = new_cache(model, dim)
+            for text in texts:
                 memorize(model, text, None, cache)
-            else:
-                ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-                if len(ids) > 1:
-                    cache.add(torch.empty(len(ids) - 1, 0), ids[:-1], ids[1:])  # tokens only: no states
+        else:
+            cache = tokens_cache(model, texts)
         attach(bank, cache)
+    return cache
+
+
+def tokens_cache(model: LongMemModel, texts: list[str]) -> TokenCache:
+    """A tokens-only cache (``dim`` 0: the exact copy only) of ``texts``: they are tokenized, nothing is read."""
+    cache = new_cache(model, 0)
+    for text in texts:
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > 1:
+            cache.add(torch.empty(len(ids) - 1, 0), ids[:-1], ids[1:])  # tokens only: no states
     return cache
 
 
@@ -239,56 +247,50 @@ def copy_weight(n: int) -> float:
     return min(0.95, 0.25 * (n - MIN_MATCH + 2))
 
 
+class CopyMix:
+    """The copy path as a ``generation.LogitsHook``: each next token from (1 - lam) p_LM + lam p_cache, and where
+    the last ``MIN_MATCH`` or more tokens of the context (prompt and answer) repeat stored text exactly, the exact
+    copy (``TokenCache.match``) in the cache's place, weighted by ``copy_weight``, until the answer ends a
+    sentence. One per generation (it remembers where the current sentence began)."""
+
+    def __init__(self, model: LongMemModel, cache: TokenCache, lam: float = LAMBDA_ANSWER, theta: float = THETA,
+                 gated: bool = GATED) -> None:
+        self.model, self.cache, self.lam, self.theta, self.gated = model, cache, lam, theta, gated
+        self.vocab = model.backbone.lm_head.weight.shape[0]
+        self.since = 0  # the exact copy matches the context from here on
+        self.read = 0  # context tokens looked at for sentence ends
+
+    def __call__(self, step: Step, context: list[int]) -> Proposal:
+        if self.read == 0:
+            self.read = len(context)  # the prompt: its sentences do not end a copy
+        for i in range(self.read, len(context)):  # the tokens generated since the last step
+            if generation.SENTENCE_END.search(self.model.tokenizer.decode([context[i]])):
+                self.since = i + 1  # a copy ends with its sentence: what follows is the backbone's again
+        self.read = len(context)
+        logits = step.logits.float().cpu()[None]  # [1, V]
+        p_cache = torch.zeros(1, self.vocab)
+        weight = 0.0
+        if self.cache.dim and step.hidden_states is not None:
+            p_cache, _ = self.cache.distribution(key_states(self.model, self.cache, step.hidden_states)[0, -1:],
+                                                 self.vocab, self.theta)
+            weight = self.lam * float(p_cache.max()) if self.gated else self.lam
+        p_match, n = self.cache.match(context[self.since:], self.vocab)
+        if n >= MIN_MATCH:  # an exact repeat of the last n tokens: copy what followed it
+            copied = frozenset(int(t) for t in p_match.nonzero().flatten())
+            return Proposal(mix(logits, p_match[None], copy_weight(n))[0], copied, n)
+        return Proposal(mix(logits, p_cache, weight)[0])
+
+
 def generate(model: LongMemModel, prompt_ids: list[int], cache: TokenCache, *, max_new_tokens: int = 64,
              lam: float = LAMBDA_ANSWER, theta: float = THETA, gated: bool = GATED, temperature: float = 0.0,
              top_p: float = 0.9, seed: int | None = None) -> Generation:
-    """Stream the backbone's continuation of ``prompt_ids`` with every next token drawn from the mixture
-    (1 - lam) p_LM + lam p_cache. ``gated``: lam is scaled by the cache's confidence (its largest probability),
-    so a cache that finds no clear precedent leaves the backbone alone. Where the last ``MIN_MATCH`` or more
-    tokens (prompt and answer so far) repeat stored text exactly, the exact copy (``TokenCache.match``) takes
-    the cache's place, weighted by ``copy_weight``, until the answer ends a sentence. Same ``Generation`` object as ``model.generate`` (no
-    memory-layer trace)."""
-    max_ctx = min(model.backbone.max_positions, 8192)
-    if len(prompt_ids) + max_new_tokens > max_ctx:
-        prompt_ids = prompt_ids[-(max_ctx - max_new_tokens):]
-    gen = Generation(steps=iter(()))
-    gen.steps = _steps(model, gen, prompt_ids, cache, max_new_tokens, lam, theta, gated, temperature, top_p, seed)
-    return gen
-
-
-@torch.no_grad()
-def _steps(model, gen: Generation, prompt_ids, cache: TokenCache, max_new_tokens, lam, theta, gated, temperature,
-           top_p, seed):
-    from .kv_cache import KVCache
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    stop = stop_token_ids(model.tokenizer)
-    layers = [KVCache(len(prompt_ids) + max_new_tokens) for _ in range(model.backbone.n_layers)]
-    ids = torch.tensor([prompt_ids], device=model.device)
-    vocab = model.backbone.lm_head.weight.shape[0]
-    context = list(prompt_ids)
-    since = 0  # the exact copy matches the context from here on
-    for _ in range(max_new_tokens):
-        hs = model.backbone(ids, caches=layers).hidden_states
-        logits = model.backbone.logits(hs[-1][0, -1:]).float().cpu()  # [1, V]
-        p_cache, _ = cache.distribution(key_states(model, cache, hs)[0, -1:], vocab, theta)
-        weight = lam * float(p_cache.max()) if gated else lam
-        p_match, n = cache.match(context[since:], vocab)
-        if n >= MIN_MATCH:  # an exact repeat of the last n tokens: copy what followed it
-            p_cache, weight = p_match[None], copy_weight(n)
-        logp = mix(logits, p_cache, weight)[0]
-        token = sample_token(logp, temperature, top_p, generator)
-        if token in stop:
-            break
-        gen.token_ids.append(token)
-        context.append(token)
-        if _SENTENCE_END.search(model.tokenizer.decode([token])):
-            since = len(context)  # a copy ends with its sentence: what follows is the backbone's again
-        text = model.tokenizer.decode(gen.token_ids, skip_special_tokens=True)
-        if not text.endswith("\ufffd"):
-            delta, gen.text = text[len(gen.text):], text
-            if delta:
-                yield delta
-        ids = torch.tensor([[token]], device=model.device)
+    """Stream the backbone's continuation of ``prompt_ids`` with the copy path mixed in (``CopyMix``): the one
+    token loop of ``generation.generate``, its repetition guard included. ``gated``: lam is scaled by the cache's
+    confidence (its largest probability), so a cache that finds no clear precedent leaves the backbone alone.
+    Same ``Generation`` object as ``model.generate`` (no memory-layer trace)."""
+    return generation.generate(model, prompt_ids, None, max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_p=top_p, backbone_only=True, seed=seed,
+                               logits_hook=CopyMix(model, cache, lam, theta, gated))
 
 
 # -- perplexity with the cache --

@@ -58,3 +58,21 @@ def test_generation_and_training_figures(make_model):
     train = bench.training_speed(model, "a longer text for one training step " * 30, "memory", steps=1)
     assert train["tokens_per_s"] > 0 and train["params"] > 0
     assert all(p.requires_grad for p in model.side.parameters())
+
+
+def test_time_to_first_token_reports_cold_warm_and_its_parts(make_model, book_text):
+    model = make_model("tiny")
+    _, real = bench.memorize_throughput(model, book_text[:2000], max_tokens=64)
+    text = book_text[:1500]
+    n = len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+    bank = bench.answer_bank(model, real, text, tokens=n + n // 2)
+    assert len(bank) == n + n // 2 and len(bank.sources) == 2  # the text, then its opening again
+    for cid in bank.chunk_ids[::10]:  # every chunk maps back to its text, as a memorized bank's do
+        info = bank.chunk_info(int(cid))
+        assert info.text and info.text in text
+    t = bench.time_to_first_token(model, bank)
+    assert t["mode"] == "cache" and t["bank_tokens"] == len(bank)
+    for key in ("cold_s", "warm_s", "cold_prepare_s", "warm_prepare_s", "search_s", "copy_cache_build_s",
+                "prefill_first_token_s"):
+        assert 0 < t[key] < 60, key
+    assert t["copy_cache_tokens"] > 0.95 * len(bank) and t["prompt_tokens"] > 5

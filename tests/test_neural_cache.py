@@ -133,3 +133,20 @@ def test_a_cache_follows_its_bank_new_documents_in_evicted_text_out(tiny_model, 
     assert book_text[:40] not in "".join(texts)  # the evicted opening is not copied from any more
     rebuilt = neural_cache.cache_from_sources(tiny_model, bank)
     assert rebuilt is not first and len(rebuilt) <= len(bank) + len(texts)
+
+
+def test_the_copy_path_copies_stored_text_that_repeats_itself(make_model):
+    """The repetition guard bans an answer's second saying of 4 tokens, except where the exact copy reproduces
+    one stored stretch that holds both: a code of repeated digits is copied whole."""
+    model = make_model("tiny")
+    text = "zq the code word is 7 7 7 7 7 7 7 7 and then"
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    cache = neural_cache.tokens_cache(model, [text])
+    assert len(cache) == len(ids) - 1 and cache.dim == 0
+    asked = model.tokenizer("the code word is", add_special_tokens=False)["input_ids"]
+    start = next(i for i in range(len(ids)) if ids[i:i + len(asked)] == asked) + len(asked)
+    digits = model.tokenizer(" 7 7 7 7 7 7 7 7", add_special_tokens=False)["input_ids"]
+    assert ids[start:start + len(digits)] == digits and len(digits) >= 8  # repeated 4-grams in what is copied
+    gen = neural_cache.generate(model, model.with_sink(asked), cache, max_new_tokens=len(digits), lam=0.0)
+    "".join(gen)
+    assert gen.token_ids == digits

@@ -119,3 +119,39 @@ def test_memorizing_in_threads_stores_the_keys_of_one_thread(model, book_text):
     assert len(one) == len(two) > 1500
     assert torch.allclose(one.keys.float(), two.keys.float(), atol=1e-3, rtol=0)  # 16-bit storage
     assert torch.allclose(one.values.float(), two.values.float(), atol=1e-3, rtol=0)
+
+
+# The app's example questions: the Chat tab's placeholder, the browser test's, the README's, and the factual
+# questions shipped with the app's bundled book (assets/qa_time_machine.jsonl).
+APP_QUESTIONS = ["What did the Time Traveller explain?", "What did the Time Traveller explain to his guests?",
+                 "Who is the Time Traveller?", "Who is Filby?"]
+
+
+def test_chat_stays_fluent_on_the_apps_example_questions(model):
+    """No answer loops, in the default mode, about the app's bundled example document (chapter I of The Time
+    Machine), at the app's answer length: no run of 4 words said 3 or more times and no sentence of 3+ words
+    said twice (``generation.find_loop``). Without the repetition guard, 8 of these 15 answers looped
+    (docs/notes/2026-12-02-fluency.md)."""
+    from longmem_core import answer
+    from longmem_core.generation import find_loop
+    questions = APP_QUESTIONS + [json.loads(line)["question"] for line in
+                                 (ASSETS / "qa_time_machine.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    bank = model.new_bank()
+    model.memorize((ASSETS / "the_time_machine_ch1.txt").read_text(encoding="utf-8"), bank, source="ch1")
+    loops = {}
+    for q in questions:
+        a = answer.answer(model, bank, q, mode=answer.DEFAULT_MODE, max_new_tokens=128)  # the app's default length
+        assert a.text.strip(), q
+        if find_loop(a.text):
+            loops[q] = a.text
+    assert not loops, loops
+
+
+def test_a_pass_key_answer_at_the_apps_length_copies_the_key_and_stops(model, passkey_bank):
+    """The copy path reads the planted key back in the default mode and the answer, at the app's length (128
+    tokens), does not loop (unguarded it went on "It's a 6... It's a 6...")."""
+    from longmem_core import answer
+    from longmem_core.generation import find_loop
+    bank, _, _ = passkey_bank
+    a = answer.answer(model, bank, "What is the pass key?", mode=answer.DEFAULT_MODE, max_new_tokens=128)
+    assert PASS_KEY in a.text.replace(" ", "") and find_loop(a.text) is None, a.text
