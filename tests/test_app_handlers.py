@@ -438,3 +438,13 @@ def test_chat_uses_the_retrieval_width_setting(model, tmp_path):
     finally:
         del model.generate
     assert widths == [2 * session.bank.chunk_size, None]
+
+
+def test_reading_builds_the_copy_cache_so_the_first_question_does_not(model, tmp_path):
+    from longmem_core import neural_cache
+    session = Session()
+    docs = handlers.read_documents([write(tmp_path, "a.txt", BOOK)])
+    handlers.memorize(model, session, docs, chunk_size=2, capacity=CAPACITY)
+    cache = neural_cache.cache_for(session.bank)
+    assert cache is not None and len(cache) > 0
+    assert neural_cache.cache_from_sources(model, session.bank) is cache  # the first question reuses it
