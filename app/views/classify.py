@@ -55,7 +55,7 @@ def accuracy(result: dict) -> str:
     cards = [(f"Default: {result['mode_name']} (beyond the paper)", result["accuracy_default"]),
              (f"In context only ({k} random)", result["accuracy_context"]),
              ("Paper: memory layer", result["accuracy_memory"]),
-             (f"{icl.NEIGHBOURS} nearest in memory vote", result["accuracy_knn"])]
+             (f"Vote of the {icl.NEIGHBOURS} nearest in memory", result["accuracy_knn"])]
     return ('<div class="lm-cards">' + "".join(_card(title, f"{value * 100:.1f}%") for title, value in cards)
             + _card("Test texts", str(result["n"])) + '</div>'
             + f'<div class="lm-legend">Same {k} demonstrations in context for every text; memory holds all '
