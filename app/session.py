@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longmem_core import MemoryBank
-from longmem_core.icl import DemonstrationMemory
+from longmem_core.icl import DemonstrationMemory, ModeClassifier
+from longmem_core.scoring import PromptCache
+
+
+@dataclass
+class Classifier:
+    """What classifying with one demonstration set reads once, for one (k, seed, top-k): the modes' shared parts
+    (keys, label centroids, the random prompt and its content-free scores) and that prompt read with memory."""
+
+    key: tuple[int, int, int | None]  # (k, seed, top_k) it was built for
+    modes: ModeClassifier
+    memory_cache: PromptCache | None  # the k random demonstrations read with memory (the paper's mode); None if k=0
 
 
 @dataclass
@@ -21,6 +32,7 @@ class Demonstrations:
     labels: list[str]
     bank: MemoryBank
     memory: DemonstrationMemory
+    classifier: Classifier | None = None  # built on the first text, kept while k, seed and top-k stay the same
 
 
 @dataclass

@@ -11,7 +11,7 @@ from app.background import Done, Stopped, stream
 from app.handlers import AppError
 from app.session import Session, SessionRegistry
 from app.config import AppSettings
-from longmem_core import LongMemModel, preset
+from longmem_core import LongMemModel, icl, preset
 from pdf_util import make_pdf
 
 BOOK = ("The Time Traveller was expounding a recondite matter to us. His pale grey eyes shone and twinkled. "
@@ -285,19 +285,51 @@ DEMOS = ("text,label\n" + "\n".join(
                                       ("warm and funny", "positive"), ("i hated every minute", "negative")]) + "\n")
 
 
-def test_classify_a_text_with_memory_and_in_context_only(model, tmp_path):
+def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_path):
     session = Session()
     demos = handlers.demonstration_set(handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS))
     loaded = handlers.load_demonstrations(model, session, demos, capacity=CAPACITY)
     assert handlers.load_demonstrations(model, session, demos, capacity=CAPACITY) is loaded  # kept, not re-read
     result = handlers.classify_text(model, session, "a warm film", k=2, top=3)
-    assert result["label"] in ("negative", "positive") and result["k"] == 2 and result["demonstrations"] == 6
-    assert sum(result["probabilities"].values()) == pytest.approx(1.0)
+    assert result["mode"] == icl.DEFAULT_MODE and result["k"] == 2 and result["demonstrations"] == 6
+    for key in ("probabilities", "probabilities_in_context_only", "probabilities_memory"):
+        assert sum(result[key].values()) == pytest.approx(1.0)
     assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
-    assert 0 < len(result["retrieved"]) <= 3
-    for d in result["retrieved"]:
+    assert result["label_in_context_only"] == max(result["probabilities_in_context_only"],
+                                                  key=result["probabilities_in_context_only"].get)
+    # the same predictions as the library's classifier and the plain in-context baseline on the same random prompt
+    context = icl.context_text(demos.template, icl.sample_context(demos.examples, 2, icl.DEFAULT_SEED))
+    direct = icl.ModeClassifier(model, loaded.labels, demos.template, context, loaded.bank, loaded.memory,
+                                (icl.DEFAULT_MODE,), 2, icl.NEIGHBOURS).predict("a warm film", (icl.DEFAULT_MODE,))
+    assert result["label"] == direct[icl.DEFAULT_MODE].label
+    assert result["probabilities"] == pytest.approx(handlers.classify._probabilities(direct[icl.DEFAULT_MODE].scores))
+    alone = icl.classify(model, "a warm film", loaded.labels, context=context, template=demos.template)
+    assert result["label_in_context_only"] == alone.label
+    assert result["probabilities_in_context_only"] == pytest.approx(handlers.classify._probabilities(alone.scores),
+                                                                    abs=1e-4)
+    assert len(result["nearest"]) == 3 and 0 < len(result["retrieved"]) <= 3
+    assert [d["cosine"] for d in result["nearest"]] == sorted((d["cosine"] for d in result["nearest"]), reverse=True)
+    for d in result["nearest"] + result["retrieved"]:
         assert (d["text"], d["label"]) in loaded.memory.examples
-    assert "Demonstrations retrieved" in views.classification(result)
+    html = views.classification(result)
+    assert "beyond the paper" in html and "In context only (2 random demonstrations)" in html
+    assert "Demonstrations nearest in memory" in html and "Demonstrations retrieved" in html
+
+
+def test_the_classifier_is_built_once_per_set_and_k(model, tmp_path):
+    session = Session()
+    loaded = handlers.load_demonstrations(model, session, handlers.demonstration_set(
+        handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS)), capacity=CAPACITY)
+    first = handlers.classify_text(model, session, "a warm film", k=2)
+    built = loaded.classifier
+    assert built is not None and built.key == (2, icl.DEFAULT_SEED, None)
+    assert handlers.classify_text(model, session, "a warm film", k=2) == first  # the same answer, not rebuilt
+    handlers.classify_rows(model, session, [("nice", None)], k=2)
+    assert loaded.classifier is built
+    handlers.classify_text(model, session, "a warm film", k=3)
+    assert loaded.classifier is not built and loaded.classifier.key == (3, icl.DEFAULT_SEED, None)
+    none = handlers.classify_text(model, session, "a warm film", k=0)  # no demonstrations in the prompt
+    assert none["k"] == 0 and none["label"] in loaded.labels and loaded.classifier.memory_cache is None
 
 
 def test_classify_a_labelled_test_file(model, tmp_path):
@@ -306,15 +338,24 @@ def test_classify_a_labelled_test_file(model, tmp_path):
         handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS)), capacity=CAPACITY)
     rows = handlers.read_test_file(write(tmp_path, "t.jsonl", '{"text": "great fun", "label": "positive"}\n'
                                                              '{"text": "so boring", "label": "negative"}\n'))
-    result = handlers.classify_rows(model, session, rows, k=2)
+    seen = []
+    result = handlers.classify_rows(model, session, rows, k=2, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 2), (2, 2)]
     gold = [label for _, label in rows]
-    assert result["labelled"] and result["n"] == 2
-    assert result["accuracy_memory"] == sum(r["with_memory"] == g for r, g in zip(result["rows"], gold)) / 2
-    assert result["accuracy_context"] == sum(r["in_context_only"] == g for r, g in zip(result["rows"], gold)) / 2
+    assert result["labelled"] and result["n"] == 2 and result["mode"] == icl.DEFAULT_MODE
+    for column, key in [("default", "accuracy_default"), ("in_context_only", "accuracy_context"),
+                        ("with_memory", "accuracy_memory"), ("knn", "accuracy_knn")]:
+        assert result[key] == sum(r[column] == g for r, g in zip(result["rows"], gold)) / 2
+    for row in result["rows"]:  # a row gets what the same text gets on its own
+        one = handlers.classify_text(model, session, row["text"], k=2)
+        assert (row["default"], row["in_context_only"], row["with_memory"]) == \
+            (one["label"], one["label_in_context_only"], one["label_memory"])
+    html = views.accuracy(result)
+    assert "beyond the paper" in html and "In context only" in html and "Paper: memory layer" in html
     unlabelled = handlers.read_test_file(write(tmp_path, "u.csv", "text\nnice\nawful\n"))
     assert unlabelled == [("nice", None), ("awful", None)]
     result = handlers.classify_rows(model, session, unlabelled, k=2)
-    assert not result["labelled"] and result["accuracy_memory"] is None
+    assert not result["labelled"] and result["accuracy_default"] is None and result["accuracy_context"] is None
     assert "no label column" in views.accuracy(result)
 
 

@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from app.ui import build_demo, launch_options
-from longmem_core import LongMemModel, preset
+from longmem_core import LongMemModel, icl, preset
 
 SESSIONS = 5  # concurrent clients in the load test
 DEADLINE_S = 240  # the load test fails if its sessions take longer than this in all
@@ -103,6 +103,29 @@ def test_bad_input_over_the_api_keeps_memory(served, tmp_path):
         answer = ask(c, "What did the keeper count?")
         assert answer["memory_tokens"] == stats["tokens"]
         assert all(ch["source"] == "good.txt" for ch in answer["retrieved"])
+    finally:
+        c.close()
+
+
+def test_classify_over_the_api_in_the_default_mode_against_in_context_only(served, tmp_path):
+    demos = tmp_path / "demos.csv"
+    demos.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in [
+        ("a fine film", "positive"), ("dull and long", "negative"), ("warm and funny", "positive"),
+        ("a tedious mess", "negative")]), encoding="utf-8")
+    test = tmp_path / "test.csv"
+    test.write_text("text,label\ngreat fun,positive\nso boring,negative\n", encoding="utf-8")
+    c = client(served)
+    try:
+        outputs = c.predict(choice="My uploaded file", upload=handle_file(str(demos)), k=2, text="a warm film",
+                            test_file=handle_file(str(test)), api_name="/classify")
+        status, result = outputs[0], outputs[5]
+        assert "Done: 4 demonstrations in memory, 2 in context" in status
+        one, many = result["text"], result["file"]
+        assert one["mode"] == icl.DEFAULT_MODE and "beyond the paper" in outputs[2]
+        assert one["label"] in ("positive", "negative") and one["label_in_context_only"] in ("positive", "negative")
+        assert many["n"] == 2 and many["labelled"] and many["mode"] == icl.DEFAULT_MODE
+        assert {"accuracy_default", "accuracy_context", "accuracy_memory", "accuracy_knn"} <= set(many)
+        assert [r["default"] for r in many["rows"]] and "beyond the paper" in outputs[3]
     finally:
         c.close()
 

@@ -1,4 +1,4 @@
-"""The Classify tab: few-shot classification with demonstrations in memory and k in context."""
+"""The Classify tab: few-shot classification in the default mode (beyond the paper) against k in context only."""
 from __future__ import annotations
 
 from contextlib import closing
@@ -14,7 +14,7 @@ from .common import Ui, user_errors
 if TYPE_CHECKING:
     from .page import Page
 
-RESULT_COLUMNS = ["text", "label", "with memory", "in context only"]
+RESULT_COLUMNS = ["text", "label", "default (beyond the paper)", "in context only", "paper: memory layer"]
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,12 @@ def render(ui: Ui) -> ClassifyWidgets:
         with gr.Column(scale=6):
             status = gr.HTML(views.status("info", "Reading a bundled set into memory takes about 20 s the first time; "
                                                   "it is kept for the next texts."), elem_id="lm-classify-status")
-            probabilities = gr.Label(label="Label scores with memory (probability among the labels)",
-                                     num_top_classes=6)
+            probabilities = gr.Label(label="Label probabilities in the default mode (memory's label centroids + "
+                                           "calibrated in-context scores; beyond the paper)", num_top_classes=6)
             explanation = gr.HTML()
             accuracy = gr.HTML()
             table = gr.Dataframe(headers=RESULT_COLUMNS, label="Test file: predictions", wrap=True,
-                                 interactive=False, max_height=360, column_widths=["58%", "14%", "14%", "14%"])
+                                 interactive=False, max_height=360, column_widths=["52%", "12%", "12%", "12%", "12%"])
             with gr.Accordion("Result as JSON", open=False):
                 result_json = gr.JSON(show_label=False)
     return ClassifyWidgets(choice, upload, template, k, text, test_file, bundled_test, run, stop, status,
@@ -81,7 +81,7 @@ def listen(ui: Ui, page: Page) -> None:
     @user_errors(status=w.status, outputs=outputs)
     def classify(choice, upload=None, template=None, k=s.k, text=None, test_file=None, bundled_test=False, session=None,
                  chunk_size=None, capacity=None, top_k=None, request: gr.Request = None):
-        """Classify a text and/or a test file with demonstrations in memory, against in-context only."""
+        """Classify a text and/or a test file in the default mode (beyond the paper), against in context only."""
         session = ui.open(session, request)
         blank = [None, "", "", [], None]  # per widget of `results` while computed (common.py: UNCHANGED OUTPUTS)
         yield views.status("info", "Checking the input…"), *blank, session
@@ -108,7 +108,7 @@ def listen(ui: Ui, page: Page) -> None:
         result: dict = {"demonstrations": demos.name, "text": None, "file": None}
         values: list = [None, "", "", [], result]  # one per widget of `results`
         if (text or "").strip():
-            yield views.progress_bar(0.5, "Classifying the text", "with memory, then in context only"), *blank, session
+            yield views.progress_bar(0.5, "Classifying the text", "default mode, in context only, paper's memory layer"), *blank, session
             one = handlers.classify_text(model, session, text, k=k, seed=s.seed, top=s.top,
                                          top_k=int(top_k) if top_k else None, max_chars=s.max_question_chars)
             result["text"] = one
@@ -124,11 +124,11 @@ def listen(ui: Ui, page: Page) -> None:
                     else:
                         done, total = event
                         yield views.progress_bar(done / total, "Classifying the test texts",
-                                                 f"{done} / {total} texts (each twice: with memory, in context only)"), \
+                                                 f"{done} / {total} texts (default mode, in context only, paper's memory layer)"), \
                             *blank, session
             result["file"] = many
-            values[2:4] = [views.accuracy(many), [[r["text"], r["label"] or "", r["with_memory"], r["in_context_only"]]
-                                                   for r in many["rows"]]]
+            values[2:4] = [views.accuracy(many), [[r["text"], r["label"] or "", r["default"], r["in_context_only"],
+                                                    r["with_memory"]] for r in many["rows"]]]
         values[4] = result
         yield views.status("ok", f"Done: {n:,} demonstrations in memory, {min(k, n)} in context."), *values, session
 

@@ -1,4 +1,5 @@
-"""The Classify tab's handlers: demonstrations into memory, then texts classified with memory and in context only."""
+"""The Classify tab's handlers: demonstrations into memory, then texts classified in the default mode (beyond the
+paper), in context only and with the paper's memory layer."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,7 @@ from typing import Callable, Sequence
 
 from longmem_core import DocumentError, LongMemModel, icl, read_labelled
 
-from ..session import Demonstrations, Session
+from ..session import Classifier, Demonstrations, Session
 from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width
 
 DEMONSTRATION_SETS = {  # label -> (demonstrations, task for the template, matching labelled test file)
@@ -81,6 +82,16 @@ def load_demonstrations(model: LongMemModel, session: Session, demos: Demonstrat
         return session.demonstrations
 
 
+# the modes the tab computes beside the paper's memory layer: the default and its parts, in context only (the
+# baseline shown beside it) and the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
+TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl.DEFAULT_MODE, "context", "context_cal", "centroid", "knn")))
+MODE_NAMES = {  # plain words for the page
+    "centroid_context": "memory's label centroids + calibrated in-context scores",
+    "centroid": "memory's label centroids", "context_cal": "calibrated in-context scores",
+    "context": "in context only", "knn": "5 nearest demonstrations in memory vote", "memory": "the paper's memory layer",
+    "kate": "nearest demonstrations from memory into the prompt"}
+
+
 def _probabilities(scores: dict[str, float]) -> dict[str, float]:
     """Label log-probabilities renormalised over the labels (what the prediction chooses among)."""
     top = max(scores.values())
@@ -89,33 +100,73 @@ def _probabilities(scores: dict[str, float]) -> dict[str, float]:
     return {label: e / total for label, e in exp.items()}
 
 
+def _classifier(model: LongMemModel, loaded: Demonstrations, k: int, seed: int, top_k: int | None) -> Classifier:
+    """The session's classifier for this k, seed and top-k: built once (the random prompt read twice, with and
+    without memory, and its content-free scores), then reused for every text until one of them changes."""
+    key = (k, seed, top_k)
+    if loaded.classifier is None or loaded.classifier.key != key:
+        loaded.classifier = None  # the old one is dropped before the new one's caches are read
+        context = icl.context_text(loaded.template, icl.sample_context(loaded.memory.examples, k, seed))
+        modes = icl.ModeClassifier(model, loaded.labels, loaded.template, context, loaded.bank, loaded.memory,
+                                   TAB_MODES, k, icl.NEIGHBOURS)
+        loaded.classifier = Classifier(key=key, modes=modes,
+                                       memory_cache=model.cache_prompt(context, loaded.bank, top_k) if context else None)
+    return loaded.classifier
+
+
+def _memory_mode(model: LongMemModel, loaded: Demonstrations, classifier: Classifier, text: str, *, top: int,
+                 top_k: int | None) -> icl.Prediction:
+    """The paper's mode: the same random prompt, the memory layer reading every demonstration."""
+    modes = classifier.modes
+    return icl.classify(model, text, loaded.labels, context=modes.context, bank=loaded.bank, template=loaded.template,
+                        top=top, top_k=top_k, cache=classifier.memory_cache)
+
+
+def _nearest(model: LongMemModel, classifier: Classifier, text: str, top: int) -> list[tuple[int, float]]:
+    """The demonstrations whose centred memory keys are nearest the text's (what the centroids are made of)."""
+    keys = classifier.modes.centred
+    if keys is None or top <= 0:
+        return []
+    query = icl.centre_query(keys, icl.text_key(model, text, classifier.modes.template))  # [G*D]
+    return icl.nearest(keys, query, top)
+
+
 def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = icl.DEFAULT_K,
                   seed: int = icl.DEFAULT_SEED, top: int = 5, top_k: int | None = None,
                   max_chars: int | None = None) -> dict:
-    """One text classified with memory and in context only, with the demonstrations memory gave most weight."""
+    """One text classified in the default mode (beyond the paper), in context only and with the paper's memory
+    layer, with the demonstrations nearest in memory and those the memory layer gave most weight."""
     text = check_question(text, max_chars, what="text to classify")
     if not text:
         raise AppError("Type a text to classify, or upload a test file.")
     loaded = _loaded(session)
-    context = icl.context_text(loaded.template, icl.sample_context(loaded.memory.examples, k, seed))
+    top_k = retrieval_width(top_k, loaded.bank)
     with busy(session):
-        with_memory = icl.classify(model, text, loaded.labels, context=context, bank=loaded.bank,
-                                   template=loaded.template, top=max(top * 4, 8),
-                                   top_k=retrieval_width(top_k, loaded.bank))
-        alone = icl.classify(model, text, loaded.labels, context=context, template=loaded.template)
+        classifier = _classifier(model, loaded, k, seed, top_k)
+        predicted = classifier.modes.predict(text, TAB_MODES)
+        with_memory = _memory_mode(model, loaded, classifier, text, top=max(top * 4, 8), top_k=top_k)
+        nearest = _nearest(model, classifier, text, top)
+    predicted["memory"] = with_memory
     shares: dict[int, float] = {}
     for r in with_memory.retrieved:  # a chunk may span two demonstrations: its share is split evenly
         covering = loaded.memory.covering(r.info.char_start, r.info.char_end)
         for i in covering:
             shares[i] = shares.get(i, 0.0) + r.score / len(covering)
     best = sorted(shares.items(), key=lambda kv: -kv[1])[:top]
-    return {"text": text, "label": with_memory.label, "label_in_context_only": alone.label,
-            "probabilities": _probabilities(with_memory.scores),
-            "probabilities_in_context_only": _probabilities(alone.scores),
-            "log_probs": with_memory.scores, "log_probs_in_context_only": alone.scores,
-            "retrieved": [{"index": i, "text": loaded.memory.examples[i][0], "label": loaded.memory.examples[i][1],
-                           "share": round(share, 6)} for i, share in best],
-            "k": min(k, len(loaded.memory.examples)), "demonstrations": len(loaded.memory.examples)}
+    examples = loaded.memory.examples
+    default, alone = predicted[icl.DEFAULT_MODE], predicted["context"]
+    return {"text": text, "mode": icl.DEFAULT_MODE, "mode_name": MODE_NAMES.get(icl.DEFAULT_MODE, icl.DEFAULT_MODE),
+            "label": default.label, "probabilities": _probabilities(default.scores),
+            "label_in_context_only": alone.label, "probabilities_in_context_only": _probabilities(alone.scores),
+            "label_memory": with_memory.label, "probabilities_memory": _probabilities(with_memory.scores),
+            "modes": {mode: {"label": p.label, "probabilities": _probabilities(p.scores)}
+                      for mode, p in predicted.items() if mode != "knn"}
+            | {"knn": {"label": predicted["knn"].label, "votes": predicted["knn"].scores}},
+            "nearest": [{"index": i, "text": examples[i][0], "label": examples[i][1], "cosine": round(sim, 6)}
+                        for i, sim in nearest],
+            "retrieved": [{"index": i, "text": examples[i][0], "label": examples[i][1], "share": round(share, 6)}
+                          for i, share in best],
+            "k": min(k, len(examples)), "demonstrations": len(examples)}
 
 
 def read_test_file(path: str | os.PathLike, *, max_bytes: int | None = None, max_rows: int = 200) -> list[tuple[str, str | None]]:
@@ -130,20 +181,31 @@ def read_test_file(path: str | os.PathLike, *, max_bytes: int | None = None, max
 def classify_rows(model: LongMemModel, session: Session, rows: Sequence[tuple[str, str | None]], *,
                   k: int = icl.DEFAULT_K, seed: int = icl.DEFAULT_SEED,
                   progress: Callable[[int, int], None] | None = None, top_k: int | None = None) -> dict:
-    """Every row with memory and in context only; accuracy of both when the rows have labels."""
+    """Every row in the default mode, in context only, with the paper's memory layer and by the 5-NN vote;
+    each one's accuracy when the rows have labels."""
     loaded = _loaded(session)
     labelled = all(label is not None for _, label in rows)
+    top_k = retrieval_width(top_k, loaded.bank)
+    table = []
     with busy(session):
-        result = icl.evaluate(model, [(t, label or "") for t, label in rows], loaded.memory.examples, k=k,
-                              seed=seed, template=loaded.template, labels=loaded.labels, bank=loaded.bank,
-                              progress=progress, top_k=retrieval_width(top_k, loaded.bank))
-    table = [{"text": t, "label": label, "with_memory": m, "in_context_only": c}
-             for (t, label), m, c in zip(rows, result.memory_predictions, result.context_predictions)]
+        classifier = _classifier(model, loaded, k, seed, top_k)
+        for i, (text, label) in enumerate(rows):
+            predicted = classifier.modes.predict(text, (icl.DEFAULT_MODE, "context", "knn"))
+            memory = _memory_mode(model, loaded, classifier, text, top=0, top_k=top_k)
+            table.append({"text": text, "label": label, "default": predicted[icl.DEFAULT_MODE].label,
+                          "in_context_only": predicted["context"].label, "with_memory": memory.label,
+                          "knn": predicted["knn"].label})
+            if progress:
+                progress(i + 1, len(rows))
+
+    def accuracy(column: str) -> float | None:
+        return sum(r[column] == r["label"] for r in table) / len(table) if labelled and table else None
     unknown = sorted({label for _, label in rows if label is not None} - set(loaded.labels))
-    return {"rows": table, "n": len(rows), "labelled": labelled,
-            "accuracy_memory": result.accuracy_memory if labelled else None,
-            "accuracy_context": result.accuracy_context if labelled else None,
-            "unknown_labels": unknown, "k": result.k, "labels": loaded.labels,
+    return {"rows": table, "n": len(rows), "labelled": labelled, "mode": icl.DEFAULT_MODE,
+            "mode_name": MODE_NAMES.get(icl.DEFAULT_MODE, icl.DEFAULT_MODE),
+            "accuracy_default": accuracy("default"), "accuracy_context": accuracy("in_context_only"),
+            "accuracy_memory": accuracy("with_memory"), "accuracy_knn": accuracy("knn"),
+            "unknown_labels": unknown, "k": min(k, len(loaded.memory.examples)), "labels": loaded.labels,
             "demonstrations": len(loaded.memory.examples)}
 
 

@@ -1,24 +1,49 @@
-"""The Classify tab's panels: one text's predictions with the demonstrations memory weighted, and accuracy."""
+"""The Classify tab's panels: one text's predictions by mode with the demonstrations behind them, and accuracy."""
 from __future__ import annotations
 
 from html import escape
 
+from longmem_core import icl
+
 from .common import number, status
 
 
+def default_mode_legend(k: int, demonstrations: int) -> str:
+    """The default mode in plain words (beyond the paper), with its mixing weight."""
+    w = round(icl.MIX_WEIGHT * 100)
+    return (f"Default mode (beyond the paper, training-free): each label's average memory key over all "
+            f"{number(demonstrations)} demonstrations is compared with the text's key ({w}%), mixed with the "
+            f"{k}-shot in-context label scores calibrated against content-free inputs such as \"N/A\" ({100 - w}%).")
+
+
+def _card(title: str, label: str) -> str:
+    return f'<div class="lm-card"><small>{escape(title)}</small><b>{escape(label)}</b></div>'
+
+
 def classification(result: dict) -> str:
-    """A text's prediction with memory and in context only, and the demonstrations memory weighted most."""
-    same = result["label"] == result["label_in_context_only"]
-    head = (f'<div class="lm-cards"><div class="lm-card"><small>With memory ({number(result["demonstrations"])} '
-            f'demonstrations) + {result["k"]} in context</small><b>{escape(result["label"])}</b></div>'
-            f'<div class="lm-card"><small>In context only ({result["k"]} demonstrations)</small>'
-            f'<b>{escape(result["label_in_context_only"])}</b></div></div>'
-            + ("" if same else '<div class="lm-status lm-info">ℹ Memory changed the prediction.</div>'))
-    rows = "".join(
+    """A text's prediction in the default mode, in context only and with the paper's memory layer, the
+    demonstrations nearest in memory and those the memory layer weighted most."""
+    k, n = result["k"], result["demonstrations"]
+    head = ('<div class="lm-cards">'
+            + _card(f"Default: {result['mode_name']} (beyond the paper)", result["label"])
+            + _card(f"In context only ({k} random demonstrations)", result["label_in_context_only"])
+            + _card(f"Paper: memory layer ({number(n)} demonstrations) + {k} in context", result["label_memory"])
+            + f'</div><div class="lm-legend">{escape(default_mode_legend(k, n))}</div>'
+            + ("" if result["label"] == result["label_in_context_only"] else
+               '<div class="lm-status lm-info">ℹ The default mode changed the in-context prediction.</div>'))
+    nearest = "".join(
+        f'<div class="lm-chunk"><div class="lm-chunk-head"><b>{escape(d["label"])}</b>'
+        f'<span class="lm-score">cosine {d["cosine"]:.2f}</span></div>'
+        f'<div class="lm-context">{escape(d["text"])}</div></div>' for d in result["nearest"])
+    weighted = "".join(
         f'<div class="lm-chunk"><div class="lm-chunk-head"><b>{escape(d["label"])}</b>'
         f'<span class="lm-score">{d["share"] * 100:.1f}% of memory attention</span></div>'
         f'<div class="lm-context">{escape(d["text"])}</div></div>' for d in result["retrieved"])
-    return head + '<h4>Demonstrations retrieved from memory</h4>' + (rows or '<div class="lm-empty">None.</div>')
+    empty = '<div class="lm-empty">None.</div>'
+    return (head + '<h4>Demonstrations nearest in memory (centred keys; the centroids are their averages)</h4>'
+            + (nearest or empty)
+            + '<details><summary>Demonstrations retrieved by the paper\'s memory layer</summary>'
+            + (weighted or empty) + '</details>')
 
 
 def accuracy(result: dict) -> str:
@@ -26,8 +51,12 @@ def accuracy(result: dict) -> str:
         return status("info", f"Classified {result['n']} texts. The file has no label column, so there is no accuracy.")
     note = (f" Labels not among the demonstrations' ({', '.join(result['unknown_labels'])}) always count as wrong."
             if result["unknown_labels"] else "")
-    return (f'<div class="lm-cards"><div class="lm-card"><small>Accuracy with memory</small>'
-            f'<b>{result["accuracy_memory"] * 100:.1f}%</b></div><div class="lm-card"><small>Accuracy in context only'
-            f'</small><b>{result["accuracy_context"] * 100:.1f}%</b></div><div class="lm-card"><small>Test texts</small>'
-            f'<b>{result["n"]}</b></div></div><div class="lm-legend">Same {result["k"]} demonstrations in context for '
-            f'every text; memory holds all {number(result["demonstrations"])} demonstrations.{escape(note)}</div>')
+    k, n = result["k"], result["demonstrations"]
+    cards = [(f"Default: {result['mode_name']} (beyond the paper)", result["accuracy_default"]),
+             (f"In context only ({k} random)", result["accuracy_context"]),
+             ("Paper: memory layer", result["accuracy_memory"]),
+             (f"Vote of the {icl.NEIGHBOURS} nearest in memory", result["accuracy_knn"])]
+    return ('<div class="lm-cards">' + "".join(_card(title, f"{value * 100:.1f}%") for title, value in cards)
+            + _card("Test texts", str(result["n"])) + '</div>'
+            + f'<div class="lm-legend">Same {k} demonstrations in context for every text; memory holds all '
+              f'{number(n)} demonstrations. {escape(default_mode_legend(k, n))}{escape(note)}</div>')
