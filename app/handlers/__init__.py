@@ -7,7 +7,7 @@ session changes.
 - ``memory``: documents read into memory, the bank described, cleared
 - ``bank_file``: the bank saved as a .zip, and loaded back only after it is checked completely
 - ``chat``: answers with memory, and the chunks they retrieved
-- ``classify``: few-shot classification with demonstrations in memory
+- ``classify``: few-shot classification from demonstrations in memory (the default mode, in context only, the paper's)
 
 The names below are re-exported so callers can write ``handlers.memorize``.
 """
