@@ -32,6 +32,11 @@ def met(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
+def backbone_mean(rows: list[dict]) -> str:
+    """The backbone's mean accuracy over its rows, or that it was not run."""
+    return pct(sum(r["accuracy"] for r in rows) / len(rows)) if rows else "not run"
+
+
 def niah(runs: list[dict]) -> dict:
     """One or more eval-niah runs on the same book, lengths and seed (e.g. a later run of a new mode): their rows
     together, a (task, length, mode) counted once."""
@@ -62,7 +67,7 @@ def niah(runs: list[dict]) -> dict:
                 "metric": f"{mode}{' (default)' if mode == default else ''}, {length:,} tokens: mean accuracy over "
                           f"{len(group)} tasks; lowest retrieval recall of a task",
                 "figure": f"{pct(acc)}; recall {pct(recall)}",
-                "baseline": f"backbone {pct(sum(r['accuracy'] for r in by[('backbone', length)]) / max(1, len(by[('backbone', length)])))}; "
+                "baseline": f"backbone {backbone_mean(by[('backbone', length)])}; "
                             f"BM25 lowest recall {pct(min(bm25.values()) if bm25 else None)}",
                 "target": (f"accuracy >= {pct(target)} (default mode); " if target else "")
                           + "recall >= 95% every task, not below BM25",
