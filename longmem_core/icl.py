@@ -5,6 +5,13 @@ in the prompt before every test text; a text is classified by the summed log-pro
 after the prompt (``LongMemModel.score_labels``). The baseline is the same prompt without memory (in-context
 only). Templates follow the authors' evaluation script: ``"Review: {text} Sentiment: {label}. "``, and for
 Subj ``"Input: {text} Type: {label}. "``; the query is the template cut before its label.
+
+The second half (after "classification modes") holds the modes that use memory to choose and weigh
+demonstrations (``MODES``, ``ModeClassifier``, ``evaluate_modes``): a k-NN vote over the demonstrations' stored
+keys, KATE-style nearest demonstrations in context, label centroids over centred keys, contextual calibration,
+and the default, ``centroid_context`` (beyond the paper). Over 400 lines because both halves share the
+demonstration memory, templates and label scoring above; moving the modes to a module of their own is a
+cleanup still to do (docs/notes/2026-12-02-finding-and-answering-2.md).
 """
 from __future__ import annotations
 
