@@ -47,6 +47,22 @@ def served():
     demo.close()
 
 
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where screenshots go: $LONGMEM_SCREENSHOTS when set, else the test's temporary folder."""
+    shots = Path(os.environ.get("LONGMEM_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def open_app(browser, url: str):
+    """A new page on the app, once its document upload input is there -> (page, that input)."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    files = page.locator("#lm-files input[type=file]")
+    files.wait_for(state="attached", timeout=60_000)
+    return page, files
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -57,18 +73,14 @@ def browser():
 
 
 def test_upload_ask_and_see_retrieved_text_from_the_book(served, browser, tmp_path):
-    shots = Path(os.environ.get("LONGMEM_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshot_dir(tmp_path)
     book = (ASSETS / "the_time_machine_ch1.txt").read_text(encoding="utf-8")[:EXCERPT_CHARS]
     excerpt = tmp_path / "time_machine_excerpt.txt"
     excerpt.write_text(book, encoding="utf-8")
     binary = tmp_path / "not_really.txt"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 50)
 
-    page = browser.new_page(viewport=VIEWPORT)
-    page.goto(served.local_url)
-    files = page.locator("#lm-files input[type=file]")
-    files.wait_for(state="attached", timeout=60_000)
+    page, files = open_app(browser, served.local_url)
 
     # a binary file with a .txt name: a clear message, memory stays empty
     files.set_input_files(str(binary))
@@ -157,8 +169,7 @@ def test_chat_reads_a_pass_key_back_from_a_40k_token_pdf(served, browser, tmp_pa
     box) answering without it."""
     from longmem_core import answer as answer_modes
     from longmem_core.data import read_document
-    shots = Path(os.environ.get("LONGMEM_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshot_dir(tmp_path)
     pdf = tmp_path / "time_machine_passkey.pdf"
     key, key_page, n_pages = passkey_pdf(served.longmem.model.tokenizer, pdf)
     doc = read_document(pdf)  # the PDF's own text layer has the key on that page, and only there
@@ -167,10 +178,7 @@ def test_chat_reads_a_pass_key_back_from_a_40k_token_pdf(served, browser, tmp_pa
     assert page_of_key == key_page and doc.text.count(key) == 2
     assert 0.35 * n_pages < key_page < 0.65 * n_pages
 
-    page = browser.new_page(viewport=VIEWPORT)
-    page.goto(served.local_url)
-    files = page.locator("#lm-files input[type=file]")
-    files.wait_for(state="attached", timeout=60_000)
+    page, files = open_app(browser, served.local_url)
     files.set_input_files(str(pdf))
     page.wait_for_timeout(500)
     t0 = time.perf_counter()
