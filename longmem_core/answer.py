@@ -60,8 +60,6 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # factual questions 0/13 (read_back_hybrid 1/13). Its listed chunks are the search's for the question; what it
 # copies is where the answer repeats stored text.
 DEFAULT_MODE = "cache"
-READS_BACK = {name for name, m in MODE_SPECS.items() if m.read_back}
-USES_CACHE = {name for name, m in MODE_SPECS.items() if m.cache}
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)
 
 

@@ -39,9 +39,9 @@ LAMBDA_PPL = 0.05  # cache weight for perplexity (chosen on a tuning book's firs
 LAMBDA_ANSWER = 0.2  # cache weight for answers (times the cache's confidence; 0.5 derailed answers on a tuning book)
 CACHE_LAYER: int | None = None  # key on the final normed state (None) or on H[layer]
 GATED = True  # answers: lam scaled by the cache's confidence
-TOP_NEIGHBOURS = 1024
+TOP_NEIGHBOURS = 1024  # stored states the softmax runs over (the rest carry ~no weight at theta 40)
 MAX_MATCH = 16  # longest context suffix the exact copy looks for
-MIN_MATCH = 3  # an exact copy needs this many tokens repeated; its weight grows with each further one  # stored states the softmax runs over (the rest carry ~no weight at theta 40)
+MIN_MATCH = 3  # an exact copy needs this many tokens repeated; its weight grows with each further one
 _STORES: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple[int, int, int], TokenCache]]" = weakref.WeakKeyDictionary()
 
 

@@ -38,7 +38,7 @@ FIGURES: list[tuple[str, str, bool]] = [
 
 
 def dig(d: dict, path: str):
-    """The value at a dotted path (keys may themselves hold dots only where a number follows: 65536)."""
+    """The value at a dotted path of nested keys (None where it is missing)."""
     cur = d
     for part in path.split("."):
         if not isinstance(cur, dict) or part not in cur:
@@ -47,8 +47,8 @@ def dig(d: dict, path: str):
     return cur
 
 
-def bench(commit: str, workdir: Path, python: str) -> dict:
-    """One quick bench run in a worktree of ``commit`` -> its JSON."""
+def bench(workdir: Path, python: str) -> dict:
+    """One quick bench run in the worktree ``workdir`` -> its JSON."""
     out = subprocess.run([python, "-m", "longmem_core", "bench", "--quick", "--json"], cwd=workdir,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -67,7 +67,7 @@ def collect(before: str, after: str, rounds: int) -> tuple[list[dict], list[dict
             for i in range(rounds):
                 for name in ("before", "after"):
                     print(f"round {i + 1}/{rounds}: {name}", file=sys.stderr)
-                    runs[name].append(bench(name, trees[name], python))
+                    runs[name].append(bench(trees[name], python))
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
