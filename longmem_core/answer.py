@@ -19,9 +19,13 @@ Modes:
   (``neural_cache.memorize``); without one, a tokens-only cache of the bank's source texts (exact copy only).
 - ``read_back_cache``: the read-back prompt, generated with the cache mixed in.
 - ``read_back_hybrid_cache``: the hybrid search's read-back prompt, generated with the cache mixed in.
+- ``sentences_hybrid`` (beyond the paper): the hybrid read-back cut to the few sentences of its passages that
+  share the most words with the question (``sentences.py``): a short prompt the small backbone copies from.
+- ``sentences_hybrid_cache``: the same short prompt, generated with the cache mixed in.
 
-A mode is three independent choices (``Mode``): which search's passages are read back (none, the model's, the
-hybrid), whether the memory layer reads the bank (fusion), whether the copy path is mixed in (cache).
+A mode is four independent choices (``Mode``): which search's passages are read back (none, the model's, the
+hybrid), whether only their best sentences are, whether the memory layer reads the bank (fusion), whether the
+copy path is mixed in (cache).
 
 All modes but ``fusion`` and ``read_back_fusion`` use no trained weights, so they work on any backbone.
 """
@@ -29,19 +33,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import neural_cache, read_back, search
+from . import neural_cache, read_back, search, sentences
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, Retrieved
 
 
 @dataclass(frozen=True)
 class Mode:
-    """What an answer mode does with memory: three independent choices."""
+    """What an answer mode does with memory: four independent choices."""
 
     read_back: str | None  # the search whose chunks' passages are read into the prompt: "model"
     # (``search.rank_chunks``), "hybrid" (``search.hybrid_chunks``), or None (nothing read back)
     fusion: bool  # the memory layer reads the bank while generating (the paper's path; needs trained weights)
     cache: bool  # the copy path (``neural_cache``) is mixed into each next-token distribution
+    sentences: bool = False  # only the best sentences of the read-back passages are read (``sentences.py``)
 
 
 MODE_SPECS: dict[str, Mode] = {
@@ -53,6 +58,8 @@ MODE_SPECS: dict[str, Mode] = {
     "cache": Mode(None, False, True),
     "read_back_cache": Mode("model", False, True),
     "read_back_hybrid_cache": Mode("hybrid", False, True),
+    "sentences_hybrid": Mode("hybrid", False, False, sentences=True),
+    "sentences_hybrid_cache": Mode("hybrid", False, True, sentences=True),
 }
 MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # Chosen on the tuning books (frankenstein, great_expectations; docs/results/tuning_*.json and the note of
@@ -91,9 +98,10 @@ def check_mode(mode: str) -> None:
 
 def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
             history: list[dict] | None = None, *, top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
-            chars: int = read_back.PASSAGE_CHARS) -> Prepared:
+            chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "") -> Prepared:
     """The prompt of ``question`` (after ``history``) in ``mode``. With no bank (or an empty one) every mode
-    is the backbone's plain chat prompt."""
+    is the backbone's plain chat prompt. ``answer_prefix``: text the answer is made to begin with (put after the
+    assistant's turn opens, as RULER's task templates do; the generation continues it)."""
     check_mode(mode)
     has_memory = bank is not None and len(bank) > 0
     chunks: list[Retrieved] = []
@@ -102,10 +110,14 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     if spec.read_back and has_memory:
         find = search.hybrid_chunks if spec.read_back == "hybrid" else search.rank_chunks
         found = read_back.read_back(model, bank, find(model, bank, question, top), chars=chars, budget=budget)
+        if spec.sentences:
+            found = sentences.narrow(found, question, lambda s: len(model.tokenizer(s, add_special_tokens=False)["input_ids"]))
         chunks, context = found.chunks, found.context
     elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, question, top)
     prompt = model.chat_ids(read_back.read_back_prompt(context, question), history)
+    if answer_prefix:
+        prompt = prompt + model.tokenizer(answer_prefix, add_special_tokens=False)["input_ids"]
     fusion_bank = bank if spec.fusion and has_memory else None
     cache = neural_cache.cache_from_sources(model, bank) if spec.cache and has_memory else None
     return Prepared(mode, prompt, fusion_bank, chunks, context, cache)
@@ -124,10 +136,12 @@ def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64,
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
-           max_new_tokens: int = 64, top: int = 6, history: list[dict] | None = None) -> Answer:
+           max_new_tokens: int = 64, top: int = 6, history: list[dict] | None = None,
+           answer_prefix: str = "") -> Answer:
     """Answer ``question`` greedily in ``mode``. ``top``: chunks listed (fusion: those attended to most) or
-    asked of the search (read-back modes, then cut to those whose passages fit the context budget)."""
-    prepared = prepare(model, bank, question, mode, history, top=max(top, 1))
+    asked of the search (read-back modes, then cut to those whose passages fit the context budget).
+    ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it."""
+    prepared = prepare(model, bank, question, mode, history, top=max(top, 1), answer_prefix=answer_prefix)
     gen = stream(model, prepared, max_new_tokens=max_new_tokens)
     for _ in gen:
         pass

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128,
                         help="answer length limit (RULER's niah tasks allow 128 tokens: a list of 4 seven-digit values "
                              "takes ~60 of this backbone's tokens)")
+    parser.add_argument("--answer-prefix", action=argparse.BooleanOptionalAction, default=True,
+                        help="begin each answer with RULER's answer prefix (\"The special magic number for KEY mentioned "
+                             "in the provided text is\"), as RULER's niah templates do for every model (default: on)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows-out", default=None,
                         help="also append every row to this JSON-lines file as soon as it is complete (long runs)")
@@ -74,8 +77,10 @@ def chunk_spans(chunks) -> list[tuple[int, int]]:
     return [(r.info.char_start, r.info.char_end) for r in chunks if r.info.source == SOURCE]
 
 
-def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: int) -> dict[str, dict]:
-    """Memorize the trial's document into a fresh bank; answer its question in every mode. -> {mode: result}."""
+def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: int,
+              answer_prefix: bool = True) -> dict[str, dict]:
+    """Memorize the trial's document into a fresh bank; answer its question in every mode (each answer begun
+    with the trial's ``answer_prefix`` when asked; the score reads only what was generated). -> {mode: result}."""
     chunk = model.cfg.chunk_size
     capacity = max(model.cfg.capacity, -(-int(trial.length * 1.25 + 64) // chunk) * chunk)
     bank = model.new_bank(capacity=capacity)
@@ -87,15 +92,16 @@ def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: i
             spans = [(u.char_start, u.char_end) for u in found]
             out[mode] = {"accuracy": None, "retrieval_recall": needle_recall(trial, spans)}
             continue
-        ans = answers.answer(model, bank, trial.question, mode=mode, max_new_tokens=max_new_tokens, top=top)
+        ans = answers.answer(model, bank, trial.question, mode=mode, max_new_tokens=max_new_tokens, top=top,
+                             answer_prefix=trial.answer_prefix if answer_prefix else "")
         out[mode] = {"accuracy": string_match_all(ans.text, trial.expected),
                      "retrieval_recall": needle_recall(trial, chunk_spans(ans.chunks)), "output": ans.text}
     return out
 
 
 def evaluate(model, text: str, lengths: list[int], tasks: list[str], trials: int, modes: list[str], *,
-             top: int = 6, max_new_tokens: int = 128, seed: int = 0, progress: Callable[[str], None] | None = None,
-             on_row: Callable[[dict], None] | None = None) -> list[dict]:
+             top: int = 6, max_new_tokens: int = 128, seed: int = 0, answer_prefix: bool = True,
+             progress: Callable[[str], None] | None = None, on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """One row per (length, task, mode), in that order; every row keeps its trials (depth, scores, output).
     ``on_row`` is called with each row as soon as it is complete."""
     haystack = Haystack(text, model.tokenizer)
@@ -106,7 +112,7 @@ def evaluate(model, text: str, lengths: list[int], tasks: list[str], trials: int
             per_mode: dict[str, list[dict]] = {m: [] for m in modes}
             for depth in even_depths(trials):
                 trial = make_trial(haystack, task, length, depth, rng)
-                for mode, r in run_trial(model, trial, modes, top, max_new_tokens).items():
+                for mode, r in run_trial(model, trial, modes, top, max_new_tokens, answer_prefix).items():
                     per_mode[mode].append({"depth": round(depth, 4), **r})
                 if progress:
                     progress(f"{task} {length}")
@@ -129,7 +135,8 @@ def summarize(task: str, length: int, mode: str, results: list[dict]) -> dict:
 def command_line(args: argparse.Namespace, modes: list[str]) -> str:
     parts = ["python -m longmem_core eval-niah", f"--text {args.text}", f"--lengths {args.lengths}",
              f"--tasks {args.tasks}", f"--trials {args.trials}", f"--modes {','.join(modes)}", f"--top {args.top}",
-             f"--max-new-tokens {args.max_new_tokens}", f"--seed {args.seed}"]
+             f"--max-new-tokens {args.max_new_tokens}",
+             "--answer-prefix" if getattr(args, "answer_prefix", True) else "--no-answer-prefix", f"--seed {args.seed}"]
     return " ".join(parts + model_flags(args))
 
 
@@ -154,6 +161,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     try:
         rows = evaluate(model, text, lengths, tasks, args.trials, modes, top=args.top,
                         max_new_tokens=args.max_new_tokens, seed=args.seed,
+                        answer_prefix=getattr(args, "answer_prefix", True),
                         progress=lambda label: (bar.set_postfix_str(label), bar.update()),
                         on_row=on_row if rows_out else None)
     finally:
@@ -161,7 +169,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     result = {"evaluation": "niah", "command": command_line(args, modes), "text": Path(args.text).name,
               "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path, "default_mode": answers.DEFAULT_MODE,
               "modes": modes, "lengths": lengths, "tasks": tasks, "trials": args.trials, "top": args.top,
-              "seed": args.seed, "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+              "answer_prefix": getattr(args, "answer_prefix", True), "seed": args.seed,
+              "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
     if not getattr(args, "json", False):
         print(format_table(result))
     return result

@@ -68,6 +68,7 @@ class Trial:
     asked: list[int]  # indices into ``needles`` of the needles whose values the question asks for
     question: str
     expected: list[str] = field(default_factory=list)  # values a right answer contains
+    answer_prefix: str = ""  # what RULER's template makes the answer begin with (``answer_prefix_for``)
 
     @property
     def asked_needles(self) -> list[Needle]:
@@ -120,6 +121,16 @@ def question_for(task: str, keys: list[str]) -> str:
     if len(keys) > 1:
         return f"What are all the special magic numbers for {', '.join(keys[:-1])} and {keys[-1]} mentioned in the provided text?"
     return f"What is the special magic number for {keys[0]} mentioned in the provided text?"
+
+
+def answer_prefix_for(task: str, keys: list[str]) -> str:
+    """The start RULER's niah templates give the answer (their ``answer_prefix``), in the question's wording:
+    the model continues it with the value(s)."""
+    if task == "multivalue":
+        return f"The special magic numbers for {keys[0]} mentioned in the provided text are"
+    if len(keys) > 1:
+        return f"The special magic numbers for {', '.join(keys[:-1])} and {keys[-1]} mentioned in the provided text are"
+    return f"The special magic number for {keys[0]} mentioned in the provided text is"
 
 
 def sentence_starts(text: str) -> list[int]:
@@ -180,7 +191,8 @@ def make_trial(haystack: Haystack, task: str, length: int, depth: float, rng: ra
     document = insert_needles(filler, needles)
     asked_keys = list(dict.fromkeys(needles[i].key for i in asked))
     return Trial(task=task, length=length, depth=depth, document=document, needles=needles, asked=asked,
-                 question=question_for(task, asked_keys), expected=[needles[i].value for i in asked])
+                 question=question_for(task, asked_keys), expected=[needles[i].value for i in asked],
+                 answer_prefix=answer_prefix_for(task, asked_keys))
 
 
 def string_match_all(output: str, expected: list[str]) -> float:

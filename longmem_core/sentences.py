@@ -1,0 +1,121 @@
+"""Sentence read-back (beyond the paper): only the sentences of the read-back passages that bear on the question.
+
+Read-back (``read_back.py``) puts up to ``read_back.CONTEXT_TOKENS`` tokens of passages before the question.
+Measured on this project's 135M backbone, a long prompt of passages often makes it talk about the passages
+instead of answering (docs/notes/2026-12-02-finding-and-answering-2.md), while it copies a fact stated in a
+short context. Sentence read-back keeps the same search and passages, cuts them into sentences, ranks the
+sentences by BM25 against the question (the sentences of the found passages are the collection), and puts only
+the best few, in document order, before the question: a short prompt whose every line was chosen for the
+question.
+
+Pure functions over ``read_back.Passage`` lists; ``narrow`` turns a ``read_back.ReadBack`` into its sentence form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .model import Retrieved
+from .read_back import Passage, ReadBack, sentence_bounds
+
+SENTENCES = 6  # sentences kept at most
+SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
+NEIGHBOURS = 0  # sentences after each kept one kept with it (its continuation)
+MAX_SENTENCE_CHARS = 800  # a "sentence" longer than this (a table, a run-on page) is cut at this length
+
+
+@dataclass
+class Sentence:
+    """One sentence of a read-back passage, with its span in its source text."""
+
+    passage: int  # index of its passage in the read-back's passages (document order)
+    char_start: int  # span in the source text, [start, end)
+    char_end: int
+    text: str
+    score: float = 0.0  # BM25 score against the question (0: no word in common)
+
+
+def split(passages: list[Passage]) -> list[Sentence]:
+    """Every sentence of every passage, in document order (spans in the passages' source texts)."""
+    out = []
+    for i, p in enumerate(passages):
+        bounds = sentence_bounds(p.text)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            text = p.text[lo:hi].strip()
+            if text:
+                hi = min(hi, lo + MAX_SENTENCE_CHARS)
+                out.append(Sentence(i, p.char_start + lo, p.char_start + hi, p.text[lo:hi].strip()))
+    return out
+
+
+def score(sentences: list[Sentence], question: str) -> list[float]:
+    """BM25 score of each sentence for ``question`` (the sentences are the collection; English stop words dropped)."""
+    import bm25s
+    if not sentences:
+        return []
+    words = bm25s.tokenize([question], stopwords="en", show_progress=False, return_ids=False)[0]
+    if not words:
+        return [0.0] * len(sentences)
+    index = bm25s.BM25()
+    index.index(bm25s.tokenize([s.text for s in sentences], stopwords="en", show_progress=False), show_progress=False)
+    return [float(x) for x in index.get_scores(words)]
+
+
+def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int = SENTENCES,
+           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS) -> list[Sentence]:
+    """The best-scored sentences (score > 0; each with up to ``neighbours`` following sentences of its passage)
+    that fit ``budget`` tokens, at most ``top`` chosen for their score; returned in document order."""
+    kept: dict[int, Sentence] = {}
+    used, chosen = 0, 0
+    for i in sorted(range(len(sentences)), key=lambda i: -sentences[i].score):
+        if chosen == top or sentences[i].score <= 0:
+            break
+        group = [j for j in range(i, min(len(sentences), i + neighbours + 1))
+                 if sentences[j].passage == sentences[i].passage and j not in kept]
+        cost = sum(count_tokens(sentences[j].text) for j in group)
+        if i in kept or used + cost > budget:
+            continue
+        for j in group:
+            kept[j] = sentences[j]
+        used += cost
+        chosen += 1
+    return [kept[j] for j in sorted(kept)]
+
+
+def format_sentences(sentences: list[Sentence], passages: list[Passage]) -> str:
+    """The text put into the prompt: one sentence per line, labelled by its source; consecutive sentences of one
+    passage stay on one line."""
+    lines: list[str] = []
+    last: Sentence | None = None
+    for s in sentences:
+        if last is not None and last.passage == s.passage and last.char_end >= s.char_start - 2:
+            lines[-1] += " " + s.text
+        else:
+            name = passages[s.passage].source
+            lines.append(f"[{name}] {s.text}" if name else s.text)
+        last = s
+    return "\n".join(lines)
+
+
+def chunks_behind(sentences: list[Sentence], passages: list[Passage]) -> list[Retrieved]:
+    """The chunks of the passages whose spans overlap a kept sentence, best first (each once)."""
+    out: dict[int, Retrieved] = {}
+    for s in sentences:
+        for r in passages[s.passage].chunks:
+            if r.info.char_start < s.char_end and s.char_start < r.info.char_end:
+                out.setdefault(int(r.info.chunk_id), r)
+    return sorted(out.values(), key=lambda r: -r.score)
+
+
+def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int = SENTENCES,
+           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS) -> ReadBack:
+    """``found`` cut to its best sentences for ``question``. When no sentence shares a word with the question
+    (BM25 has nothing to go on), ``found`` is returned unchanged: the whole passages are read back."""
+    sentences = split(found.passages)
+    for s, x in zip(sentences, score(sentences, question)):
+        s.score = x
+    kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours)
+    if not kept:
+        return found
+    chunks = chunks_behind(kept, found.passages) or found.chunks
+    return ReadBack(found.passages, format_sentences(kept, found.passages), chunks)

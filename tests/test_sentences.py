@@ -1,0 +1,57 @@
+"""Sentence read-back: passages cut into sentences, the best for the question kept in document order."""
+from longmem_core import sentences
+from longmem_core.memory_bank import ChunkInfo
+from longmem_core.model import Retrieved
+from longmem_core.read_back import Passage, ReadBack
+
+SOURCE = ("It was a dark night. The ship sailed north. The captain's name was Ahab Morrow. "
+          "Nobody slept. The cook sang songs. In the morning the harbour of Tarn came into view.")
+
+
+def words(s: str) -> int:
+    return len(s.split())
+
+
+def passage(start: int, end: int, score: float = 1.0, chunks=()) -> Passage:
+    return Passage(0, "book", start, end, SOURCE[start:end], score, list(chunks))
+
+
+def test_split_gives_every_sentence_with_its_span_in_the_source():
+    p = passage(0, len(SOURCE))
+    got = sentences.split([p])
+    assert [s.text for s in got][:3] == ["It was a dark night.", "The ship sailed north.",
+                                         "The captain's name was Ahab Morrow."]
+    assert all(SOURCE[s.char_start:s.char_end].strip() == s.text for s in got)
+
+
+def test_narrow_keeps_the_sentences_that_share_words_with_the_question_in_document_order():
+    p = passage(0, len(SOURCE))
+    found = ReadBack([p], "unused", [])
+    out = sentences.narrow(found, "What was the name of the captain?", words, top=1)
+    assert out.context == "[book] The captain's name was Ahab Morrow."
+    two = sentences.narrow(found, "Which harbour did the captain see?", words, top=2)
+    lines = two.context.split("\n")
+    assert lines == ["[book] The captain's name was Ahab Morrow.",
+                     "[book] In the morning the harbour of Tarn came into view."]
+
+
+def test_neighbours_join_the_following_sentence_on_one_line():
+    found = ReadBack([passage(0, len(SOURCE))], "unused", [])
+    out = sentences.narrow(found, "captain's name", words, top=1, neighbours=1)
+    assert out.context == "[book] The captain's name was Ahab Morrow. Nobody slept."
+
+
+def test_budget_and_no_shared_word():
+    found = ReadBack([passage(0, len(SOURCE))], "the passages as read", [])
+    assert sentences.narrow(found, "zebra xylophone", words) is found  # nothing to go on: read everything
+    out = sentences.narrow(found, "captain harbour ship", words, top=6, budget=6)
+    assert all(words(line) <= 7 for line in out.context.split("\n"))  # the 4-word sentence fits, longer ones not
+
+
+def test_chunks_behind_are_those_overlapping_kept_sentences():
+    at = SOURCE.index("The captain")
+    near = Retrieved(ChunkInfo(chunk_id=3, source="book", token_start=0, token_end=1, char_start=at, char_end=at + 10, text=SOURCE[at:at + 10]), 0.9)
+    far = Retrieved(ChunkInfo(chunk_id=1, source="book", token_start=0, token_end=1, char_start=0, char_end=5, text=SOURCE[:5]), 0.5)
+    found = ReadBack([passage(0, len(SOURCE), chunks=[near, far])], "unused", [near, far])
+    out = sentences.narrow(found, "captain's name", words, top=1)
+    assert [r.info.chunk_id for r in out.chunks] == [3]
