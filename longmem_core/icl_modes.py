@@ -229,9 +229,15 @@ class ModeClassifier:
             model, labels, context=context, template=template, cache=self.caches["context"]) \
             if self.modes & {"context_cal", "centroid_context"} else None
 
-    def predict(self, text: str, modes: Sequence[str]) -> dict[str, Prediction]:
-        """``text`` classified in each of ``modes`` (a subset of the modes this classifier was built for)."""
-        query = text_key(self.model, text, self.template) if self.keys is not None else None
+    def query_key(self, text: str) -> torch.Tensor | None:
+        """The text's memory-layer key [G*D] (``text_key``), or None when no mode built here compares keys. Read
+        it once and pass it to ``predict``, and to whatever else compares the text with the demonstrations."""
+        return text_key(self.model, text, self.template) if self.keys is not None else None
+
+    def predict(self, text: str, modes: Sequence[str], key: torch.Tensor | None = None) -> dict[str, Prediction]:
+        """``text`` classified in each of ``modes`` (a subset of the modes this classifier was built for).
+        ``key``: the text's ``query_key`` [G*D] when the caller has read it already; else it is read here."""
+        query = key if key is not None else self.query_key(text)
         out: dict[str, Prediction] = {}
         if self.modes & {"context", "context_cal", "centroid_context"}:
             out["context"] = classify(self.model, text, self.labels, context=self.context, template=self.template,

@@ -317,6 +317,22 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
     assert "Demonstrations nearest in memory" in html and "Demonstrations retrieved" in html
 
 
+def test_a_text_is_read_once_for_its_key(model, tmp_path, monkeypatch):
+    session = Session()
+    loaded = handlers.load_demonstrations(model, session, handlers.demonstration_set(
+        handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS)), capacity=CAPACITY)
+    handlers.classify_text(model, session, "a warm film", k=2, top=3)  # builds the classifier
+    read, real = [], icl_modes.text_key
+    monkeypatch.setattr(icl_modes, "text_key", lambda *a: read.append(a[1]) or real(*a))
+    result = handlers.classify_text(model, session, "a dull film", k=2, top=3)
+    assert read == ["a dull film"]  # one key for the modes and the nearest demonstrations
+    # the nearest demonstrations are still those of the text's own key
+    keys = loaded.classifier.modes.centred
+    query = icl_modes.centre_query(keys, real(model, "a dull film", loaded.template))
+    assert [(d["index"], d["cosine"]) for d in result["nearest"]] == \
+        [(i, round(sim, 6)) for i, sim in icl_modes.nearest(keys, query, 3)]
+
+
 def test_the_classifier_is_built_once_per_set_and_k(model, tmp_path):
     session = Session()
     loaded = handlers.load_demonstrations(model, session, handlers.demonstration_set(

@@ -150,3 +150,38 @@ def test_label_centroids_are_the_mean_key_of_each_label(tiny_model):
     assert abs(float(probs.sum()) - 1) < 1e-5
     sims = centroids[:2] @ c.keys[pos[0]]
     assert torch.allclose(probs, torch.softmax(sims / icl_modes.CENTROID_TEMPERATURE, dim=0))
+
+
+def _count_text_keys(monkeypatch) -> list[str]:
+    """Every text whose key ``icl_modes.text_key`` reads from now on, in order."""
+    read, real = [], icl_modes.text_key
+
+    def counting(model, text, template):
+        read.append(text)
+        return real(model, text, template)
+    monkeypatch.setattr(icl_modes, "text_key", counting)
+    return read
+
+
+def test_a_key_read_once_serves_every_mode(tiny_model, monkeypatch):
+    labels = ["negative", "positive"]
+    bank, memory, _ = _memory(tiny_model)
+    context = icl.context_text(icl.SENTIMENT_TEMPLATE, DEMOS[:2])
+    every = icl_modes.ModeClassifier(tiny_model, labels, icl.SENTIMENT_TEMPLATE, context, bank, memory,
+                                     icl_modes.MODES, 2, icl_modes.NEIGHBOURS)
+    read = _count_text_keys(monkeypatch)
+    for text, _ in TEST:
+        plain = every.predict(text, icl_modes.MODES)  # reads the text's key itself
+        key = every.query_key(text)
+        assert torch.allclose(key, icl_modes.text_key(tiny_model, text, icl.SENTIMENT_TEMPLATE))
+        read.clear()
+        given = every.predict(text, icl_modes.MODES, key=key)
+        assert read == []  # the key given is used: the text is not read for it again
+        assert {m: p.label for m, p in given.items()} == {m: p.label for m, p in plain.items()}
+        for mode in icl_modes.MODES:
+            assert given[mode].scores == pytest.approx(plain[mode].scores, abs=1e-5)
+    in_context = icl_modes.ModeClassifier(tiny_model, labels, icl.SENTIMENT_TEMPLATE, context, bank, memory,
+                                          ("context",), 2, icl_modes.NEIGHBOURS)
+    assert in_context.query_key(TEST[0][0]) is None and read == []  # no mode there compares keys
+    in_context.predict(TEST[0][0], ("context",))
+    assert read == []

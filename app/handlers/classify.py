@@ -7,12 +7,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from longmem_core import DocumentError, LongMemModel, icl, icl_modes, read_labelled
 
 from ..session import Classifier, Demonstrations, Session
 from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width
+
+if TYPE_CHECKING:
+    import torch
 
 DEMONSTRATION_SETS = {  # label -> (demonstrations, task for the template, matching labelled test file)
     "SST-2 movie reviews (300; positive / negative)": ("icl/sst2_demonstrations.jsonl", "sst2", "icl/sst2_test.jsonl"),
@@ -123,13 +126,13 @@ def _memory_mode(model: LongMemModel, loaded: Demonstrations, classifier: Classi
                         top=top, top_k=top_k, cache=classifier.memory_cache)
 
 
-def _nearest(model: LongMemModel, classifier: Classifier, text: str, top: int) -> list[tuple[int, float]]:
-    """The demonstrations whose centred memory keys are nearest the text's (what the centroids are made of)."""
+def _nearest(classifier: Classifier, key: torch.Tensor | None, top: int) -> list[tuple[int, float]]:
+    """The demonstrations whose centred memory keys are nearest the text's ``key`` [G*D] (what the centroids are
+    made of)."""
     keys = classifier.modes.centred
-    if keys is None or top <= 0:
+    if keys is None or key is None or top <= 0:
         return []
-    query = icl_modes.centre_query(keys, icl_modes.text_key(model, text, classifier.modes.template))  # [G*D]
-    return icl_modes.nearest(keys, query, top)
+    return icl_modes.nearest(keys, icl_modes.centre_query(keys, key), top)
 
 
 def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = icl.DEFAULT_K,
@@ -144,9 +147,10 @@ def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = 
     top_k = retrieval_width(top_k, loaded.bank)
     with busy(session):
         classifier = _classifier(model, loaded, k, seed, top_k)
-        predicted = classifier.modes.predict(text, TAB_MODES)
+        key = classifier.modes.query_key(text)  # [G*D]: the text read once, for the modes and its nearest
+        predicted = classifier.modes.predict(text, TAB_MODES, key=key)
         with_memory = _memory_mode(model, loaded, classifier, text, top=max(top * 4, 8), top_k=top_k)
-        nearest = _nearest(model, classifier, text, top)
+        nearest = _nearest(classifier, key, top)
     predicted["memory"] = with_memory
     shares: dict[int, float] = {}
     for r in with_memory.retrieved:  # a chunk may span two demonstrations: its share is split evenly
