@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longmem_core import MemoryBank
-from longmem_core.icl import DemonstrationMemory, ModeClassifier
+from longmem_core.icl import DemonstrationMemory
+from longmem_core.icl_modes import ModeClassifier
 from longmem_core.scoring import PromptCache
 
 

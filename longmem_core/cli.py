@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=20, help="demonstrations in context (paper: 20)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds; mean and std are reported")
     p.add_argument("--modes", default=None, help="comma-separated classification modes (default: all of "
-                                                 "longmem_core/icl.py's MODES)")
+                                                 "longmem_core/icl_modes.py's MODES)")
     p.add_argument("--limit", type=int, default=None,
                    help="test examples used: a random sample (seed 0, the same for every seed and system; test files "
                         "are often sorted by label, so the first N would be one class); default: all")
@@ -294,17 +294,17 @@ def cmd_eval_icl(args) -> dict:
     library's default mode named. ``acc_memory``/``acc_incontext``: the paper's two systems, when run."""
     import statistics
 
-    from . import icl
+    from . import icl, icl_modes
     from .data import DocumentError, read_labelled
     try:
         demos, test = read_labelled(args.train, min_classes=2), read_labelled(args.test)  # the app's rule too
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except (DocumentError, ValueError) as exc:
         raise CliError(str(exc)) from exc
-    modes = [m.strip() for m in (args.modes or ",".join(icl.MODES)).split(",") if m.strip()]
-    unknown = [m for m in modes if m not in icl.MODES]
+    modes = [m.strip() for m in (args.modes or ",".join(icl_modes.MODES)).split(",") if m.strip()]
+    unknown = [m for m in modes if m not in icl_modes.MODES]
     if unknown or not modes:
-        raise CliError(f"unknown --modes {','.join(unknown)!r}; choose from {', '.join(icl.MODES)}")
+        raise CliError(f"unknown --modes {','.join(unknown)!r}; choose from {', '.join(icl_modes.MODES)}")
     task = args.task or Path(args.train).parent.name
     template = icl.template_for(task)
     if args.limit is not None and args.limit < 1:
@@ -317,8 +317,8 @@ def cmd_eval_icl(args) -> dict:
     for seed in seeds:
         reading = _progress(True, f"{task} seed {seed}: reading demonstrations")
         scoring = _progress(True, f"{task} seed {seed}: test texts")
-        r = icl.evaluate_modes(model, test, demos, modes=modes, k=args.k, seed=seed, template=template,
-                               memory_size=args.memory_size, progress=scoring, memorize_progress=reading)
+        r = icl_modes.evaluate_modes(model, test, demos, modes=modes, k=args.k, seed=seed, template=template,
+                                     memory_size=args.memory_size, progress=scoring, memorize_progress=reading)
         for bar in (reading, scoring):
             bar.close()
         per_seed[str(seed)] = {"accuracy": r.accuracy, "memory_tokens": r.memory_tokens}
@@ -331,13 +331,13 @@ def cmd_eval_icl(args) -> dict:
         accs = [v["accuracy"][m] for v in per_seed.values()]
         by_mode[m] = {"mean": statistics.mean(accs), "std": statistics.pstdev(accs), "seeds": accs}
     result = {"task": task, "n_test": len(test), "k": args.k, "memory_size": args.memory_size, "modes": modes,
-              "default_mode": icl.DEFAULT_MODE, "accuracy": by_mode, "seeds": per_seed}
+              "default_mode": icl_modes.DEFAULT_MODE, "accuracy": by_mode, "seeds": per_seed}
     if "memory" in modes and "context" in modes:
         result.update(acc_memory=by_mode["memory"]["mean"], acc_memory_std=by_mode["memory"]["std"],
                       acc_incontext=by_mode["context"]["mean"], acc_incontext_std=by_mode["context"]["std"])
     if not args.json:
         for m, a in by_mode.items():
-            print(f"{task} {m}{' (default)' if m == icl.DEFAULT_MODE else ''}: {a['mean']:.3f} ± {a['std']:.3f}")
+            print(f"{task} {m}{' (default)' if m == icl_modes.DEFAULT_MODE else ''}: {a['mean']:.3f} ± {a['std']:.3f}")
     return result
 
 

@@ -151,7 +151,7 @@ def icl(runs: list[dict]) -> dict:
     """eval-icl runs, one per task, every mode over the same demonstrations: a row per task and mode, and the
     classification target of issue 14 for each mode (the default marked): the mean of the paper's five tasks,
     and each other task, >= 20-shot in context + 3 points and >= the k-NN vote of the same run."""
-    from longmem_core.icl import DEFAULT_MODE as ICL_DEFAULT
+    from longmem_core.icl_modes import DEFAULT_MODE as ICL_DEFAULT
     rows = []
     for run in runs:
         for mode, a in run["accuracy"].items():
@@ -178,7 +178,7 @@ def icl(runs: list[dict]) -> dict:
                                      (" (default mode)" if mode == ICL_DEFAULT else ""),
                            "met": met(acc >= context + 0.03 - 1e-9 and acc >= knn - 1e-9)})
     seeds = sorted({s for run in runs for s in run["seeds"]})
-    from longmem_core.icl import MODES as ICL_MODES
+    from longmem_core.icl_modes import MODES as ICL_MODES
     not_run = set(ICL_MODES) - set(runs[0]["accuracy"])
     return {"title": "Few-shot classification by mode (eval-icl --modes)",
             "command": " ; ".join(run.get("command", "") for run in runs),
@@ -189,7 +189,7 @@ def icl(runs: list[dict]) -> dict:
                        f"{ICL_DEFAULT}.",
             "notes": [f"Modes not run here: {', '.join(sorted(not_run))}." if not_run else "Every mode ran.",
                       "centroid, context_cal and centroid_context are beyond the paper; their settings were chosen on "
-                      "tuning data only (see docs/notes/2026-12-02-icl.md and longmem_core/icl.py)."],
+                      "tuning data only (see docs/notes/2026-12-02-icl.md and longmem_core/icl_modes.py)."],
             "claims": [{"title": "classification: each mode against 20-shot in context and the k-NN vote",
                         "rows": claims}], "rows": rows}
 

@@ -11,7 +11,7 @@ from app.background import Done, Stopped, stream
 from app.handlers import AppError
 from app.session import Session, SessionRegistry
 from app.config import AppSettings
-from longmem_core import LongMemModel, icl, preset
+from longmem_core import LongMemModel, icl, icl_modes, preset
 from pdf_util import make_pdf
 
 BOOK = ("The Time Traveller was expounding a recondite matter to us. His pale grey eyes shone and twinkled. "
@@ -291,7 +291,8 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
     loaded = handlers.load_demonstrations(model, session, demos, capacity=CAPACITY)
     assert handlers.load_demonstrations(model, session, demos, capacity=CAPACITY) is loaded  # kept, not re-read
     result = handlers.classify_text(model, session, "a warm film", k=2, top=3)
-    assert result["mode"] == icl.DEFAULT_MODE and result["k"] == 2 and result["demonstrations"] == 6
+    mode = icl_modes.DEFAULT_MODE
+    assert result["mode"] == mode and result["k"] == 2 and result["demonstrations"] == 6
     for key in ("probabilities", "probabilities_in_context_only", "probabilities_memory"):
         assert sum(result[key].values()) == pytest.approx(1.0)
     assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
@@ -299,10 +300,10 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
                                                   key=result["probabilities_in_context_only"].get)
     # the same predictions as the library's classifier and the plain in-context baseline on the same random prompt
     context = icl.context_text(demos.template, icl.sample_context(demos.examples, 2, icl.DEFAULT_SEED))
-    direct = icl.ModeClassifier(model, loaded.labels, demos.template, context, loaded.bank, loaded.memory,
-                                (icl.DEFAULT_MODE,), 2, icl.NEIGHBOURS).predict("a warm film", (icl.DEFAULT_MODE,))
-    assert result["label"] == direct[icl.DEFAULT_MODE].label
-    assert result["probabilities"] == pytest.approx(handlers.classify._probabilities(direct[icl.DEFAULT_MODE].scores))
+    direct = icl_modes.ModeClassifier(model, loaded.labels, demos.template, context, loaded.bank, loaded.memory,
+                                      (mode,), 2, icl_modes.NEIGHBOURS).predict("a warm film", (mode,))
+    assert result["label"] == direct[mode].label
+    assert result["probabilities"] == pytest.approx(handlers.classify._probabilities(direct[mode].scores))
     alone = icl.classify(model, "a warm film", loaded.labels, context=context, template=demos.template)
     assert result["label_in_context_only"] == alone.label
     assert result["probabilities_in_context_only"] == pytest.approx(handlers.classify._probabilities(alone.scores),
@@ -314,6 +315,22 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
     html = views.classification(result)
     assert "beyond the paper" in html and "In context only (2 random demonstrations)" in html
     assert "Demonstrations nearest in memory" in html and "Demonstrations retrieved" in html
+
+
+def test_a_text_is_read_once_for_its_key(model, tmp_path, monkeypatch):
+    session = Session()
+    loaded = handlers.load_demonstrations(model, session, handlers.demonstration_set(
+        handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS)), capacity=CAPACITY)
+    handlers.classify_text(model, session, "a warm film", k=2, top=3)  # builds the classifier
+    read, real = [], icl_modes.text_key
+    monkeypatch.setattr(icl_modes, "text_key", lambda *a: read.append(a[1]) or real(*a))
+    result = handlers.classify_text(model, session, "a dull film", k=2, top=3)
+    assert read == ["a dull film"]  # one key for the modes and the nearest demonstrations
+    # the nearest demonstrations are still those of the text's own key
+    keys = loaded.classifier.modes.centred
+    query = icl_modes.centre_query(keys, real(model, "a dull film", loaded.template))
+    assert [(d["index"], d["cosine"]) for d in result["nearest"]] == \
+        [(i, round(sim, 6)) for i, sim in icl_modes.nearest(keys, query, 3)]
 
 
 def test_the_classifier_is_built_once_per_set_and_k(model, tmp_path):
@@ -342,7 +359,7 @@ def test_classify_a_labelled_test_file(model, tmp_path):
     result = handlers.classify_rows(model, session, rows, k=2, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(1, 2), (2, 2)]
     gold = [label for _, label in rows]
-    assert result["labelled"] and result["n"] == 2 and result["mode"] == icl.DEFAULT_MODE
+    assert result["labelled"] and result["n"] == 2 and result["mode"] == icl_modes.DEFAULT_MODE
     for column, key in [("default", "accuracy_default"), ("in_context_only", "accuracy_context"),
                         ("with_memory", "accuracy_memory"), ("knn", "accuracy_knn")]:
         assert result[key] == sum(r[column] == g for r, g in zip(result["rows"], gold)) / 2

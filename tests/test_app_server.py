@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from app.ui import build_demo, launch_options
-from longmem_core import LongMemModel, icl, preset
+from longmem_core import LongMemModel, icl_modes, preset
 
 SESSIONS = 5  # concurrent clients in the load test
 DEADLINE_S = 240  # the load test fails if its sessions take longer than this in all
@@ -121,9 +121,9 @@ def test_classify_over_the_api_in_the_default_mode_against_in_context_only(serve
         status, result = outputs[0], outputs[5]
         assert "Done: 4 demonstrations in memory, 2 in context" in status
         one, many = result["text"], result["file"]
-        assert one["mode"] == icl.DEFAULT_MODE and "beyond the paper" in outputs[2]
+        assert one["mode"] == icl_modes.DEFAULT_MODE and "beyond the paper" in outputs[2]
         assert one["label"] in ("positive", "negative") and one["label_in_context_only"] in ("positive", "negative")
-        assert many["n"] == 2 and many["labelled"] and many["mode"] == icl.DEFAULT_MODE
+        assert many["n"] == 2 and many["labelled"] and many["mode"] == icl_modes.DEFAULT_MODE
         assert {"accuracy_default", "accuracy_context", "accuracy_memory", "accuracy_knn"} <= set(many)
         assert [r["default"] for r in many["rows"]] and "beyond the paper" in outputs[3]
     finally:

@@ -104,9 +104,10 @@ def test_eval_commands_json(tmp_path, book_text):
                          "--backbone", "tiny-llama", "--json").stdout)
     assert set(out) >= {"acc_memory", "acc_incontext", "seeds"} and set(out["seeds"]) == {"1", "2"}
     assert out["n_test"] == 3
-    from longmem_core import icl
-    assert out["modes"] == list(icl.MODES) and out["default_mode"] == icl.DEFAULT_MODE  # every mode by default
-    for mode in icl.MODES:
+    from longmem_core import icl_modes
+    assert out["modes"] == list(icl_modes.MODES)  # every mode by default
+    assert out["default_mode"] == icl_modes.DEFAULT_MODE
+    for mode in icl_modes.MODES:
         a = out["accuracy"][mode]
         assert a["seeds"] == [out["seeds"][s]["accuracy"][mode] for s in ("1", "2")]
         assert a["mean"] == pytest.approx(sum(a["seeds"]) / 2) and a["std"] >= 0

@@ -7,12 +7,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from longmem_core import DocumentError, LongMemModel, icl, read_labelled
+from longmem_core import DocumentError, LongMemModel, icl, icl_modes, read_labelled
 
 from ..session import Classifier, Demonstrations, Session
 from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width
+
+if TYPE_CHECKING:
+    import torch
 
 DEMONSTRATION_SETS = {  # label -> (demonstrations, task for the template, matching labelled test file)
     "SST-2 movie reviews (300; positive / negative)": ("icl/sst2_demonstrations.jsonl", "sst2", "icl/sst2_test.jsonl"),
@@ -84,7 +87,8 @@ def load_demonstrations(model: LongMemModel, session: Session, demos: Demonstrat
 
 # the modes the tab computes beside the paper's memory layer: the default and its parts, in context only (the
 # baseline shown beside it) and the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
-TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl.DEFAULT_MODE, "context", "context_cal", "centroid", "knn")))
+TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "context", "context_cal", "centroid",
+                                                   "knn")))
 MODE_NAMES = {  # plain words for the page
     "centroid_context": "memory's label centroids + calibrated in-context scores",
     "centroid": "memory's label centroids", "context_cal": "calibrated in-context scores",
@@ -107,8 +111,8 @@ def _classifier(model: LongMemModel, loaded: Demonstrations, k: int, seed: int, 
     if loaded.classifier is None or loaded.classifier.key != key:
         loaded.classifier = None  # the old one is dropped before the new one's caches are read
         context = icl.context_text(loaded.template, icl.sample_context(loaded.memory.examples, k, seed))
-        modes = icl.ModeClassifier(model, loaded.labels, loaded.template, context, loaded.bank, loaded.memory,
-                                   TAB_MODES, k, icl.NEIGHBOURS)
+        modes = icl_modes.ModeClassifier(model, loaded.labels, loaded.template, context, loaded.bank,
+                                         loaded.memory, TAB_MODES, k, icl_modes.NEIGHBOURS)
         loaded.classifier = Classifier(key=key, modes=modes,
                                        memory_cache=model.cache_prompt(context, loaded.bank, top_k) if context else None)
     return loaded.classifier
@@ -122,13 +126,13 @@ def _memory_mode(model: LongMemModel, loaded: Demonstrations, classifier: Classi
                         top=top, top_k=top_k, cache=classifier.memory_cache)
 
 
-def _nearest(model: LongMemModel, classifier: Classifier, text: str, top: int) -> list[tuple[int, float]]:
-    """The demonstrations whose centred memory keys are nearest the text's (what the centroids are made of)."""
+def _nearest(classifier: Classifier, key: torch.Tensor | None, top: int) -> list[tuple[int, float]]:
+    """The demonstrations whose centred memory keys are nearest the text's ``key`` [G*D] (what the centroids are
+    made of)."""
     keys = classifier.modes.centred
-    if keys is None or top <= 0:
+    if keys is None or key is None or top <= 0:
         return []
-    query = icl.centre_query(keys, icl.text_key(model, text, classifier.modes.template))  # [G*D]
-    return icl.nearest(keys, query, top)
+    return icl_modes.nearest(keys, icl_modes.centre_query(keys, key), top)
 
 
 def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = icl.DEFAULT_K,
@@ -143,9 +147,10 @@ def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = 
     top_k = retrieval_width(top_k, loaded.bank)
     with busy(session):
         classifier = _classifier(model, loaded, k, seed, top_k)
-        predicted = classifier.modes.predict(text, TAB_MODES)
+        key = classifier.modes.query_key(text)  # [G*D]: the text read once, for the modes and its nearest
+        predicted = classifier.modes.predict(text, TAB_MODES, key=key)
         with_memory = _memory_mode(model, loaded, classifier, text, top=max(top * 4, 8), top_k=top_k)
-        nearest = _nearest(model, classifier, text, top)
+        nearest = _nearest(classifier, key, top)
     predicted["memory"] = with_memory
     shares: dict[int, float] = {}
     for r in with_memory.retrieved:  # a chunk may span two demonstrations: its share is split evenly
@@ -154,8 +159,9 @@ def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = 
             shares[i] = shares.get(i, 0.0) + r.score / len(covering)
     best = sorted(shares.items(), key=lambda kv: -kv[1])[:top]
     examples = loaded.memory.examples
-    default, alone = predicted[icl.DEFAULT_MODE], predicted["context"]
-    return {"text": text, "mode": icl.DEFAULT_MODE, "mode_name": MODE_NAMES.get(icl.DEFAULT_MODE, icl.DEFAULT_MODE),
+    default, alone = predicted[icl_modes.DEFAULT_MODE], predicted["context"]
+    return {"text": text, "mode": icl_modes.DEFAULT_MODE,
+            "mode_name": MODE_NAMES.get(icl_modes.DEFAULT_MODE, icl_modes.DEFAULT_MODE),
             "label": default.label, "probabilities": _probabilities(default.scores),
             "label_in_context_only": alone.label, "probabilities_in_context_only": _probabilities(alone.scores),
             "label_memory": with_memory.label, "probabilities_memory": _probabilities(with_memory.scores),
@@ -190,9 +196,9 @@ def classify_rows(model: LongMemModel, session: Session, rows: Sequence[tuple[st
     with busy(session):
         classifier = _classifier(model, loaded, k, seed, top_k)
         for i, (text, label) in enumerate(rows):
-            predicted = classifier.modes.predict(text, (icl.DEFAULT_MODE, "context", "knn"))
+            predicted = classifier.modes.predict(text, (icl_modes.DEFAULT_MODE, "context", "knn"))
             memory = _memory_mode(model, loaded, classifier, text, top=0, top_k=top_k)
-            table.append({"text": text, "label": label, "default": predicted[icl.DEFAULT_MODE].label,
+            table.append({"text": text, "label": label, "default": predicted[icl_modes.DEFAULT_MODE].label,
                           "in_context_only": predicted["context"].label, "with_memory": memory.label,
                           "knn": predicted["knn"].label})
             if progress:
@@ -201,8 +207,8 @@ def classify_rows(model: LongMemModel, session: Session, rows: Sequence[tuple[st
     def accuracy(column: str) -> float | None:
         return sum(r[column] == r["label"] for r in table) / len(table) if labelled and table else None
     unknown = sorted({label for _, label in rows if label is not None} - set(loaded.labels))
-    return {"rows": table, "n": len(rows), "labelled": labelled, "mode": icl.DEFAULT_MODE,
-            "mode_name": MODE_NAMES.get(icl.DEFAULT_MODE, icl.DEFAULT_MODE),
+    return {"rows": table, "n": len(rows), "labelled": labelled, "mode": icl_modes.DEFAULT_MODE,
+            "mode_name": MODE_NAMES.get(icl_modes.DEFAULT_MODE, icl_modes.DEFAULT_MODE),
             "accuracy_default": accuracy("default"), "accuracy_context": accuracy("in_context_only"),
             "accuracy_memory": accuracy("with_memory"), "accuracy_knn": accuracy("knn"),
             "unknown_labels": unknown, "k": min(k, len(loaded.memory.examples)), "labels": loaded.labels,

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from html import escape
 
-from longmem_core import icl
+from longmem_core import icl_modes
 
 from .common import number, status
 
 
 def default_mode_legend(k: int, demonstrations: int) -> str:
     """The default mode in plain words (beyond the paper), with its mixing weight."""
-    w = round(icl.MIX_WEIGHT * 100)
+    w = round(icl_modes.MIX_WEIGHT * 100)
     return (f"Default mode (beyond the paper, training-free): each label's average memory key over all "
             f"{number(demonstrations)} demonstrations is compared with the text's key ({w}%), mixed with the "
             f"{k}-shot in-context label scores calibrated against content-free inputs such as \"N/A\" ({100 - w}%).")
@@ -55,7 +55,7 @@ def accuracy(result: dict) -> str:
     cards = [(f"Default: {result['mode_name']} (beyond the paper)", result["accuracy_default"]),
              (f"In context only ({k} random)", result["accuracy_context"]),
              ("Paper: memory layer", result["accuracy_memory"]),
-             (f"Vote of the {icl.NEIGHBOURS} nearest in memory", result["accuracy_knn"])]
+             (f"Vote of the {icl_modes.NEIGHBOURS} nearest in memory", result["accuracy_knn"])]
     return ('<div class="lm-cards">' + "".join(_card(title, f"{value * 100:.1f}%") for title, value in cards)
             + _card("Test texts", str(result["n"])) + '</div>'
             + f'<div class="lm-legend">Same {k} demonstrations in context for every text; memory holds all '

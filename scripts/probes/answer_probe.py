@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import answer, icl, neural_cache  # noqa: E402
+from longmem_core import answer, icl, icl_modes, neural_cache  # noqa: E402
 from longmem_core.evaluate import passkey_needle  # noqa: E402
 from longmem_core.model import LongMemModel  # noqa: E402
 
@@ -115,8 +115,8 @@ def classification(model: LongMemModel, task: str, n_test: int, seeds: list[int]
     for seed in seeds:
         test = random.Random(seed).sample(test_all, min(n_test, len(test_all)))
         t0 = time.perf_counter()
-        r = icl.evaluate_modes(model, test, demos, modes=modes, k=k, seed=seed, template=template,
-                               memory_size=memory_size)
+        r = icl_modes.evaluate_modes(model, test, demos, modes=modes, k=k, seed=seed, template=template,
+                                     memory_size=memory_size)
         out[str(seed)] = {**r.accuracy, "seconds": round(time.perf_counter() - t0, 1)}
         print(task, seed, out[str(seed)], file=sys.stderr, flush=True)
     out["mean"] = {m: sum(out[str(s)][m] for s in seeds) / len(seeds) for m in modes}
@@ -155,7 +155,7 @@ def main() -> None:
         r = ppl(model, args.book, args.max_tokens, [float(x) for x in args.lams.split(",")],
                 [float(x) for x in args.thetas.split(",")], args.dim)
     else:
-        modes = args.modes if args.modes != ",".join(answer.MODES) else ",".join(icl.MODES)
+        modes = args.modes if args.modes != ",".join(answer.MODES) else ",".join(icl_modes.MODES)
         r = classification(model, args.task, args.n_test, [int(s) for s in args.seeds.split(",")], args.memory_size,
                            modes.split(","), args.k)
     r["wall_s"] = round(time.perf_counter() - t0, 1)

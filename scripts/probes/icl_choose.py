@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import icl  # noqa: E402
+from longmem_core import icl_modes  # noqa: E402
 
 
 def knn_probs(rec, k: int, centre: bool, temperature: float | None, balanced: bool) -> torch.Tensor:
@@ -27,7 +27,7 @@ def knn_probs(rec, k: int, centre: bool, temperature: float | None, balanced: bo
     labels = rec["labels"]
     y = torch.tensor([labels.index(label) for label in rec["demo_labels"]])  # [M]
     onehot = torch.nn.functional.one_hot(y, len(labels)).float()  # [M, L]
-    return icl.vote_distribution(test @ demo.T, onehot, k, temperature, balanced)
+    return icl_modes.vote_distribution(test @ demo.T, onehot, k, temperature, balanced)
 
 
 def centroid_probs(rec, centre: bool, temperature: float | None = None) -> torch.Tensor:
@@ -48,7 +48,7 @@ def lm_probs(rec, mode: str, calibrate: bool) -> torch.Tensor:
     if not calibrate:
         return p
     cf = torch.softmax(rec[mode + "_cf"].float(), dim=-1)  # [C, L] or [N, C, L]
-    return icl.calibrate(p, cf.mean(-2))
+    return icl_modes.calibrate(p, cf.mean(-2))
 
 
 def accuracy(rec, probs: torch.Tensor) -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import icl  # noqa: E402
+from longmem_core import icl, icl_modes  # noqa: E402
 from longmem_core.data import read_labelled  # noqa: E402
 from longmem_core.model import LongMemModel  # noqa: E402
 
@@ -35,7 +35,7 @@ def scores_of(model, text, labels, context, template, bank=None, cache=None) -> 
 
 
 def content_free(model, labels, context, template, bank=None, cache=None) -> list[list[float]]:
-    return [scores_of(model, cf, labels, context, template, bank, cache) for cf in icl.CONTENT_FREE]
+    return [scores_of(model, cf, labels, context, template, bank, cache) for cf in icl_modes.CONTENT_FREE]
 
 
 def main() -> None:
@@ -74,9 +74,9 @@ def main() -> None:
         bank = model.new_bank(capacity=max(model.cfg.capacity, 2 * len(icl.context_text(template, chosen))
                                            + model.cfg.chunk_size))
         memory = icl.memorize_demonstrations(model, chosen, bank, template=template)
-        keys = icl.demonstration_keys(bank, memory, template)
+        keys = icl_modes.demonstration_keys(bank, memory, template)
         read_s = time.perf_counter() - t0
-        queries = torch.stack([icl.text_key(model, t, template) for t, _ in test])  # [N, G*D]
+        queries = torch.stack([icl_modes.text_key(model, t, template) for t, _ in test])  # [N, G*D]
         rec = {"labels": labels, "demo_labels": [label for _, label in chosen], "demo_keys": keys.keys,
                "test_labels": [label for _, label in test], "test_keys": queries, "read_s": read_s,
                "memory_tokens": len(bank)}
@@ -91,7 +91,7 @@ def main() -> None:
         if "kate" in lm:
             kate, kate_cf = [], []
             for i, (t, _) in enumerate(test):
-                near = icl.kate_context(keys, queries[i], template, args.kate_k)
+                near = icl_modes.kate_context(keys, queries[i], template, args.kate_k)
                 cache = model.cache_prompt(near)
                 kate.append(scores_of(model, t, labels, near, template, cache=cache))
                 kate_cf.append(content_free(model, labels, near, template, cache=cache))
