@@ -62,11 +62,12 @@ MODE_SPECS: dict[str, Mode] = {
     "sentences_hybrid_cache": Mode("hybrid", False, True, sentences=True),
 }
 MODES: tuple[str, ...] = tuple(MODE_SPECS)
-# Chosen on the tuning books (frankenstein, great_expectations; docs/results/tuning_*.json and the note of
-# 2026-12-02): pass key 8/8 at 4k and 16k (read_back_hybrid 2/8), eval-niah within noise of the read-back modes,
-# factual questions 0/13 (read_back_hybrid 1/13). Its listed chunks are the search's for the question; what it
-# copies is where the answer repeats stored text.
-DEFAULT_MODE = "cache"
+# Chosen on a tuning book (frankenstein; docs/notes/2026-12-02-sentences.md). eval-niah at 16k with RULER's
+# answer prefix, 12 trials: sentences_hybrid_cache 0.94 (single 1, multikey 1, multivalue 0.92, multiquery 0.83),
+# sentences_hybrid about the same (1, 1, 0.92, -), read_back_hybrid_cache 0.69, cache 0.21 (the prefix breaks the
+# copy path's exact match). Pass key through chat at 4k and 16k: sentences_hybrid_cache 8/8, sentences_hybrid 7/8
+# (the backbone answered "a key that is used to open..." beside the key's sentence; the copy path copies it).
+DEFAULT_MODE = "sentences_hybrid_cache"
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)
 
 

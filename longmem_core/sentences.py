@@ -17,11 +17,21 @@ from typing import Callable
 
 from .model import Retrieved
 from .read_back import Passage, ReadBack, sentence_bounds
+from .search import STOP_WORDS
 
 SENTENCES = 6  # sentences kept at most
 SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
 NEIGHBOURS = 0  # sentences after each kept one kept with it (its continuation)
-MAX_SENTENCE_CHARS = 800  # a "sentence" longer than this (a table, a run-on page) is cut at this length
+BEFORE = 0  # sentences before each kept one kept with it (what leads up to it; 1 did not help the pass-key trials
+# the mode missed on a tuning book, tmp probe of 2026-12-02 in docs/notes/2026-12-02-sentences.md)
+MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share of the best sentence's: chosen by
+# scripts/probes/sentence_probe.py on a tuning book (frankenstein, 16k, 12 needle trials): 0 scored 8.0 of 12, 0.5 and
+# 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
+# sentences 8.5, each kept sentence with the next one 9.25
+MAX_SENTENCE_CHARS = 300  # a longer "sentence" (a run-on, a table, text without stops) is cut into pieces of at
+# most this many characters at spaces, each scored on its own
+LENGTH_NORM = 0.3  # BM25's b: how much a long sentence's score is lowered for its length (the usual 0.75 halved
+# the score of a fact that ran on from the previous sentence against a short sentence with the same words)
 
 
 @dataclass
@@ -35,42 +45,64 @@ class Sentence:
     score: float = 0.0  # BM25 score against the question (0: no word in common)
 
 
+def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list[tuple[int, int]]:
+    """[lo, hi) of ``text`` as spans of at most ``limit`` characters, cut at the last space before each limit
+    (or at the limit where a stretch has no space)."""
+    out = []
+    while hi - lo > limit:
+        cut = text.rfind(" ", lo + 1, lo + limit)
+        cut = cut if cut > lo else lo + limit
+        out.append((lo, cut))
+        lo = cut
+    return out + [(lo, hi)]
+
+
 def split(passages: list[Passage]) -> list[Sentence]:
-    """Every sentence of every passage, in document order (spans in the passages' source texts)."""
+    """Every sentence of every passage (long ones in ``pieces``), in document order (spans in the sources)."""
     out = []
     for i, p in enumerate(passages):
         bounds = sentence_bounds(p.text)
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            text = p.text[lo:hi].strip()
-            if text:
-                hi = min(hi, lo + MAX_SENTENCE_CHARS)
-                out.append(Sentence(i, p.char_start + lo, p.char_start + hi, p.text[lo:hi].strip()))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            for lo, hi in pieces(p.text, a, b):
+                if p.text[lo:hi].strip():
+                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, p.text[lo:hi].strip()))
     return out
 
 
+def stop_words() -> list[str]:
+    """bm25s's English stop words and the search's (question words, "mentioned", "text"...)."""
+    from bm25s.stopwords import STOPWORDS_EN
+    return sorted(set(STOPWORDS_EN) | STOP_WORDS)
+
+
 def score(sentences: list[Sentence], question: str) -> list[float]:
-    """BM25 score of each sentence for ``question`` (the sentences are the collection; English stop words dropped)."""
+    """BM25 score of each sentence for ``question`` (the sentences are the collection; stop words dropped, length
+    normalization ``LENGTH_NORM``)."""
     import bm25s
     if not sentences:
         return []
-    words = bm25s.tokenize([question], stopwords="en", show_progress=False, return_ids=False)[0]
+    stop = stop_words()
+    words = bm25s.tokenize([question], stopwords=stop, show_progress=False, return_ids=False)[0]
     if not words:
         return [0.0] * len(sentences)
-    index = bm25s.BM25()
-    index.index(bm25s.tokenize([s.text for s in sentences], stopwords="en", show_progress=False), show_progress=False)
+    index = bm25s.BM25(b=LENGTH_NORM)
+    index.index(bm25s.tokenize([s.text for s in sentences], stopwords=stop, show_progress=False), show_progress=False)
     return [float(x) for x in index.get_scores(words)]
 
 
 def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int = SENTENCES,
-           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS) -> list[Sentence]:
-    """The best-scored sentences (score > 0; each with up to ``neighbours`` following sentences of its passage)
-    that fit ``budget`` tokens, at most ``top`` chosen for their score; returned in document order."""
+           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
+           before: int = BEFORE) -> list[Sentence]:
+    """The best-scored sentences (score > 0 and at least ``min_share`` of the best score; each with up to
+    ``before`` preceding and ``neighbours`` following sentences of its passage) that fit ``budget`` tokens, at most
+    ``top`` chosen for their score; returned in document order."""
     kept: dict[int, Sentence] = {}
     used, chosen = 0, 0
+    best = max((s.score for s in sentences), default=0.0)
     for i in sorted(range(len(sentences)), key=lambda i: -sentences[i].score):
-        if chosen == top or sentences[i].score <= 0:
+        if chosen == top or sentences[i].score <= 0 or sentences[i].score < min_share * best:
             break
-        group = [j for j in range(i, min(len(sentences), i + neighbours + 1))
+        group = [j for j in range(max(0, i - before), min(len(sentences), i + neighbours + 1))
                  if sentences[j].passage == sentences[i].passage and j not in kept]
         cost = sum(count_tokens(sentences[j].text) for j in group)
         if i in kept or used + cost > budget:
@@ -108,13 +140,15 @@ def chunks_behind(sentences: list[Sentence], passages: list[Passage]) -> list[Re
 
 
 def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int = SENTENCES,
-           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS) -> ReadBack:
+           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
+           before: int = BEFORE) -> ReadBack:
     """``found`` cut to its best sentences for ``question``. When no sentence shares a word with the question
     (BM25 has nothing to go on), ``found`` is returned unchanged: the whole passages are read back."""
     sentences = split(found.passages)
     for s, x in zip(sentences, score(sentences, question)):
         s.score = x
-    kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours)
+    kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours, min_share=min_share,
+                  before=before)
     if not kept:
         return found
     chunks = chunks_behind(kept, found.passages) or found.chunks

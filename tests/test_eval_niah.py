@@ -39,9 +39,10 @@ def oracle_mode(monkeypatch):
     """A mode that lists the chunks holding the asked needles and answers with their values: scores must be 1."""
     real = answers.answer
 
-    def answer(model, bank, question, *, mode=answers.DEFAULT_MODE, max_new_tokens=64, top=6):
+    def answer(model, bank, question, *, mode=answers.DEFAULT_MODE, max_new_tokens=64, top=6, answer_prefix=""):
         if mode != "oracle":
-            return real(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, top=top)
+            return real(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, top=top,
+                        answer_prefix=answer_prefix)
         doc = bank.sources[0]["text"]
         import re
         values, chunks = [], []

@@ -150,3 +150,20 @@ def test_the_copy_path_copies_stored_text_that_repeats_itself(make_model):
     gen = neural_cache.generate(model, model.with_sink(asked), cache, max_new_tokens=len(digits), lam=0.0)
     "".join(gen)
     assert gen.token_ids == digits
+
+
+def test_the_exact_copy_leaves_sentence_ends_to_the_backbone(make_model):
+    """Where stored text goes on with a stop, the exact copy does not propose it (copying the stop after a needle's
+    value cut lists of values short); other tokens keep their share, renormalized."""
+    model = make_model("tiny")
+    mix = neural_cache.CopyMix(model, neural_cache.tokens_cache(model, ["a b."]))
+    vocab = model.backbone.lm_head.weight.shape[0]
+    stop = model.tokenizer(".", add_special_tokens=False)["input_ids"][-1]
+    word = model.tokenizer(" b", add_special_tokens=False)["input_ids"][-1]
+    p = torch.zeros(vocab)
+    p[stop], p[word] = 0.5, 0.5
+    out = mix.content_only(p)
+    assert out[stop] == 0 and float(out[word]) == pytest.approx(1.0)
+    only_stop = torch.zeros(vocab)
+    only_stop[stop] = 1.0
+    assert mix.content_only(only_stop).sum() == 0

@@ -148,8 +148,8 @@ def test_chat_stays_fluent_on_the_apps_example_questions(model):
 
 
 def test_a_pass_key_answer_at_the_apps_length_copies_the_key_and_stops(model, passkey_bank):
-    """The copy path reads the planted key back in the default mode and the answer, at the app's length (128
-    tokens), does not loop (unguarded it went on "It's a 6... It's a 6...")."""
+    """The default mode reads the planted key back and the answer, at the app's length (128 tokens), does not loop
+    (the copy path, the default before sentence read-back, went on "It's a 6... It's a 6..." unguarded)."""
     from longmem_core import answer
     from longmem_core.generation import find_loop
     bank, _, _ = passkey_bank

@@ -55,3 +55,26 @@ def test_chunks_behind_are_those_overlapping_kept_sentences():
     found = ReadBack([passage(0, len(SOURCE), chunks=[near, far])], "unused", [near, far])
     out = sentences.narrow(found, "captain's name", words, top=1)
     assert [r.info.chunk_id for r in out.chunks] == [3]
+
+
+def test_min_share_drops_sentences_far_below_the_best():
+    found = ReadBack([passage(0, len(SOURCE))], "unused", [])
+    q = "What was the captain's name on the ship?"
+    everything = sentences.narrow(found, q, words, top=6, min_share=0.0).context
+    best_only = sentences.narrow(found, q, words, top=6, min_share=0.9).context
+    assert "The ship sailed north." in everything  # "ship" only: far below the best
+    assert best_only == "[book] The captain's name was Ahab Morrow."
+
+
+def test_a_long_sentence_is_cut_into_pieces_not_truncated():
+    text = ("word " * 100) + "The pass key is 4821."
+    p = Passage(0, "book", 0, len(text), text, 1.0, [])
+    got = sentences.split([p])
+    assert len(got) > 1 and all(len(s.text) <= sentences.MAX_SENTENCE_CHARS for s in got)
+    assert "The pass key is 4821." in got[-1].text
+    assert sentences.narrow(ReadBack([p], "", []), "What is the pass key?", words).context.endswith("4821.")
+
+
+def test_question_words_do_not_count_as_shared_words():
+    found = ReadBack([passage(0, len(SOURCE))], "unused", [])
+    assert sentences.narrow(found, "What was it?", words) is found  # "what", "was", "it": nothing to go on
