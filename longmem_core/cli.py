@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
     p.add_argument("files", nargs="+")
     p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
+    p.add_argument("--cache", action="store_true", help="also LongMem and the backbone alone each mixed with a "
+                                                        "neural cache of the previous segments (longmem_core/ppl_cache.py)")
+    p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated; the first (theta, lam) is "
+                                                     "reported, all are listed under cache_grid")
+    p.add_argument("--cache-theta", default=None, help="cache sharpness(es), comma-separated")
+    p.add_argument("--cache-dim", type=int, default=None, help="projected key width of the cache")
     add_common(p)
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
@@ -255,14 +261,31 @@ def cmd_eval_ppl(args) -> dict:
     trained = _load_model(args)
     untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
     result = eval_ppl(args.files, trained, untrained, args.max_tokens,
-                      progress_factory=lambda name: _progress(True, name))
+                      progress_factory=lambda name: _progress(True, name), cache=_cache_grid(args))
     if not args.json:
         for name, r in result["books"].items():
             print(f"{name}: {r['tokens']} tokens  local {r['ppl_local']:.2f}  untrained {r['ppl_untrained']:.2f}  "
                   f"longmem {r['ppl_longmem']:.2f}  (longmem, memory kept empty {r['ppl_longmem_empty_memory']:.2f})")
         print(f"all: local {result['ppl_local']:.2f}  untrained {result['ppl_untrained']:.2f}  "
               f"longmem {result['ppl_longmem']:.2f}")
+        if "ppl_longmem_cache" in result:
+            print(f"with the cache: local {result['ppl_local_cache']:.2f}  longmem {result['ppl_longmem_cache']:.2f}")
     return result
+
+
+def _cache_grid(args):
+    """eval-ppl's cache options -> a ppl_cache.CacheGrid, or None without --cache."""
+    if not args.cache:
+        return None
+    from .ppl_cache import CacheGrid
+    try:
+        given = {"lams": args.cache_lam, "thetas": args.cache_theta}
+        kwargs = {k: tuple(float(x) for x in v.split(",") if x.strip()) for k, v in given.items() if v}
+        if args.cache_dim is not None:
+            kwargs["dim"] = args.cache_dim
+        return CacheGrid(**kwargs)
+    except ValueError as exc:
+        raise CliError(f"--cache-lam/--cache-theta: {exc}") from exc
 
 
 def cmd_eval_passkey(args) -> dict:
