@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated; the first (theta, lam) is "
                                                      "reported, all are listed under cache_grid")
     p.add_argument("--cache-theta", default=None, help="cache sharpness(es), comma-separated")
-    p.add_argument("--cache-dim", type=int, default=None, help="projected key width of the cache")
+    p.add_argument("--cache-dim", default=None, help="projected key width(s) of the cache, comma-separated")
+    p.add_argument("--cache-gate", default=None, help="off, on or off,on: the cache weight scaled by the cache's "
+                                                      "confidence at each token")
     add_common(p)
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
@@ -278,14 +280,13 @@ def _cache_grid(args):
     if not args.cache:
         return None
     from .ppl_cache import CacheGrid
+    given = {"lams": (args.cache_lam, float), "thetas": (args.cache_theta, float), "dims": (args.cache_dim, int),
+             "gates": (args.cache_gate, {"off": False, "on": True}.__getitem__)}
     try:
-        given = {"lams": args.cache_lam, "thetas": args.cache_theta}
-        kwargs = {k: tuple(float(x) for x in v.split(",") if x.strip()) for k, v in given.items() if v}
-        if args.cache_dim is not None:
-            kwargs["dim"] = args.cache_dim
-        return CacheGrid(**kwargs)
-    except ValueError as exc:
-        raise CliError(f"--cache-lam/--cache-theta: {exc}") from exc
+        return CacheGrid(**{k: tuple(parse(x.strip()) for x in v.split(",") if x.strip())
+                            for k, (v, parse) in given.items() if v})
+    except (ValueError, KeyError) as exc:
+        raise CliError(f"--cache-lam/-theta/-dim/-gate: {exc}") from exc
 
 
 def cmd_eval_passkey(args) -> dict:

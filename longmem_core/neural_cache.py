@@ -232,12 +232,16 @@ def tokens_cache(model: LongMemModel, texts: list[str]) -> TokenCache:
     return cache
 
 
-def mix(logits: torch.Tensor, p_cache: torch.Tensor, lam: float) -> torch.Tensor:
-    """log((1 - lam) softmax(logits) + lam p_cache): logits [T, V], p_cache [T, V] -> log-probs [T, V]."""
+def mix(logits: torch.Tensor, p_cache: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """log((1 - lam) softmax(logits) + lam p_cache): logits [T, V], p_cache [T, V] -> log-probs [T, V]. ``lam``: one
+    weight, or one per row [T, 1] (each in [0, 1))."""
     logp = torch.log_softmax(logits.float(), dim=-1)
-    if lam <= 0:
-        return logp
-    return torch.logaddexp(logp + math.log1p(-lam), torch.log(p_cache.clamp(min=1e-30)) + math.log(lam))
+    if not isinstance(lam, torch.Tensor):
+        if lam <= 0:
+            return logp
+        return torch.logaddexp(logp + math.log1p(-lam), torch.log(p_cache.clamp(min=1e-30)) + math.log(lam))
+    lam = lam.float()  # [T, 1]
+    return torch.logaddexp(logp + torch.log1p(-lam), torch.log(p_cache.clamp(min=1e-30)) + torch.log(lam.clamp(min=1e-30)))
 
 
 # -- generation with the cache --

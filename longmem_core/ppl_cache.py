@@ -15,37 +15,50 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from .model import LongMemModel
 from .neural_cache import CACHE_DIM, CACHE_LAYER, LAMBDA_PPL, THETA, TokenCache, key_states, mix, new_cache
 
-# cache weight and sharpness chosen on the tuning books (frankenstein, great_expectations) for eval-ppl --cache;
+# cache weight and sharpness chosen on the tuning books (frankenstein, the_time_machine) for eval-ppl --cache;
 # see docs/notes/2026-12-02-ppl-cache.md
 LAMBDA_MIX = LAMBDA_PPL
 THETA_MIX = THETA
 SYSTEMS = ("local", "longmem")  # p_model: the backbone alone on its segment, or LongMem reading its bank
 
 
+class Setting(NamedTuple):
+    dim: int  # the cache's projected key width (>= the backbone's width: the states as they are)
+    theta: float  # sharpness of the softmax over cosine similarities
+    lam: float  # cache weight
+    gated: bool  # lam scaled by the cache's confidence (its largest probability) at each position
+
+
 @dataclass(frozen=True)
 class CacheGrid:
-    """The (theta, lam) pairs scored; the first pair's figures are the reported ``ppl_*_cache`` keys."""
+    """The settings scored (every combination); the first one's figures are the reported ``ppl_*_cache`` keys."""
     lams: tuple[float, ...] = (LAMBDA_MIX,)
     thetas: tuple[float, ...] = (THETA_MIX,)
-    dim: int = CACHE_DIM  # projected key width (>= the backbone's width: the states as they are)
+    dims: tuple[int, ...] = (CACHE_DIM,)
+    gates: tuple[bool, ...] = (False,)
     layer: int | None = CACHE_LAYER  # key on the final normed state (None) or on H[layer]
 
-    def pairs(self) -> list[tuple[float, float]]:
-        return [(theta, lam) for theta in self.thetas for lam in self.lams]
-
     def __post_init__(self) -> None:
-        if not self.lams or not self.thetas or any(not 0 <= lam < 1 for lam in self.lams):
-            raise ValueError(f"cache weights must be in [0, 1) and at least one of each: lams {self.lams}")
+        if not (self.lams and self.thetas and self.dims and self.gates):
+            raise ValueError("the cache grid needs at least one lam, theta, dim and gate")
+        if any(not 0 <= lam < 1 for lam in self.lams):
+            raise ValueError(f"cache weights must be in [0, 1): {self.lams}")
+
+    def settings(self) -> list[Setting]:
+        return [Setting(d, t, lam, g) for d in self.dims for t in self.thetas for lam in self.lams for g in self.gates]
 
 
-def grid_key(theta: float, lam: float) -> str:
-    return f"theta={theta:g},lam={lam:g}"
+def setting_key(s: Setting, width: int) -> str:
+    """A setting's name in ``cache_grid``: e.g. "dim=128,theta=40,lam=0.05" (",gated" if so); dims at or above
+    the backbone's ``width`` are the full states, named by the width."""
+    return f"dim={min(s.dim, width)},theta={s.theta:g},lam={s.lam:g}" + (",gated" if s.gated else "")
 
 
 @torch.no_grad()
@@ -65,31 +78,40 @@ def segment_outputs(model: LongMemModel, cache: TokenCache, ids: list[int], bank
 
 class CachePerplexity:
     """Running summed NLLs of every system in ``SYSTEMS`` mixed with a cache of the segments remembered so far,
-    for every (theta, lam) of ``grid``. Call ``score`` on a segment, then ``remember`` it: the cache only ever
-    holds previous segments."""
+    for every setting of ``grid`` (one cache per key width). Call ``score`` on a segment, then ``remember`` it:
+    the caches only ever hold previous segments."""
 
     def __init__(self, model: LongMemModel, grid: CacheGrid = CacheGrid(), rows: int = 256) -> None:
         self.model, self.grid, self.rows = model, grid, rows
-        self.cache = new_cache(model, grid.dim, grid.layer)
+        self.caches = {d: new_cache(model, d, grid.layer) for d in grid.dims}
         self.vocab = model.backbone.lm_head.weight.shape[0]
-        self.nll = {(name, theta, lam): 0.0 for name in SYSTEMS for theta, lam in grid.pairs()}
+        self.nll = {(name, s): 0.0 for name in SYSTEMS for s in grid.settings()}
         self.tokens = 0
         self._states: torch.Tensor | None = None  # [T, C] key states of the last segment scored
+
+    @property
+    def cache(self) -> TokenCache:
+        """The cache of the first key width (every cache holds the same tokens)."""
+        return self.caches[self.grid.dims[0]]
 
     def score(self, ids: list[int], bank) -> int:
         """Add the mixed NLLs of one segment (``bank``: LongMem's memory of the previous segments). -> tokens
         scored (every token after the first, as ``evaluate.segment_loss`` scores)."""
         logits, targets, self._states = segment_outputs(self.model, self.cache, ids, bank)
-        empty = len(self.cache) == 0
-        for r in range(0, targets.shape[0], self.rows):  # rows at a time: p_cache is [rows, V]
+        for r in range(0, targets.shape[0], self.rows):  # rows at a time: p_cache is [R, V]
             tgt = targets[r:r + self.rows]  # [R]
-            for theta in self.grid.thetas:
-                p_cache, _ = self.cache.distribution(self._states[r:r + tgt.shape[0]], self.vocab, theta)  # [R, V]
-                for name in SYSTEMS:
-                    block = logits[name][r:r + tgt.shape[0]].float().cpu()  # [R, V]
+            blocks = {name: logits[name][r:r + tgt.shape[0]].float().cpu() for name in SYSTEMS}  # [R, V] each
+            for dim, cache in self.caches.items():
+                for theta in self.grid.thetas:
+                    p_cache, _ = cache.distribution(self._states[r:r + tgt.shape[0]], self.vocab, theta)  # [R, V]
+                    confidence = p_cache.max(dim=-1, keepdim=True).values  # [R, 1] (0 while the cache is empty)
                     for lam in self.grid.lams:
-                        logp = mix(block, p_cache, 0.0 if empty else lam)  # [R, V]
-                        self.nll[(name, theta, lam)] -= float(logp.gather(1, tgt[:, None]).sum())
+                        for gated in self.grid.gates:
+                            weight = lam * confidence if gated else (lam if len(cache) else 0.0)
+                            for name in SYSTEMS:
+                                logp = mix(blocks[name], p_cache, weight)  # [R, V]
+                                key = (name, Setting(dim, theta, lam, gated))
+                                self.nll[key] -= float(logp.gather(1, tgt[:, None]).sum())
         self.tokens += targets.shape[0]
         return targets.shape[0]
 
@@ -98,19 +120,22 @@ class CachePerplexity:
         tokens after each of ``ids`` in the text (one fewer at the text's end)."""
         if self._states is None:
             raise RuntimeError("remember() follows score() on the same segment")
-        self.cache.add(self._states[:len(following)], ids[:len(following)], following)
+        for cache in self.caches.values():
+            cache.add(self._states[:len(following)], ids[:len(following)], following)
         self._states = None
 
     def perplexities(self) -> dict:
-        """``ppl_local_cache`` and ``ppl_longmem_cache`` at the grid's first (theta, lam), the settings, and
-        with more than one pair ``cache_grid``: {pair: {key: ppl}}."""
+        """``ppl_local_cache`` and ``ppl_longmem_cache`` at the grid's first setting, that setting, and with more
+        than one setting ``cache_grid``: {setting: {key: ppl}}."""
         n = max(self.tokens, 1)
         ppl = {k: math.exp(v / n) for k, v in self.nll.items()}
-        theta, lam = self.grid.pairs()[0]
-        out: dict = {f"ppl_{name}_cache": ppl[(name, theta, lam)] for name in SYSTEMS}
-        out["cache"] = {"theta": theta, "lam": lam, "dim": self.cache.dim, "layer": self.grid.layer,
-                        "stored_tokens": len(self.cache)}
-        if len(self.grid.pairs()) > 1:
-            out["cache_grid"] = {grid_key(t, l): {f"ppl_{name}_cache": ppl[(name, t, l)] for name in SYSTEMS}
-                                 for t, l in self.grid.pairs()}
+        settings = self.grid.settings()
+        first = settings[0]
+        out: dict = {f"ppl_{name}_cache": ppl[(name, first)] for name in SYSTEMS}
+        out["cache"] = {"theta": first.theta, "lam": first.lam, "dim": self.caches[first.dim].dim,
+                        "gated": first.gated, "layer": self.grid.layer, "stored_tokens": len(self.cache)}
+        if len(settings) > 1:
+            width = self.model.backbone.d_model
+            out["cache_grid"] = {setting_key(s, width): {f"ppl_{name}_cache": ppl[(name, s)] for name in SYSTEMS}
+                                 for s in settings}
         return out

@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT
 from longmem_core.evaluate import eval_ppl, perplexity, segment_nll, segment_tokens
-from longmem_core.ppl_cache import CacheGrid, CachePerplexity
+from longmem_core.neural_cache import mix
+from longmem_core.ppl_cache import CacheGrid, CachePerplexity, Setting
 
 REPEATED = "the cat sat on the mat and the dog ran far away. " * 12
 OLD_KEYS = {"tokens", "ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory"}
@@ -36,10 +38,31 @@ def test_lambda_zero_is_no_cache(make_model):
     r = perplexity(REPEATED, model, cache=CacheGrid(lams=(0.0, 0.5), thetas=(40.0,)))
     assert r["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
     assert r["ppl_longmem_cache"] == pytest.approx(r["ppl_longmem"], rel=1e-5)
-    grid = r["cache_grid"]["theta=40,lam=0.5"]
-    assert r["ppl_local_cache"] == pytest.approx(r["cache_grid"]["theta=40,lam=0"]["ppl_local_cache"])
+    grid = r["cache_grid"]["dim=32,theta=40,lam=0.5"]
+    assert r["ppl_local_cache"] == pytest.approx(r["cache_grid"]["dim=32,theta=40,lam=0"]["ppl_local_cache"])
     # the text repeats across segments: what followed the same states before predicts it now
     assert grid["ppl_local_cache"] < r["ppl_local"] and grid["ppl_longmem_cache"] < r["ppl_longmem"]
+
+
+def test_every_setting_of_the_grid_is_scored(make_model):
+    model = make_model("tiny", segment_length=32)
+    grid = CacheGrid(lams=(0.0, 0.3), thetas=(40.0,), dims=(8, 128), gates=(False, True))
+    r = perplexity(REPEATED, model, cache=grid)
+    assert len(r["cache_grid"]) == 8 and "dim=8,theta=40,lam=0.3,gated" in r["cache_grid"]
+    assert "dim=32,theta=40,lam=0.3" in r["cache_grid"]  # 128 >= the tiny width 32: the full states
+    for dim in (8, 32):
+        for gate in ("", ",gated"):
+            zero = r["cache_grid"][f"dim={dim},theta=40,lam=0{gate}"]
+            assert zero["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
+            assert r["cache_grid"][f"dim={dim},theta=40,lam=0.3{gate}"]["ppl_local_cache"] < r["ppl_local"]
+
+
+def test_mix_takes_one_weight_per_row():
+    logits, p_cache = torch.randn(3, 7), torch.softmax(torch.randn(3, 7), -1)
+    lam = torch.tensor([[0.0], [0.2], [0.5]])
+    rows = mix(logits, p_cache, lam)
+    for i in range(3):
+        assert torch.allclose(rows[i], mix(logits[i:i + 1], p_cache[i:i + 1], float(lam[i]))[0], atol=1e-5)
 
 
 def test_one_segment_alone_sees_no_cache(make_model):
@@ -49,7 +72,8 @@ def test_one_segment_alone_sees_no_cache(make_model):
     ids = ids_of(model, REPEATED)[:segment_tokens(model)]
     text = model.tokenizer.decode(ids)
     assert len(ids_of(model, text)) <= segment_tokens(model)
-    r = perplexity(text, model, cache=CacheGrid(lams=(0.5,), thetas=(40.0,)))
+    r = perplexity(text, model, cache=CacheGrid(lams=(0.5,), thetas=(40.0,), gates=(False, True)))
+    assert r["cache_grid"]["dim=32,theta=40,lam=0.5,gated"]["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
     assert r["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
     assert r["ppl_longmem_cache"] == pytest.approx(r["ppl_longmem"], rel=1e-5)
 
@@ -68,7 +92,7 @@ def test_each_segment_is_scored_before_it_is_stored(make_model):
         assert len(mixed.cache) == s
         if s == 0:  # the first segment: an empty cache mixes nothing in
             local_nll = segment_nll(model, piece, None, backbone_only=True)[0]
-            assert mixed.nll[("local", 40.0, 0.5)] == pytest.approx(local_nll, rel=1e-5)
+            assert mixed.nll[("local", Setting(128, 40.0, 0.5, False))] == pytest.approx(local_nll, rel=1e-5)
         model.memorize_ids(piece, bank, token_start=s)
         mixed.remember(piece, ids[s + 1:s + 1 + len(piece)])
     with pytest.raises(RuntimeError):
@@ -83,7 +107,7 @@ def test_eval_ppl_sums_the_cache_over_books(make_model, book_text, tmp_path):
         files[-1].write_text(text, encoding="utf-8")
     r = eval_ppl([str(f) for f in files], model, None, max_tokens=120, cache=CacheGrid(lams=(0.2, 0.0)))
     assert {"ppl_local_cache", "ppl_longmem_cache"} <= set(r) and "ppl_local_cache" in r["by_split"]["<100k"]
-    assert r["cache_grid"]["theta=40,lam=0"]["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
+    assert r["cache_grid"]["dim=32,theta=40,lam=0"]["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
     with pytest.raises(ValueError):
         CacheGrid(lams=(1.0,))
 
@@ -97,7 +121,7 @@ def test_eval_ppl_cache_on_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["books"]["book.txt"]["cache"]["lam"] == 0.1 and set(out["cache_grid"]) == {
-        "theta=20,lam=0.1", "theta=20,lam=0"}
+        "dim=32,theta=20,lam=0.1", "dim=32,theta=20,lam=0"}
     assert out["ppl_longmem_cache"] < out["ppl_longmem"]  # the book repeats itself: the cache predicts it
     bad = subprocess.run([sys.executable, "-m", "longmem_core", "eval-ppl", str(book), "--cache", "--cache-lam", "2",
                           "--backbone", "tiny-llama"], cwd=ROOT, capture_output=True, text=True, timeout=300)
