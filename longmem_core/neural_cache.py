@@ -51,10 +51,13 @@ class TokenCache:
     def __init__(self, width: int, dim: int = CACHE_DIM, seed: int = 0, device: torch.device | str = "cpu",
                  layer: int | None = None) -> None:
         self.layer = layer  # hidden state keyed on: H[layer] (output of block layer - 1); None: the final normed one
-        g = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn(width, max(dim, 1), generator=g))  # [C, P] orthonormal columns
-        # dim 0: no states kept, only the tokens (the exact copy works, the state cache proposes nothing)
-        self.projection = q[:, :dim].contiguous().to(device) if dim < width else torch.eye(width, device=device)
+        if dim < width:
+            g = torch.Generator().manual_seed(seed)
+            q, _ = torch.linalg.qr(torch.randn(width, max(dim, 1), generator=g))  # [C, P] orthonormal columns
+            # dim 0: no states kept, only the tokens (the exact copy works, the state cache proposes nothing)
+            self.projection = q[:, :dim].contiguous().to(device)
+        else:  # at or above the width: the states as they are
+            self.projection = torch.eye(width, device=device)
         self.dim = self.projection.shape[1]
         self.keys = torch.empty(0, self.dim, dtype=torch.float16, device=device)  # [N, P] unit length
         self.next_ids = torch.empty(0, dtype=torch.int32, device=device)  # [N]

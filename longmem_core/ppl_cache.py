@@ -20,12 +20,14 @@ from typing import NamedTuple
 import torch
 
 from .model import LongMemModel
-from .neural_cache import CACHE_DIM, CACHE_LAYER, LAMBDA_PPL, THETA, TokenCache, key_states, mix, new_cache
+from .neural_cache import CACHE_LAYER, THETA, TokenCache, key_states, mix, new_cache
 
-# cache weight and sharpness chosen on the tuning books (frankenstein, the_time_machine) for eval-ppl --cache;
-# see docs/notes/2026-12-02-ppl-cache.md
-LAMBDA_MIX = LAMBDA_PPL
+# eval-ppl --cache's setting, chosen with LongMem on the first 8,192 tokens of the tuning books frankenstein and
+# the_time_machine (docs/notes/2026-12-02-ppl-cache.md; great_expectations was a training book of the checkpoint)
+LAMBDA_MIX = 0.2  # cache weight, times the cache's confidence (GATED_MIX); neural_cache.LAMBDA_PPL is 0.05 ungated
 THETA_MIX = THETA
+DIM_MIX = 1 << 16  # at or above the backbone's width: the states as they are, unprojected (576 for SmolLM2-135M)
+GATED_MIX = True
 SYSTEMS = ("local", "longmem")  # p_model: the backbone alone on its segment, or LongMem reading its bank
 
 
@@ -41,8 +43,8 @@ class CacheGrid:
     """The settings scored (every combination); the first one's figures are the reported ``ppl_*_cache`` keys."""
     lams: tuple[float, ...] = (LAMBDA_MIX,)
     thetas: tuple[float, ...] = (THETA_MIX,)
-    dims: tuple[int, ...] = (CACHE_DIM,)
-    gates: tuple[bool, ...] = (False,)
+    dims: tuple[int, ...] = (DIM_MIX,)
+    gates: tuple[bool, ...] = (GATED_MIX,)
     layer: int | None = CACHE_LAYER  # key on the final normed state (None) or on H[layer]
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ def test_the_cache_keys_come_beside_the_old_ones_unchanged(make_model, book_text
     for key in OLD_KEYS:
         assert both[key] == pytest.approx(plain[key], rel=1e-6)
     assert both["cache"]["lam"] == 0.3 and both["cache"]["theta"] == 40.0
+    assert both["cache"]["gated"] is True and both["cache"]["dim"] == 32  # the default: full states (tiny width 32), gated
     # every token but the text's last is stored once the whole text has been read
     assert both["cache"]["stored_tokens"] == len(ids_of(model, book_text[:400])) - 1
     assert all(math.isfinite(both[k]) for k in ("ppl_local_cache", "ppl_longmem_cache"))
@@ -35,7 +36,7 @@ def test_the_cache_keys_come_beside_the_old_ones_unchanged(make_model, book_text
 
 def test_lambda_zero_is_no_cache(make_model):
     model = make_model("tiny", segment_length=32)
-    r = perplexity(REPEATED, model, cache=CacheGrid(lams=(0.0, 0.5), thetas=(40.0,)))
+    r = perplexity(REPEATED, model, cache=CacheGrid(lams=(0.0, 0.5), thetas=(40.0,), gates=(False,)))
     assert r["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
     assert r["ppl_longmem_cache"] == pytest.approx(r["ppl_longmem"], rel=1e-5)
     grid = r["cache_grid"]["dim=32,theta=40,lam=0.5"]
@@ -82,7 +83,7 @@ def test_each_segment_is_scored_before_it_is_stored(make_model):
     model = make_model("tiny", segment_length=32)
     ids = ids_of(model, REPEATED)
     seg = segment_tokens(model)
-    mixed = CachePerplexity(model, CacheGrid(lams=(0.5,), thetas=(40.0,)))
+    mixed = CachePerplexity(model, CacheGrid(lams=(0.5,), thetas=(40.0,), dims=(128,), gates=(False,)))
     bank = model.new_bank()
     local_nll = 0.0
     for s in range(0, 3 * seg, seg):
@@ -105,7 +106,7 @@ def test_eval_ppl_sums_the_cache_over_books(make_model, book_text, tmp_path):
     for i, text in enumerate((book_text[:300], REPEATED)):
         files.append(tmp_path / f"b{i}.txt")
         files[-1].write_text(text, encoding="utf-8")
-    r = eval_ppl([str(f) for f in files], model, None, max_tokens=120, cache=CacheGrid(lams=(0.2, 0.0)))
+    r = eval_ppl([str(f) for f in files], model, None, max_tokens=120, cache=CacheGrid(lams=(0.2, 0.0), gates=(False,)))
     assert {"ppl_local_cache", "ppl_longmem_cache"} <= set(r) and "ppl_local_cache" in r["by_split"]["<100k"]
     assert r["cache_grid"]["dim=32,theta=40,lam=0"]["ppl_local_cache"] == pytest.approx(r["ppl_local"], rel=1e-5)
     with pytest.raises(ValueError):
@@ -116,7 +117,7 @@ def test_eval_ppl_cache_on_the_command_line(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(REPEATED * 20, encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "longmem_core", "eval-ppl", str(book), "--max-tokens", "2500",
-                           "--cache", "--cache-lam", "0.1,0", "--cache-theta", "20", "--backbone", "tiny-llama",
+                           "--cache", "--cache-lam", "0.1,0", "--cache-theta", "20", "--cache-gate", "off", "--backbone", "tiny-llama",
                            "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
