@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
     p.add_argument("--cache", action="store_true", help="also LongMem and the backbone alone each mixed with a "
                                                         "neural cache of the previous segments (longmem_core/ppl_cache.py)")
-    p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated; the first (theta, lam) is "
-                                                     "reported, all are listed under cache_grid")
+    p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated (each --cache-* option takes "
+                                                     "a list: every combination is scored under cache_grid, the first "
+                                                     "of each is reported; defaults: ppl_cache's chosen setting)")
     p.add_argument("--cache-theta", default=None, help="cache sharpness(es), comma-separated")
     p.add_argument("--cache-dim", default=None, help="projected key width(s) of the cache, comma-separated")
     p.add_argument("--cache-gate", default=None, help="off, on or off,on: the cache weight scaled by the cache's "
