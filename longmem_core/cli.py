@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
     p.add_argument("files", nargs="+")
     p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
+    p.add_argument("--cache", action="store_true", help="also LongMem and the backbone alone each mixed with a "
+                                                        "neural cache of the previous segments (longmem_core/ppl_cache.py)")
+    p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated (each --cache-* option takes "
+                                                     "a list: every combination is scored under cache_grid, the first "
+                                                     "of each is reported; defaults: ppl_cache's chosen setting)")
+    p.add_argument("--cache-theta", default=None, help="cache sharpness(es), comma-separated")
+    p.add_argument("--cache-dim", default=None, help="projected key width(s) of the cache, comma-separated")
+    p.add_argument("--cache-gate", default=None, help="off, on or off,on: the cache weight scaled by the cache's "
+                                                      "confidence at each token")
     add_common(p)
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
@@ -255,14 +264,30 @@ def cmd_eval_ppl(args) -> dict:
     trained = _load_model(args)
     untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
     result = eval_ppl(args.files, trained, untrained, args.max_tokens,
-                      progress_factory=lambda name: _progress(True, name))
+                      progress_factory=lambda name: _progress(True, name), cache=_cache_grid(args))
     if not args.json:
         for name, r in result["books"].items():
             print(f"{name}: {r['tokens']} tokens  local {r['ppl_local']:.2f}  untrained {r['ppl_untrained']:.2f}  "
                   f"longmem {r['ppl_longmem']:.2f}  (longmem, memory kept empty {r['ppl_longmem_empty_memory']:.2f})")
         print(f"all: local {result['ppl_local']:.2f}  untrained {result['ppl_untrained']:.2f}  "
               f"longmem {result['ppl_longmem']:.2f}")
+        if "ppl_longmem_cache" in result:
+            print(f"with the cache: local {result['ppl_local_cache']:.2f}  longmem {result['ppl_longmem_cache']:.2f}")
     return result
+
+
+def _cache_grid(args):
+    """eval-ppl's cache options -> a ppl_cache.CacheGrid, or None without --cache."""
+    if not args.cache:
+        return None
+    from .ppl_cache import CacheGrid
+    given = {"lams": (args.cache_lam, float), "thetas": (args.cache_theta, float), "dims": (args.cache_dim, int),
+             "gates": (args.cache_gate, {"off": False, "on": True}.__getitem__)}
+    try:
+        return CacheGrid(**{k: tuple(parse(x.strip()) for x in v.split(",") if x.strip())
+                            for k, (v, parse) in given.items() if v})
+    except (ValueError, KeyError) as exc:
+        raise CliError(f"--cache-lam/-theta/-dim/-gate: {exc}") from exc
 
 
 def cmd_eval_passkey(args) -> dict:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from .model import LongMemModel
+
+if TYPE_CHECKING:  # ppl_cache imports neural_cache, which imports this module
+    from .ppl_cache import CacheGrid
 
 
 def segment_tokens(model: LongMemModel) -> int:
@@ -48,12 +51,18 @@ def segment_nll(model: LongMemModel, ids: list[int], bank, backbone_only: bool =
 
 @torch.no_grad()
 def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None = None, max_tokens: int | None = None,
-               progress: Callable[[int, int], None] | None = None) -> dict:
+               progress: Callable[[int, int], None] | None = None, cache: CacheGrid | None = None) -> dict:
     """Perplexity on the same tokens for: the backbone with only the local segment, LongMem untrained and trained,
     and (``ppl_longmem_empty_memory``) the trained model reading an always-empty bank: the control that separates
-    what memory brings from what training did to the local path (a trained memory layer also sees its segment)."""
+    what memory brings from what training did to the local path (a trained memory layer also sees its segment).
+    With ``cache`` (beyond the paper, ``ppl_cache``): also ``ppl_local_cache`` and ``ppl_longmem_cache``, the
+    backbone alone and trained LongMem each mixed with a neural cache of the previous segments."""
     ids = trained.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     seg = segment_tokens(trained)
+    mixed = None
+    if cache is not None:
+        from .ppl_cache import CachePerplexity
+        mixed = CachePerplexity(trained, cache)
     systems = {"local": (trained, True), "longmem": (trained, False), "longmem_empty_memory": (trained, False)}
     if untrained is not None:
         systems["untrained"] = (untrained, False)
@@ -68,12 +77,17 @@ def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None 
             v, n = segment_nll(m, piece, banks.get(name), backbone_only=local)
             nll[name] += v
         scored += n
+        if mixed is not None:  # scored before this segment goes into the bank and the cache
+            mixed.score(piece, banks["longmem"])
         for name, bank in banks.items():  # memory only ever holds previous segments
             if name != "longmem_empty_memory":
                 systems[name][0].memorize_ids(piece, bank, token_start=s)
+        if mixed is not None:
+            mixed.remember(piece, ids[s + 1:s + 1 + len(piece)])
         if progress:
             progress(min(s + seg, len(ids)), len(ids))
-    return {"tokens": scored, **{f"ppl_{name}": math.exp(v / max(scored, 1)) for name, v in nll.items()}}
+    result = {"tokens": scored, **{f"ppl_{name}": math.exp(v / max(scored, 1)) for name, v in nll.items()}}
+    return {**result, **mixed.perplexities()} if mixed is not None else result
 
 
 def length_split(n_tokens: int) -> str:
@@ -85,18 +99,19 @@ def length_split(n_tokens: int) -> str:
 
 
 def eval_ppl(files: list[str], trained: LongMemModel, untrained: LongMemModel | None, max_tokens: int | None,
-             progress_factory=None) -> dict:
+             progress_factory=None, cache: CacheGrid | None = None) -> dict:
     per_book = {}
     for f in files:
         text = Path(f).read_text(encoding="utf-8")
         full = len(trained.tokenizer(text, add_special_tokens=False)["input_ids"])
         bar = progress_factory(Path(f).name) if progress_factory else None
-        r = perplexity(text, trained, untrained, max_tokens, progress=bar)
+        r = perplexity(text, trained, untrained, max_tokens, progress=bar, cache=cache)
         r["book_tokens"], r["split"] = full, length_split(full)
         per_book[Path(f).name] = r
     total = sum(r["tokens"] for r in per_book.values())
     summary = {"tokens": total}
-    keys = ("ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory")
+    keys = ("ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory", "ppl_local_cache",
+            "ppl_longmem_cache")
     for key in keys:
         if all(key in r for r in per_book.values()):
             summary[key] = math.exp(sum(math.log(r[key]) * r["tokens"] for r in per_book.values()) / max(total, 1))
@@ -107,6 +122,11 @@ def eval_ppl(files: list[str], trained: LongMemModel, untrained: LongMemModel | 
         split: {key: math.exp(sum(math.log(r[key]) * r["tokens"] for r in rs) / sum(r["tokens"] for r in rs))
                 for key in keys if all(key in r for r in rs)}
         for split, rs in by_split.items()}
+    grids = [r["cache_grid"] for r in per_book.values() if "cache_grid" in r]
+    if grids and len(grids) == len(per_book):  # the same grid for every book: token-weighted, as above
+        summary["cache_grid"] = {pair: {key: math.exp(sum(math.log(r["cache_grid"][pair][key]) * r["tokens"]
+                                                          for r in per_book.values()) / max(total, 1))
+                                        for key in grids[0][pair]} for pair in grids[0]}
     summary["books"] = per_book
     return summary
 

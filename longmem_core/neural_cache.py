@@ -51,10 +51,13 @@ class TokenCache:
     def __init__(self, width: int, dim: int = CACHE_DIM, seed: int = 0, device: torch.device | str = "cpu",
                  layer: int | None = None) -> None:
         self.layer = layer  # hidden state keyed on: H[layer] (output of block layer - 1); None: the final normed one
-        g = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn(width, max(dim, 1), generator=g))  # [C, P] orthonormal columns
-        # dim 0: no states kept, only the tokens (the exact copy works, the state cache proposes nothing)
-        self.projection = q[:, :dim].contiguous().to(device) if dim < width else torch.eye(width, device=device)
+        if dim < width:
+            g = torch.Generator().manual_seed(seed)
+            q, _ = torch.linalg.qr(torch.randn(width, max(dim, 1), generator=g))  # [C, P] orthonormal columns
+            # dim 0: no states kept, only the tokens (the exact copy works, the state cache proposes nothing)
+            self.projection = q[:, :dim].contiguous().to(device)
+        else:  # at or above the width: the states as they are
+            self.projection = torch.eye(width, device=device)
         self.dim = self.projection.shape[1]
         self.keys = torch.empty(0, self.dim, dtype=torch.float16, device=device)  # [N, P] unit length
         self.next_ids = torch.empty(0, dtype=torch.int32, device=device)  # [N]
@@ -232,12 +235,16 @@ def tokens_cache(model: LongMemModel, texts: list[str]) -> TokenCache:
     return cache
 
 
-def mix(logits: torch.Tensor, p_cache: torch.Tensor, lam: float) -> torch.Tensor:
-    """log((1 - lam) softmax(logits) + lam p_cache): logits [T, V], p_cache [T, V] -> log-probs [T, V]."""
+def mix(logits: torch.Tensor, p_cache: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """log((1 - lam) softmax(logits) + lam p_cache): logits [T, V], p_cache [T, V] -> log-probs [T, V]. ``lam``: one
+    weight, or one per row [T, 1] (each in [0, 1))."""
     logp = torch.log_softmax(logits.float(), dim=-1)
-    if lam <= 0:
-        return logp
-    return torch.logaddexp(logp + math.log1p(-lam), torch.log(p_cache.clamp(min=1e-30)) + math.log(lam))
+    if not isinstance(lam, torch.Tensor):
+        if lam <= 0:
+            return logp
+        return torch.logaddexp(logp + math.log1p(-lam), torch.log(p_cache.clamp(min=1e-30)) + math.log(lam))
+    lam = lam.float()  # [T, 1]
+    return torch.logaddexp(logp + torch.log1p(-lam), torch.log(p_cache.clamp(min=1e-30)) + torch.log(lam.clamp(min=1e-30)))
 
 
 # -- generation with the cache --
