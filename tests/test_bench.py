@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from longmem_core import bench
+from longmem_core import answer, bench
 
 
 def test_retrieval_scaling_reports_every_size_and_a_plot(make_model, tmp_path, book_text):
@@ -71,7 +71,7 @@ def test_time_to_first_token_reports_cold_warm_and_its_parts(make_model, book_te
         info = bank.chunk_info(int(cid))
         assert info.text and info.text in text
     t = bench.time_to_first_token(model, bank)
-    assert t["mode"] == "cache" and t["bank_tokens"] == len(bank)
+    assert t["mode"] == answer.DEFAULT_MODE and t["bank_tokens"] == len(bank)
     for key in ("cold_s", "warm_s", "cold_prepare_s", "warm_prepare_s", "search_s", "copy_cache_build_s",
                 "prefill_first_token_s"):
         assert 0 < t[key] < 60, key
