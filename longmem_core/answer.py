@@ -112,7 +112,7 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
         find = search.hybrid_chunks if spec.read_back == "hybrid" else search.rank_chunks
         found = read_back.read_back(model, bank, find(model, bank, question, top), chars=chars, budget=budget)
         if spec.sentences:
-            found = sentences.narrow(found, question, lambda s: len(model.tokenizer(s, add_special_tokens=False)["input_ids"]))
+            found = sentences.narrow(found, question, read_back.token_counter(model))
         chunks, context = found.chunks, found.context
     elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, question, top)

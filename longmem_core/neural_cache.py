@@ -282,15 +282,13 @@ class CopyMix:
                                                  self.vocab, self.theta)
             weight = self.lam * float(p_cache.max()) if self.gated else self.lam
         p_match, n = self.cache.match(context[self.since:], self.vocab)
-        if n >= MIN_MATCH:
-            p_match = self.content_only(p_match)
+        p_match = self.without_stops(p_match) if n >= MIN_MATCH else p_match
         if n >= MIN_MATCH and p_match.sum() > 0:  # an exact repeat of the last n tokens: copy what followed it
             copied = frozenset(int(t) for t in p_match.nonzero().flatten())
             return Proposal(mix(logits, p_match[None], copy_weight(n))[0], copied, n)
         return Proposal(mix(logits, p_cache, weight)[0])
 
-
-    def content_only(self, p_match: torch.Tensor) -> torch.Tensor:
+    def without_stops(self, p_match: torch.Tensor) -> torch.Tensor:
         """p_match [V] without the tokens that end a sentence, renormalized (all zero if nothing is left): the copy
         path copies what was stored up to a sentence's end, and whether the answer ends there stays the backbone's
         choice (copying the stop after a value cut a list of values short)."""

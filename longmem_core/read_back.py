@@ -119,6 +119,12 @@ def read_back_prompt(context: str, question: str) -> str:
     return f"Read these passages from memory:\n\n{context}\n\nUse them to answer. {question}"
 
 
+def token_counter(model: LongMemModel):
+    """A function giving the number of the model's tokens in a text (no special tokens): what budgets count."""
+    tok = model.tokenizer
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
 @dataclass
 class ReadBack:
     passages: list[Passage]  # what was read, in document order
@@ -129,8 +135,6 @@ class ReadBack:
 def read_back(model: LongMemModel, bank: MemoryBank, chunks: list[Retrieved], *, chars: int = PASSAGE_CHARS,
               budget: int = CONTEXT_TOKENS) -> ReadBack:
     """The passages around ``chunks`` (best first) that fit ``budget`` tokens, in document order."""
-    tok = model.tokenizer
-    passages = fit_budget(passages_for(bank, chunks, chars),
-                          lambda s: len(tok(s, add_special_tokens=False)["input_ids"]), budget)
+    passages = fit_budget(passages_for(bank, chunks, chars), token_counter(model), budget)
     used = sorted((r for p in passages for r in p.chunks), key=lambda r: -r.score)
     return ReadBack(passages, format_context(passages), used)

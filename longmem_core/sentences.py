@@ -64,8 +64,9 @@ def split(passages: list[Passage]) -> list[Sentence]:
         bounds = sentence_bounds(p.text)
         for a, b in zip(bounds[:-1], bounds[1:]):
             for lo, hi in pieces(p.text, a, b):
-                if p.text[lo:hi].strip():
-                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, p.text[lo:hi].strip()))
+                text = p.text[lo:hi].strip()
+                if text:
+                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, text))
     return out
 
 

@@ -162,8 +162,8 @@ def test_the_exact_copy_leaves_sentence_ends_to_the_backbone(make_model):
     word = model.tokenizer(" b", add_special_tokens=False)["input_ids"][-1]
     p = torch.zeros(vocab)
     p[stop], p[word] = 0.5, 0.5
-    out = mix.content_only(p)
+    out = mix.without_stops(p)
     assert out[stop] == 0 and float(out[word]) == pytest.approx(1.0)
     only_stop = torch.zeros(vocab)
     only_stop[stop] = 1.0
-    assert mix.content_only(only_stop).sum() == 0
+    assert mix.without_stops(only_stop).sum() == 0
