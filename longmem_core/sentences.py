@@ -23,7 +23,8 @@ SENTENCES = 6  # sentences kept at most
 SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
 NEIGHBOURS = 0  # sentences after each kept one kept with it (its continuation)
 BEFORE = 0  # sentences before each kept one kept with it (what leads up to it; 1 did not help the pass-key trials
-# the mode missed on a tuning book, tmp probe of 2026-12-02 in docs/notes/2026-12-02-sentences.md)
+# the mode missed on a tuning book: scripts/probes/passkey_sentence_probe.py, run with before=1 and before=neighbours=1
+# added to its variants V; docs/notes/2026-12-02-sentences.md)
 MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share of the best sentence's: chosen by
 # scripts/probes/sentence_probe.py on a tuning book (frankenstein, 16k, 12 needle trials): 0 scored 8.0 of 12, 0.5 and
 # 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
