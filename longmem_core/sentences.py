@@ -30,7 +30,8 @@ MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share o
 # 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
 # sentences 8.5, each kept sentence with the next one 9.25
 MAX_SENTENCE_CHARS = 300  # a longer "sentence" (a run-on, a table, text without stops) is cut into pieces of at
-# most this many characters at spaces, each scored on its own
+# most this many characters at spaces, each scored on its own; a kept piece brings the next piece of its sentence (a
+# cut can fall between "...magic numbers for quiet-lake is:" and "4591245.": the key scores, the value must come too)
 LENGTH_NORM = 0.3  # BM25's b: how much a long sentence's score is lowered for its length (the usual 0.75 halved
 # the score of a fact that ran on from the previous sentence against a short sentence with the same words)
 
@@ -44,6 +45,7 @@ class Sentence:
     char_end: int
     text: str
     score: float = 0.0  # BM25 score against the question (0: no word in common)
+    whole: int = -1  # index of the whole sentence this is a piece of (pieces of one run-on sentence share it)
 
 
 def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list[tuple[int, int]]:
@@ -60,15 +62,26 @@ def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list
 
 def split(passages: list[Passage]) -> list[Sentence]:
     """Every sentence of every passage (long ones in ``pieces``), in document order (spans in the sources)."""
-    out = []
+    out: list[Sentence] = []
+    whole = 0
     for i, p in enumerate(passages):
         bounds = sentence_bounds(p.text)
         for a, b in zip(bounds[:-1], bounds[1:]):
             for lo, hi in pieces(p.text, a, b):
                 text = p.text[lo:hi].strip()
                 if text:
-                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, text))
+                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, text, whole=whole))
+            whole += 1
     return out
+
+
+def group_of(sentences: list[Sentence], i: int, before: int, neighbours: int) -> list[int]:
+    """Indices kept with sentence ``i``: up to ``before`` sentences before it and ``neighbours`` after it in its
+    passage, and, when ``i`` is a piece of a run-on sentence, the next piece of that sentence."""
+    lo, hi = max(0, i - before), min(len(sentences), i + neighbours + 1)
+    if hi < len(sentences) and sentences[hi].whole == sentences[i].whole:
+        hi += 1
+    return [j for j in range(lo, hi) if sentences[j].passage == sentences[i].passage]
 
 
 def stop_words() -> list[str]:
@@ -95,8 +108,8 @@ def score(sentences: list[Sentence], question: str) -> list[float]:
 def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int = SENTENCES,
            budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
            before: int = BEFORE) -> list[Sentence]:
-    """The best-scored sentences (score > 0 and at least ``min_share`` of the best score; each with up to
-    ``before`` preceding and ``neighbours`` following sentences of its passage) that fit ``budget`` tokens, at most
+    """The best-scored sentences (score > 0 and at least ``min_share`` of the best score; each with its
+    ``group_of``) that fit ``budget`` tokens, at most
     ``top`` chosen for their score; returned in document order."""
     kept: dict[int, Sentence] = {}
     used, chosen = 0, 0
@@ -104,8 +117,7 @@ def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top
     for i in sorted(range(len(sentences)), key=lambda i: -sentences[i].score):
         if chosen == top or sentences[i].score <= 0 or sentences[i].score < min_share * best:
             break
-        group = [j for j in range(max(0, i - before), min(len(sentences), i + neighbours + 1))
-                 if sentences[j].passage == sentences[i].passage and j not in kept]
+        group = [j for j in group_of(sentences, i, before, neighbours) if j not in kept]
         cost = sum(count_tokens(sentences[j].text) for j in group)
         if i in kept or used + cost > budget:
             continue

@@ -78,3 +78,14 @@ def test_a_long_sentence_is_cut_into_pieces_not_truncated():
 def test_question_words_do_not_count_as_shared_words():
     found = ReadBack([passage(0, len(SOURCE))], "unused", [])
     assert sentences.narrow(found, "What was it?", words) is found  # "what", "was", "it": nothing to go on
+
+
+def test_a_kept_piece_brings_the_next_piece_of_its_sentence():
+    # a run-on sentence cut between the key (which shares the question's words) and its value (which shares none)
+    text = ("word " * 45) + "and one of the special magic numbers for quiet-lake is: " + ("x " * 60) + "4591245 and more"
+    p = Passage(0, "book", 0, len(text), text, 1.0, [])
+    got = sentences.split([p])
+    key = next(i for i, s in enumerate(got) if "quiet-lake" in s.text)
+    assert "4591245" not in got[key].text and len({s.whole for s in got}) == 1
+    out = sentences.narrow(ReadBack([p], "", []), "What are the special magic numbers for quiet-lake?", words)
+    assert "quiet-lake" in out.context and "4591245" in out.context
