@@ -20,6 +20,10 @@ from .model import LongMemModel, Retrieved
 PASSAGE_CHARS = 600  # characters a passage aims at around its chunk (a tight passage: DESIGN.md section 4)
 CONTEXT_TOKENS = 1_500  # tokens of read-back passages allowed in a prompt
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+|\n\s*\n")
+# a period after one of these (or after a single capital: an initial) ends no sentence: "Mr. Hubble the
+# wheelwright" is one sentence (cut after "Mr." it lost the name a question asked about on a tuning book)
+_ABBREVIATIONS = frozenset("mr mrs ms messrs dr st mt jr sr capt col gen lt sgt rev prof hon gov esq vs".split())
+_WORD_BEFORE_STOP = re.compile(r"(\w+)\.$")
 
 
 @dataclass
@@ -38,8 +42,19 @@ class Passage:
 def sentence_bounds(text: str) -> list[int]:
     """Character offsets where sentences (or paragraphs) start, always including 0 and len(text)."""
     starts = {0, len(text)}
-    starts.update(m.end() for m in _SENTENCE_END.finditer(text))
+    starts.update(m.end() for m in _SENTENCE_END.finditer(text) if not _after_abbreviation(text, m))
     return sorted(starts)
+
+
+def _after_abbreviation(text: str, stop: re.Match) -> bool:
+    """Is the sentence end ``stop`` a period right after a title or an initial ("Mrs.", "J.")?"""
+    if text[stop.start()] != ".":
+        return False
+    word = _WORD_BEFORE_STOP.search(text, max(0, stop.start() - 12), stop.start() + 1)
+    if word is None:
+        return False
+    w = word.group(1)
+    return w.lower() in _ABBREVIATIONS or (len(w) == 1 and w.isupper())
 
 
 def expand(text: str, start: int, end: int, chars: int = PASSAGE_CHARS,

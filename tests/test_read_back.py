@@ -68,3 +68,9 @@ def test_prompt_puts_the_passages_before_the_question():
     assert read_back.read_back_prompt("", "Q?") == "Q?"
     prompt = read_back.read_back_prompt("some passage", "Q?")
     assert prompt.index("some passage") < prompt.index("Q?")
+
+
+def test_a_title_or_an_initial_ends_no_sentence():
+    text = "Mr. Hubble the wheelwright came. Then J. R. Smith left with Mrs. Joe. He said no. It rained."
+    starts = [text[i:i + 6] for i in read_back.sentence_bounds(text)[:-1]]
+    assert starts == ["Mr. Hu", "Then J", "He sai", "It rai"]
