@@ -29,6 +29,7 @@ MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share o
 # scripts/probes/sentence_probe.py on a tuning book (frankenstein, 16k, 12 needle trials): 0 scored 8.0 of 12, 0.5 and
 # 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
 # sentences 8.5, each kept sentence with the next one 9.25
+DROP_DOMINATED = True  # skip a sentence whose question words a kept one holds with more (``dominated``)
 MAX_SENTENCE_CHARS = 300  # a longer "sentence" (a run-on, a table, text without stops) is cut into pieces of at
 # most this many characters at spaces, each scored on its own; a kept piece brings the next piece of its sentence (a
 # cut can fall between "...magic numbers for quiet-lake is:" and "4591245.": the key scores, the value must come too)
@@ -46,6 +47,7 @@ class Sentence:
     text: str
     score: float = 0.0  # BM25 score against the question (0: no word in common)
     whole: int = -1  # index of the whole sentence this is a piece of (pieces of one run-on sentence share it)
+    matched: frozenset[str] = frozenset()  # the question's words it holds (after stop words)
 
 
 def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list[tuple[int, int]]:
@@ -90,24 +92,27 @@ def stop_words() -> list[str]:
     return sorted(set(STOPWORDS_EN) | STOP_WORDS)
 
 
-def score(sentences: list[Sentence], question: str) -> list[float]:
-    """BM25 score of each sentence for ``question`` (the sentences are the collection; stop words dropped, length
-    normalization ``LENGTH_NORM``)."""
+def score(sentences: list[Sentence], question: str) -> None:
+    """Set each sentence's BM25 ``score`` for ``question`` (the sentences are the collection; stop words dropped,
+    length normalization ``LENGTH_NORM``) and the question words it holds (``matched``)."""
     import bm25s
     if not sentences:
-        return []
+        return
     stop = stop_words()
     words = bm25s.tokenize([question], stopwords=stop, show_progress=False, return_ids=False)[0]
     if not words:
-        return [0.0] * len(sentences)
+        return
+    texts = bm25s.tokenize([s.text for s in sentences], stopwords=stop, show_progress=False, return_ids=False)
     index = bm25s.BM25(b=LENGTH_NORM)
-    index.index(bm25s.tokenize([s.text for s in sentences], stopwords=stop, show_progress=False), show_progress=False)
-    return [float(x) for x in index.get_scores(words)]
+    index.index(texts, show_progress=False)
+    asked = set(words)
+    for s, x, tokens in zip(sentences, index.get_scores(words), texts):
+        s.score, s.matched = float(x), frozenset(asked.intersection(tokens))
 
 
 def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int = SENTENCES,
            budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
-           before: int = BEFORE) -> list[Sentence]:
+           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED) -> list[Sentence]:
     """The best-scored sentences (score > 0 and at least ``min_share`` of the best score; each with its
     ``group_of``) that fit ``budget`` tokens, at most
     ``top`` chosen for their score; returned in document order."""
@@ -119,13 +124,20 @@ def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top
             break
         group = [j for j in group_of(sentences, i, before, neighbours) if j not in kept]
         cost = sum(count_tokens(sentences[j].text) for j in group)
-        if i in kept or used + cost > budget:
+        if i in kept or used + cost > budget or (drop_dominated and dominated(sentences[i], kept.values())):
             continue
         for j in group:
             kept[j] = sentences[j]
         used += cost
         chosen += 1
     return [kept[j] for j in sorted(kept)]
+
+
+def dominated(sentence: Sentence, kept) -> bool:
+    """Does a kept sentence hold every question word ``sentence`` holds, and more? (Then ``sentence`` adds no
+    evidence: "the special magic number for quiet-lake" beside "the special magic number for tidy-saddle", when
+    quiet-lake was asked. Sentences holding the same words, the values of one key, are not dominated.)"""
+    return any(sentence.matched < k.matched for k in kept)
 
 
 def format_sentences(sentences: list[Sentence], passages: list[Passage]) -> str:
@@ -155,14 +167,13 @@ def chunks_behind(sentences: list[Sentence], passages: list[Passage]) -> list[Re
 
 def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int = SENTENCES,
            budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
-           before: int = BEFORE) -> ReadBack:
+           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED) -> ReadBack:
     """``found`` cut to its best sentences for ``question``. When no sentence shares a word with the question
     (BM25 has nothing to go on), ``found`` is returned unchanged: the whole passages are read back."""
     sentences = split(found.passages)
-    for s, x in zip(sentences, score(sentences, question)):
-        s.score = x
+    score(sentences, question)
     kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours, min_share=min_share,
-                  before=before)
+                  before=before, drop_dominated=drop_dominated)
     if not kept:
         return found
     chunks = chunks_behind(kept, found.passages) or found.chunks

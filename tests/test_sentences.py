@@ -89,3 +89,16 @@ def test_a_kept_piece_brings_the_next_piece_of_its_sentence():
     assert "4591245" not in got[key].text and len({s.whole for s in got}) == 1
     out = sentences.narrow(ReadBack([p], "", []), "What are the special magic numbers for quiet-lake?", words)
     assert "quiet-lake" in out.context and "4591245" in out.context
+
+
+def test_a_sentence_whose_question_words_a_kept_one_holds_with_more_is_dropped():
+    text = ("One of the special magic numbers for tidy-saddle is: 1543656. The weather was fine. "
+            "One of the special magic numbers for quiet-lake is: 4591245. "
+            "One of the special magic numbers for quiet-lake is: 7000001.")
+    p = Passage(0, "book", 0, len(text), text, 1.0, [])
+    q = "What are all the special magic numbers for quiet-lake mentioned in the provided text?"
+    kept = sentences.narrow(ReadBack([p], "", []), q, words, min_share=0.0).context
+    assert "4591245" in kept and "7000001" in kept  # two values of the asked key: the same words, both kept
+    assert "1543656" not in kept  # another key's needle: only the shared words
+    both = sentences.narrow(ReadBack([p], "", []), q, words, min_share=0.0, drop_dominated=False).context
+    assert "1543656" in both
