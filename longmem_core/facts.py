@@ -33,6 +33,8 @@ TRAIN_QUESTIONS = [
     "What was the {k}?",
     "I need the {k}.",
     "What is {n}'s {k}? {n}'s {k} is",
+    "Which {k} is mentioned in the text?",
+    "What {k} was given earlier in the document?",
 ]
 EVAL_KEYS = ["pass key", "vault code", "launch number", "hidden number", "secret phrase", "combination"]
 EVAL_FACTS = [
@@ -65,16 +67,35 @@ def make_fact(rng: random.Random, evaluation: bool = False) -> Fact:
     return Fact(fact.format(k=k, v=value, n=n), q.format(k=k, n=n), value)
 
 
-def insert_fact(tokenizer, base: list[int], fact: Fact, rng: random.Random) -> tuple[list[int], list[int]]:
-    """``base`` token ids with the fact's tokens spliced in before a line break (else after a full stop) at a
-    random depth; returns the ids and the positions of the value's tokens (its last occurrence's first tokens)."""
+PLACEMENTS = ("break", "inline", "paragraph", "start", "end")  # where a training fact is planted (``insert_fact``)
+
+
+def insert_fact(tokenizer, base: list[int], fact: Fact, rng: random.Random,
+                placement: str = "break") -> tuple[list[int], list[int]]:
+    """``base`` token ids with the fact's tokens spliced in at a random depth; returns the ids and the positions of
+    the value's tokens (its last occurrence's first tokens). ``placement``: "break" before a line break (else after a
+    full stop), "inline" after a full stop inside the text, "paragraph" as a paragraph of its own at a line break,
+    "start" / "end" at the very start / end of ``base``."""
     pieces = tokenizer.convert_ids_to_tokens(base)
-    breaks = [i for i, p in enumerate(pieces) if p.startswith("Ċ")] or [i + 1 for i, p in enumerate(pieces) if p == "."]
-    at = rng.choice(breaks) if breaks else rng.randrange(len(base) + 1)
-    enc = tokenizer(fact.text, add_special_tokens=False, return_offsets_mapping=True)
-    vs = fact.text.index(fact.value)
+    breaks = [i for i, p in enumerate(pieces) if p.startswith("Ċ")]
+    stops = [i + 1 for i, p in enumerate(pieces) if p == "."]
+    spots = {"break": breaks or stops, "inline": stops or breaks, "paragraph": breaks or stops,
+             "start": [0], "end": [len(base)]}[placement]
+    at = rng.choice(spots) if spots else rng.randrange(len(base) + 1)
+    text = f"\n\n{fact.text.strip()}\n\n" if placement == "paragraph" else fact.text
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    vs = text.index(fact.value)
     value_pos = [at + i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > vs and s < vs + len(fact.value)]
     return base[:at] + enc["input_ids"] + base[at:], value_pos
+
+
+def distractor(rng: random.Random, fact: Fact, evaluation: bool = False) -> Fact:
+    """Another fact in the same wordings with another key and value: it shares the asked fact's words but not its
+    key (planted beside it in training, so the search learns to find the asked key's value, not any value)."""
+    while True:
+        other = make_fact(rng, evaluation)
+        if other.question != fact.question and other.value != fact.value:
+            return other
 
 
 def chat_question_ids(model, question: str) -> list[int]:

@@ -96,6 +96,18 @@ def test_facts_are_inserted_and_their_values_located(make_model):
         assert len(ids) > len(base)
         assert model.tokenizer.decode([ids[p] for p in value_pos]).strip() == fact.value
         assert fact.value not in fact.question
+    fact = facts.make_fact(rng)
+    for placement in facts.PLACEMENTS:  # training plants facts at varied places; every value is still located
+        ids, value_pos = facts.insert_fact(model.tokenizer, base, fact, rng, placement)
+        assert model.tokenizer.decode([ids[p] for p in value_pos]).strip() == fact.value
+        if placement == "start":
+            assert ids[len(ids) - len(base):] == base
+        if placement == "end":
+            assert ids[:len(base)] == base and min(value_pos) >= len(base)
+        if placement == "paragraph":
+            assert "\n\n" + fact.text.strip() + "\n\n" in model.tokenizer.decode(ids)
+    other = facts.distractor(rng, fact)
+    assert other.question != fact.question and other.value != fact.value
     train_keys = {f.split()[0] for f in facts.TRAIN_KEYS}
     assert not set(facts.EVAL_KEYS) & set(facts.TRAIN_KEYS) and "pass" not in train_keys
 

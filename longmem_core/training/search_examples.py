@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..evaluate import segment_tokens
-from ..facts import chat_question_ids, insert_fact, make_fact
+from ..facts import PLACEMENTS, chat_question_ids, distractor, insert_fact, make_fact
 from .corpus import book_ids
 from .features import Segment, load_store, save_store, search_features
 
@@ -57,6 +57,9 @@ def induction_targets(store: list[Segment], bank: list[int], query: int, chunk_s
     return out
 
 
+DISTRACTOR_SHARE = 0.3  # training fact segments that also hold another key's fact (evaluation: none)
+
+
 def value_chunks(offset: int, value_pos: list[int], chunk_size: int) -> list[int]:
     return sorted({offset + p // chunk_size for p in value_pos})
 
@@ -87,7 +90,11 @@ def build_store(model, books: list[str], *, excerpt_segments: int, facts_per_boo
             fact = make_fact(rng, evaluation)
             length = rng.randint(min(96, seg // 2), max(min(96, seg // 2), seg - 40))
             s = rng.randrange(0, len(ids) - length)
-            fact_ids, value_pos = insert_fact(model.tokenizer, ids[s:s + length], fact, rng)
+            base = ids[s:s + length]
+            placement = "break" if evaluation else rng.choice(PLACEMENTS)
+            if not evaluation and rng.random() < DISTRACTOR_SHARE:  # another key's fact nearby, no target
+                base, _ = insert_fact(model.tokenizer, base, distractor(rng, fact), rng, rng.choice(PLACEMENTS))
+            fact_ids, value_pos = insert_fact(model.tokenizer, base, fact, rng, placement)
             fact_ids, value_pos = fact_ids[:seg], [p for p in value_pos if p < seg]
             question = model.tokenizer(fact.question, add_special_tokens=False)["input_ids"]
             if rng.random() < 0.25 and not evaluation:  # some questions through the chat template, as the app asks

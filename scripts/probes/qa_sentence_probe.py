@@ -39,17 +39,30 @@ PROMPTS = {  # read-back prompt layouts tried with --prompts (the default mode a
     "few_words": lambda c, q: (f"Read these passages from memory:\n\n{c}\n\nAnswer in a few words, from the "
                                f"passages. {q}") if c else q,
     "question_twice": lambda c, q: (f"{q}\n\nFrom memory:\n{c}\n\nAnswer in a few words. {q}") if c else q,
+    "example_inline": lambda c, q: (
+        f"Read these passages from memory:\n\n{c}\n\nAnswer in a few words taken from the passages. (For example, "
+        f"after the passage \"Anna lived in a small house at Dover.\", the question \"Where did Anna live?\" is "
+        f"answered \"At Dover.\")\n\n{q}") if c else q,
     "lines": lambda c, q: (f"Lines from a book:\n{c}\n\nQuestion: {q}\nAnswer briefly, using the lines.")
     if c else q,
 }
 
 
+DEMO = [  # one made-up exchange put before the question (``example_turn``): how a short answer from the lines looks
+    {"role": "user", "content": SHIPPED_PROMPT("[notes] Anna lived in a small house at Dover. She kept two dogs.",
+                                               "Where did Anna live?")},
+    {"role": "assistant", "content": "At Dover."},
+]
+
+
 def answers_by_prompt(model, bank, question: str, names: list[str]) -> dict[str, str]:
     out = {}
     for name in names:
-        read_back.read_back_prompt = PROMPTS[name]
+        read_back.read_back_prompt = PROMPTS.get(name, SHIPPED_PROMPT)
+        history = DEMO if name == "example_turn" else None
         try:
-            out[name] = answer.answer(model, bank, question, mode=answer.DEFAULT_MODE, max_new_tokens=48).text
+            out[name] = answer.answer(model, bank, question, mode=answer.DEFAULT_MODE, max_new_tokens=48,
+                                      history=history).text
         finally:
             read_back.read_back_prompt = SHIPPED_PROMPT
     return out
