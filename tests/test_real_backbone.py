@@ -117,8 +117,11 @@ def test_memorizing_in_threads_stores_the_keys_of_one_thread(model, book_text):
         banks.append(bank)
     one, two = banks
     assert len(one) == len(two) > 1500
-    assert torch.allclose(one.keys.float(), two.keys.float(), atol=1e-3, rtol=0)  # 16-bit storage
-    assert torch.allclose(one.values.float(), two.values.float(), atol=1e-3, rtol=0)
+    # 16-bit storage: one thread and two may round a handful of keys to the neighbouring float16 (on this session's
+    # CPU, 4 of ~10^6 numbers by one step, 0.002 at magnitude 2-4): within one float16 step, and a tiny share of them
+    for a, b in ((one.keys.float(), two.keys.float()), (one.values.float(), two.values.float())):
+        assert torch.allclose(a, b, atol=1e-3, rtol=2 ** -10)
+        assert (a != b).float().mean().item() < 1e-3
 
 
 # The app's example questions: the Chat tab's placeholder, the browser test's, the README's, and the factual
