@@ -17,7 +17,7 @@ from typing import Callable
 
 from .model import Retrieved
 from .read_back import Passage, ReadBack, sentence_bounds
-from .search import STOP_WORDS
+from .search import stop_words
 
 SENTENCES = 6  # sentences kept at most
 SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
@@ -84,12 +84,6 @@ def group_of(sentences: list[Sentence], i: int, before: int, neighbours: int) ->
     if hi < len(sentences) and sentences[hi].whole == sentences[i].whole:
         hi += 1
     return [j for j in range(lo, hi) if sentences[j].passage == sentences[i].passage]
-
-
-def stop_words() -> list[str]:
-    """bm25s's English stop words and the search's (question words, "mentioned", "text"...)."""
-    from bm25s.stopwords import STOPWORDS_EN
-    return sorted(set(STOPWORDS_EN) | STOP_WORDS)
 
 
 def score(sentences: list[Sentence], question: str) -> None:

@@ -148,6 +148,14 @@ def test_hybrid_search_fuses_the_model_search_with_bm25(tiny_model, book_text):
     assert any(r.info.source == "news" for r in best)
 
 
+def test_bm25_of_the_hybrid_search_drops_question_words(tiny_model):
+    """"What" and "mentioned" in a question are not evidence: a chunk that shares only them scores nothing."""
+    bank = tiny_model.new_bank(capacity=8192)
+    tiny_model.memorize("What a night it was, mentioned nowhere. The harbour of Tarn lay quiet.", bank, source="a")
+    assert float(search.lexical_scores(bank, "What was mentioned?").max()) == 0.0
+    assert float(search.lexical_scores(bank, "What harbour was mentioned?").max()) > 0.0
+
+
 def test_concurrent_searches_on_one_model_each_get_their_own_queries(tiny_model, book_text):
     """The app serves several sessions with one model: a search must not pick up another thread's forward."""
     import threading

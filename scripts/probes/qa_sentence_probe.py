@@ -98,10 +98,15 @@ def main() -> None:
     p.add_argument("--books", default="frankenstein,great_expectations,the_time_machine")
     p.add_argument("--generate", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--prompts", default="shipped", help="comma-separated names of PROMPTS to answer with")
+    p.add_argument("--lexical-stop", choices=["en", "question"], default="question",
+                   help="stop words of the hybrid search's BM25: bm25s's English list (shipped before 2026-12-02 "
+                        "night) or that list and the question words (search.stop_words, shipped since)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     from longmem_core.config import default_checkpoint
     model = LongMemModel.load(checkpoint=default_checkpoint())
+    if args.lexical_stop == "en":
+        search.LEXICAL_STOP_WORDS = "en"
     records = []
     for book in args.books.split(","):
         text = (BOOKS / f"{book}.txt").read_text(encoding="utf-8")[:60_000]
