@@ -73,9 +73,9 @@ PLACEMENTS = ("break", "inline", "paragraph", "start", "end")  # where a trainin
 def insert_fact(tokenizer, base: list[int], fact: Fact, rng: random.Random,
                 placement: str = "break") -> tuple[list[int], list[int]]:
     """``base`` token ids with the fact's tokens spliced in at a random depth; returns the ids and the positions of
-    the value's tokens (its last occurrence's first tokens). ``placement``: "break" before a line break (else after a
-    full stop), "inline" after a full stop inside the text, "paragraph" as a paragraph of its own at a line break,
-    "start" / "end" at the very start / end of ``base``."""
+    the value's tokens (of its first occurrence in the planted text). ``placement``: "break" before a line break
+    (else after a full stop), "inline" after a full stop inside the text, "paragraph" as a paragraph of its own at a
+    line break, "start" / "end" at the very start / end of ``base``."""
     pieces = tokenizer.convert_ids_to_tokens(base)
     breaks = [i for i, p in enumerate(pieces) if p.startswith("Ċ")]
     stops = [i + 1 for i, p in enumerate(pieces) if p == "."]

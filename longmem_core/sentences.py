@@ -107,18 +107,20 @@ def score(sentences: list[Sentence], question: str) -> None:
 def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int = SENTENCES,
            budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
            before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED) -> list[Sentence]:
-    """The best-scored sentences (score > 0 and at least ``min_share`` of the best score; each with its
-    ``group_of``) that fit ``budget`` tokens, at most
-    ``top`` chosen for their score; returned in document order."""
+    """The best-scored sentences (score > 0 and at least ``min_share`` of the best score, not ``dominated``; each
+    with its ``group_of``) that fit ``budget`` tokens, at most ``top`` chosen for their score; returned in document
+    order."""
     kept: dict[int, Sentence] = {}
     used, chosen = 0, 0
     best = max((s.score for s in sentences), default=0.0)
     for i in sorted(range(len(sentences)), key=lambda i: -sentences[i].score):
         if chosen == top or sentences[i].score <= 0 or sentences[i].score < min_share * best:
             break
+        if i in kept or (drop_dominated and dominated(sentences[i], kept.values())):
+            continue
         group = [j for j in group_of(sentences, i, before, neighbours) if j not in kept]
         cost = sum(count_tokens(sentences[j].text) for j in group)
-        if i in kept or used + cost > budget or (drop_dominated and dominated(sentences[i], kept.values())):
+        if used + cost > budget:
             continue
         for j in group:
             kept[j] = sentences[j]

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from longmem_core import answer, read_back, search, sentences  # noqa: E402
-from longmem_core.eval_qa import contains_any, normalize, read_questions  # noqa: E402
+from longmem_core.eval_qa import contains_any, read_questions  # noqa: E402
 from longmem_core.model import LongMemModel  # noqa: E402
 
 BOOKS = Path("/work/shared/data/books")
