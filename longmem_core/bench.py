@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .memory_bank import IVFIndex, MemoryBank, default_nprobe
+from .precision import computing_in, memorize_dtype
 from .threads import default_workers, ordered_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,9 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
     - memorize as shipped (segments read side by side in ``threads.default_workers`` threads),
     - memorize one segment at a time (torch's own threading only),
     - the plain forward one segment at a time, as one would run it (the baseline of ``memorize_speedup``),
-    - the plain forward spread over the same threads as memorizing (the fairest baseline for the threading).
+    - the plain forward spread over the same threads as memorizing (the fairest baseline for the threading),
+    - memorize in float32 (where ``cfg.memorize_precision`` picks bfloat16: what it gains) and the plain forward
+      one segment at a time in memorizing's own number format (how much of the speed-up is memorizing's own).
 
     Figures are medians over rounds; each ratio is the median of the per-round ratios (the machine's speed
     drifts between rounds, so only timings from one round are divided). Returns them and the last bank."""
@@ -116,6 +119,20 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
         with torch.inference_mode():
             hf(input_ids=x, use_cache=False)
 
+    dtype = memorize_dtype(model.cfg.memorize_precision, model.device)
+
+    def plain_same_precision(x):  # the plain forward in memorizing's number format
+        with computing_in(dtype, device):
+            plain_one(x)
+
+    def memorize_float32(bank):
+        shipped = model.cfg.memorize_precision
+        try:
+            model.cfg.memorize_precision = "float32"
+            model.memorize(text, bank, workers=workers)
+        finally:
+            model.cfg.memorize_precision = shipped
+
     per_round = []
     bank = None
     for _ in range(rounds):
@@ -123,8 +140,10 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
         for name, workers_used in (("memorize", workers), ("memorize_sequential", 1)):
             bank = model.new_bank(capacity=1 << 22)
             t[name] = _timed(lambda: model.memorize(text, bank, workers=workers_used))
+        t["memorize_float32"] = _timed(lambda: memorize_float32(model.new_bank(capacity=1 << 22)))
         t["plain"] = _timed(lambda: [plain_one(x) for x in segments])
         t["plain_threaded"] = _timed(lambda: list(ordered_map(plain_one, segments, min(workers, len(segments)))))
+        t["plain_same_precision"] = _timed(lambda: [plain_same_precision(x) for x in segments])
         per_round.append(t)
     n = len(bank)
 
@@ -136,7 +155,13 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
             "memorize_speedup": _median([t["plain"] / t["memorize"] for t in per_round]),
             "memorize_speedup_sequential": _median([t["plain"] / t["memorize_sequential"] for t in per_round]),
             "memorize_speedup_vs_threaded_plain": _median([t["plain_threaded"] / t["memorize"] for t in per_round]),
-            "memorize_speedup_per_round": [round(t["plain"] / t["memorize"], 3) for t in per_round]}, bank
+            "memorize_speedup_per_round": [round(t["plain"] / t["memorize"], 3) for t in per_round],
+            "memorize_precision": str(dtype or "float32").replace("torch.", ""),
+            "memorize_float32_tokens_per_s": _median([n / t["memorize_float32"] for t in per_round]),
+            "memorize_speedup_float32": _median([t["plain"] / t["memorize_float32"] for t in per_round]),
+            "plain_forward_same_precision_tokens_per_s": _median([n / t["plain_same_precision"] for t in per_round]),
+            "memorize_speedup_vs_plain_same_precision": _median([t["plain_same_precision"] / t["memorize"]
+                                                                 for t in per_round])}, bank
 
 
 # -- retrieval --
@@ -368,9 +393,21 @@ def training_speed(model, text: str, trainable: str, steps: int = 2) -> dict:
             p.grad = None
     step()  # warm-up
     t = _timed(step, steps)
+    out = {"trainable": trainable, "params": sum(p.numel() for p in params), "tokens_per_s": len(piece) / t}
+    if trainable == "memory":  # the same step from the frozen backbone's cached work (train --cache-features)
+        from .training.features import cached_segment_loss, segment_features
+        features = segment_features(model, piece)  # computed once, outside the timing: reused every later epoch
+
+        def cached_step():
+            loss, n, _, _ = cached_segment_loss(model, features, bank)
+            (loss / n).backward()
+            for p in params:
+                p.grad = None
+        cached_step()  # warm-up
+        out["cached_tokens_per_s"] = len(piece) / _timed(cached_step, steps)
     for p in model.side.parameters():
         p.requires_grad_(True)
-    return {"trainable": trainable, "params": sum(p.numel() for p in params), "tokens_per_s": len(piece) / t}
+    return out
 
 
 # -- the app --

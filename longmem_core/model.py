@@ -23,6 +23,7 @@ from .config import LongMemConfig
 from .generation import Generation, sample_token  # noqa: F401 (public here)
 from .kv_cache import KVCache, ModelCaches  # noqa: F401 (public here)
 from .memory_bank import BankMismatchError, ChunkInfo, MemoryBank
+from .precision import computing_in, memorize_dtype
 from .prompts import chat_prompt, sink_token_id
 from .scoring import PromptCache
 from .side_network import RetrievalTrace, SideNetwork
@@ -176,8 +177,9 @@ class LongMemModel(nn.Module):
         starts (characters, a PDF's ``Document.pages``), so chunks know their page.
 
         ``workers``: segments read side by side, each in its own thread with one intra-op thread (default: as many
-        as torch's CPU threads; 1 on an accelerator). The keys do not depend on the count (bit for bit in the
-        tiny-model tests); the bank receives them in reading order."""
+        as torch's CPU threads; 1 on an accelerator). In float32 the keys do not depend on the count (bit for bit in
+        the tiny-model tests); in bfloat16 (``cfg.memorize_precision``) they agree within its rounding. The bank
+        receives them in reading order."""
         self.check_bank(bank)
         t0 = time.perf_counter()
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -195,8 +197,7 @@ class LongMemModel(nn.Module):
             segments = [prefix + ids[s:s + step] for s in group]
             width = max(len(s) for s in segments)
             batch = torch.tensor([s + [pad] * (width - len(s)) for s in segments], device=self.device)  # right-padded
-            out = self.backbone(batch, memory_layer=self.memory_layer, stop_after=self.memory_layer, last_kv_only=True)
-            return out.memory_keys, out.memory_values
+            return self.memory_kv(batch)
 
         chunks = 0
         if progress:
@@ -217,10 +218,21 @@ class LongMemModel(nn.Module):
         """The memory-layer keys and values [T, G, D] of one segment of token ids (without the sink token, which
         opens the segment but is not returned): what a bank stores for it."""
         x = torch.tensor([self.with_sink(ids)], device=self.device)
-        out = self.backbone(x, memory_layer=self.memory_layer, stop_after=self.memory_layer,
-                            last_kv_only=True)
+        keys, values = self.memory_kv(x)
         start = x.shape[1] - len(ids)
-        return out.memory_keys[0, start:], out.memory_values[0, start:]
+        return keys[0, start:], values[0, start:]
+
+    @torch.no_grad()
+    def memory_kv(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids [B, T] -> the memory layer's keys and values [B, T, G, D] in float32, the backbone run only up
+        to the memory layer, in ``cfg.memorize_precision`` (precision.py): what memorizing stores."""
+        dtype = memorize_dtype(self.cfg.memorize_precision, self.device)
+        with computing_in(dtype, self.device):
+            out = self.backbone(input_ids, memory_layer=self.memory_layer, stop_after=self.memory_layer,
+                                last_kv_only=True)
+        if dtype is None:
+            return out.memory_keys, out.memory_values
+        return out.memory_keys.float(), out.memory_values.float()
 
     @torch.no_grad()
     def memorize_ids(self, ids: list[int], bank: MemoryBank, source: int = -1, token_start: int = 0,

@@ -44,10 +44,11 @@ def size_label(tokens: int) -> str:
 
 
 def memorize(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
-    n = b["memorize_tokens"]
-    return [
+    n, precision = b["memorize_tokens"], b.get("memorize_precision", "float32")
+    rows = [
         Row(f"memorize, {n:,} tokens of *The Time Machine*, segments read side by side in "
-            f"{plural(b['memorize_workers'], 'thread')} ({plural(b['memorize_rounds'], 'interleaved round')}, medians)",
+            f"{plural(b['memorize_workers'], 'thread')}, in {precision} "
+            f"({plural(b['memorize_rounds'], 'interleaved round')}, medians)",
             f"{b['memorize_tokens_per_s']:.0f} tokens/s = **{b['memorize_speedup']:.3f}x** "
             f"({per_round(b['memorize_speedup_per_round'])})",
             f"{b['plain_forward_tokens_per_s']:.0f} tokens/s: plain transformers forward (all layers + LM head, "
@@ -58,7 +59,18 @@ def memorize(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
         Row("memorize one segment at a time (torch's own threading)",
             f"{b['memorize_sequential_tokens_per_s']:.0f} tokens/s = {b['memorize_speedup_sequential']:.3f}x",
             f"{b['plain_forward_tokens_per_s']:.0f} tokens/s: plain forward"),
-    ], []
+    ]
+    if "memorize_speedup_float32" in b and precision != "float32":
+        rows += [
+            Row("memorize in float32 (`memorize_precision=\"float32\"`: as before bfloat16), same threads",
+                f"{b['memorize_float32_tokens_per_s']:.0f} tokens/s = {b['memorize_speedup_float32']:.3f}x",
+                f"{b['plain_forward_tokens_per_s']:.0f} tokens/s: plain forward"),
+            Row(f"memorize against the plain forward in the same number format ({precision} autocast, one segment "
+                "at a time): how much is memorizing's own",
+                f"{b['memorize_speedup_vs_plain_same_precision']:.3f}x",
+                f"{b['plain_forward_same_precision_tokens_per_s']:.0f} tokens/s: plain forward in {precision}"),
+        ]
+    return rows, []
 
 
 def ram(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
@@ -162,8 +174,17 @@ def ttft(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
 
 
 def training(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
-    return [Row(f"training step (forward + backward), `--trainable {t['trainable']}` ({t['params']:,} parameters)",
-                f"{t['tokens_per_s']:.0f} tokens/s", "—", "none set") for t in b["training"]], []
+    rows = []
+    for t in b["training"]:
+        rows.append(Row(f"training step (forward + backward), `--trainable {t['trainable']}` ({t['params']:,} "
+                        "parameters)", f"{t['tokens_per_s']:.0f} tokens/s", "—", "none set"))
+        if "cached_tokens_per_s" in t:
+            rows.append(Row(f"the same step from the frozen backbone's cached work (`train --cache-features`, "
+                            "from the second epoch on: the backbone ran once)",
+                            f"{t['cached_tokens_per_s']:.0f} tokens/s = "
+                            f"**{t['cached_tokens_per_s'] / t['tokens_per_s']:.2f}x**",
+                            f"{t['tokens_per_s']:.0f} tokens/s: the step recomputing the backbone", "none set"))
+    return rows, []
 
 
 BENCH_ROWS: dict[str, Callable[[dict, Path], tuple[list[Row], list[str]]]] = {

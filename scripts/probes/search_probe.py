@@ -188,10 +188,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/results/search_probe.json")
     ap.add_argument("--section", default="tuning", help="key of this run in the output JSON (other keys are kept)")
+    ap.add_argument("--precision", default=None, help="memorize_precision for the banks (default: the config's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     model = LongMemModel.load(checkpoint=default_checkpoint())
+    if args.precision:
+        model.cfg.memorize_precision = args.precision
     rng = random.Random(args.seed)
     cache: dict = {}
     qcache: dict[str, search.QueryVectors] = {}
