@@ -29,12 +29,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
+from .decode_schedule import DecodeSchedule
 from .memory_bank import IVFIndex, MemoryBank, default_nprobe
 from .precision import computing_in, memorize_dtype
 from .threads import default_workers, ordered_map
@@ -285,6 +288,7 @@ def generation_speed(model, bank: MemoryBank, new_tokens: int = 48, rounds: int 
         per_round.append({"mem": t_mem, "bb": t_bb, "hf": (t_full - t_prefill) / (new_tokens - 1), "n": min(n_mem, n_bb)})
 
     return {"bank_tokens": len(bank), "rounds": rounds, "parallel_decode": model.cfg.parallel_decode,
+            "decode_schedule": schedule_name(model),
             "memory_tokens_per_s": _median([1 / r["mem"] for r in per_round]),
             "backbone_tokens_per_s": _median([1 / r["bb"] for r in per_round]),
             "transformers_generate_tokens_per_s": _median([1 / r["hf"] for r in per_round]),
@@ -292,6 +296,32 @@ def generation_speed(model, bank: MemoryBank, new_tokens: int = 48, rounds: int 
             "ratio_vs_backbone": _median([r["bb"] / r["mem"] for r in per_round]),
             "ratio_vs_transformers_generate": _median([r["hf"] / r["mem"] for r in per_round]),
             "ratio_vs_backbone_per_round": [round(r["bb"] / r["mem"], 3) for r in per_round]}
+
+
+def schedule_name(model) -> str:
+    """How the SideNet decodes: "after" the backbone, "beside" it, or measured on the first steps
+    (``decode_schedule``): "measured: beside" / "measured: after" once decided."""
+    if not model.cfg.parallel_decode:
+        return "after"
+    chosen = model.decode_schedule.chosen
+    forced = getattr(model.decode_schedule, "forced", False)
+    if chosen is None:
+        return "measured, not decided yet"
+    return ("beside" if chosen else "after") if forced else f"measured: {'beside' if chosen else 'after'}"
+
+
+@contextmanager
+def forced_schedule(model, beside: bool) -> Iterator[None]:
+    """Decode with the SideNet beside the backbone (``beside``) or after it, whatever this machine measured; the
+    model's own schedule (and what it measured) is put back afterwards."""
+    saved_flag, saved_schedule = model.cfg.parallel_decode, model.decode_schedule
+    forced = DecodeSchedule()
+    forced.chosen, forced.forced = True, True  # type: ignore[attr-defined]
+    model.cfg.parallel_decode, model.decode_schedule = beside, forced
+    try:
+        yield
+    finally:
+        model.cfg.parallel_decode, model.decode_schedule = saved_flag, saved_schedule
 
 
 def generation_bank(model, real_bank: MemoryBank, tokens: int = 65_536) -> MemoryBank:
@@ -548,15 +578,16 @@ def run(quick: bool = False, plot: str | None = None, device: str | None = None,
     gen = generation_speed(model, bank, new_tokens=24 if quick else 48, rounds=rounds)
     result["generation"] = gen
     result["generation_ratio_65k"] = gen["ratio_vs_transformers_generate"]
+    if not quick:  # each schedule forced, for comparison with what the model measured and chose
+        for beside in (True, False):
+            with forced_schedule(model, beside):
+                result[f"generation_{'beside' if beside else 'after'}"] = generation_speed(model, bank, 48, rounds)
     if not quick and model.side.scale is not None:
         result["generation_all_side_layers"] = generation_speed_all_side_layers(model, bank, new_tokens=48, rounds=3)
-        parallel = model.cfg.parallel_decode
-        model.cfg.parallel_decode = not parallel  # the other decoding schedule, for comparison
-        try:
-            result["generation_all_side_layers_other_schedule"] = generation_speed_all_side_layers(
-                model, bank, new_tokens=48, rounds=3)
-        finally:
-            model.cfg.parallel_decode = parallel
+        for beside in (True, False):
+            with forced_schedule(model, beside):
+                result[f"generation_all_side_layers_{'beside' if beside else 'after'}"] = \
+                    generation_speed_all_side_layers(model, bank, new_tokens=48, rounds=3)
     log("time to the first answer token, 65k-token bank ...")
     result["ttft"] = time_to_first_token(model, answer_bank(model, real_bank, text))
     result["ttft_s"] = result["ttft"]["cold_s"]  # the first question after memorizing: what one meets first

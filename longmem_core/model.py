@@ -20,6 +20,7 @@ from . import generation, scoring
 from .backbone import FrozenBackbone, load_backbone
 from .checkpoint import CHECKPOINT_FORMAT, CheckpointMismatchError, read_checkpoint_meta  # noqa: F401 (public here)
 from .config import LongMemConfig
+from .decode_schedule import DecodeSchedule
 from .generation import Generation, sample_token  # noqa: F401 (public here)
 from .kv_cache import KVCache, ModelCaches  # noqa: F401 (public here)
 from .memory_bank import BankMismatchError, ChunkInfo, MemoryBank
@@ -76,6 +77,7 @@ class LongMemModel(nn.Module):
         self.segment_length = min(cfg.segment_length, self.backbone.max_positions)  # tokens read at once
         self.checkpoint_path: str | None = None  # the checkpoint last loaded into the SideNet, if any
         self.loaded_parameter_names: set[str] = set()  # what a loaded checkpoint set: saved again even when frozen now
+        self.decode_schedule = DecodeSchedule()  # SideNet beside the backbone or after it: measured, then kept
 
     # -- construction --
 
@@ -257,19 +259,25 @@ class LongMemModel(nn.Module):
                 raise ValueError(f"top_k={top_k} must be a positive multiple of the bank's chunk size {bank.chunk_size}")
         chunks_per_query = top_k // bank.chunk_size if bank is not None else 0  # R
         retrieve = (lambda q: bank.search(q, chunks_per_query).to(q.device)) if bank is not None else None
-        if self._side_beside_backbone(input_ids, caches):
+        parallel = self._side_beside_backbone(input_ids, caches)
+        beside = parallel and self.decode_schedule.pick()
+        t0 = time.perf_counter()
+        if beside:
             out, (hidden, record) = self._decode_in_two_threads(input_ids, position_ids, caches, retrieve, trace)
         else:
             out = self.backbone(input_ids, position_ids, caches=caches.backbone if caches else None,
                                 memory_layer=self.memory_layer)
             hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
+        if parallel:  # the first such steps measure which schedule pays on this machine (decode_schedule.py)
+            self.decode_schedule.record(beside, time.perf_counter() - t0)
         return LongMemOutput(logits=self.backbone.logits(hidden), trace=record, memory_keys=out.memory_keys,
                              memory_values=out.memory_values)
 
     def _side_beside_backbone(self, input_ids: torch.Tensor, caches: ModelCaches | None) -> bool:
-        """Decode a cached step with the SideNet in a second thread beside the backbone (``threads.HiddenStream``)?
-        Only where it pays: one new token per row (bandwidth-bound; a prompt is compute-bound and splits each op
-        over the cores better), on a CPU with two or more threads, no gradients, and ``cfg.parallel_decode``."""
+        """May a cached step decode with the SideNet in a second thread beside the backbone (``threads.HiddenStream``)?
+        Only where it can pay: one new token per row (bandwidth-bound; a prompt is compute-bound and splits each op
+        over the cores better), on a CPU with two or more threads, no gradients, and ``cfg.parallel_decode``.
+        Whether it does is measured on the first such steps (``decode_schedule``)."""
         return (self.cfg.parallel_decode and caches is not None and input_ids.shape[1] == 1
                 and self.device.type == "cpu" and torch.get_num_threads() >= 2 and not torch.is_grad_enabled())
 

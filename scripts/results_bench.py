@@ -130,7 +130,8 @@ def index(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
 def generation(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
     g = b["generation"]
     rows = [
-        Row(f"greedy generation, {g['bank_tokens']:,}-token bank, default checkpoint (idle side layers skipped)",
+        Row(f"greedy generation, {g['bank_tokens']:,}-token bank, default checkpoint (idle side layers skipped), "
+            f"decode schedule {g.get('decode_schedule', 'beside' if g['parallel_decode'] else 'after')}",
             f"{g['memory_tokens_per_s']:.2f} tokens/s = **{g['ratio_vs_transformers_generate']:.2f}x**",
             f"{g['transformers_generate_tokens_per_s']:.2f} tokens/s: transformers' `generate` (KV cache)",
             "≥ 0.65x", met(g["ratio_vs_transformers_generate"] >= 0.65)),
@@ -138,13 +139,19 @@ def generation(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
             f"{g['ratio_vs_backbone']:.2f}x ({per_round(g['ratio_vs_backbone_per_round'])})",
             f"{g['backbone_tokens_per_s']:.2f} tokens/s: backbone alone", "≥ 0.65x", met(g["ratio_vs_backbone"] >= 0.65)),
     ]
-    for key in ("generation_all_side_layers", "generation_all_side_layers_other_schedule"):
+    hows = {"beside": "SideNet forced beside the backbone in a second thread",
+            "after": "SideNet forced after the backbone in one thread"}
+    for key, label in (("generation_beside", "default checkpoint"), ("generation_after", "default checkpoint"),
+                       ("generation_all_side_layers", "all 15 side layers running"),
+                       ("generation_all_side_layers_beside", "all 15 side layers running"),
+                       ("generation_all_side_layers_after", "all 15 side layers running"),
+                       ("generation_all_side_layers_other_schedule", "all 15 side layers running")):
         a = b.get(key)
         if not a:
             continue
-        how = "SideNet in a second thread beside the backbone" if a["parallel_decode"] else \
-            "SideNet after the backbone in one thread"
-        rows.append(Row(f"all 15 side layers running, {how}",
+        schedule = a.get("decode_schedule") or ("beside" if a["parallel_decode"] else "after")
+        how = hows.get(schedule, f"schedule {schedule} (the first decode steps time both; decode_schedule.py)")
+        rows.append(Row(f"{label}, {how}",
                         f"{a['memory_tokens_per_s']:.2f} tokens/s = **{a['ratio_vs_backbone']:.2f}x** "
                         f"({per_round(a['ratio_vs_backbone_per_round'])})",
                         f"{a['backbone_tokens_per_s']:.2f} tokens/s: backbone alone", "≥ 0.65x",

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from longmem_core import model as model_module
+from longmem_core.decode_schedule import DecodeSchedule
 from longmem_core.threads import HiddenStream, single_threaded_ops
 
 TEXT = "The Time Traveller (for so it will be convenient to speak of him) was expounding a recondite matter. " * 6
@@ -30,6 +31,7 @@ def _busy_model(make_model, **overrides):
                 p.add_(0.1 * torch.randn(p.shape, generator=g))
     bank = model.new_bank(capacity=4096)
     model.memorize(TEXT, bank)
+    model.decode_schedule.chosen = True  # where parallel_decode allows it, always beside (not measured here)
     return model, bank
 
 
@@ -142,3 +144,36 @@ def test_two_generations_at_once_each_get_their_own_answer(make_model, two_threa
         t.join(timeout=120)
     assert together == alone
     assert torch.get_num_threads() == 2
+
+
+def test_the_schedule_alternates_then_keeps_the_faster():
+    for faster in (True, False):
+        schedule = DecodeSchedule(warmup=1, trials=3)
+        picks = []
+        while schedule.chosen is None:
+            beside = schedule.pick()
+            picks.append(beside)
+            schedule.record(beside, 0.01 if beside == faster else 0.02)
+        assert picks == [True, False] * 4  # one warm-up and three timed steps each, alternating
+        assert schedule.chosen is faster and schedule.pick() is faster
+        schedule.record(not faster, 0.0)  # once chosen, later timings change nothing
+        assert schedule.pick() is faster
+
+
+def test_a_model_measuring_its_schedule_decodes_the_same_tokens(make_model, two_threads, monkeypatch):
+    model, bank = _busy_model(make_model)
+    prompt = model.chat_ids("What did the Time Traveller expound?")
+    model.cfg.parallel_decode = False
+    expected = model.generate(prompt, bank, max_new_tokens=8)
+    list(expected)
+    model.cfg.parallel_decode = True
+    model.decode_schedule = DecodeSchedule(warmup=1, trials=2)  # decided after 6 steps, within this answer
+    calls = []
+    real = model_module.LongMemModel._decode_in_two_threads
+    monkeypatch.setattr(model_module.LongMemModel, "_decode_in_two_threads",
+                        lambda self, *a, **k: (calls.append(1), real(self, *a, **k))[1])
+    got = model.generate(prompt, bank, max_new_tokens=8)
+    list(got)
+    assert got.token_ids == expected.token_ids
+    assert 0 < len(calls) < len(got.token_ids) - 1 or len(got.token_ids) <= 2  # some steps beside, some after
+    assert sum(model.decode_schedule.seen.values()) >= min(6, len(got.token_ids) - 1)
