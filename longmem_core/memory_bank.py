@@ -111,8 +111,10 @@ class MemoryBank:
     def _allocate(self, slots: int) -> None:
         """Fresh, empty storage of ``slots`` chunk slots."""
         G, D, c = self.n_kv_heads, self.head_dim, self.chunk_size
-        self._k = torch.zeros(G, slots, c, D, dtype=STORAGE_DTYPE, device=self.device)  # [G, A, c, D]
-        self._v = torch.zeros(G, slots, c, D, dtype=STORAGE_DTYPE, device=self.device)  # [G, A, c, D]
+        # Keys and values start uninitialized: only stored slots are ever read (a stored chunk's padding is
+        # written as zeros by add), so zero-filling each fresh, larger tensor when the bank grows is wasted work.
+        self._k = torch.empty(G, slots, c, D, dtype=STORAGE_DTYPE, device=self.device)  # [G, A, c, D]
+        self._v = torch.empty(G, slots, c, D, dtype=STORAGE_DTYPE, device=self.device)  # [G, A, c, D]
         self._mask = torch.zeros(slots, c, dtype=torch.bool, device=self.device)  # [A, c] False: padding
         self._source = np.full(slots, -1, dtype=np.int64)  # [A] index into self.sources
         self._tok = np.zeros((slots, 2), dtype=np.int64)  # [A, 2] token span in its source
