@@ -23,6 +23,9 @@ Modes:
   share the most words with the question (``sentences.py``): a short prompt the small backbone copies from.
 - ``sentences_hybrid_cache``: the same short prompt, generated with the cache mixed in.
 
+In modes that read back and copy, the copy path copies only from the text read back (``COPY_FROM``): what
+the answer copies is then what the app shows was read.
+
 A mode is four independent choices (``Mode``): which search's passages are read back (none, the model's, the
 hybrid), whether only their best sentences are, whether the memory layer reads the bank (fusion), whether the
 copy path is mixed in (cache).
@@ -69,6 +72,13 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # (the backbone answered "a key that is used to open..." beside the key's sentence; the copy path copies it).
 DEFAULT_MODE = "sentences_hybrid_cache"
 SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then fit the token budget)
+# What the copy path copies from in modes that read back: "read" (only the text read into the prompt, tokens
+# only) or "memory" (everything the bank holds). Modes without read-back always copy from memory. Chosen on the
+# tuning books (scripts/probes/copy_scope_probe.py, docs/notes/2026-12-03-copy-scope.md): in the default mode
+# "read" answered 14 of the 18 tuning questions whose sentences held the answer against 13, needles at 16k and
+# pass keys the same (0.94; 8/8), and its answers stop copying unrelated book text after a match.
+COPY_FROM = "read"
+COPY_SOURCES = ("read", "memory")
 
 
 @dataclass
@@ -99,11 +109,15 @@ def check_mode(mode: str) -> None:
 
 def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
             history: list[dict] | None = None, *, top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
-            chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "") -> Prepared:
+            chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "", copy_from: str | None = None) -> Prepared:
     """The prompt of ``question`` (after ``history``) in ``mode``. With no bank (or an empty one) every mode
     is the backbone's plain chat prompt. ``answer_prefix``: text the answer is made to begin with (put after the
-    assistant's turn opens, as RULER's task templates do; the generation continues it)."""
+    assistant's turn opens, as RULER's task templates do; the generation continues it). ``copy_from``: what the
+    copy path of a mode that reads back copies from (``COPY_SOURCES``; default ``COPY_FROM``)."""
     check_mode(mode)
+    copy_from = copy_from or COPY_FROM
+    if copy_from not in COPY_SOURCES:
+        raise ValueError(f"copy_from must be one of {', '.join(COPY_SOURCES)}, got {copy_from!r}")
     has_memory = bank is not None and len(bank) > 0
     chunks: list[Retrieved] = []
     context = ""
@@ -120,7 +134,10 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     if answer_prefix:
         prompt = prompt + model.tokenizer(answer_prefix, add_special_tokens=False)["input_ids"]
     fusion_bank = bank if spec.fusion and has_memory else None
-    cache = neural_cache.cache_from_sources(model, bank) if spec.cache and has_memory else None
+    cache = None
+    if spec.cache and has_memory:
+        cache = (neural_cache.tokens_cache(model, [context]) if context and copy_from == "read"
+                 else neural_cache.cache_from_sources(model, bank))
     return Prepared(mode, prompt, fusion_bank, chunks, context, cache)
 
 

@@ -56,6 +56,20 @@ def test_prepare_builds_the_prompt_the_mode_needs(memory):
     assert answer.prepare(model, bank, q, "backbone", history).prompt_ids == model.chat_ids(q, history)
 
 
+def test_the_copy_path_of_a_read_back_mode_copies_only_what_was_read(memory):
+    model, bank = memory
+    q = "What is the pass key?"
+    for mode in ("sentences_hybrid_cache", "read_back_hybrid_cache", "read_back_cache"):
+        read = answer.prepare(model, bank, q, mode)
+        ids = model.tokenizer(read.context, add_special_tokens=False)["input_ids"]
+        assert read.context and len(read.cache) == len(ids) - 1  # the context's tokens, nothing else
+        assert read.cache.dim == 0 and read.cache is not neural_cache.cache_for(bank)
+        assert answer.prepare(model, bank, q, mode, copy_from="memory").cache is neural_cache.cache_for(bank)
+    assert answer.prepare(model, bank, q, "cache", copy_from="read").cache is neural_cache.cache_for(bank)
+    with pytest.raises(ValueError, match="copy_from"):
+        answer.prepare(model, bank, q, "sentences_hybrid_cache", copy_from="everywhere")
+
+
 def test_stream_yields_the_answer_text(memory):
     model, bank = memory
     prepared = answer.prepare(model, bank, "Who lit the lamp?", "read_back")

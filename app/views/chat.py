@@ -17,16 +17,16 @@ MODE_NOTES = {  # what each answer mode did with memory, said to the reader
     "cache": "where the answer repeats text in memory word for word, it copies what followed there (a copy path, "
              "beyond the paper); the chunks below are what the search found for the question",
     "read_back_cache": "the passages below were read back into the prompt, and the answer may copy what followed "
-                       "text in memory (beyond the paper)",
+                       "text in them (beyond the paper)",
     "read_back_hybrid_cache": "the passages around the chunks below, found by the model's search fused with word "
                               "matching (BM25), were read back into the prompt, and the answer may copy what followed "
-                              "text in memory (beyond the paper)",
+                              "text in them (beyond the paper)",
     "sentences_hybrid": "the sentences shown, the ones that share the most words with the question among the "
                         "passages found by the model's search fused with word matching (BM25), were read back into "
                         "the prompt before the question (beyond the paper)",
     "sentences_hybrid_cache": "the sentences shown, the ones that share the most words with the question among the "
                               "passages found by the model's search fused with word matching (BM25), were read back "
-                              "into the prompt, and the answer may copy what followed text in memory (beyond the paper)",
+                              "into the prompt, and the answer may copy what followed text in them (beyond the paper)",
 }
 
 
