@@ -79,6 +79,14 @@ SEARCH_TOP = 8  # chunks asked of the search for read-back (their passages then 
 # pass keys the same (0.94; 8/8), and its answers stop copying unrelated book text after a match.
 COPY_FROM = "read"
 COPY_SOURCES = ("read", "memory")
+# The words an answer in a mode that reads back opens with (beyond the paper; RULER's templates open the answer
+# the same way). After "Read these passages...", the small backbone often talks about "the passage" instead of
+# answering; made to open with these words it answers from what it read. Chosen on the tuning questions
+# (scripts/probes/answer_start_probe.py, docs/notes/2026-12-03-copy-scope.md): with the books' names on the
+# read-back lines (as the app writes them), 16 of the 18 held answered against 11 with no opening ("According
+# to the text," 13, "From what I read," 13, "According to my memory," 12); through eval-qa (lines named
+# "document") 14 against 14, every answer an answer rather than talk about "the passage"; pass key 8 of 8.
+ANSWER_OPENING = "According to what I read,"
 
 
 @dataclass
@@ -100,6 +108,7 @@ class Prepared:
     # search ranks for the question, listed for the reader (the copy path itself does not use them)
     context: str  # exactly the text read back into the prompt
     cache: neural_cache.TokenCache | None = None  # the copy path's cache (cache modes only)
+    opening: str = ""  # the answer's first words, already in the prompt (``ANSWER_OPENING``); part of the answer
 
 
 def check_mode(mode: str) -> None:
@@ -131,14 +140,15 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, question, top)
     prompt = model.chat_ids(read_back.read_back_prompt(context, question), history)
-    if answer_prefix:
-        prompt = prompt + model.tokenizer(answer_prefix, add_special_tokens=False)["input_ids"]
+    opening = ANSWER_OPENING if context and not answer_prefix else ""  # a caller's prefix replaces the opening
+    if answer_prefix or opening:
+        prompt = prompt + model.tokenizer(answer_prefix or opening, add_special_tokens=False)["input_ids"]
     fusion_bank = bank if spec.fusion and has_memory else None
     cache = None
     if spec.cache and has_memory:
         cache = (neural_cache.tokens_cache(model, [context]) if context and copy_from == "read"
                  else neural_cache.cache_from_sources(model, bank))
-    return Prepared(mode, prompt, fusion_bank, chunks, context, cache)
+    return Prepared(mode, prompt, fusion_bank, chunks, context, cache, opening)
 
 
 def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64, temperature: float = 0.0,
@@ -158,7 +168,8 @@ def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode:
            answer_prefix: str = "") -> Answer:
     """Answer ``question`` greedily in ``mode``. ``top``: chunks listed (fusion: those attended to most) or
     asked of the search (read-back modes, then cut to those whose passages fit the context budget).
-    ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it."""
+    ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it (without a prefix, a
+    read-back answer's text begins with its opening, ``ANSWER_OPENING``)."""
     prepared = prepare(model, bank, question, mode, history, top=max(top, 1), answer_prefix=answer_prefix)
     gen = stream(model, prepared, max_new_tokens=max_new_tokens)
     for _ in gen:
@@ -166,4 +177,4 @@ def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode:
     chunks = prepared.chunks
     if prepared.bank is not None and not MODE_SPECS[mode].read_back:  # fusion alone: what it attended to most
         chunks = model.retrieved_for(gen, bank, top=top)
-    return Answer(mode, gen.text, chunks, prepared.context)
+    return Answer(mode, prepared.opening + gen.text, chunks, prepared.context)

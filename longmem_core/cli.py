@@ -230,6 +230,8 @@ def _ask_in_mode(args) -> dict:
     bank = _load_bank(model, args.bank)
     prepared = answer.prepare(model, bank, args.question, args.mode, top=max(args.top, 1))
     gen = answer.stream(model, prepared, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    if not args.json:
+        print(prepared.opening, end="", flush=True)
     for piece in gen:
         if not args.json:
             print(piece, end="", flush=True)
@@ -238,7 +240,7 @@ def _ask_in_mode(args) -> dict:
         print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'} "
               f"(memory share of the memory layer's output: {gen.memory_share:.2f}):")
         _print_retrieved(chunks)
-    return {"answer": gen.text, "mode": args.mode, "retrieved": [r.to_dict() for r in chunks],
+    return {"answer": prepared.opening + gen.text, "mode": args.mode, "retrieved": [r.to_dict() for r in chunks],
             "context": prepared.context, "memory_share": round(gen.memory_share, 4)}
 
 

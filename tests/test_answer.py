@@ -75,7 +75,20 @@ def test_stream_yields_the_answer_text(memory):
     prepared = answer.prepare(model, bank, "Who lit the lamp?", "read_back")
     gen = answer.stream(model, prepared, max_new_tokens=5)
     assert "".join(gen) == gen.text
-    assert gen.text == answer.answer(model, bank, "Who lit the lamp?", mode="read_back", max_new_tokens=5).text
+    assert prepared.opening == answer.ANSWER_OPENING  # a read-back answer opens with it, already in the prompt
+    full = answer.answer(model, bank, "Who lit the lamp?", mode="read_back", max_new_tokens=5).text
+    assert full == prepared.opening + gen.text
+    assert model.tokenizer.decode(prepared.prompt_ids).endswith(answer.ANSWER_OPENING)
+
+
+def test_only_read_back_answers_open_with_the_opening_and_a_callers_prefix_replaces_it(memory):
+    model, bank = memory
+    q = "Who lit the lamp?"
+    assert answer.prepare(model, bank, q, "backbone").opening == ""
+    assert answer.prepare(model, bank, q, "cache").opening == answer.prepare(model, bank, q, "fusion").opening == ""
+    prefixed = answer.prepare(model, bank, q, "sentences_hybrid_cache", answer_prefix="The keeper is")
+    assert prefixed.opening == "" and model.tokenizer.decode(prefixed.prompt_ids).endswith("The keeper is")
+    assert answer.prepare(model, None, q, "read_back").opening == ""  # nothing read back: the plain prompt
 
 
 def test_without_memory_every_mode_is_the_backbone(make_model):

@@ -54,6 +54,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         result, t0 = ChatResult(question, mode=mode, memory_tokens=len(bank) if bank else 0), time.perf_counter()
         prepared = answer_modes.prepare(model, bank, question, mode, history)
         result.context = prepared.context
+        result.answer = prepared.opening  # a read-back answer's first words (already in the prompt)
         gen = answer_modes.stream(model, prepared, max_new_tokens=max_new_tokens, temperature=temperature,
                                   top_k=retrieval_width(top_k, bank))
         if mode == "fusion":  # the paper's memory layer: what it attended to while answering is what it used
@@ -63,7 +64,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         for piece in gen:
             result.answer += piece
             yield result
-        result.answer = gen.text
+        result.answer = prepared.opening + gen.text
         if bank is not None:
             result.memory_share = gen.memory_share
             chunks = used()
