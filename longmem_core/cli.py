@@ -228,14 +228,14 @@ def _ask_in_mode(args) -> dict:
     from . import answer
     model = _load_model(args)
     bank = _load_bank(model, args.bank)
-    prepared = answer.prepare(model, bank, args.question, args.mode, top=max(args.top, 1))
+    prepared = answer.prepare(model, bank, args.question, args.mode)  # the search asked as the app asks it
     gen = answer.stream(model, prepared, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     if not args.json:
         print(prepared.opening, end="", flush=True)
     for piece in gen:
         if not args.json:
             print(piece, end="", flush=True)
-    chunks = model.retrieved_for(gen, bank, top=args.top) if args.mode == "fusion" else prepared.chunks
+    chunks = model.retrieved_for(gen, bank, top=args.top) if args.mode == "fusion" else prepared.chunks[:args.top]
     if not args.json:
         print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'} "
               f"(memory share of the memory layer's output: {gen.memory_share:.2f}):")
