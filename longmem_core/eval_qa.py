@@ -26,7 +26,7 @@ from . import answer as answers
 from .bm25 import BM25, passage_span, passage_units
 from .eval_niah import BM25_MODE, parse_modes
 
-SOURCE = "document"
+SOURCE = "document"  # the source name of a document given as a string (the command uses the file's name, as the app)
 CHUNK_CHARS = 16  # about one 4-token chunk: added to a BM25 passage so it is as long as a mode's passage
 
 
@@ -77,26 +77,27 @@ def contains_any(text: str, wanted: list[str]) -> bool:
     return any(normalize(w) in low for w in wanted)
 
 
-def retrieved_text(document: str, ans: answers.Answer, context_chars: int) -> str:
+def retrieved_text(document: str, ans: answers.Answer, context_chars: int, source: str = SOURCE) -> str:
     """What the mode retrieved: its read-back context if it has one, else the passages around its listed chunks."""
     if ans.context:
         return ans.context
     spans = [passage_span(document, r.info.char_start, r.info.char_end, context_chars)
-             for r in ans.chunks if r.info.source == SOURCE]
+             for r in ans.chunks if r.info.source == source]
     return "\n".join(document[s:e] for s, e in spans)
 
 
 def evaluate(model, document: str, questions: list[dict], modes: list[str], *, top: int = 6,
              context_chars: int = 200, max_new_tokens: int = 48, progress: Callable[[], None] | None = None,
-             on_record: Callable[[dict], None] | None = None) -> tuple[list[dict], list[dict]]:
+             on_record: Callable[[dict], None] | None = None, source: str = SOURCE) -> tuple[list[dict], list[dict]]:
     """-> (one row per mode, one record per question with every mode's output and scores). ``on_record`` is
-    called with each question's record as soon as it is complete."""
+    called with each question's record as soon as it is complete. ``source``: the name the document is read
+    into memory under (read-back lines are labelled with it, as the app labels them with the file's name)."""
     bank = None
     if any(m != BM25_MODE for m in modes):
         chunk = model.cfg.chunk_size
         tokens = len(model.tokenizer(document, add_special_tokens=False)["input_ids"])
         bank = model.new_bank(capacity=max(model.cfg.capacity, -(-(tokens + 64) // chunk) * chunk))
-        model.memorize(document, bank, source=SOURCE)
+        model.memorize(document, bank, source=source)
     bm25 = BM25(passage_units(document, 2 * context_chars + CHUNK_CHARS)) if BM25_MODE in modes else None
     records = []
     for q in questions:
@@ -108,7 +109,7 @@ def evaluate(model, document: str, questions: list[dict], modes: list[str], *, t
                 continue
             ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
             record["modes"][mode] = {"correct": contains_any(ans.text, q["answers"]),
-                                     "retrieved": contains_any(retrieved_text(document, ans, context_chars),
+                                     "retrieved": contains_any(retrieved_text(document, ans, context_chars, source),
                                                                q["answers"]),
                                      "output": ans.text}
         records.append(record)
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     if args.top < 1 or args.context_chars < 0 or (args.max_chars is not None and args.max_chars < 1):
         raise ValueError("--top and --max-chars must be positive, --context-chars not negative")
     questions = read_questions(args.questions)[:args.limit]
-    document = read_document(args.text).text[:args.max_chars]
+    doc = read_document(args.text)
+    document = doc.text[:args.max_chars]
     model = load_model()
     t0 = time.perf_counter()
     bar = tqdm(total=len(questions), desc="eval-qa", unit="question", file=sys.stderr)
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     try:
         rows, records = evaluate(model, document, questions, modes, top=args.top, context_chars=args.context_chars,
                                  max_new_tokens=args.max_new_tokens, progress=bar.update,
-                                 on_record=on_record if records_out else None)
+                                 on_record=on_record if records_out else None, source=doc.name)
     finally:
         bar.close()
     result = {"evaluation": "qa", "command": command_line(args, modes), "text": Path(args.text).name,

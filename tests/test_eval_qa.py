@@ -119,3 +119,22 @@ def test_cli_json(tmp_path):
     proc = run("eval-qa", "--text", str(BOOK), "--questions", str(tmp_path / "none.jsonl"), "--backbone",
                "tiny-llama", check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_the_document_is_read_under_its_name_as_the_app_reads_it(make_model, monkeypatch):
+    """Read-back lines carry the source's name: the command reads the document under its file's name, as the app
+    does (evaluate's default, for a document given as a string, is SOURCE)."""
+    doc = BOOK.read_text(encoding="utf-8")[:3_000]
+    names = []
+    real = answers.answer
+
+    def answer(model, bank, question, **kw):
+        names.append(bank.sources[0]["name"])
+        return real(model, bank, question, **kw)
+    monkeypatch.setattr(answers, "answer", answer)
+    questions = [{"question": "Who explained?", "answers": ["Time Traveller"]}]
+    eval_qa.evaluate(make_model("tiny", capacity=64), doc, questions, ["read_back"], top=2, max_new_tokens=2,
+                     source="the_time_machine.txt")
+    assert names == ["the_time_machine.txt"]
+    eval_qa.evaluate(make_model("tiny", capacity=64), doc, questions, ["read_back"], top=2, max_new_tokens=2)
+    assert names[-1] == eval_qa.SOURCE
