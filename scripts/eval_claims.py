@@ -112,14 +112,20 @@ def qa(runs: list[dict]) -> dict:
         if r["mode"] in ("bm25", "backbone"):
             continue
         a, h = r["accuracy"], held[r["mode"]]
-        claims.append({
-            "metric": f"{r['mode']}{' (default)' if r['mode'] == default else ''}: accuracy; retrieval recall; "
-                      "answered of the questions whose retrieved text held the answer",
-            "figure": f"{pct(a)}; recall {pct(r['retrieval_recall'])}; {r['answered_when_held']}",
-            "baseline": f"backbone {pct(back)}; BM25 recall {pct(bm25)}",
-            "target": "recall >= 80% and above BM25; accuracy >= 3x the backbone; >= 50% answered when held",
-            "met": met(r["retrieval_recall"] >= 0.8 and r["retrieval_recall"] > bm25 and a >= 3 * back and a > 0
-                       and h[0] > 0 and h[1] >= 0.5 * h[0]),
+        name = f"{r['mode']}{' (default)' if r['mode'] == default else ''}"
+        claims.append({  # what memory's answers do (issue 14)
+            "metric": f"{name}: accuracy; answered of the questions whose retrieved text held the answer",
+            "figure": f"{pct(a)}; {r['answered_when_held']}",
+            "baseline": f"backbone {pct(back)}",
+            "target": "accuracy >= 3x the backbone (and above 0); >= 50% answered when held (issue 14)",
+            "met": met(a >= 3 * back and a > 0 and h[0] > 0 and h[1] >= 0.5 * h[0]),
+        })
+        claims.append({  # what the mode reads back holds (issue 13's search target)
+            "metric": f"{name}: retrieval recall (the text it read back or listed holds the answer)",
+            "figure": pct(r["retrieval_recall"]),
+            "baseline": f"BM25 recall {pct(bm25)}",
+            "target": "recall >= 80% and above BM25 (issue 13)",
+            "met": met(r["retrieval_recall"] >= 0.8 and r["retrieval_recall"] > bm25),
         })
     return {"title": "Factual questions about books (eval-qa)", "command": " ; ".join(r["command"] for r in runs),
             "summary": f"{sum(r['n'] for r in rows if r['mode'] == 'backbone')} questions written from report books "
