@@ -24,14 +24,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from tuning_runs import BOOKS, QUESTIONS  # noqa: E402
+
 from longmem_core import answer, neural_cache  # noqa: E402
 from longmem_core.eval_qa import contains_any, read_questions  # noqa: E402
 from longmem_core.generation import Proposal  # noqa: E402
 from longmem_core.model import LongMemModel  # noqa: E402
 
-BOOKS = Path("/work/shared/data/books")
-QA = {"frankenstein": ROOT / "data/qa/frankenstein.jsonl", "great_expectations": ROOT / "data/qa/great_expectations.jsonl",
-      "the_time_machine": ROOT / "assets/qa_time_machine.jsonl"}
 PREFIXES = {"prefix_according": "According to what I read,", "prefix_short": "Short answer:",
             "prefix_from": "From what I read,", "prefix_text": "According to the text,",
             "prefix_memory": "According to my memory,"}
@@ -74,7 +73,7 @@ def generate(model, prepared, hook) -> str:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=None)
-    p.add_argument("--books", default=",".join(QA))
+    p.add_argument("--books", default=",".join(QUESTIONS))
     p.add_argument("--variants", default="shipped,ban_first,ban_all,prefix_according,prefix_short",
                    help="comma-separated: shipped, ban_first, ban_all and names of PREFIXES")
     p.add_argument("--top", type=int, default=answer.SEARCH_TOP, help="chunks asked of the search")
@@ -88,7 +87,7 @@ def main() -> None:
         text = (BOOKS / f"{book}.txt").read_text(encoding="utf-8")[:60_000]
         bank = model.new_bank(capacity=max(model.cfg.capacity, 40_000))
         model.memorize(text, bank, source=book)
-        for q in read_questions(QA[book]):
+        for q in read_questions(QUESTIONS[book]):
             prepared = answer.prepare(model, bank, q["question"], answer.DEFAULT_MODE, top=args.top)
             outs = {}
             for name in args.variants.split(","):

@@ -8,26 +8,12 @@ Runs eval-niah and eval-qa on tuning books with ``answer.COPY_FROM`` set each wa
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from longmem_core import answer, cli  # noqa: E402
+from tuning_runs import BOOKS, QUESTIONS, eval_qa_args, run_cli
 
-BOOKS = Path("/work/shared/data/books")
-QA = {"frankenstein": ROOT / "data/qa/frankenstein.jsonl", "great_expectations": ROOT / "data/qa/great_expectations.jsonl",
-      "the_time_machine": ROOT / "assets/qa_time_machine.jsonl"}
-
-
-def run(argv: list[str], out: Path) -> None:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        cli.main(argv)
-    out.write_text(buf.getvalue())
-    print("wrote", out, file=sys.stderr, flush=True)
+from longmem_core import answer
 
 
 def main() -> None:
@@ -36,17 +22,15 @@ def main() -> None:
     answer.COPY_FROM = scope
     which = sys.argv[3].split(",") if len(sys.argv) > 3 else ["niah", "qa"]
     if "niah" in which:
-        run(["eval-niah", "--text", str(BOOKS / "frankenstein.txt"), "--lengths", "16000", "--tasks",
-             "single,multikey,multivalue,multiquery", "--trials", "3", "--modes", "sentences_hybrid_cache",
-             "--top", "6", "--max-new-tokens", "128", "--answer-prefix", "--seed", "0", "--json",
-             "--rows-out", str(out_dir / f"niah_{scope}.rows.jsonl")],
-            out_dir / f"niah_{scope}.json")
+        run_cli(["eval-niah", "--text", str(BOOKS / "frankenstein.txt"), "--lengths", "16000", "--tasks",
+                 "single,multikey,multivalue,multiquery", "--trials", "3", "--modes", "sentences_hybrid_cache",
+                 "--top", "6", "--max-new-tokens", "128", "--answer-prefix", "--seed", "0", "--json",
+                 "--rows-out", str(out_dir / f"niah_{scope}.rows.jsonl")],
+                out_dir / f"niah_{scope}.json")
     if "qa" in which:
-        for book, questions in QA.items():
-            run(["eval-qa", "--text", str(BOOKS / f"{book}.txt"), "--questions", str(questions), "--max-chars",
-                 "60000", "--modes", "sentences_hybrid_cache", "--top", "6", "--context-chars", "200",
-                 "--max-new-tokens", "48", "--json",
-                 "--records-out", str(out_dir / f"qa_{book}_{scope}.records.jsonl")], out_dir / f"qa_{book}_{scope}.json")
+        for book in QUESTIONS:
+            run_cli(eval_qa_args(book) + ["--records-out", str(out_dir / f"qa_{book}_{scope}.records.jsonl")],
+                    out_dir / f"qa_{book}_{scope}.json")
 
 
 if __name__ == "__main__":

@@ -8,19 +8,14 @@ eval-qa (default mode) on the tuning books with ``sentences.format_sentences`` l
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from longmem_core import cli, sentences  # noqa: E402
+from tuning_runs import QUESTIONS, eval_qa_args, run_cli
 
-BOOKS = Path("/work/shared/data/books")
-QA = {"frankenstein": ROOT / "data/qa/frankenstein.jsonl", "great_expectations": ROOT / "data/qa/great_expectations.jsonl",
-      "the_time_machine": ROOT / "assets/qa_time_machine.jsonl"}
+from longmem_core import sentences
+
 SHIPPED = sentences.format_sentences
 
 
@@ -41,14 +36,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if variant != "file":
         sentences.format_sentences = relabel(variant)
-    for book, questions in QA.items():
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            cli.main(["eval-qa", "--text", str(BOOKS / f"{book}.txt"), "--questions", str(questions), "--max-chars",
-                      "60000", "--modes", "sentences_hybrid_cache", "--top", "6", "--context-chars", "200",
-                      "--max-new-tokens", "48", "--json"])
-        (out / f"label_{variant}_{book}.json").write_text(buf.getvalue())
-        print("wrote", book, file=sys.stderr, flush=True)
+    for book in QUESTIONS:
+        run_cli(eval_qa_args(book), out / f"label_{variant}_{book}.json")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 from longmem_core import answer, read_back, search, sentences  # noqa: E402
 from longmem_core.eval_qa import contains_any, read_questions  # noqa: E402
 from longmem_core.model import LongMemModel  # noqa: E402
+from tuning_runs import BOOKS, QUESTIONS  # noqa: E402
 
-BOOKS = Path("/work/shared/data/books")
 VARIANTS = {  # sentences.narrow settings whose narrowed context is checked for the answer (no generation)
     "shipped": {},
     "next1": dict(neighbours=1),
@@ -68,11 +68,6 @@ def answers_by_prompt(model, bank, question: str, names: list[str]) -> dict[str,
     return out
 
 
-def questions_of(book: str) -> list[dict]:
-    path = ROOT / "data" / "qa" / f"{book}.jsonl"
-    return read_questions(str(path if path.exists() else ROOT / "assets" / "qa_time_machine.jsonl"))
-
-
 def diagnose(model, bank, q: dict) -> dict:
     found = read_back.read_back(model, bank, search.hybrid_chunks(model, bank, q["question"], answer.SEARCH_TOP))
     sents = sentences.split(found.passages)
@@ -112,7 +107,7 @@ def main() -> None:
         text = (BOOKS / f"{book}.txt").read_text(encoding="utf-8")[:60_000]
         bank = model.new_bank(capacity=max(model.cfg.capacity, 40_000))
         model.memorize(text, bank, source=book)
-        for q in questions_of(book):
+        for q in read_questions(QUESTIONS[book]):
             rec = {"book": book, "question": q["question"], "answers": q["answers"], **diagnose(model, bank, q)}
             if args.generate:
                 outs = answers_by_prompt(model, bank, q["question"], args.prompts.split(","))
