@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dim", default=None, help="projected key width(s) of the cache, comma-separated")
     p.add_argument("--cache-gate", default=None, help="off, on or off,on: the cache weight scaled by the cache's "
                                                       "confidence at each token")
+    p.add_argument("--cache-layer", default=None, help="the backbone hidden state the cache is keyed on: an index "
+                                                       "into its L + 1 hidden states (negative: from the end) or "
+                                                       "'final' (the normed last state); default ppl_cache.LAYER_MIX")
+    p.add_argument("--adapt", action="store_true", help="also LongMem adapted at test time (beyond the paper, "
+                                                        "longmem_core/ppl_adapt.py): its memory branch keeps training "
+                                                        "on each segment once scored")
+    p.add_argument("--adapt-lr", type=float, default=None, help="its learning rate (default ppl_adapt.LR)")
+    p.add_argument("--adapt-share", type=float, default=None, help="the trained memory share times this, before "
+                                                                   "adapting (default ppl_adapt.MEMORY_SHARE)")
     add_common(p)
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
@@ -266,15 +275,20 @@ def cmd_eval_ppl(args) -> dict:
     trained = _load_model(args)
     untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
     result = eval_ppl(args.files, trained, untrained, args.max_tokens,
-                      progress_factory=lambda name: _progress(True, name), cache=_cache_grid(args))
+                      progress_factory=lambda name: _progress(True, name), cache=_cache_grid(args),
+                      adapt=_adaptation(args))
     if not args.json:
         for name, r in result["books"].items():
             print(f"{name}: {r['tokens']} tokens  local {r['ppl_local']:.2f}  untrained {r['ppl_untrained']:.2f}  "
                   f"longmem {r['ppl_longmem']:.2f}  (longmem, memory kept empty {r['ppl_longmem_empty_memory']:.2f})")
         print(f"all: local {result['ppl_local']:.2f}  untrained {result['ppl_untrained']:.2f}  "
               f"longmem {result['ppl_longmem']:.2f}")
+        if "ppl_longmem_adapted" in result:
+            print(f"adapted at test time: longmem {result['ppl_longmem_adapted']:.2f}")
         if "ppl_longmem_cache" in result:
-            print(f"with the cache: local {result['ppl_local_cache']:.2f}  longmem {result['ppl_longmem_cache']:.2f}")
+            print(f"with the cache: local {result['ppl_local_cache']:.2f}  longmem {result['ppl_longmem_cache']:.2f}"
+                  + (f"  adapted {result['ppl_longmem_adapted_cache']:.2f}" if "ppl_longmem_adapted_cache" in result
+                     else ""))
     return result
 
 
@@ -286,10 +300,26 @@ def _cache_grid(args):
     given = {"lams": (args.cache_lam, float), "thetas": (args.cache_theta, float), "dims": (args.cache_dim, int),
              "gates": (args.cache_gate, {"off": False, "on": True}.__getitem__)}
     try:
+        layer = {} if args.cache_layer is None else {
+            "layer": None if args.cache_layer.strip() == "final" else int(args.cache_layer)}
         return CacheGrid(**{k: tuple(parse(x.strip()) for x in v.split(",") if x.strip())
-                            for k, (v, parse) in given.items() if v})
+                            for k, (v, parse) in given.items() if v}, **layer)
     except (ValueError, KeyError) as exc:
-        raise CliError(f"--cache-lam/-theta/-dim/-gate: {exc}") from exc
+        raise CliError(f"--cache-lam/-theta/-dim/-gate/-layer: {exc}") from exc
+
+
+def _adaptation(args):
+    """eval-ppl's --adapt options -> a ppl_adapt.Adaptation, or None without --adapt."""
+    if not args.adapt:
+        if args.adapt_lr is not None or args.adapt_share is not None:
+            raise CliError("--adapt-lr and --adapt-share need --adapt")
+        return None
+    from .ppl_adapt import Adaptation
+    given = {"lr": args.adapt_lr, "memory_share": args.adapt_share}
+    try:
+        return Adaptation(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        raise CliError(f"--adapt: {exc}") from exc
 
 
 def cmd_eval_passkey(args) -> dict:

@@ -9,7 +9,8 @@ import torch
 
 from .model import LongMemModel
 
-if TYPE_CHECKING:  # ppl_cache imports neural_cache, which imports this module
+if TYPE_CHECKING:  # ppl_cache and ppl_adapt import this module
+    from .ppl_adapt import Adaptation
     from .ppl_cache import CacheGrid
 
 
@@ -26,11 +27,11 @@ def read_into_memory(model: LongMemModel, ids: list[int], bank, token_start: int
     return sum(model.memorize_ids(ids[s:s + seg], bank, token_start=token_start + s) for s in range(0, len(ids), seg))
 
 
-def segment_loss(model: LongMemModel, ids: list[int], bank, backbone_only: bool = False):
-    """Summed next-token loss of one segment (opened by the sink token) reading ``bank``, the number of scored
-    tokens, and the segment's memory-layer keys/values to write afterwards (so memory only ever holds
-    *previous* segments; None with ``backbone_only``). Every token after the first is scored (the first has
-    only the sink as context)."""
+def segment_logits(model: LongMemModel, ids: list[int], bank, backbone_only: bool = False):
+    """One segment (opened by the sink token) read by ``model`` with ``bank`` (or by the backbone alone): the
+    logits at the scored positions [T - 1, V], their targets [T - 1], and the segment's memory-layer keys/values
+    to write afterwards (so memory only ever holds *previous* segments; None with ``backbone_only``). Every token
+    after the first is scored (the first has only the sink as context)."""
     x = torch.tensor([model.with_sink(ids)], device=model.device)
     start = x.shape[1] - len(ids)  # the sink token is input only
     if backbone_only:
@@ -38,7 +39,14 @@ def segment_loss(model: LongMemModel, ids: list[int], bank, backbone_only: bool 
     else:
         out = model(x, bank)
         logits, keys, values = out.logits, out.memory_keys[0, start:], out.memory_values[0, start:]
-    loss = torch.nn.functional.cross_entropy(logits[0, start:-1].float(), x[0, start + 1:], reduction="sum")
+    return logits[0, start:-1], x[0, start + 1:], keys, values
+
+
+def segment_loss(model: LongMemModel, ids: list[int], bank, backbone_only: bool = False):
+    """Summed next-token loss of one segment reading ``bank``, the number of scored tokens, and the segment's
+    memory-layer keys/values (see ``segment_logits``)."""
+    logits, targets, keys, values = segment_logits(model, ids, bank, backbone_only)
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, len(ids) - 1, keys, values
 
 
@@ -51,21 +59,30 @@ def segment_nll(model: LongMemModel, ids: list[int], bank, backbone_only: bool =
 
 @torch.no_grad()
 def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None = None, max_tokens: int | None = None,
-               progress: Callable[[int, int], None] | None = None, cache: CacheGrid | None = None) -> dict:
+               progress: Callable[[int, int], None] | None = None, cache: CacheGrid | None = None,
+               adapt: Adaptation | None = None) -> dict:
     """Perplexity on the same tokens for: the backbone with only the local segment, LongMem untrained and trained,
     and (``ppl_longmem_empty_memory``) the trained model reading an always-empty bank: the control that separates
     what memory brings from what training did to the local path (a trained memory layer also sees its segment).
     With ``cache`` (beyond the paper, ``ppl_cache``): also ``ppl_local_cache`` and ``ppl_longmem_cache``, the
-    backbone alone and trained LongMem each mixed with a neural cache of the previous segments."""
+    backbone alone and trained LongMem each mixed with a neural cache of the previous segments. With ``adapt``
+    (beyond the paper, ``ppl_adapt``): also ``ppl_longmem_adapted``, a copy of the trained model whose memory
+    branch keeps training on each segment once it has been scored (and with ``cache``, ``ppl_longmem_adapted_cache``)."""
     ids = trained.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     seg = segment_tokens(trained)
-    mixed = None
-    if cache is not None:
-        from .ppl_cache import CachePerplexity
-        mixed = CachePerplexity(trained, cache)
     systems = {"local": (trained, True), "longmem": (trained, False), "longmem_empty_memory": (trained, False)}
     if untrained is not None:
         systems["untrained"] = (untrained, False)
+    trainer = None
+    if adapt is not None:
+        from .ppl_adapt import OnlineAdapter, adapted_copy
+        systems["longmem_adapted"] = (adapted_copy(trained, adapt), False)
+        trainer = OnlineAdapter(systems["longmem_adapted"][0], adapt)
+    mixed = None
+    if cache is not None:
+        from .ppl_cache import CachePerplexity
+        mixed = CachePerplexity(trained, cache, systems=tuple(n for n in ("local", "longmem", "longmem_adapted")
+                                                              if n in systems))
     banks = {name: m.new_bank() for name, (m, local) in systems.items() if not local}
     nll = {name: 0.0 for name in systems}
     scored = 0
@@ -73,12 +90,17 @@ def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None 
         piece = ids[s:s + seg]
         if len(piece) < 2:
             break
+        outputs = {}
         for name, (m, local) in systems.items():
-            v, n = segment_nll(m, piece, banks.get(name), backbone_only=local)
-            nll[name] += v
-        scored += n
+            logits, targets, _, _ = segment_logits(m, piece, banks.get(name), backbone_only=local)
+            nll[name] += float(torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum"))
+            if mixed is not None and name in mixed.systems:
+                outputs[name] = logits
+        scored += len(piece) - 1
         if mixed is not None:  # scored before this segment goes into the bank and the cache
-            mixed.score(piece, banks["longmem"])
+            mixed.score(piece, outputs, targets)
+        if trainer is not None and s + seg < len(ids):  # learns from the segment just scored, reading what preceded it
+            trainer.learn(piece, banks["longmem_adapted"])
         for name, bank in banks.items():  # memory only ever holds previous segments
             if name != "longmem_empty_memory":
                 systems[name][0].memorize_ids(piece, bank, token_start=s)
@@ -87,6 +109,8 @@ def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None 
         if progress:
             progress(min(s + seg, len(ids)), len(ids))
     result = {"tokens": scored, **{f"ppl_{name}": math.exp(v / max(scored, 1)) for name, v in nll.items()}}
+    if adapt is not None:
+        result["adapt"] = {**adapt.to_dict(), "steps_taken": trainer.steps_taken}
     return {**result, **mixed.perplexities()} if mixed is not None else result
 
 
@@ -99,19 +123,19 @@ def length_split(n_tokens: int) -> str:
 
 
 def eval_ppl(files: list[str], trained: LongMemModel, untrained: LongMemModel | None, max_tokens: int | None,
-             progress_factory=None, cache: CacheGrid | None = None) -> dict:
+             progress_factory=None, cache: CacheGrid | None = None, adapt: Adaptation | None = None) -> dict:
     per_book = {}
     for f in files:
         text = Path(f).read_text(encoding="utf-8")
         full = len(trained.tokenizer(text, add_special_tokens=False)["input_ids"])
         bar = progress_factory(Path(f).name) if progress_factory else None
-        r = perplexity(text, trained, untrained, max_tokens, progress=bar, cache=cache)
+        r = perplexity(text, trained, untrained, max_tokens, progress=bar, cache=cache, adapt=adapt)
         r["book_tokens"], r["split"] = full, length_split(full)
         per_book[Path(f).name] = r
     total = sum(r["tokens"] for r in per_book.values())
     summary = {"tokens": total}
     keys = ("ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory", "ppl_local_cache",
-            "ppl_longmem_cache")
+            "ppl_longmem_cache", "ppl_longmem_adapted", "ppl_longmem_adapted_cache")
     for key in keys:
         if all(key in r for r in per_book.values()):
             summary[key] = math.exp(sum(math.log(r[key]) * r["tokens"] for r in per_book.values()) / max(total, 1))

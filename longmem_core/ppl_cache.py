@@ -3,9 +3,9 @@ each mixed with a training-free cache (``neural_cache``) of the *preceding* segm
 
 Beyond the paper. LongMem's memory layer reads what earlier segments left in the bank; the cache (Grave et al.
 2017) copies what followed states like the current one in earlier segments. Both read only previous segments,
-so they can be stacked: p = (1 - lam) p_model + lam p_cache, with p_model either LongMem (trained, reading its
-bank) or the backbone alone on its local segment. One cache, keyed on the backbone's own states (as
-``neural_cache.perplexity`` keys it), serves both, so the two mixes differ only in p_model.
+so they can be stacked: p = (1 - lam) p_model + lam p_cache, with p_model LongMem (trained, reading its bank),
+the same adapted at test time (``ppl_adapt``) or the backbone alone on its local segment. One cache, keyed on the
+backbone's own states (``LAYER_MIX``), serves all, so the mixes differ only in p_model.
 
 While the cache is still empty (the first segment) nothing is mixed in: the mix is the model itself.
 
@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 
 from .model import LongMemModel
-from .neural_cache import CACHE_LAYER, THETA, TokenCache, key_states, mix, new_cache
+from .neural_cache import THETA, TokenCache, key_states, mix
 
 # eval-ppl --cache's setting, chosen with LongMem on the first 8,192 tokens of the tuning books frankenstein and
 # the_time_machine (docs/notes/2026-12-02-ppl-cache.md; great_expectations was a training book of the checkpoint)
@@ -28,6 +28,11 @@ LAMBDA_MIX = 0.2  # cache weight, times the cache's confidence (GATED_MIX); neur
 THETA_MIX = THETA
 DIM_MIX = 1 << 16  # at or above the backbone's width: the states as they are, unprojected (576 for SmolLM2-135M)
 GATED_MIX = True
+# the cache's keys: hidden_states[-4] = H[L - 3], the input of the third-last block (H[27] of SmolLM2-135M's 31);
+# chosen with LAMBDA_MIX and THETA_MIX on the same tuning books (-0.3 points against the final normed state;
+# H[26] and H[28] within 0.1; docs/notes/2026-12-03-ppl-adapt.md). kNN-LM (Khandelwal et al. 2020) also found a
+# state below the output the better key.
+LAYER_MIX = -4
 SYSTEMS = ("local", "longmem")  # p_model: the backbone alone on its segment, or LongMem reading its bank
 
 
@@ -45,7 +50,7 @@ class CacheGrid:
     thetas: tuple[float, ...] = (THETA_MIX,)
     dims: tuple[int, ...] = (DIM_MIX,)
     gates: tuple[bool, ...] = (GATED_MIX,)
-    layer: int | None = CACHE_LAYER  # key on the final normed state (None) or on H[layer]
+    layer: int | None = LAYER_MIX  # key on hidden_states[layer] (negative: from the end) or on the final normed state (None)
 
     def __post_init__(self) -> None:
         if not (self.lams and self.thetas and self.dims and self.gates):
@@ -63,31 +68,35 @@ def setting_key(s: Setting, width: int) -> str:
     return f"dim={min(s.dim, width)},theta={s.theta:g},lam={s.lam:g}" + (",gated" if s.gated else "")
 
 
+def new_key_cache(model: LongMemModel, dim: int, layer: int | None) -> TokenCache:
+    """An empty cache keyed on the hidden states ``layer`` (an index into the backbone's L + 1 hidden states,
+    negative from the end; None: the final normed state). Unlike the answer path's cache, which is filled while
+    memorizing (the backbone then stops at the memory layer), perplexity runs the whole backbone, so any layer."""
+    n = model.backbone.n_layers + 1
+    if layer is not None and not -n <= layer < n:
+        raise ValueError(f"cache layer {layer} must index the backbone's {n} hidden states (-{n}..{n - 1}), or be None")
+    return TokenCache(model.backbone.d_model, dim, seed=model.cfg.seed, device=model.device, layer=layer)
+
+
 @torch.no_grad()
-def segment_outputs(model: LongMemModel, cache: TokenCache, ids: list[int], bank
-                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """One segment (opened by the sink token) read by the backbone alone and by LongMem reading ``bank``.
-    -> logits per system {name: [T - 1, V]} at the scored positions, the targets [T - 1] and the cache's key
-    states [T, C] for every token of the segment (to store once the segment has been scored)."""
+def segment_states(model: LongMemModel, cache: TokenCache, ids: list[int]) -> torch.Tensor:
+    """The cache's key states [T, C] of every token of one segment (opened by the sink token), from the backbone."""
     x = torch.tensor([model.with_sink(ids)], device=model.device)  # [1, S + T]
     start = x.shape[1] - len(ids)  # the sink token is input only
-    hs = model.backbone(x).hidden_states  # L + 1 tensors [1, S + T, C]
-    logits = {"local": model.backbone.logits(hs[-1])[0, start:-1],  # [T - 1, V]
-              "longmem": model(x, bank).logits[0, start:-1]}  # [T - 1, V]
-    states = key_states(model, cache, hs)[0, start:]  # [T, C]
-    return logits, x[0, start + 1:].cpu(), states
+    return key_states(model, cache, model.backbone(x).hidden_states)[0, start:]  # [T, C]
 
 
 class CachePerplexity:
-    """Running summed NLLs of every system in ``SYSTEMS`` mixed with a cache of the segments remembered so far,
-    for every setting of ``grid`` (one cache per key width). Call ``score`` on a segment, then ``remember`` it:
-    the caches only ever hold previous segments."""
+    """Running summed NLLs of each of ``systems`` mixed with a cache of the segments remembered so far, for every
+    setting of ``grid`` (one cache per key width). Call ``score`` on a segment, then ``remember`` it: the caches
+    only ever hold previous segments."""
 
-    def __init__(self, model: LongMemModel, grid: CacheGrid = CacheGrid(), rows: int = 256) -> None:
-        self.model, self.grid, self.rows = model, grid, rows
-        self.caches = {d: new_cache(model, d, grid.layer) for d in grid.dims}
+    def __init__(self, model: LongMemModel, grid: CacheGrid = CacheGrid(), rows: int = 256,
+                 systems: tuple[str, ...] = SYSTEMS) -> None:
+        self.model, self.grid, self.rows, self.systems = model, grid, rows, systems
+        self.caches = {d: new_key_cache(model, d, grid.layer) for d in grid.dims}
         self.vocab = model.backbone.lm_head.weight.shape[0]
-        self.nll = {(name, s): 0.0 for name in SYSTEMS for s in grid.settings()}
+        self.nll = {(name, s): 0.0 for name in systems for s in grid.settings()}
         self.tokens = 0
         self._states: torch.Tensor | None = None  # [T, C] key states of the last segment scored
 
@@ -96,13 +105,19 @@ class CachePerplexity:
         """The cache of the first key width (every cache holds the same tokens)."""
         return self.caches[self.grid.dims[0]]
 
-    def score(self, ids: list[int], bank) -> int:
-        """Add the mixed NLLs of one segment (``bank``: LongMem's memory of the previous segments). -> tokens
+    @torch.no_grad()
+    def score(self, ids: list[int], logits: dict[str, torch.Tensor], targets: torch.Tensor) -> int:
+        """Add the mixed NLLs of one segment (token ids without the sink), given each system's logits at its
+        scored positions {name: [T - 1, V]} and their targets [T - 1] (``evaluate.segment_logits``). -> tokens
         scored (every token after the first, as ``evaluate.segment_loss`` scores)."""
-        logits, targets, self._states = segment_outputs(self.model, self.cache, ids, bank)
+        missing = set(self.systems) - set(logits)
+        if missing:
+            raise ValueError(f"no logits for {sorted(missing)}")
+        self._states = segment_states(self.model, self.cache, ids)
+        targets = targets.cpu()
         for r in range(0, targets.shape[0], self.rows):  # rows at a time: p_cache is [R, V]
             tgt = targets[r:r + self.rows]  # [R]
-            blocks = {name: logits[name][r:r + tgt.shape[0]].float().cpu() for name in SYSTEMS}  # [R, V] each
+            blocks = {name: logits[name][r:r + tgt.shape[0]].float().cpu() for name in self.systems}  # [R, V] each
             for dim, cache in self.caches.items():
                 for theta in self.grid.thetas:
                     p_cache, _ = cache.distribution(self._states[r:r + tgt.shape[0]], self.vocab, theta)  # [R, V]
@@ -110,7 +125,7 @@ class CachePerplexity:
                     for lam in self.grid.lams:
                         for gated in self.grid.gates:
                             weight = lam * confidence if gated else (lam if len(cache) else 0.0)
-                            for name in SYSTEMS:
+                            for name in self.systems:
                                 logp = mix(blocks[name], p_cache, weight)  # [R, V]
                                 key = (name, Setting(dim, theta, lam, gated))
                                 self.nll[key] -= float(logp.gather(1, tgt[:, None]).sum())
@@ -133,11 +148,11 @@ class CachePerplexity:
         ppl = {k: math.exp(v / n) for k, v in self.nll.items()}
         settings = self.grid.settings()
         first = settings[0]
-        out: dict = {f"ppl_{name}_cache": ppl[(name, first)] for name in SYSTEMS}
+        out: dict = {f"ppl_{name}_cache": ppl[(name, first)] for name in self.systems}
         out["cache"] = {"theta": first.theta, "lam": first.lam, "dim": self.caches[first.dim].dim,
                         "gated": first.gated, "layer": self.grid.layer, "stored_tokens": len(self.cache)}
         if len(settings) > 1:
             width = self.model.backbone.d_model
-            out["cache_grid"] = {setting_key(s, width): {f"ppl_{name}_cache": ppl[(name, s)] for name in SYSTEMS}
+            out["cache_grid"] = {setting_key(s, width): {f"ppl_{name}_cache": ppl[(name, s)] for name in self.systems}
                                  for s in settings}
         return out

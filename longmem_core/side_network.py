@@ -114,6 +114,14 @@ class SideNetwork(nn.Module):
             x = x + (hidden[self.n_backbone_layers] - hidden[n])
         return x, record
 
+    @torch.no_grad()
+    def scale_memory_share(self, alpha: float) -> None:
+        """Every head's memory share sigmoid(g_h) times ``alpha`` in (0, 1]: the gate logits rewritten in place."""
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        share = torch.sigmoid(self.gate.double()) * alpha  # [H]
+        self.gate.copy_(torch.log(share / (1 - share)).to(self.gate.dtype))
+
     def _idle_layers(self, reads_memory: bool) -> set[int]:
         """Side layers whose output equals their input (identity init, scale exactly 0, no gradient wanted)."""
         if self.scale is None or (self.scale.requires_grad and torch.is_grad_enabled()):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from longmem_core.evaluate import eval_ppl, perplexity, segment_nll, segment_tokens
+from longmem_core.evaluate import eval_ppl, perplexity, segment_logits, segment_nll, segment_tokens
 from longmem_core.neural_cache import mix
 from longmem_core.ppl_cache import CacheGrid, CachePerplexity, Setting
 
@@ -89,7 +89,8 @@ def test_each_segment_is_scored_before_it_is_stored(make_model):
     for s in range(0, 3 * seg, seg):
         piece = ids[s:s + seg]
         assert len(mixed.cache) == s  # only the previous segments' tokens
-        mixed.score(piece, bank)
+        local, targets, _, _ = segment_logits(model, piece, None, backbone_only=True)
+        mixed.score(piece, {"local": local, "longmem": segment_logits(model, piece, bank)[0]}, targets)
         assert len(mixed.cache) == s
         if s == 0:  # the first segment: an empty cache mixes nothing in
             local_nll = segment_nll(model, piece, None, backbone_only=True)[0]
@@ -98,6 +99,8 @@ def test_each_segment_is_scored_before_it_is_stored(make_model):
         mixed.remember(piece, ids[s + 1:s + 1 + len(piece)])
     with pytest.raises(RuntimeError):
         mixed.remember(piece, ids[1:1 + len(piece)])  # nothing scored since
+    with pytest.raises(ValueError):  # every system mixed needs its logits
+        mixed.score(piece, {"local": local}, targets)
 
 
 def test_eval_ppl_sums_the_cache_over_books(make_model, book_text, tmp_path):

@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def dump(book: str, out: str, max_tokens: int, checkpoint: str) -> None:
-    from longmem_core.evaluate import segment_tokens
+    from longmem_core.evaluate import segment_logits, segment_tokens
     from longmem_core.model import LongMemModel
     from longmem_core.neural_cache import mix
-    from longmem_core.ppl_cache import DIM_MIX, LAMBDA_MIX, THETA_MIX, segment_outputs
+    from longmem_core.ppl_cache import DIM_MIX, LAMBDA_MIX, THETA_MIX, segment_states
     from longmem_core.neural_cache import new_cache
 
     model = LongMemModel.load(checkpoint=checkpoint)
@@ -43,7 +43,11 @@ def dump(book: str, out: str, max_tokens: int, checkpoint: str) -> None:
         piece = ids[s:s + seg]
         if len(piece) < 2:
             break
-        logits, targets, states = segment_outputs(model, cache, piece, bank)
+        with torch.no_grad():  # the backbone alone and LongMem on the segment; the cache's (final-state) keys
+            logits = {"local": segment_logits(model, piece, None, backbone_only=True)[0]}
+            logits["longmem"], targets, _, _ = segment_logits(model, piece, bank)
+            states = segment_states(model, cache, piece)
+        targets = targets.cpu()
         for r in range(0, targets.shape[0], 256):
             tgt = targets[r:r + 256]
             p_cache, _ = cache.distribution(states[r:r + tgt.shape[0]], vocab, THETA_MIX)
