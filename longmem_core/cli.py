@@ -274,9 +274,15 @@ def cmd_eval_ppl(args) -> dict:
             raise CliError(f"{f}: no such file")
     trained = _load_model(args)
     untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
+    grid, adapt = _cache_grid(args), _adaptation(args)
+    if grid is not None:  # the key layer is checked against this backbone's depth before any book is read
+        from .ppl_cache import new_key_cache
+        try:
+            new_key_cache(trained, grid.dims[0], grid.layer)
+        except ValueError as exc:
+            raise CliError(f"--cache-layer: {exc}") from exc
     result = eval_ppl(args.files, trained, untrained, args.max_tokens,
-                      progress_factory=lambda name: _progress(True, name), cache=_cache_grid(args),
-                      adapt=_adaptation(args))
+                      progress_factory=lambda name: _progress(True, name), cache=grid, adapt=adapt)
     if not args.json:
         for name, r in result["books"].items():
             print(f"{name}: {r['tokens']} tokens  local {r['ppl_local']:.2f}  untrained {r['ppl_untrained']:.2f}  "

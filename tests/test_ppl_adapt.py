@@ -93,3 +93,6 @@ def test_eval_ppl_adapt_on_the_command_line(tmp_path):
     assert {"ppl_longmem_adapted", "ppl_longmem_adapted_cache"} <= set(out)
     proc = subprocess.run(base + ["--adapt-lr", "0.01"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "--adapt" in proc.stderr
+    proc = subprocess.run(base + ["--cache", "--cache-layer", "99"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0 and "--cache-layer" in proc.stderr and "Traceback" not in proc.stderr
