@@ -276,9 +276,9 @@ def cmd_eval_ppl(args) -> dict:
     untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
     grid, adapt = _cache_grid(args), _adaptation(args)
     if grid is not None:  # the key layer is checked against this backbone's depth before any book is read
-        from .ppl_cache import new_key_cache
+        from .ppl_cache import check_key_layer
         try:
-            new_key_cache(trained, grid.dims[0], grid.layer)
+            check_key_layer(trained, grid.layer)
         except ValueError as exc:
             raise CliError(f"--cache-layer: {exc}") from exc
     result = eval_ppl(args.files, trained, untrained, args.max_tokens,

@@ -83,7 +83,10 @@ def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None 
         from .ppl_cache import CachePerplexity
         mixed = CachePerplexity(trained, cache, systems=tuple(n for n in ("local", "longmem", "longmem_adapted")
                                                               if n in systems))
-    banks = {name: m.new_bank() for name, (m, local) in systems.items() if not local}
+    banks = {name: m.new_bank() for name, (m, local) in systems.items() if not local and name != "longmem_adapted"}
+    writers = [name for name in banks if name != "longmem_empty_memory"]  # memory only ever holds previous segments
+    if adapt is not None:  # the same frozen backbone writes the same keys: the adapted copy reads LongMem's bank
+        banks["longmem_adapted"] = banks["longmem"]
     nll = {name: 0.0 for name in systems}
     scored = 0
     for s in range(0, len(ids), seg):
@@ -101,9 +104,8 @@ def perplexity(text: str, trained: LongMemModel, untrained: LongMemModel | None 
             mixed.score(piece, outputs, targets)
         if trainer is not None and s + seg < len(ids):  # learns from the segment just scored, reading what preceded it
             trainer.learn(piece, banks["longmem_adapted"])
-        for name, bank in banks.items():  # memory only ever holds previous segments
-            if name != "longmem_empty_memory":
-                systems[name][0].memorize_ids(piece, bank, token_start=s)
+        for name in writers:
+            systems[name][0].memorize_ids(piece, banks[name], token_start=s)
         if mixed is not None:
             mixed.remember(piece, ids[s + 1:s + 1 + len(piece)])
         if progress:

@@ -27,6 +27,7 @@ from .training.params import make_optimizer
 LR = 1e-3  # one AdamW step per segment (3e-4 and 2e-3 were slightly worse; 3 steps at 1e-3 too)
 STEPS = 1
 MEMORY_SHARE = 0.75  # of the trained gates' memory share (0.6 and 0.85 were slightly worse)
+TRAINABLE = "memory"  # training.params' group: the memory layer and the gates
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Adaptation:
             raise ValueError(f"memory_share must be in (0, 1], got {self.memory_share}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "trainable": "memory"}
+        return {**asdict(self), "trainable": TRAINABLE}
 
 
 def adapted_copy(model: LongMemModel, adaptation: Adaptation) -> LongMemModel:
@@ -61,7 +62,7 @@ class OnlineAdapter:
 
     def __init__(self, model: LongMemModel, adaptation: Adaptation) -> None:
         self.model, self.adaptation = model, adaptation
-        _, self.optimizer = make_optimizer(model, "memory", adaptation.lr, gate_lr_scale=1.0, weight_decay=0.0)
+        _, self.optimizer = make_optimizer(model, TRAINABLE, adaptation.lr, gate_lr_scale=1.0, weight_decay=0.0)
         self.steps_taken = 0
 
     def learn(self, ids: list[int], bank) -> None:

@@ -68,13 +68,18 @@ def setting_key(s: Setting, width: int) -> str:
     return f"dim={min(s.dim, width)},theta={s.theta:g},lam={s.lam:g}" + (",gated" if s.gated else "")
 
 
-def new_key_cache(model: LongMemModel, dim: int, layer: int | None) -> TokenCache:
-    """An empty cache keyed on the hidden states ``layer`` (an index into the backbone's L + 1 hidden states,
-    negative from the end; None: the final normed state). Unlike the answer path's cache, which is filled while
-    memorizing (the backbone then stops at the memory layer), perplexity runs the whole backbone, so any layer."""
+def check_key_layer(model: LongMemModel, layer: int | None) -> None:
+    """``layer`` must index the backbone's L + 1 hidden states (negative from the end), or be None (the final
+    normed state). Unlike the answer path's cache, which is filled while memorizing (the backbone then stops at
+    the memory layer), perplexity runs the whole backbone, so any of them."""
     n = model.backbone.n_layers + 1
     if layer is not None and not -n <= layer < n:
         raise ValueError(f"cache layer {layer} must index the backbone's {n} hidden states (-{n}..{n - 1}), or be None")
+
+
+def new_key_cache(model: LongMemModel, dim: int, layer: int | None) -> TokenCache:
+    """An empty cache keyed on the hidden states ``layer`` (``check_key_layer``)."""
+    check_key_layer(model, layer)
     return TokenCache(model.backbone.d_model, dim, seed=model.cfg.seed, device=model.device, layer=layer)
 
 

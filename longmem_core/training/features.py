@@ -60,9 +60,10 @@ def segment_features(model, ids: list[int], dtype: torch.dtype = torch.float16) 
                            values=out.memory_values[0, start:].to(dtype))
 
 
-def cached_segment_loss(model, f: SegmentFeatures, bank):
-    """``evaluate.segment_loss`` from cached features: summed next-token loss of the segment reading ``bank``, the
-    number of scored tokens, and the segment's memory keys/values (float32) to write afterwards."""
+def cached_segment_logits(model, f: SegmentFeatures, bank, top_k: int | None = None):
+    """``evaluate.segment_logits`` from cached features: the logits at the scored positions [T - 1, V] of the
+    segment reading ``bank`` (``top_k`` tokens retrieved per query and head; default the config's) and their
+    targets [T - 1]."""
     check_cacheable(model)
     x = torch.tensor([f.ids], device=model.device)  # [1, T]
     n = len(f.ids) - len(model.with_sink([]))
@@ -73,14 +74,21 @@ def cached_segment_loss(model, f: SegmentFeatures, bank):
     rope = model.backbone.rope(h_in, model.backbone.positions(x))
     if bank is not None:
         model.check_bank(bank)
-        n_chunks = model.cfg.top_k // bank.chunk_size
+        n_chunks = (top_k or model.cfg.top_k) // bank.chunk_size
         retrieve = lambda q: bank.search(q, n_chunks).to(q.device)  # noqa: E731  (as LongMemModel.forward)
     else:
         retrieve = None
     final, _ = model.side(hidden, rope, retrieve)
     logits = model.backbone.logits(final)  # [1, T, V]
-    loss = torch.nn.functional.cross_entropy(logits[0, start:-1].float(), x[0, start + 1:], reduction="sum")
-    return loss, n - 1, f.keys.float(), f.values.float()
+    return logits[0, start:-1], x[0, start + 1:]
+
+
+def cached_segment_loss(model, f: SegmentFeatures, bank):
+    """``evaluate.segment_loss`` from cached features: summed next-token loss of the segment reading ``bank``, the
+    number of scored tokens, and the segment's memory keys/values (float32) to write afterwards."""
+    logits, targets = cached_segment_logits(model, f, bank)
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    return loss, len(targets), f.keys.float(), f.values.float()
 
 
 class SegmentFeatureCache:

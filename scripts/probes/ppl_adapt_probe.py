@@ -31,22 +31,11 @@ import torch
 from longmem_core.model import LongMemModel
 from longmem_core.neural_cache import TokenCache, key_states
 from longmem_core.ppl_cache import DIM_MIX, THETA_MIX
-from longmem_core.training.features import segment_features
+from longmem_core.training.features import cached_segment_logits, segment_features
 from longmem_core.training.params import make_optimizer
 
 N_MINS = (3, 5, 8)
 BOOKS = Path("/work/shared/data/books")
-
-
-def longmem_logits(model: LongMemModel, f, bank, n_chunks: int) -> torch.Tensor:
-    """Logits [T, V] of the SideNet from cached features (as features.cached_segment_loss computes them)."""
-    x = torch.tensor([f.ids], device=model.device)
-    h_in, h_last = f.h_memory_input.float()[None], f.h_last.float()[None]
-    hidden = [h_in] * model.backbone.n_layers + [h_last]
-    rope = model.backbone.rope(h_in, model.backbone.positions(x))
-    retrieve = (lambda q: bank.search(q, n_chunks).to(q.device)) if len(bank) else None
-    final, _ = model.side(hidden, rope, retrieve)
-    return model.backbone.logits(final)[0]
 
 
 def parse_variant(v: str) -> dict:
@@ -139,7 +128,7 @@ def run_book(path: Path, base: LongMemModel, variants: list[dict], tokens: int, 
             with torch.no_grad():
                 share = torch.sigmoid(model.side.gate) * v["alpha"]
                 model.side.gate.copy_(torch.log(share / (1 - share)))
-        n_chunks = v["chunks"] or model.cfg.top_k // model.cfg.chunk_size
+        top_k = v["chunks"] * model.cfg.chunk_size if v["chunks"] else None
         opt = None
         if v["adapt"]:
             lr, steps = v["adapt"]
@@ -148,12 +137,12 @@ def run_book(path: Path, base: LongMemModel, variants: list[dict], tokens: int, 
         for s, f in enumerate(feats):
             tgt = torch.tensor(f.ids[start + 1:])
             with torch.no_grad():
-                lg = longmem_logits(model, f, bank, n_chunks)[start:-1]
+                lg, _ = cached_segment_logits(model, f, bank, top_k)
             add(v["name"], s, torch.log_softmax(lg.float(), -1).gather(1, tgt[:, None])[:, 0])
             if opt is not None and s < len(feats) - 1 and len(bank):
                 model.train()
                 for _ in range(steps):
-                    lg = longmem_logits(model, f, bank, n_chunks)[start:-1]
+                    lg, _ = cached_segment_logits(model, f, bank, top_k)
                     loss = torch.nn.functional.cross_entropy(lg.float(), tgt)
                     opt.zero_grad()
                     loss.backward()
@@ -182,6 +171,7 @@ def main() -> None:
     torch.manual_seed(0)
     base = LongMemModel.load(checkpoint=args.checkpoint)
     base.eval()
+    base.side.requires_grad_(False)  # cached features need the idle side layers frozen (features.check_cacheable)
     names = args.variants.split(",")
     variants = [parse_variant(v) for v in names]
     specs = []
