@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from .limits import check_text
 from .memory_bank import MemoryBank
 from .model import LongMemModel, MemorizeStats, PromptCache, Retrieved
 
@@ -44,12 +45,14 @@ def check_template(template: str) -> None:
 
 
 def format_demonstration(template: str, text: str, label: str) -> str:
+    check_text(text, "demonstration")  # limits.py: every demonstration enters a prompt through here
     return template.replace("{text}", text).replace("{label}", label)
 
 
 def query_prompt(template: str, text: str) -> str:
     """The template up to (not including) the space before its label: ``"Review: {text} Sentiment:"``."""
     check_template(template)
+    check_text(text, "text to classify")  # limits.py: every text to classify enters a prompt through here
     return template[:template.index("{label}")].rstrip().replace("{text}", text)
 
 

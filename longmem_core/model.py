@@ -247,8 +247,10 @@ class LongMemModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, bank: MemoryBank | None = None, *, trace: bool = False,
                 position_ids: torch.Tensor | None = None, caches: ModelCaches | None = None,
-                top_k: int | None = None) -> LongMemOutput:
-        """input_ids [B, T] -> logits [B, T, V]; every row reads the same bank (None: no memory).
+                top_k: int | None = None, logits_from: int = 0) -> LongMemOutput:
+        """input_ids [B, T] -> logits [B, T - logits_from, V]; every row reads the same bank (None: no memory).
+        ``logits_from``: the first position whose logits are computed (a prompt read only to be cached or scored
+        at its end needs none or few: [B, T, V] float32 logits of a long prompt would cost more than the model).
 
         ``top_k``: tokens retrieved from memory per query token and head for this call (default: the config's);
         a multiple of the bank's chunk size, so ``top_k // chunk_size`` chunks are retrieved."""
@@ -270,7 +272,7 @@ class LongMemModel(nn.Module):
             hidden, record = self.side(out.hidden_states, out.rope, retrieve, caches.side if caches else None, trace)
         if parallel:  # the first such steps measure which schedule pays on this machine (decode_schedule.py)
             self.decode_schedule.record(beside, time.perf_counter() - t0)
-        return LongMemOutput(logits=self.backbone.logits(hidden), trace=record, memory_keys=out.memory_keys,
+        return LongMemOutput(logits=self.backbone.logits(hidden[:, logits_from:]), trace=record, memory_keys=out.memory_keys,
                              memory_values=out.memory_values)
 
     def _side_beside_backbone(self, input_ids: torch.Tensor, caches: ModelCaches | None) -> bool:

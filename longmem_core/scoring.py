@@ -47,7 +47,7 @@ def cache_prompt(model: "LongMemModel", prompt: str | list[int], bank: MemoryBan
     """Read a prompt prefix once and keep every layer's keys/values (see ``LongMemModel.cache_prompt``)."""
     ids = model.encode(prompt) if isinstance(prompt, str) else list(prompt)
     caches = ModelCaches.empty(model)
-    model(torch.tensor([ids], device=model.device), bank, caches=caches, top_k=top_k)
+    model(torch.tensor([ids], device=model.device), bank, caches=caches, top_k=top_k, logits_from=len(ids))
     return PromptCache(ids=ids, caches=caches, bank=bank, top_k=top_k)
 
 
@@ -80,10 +80,12 @@ def score_continuations(model: "LongMemModel", prompt_ids: list[int], continuati
     rows = [prompt_ids[n:] + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in continuations]
     caches = cache.expand(n, len(rows)) if n else None
     # right padding never changes earlier positions
-    out = model(torch.tensor(rows, device=model.device), bank, trace=trace, top_k=top_k, caches=caches)
-    logp = torch.log_softmax(out.logits.float(), dim=-1)  # [rows, width - n, V]
+    first = len(prompt_ids) - 1 - n  # the prompt's last position: its logits score the first continuation token
+    out = model(torch.tensor(rows, device=model.device), bank, trace=trace, top_k=top_k, caches=caches,
+                logits_from=first)  # logits only where continuations are scored, not over the whole prompt
+    logp = torch.log_softmax(out.logits.float(), dim=-1)  # [rows, width - n - first, V]
     scores = []
     for row, ids in enumerate(continuations):
-        pos = torch.arange(len(prompt_ids) - 1 - n, len(prompt_ids) - 1 - n + len(ids), device=logp.device)
+        pos = torch.arange(0, len(ids), device=logp.device)
         scores.append(logp[row, pos, torch.tensor(ids, device=logp.device)].sum())
     return torch.stack(scores).cpu(), out.trace

@@ -378,3 +378,18 @@ def test_repeated_requests_do_not_pile_up_in_gradio_session_state(client, served
         with pytest.raises(ClientAppError):
             c.predict(files=[handle_file(str(bad))], api_name="/memorize")
     assert set(state.config_values) == entries and entries <= set(served.blocks)  # no per-request copies
+
+
+# -- issue 27: second round --
+
+def test_a_long_test_row_or_demonstration_is_refused_with_its_row(model, session, tmp_path):
+    """Case 1: test texts and demonstrations had no length limit (an 8 KB row added 1.1 GB at peak)."""
+    demos = tmp_path / "demos.csv"
+    demos.write_text("text,label\na fine film,positive\n" + "x" * 8000 + ",negative\n", encoding="utf-8")
+    with pytest.raises(AppError, match=r"^demos.csv: row 2: the demonstration is 8,000 characters long; the limit is 1,000"):
+        handlers.demonstration_set(handlers.UPLOADED_SET, demos)
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"text": "ok"}) + "\n" + json.dumps({"text": "y" * 1_000_000}) + "\n", encoding="utf-8")
+    with pytest.raises(AppError, match=r"^test.jsonl: row 2: the text to classify is 1,000,000 characters long"):
+        handlers.read_test_file(test, max_bytes=None)
+    assert session.demonstrations is None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from longmem_core import DocumentError, LongMemModel, icl, icl_modes, read_labelled
+from longmem_core import DocumentError, LongMemModel, icl, icl_modes, limits, read_labelled
 
 from ..session import Classifier, Demonstrations, Session
 from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width
@@ -35,10 +35,15 @@ class DemonstrationSet:
     test_file: Path | None = None  # the bundled labelled test file that goes with a bundled set
 
 
-def _read_rows(path: Path, reader: Callable[[Path], list]) -> list:
-    """Rows of a labelled file, every kind of bad file turned into one AppError line."""
+def _read_rows(path: Path, reader: Callable[[Path], list], kind: str) -> list:
+    """Rows of a labelled file, every kind of bad file (a row over the limit of ``kind`` too) turned into one
+    AppError line."""
     try:
-        return reader(path)
+        rows = reader(path)
+        limits.check_rows(rows, kind, path.name)
+        return rows
+    except limits.TooLongError as exc:
+        raise AppError(str(exc)) from exc
     except DocumentError as exc:  # missing, binary, malformed, a missing column or value: one line each
         raise AppError(named(str(exc), path)) from exc
     except OSError as exc:
@@ -51,13 +56,13 @@ def demonstration_set(choice: str, upload: str | os.PathLike | None = None, temp
     if upload:
         path = Path(upload)
         check_file_size(path, max_bytes)
-        rows = _read_rows(path, read_labelled)
+        rows = _read_rows(path, read_labelled, "demonstration")
         template = template or icl.SENTIMENT_TEMPLATE
         name, test_file = path.name, None
     elif choice in DEMONSTRATION_SETS:
         rel, task, test_rel = DEMONSTRATION_SETS[choice]
         path = ASSETS / rel
-        rows = _read_rows(path, read_labelled)
+        rows = _read_rows(path, read_labelled, "demonstration")
         template, name, test_file = icl.template_for(task), choice, ASSETS / test_rel
     else:
         raise AppError("Choose a bundled demonstration set, or upload a CSV/TSV/JSONL file with text and label columns.")
@@ -178,7 +183,7 @@ def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = 
 def read_test_file(path: str | os.PathLike, *, max_bytes: int | None = None, max_rows: int = 200) -> list[tuple[str, str | None]]:
     path = Path(path)
     check_file_size(path, max_bytes)
-    rows = [(t, label) for t, label in _read_rows(path, icl.read_test_set) if t.strip()]
+    rows = [(t, label) for t, label in _read_rows(path, icl.read_test_set, "text to classify") if t.strip()]
     if not rows:
         raise AppError(f"{path.name}: no texts to classify")
     return rows[:max_rows]

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from longmem_core import LongMemModel, MemoryBank, default_checkpoint
+from longmem_core import LongMemModel, MemoryBank, default_checkpoint, limits
 
 from ..session import Session
 
@@ -68,12 +68,22 @@ def check_file_size(path: Path, max_bytes: int | None) -> None:
 
 
 def check_question(text: str | None, max_chars: int | None, what: str = "question") -> str:
-    """The text stripped, or AppError when it is empty or longer than ``max_chars`` characters."""
+    """The text stripped, or AppError when it is longer than ``max_chars`` characters (None: the library's limit
+    for its kind, ``limits.MAX_CHARS``); the message is the library's, the same on the CLI."""
     text = (text or "").strip()
-    if max_chars is not None and len(text) > max_chars:
-        raise AppError(f"The {what} is {len(text):,} characters long; the limit is {max_chars:,}. "
-                       "Put long text in a document and read it into memory instead.")
-    return text
+    try:
+        return limits.check_text(text, what, max_chars)
+    except limits.TooLongError as exc:
+        raise AppError(str(exc)) from exc
+
+
+def check_number(value: object, name: str, low: float, high: float, *, integer: bool = False) -> float | int:
+    """A numeric input from the page or an API client as a number in [low, high], or AppError (a string that is
+    not a number, null, NaN or infinity, out of range)."""
+    try:
+        return limits.check_number(value, name, low, high, integer=integer)
+    except ValueError as exc:
+        raise AppError(f"{exc}.") from exc
 
 
 @contextmanager

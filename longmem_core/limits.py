@@ -1,0 +1,64 @@
+"""How much a person can send, one limit per kind of input, and the one message every front end shows.
+
+Each kind of text is checked where it enters the library: a question (``check_text`` in the app and the CLI), a
+text to classify (``icl.query_prompt``), a demonstration (``icl.format_demonstration``), a file (its size, before
+it is read). A prompt is read in one pass whose cost grows with its length, so these bound what one request can
+make the process allocate. The app may lower the question limit (``AppSettings.max_question_chars``); rows of a
+labelled file are checked with ``check_rows``, whose message names the row.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+MAX_CHARS = {  # characters of one text of each kind
+    "question": 2000,
+    "text to classify": 2000,  # a test text: read after k demonstrations, in one pass that scores every label
+    "demonstration": 1000,  # up to 40 of them go into one prompt (the app's largest k), each with its label
+}
+MAX_FILE_BYTES = 20_000_000  # a document, demonstration set or test file (the app's max_upload_mb default)
+HINTS = {"question": " Put long text in a document and read it into memory instead."}
+
+
+class TooLongError(ValueError):
+    """A text or file over its limit; the message is one line, for the user as it is."""
+
+
+def check_text(text: str, kind: str, limit: int | None = None) -> str:
+    """``text`` unchanged, or TooLongError when it is longer than ``limit`` (default: the kind's own)."""
+    limit = MAX_CHARS[kind] if limit is None else limit
+    if len(text) > limit:
+        raise TooLongError(f"The {kind} is {len(text):,} characters long; the limit is {limit:,}."
+                           + HINTS.get(kind, ""))
+    return text
+
+
+def check_rows(rows: Sequence[tuple[str, object]], kind: str, name: str, limit: int | None = None) -> None:
+    """TooLongError naming the file and the first row (from 1) whose text is over the kind's limit."""
+    limit = MAX_CHARS[kind] if limit is None else limit
+    for n, (text, _) in enumerate(rows, 1):
+        if len(text) > limit:
+            raise TooLongError(f"{name}: row {n}: the {kind} is {len(text):,} characters long; the limit is "
+                               f"{limit:,}.")
+
+
+def check_file_bytes(size: int, name: str, limit: int | None = MAX_FILE_BYTES) -> None:
+    """TooLongError when a file of ``size`` bytes is over ``limit`` (None: no limit)."""
+    if limit is not None and size > limit:
+        raise TooLongError(f"{name}: {size / 1e6:.1f} MB is over the limit of {limit / 1e6:.1f} MB")
+
+
+def check_number(value: object, name: str, low: float, high: float, *, integer: bool = False) -> float | int:
+    """``value`` as a number within [low, high], or ValueError saying what is expected: refuses strings that are
+    not numbers, None, booleans, NaN and infinities (``float("nan")`` passes every comparison-based range check)."""
+    kind = "a whole number" if integer else "a number"
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}, not {value[:40]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}, not {str(value)[:40]}")
+    if not math.isfinite(value) or not low <= value <= high or (integer and value != int(value)):
+        raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}, not {value!r:.40}")
+    return int(value) if integer else float(value)
