@@ -393,3 +393,32 @@ def test_a_long_test_row_or_demonstration_is_refused_with_its_row(model, session
     with pytest.raises(AppError, match=r"^test.jsonl: row 2: the text to classify is 1,000,000 characters long"):
         handlers.read_test_file(test, max_bytes=None)
     assert session.demonstrations is None
+
+
+def _wide_bank(n_sources: int, tokens_per_source: int, text_chars: int) -> "MemoryBank":
+    """A bank whose every token spans its source's whole text (what a tampered bank can say: each span lies
+    inside its source, so the loader accepts it)."""
+    import numpy as np
+
+    from longmem_core import MemoryBank
+    bank = MemoryBank(n_kv_heads=1, head_dim=4, chunk_size=4, capacity=1 << 16)
+    g = torch.Generator().manual_seed(0)
+    for s in range(n_sources):
+        src = bank.add_source(f"doc{s}-" + "n" * 5000 + ".txt", "word " * (text_chars // 5))
+        spans = np.tile(np.array([[0, text_chars]]), (tokens_per_source, 1))
+        bank.add(torch.randn(tokens_per_source, 1, 4, generator=g), torch.randn(tokens_per_source, 1, 4, generator=g),
+                 source=src, char_spans=spans)
+    return bank
+
+
+@pytest.mark.parametrize("n_sources,tokens,chars", [(1, 6000, 20_000), (400, 4, 100)])
+def test_the_memory_map_is_bounded_whatever_the_bank_says(n_sources, tokens, chars):
+    """Case 2: 1,500 chunks each spanning a 20 KB text made 30 MB of map HTML (every tooltip held its whole span);
+    hundreds of sources made a strip each. Tooltips, names and strips are cut: under 1 MB in both."""
+    from app import views
+    bank = _wide_bank(n_sources, tokens, chars)
+    html = views.memory_map(bank, {int(bank.chunk_ids[0]): 1.0}, [int(bank.chunk_ids[-1])])
+    assert len(html.encode()) < 1_000_000, len(html)
+    assert "…" in html and "n" * 200 not in html
+    if n_sources > 1:
+        assert "376 older documents with 376 chunks in memory are not drawn" in html

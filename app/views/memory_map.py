@@ -13,6 +13,17 @@ HEAT_STOPS = [(0.0, (191, 219, 254)), (0.25, (253, 186, 116)), (0.6, (234, 88, 1
 NOT_IN_MEMORY = "#e5e7eb"
 STRIP_BINS = 120  # cells per document strip
 MAP_POINTS = 1500  # chunks drawn in the projection at most
+MAX_STRIPS = 24  # documents drawn as strips at most (the newest; the rest are counted in one line)
+TIP_CHARS = 160  # a hover text shows at most this many characters of its chunk (a span can be a whole document)
+NAME_CHARS = 80  # a document's name is cut to this many characters
+# So the map's HTML is bounded whatever a bank says (spans, names, how many sources): about MAX_STRIPS *
+# STRIP_BINS * 150 + MAP_POINTS * (TIP_CHARS + NAME_CHARS + 200) bytes, under 1 MB.
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` with its whitespace runs made single spaces, at most ``limit`` characters (an ellipsis marks a cut)."""
+    text = flat(text[:4 * limit])  # flat never sees more than a few times what is kept
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _heat_color(t: float) -> str:
@@ -46,7 +57,9 @@ def _strips(bank: MemoryBank, heat: dict[int, float], last: list[int]) -> str:
         cell_heat = np.bincount(bins, weights=weights[mask], minlength=STRIP_BINS)
         covered = np.bincount(bins, minlength=STRIP_BINS) > 0
         marks = sorted({int(b) for b, c in zip(bins, ids[mask]) if int(c) in last_set})
-        cells.append((s, source["name"], int(mask.sum()), cell_heat, covered, marks, length))
+        cells.append((s, _cut(source["name"], NAME_CHARS), int(mask.sum()), cell_heat, covered, marks, length))
+    hidden = cells[:-MAX_STRIPS]
+    cells = cells[-MAX_STRIPS:]  # the newest documents
     top = max((c[3].max() for c in cells), default=0.0) or 1.0
     width = 1000 / STRIP_BINS
     for s, name, n, cell_heat, covered, marks, length in cells:
@@ -63,6 +76,9 @@ def _strips(bank: MemoryBank, heat: dict[int, float], last: list[int]) -> str:
                     f'</span>{escape(name)} <small>{n:,} chunks · {length:,} characters</small></div>'
                     f'<svg viewBox="0 0 1000 38" preserveAspectRatio="none" role="img" '
                     f'aria-label="retrieval heat along {escape(name)}">{"".join(rects)}{ticks}</svg></div>')
+    if hidden:
+        rows.insert(0, f'<div class="lm-legend">{len(hidden):,} older documents with '
+                       f'{sum(c[2] for c in hidden):,} chunks in memory are not drawn; the newest {len(cells)} are.</div>')
     legend = ('<div class="lm-legend">Start of each document on the left. <span class="lm-swatch" '
               f'style="background:{_heat_color(0)}"></span> in memory, not retrieved '
               f'<span class="lm-swatch lm-ramp"></span> retrieved more and more often, summed over all questions '
@@ -99,7 +115,7 @@ def _projection(bank: MemoryBank, last: list[int]) -> str:
         cx, cy = pad + px * (w - 2 * pad), h - pad - py * (h - 2 * pad)
         s = int(bank.chunk_source[p])
         info = bank.chunk_info(int(ids[p]))
-        tip = escape(f"{info.source} #{info.chunk_id}: {flat(info.text)}")
+        tip = escape(f"{_cut(info.source, NAME_CHARS)} #{info.chunk_id}: {_cut(info.text, TIP_CHARS)}")
         if p in last_set:
             rings.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="7" fill="{SOURCE_COLORS[s % len(SOURCE_COLORS)]}" '
                          f'stroke="#111827" stroke-width="2.5"><title>{tip} (latest answer)</title></circle>')
