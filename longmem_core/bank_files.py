@@ -33,6 +33,7 @@ import torch
 
 from .index import IVFIndex, check_capacity, check_index_kind
 from .memory_bank import STORAGE_DTYPE, MemoryBank
+from .pdf import MAX_LABEL_CHARS
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
@@ -48,7 +49,7 @@ _after_step: Callable[[str], None] | None = None  # test hook: called after each
 _DTYPES = {"F16": (STORAGE_DTYPE, 2), "F32": (torch.float32, 4), "BOOL": (torch.bool, 1), "I64": (torch.int64, 8)}
 _META_TYPES = {"format": int, "n_kv_heads": int, "head_dim": int, "chunk_size": int, "capacity": int, "index": str,
                "nprobe": (int, type(None)), "backbone": str, "memory_layer": int, "first_id": int, "sources": list}
-_SOURCE_KEYS = {"name", "text", "pages"}
+_SOURCE_KEYS = {"name", "text", "pages", "page_labels"}
 
 
 class BankFileError(ValueError):
@@ -221,7 +222,8 @@ def _check_range(name: str, key: str, value: int, low: int, high: int) -> None:
 
 
 def _check_source(name: str, i: int, source: object) -> None:
-    """A source record: {"name": str, "text": str[, "pages": increasing character offsets from 0]}."""
+    """A source record: {"name": str, "text": str[, "pages": increasing character offsets from 0, "page_labels": one
+    short string per page]}."""
     where = f"{name}: source {i}"
     if not isinstance(source, dict):
         raise BankFileError(f"{where} is a {type(source).__name__}, not a record with a name and a text")
@@ -231,10 +233,16 @@ def _check_source(name: str, i: int, source: object) -> None:
         raise BankFileError(f"{where}: name and text must be strings")
     pages = source.get("pages")
     if pages is None:
+        if "page_labels" in source:
+            raise BankFileError(f"{where}: page_labels without pages")
         return
     if (not isinstance(pages, list) or not pages or not all(type(p) is int for p in pages) or pages[0] != 0
             or any(b < a for a, b in zip(pages, pages[1:])) or pages[-1] > len(source["text"])):
         raise BankFileError(f"{where}: pages must be increasing character offsets from 0 within its text")
+    labels = source.get("page_labels")
+    if labels is not None and (not isinstance(labels, list) or len(labels) != len(pages)
+                               or not all(isinstance(x, str) and len(x) <= MAX_LABEL_CHARS for x in labels)):
+        raise BankFileError(f"{where}: page_labels must be one short string per page")
 
 
 def _read_tensor_specs(path: Path, meta: dict, name: str) -> tuple[dict, int]:

@@ -188,7 +188,8 @@ def cmd_memorize(args) -> dict:
     tokens = chunks = 0
     for doc in docs:
         bar = _progress(not args.json or sys.stderr.isatty(), doc.name)
-        stats = model.memorize(doc.text, bank, source=doc.name, progress=bar, pages=doc.pages)
+        stats = model.memorize(doc.text, bank, source=doc.name, progress=bar, pages=doc.pages,
+                                 page_labels=doc.page_labels)
         if bar:
             bar.close()
         tokens, chunks = tokens + stats.tokens, chunks + stats.chunks

@@ -22,6 +22,7 @@ class Document:
     name: str
     text: str
     pages: list[int] | None = None  # character offset in ``text`` where each page starts (a PDF), else None
+    page_labels: list[str] | None = None  # each page's printed label ("iv", "38"; a PDF), else None
 
 
 def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Document:
@@ -39,16 +40,16 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Docu
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"{path}: cannot read ({exc.strerror})") from exc
-    pages = None
+    pages = labels = None
     if suffix in PDF_SUFFIXES:
-        text, pages = pdf_pages(data, path.name)
+        text, pages, labels = pdf_pages(data, path.name)
     elif suffix in TEXT_SUFFIXES:
         text = decode_text(data, path.name)
     else:
         raise DocumentError(f"{path.name}: unsupported file type {suffix or '(none)'}; use .txt, .md or .pdf")
     if not text.strip():
         raise DocumentError(f"{path.name}: the document is empty")
-    return Document(name=path.name, text=text, pages=pages)
+    return Document(name=path.name, text=text, pages=pages, page_labels=labels)
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -71,30 +72,21 @@ def pdf_text(data: bytes, name: str) -> str:
     return pdf_pages(data, name)[0]
 
 
-def pdf_pages(data: bytes, name: str) -> tuple[str, list[int]]:
-    """The text layer of a PDF, pages separated by blank lines, and the character offset where each page starts."""
-    import io
-    import logging
-
-    from pypdf import PdfReader
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+def pdf_pages(data: bytes, name: str) -> tuple[str, list[int], list[str]]:
+    """The text layer of a PDF (``pdf.read_pdf``), pages separated by blank lines, the character offset where each
+    page starts, and each page's printed label."""
+    from .pdf import PdfError, read_pdf
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise DocumentError(f"{name}: the PDF is encrypted; remove the password first")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except DocumentError:
-        raise
-    except Exception as exc:  # a damaged PDF can make the parser raise nearly anything (pypdf's own limits,
-        raise DocumentError(f"{name}: not a readable PDF ({type(exc).__name__})") from exc  # IndexError, zlib...)
-    pages = [p.strip() for p in pages]
-    text = "\n\n".join(pages)
+        pdf = read_pdf(data)
+    except PdfError as exc:
+        raise DocumentError(f"{name}: {exc}") from exc
+    text = "\n\n".join(pdf.pages)
     if not text.strip():
         raise DocumentError(f"{name}: the PDF has no text layer (scanned images?)")
     starts = [0]
-    for page in pages[:-1]:
+    for page in pdf.pages[:-1]:
         starts.append(starts[-1] + len(page) + 2)  # the page and the blank line after it
-    return text, starts
+    return text, starts, pdf.labels
 
 
 def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label",

@@ -65,6 +65,7 @@ class ChunkInfo:
     char_end: int
     text: str
     page: int | None = None  # 1-based page of the chunk's first character (a PDF source), else None
+    page_label: str | None = None  # the label printed on that page ("iv", "38"), else None
 
 
 def chunk_means(keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -79,6 +80,14 @@ def page_of(pages: list[int] | None, char: int) -> int | None:
     if not pages or char < 0:
         return None
     return max(1, bisect.bisect_right(pages, char))
+
+
+def label_of(source: dict, page: int | None) -> str | None:
+    """The printed label of 1-based ``page`` of ``source`` (its number where the source has no labels)."""
+    if page is None:
+        return None
+    labels = source.get("page_labels")
+    return labels[page - 1] if labels and page <= len(labels) else str(page)
 
 
 class MemoryBank:
@@ -106,7 +115,7 @@ class MemoryBank:
         self._count = 0  # chunks stored
         self._tokens = 0  # tokens stored (a partial chunk counts its real tokens)
         self.index: ChunkIndex = self._exact_index()
-        self.sources: list[dict] = []  # {"name", "text"[, "pages"]} per source, in order of addition
+        self.sources: list[dict] = []  # {"name", "text"[, "pages", "page_labels"]} per source, in order of addition
 
     def _allocate(self, slots: int) -> None:
         """Fresh, empty storage of ``slots`` chunk slots."""
@@ -198,15 +207,21 @@ class MemoryBank:
         chunk id, chunks). Whatever is derived from a bank and kept beside it is stale once this differs."""
         return len(self.sources), self.first_id, self.n_chunks
 
-    def add_source(self, name: str, text: str, pages: list[int] | None = None) -> int:
+    def add_source(self, name: str, text: str, pages: list[int] | None = None,
+                   page_labels: list[str] | None = None) -> int:
         """Register a source document; returns its index for ``add``. ``pages``: the character offset where each
-        page starts in ``text`` (a PDF), increasing from 0; None when the text has no pages."""
+        page starts in ``text`` (a PDF), increasing from 0; None when the text has no pages. ``page_labels``: the
+        label printed on each page (one per page)."""
         source = {"name": name, "text": text}
         if pages is not None:
             pages = [int(p) for p in pages]
             if not pages or pages[0] != 0 or any(b < a for a, b in zip(pages, pages[1:])) or pages[-1] > len(text):
                 raise ValueError(f"pages must be increasing character offsets from 0 within the text, got {pages[:8]}")
             source["pages"] = pages
+            if page_labels is not None:
+                if len(page_labels) != len(pages) or not all(isinstance(x, str) for x in page_labels):
+                    raise ValueError(f"page_labels must be one string per page ({len(pages)}), got {len(page_labels)}")
+                source["page_labels"] = list(page_labels)
         self.sources.append(source)
         return len(self.sources) - 1
 
@@ -403,7 +418,7 @@ class MemoryBank:
         ts, te = (int(x) for x in self._tok[s])
         return ChunkInfo(chunk_id=chunk_id, source=source["name"], token_start=ts, token_end=te,
                          char_start=cs, char_end=ce, text=source["text"][cs:ce] if cs >= 0 else "",
-                         page=page_of(source.get("pages"), cs))
+                         page=(page := page_of(source.get("pages"), cs)), page_label=label_of(source, page))
 
     def chunk_keys(self, head: int | None = None) -> np.ndarray:
         """Mean key of every stored chunk, oldest first (what the index searches): per kv head [G, Nc, D] float32,

@@ -59,7 +59,7 @@ class Retrieved:
         i = self.info
         return {"chunk_id": i.chunk_id, "source": i.source, "char_start": i.char_start, "char_end": i.char_end,
                 "text": i.text, "score": round(self.score, 6), "token_start": i.token_start, "token_end": i.token_end,
-                "page": i.page}
+                "page": i.page, "page_label": i.page_label}
 
 
 class LongMemModel(nn.Module):
@@ -173,10 +173,12 @@ class LongMemModel(nn.Module):
 
     @torch.no_grad()
     def memorize(self, text: str, bank: MemoryBank, source: str = "text", progress: Progress | None = None,
-                 batch_size: int = 1, workers: int | None = None, pages: list[int] | None = None) -> MemorizeStats:
+                 batch_size: int = 1, workers: int | None = None, pages: list[int] | None = None,
+                 page_labels: list[str] | None = None) -> MemorizeStats:
         """Read ``text`` into ``bank`` in segments of ``cfg.segment_length`` tokens (the backbone runs only up to the
         memory layer). Every chunk keeps its source and character span; ``pages``: where each page of ``text``
-        starts (characters, a PDF's ``Document.pages``), so chunks know their page.
+        starts (characters, a PDF's ``Document.pages``), so chunks know their page; ``page_labels``: the label
+        printed on each page (``Document.page_labels``).
 
         ``workers``: segments read side by side, each in its own thread with one intra-op thread (default: as many
         as torch's CPU threads; 1 on an accelerator). In float32 the keys do not depend on the count (bit for bit in
@@ -188,7 +190,7 @@ class LongMemModel(nn.Module):
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         if not ids:
             raise ValueError(f"{source}: no tokens to memorize")
-        src = bank.add_source(source, text, pages=pages)
+        src = bank.add_source(source, text, pages=pages, page_labels=page_labels)
         prefix = self.with_sink([])
         step = self.segment_length - len(prefix)
         starts = list(range(0, len(ids), step))

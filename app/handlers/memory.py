@@ -83,7 +83,8 @@ def memorize(model: LongMemModel, session: Session, documents: Sequence[Document
                     progress(MemorizeProgress(doc.name, index, len(documents), done, total,
                                               time.perf_counter() - t0, eta))
             try:
-                stats = model.memorize(doc.text, bank, source=doc.name, progress=on_segment, pages=doc.pages)
+                stats = model.memorize(doc.text, bank, source=doc.name, progress=on_segment, pages=doc.pages,
+                                         page_labels=doc.page_labels)
             except Stopped:
                 report.stopped = True
                 break
