@@ -10,7 +10,8 @@ set and classifies one text at a time (the app); ``evaluate_modes`` runs a test 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -38,8 +39,10 @@ from .model import LongMemModel, PromptCache
 #   by those the same prompt gives content-free inputs ("N/A", "", "[MASK]").
 # ``centroid_context``: kNN-LM-style interpolation (Khandelwal et al. 2020) of the two label distributions:
 #   ``MIX_WEIGHT`` * centroid + (1 - ``MIX_WEIGHT``) * context_cal.
+# ``auto``: whichever of ``icl_select.CANDIDATES`` was right most often on demonstrations held out of memory
+#   (``icl_select.select``, issue 26): the mode is chosen per demonstration set, before the first text.
 
-MODES: tuple[str, ...] = ("context", "memory", "knn", "kate", "centroid", "context_cal", "centroid_context")
+MODES: tuple[str, ...] = ("context", "memory", "knn", "kate", "centroid", "context_cal", "centroid_context", "auto")
 # chosen on tuning data only (scripts/probes/icl_probe.py, 300 demonstrations, 100 texts, seed 1: cr's test set,
 # and dev texts carved from trec's and subj's train sets): mean accuracy centroid_context 0.733, centroid 0.703,
 # context_cal 0.627, knn 0.613, context 0.580 (docs/notes/2026-12-02-icl.md; report figures: docs/results/icl.json)
@@ -204,10 +207,17 @@ class ModesResult:
     gold: list[str]
     predictions: dict[str, list[str]]  # mode -> predicted label per test text
     memory_tokens: int = 0  # tokens of the bank the demonstrations were read into
+    selection: dict | None = None  # ``auto``'s choice (``icl_select.Selection.to_dict``), when it ran
+    seconds: dict[str, float] = field(default_factory=dict)  # ``ModeClassifier.seconds`` over the test set
 
     @property
     def accuracy(self) -> dict[str, float]:
         return {m: sum(p == g for p, g in zip(ps, self.gold)) / self.n for m, ps in self.predictions.items()}
+
+    @property
+    def macro_f1(self) -> dict[str, float]:
+        from .icl_select import macro_f1
+        return {m: macro_f1(self.gold, ps) for m, ps in self.predictions.items()}
 
 
 class ModeClassifier:
@@ -219,6 +229,11 @@ class ModeClassifier:
                  memory: DemonstrationMemory, modes: Sequence[str], k: int, neighbours: int) -> None:
         self.model, self.labels, self.template, self.context, self.bank = model, labels, template, context, bank
         self.k, self.neighbours, self.modes = k, neighbours, set(modes)
+        if "auto" in self.modes:
+            from .icl_select import CANDIDATES
+            self.modes |= set(CANDIDATES)
+        self.selection = None  # ``auto``'s choice (an ``icl_select.Selection``), made by ``select`` once
+        self.seconds = {"key": 0.0, "context": 0.0, "memory": 0.0, "kate": 0.0}  # per-text work, summed
         needs_keys = self.modes & {"knn", "kate", "centroid", "centroid_context"}
         self.keys = demonstration_keys(bank, memory, template) if needs_keys else None
         self.centred = centred(self.keys) if self.keys is not None else None
@@ -229,10 +244,22 @@ class ModeClassifier:
             model, labels, context=context, template=template, cache=self.caches["context"]) \
             if self.modes & {"context_cal", "centroid_context"} else None
 
+    def select(self):
+        """``auto``'s choice for these demonstrations (``icl_select.select``), made once: an ``icl_select.Selection``."""
+        if self.selection is None:
+            from .icl_select import select
+            self.selection = select(self)
+        return self.selection
+
     def query_key(self, text: str) -> torch.Tensor | None:
         """The text's memory-layer key [G*D] (``text_key``), or None when no mode built here compares keys. Read
         it once and pass it to ``predict``, and to whatever else compares the text with the demonstrations."""
-        return text_key(self.model, text, self.template) if self.keys is not None else None
+        if self.keys is None:
+            return None
+        start = time.perf_counter()
+        key = text_key(self.model, text, self.template)
+        self.seconds["key"] += time.perf_counter() - start
+        return key
 
     def predict(self, text: str, modes: Sequence[str], key: torch.Tensor | None = None) -> dict[str, Prediction]:
         """``text`` classified in each of ``modes`` (a subset of the modes this classifier was built for).
@@ -240,8 +267,10 @@ class ModeClassifier:
         query = key if key is not None else self.query_key(text)
         out: dict[str, Prediction] = {}
         if self.modes & {"context", "context_cal", "centroid_context"}:
+            start = time.perf_counter()
             out["context"] = classify(self.model, text, self.labels, context=self.context, template=self.template,
                                       top=0, cache=self.caches["context"])
+            self.seconds["context"] += time.perf_counter() - start
         if self.content_free is not None:
             calibrated = calibrate(probabilities(out["context"].scores, self.labels), self.content_free)
             out["context_cal"] = from_probabilities(calibrated, self.labels)
@@ -254,12 +283,18 @@ class ModeClassifier:
         if "knn" in self.modes:
             out["knn"] = knn_vote(self.keys, query, self.labels, self.neighbours)
         if "kate" in self.modes:
+            start = time.perf_counter()
             near = kate_context(self.keys, query, self.template, self.k)
             out["kate"] = classify(self.model, text, self.labels, context=near, template=self.template,
                                    cache=self.model.cache_prompt(near) if near else None)
+            self.seconds["kate"] += time.perf_counter() - start
         if "memory" in self.modes:
+            start = time.perf_counter()
             out["memory"] = classify(self.model, text, self.labels, context=self.context, template=self.template,
                                      top=0, bank=self.bank, cache=self.caches["memory"])
+            self.seconds["memory"] += time.perf_counter() - start
+        if "auto" in modes:
+            out["auto"] = out[self.select().chosen]
         return {mode: out[mode] for mode in modes}
 
 
@@ -281,6 +316,7 @@ def evaluate_modes(model: LongMemModel, test: Sequence[Example], demonstrations:
     bank = model.new_bank(capacity=max(model.cfg.capacity, room))
     memory = memorize_demonstrations(model, chosen, bank, template=template, progress=memorize_progress)
     classifier = ModeClassifier(model, labels, template, context, bank, memory, modes, k, neighbours)
+    selection = classifier.select().to_dict() if "auto" in modes else None  # before the test set, timed apart
     predictions: dict[str, list[str]] = {m: [] for m in modes}
     for i, (text, _) in enumerate(test):
         for mode, pred in classifier.predict(text, modes).items():
@@ -288,4 +324,4 @@ def evaluate_modes(model: LongMemModel, test: Sequence[Example], demonstrations:
         if progress:
             progress(i + 1, len(test))
     return ModesResult(n=len(test), labels=labels, gold=[g for _, g in test], predictions=predictions,
-                       memory_tokens=len(bank))
+                       memory_tokens=len(bank), selection=selection, seconds=dict(classifier.seconds))

@@ -1,0 +1,154 @@
+"""Choosing the classification mode from the demonstrations themselves (issue 26; beyond the paper).
+
+No single mode of ``icl_modes.py`` wins every task: the default mix of label centroids and calibrated in-context
+scores was chosen on sentiment and subjectivity, and a k-NN vote over the stored keys beats it on topic-like
+tasks. ``select`` scores every candidate mode on demonstrations held out of the uploaded set and the ``auto``
+mode then uses the best one:
+
+- held out: a stratified sample (every label in proportion, each label at least once) of at most
+  ``MAX_HELD_OUT`` demonstrations, none of those in the prompt (the in-context modes would see their answer);
+- the key modes (``knn``, ``centroid``) score each held-out demonstration leave-one-out over the keys the bank
+  already stores (its own key is left out of the vote and of its label's centroid): nearly free;
+- the in-context modes (``context``, ``context_cal``, and ``centroid_context``, which mixes the two) cost one
+  label scoring each, after the prompt read once (``ModeClassifier``'s cache);
+- the chosen mode has the highest held-out accuracy, but the default is only left for a mode right on more than
+  ``MARGIN`` held-out texts more (ties: the default, then the higher macro-F1).
+
+Not candidates: ``memory`` (the paper's; the bank holds each held-out demonstration with its label, so its
+held-out score would read the answer) and ``kate`` (a new prompt per text: too slow to score on a CPU).
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from .icl import classify, format_demonstration
+
+if TYPE_CHECKING:
+    from .icl_modes import ModeClassifier
+
+CANDIDATES: tuple[str, ...] = ("centroid_context", "centroid", "context_cal", "knn", "context")  # preference order
+FALLBACK = "centroid_context"  # kept when nothing can be held out, and preferred on a tie (tuned on sentiment)
+MAX_HELD_OUT = 40  # held-out demonstrations the in-context modes score (one label scoring each)
+MARGIN = 1  # another mode replaces the default only when right on more than this many held-out texts more
+FEW_DEMONSTRATIONS = 30  # below this many, the choice is said to rest on few examples
+FEW_HELD_OUT = 20  # ... and below this many held-out texts
+
+
+@dataclass
+class Selection:
+    """Which mode ``auto`` uses, and why: every candidate's held-out accuracy and macro-F1."""
+
+    chosen: str
+    accuracy: dict[str, float]  # candidate -> accuracy on the held-out demonstrations
+    macro_f1: dict[str, float]  # candidate -> macro-averaged F1 on the same (labels present there)
+    held_out: int  # demonstrations held out and scored
+    demonstrations: int  # demonstrations in memory
+    seconds: float  # what the choice took
+    few: bool  # the choice rests on few examples
+    reason: str  # one plain sentence
+    indices: list[int] = field(default_factory=list)  # the held-out demonstrations
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "indices"}
+
+
+def macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
+    """F1 of each label that occurs in ``gold`` or ``predicted``, averaged with equal weight (0 when empty)."""
+    labels = sorted(set(gold) | set(predicted))
+    scores = []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(gold, predicted))
+        fp = sum(g != label and p == label for g, p in zip(gold, predicted))
+        fn = sum(g == label and p != label for g, p in zip(gold, predicted))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def stratified_sample(labels: Sequence[str], allowed: Sequence[int], n: int, seed: int = 0) -> list[int]:
+    """Up to ``n`` of the ``allowed`` indices, each label in proportion to its share of them and at least once
+    (largest remainders first), drawn reproducibly; sorted."""
+    by_label: dict[str, list[int]] = {}
+    for i in allowed:
+        by_label.setdefault(labels[i], []).append(i)
+    if len(allowed) <= n:
+        return sorted(allowed)
+    rng = random.Random(seed)
+    for members in by_label.values():
+        rng.shuffle(members)
+    quota = {label: max(1, int(n * len(m) / len(allowed))) for label, m in by_label.items()}
+    by_share = sorted(by_label, key=lambda label: -(n * len(by_label[label]) / len(allowed) % 1))
+    for label in by_share:  # the rest of the budget to the largest remainders (more than n only when labels > n)
+        if sum(quota.values()) >= n:
+            break
+        quota[label] = min(quota[label] + 1, len(by_label[label]))
+    return sorted(i for label, members in by_label.items() for i in members[:quota[label]])
+
+
+def _knn_loo(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """k-NN vote scores [L] as ``icl_modes.knn_vote`` (a vote plus similarity / (neighbours + 1)), from one
+    held-out text's similarities [M] to the demonstrations (its own set to -inf beforehand)."""
+    top = sims.topk(min(neighbours, int(torch.isfinite(sims).sum())))
+    return ((1 + top.values / (neighbours + 1))[:, None] * onehot[top.indices]).sum(0)
+
+
+def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, margin: int = MARGIN,
+           seed: int = 0) -> Selection:
+    """Every candidate mode scored on demonstrations held out of ``classifier``'s memory; the best one chosen."""
+    from . import icl_modes
+    start = time.perf_counter()
+    memory, labels = classifier.keys.memory, classifier.labels
+    examples = memory.examples
+    gold_all = [label for _, label in examples]
+    in_prompt = {i for i, (t, label) in enumerate(examples)
+                 if classifier.context and format_demonstration(classifier.template, t, label) in classifier.context}
+    allowed = [i for i in range(len(examples)) if i not in in_prompt and gold_all[i] in labels]
+    held = stratified_sample(gold_all, allowed, max_held_out, seed)
+    few = len(examples) < FEW_DEMONSTRATIONS or len(held) < FEW_HELD_OUT
+    if not held:
+        return Selection(chosen=FALLBACK, accuracy={}, macro_f1={}, held_out=0,
+                         demonstrations=len(examples), seconds=time.perf_counter() - start, few=True,
+                         reason="every demonstration is in the prompt, so none could be held out: "
+                                f"{FALLBACK} is kept")
+    onehot = icl_modes.label_onehot(memory, labels)  # [M, L]
+    raw, cen = classifier.keys.keys, classifier.centred.keys  # [M, G*D] each
+    predicted: dict[str, list[str]] = {m: [] for m in CANDIDATES}
+    for i in held:
+        sims = raw @ raw[i]  # [M]
+        sims[i] = -float("inf")
+        predicted["knn"].append(labels[int(_knn_loo(sims, onehot, classifier.neighbours).argmax())])
+        others = onehot.clone()
+        others[i] = 0  # its own key out of its label's centroid
+        sums = others.T @ cen  # [L, G*D]
+        centroids = torch.nn.functional.normalize(sums / others.sum(0).clamp(min=1)[:, None], dim=-1)
+        near = icl_modes.centroid_distribution(centroids, cen[i])  # [L]
+        predicted["centroid"].append(labels[int(near.argmax())])
+        scores = classify(classifier.model, examples[i][0], labels, context=classifier.context,
+                          template=classifier.template, top=0, cache=classifier.caches["context"]).scores
+        probs = icl_modes.probabilities(scores, labels)
+        calibrated = icl_modes.calibrate(probs, classifier.content_free)
+        predicted["context"].append(labels[int(probs.argmax())])
+        predicted["context_cal"].append(labels[int(calibrated.argmax())])
+        mixed = icl_modes.MIX_WEIGHT * near + (1 - icl_modes.MIX_WEIGHT) * calibrated
+        predicted["centroid_context"].append(labels[int(mixed.argmax())])
+    gold = [gold_all[i] for i in held]
+    correct = {m: sum(p == g for p, g in zip(ps, gold)) for m, ps in predicted.items()}
+    f1 = {m: macro_f1(gold, ps) for m, ps in predicted.items()}
+    default = FALLBACK
+    best = max(CANDIDATES, key=lambda m: (correct[m] - (0 if m == default else margin), m == default, f1[m],
+                                          -CANDIDATES.index(m)))
+    n = len(held)
+    reason = f"{best} was right on {correct[best]} of {n} held-out demonstrations"
+    if best != default:
+        reason += f", {default} (preferred on a tie) on {correct[default]}"
+    else:
+        reason += f"; no other mode was right on more than {margin} more" if margin else "; no other mode on more"
+    if few:
+        reason += f" (few examples: {len(examples)} demonstrations, {n} held out; the choice is uncertain)"
+    return Selection(chosen=best, accuracy={m: correct[m] / n for m in CANDIDATES}, macro_f1=f1, held_out=n,
+                     demonstrations=len(examples), seconds=time.perf_counter() - start, few=few, reason=reason,
+                     indices=held)

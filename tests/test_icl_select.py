@@ -1,0 +1,89 @@
+"""Choosing the classification mode on held-out demonstrations (``icl_select.py``, the ``auto`` mode)."""
+import pytest
+import torch
+
+from longmem_core import icl, icl_modes, icl_select
+from test_icl import DEMOS, TEST
+
+
+def _classifier(model, demos=DEMOS, k=3, seed=2, modes=("auto",)):
+    bank = model.new_bank(capacity=4096)
+    memory = icl.memorize_demonstrations(model, demos, bank)
+    context = icl.context_text(icl.SENTIMENT_TEMPLATE, icl.sample_context(demos, k, seed))
+    return icl_modes.ModeClassifier(model, icl.label_set(demos), icl.SENTIMENT_TEMPLATE, context, bank, memory,
+                                    modes, k, icl_modes.NEIGHBOURS)
+
+
+def test_macro_f1_weighs_every_label_alike():
+    assert icl_select.macro_f1(["a", "a", "b"], ["a", "a", "b"]) == 1
+    # always "a" on 9 a's and one b: accuracy 0.9, but b's F1 is 0 and a's 18/19
+    assert icl_select.macro_f1(["a"] * 9 + ["b"], ["a"] * 10) == pytest.approx((18 / 19 + 0) / 2)
+    assert icl_select.macro_f1([], []) == 0
+
+
+def test_stratified_sample_keeps_each_labels_share_and_every_label():
+    labels = ["a"] * 80 + ["b"] * 15 + ["c"] * 5
+    picked = icl_select.stratified_sample(labels, range(100), 20, seed=3)
+    counts = {x: sum(labels[i] == x for i in picked) for x in "abc"}
+    assert len(picked) == 20 and counts == {"a": 16, "b": 3, "c": 1}
+    assert picked == icl_select.stratified_sample(labels, range(100), 20, seed=3) == sorted(picked)
+    assert set(icl_select.stratified_sample(labels, range(100), 20, seed=4)) != set(picked)
+    rare = ["a"] * 99 + ["c"]
+    assert 99 in icl_select.stratified_sample(rare, range(100), 10)  # a rare label is held out at least once
+    assert icl_select.stratified_sample(labels, [1, 2, 90], 20) == [1, 2, 90]  # fewer than n: all of them
+
+
+def test_selection_holds_out_no_demonstration_of_the_prompt(tiny_model):
+    classifier = _classifier(tiny_model)
+    selection = classifier.select()
+    in_prompt = [i for i, d in enumerate(DEMOS) if icl.format_demonstration(icl.SENTIMENT_TEMPLATE, *d)
+                 in classifier.context]
+    assert len(in_prompt) == 3 and not set(in_prompt) & set(selection.indices)
+    assert selection.held_out == len(DEMOS) - 3 == len(selection.indices)
+    assert selection.chosen in icl_select.CANDIDATES and set(selection.accuracy) == set(icl_select.CANDIDATES)
+    assert all(0 <= a <= 1 for a in selection.accuracy.values()) and set(selection.macro_f1) == set(selection.accuracy)
+    assert selection.few and "few examples" in selection.reason and selection.seconds > 0
+    assert classifier.select() is selection  # made once
+    assert "indices" not in selection.to_dict() and selection.to_dict()["chosen"] == selection.chosen
+
+
+def test_auto_predicts_as_the_chosen_mode(tiny_model):
+    classifier = _classifier(tiny_model)
+    for text, _ in TEST:
+        out = classifier.predict(text, ("auto", *icl_select.CANDIDATES))
+        assert out["auto"] is out[classifier.select().chosen]
+
+
+def test_the_choice_follows_held_out_accuracy_with_the_margin(tiny_model, monkeypatch):
+    classifier = _classifier(tiny_model)
+    # the key modes see every held-out demonstration's own label as its only neighbour's: perfect
+    onehot = icl_modes.label_onehot(classifier.keys.memory, classifier.labels)
+    classifier.keys.keys = torch.nn.functional.normalize(onehot + 0.01 * torch.randn(onehot.shape), dim=-1)
+    classifier.centred = icl_modes.centred(classifier.keys)
+    wrong = {label: -5.0 if label == "positive" else 0.0 for label in classifier.labels}  # always "negative"
+    monkeypatch.setattr(icl_select, "classify", lambda *a, **k: icl.Prediction(label="negative", scores=wrong))
+    chosen = icl_select.select(classifier, margin=1)
+    assert chosen.accuracy["knn"] == 1 and chosen.accuracy["context"] < 1
+    best, fallback = chosen.accuracy[chosen.chosen], chosen.accuracy[icl_select.FALLBACK]
+    assert best == max(chosen.accuracy.values()) or chosen.chosen == icl_select.FALLBACK
+    assert chosen.chosen == icl_select.FALLBACK or (best - fallback) * chosen.held_out > 1  # beat it by more than 1
+    assert chosen.chosen != "context"
+    kept = icl_select.select(classifier, margin=len(DEMOS))  # no mode can beat the fallback by that much
+    assert kept.chosen == icl_select.FALLBACK and "no other mode" in kept.reason
+
+
+def test_nothing_held_out_keeps_the_fallback(tiny_model):
+    classifier = _classifier(tiny_model, k=len(DEMOS))  # every demonstration in the prompt
+    selection = classifier.select()
+    assert selection.chosen == icl_select.FALLBACK and selection.held_out == 0 and selection.few
+    assert "none could be held out" in selection.reason
+
+
+def test_evaluate_modes_reports_the_choice_and_its_time(tiny_model):
+    result = icl_modes.evaluate_modes(tiny_model, TEST, DEMOS, k=3, seed=2,
+                                      modes=("context", "centroid_context", "knn", "auto"))
+    assert result.selection["chosen"] in icl_select.CANDIDATES
+    assert result.predictions["auto"] == result.predictions.get(result.selection["chosen"],
+                                                                 result.predictions["auto"])
+    assert result.seconds["key"] > 0 and result.seconds["context"] > 0 and result.seconds["memory"] == 0
+    assert set(result.macro_f1) == set(result.predictions)
