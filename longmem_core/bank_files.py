@@ -155,9 +155,12 @@ def _exchange(a: Path, b: Path) -> bool:
 
 # -- loading --
 
-def load(directory: str | os.PathLike, device: torch.device | str = "cpu") -> MemoryBank:
+def load(directory: str | os.PathLike, device: torch.device | str = "cpu", *, documents: bool = True) -> MemoryBank:
     """A new bank read from ``directory``, every file checked before anything is allocated for it (see the
-    module docstring); BankFileError names the first problem. Nothing outside the new bank changes."""
+    module docstring); BankFileError names the first problem. Nothing outside the new bank changes.
+    ``documents``: every chunk must name one of the bank's sources (a document bank, the default: the answer modes
+    read every chunk's text); False also accepts chunks of no source (-1: a bank of bare keys, as training and
+    benchmarks write)."""
     directory = Path(directory)
     name = directory.name or str(directory)
     if not (directory / META_FILE).is_file():
@@ -168,7 +171,7 @@ def load(directory: str | os.PathLike, device: torch.device | str = "cpu") -> Me
         tensors = _read_tensors(directory / TENSORS_FILE, specs, data_start, name)
     except OSError as exc:
         raise BankFileError(f"{name}: cannot read the bank ({exc.strerror or type(exc).__name__})") from exc
-    _check_contents(tensors, meta, name)
+    _check_contents(tensors, meta, name, documents)
     try:
         return MemoryBank.adopt(
             keys=tensors["keys"], values=tensors["values"], token_mask=tensors["token_mask"],
@@ -317,9 +320,10 @@ def _read_tensors(path: Path, specs: dict, data_start: int, name: str) -> dict[s
     return out
 
 
-def _check_contents(t: dict[str, torch.Tensor], meta: dict, name: str) -> None:
+def _check_contents(t: dict[str, torch.Tensor], meta: dict, name: str, documents: bool = True) -> None:
     """The values agree with each other and with the sources: real tokens first in every chunk, token spans as
-    long as their chunks, sources and character spans in range, finite keys and values (and centroids)."""
+    long as their chunks, sources (every chunk one of them for ``documents``) and character spans in range,
+    finite keys and values (and centroids)."""
     mask = t["token_mask"]  # [n, c]
     n, c = mask.shape
     counts = mask.sum(1)  # [n] real tokens per chunk
@@ -329,8 +333,9 @@ def _check_contents(t: dict[str, torch.Tensor], meta: dict, name: str) -> None:
     if first_id + n > MAX_ID:
         raise BankFileError(f"{name}: first_id = {first_id} leaves no room for {n} chunks")
     src = t["chunk_source"].numpy()
-    if n and (src.min() < -1 or src.max() >= len(sources)):
-        raise BankFileError(f"{name}: chunk_source points outside the {len(sources)} sources")
+    if n and (src.min() < (0 if documents else -1) or src.max() >= len(sources)):
+        raise BankFileError(f"{name}: chunk_source points outside the {len(sources)} sources"
+                            + (" (every chunk must name one of them)" if documents and src.min() == -1 else ""))
     tok = t["chunk_tokens"].numpy()
     if n and (tok[:, 0].min() < 0 or tok[:, 1].max() > MAX_ID or not np.array_equal(tok[:, 1] - tok[:, 0], counts.numpy())):
         raise BankFileError(f"{name}: chunk_tokens must be token spans as long as their chunks")

@@ -474,11 +474,13 @@ class MemoryBank:
         return save(self, directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> "MemoryBank":
+    def load(cls, directory: str | os.PathLike, device: torch.device | str = "cpu", *,
+             documents: bool = True) -> "MemoryBank":
         """A new bank read from ``directory`` (onto ``device``), checked whole before anything is allocated for
-        it; BankFileError (a ValueError) names what is wrong (see ``bank_files.load``)."""
+        it; BankFileError (a ValueError) names what is wrong (see ``bank_files.load``). ``documents``: every chunk
+        must name one of the bank's sources (what answering and the app need); False for a bank of bare keys."""
         from .bank_files import load
-        return load(directory, device)
+        return load(directory, device, documents=documents)
 
     @classmethod
     def adopt(cls, *, keys: torch.Tensor, values: torch.Tensor, token_mask: torch.Tensor, chunk_source: np.ndarray,

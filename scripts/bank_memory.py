@@ -37,10 +37,10 @@ def measure(bank: str, warmup: str) -> dict:
     """Load ``warmup``, then ``bank``, in this process: growth of peak and resident memory (bytes)."""
     sys.path.insert(0, str(ROOT))
     from longmem_core import MemoryBank
-    MemoryBank.load(warmup)  # imports, faiss, allocator pools
+    MemoryBank.load(warmup, documents=False)  # imports, faiss, allocator pools
     before = _status("VmRSS:")
     Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) := the current resident size
-    loaded = MemoryBank.load(bank)
+    loaded = MemoryBank.load(bank, documents=False)
     return {"peak_growth": _status("VmHWM:") - before, "resident_growth": _status("VmRSS:") - before,
             "chunks": loaded.n_chunks, "index": type(loaded.index).__name__, "bank_nbytes": loaded.nbytes()}
 

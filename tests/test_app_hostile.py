@@ -422,3 +422,12 @@ def test_the_memory_map_is_bounded_whatever_the_bank_says(n_sources, tokens, cha
     assert "…" in html and "n" * 200 not in html
     if n_sources > 1:
         assert "376 older documents with 376 chunks in memory are not drawn" in html
+
+
+def test_a_bank_whose_chunks_name_no_source_is_refused(model, session, good_zip, tmp_path):
+    """Case 5: sources [] and chunk_source -1 passed every check; the next question failed inside BM25."""
+    def no_source(t):
+        t["chunk_source"][:] = -1
+        t["chunk_chars"][:] = -1
+    path = tampered(good_zip, tmp_path / "nosource.zip", meta={"sources": []}, tensors=no_source)
+    refused(model, session, path, r"chunk_source points outside the 0 sources \(every chunk must name one of them\)")

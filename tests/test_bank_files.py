@@ -235,7 +235,7 @@ def test_a_loaded_bank_holds_less_than_twice_its_file(tmp_path, chunk_size, inde
     bank = MemoryBank(n_kv_heads=2, head_dim=32, chunk_size=chunk_size, capacity=4096, index=index)
     bank.add(torch.randn(4096, 2, 32, generator=g), torch.randn(4096, 2, 32, generator=g))
     path = bank.save(tmp_path / "bank")
-    loaded = MemoryBank.load(path)
+    loaded = MemoryBank.load(path, documents=False)
     size = sum(f.stat().st_size for f in path.iterdir())
     assert loaded.nbytes() < 2 * size, (loaded.nbytes(), size)
     q = torch.randn(3, 4, 32, generator=g)
@@ -269,7 +269,7 @@ def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_bank(tmp_path, exis
     if not existing and not switched:
         assert not path.exists()
     else:
-        bank = MemoryBank.load(path)
+        bank = MemoryBank.load(path, documents=False)
         if switched:  # the complete new bank
             assert (bank.backbone, bank.n_chunks, len(bank)) == ("new", 6, 24)
         else:  # the complete old bank
@@ -355,3 +355,14 @@ def test_without_an_atomic_exchange_save_still_replaces_the_bank(tmp_path, monke
     monkeypatch.setattr(bank_files, "_exchange", lambda a, b: False)
     _bank(seed=1, tokens=8).save(path)
     assert MemoryBank.load(path).n_chunks == 2 and [p.name for p in tmp_path.iterdir()] == ["bank"]
+
+
+def test_chunks_of_no_source_are_refused_in_a_document_bank(saved):
+    """Issue 27, case 5: sources [] with every chunk_source -1 passed every check, then the default answer mode
+    failed inside BM25. A document bank's every chunk names one of its sources; a bank of bare keys may say so."""
+    _edit_meta(saved, sources=[])
+    n = load_file(saved / "tensors.safetensors")["chunk_source"].shape[0]
+    chars = torch.full((n, 2), -1, dtype=torch.int64)
+    _edit_tensors(saved, chunk_source=torch.full((n,), -1, dtype=torch.int64), chunk_chars=chars)
+    _refused(saved, r"chunk_source points outside the 0 sources \(every chunk must name one of them\)")
+    assert MemoryBank.load(saved, documents=False).n_chunks == n
