@@ -431,3 +431,43 @@ def test_a_bank_whose_chunks_name_no_source_is_refused(model, session, good_zip,
         t["chunk_chars"][:] = -1
     path = tampered(good_zip, tmp_path / "nosource.zip", meta={"sources": []}, tensors=no_source)
     refused(model, session, path, r"chunk_source points outside the 0 sources \(every chunk must name one of them\)")
+
+
+def _bomb(path: Path, good: bytes, meta_text: bytes | None = None, fill: bytes = b"a", size: int = 0) -> Path:
+    """A good bank whose meta.json's one source text is ``size`` bytes of ``fill`` (written in pieces, deflated)."""
+    entries = _entries(good)
+    meta = json.loads(entries["meta.json"])
+    head, tail = json.dumps(meta).split('"sources": ')
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("tensors.safetensors", entries["tensors.safetensors"])
+        with zf.open("meta.json", "w") as f:
+            f.write((head + '"sources": [{"name": "keeper.txt", "text": "').encode())
+            for at in range(0, size, 1 << 20):
+                f.write(fill * min(1 << 20, size - at) if len(fill) == 1 else fill[at:at + (1 << 20)])
+            f.write(b'"}]' + tail[len(json.dumps(meta["sources"])):].encode())
+    return path
+
+
+def test_a_compressed_bank_that_unpacks_to_far_more_is_refused_before_unpacking(model, session, good_zip, tmp_path):
+    """Case 3: a 429 KB zip whose meta.json unpacked to 398 MB was accepted (only the total was limited)."""
+    bomb = _bomb(tmp_path / "bomb.zip", good_zip, size=40_000_000)
+    assert bomb.stat().st_size < 100_000
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    refused(model, session, bomb, r"unpacks to \d[\d,]* times its size \(40.0 MB from 0.0\d MB\); a saved bank unpacks to at most 10 times")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 20_000  # nothing was unpacked
+
+
+def test_a_bank_with_an_oversize_meta_json_is_refused(model, session, good_zip, tmp_path):
+    """Case 3: meta.json's own size is limited (by the bank file limit), whatever the rest of the zip holds."""
+    import secrets
+    noise = secrets.token_hex(750_000).encode()  # 1.5 MB of text that packs only 2:1
+    path = _bomb(tmp_path / "bigmeta.zip", good_zip, fill=noise, size=len(noise))
+    assert path.stat().st_size < 1_000_000
+    refused(model, session, path, r"its meta.json unpacks to 1.5 MB, over the limit of 1.0 MB", max_bytes=1_000_000)
+
+
+def test_a_saved_bank_is_far_from_the_compression_limit(good_zip, tmp_path):
+    from app.handlers.bank_file import MAX_COMPRESSION_RATIO
+    with zipfile.ZipFile(io.BytesIO(good_zip)) as zf:
+        ratio = sum(i.file_size for i in zf.infolist()) / len(good_zip)
+    assert ratio < MAX_COMPRESSION_RATIO / 3, ratio

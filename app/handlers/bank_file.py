@@ -26,6 +26,7 @@ from .common import AppError, busy, check_file_size
 BANK_FILES = ("meta.json", "tensors.safetensors")  # always in a saved bank, with one index_<head>.faiss per kv head
 INDEX_FILE = re.compile(r"index_(\d+)\.faiss")
 NOT_A_BANK = "not a memory bank saved by LongMem Studio"
+MAX_COMPRESSION_RATIO = 10  # unpacked bytes per byte of the .zip; a saved bank packs to about 1:1.5 (its keys are noise)
 
 
 # -- saving --
@@ -55,7 +56,12 @@ def save_bank(session: Session, directory: str | os.PathLike) -> Path:
 
 # -- loading --
 
-def _check_entries(zf: zipfile.ZipFile, where: str, max_unpacked: int | None) -> None:
+def _check_entries(zf: zipfile.ZipFile, where: str, max_unpacked: int | None, archive_bytes: int,
+                   max_meta: int | None) -> None:
+    """The zip's entries are a saved bank's, and what they unpack to is bounded, all read from its directory before
+    anything is unpacked: at most ``max_unpacked`` bytes in all, ``max_meta`` for meta.json (the sources' text;
+    the library allows far more), and MAX_COMPRESSION_RATIO times the archive's ``archive_bytes``. The sizes a zip
+    claims bound what extracting it writes (zipfile stops at the claimed size and checks the CRC)."""
     names = zf.namelist()
     hidden = [n for n in names if os.path.basename(n.rstrip("/")).startswith(".")]
     if hidden:
@@ -73,6 +79,14 @@ def _check_entries(zf: zipfile.ZipFile, where: str, max_unpacked: int | None) ->
     unpacked = sum(i.file_size for i in zf.infolist())
     if max_unpacked is not None and unpacked > max_unpacked:
         raise AppError(f"{where}: unpacks to {unpacked / 1e6:.0f} MB, over the limit of {max_unpacked / 1e6:.0f} MB")
+    meta = zf.getinfo("meta.json").file_size
+    if max_meta is not None and meta > max_meta:
+        raise AppError(f"{where}: its meta.json unpacks to {meta / 1e6:.1f} MB, over the limit of "
+                       f"{max_meta / 1e6:.1f} MB")
+    if unpacked > MAX_COMPRESSION_RATIO * max(archive_bytes, 1):
+        raise AppError(f"{where}: unpacks to {unpacked / max(archive_bytes, 1):,.0f} times its size "
+                       f"({unpacked / 1e6:.1f} MB from {archive_bytes / 1e6:.2f} MB); a saved bank unpacks to at "
+                       f"most {MAX_COMPRESSION_RATIO} times")
 
 
 def _without_paths(message: str, folder: Path, where: str) -> str:
@@ -96,7 +110,8 @@ def read_bank(model: LongMemModel, path: str | os.PathLike, *, name: str | None 
         folder = Path(tmp)
         try:
             with zipfile.ZipFile(path) as zf:
-                _check_entries(zf, where, None if max_bytes is None else 2 * max_bytes)
+                _check_entries(zf, where, None if max_bytes is None else 2 * max_bytes, path.stat().st_size,
+                               max_meta=max_bytes)
                 zf.extractall(folder)
             bank = MemoryBank.load(folder)  # the library's one complete check (the CLI uses the same)
             model.check_bank(bank)
