@@ -385,17 +385,30 @@ def cmd_eval_icl(args) -> dict:
                                      memory_size=args.memory_size, progress=scoring, memorize_progress=reading)
         for bar in (reading, scoring):
             bar.close()
-        per_seed[str(seed)] = {"accuracy": r.accuracy, "memory_tokens": r.memory_tokens}
+        per_seed[str(seed)] = {"accuracy": r.accuracy, "macro_f1": r.macro_f1, "memory_tokens": r.memory_tokens,
+                               "seconds": r.seconds}
+        if r.selection is not None:  # auto's choice; its time against classifying the test set as auto does
+            per_seed[str(seed)].update(selection=r.selection, added_time=r.selection["seconds"] / max(
+                r.seconds["key"] + r.seconds["context"], 1e-9))
         if "memory" in modes and "context" in modes:  # the keys of the paper's comparison, as before
             per_seed[str(seed)].update(acc_memory=r.accuracy["memory"], acc_incontext=r.accuracy["context"])
         if not args.json:
             print(f"seed {seed}: " + "  ".join(f"{m} {a:.3f}" for m, a in r.accuracy.items()))
+            if r.selection is not None:
+                print(f"  auto chose {r.selection['chosen']}: {r.selection['reason']}; choosing took "
+                      f"{r.selection['seconds']:.1f} s, {100 * per_seed[str(seed)]['added_time']:.0f}% of "
+                      "classifying the test set (key + in-context scoring)")
     by_mode = {}
     for m in modes:
         accs = [v["accuracy"][m] for v in per_seed.values()]
-        by_mode[m] = {"mean": statistics.mean(accs), "std": statistics.pstdev(accs), "seeds": accs}
+        f1s = [v["macro_f1"][m] for v in per_seed.values()]
+        by_mode[m] = {"mean": statistics.mean(accs), "std": statistics.pstdev(accs), "seeds": accs,
+                      "macro_f1": statistics.mean(f1s)}
     result = {"task": task, "n_test": len(test), "k": args.k, "memory_size": args.memory_size, "modes": modes,
               "default_mode": icl_modes.DEFAULT_MODE, "accuracy": by_mode, "seeds": per_seed}
+    if "auto" in modes:
+        result["auto"] = {"chosen": {s: v["selection"]["chosen"] for s, v in per_seed.items()},
+                          "added_time": statistics.mean(v["added_time"] for v in per_seed.values())}
     if "memory" in modes and "context" in modes:
         result.update(acc_memory=by_mode["memory"]["mean"], acc_memory_std=by_mode["memory"]["std"],
                       acc_incontext=by_mode["context"]["mean"], acc_incontext_std=by_mode["context"]["std"])

@@ -112,6 +112,10 @@ def test_eval_commands_json(tmp_path, book_text):
         assert a["seeds"] == [out["seeds"][s]["accuracy"][mode] for s in ("1", "2")]
         assert a["mean"] == pytest.approx(sum(a["seeds"]) / 2) and a["std"] >= 0
     assert out["acc_memory"] == out["accuracy"]["memory"]["mean"]
+    for seed in ("1", "2"):  # auto's choice, each candidate's held-out accuracy, and the time it added
+        chosen = out["seeds"][seed]["selection"]
+        assert chosen["chosen"] == out["auto"]["chosen"][seed] and set(chosen["accuracy"]) >= {"knn", "context"}
+        assert out["seeds"][seed]["added_time"] > 0 and set(out["seeds"][seed]["macro_f1"]) == set(icl_modes.MODES)
     out = json.loads(run("eval-icl", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"),
                          "--task", "sst2", "--k", "2", "--memory-size", "8", "--seeds", "1", "--limit", "3",
                          "--modes", "knn,context", "--backbone", "tiny-llama", "--json").stdout)
