@@ -1,15 +1,17 @@
 """The Classify tab's handlers: demonstrations into memory, then texts classified in the default mode (beyond the
-paper), in context only and with the paper's memory layer."""
+paper: the mode chosen on demonstrations held out of memory, ``icl_select.py``), in context only and with the
+paper's memory layer."""
 from __future__ import annotations
 
 import hashlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from longmem_core import DocumentError, LongMemModel, icl, icl_modes, limits, read_labelled
+from longmem_core import DocumentError, LongMemModel, icl, icl_modes, icl_select, limits, read_labelled
 
 from ..session import Classifier, Demonstrations, Session
 from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width
@@ -90,11 +92,13 @@ def load_demonstrations(model: LongMemModel, session: Session, demos: Demonstrat
         return session.demonstrations
 
 
-# the modes the tab computes beside the paper's memory layer: the default and its parts, in context only (the
-# baseline shown beside it) and the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
-TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "context", "context_cal", "centroid",
-                                                   "knn")))
+# the modes the tab computes beside the paper's memory layer: the default (auto: one of the candidates, chosen on
+# held-out demonstrations), every candidate it chooses among, in context only (the baseline shown beside it) and
+# the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
+TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "auto", *icl_select.CANDIDATES,
+                                                   "context", "context_cal", "centroid", "knn")))
 MODE_NAMES = {  # plain words for the page
+    "auto": "the mode most accurate on demonstrations held out of memory",
     "centroid_context": "memory's label centroids + calibrated in-context scores",
     "centroid": "memory's label centroids", "context_cal": "calibrated in-context scores",
     "context": "in context only", "knn": "5 nearest demonstrations in memory vote", "memory": "the paper's memory layer",
@@ -140,6 +144,15 @@ def _nearest(classifier: Classifier, key: torch.Tensor | None, top: int) -> list
     return icl_modes.nearest(keys, icl_modes.centre_query(keys, key), top)
 
 
+def selection(classifier: Classifier) -> dict | None:
+    """How ``auto`` chose its mode for these demonstrations (made once per classifier; None when auto is not shown):
+    the chosen mode in plain words, why, and every candidate's held-out accuracy and macro-F1."""
+    if "auto" not in classifier.modes.modes:
+        return None
+    chosen = classifier.modes.select()
+    return chosen.to_dict() | {"chosen_name": MODE_NAMES.get(chosen.chosen, chosen.chosen)}
+
+
 def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = icl.DEFAULT_K,
                   seed: int = icl.DEFAULT_SEED, top: int = 5, top_k: int | None = None,
                   max_chars: int | None = None) -> dict:
@@ -167,6 +180,7 @@ def classify_text(model: LongMemModel, session: Session, text: str, *, k: int = 
     default, alone = predicted[icl_modes.DEFAULT_MODE], predicted["context"]
     return {"text": text, "mode": icl_modes.DEFAULT_MODE,
             "mode_name": MODE_NAMES.get(icl_modes.DEFAULT_MODE, icl_modes.DEFAULT_MODE),
+            "selection": selection(classifier),
             "label": default.label, "probabilities": _probabilities(default.scores),
             "label_in_context_only": alone.label, "probabilities_in_context_only": _probabilities(alone.scores),
             "label_memory": with_memory.label, "probabilities_memory": _probabilities(with_memory.scores),
@@ -200,6 +214,8 @@ def classify_rows(model: LongMemModel, session: Session, rows: Sequence[tuple[st
     table = []
     with busy(session):
         classifier = _classifier(model, loaded, k, seed, top_k)
+        chosen = selection(classifier)  # made before the first row (once per classifier), timed apart
+        start = time.perf_counter()
         for i, (text, label) in enumerate(rows):
             predicted = classifier.modes.predict(text, (icl_modes.DEFAULT_MODE, "context", "knn"))
             memory = _memory_mode(model, loaded, classifier, text, top=0, top_k=top_k)
@@ -208,6 +224,7 @@ def classify_rows(model: LongMemModel, session: Session, rows: Sequence[tuple[st
                           "knn": predicted["knn"].label})
             if progress:
                 progress(i + 1, len(rows))
+        seconds = time.perf_counter() - start
 
     def accuracy(column: str) -> float | None:
         return sum(r[column] == r["label"] for r in table) / len(table) if labelled and table else None
@@ -217,7 +234,9 @@ def classify_rows(model: LongMemModel, session: Session, rows: Sequence[tuple[st
             "accuracy_default": accuracy("default"), "accuracy_context": accuracy("in_context_only"),
             "accuracy_memory": accuracy("with_memory"), "accuracy_knn": accuracy("knn"),
             "unknown_labels": unknown, "k": min(k, len(loaded.memory.examples)), "labels": loaded.labels,
-            "demonstrations": len(loaded.memory.examples)}
+            "demonstrations": len(loaded.memory.examples), "selection": chosen, "seconds": seconds,
+            # the choice's time against classifying these rows (every mode shown, the paper's memory layer too)
+            "added_time": chosen["seconds"] / max(seconds, 1e-9) if chosen else None}
 
 
 def _loaded(session: Session) -> Demonstrations:

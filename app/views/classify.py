@@ -8,12 +8,37 @@ from longmem_core import icl_modes
 from .common import number, status
 
 
-def default_mode_legend(k: int, demonstrations: int) -> str:
-    """The default mode in plain words (beyond the paper), with its mixing weight."""
+def default_mode_legend(k: int, demonstrations: int, selection: dict | None = None) -> str:
+    """The default mode in plain words (beyond the paper): how it chose, or the mix it uses."""
     w = round(icl_modes.MIX_WEIGHT * 100)
-    return (f"Default mode (beyond the paper, training-free): each label's average memory key over all "
-            f"{number(demonstrations)} demonstrations is compared with the text's key ({w}%), mixed with the "
-            f"{k}-shot in-context label scores calibrated against content-free inputs such as \"N/A\" ({100 - w}%).")
+    mix = (f"each label's average memory key over all {number(demonstrations)} demonstrations is compared with the "
+           f"text's key ({w}%), mixed with the {k}-shot in-context label scores calibrated against content-free "
+           f"inputs such as \"N/A\" ({100 - w}%)")
+    if selection is None:
+        return f"Default mode (beyond the paper, training-free): {mix}."
+    return (f"Default mode (beyond the paper, training-free): before the first text, each candidate mode classified "
+            f"{selection['held_out']} demonstrations held out of memory (none of those in the prompt), and the one "
+            f"right most often classifies your texts: {selection['chosen']} ({selection['chosen_name']}). The "
+            f"candidates' mix, centroid_context, is kept unless another mode is clearly better: {mix}.")
+
+
+def selection_panel(selection: dict | None, added: str = "") -> str:
+    """Which mode the default chose and why: each candidate's accuracy and macro-F1 on the held-out
+    demonstrations, a warning when that rests on few examples, and what choosing cost."""
+    if selection is None:
+        return ""
+    def name(mode: str) -> str:
+        return f"<b>{escape(mode)} (chosen)</b>" if mode == selection["chosen"] else escape(mode)
+    rows = "".join(f"<tr><td>{name(m)}</td><td>{a * 100:.0f}%</td><td>{selection['macro_f1'][m] * 100:.0f}%</td></tr>"
+                   for m, a in sorted(selection["accuracy"].items(), key=lambda kv: -kv[1]))
+    table = (f'<table class="lm-table"><tr><th>mode</th><th>held-out accuracy</th><th>macro-F1</th></tr>{rows}'
+             '</table>') if rows else ""
+    warn = "" if not selection["few"] else status(
+        "warn", f"The choice rests on few examples ({selection['demonstrations']} demonstrations, "
+                f"{selection['held_out']} held out): it may not hold on your texts.")
+    return (f'<h4>How the mode was chosen: {escape(selection["chosen"])}</h4>'
+            f'<div class="lm-legend">{escape(selection["reason"])}. Choosing took {selection["seconds"]:.1f} s, '
+            f'once for this demonstration set{escape(added)}.</div>' + warn + table)
 
 
 def _card(title: str, label: str) -> str:
@@ -28,9 +53,10 @@ def classification(result: dict) -> str:
             + _card(f"Default: {result['mode_name']} (beyond the paper)", result["label"])
             + _card(f"In context only ({k} random demonstrations)", result["label_in_context_only"])
             + _card(f"Paper: memory layer ({number(n)} demonstrations) + {k} in context", result["label_memory"])
-            + f'</div><div class="lm-legend">{escape(default_mode_legend(k, n))}</div>'
+            + f'</div><div class="lm-legend">{escape(default_mode_legend(k, n, result.get("selection")))}</div>'
             + ("" if result["label"] == result["label_in_context_only"] else
-               '<div class="lm-status lm-info">ℹ The default mode changed the in-context prediction.</div>'))
+               '<div class="lm-status lm-info">ℹ The default mode changed the in-context prediction.</div>')
+            + selection_panel(result.get("selection")))
     nearest = "".join(
         f'<div class="lm-chunk"><div class="lm-chunk-head"><b>{escape(d["label"])}</b>'
         f'<span class="lm-score">cosine {d["cosine"]:.2f}</span></div>'
@@ -56,7 +82,11 @@ def accuracy(result: dict) -> str:
              (f"In context only ({k} random)", result["accuracy_context"]),
              ("Paper: memory layer", result["accuracy_memory"]),
              (f"Vote of the {icl_modes.NEIGHBOURS} nearest in memory", result["accuracy_knn"])]
+    chosen = result.get("selection")
+    added = (f"; classifying the {result['n']} texts took {result['seconds']:.1f} s in every mode shown, so choosing "
+             f"added {result['added_time'] * 100:.0f}%" if chosen and result.get("added_time") is not None else "")
     return ('<div class="lm-cards">' + "".join(_card(title, f"{value * 100:.1f}%") for title, value in cards)
             + _card("Test texts", str(result["n"])) + '</div>'
             + f'<div class="lm-legend">Same {k} demonstrations in context for every text; memory holds all '
-              f'{number(n)} demonstrations. {escape(default_mode_legend(k, n))}{escape(note)}</div>')
+              f'{number(n)} demonstrations. {escape(default_mode_legend(k, n, chosen))}{escape(note)}</div>'
+            + selection_panel(chosen, added))
