@@ -14,7 +14,11 @@ from pathlib import Path
 from .config import default_checkpoint
 from .data import DocumentError
 from .memory_bank import BankMismatchError
-from .options import CliError, add_common
+from .limits import MAX_FILE_BYTES, InputError, check_rows, check_text
+from .options import CliError, Parser, add_common, number
+
+MAX_TOP = 100  # chunks a command lists at most
+MAX_NEW_TOKENS = 8191  # generation.MAX_CONTEXT - 1: more would cut the prompt to nothing
 
 
 def command_modules() -> list:
@@ -25,23 +29,25 @@ def command_modules() -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m longmem_core",
+    parser = Parser(prog="python -m longmem_core",
                                      description="LongMem: read documents into a memory bank, then ask and retrieve.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("memorize", help="read files (.txt, .md, .pdf) into a memory bank")
     p.add_argument("files", nargs="+")
     p.add_argument("--bank", required=True, help="memory bank directory (created, or extended if it exists)")
-    p.add_argument("--capacity", type=int, default=None, help="bank size in tokens (new banks only)")
-    p.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (new banks only)")
+    p.add_argument("--capacity", type=number(1, 1 << 40, integer=True), default=None,
+                   help="bank size in tokens (new banks only)")
+    p.add_argument("--chunk-size", type=number(1, 1024, integer=True), default=None,
+                   help="tokens per chunk (new banks only)")
     add_common(p)
 
     p = sub.add_parser("ask", help="answer a question with the memory bank, streaming, and show what was retrieved")
     p.add_argument("question")
     p.add_argument("--bank", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--top", type=int, default=5, help="retrieved chunks to list")
+    p.add_argument("--max-new-tokens", type=number(1, MAX_NEW_TOKENS, integer=True), default=128)
+    p.add_argument("--temperature", type=number(0, 100), default=0.0)
+    p.add_argument("--top", type=number(1, MAX_TOP, integer=True), default=5, help="retrieved chunks to list")
     p.add_argument("--mode", default=_default_mode(), help="answer mode: " + ", ".join(_answer_modes()) +
                    f" (default: {_default_mode()}; see longmem_core/answer.py)")
     add_common(p)
@@ -49,12 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
     p.add_argument("query")
     p.add_argument("--bank", required=True)
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=number(1, MAX_TOP, integer=True), default=5)
     add_common(p)
 
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
     p.add_argument("files", nargs="+")
-    p.add_argument("--max-tokens", type=int, default=None, help="tokens read per book (default: all)")
+    p.add_argument("--max-tokens", type=number(1, 1 << 40, integer=True), default=None,
+                   help="tokens read per book (default: all)")
     p.add_argument("--cache", action="store_true", help="also LongMem and the backbone alone each mixed with a "
                                                         "neural cache of the previous segments (longmem_core/ppl_cache.py)")
     p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated (each --cache-* option takes "
@@ -77,10 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
     p.add_argument("--lengths", default="4000,16000,64000", help="comma-separated document lengths in tokens")
-    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--trials", type=number(1, 10_000, integer=True), default=5)
     p.add_argument("--text", default=str(Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"),
                    help="real text to hide the key in (a book)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=number(0, 2 ** 32 - 1, integer=True), default=0)
     p.add_argument("--mode", default=_default_mode(),
                    help="how LongMem answers: an answer mode (" + ", ".join(_answer_modes()) + ") asked through the "
                         "chat template, or 'paper': the memory layer continuing the raw text (default: %(default)s)")
@@ -91,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, help="demonstrations (.jsonl/.csv/.tsv with text and label)")
     p.add_argument("--test", required=True, help="labelled test set")
     p.add_argument("--task", default=None, help="task name for the template (sst2, sst5, mr, subj, mpqa, cr)")
-    p.add_argument("--memory-size", type=int, default=2000, help="demonstrations read into memory (paper: 2,000)")
-    p.add_argument("--k", type=int, default=20, help="demonstrations in context (paper: 20)")
+    p.add_argument("--memory-size", type=number(1, 1_000_000, integer=True), default=2000,
+                   help="demonstrations read into memory (paper: 2,000)")
+    p.add_argument("--k", type=number(0, 1000, integer=True), default=20, help="demonstrations in context (paper: 20)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds; mean and std are reported")
     p.add_argument("--modes", default=None, help="comma-separated classification modes (default: all of "
                                                  "longmem_core/icl_modes.py's MODES)")
@@ -175,9 +183,10 @@ def _progress(enabled: bool, label: str):
 def cmd_memorize(args) -> dict:
     from .data import DocumentError, read_document
     docs = []
+    _check_bank_path(args.bank)  # before reading anything: a file there, or a folder of other files
     for f in args.files:  # read everything first: a bad file stops the run before the bank changes
         try:
-            docs.append(read_document(f))
+            docs.append(read_document(f, max_bytes=MAX_FILE_BYTES))
         except DocumentError as exc:
             raise CliError(str(exc)) from exc
     model = _load_model(args)
@@ -206,6 +215,16 @@ def cmd_memorize(args) -> dict:
     return result
 
 
+def _check_bank_path(path: str) -> None:
+    """CliError unless ``path`` can hold a memory bank: nothing there yet, an empty folder, or a bank (saving
+    replaces the folder at ``path`` whole, so a folder of other files is never written over)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CliError(f"--bank {path}: a file is there, not a memory bank folder; choose a new folder name")
+    if p.is_dir() and not (p / "meta.json").exists() and any(p.iterdir()):
+        raise CliError(f"--bank {path}: a folder of other files, not a memory bank; choose a new or empty folder")
+
+
 def _print_retrieved(items) -> None:
     for r in items:
         d = r.to_dict()
@@ -228,6 +247,7 @@ def _default_mode() -> str:
 def cmd_ask(args) -> dict:
     if not args.question.strip():
         raise CliError("the question is empty")
+    check_text(args.question, "question")
     if args.mode not in _answer_modes():
         raise CliError(f"unknown --mode {args.mode!r}; choose one of {', '.join(_answer_modes())}")
     return _ask_in_mode(args)
@@ -257,8 +277,7 @@ def _ask_in_mode(args) -> dict:
 def cmd_retrieve(args) -> dict:
     if not args.query.strip():
         raise CliError("the query is empty")
-    if args.top < 1:
-        raise CliError("--top must be at least 1")
+    check_text(args.query, "question")
     model = _load_model(args)
     bank = _load_bank(model, args.bank)
     retrieved = model.retrieve(args.query, bank, top=args.top)
@@ -362,6 +381,8 @@ def cmd_eval_icl(args) -> dict:
     from .data import DocumentError, read_labelled
     try:
         demos, test = read_labelled(args.train, min_classes=2), read_labelled(args.test)  # the app's rule too
+        check_rows(demos, "demonstration", Path(args.train).name)  # limits.py: the app's limits too
+        check_rows(test, "text to classify", Path(args.test).name)
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except (DocumentError, ValueError) as exc:
         raise CliError(str(exc)) from exc
@@ -460,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         result = args.run(args)
-    except CliError as exc:
+    except (CliError, InputError) as exc:  # InputError: over a limit of limits.py, the app's message too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (DocumentError, BankMismatchError, FileNotFoundError) as exc:  # bad input met deeper down

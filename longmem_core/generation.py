@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 
 from .kv_cache import ModelCaches
+from .limits import check_number
 from .memory_bank import MemoryBank
 from .prompts import stop_token_ids
 from .side_network import RetrievalTrace
@@ -25,6 +26,7 @@ from .side_network import RetrievalTrace
 if TYPE_CHECKING:
     from .model import LongMemModel
 
+MAX_TEMPERATURE = 100.0  # sampling temperatures above this are all alike (uniform); larger ones are refused
 MAX_CONTEXT = 8192  # tokens one generation holds at most, prompt included (bounds the caches it allocates)
 GUARD_NGRAM = 4  # the repetition guard: no answer says the same 4 tokens twice (0: no guard)
 GUARD_ENDS = True  # once the guard has blocked the model's first choice, the answer ends with that sentence
@@ -174,6 +176,10 @@ def generate(model: "LongMemModel", prompt_ids: list[int], bank: MemoryBank | No
     if bank is not None and not backbone_only:
         model.check_bank(bank)
     max_ctx = min(model.backbone.max_positions, MAX_CONTEXT)
+    # NaN passes any comparison, and more new tokens than the context holds would cut the prompt to nothing
+    max_new_tokens = check_number(max_new_tokens, "max_new_tokens", 0, max_ctx - 1, integer=True)
+    temperature = check_number(temperature, "temperature", 0, MAX_TEMPERATURE)
+    top_p = check_number(top_p, "top_p", 0, 1)
     if len(prompt_ids) + max_new_tokens > max_ctx:
         prompt_ids = prompt_ids[-(max_ctx - max_new_tokens):]
     gen = Generation(steps=iter(()))

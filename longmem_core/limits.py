@@ -20,8 +20,13 @@ MAX_FILE_BYTES = 20_000_000  # a document, demonstration set or test file (the a
 HINTS = {"question": " Put long text in a document and read it into memory instead."}
 
 
-class TooLongError(ValueError):
-    """A text or file over its limit; the message is one line, for the user as it is."""
+class InputError(ValueError):
+    """Input a person sent that is over its limit or not what it should be; the message is one line, for the
+    user as it is (the app shows it, the CLI prints it as its ``error:`` line)."""
+
+
+class TooLongError(InputError):
+    """A text or file over its limit."""
 
 
 def check_text(text: str, kind: str, limit: int | None = None) -> str:
@@ -49,16 +54,16 @@ def check_file_bytes(size: int, name: str, limit: int | None = MAX_FILE_BYTES) -
 
 
 def check_number(value: object, name: str, low: float, high: float, *, integer: bool = False) -> float | int:
-    """``value`` as a number within [low, high], or ValueError saying what is expected: refuses strings that are
+    """``value`` as a number within [low, high], or InputError saying what is expected: refuses strings that are
     not numbers, None, booleans, NaN and infinities (``float("nan")`` passes every comparison-based range check)."""
     kind = "a whole number" if integer else "a number"
     if isinstance(value, str):
         try:
-            value = float(value.strip())
+            value = int(value) if value.strip().lstrip("+-").isdigit() else float(value.strip())
         except ValueError:
-            raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}, not {value[:40]!r}") from None
+            raise InputError(f"{name} must be {kind} from {low:g} to {high:g}, not {value[:40]!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}, not {str(value)[:40]}")
+        raise InputError(f"{name} must be {kind} from {low:g} to {high:g}, not {str(value)[:40]}")
     if not math.isfinite(value) or not low <= value <= high or (integer and value != int(value)):
-        raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}, not {value!r:.40}")
+        raise InputError(f"{name} must be {kind} from {low:g} to {high:g}, not {value!r:.40}")
     return int(value) if integer else float(value)

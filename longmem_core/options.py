@@ -13,12 +13,44 @@ import types
 import typing
 
 from .config import DEFAULT_BACKBONE
+from .limits import check_number
 
 DEFAULT_CHECKPOINT_ENV = "LONGMEM_CHECKPOINT"
 
 
 class CliError(Exception):
     """An error to report as one line on stderr, with exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with every usage error as one ``error:`` line and exit status 2 (argparse prints the usage first;
+    the CLI's own errors are one line, and so are these)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def number(low: float, high: float, *, integer: bool = False) -> typing.Callable[[str], float | int]:
+    """An argparse ``type``: a number in [low, high] (a whole one with ``integer``); NaN, infinities and words are
+    refused with the option's range (argparse adds the option's name)."""
+    def parse(text: str) -> float | int:
+        try:
+            return check_number(text, "it", low, high, integer=integer)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace("it must", "must", 1)) from None
+    parse.__name__ = "whole number" if integer else "number"
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for a float option of a config: any finite number (the config checks its range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text[:40]!r}") from None
+    if value != value or value in (float("inf"), -float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text[:40]}")
+    return value
 
 
 def _base_type(hint) -> tuple[type, bool, bool]:
@@ -54,9 +86,9 @@ def add_config_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
             action = "store_true" if default is False else argparse.BooleanOptionalAction
             parser.add_argument(flag, action=action, default=default, **kwargs)
         elif is_list:
-            parser.add_argument(flag, nargs="*", type=kind, default=default, **kwargs)
+            parser.add_argument(flag, nargs="*", type=finite_float if kind is float else kind, default=default, **kwargs)
         else:
-            parser.add_argument(flag, type=kind, default=default, **kwargs)
+            parser.add_argument(flag, type=finite_float if kind is float else kind, default=default, **kwargs)
 
 
 def config_from_args(cls, args: argparse.Namespace, **overrides):

@@ -168,3 +168,66 @@ def test_training_options_come_from_their_configs():
     assert (args.checkpoint, args.eval_every, args.shift_values, args.lm_weight) == ("c", 3, True, 0.5)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "a.txt", "--trainable", "search"])  # not a language-modelling choice
+
+
+# -- issue 27: every error is one `error:` line and exit status 2 --
+
+def _main(capsys, *args) -> tuple[int, str]:
+    from longmem_core.cli import main
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def test_memorize_into_an_existing_file_is_refused_before_reading(tmp_path, capsys, monkeypatch):
+    """Case 6: ``memorize FILE --bank <a file>`` read the whole document, then ended in a traceback (exit 1)."""
+    from longmem_core import data
+
+    def never(*args, **kwargs):
+        raise AssertionError("the document was read")
+    monkeypatch.setattr(data, "read_document", never)
+    doc, taken = tmp_path / "doc.txt", tmp_path / "notes.txt"
+    doc.write_text("some text")
+    taken.write_text("mine")
+    code, err = _main(capsys, "memorize", str(doc), "--bank", str(taken), "--backbone", "tiny-llama")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: --bank") and "a file is there" in err
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "keep.txt").write_text("mine")  # saving would have replaced this folder whole
+    code, err = _main(capsys, "memorize", str(doc), "--bank", str(tmp_path / "folder"), "--backbone", "tiny-llama")
+    assert code == 2 and "a folder of other files" in err and (tmp_path / "folder" / "keep.txt").read_text() == "mine"
+    assert taken.read_text() == "mine"
+
+
+def test_ask_with_a_huge_max_new_tokens_is_one_error_line(bank):
+    """Case 6: ``ask --max-new-tokens 1000000000`` cut the prompt to nothing and crashed."""
+    path, _, _ = bank
+    proc = run("ask", "Who?", "--bank", str(path), "--max-new-tokens", "1000000000", "--backbone", "tiny-llama",
+               check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: argument --max-new-tokens: must be a whole number from 1 to 8191, not 1000000000")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["ask", "q", "--bank", "b", "--temperature", "nan"], "argument --temperature: must be a number from 0 to 100, not nan"),
+    (["ask", "q", "--bank", "b", "--temperature", "-1"], "argument --temperature: must be a number from 0 to 100, not -1"),
+    (["ask", "q", "--bank", "b", "--top", "0"], "argument --top: must be a whole number from 1 to 100, not 0"),
+    (["retrieve", "q", "--bank", "b", "--top", "abc"], "argument --top: must be a whole number from 1 to 100, not 'abc'"),
+    (["memorize", "f.txt", "--bank", "b", "--capacity", "-5"], "argument --capacity: must be a whole number"),
+    (["eval-icl", "--train", "a", "--test", "b", "--k", "2.5"], "argument --k: must be a whole number"),
+    (["eval-passkey", "--trials", "inf"], "argument --trials: must be a whole number"),
+    (["train", "--lr", "nan"], "argument --lr: must be a finite number, not nan"),
+    (["ask", "q"], "the following arguments are required: --bank"),
+    (["no-such-command"], "invalid choice"),
+])
+def test_numbers_out_of_range_and_usage_errors_are_one_error_line(capsys, args, message):
+    code, err = _main(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_a_question_over_its_limit_is_the_apps_message(bank, capsys):
+    path, _, _ = bank
+    code, err = _main(capsys, "retrieve", "q" * 2001, "--bank", str(path), "--backbone", "tiny-llama")
+    assert code == 2 and err == "error: The question is 2,001 characters long; the limit is 2,000. Put long text " \
+                                "in a document and read it into memory instead.\n"
