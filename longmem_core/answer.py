@@ -22,6 +22,9 @@ Modes:
 - ``sentences_hybrid`` (beyond the paper): the hybrid read-back cut to the few sentences of its passages that
   share the most words with the question (``sentences.py``): a short prompt the small backbone copies from.
 - ``sentences_hybrid_cache``: the same short prompt, generated with the cache mixed in.
+- ``quote`` (beyond the paper; the default): ``sentences_hybrid_cache`` whose answer is its first complete sentence,
+  shown with the read-back sentence it rests on, quoted exactly with its source, page label and section
+  (``quote.py``); an answer that rests on nothing read back is replaced by "I did not find this in what I read."
 
 In modes that read back and copy, the copy path copies only from the text read back (``COPY_FROM``): what
 the answer copies is then what the app shows was read.
@@ -36,7 +39,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import neural_cache, read_back, search, sentences
+from typing import Iterator
+
+from . import neural_cache, quote, read_back, search, sentences
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, Retrieved
 
@@ -50,6 +55,14 @@ class Mode:
     fusion: bool  # the memory layer reads the bank while generating (the paper's path; needs trained weights)
     cache: bool  # the copy path (``neural_cache``) is mixed into each next-token distribution
     sentences: bool = False  # only the best sentences of the read-back passages are read (``sentences.py``)
+    quote: bool = False  # the answer is its first sentence, shown with the quote it rests on (``quote.py``)
+
+    @property
+    def reads_history(self) -> bool:
+        """Do earlier turns of a conversation go into the prompt? Not where text is read back: the small backbone
+        then repeats an earlier answer instead of reading (a conversation's follow-up reaches the search instead,
+        ``conversation.py``)."""
+        return self.read_back is None
 
 
 MODE_SPECS: dict[str, Mode] = {
@@ -63,6 +76,7 @@ MODE_SPECS: dict[str, Mode] = {
     "read_back_hybrid_cache": Mode("hybrid", False, True),
     "sentences_hybrid": Mode("hybrid", False, False, sentences=True),
     "sentences_hybrid_cache": Mode("hybrid", False, True, sentences=True),
+    "quote": Mode("hybrid", False, True, sentences=True, quote=True),
 }
 MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # Chosen on a tuning book (frankenstein; docs/notes/2026-12-02-sentences.md). eval-niah at 16k with RULER's
@@ -70,7 +84,7 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # sentences_hybrid about the same (1, 1, 0.92, -), read_back_hybrid_cache 0.69, cache 0.21 (the prefix breaks the
 # copy path's exact match). Pass key through chat at 4k and 16k: sentences_hybrid_cache 8/8, sentences_hybrid 7/8
 # (the backbone answered "a key that is used to open..." beside the key's sentence; the copy path copies it).
-DEFAULT_MODE = "sentences_hybrid_cache"
+DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above), answered in one sentence with its quote
 # Chunks asked of the search for read-back (their passages are then cut to the token budget). 6, what eval-qa,
 # eval-niah and eval-passkey measure with (their --top 6), so the app and ``ask`` answer as the figures say; it
 # was 8 in the app until 2026-12-03 (on the tuning questions 8 and 6 differed by one answer).
@@ -98,6 +112,8 @@ class Answer:
     text: str
     chunks: list[Retrieved] = field(default_factory=list)  # what the mode listed or used, best first
     context: str = ""  # exactly the text the mode read back into the prompt besides the question (read-back modes)
+    quote: quote.Quote | None = None  # the sentence the answer rests on (``quote`` mode)
+    complete: bool = True  # the answer ends a sentence (False: it stopped mid-sentence at its token limit)
 
 
 @dataclass
@@ -112,6 +128,11 @@ class Prepared:
     context: str  # exactly the text read back into the prompt
     cache: neural_cache.TokenCache | None = None  # the copy path's cache (cache modes only)
     opening: str = ""  # the answer's first words, already in the prompt (``ANSWER_OPENING``); part of the answer
+    # (in ``quote`` mode not shown: the answer is what follows them)
+    sentences: list[sentences.Sentence] = field(default_factory=list)  # the sentences read back (sentence modes)
+    memory: MemoryBank | None = None  # the bank searched (its sources hold the quotes)
+    question: str = ""
+    passages: list[read_back.Passage] = field(default_factory=list)  # the passages read (``sentences`` index them)
 
 
 def check_mode(mode: str) -> None:
@@ -121,11 +142,14 @@ def check_mode(mode: str) -> None:
 
 def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
             history: list[dict] | None = None, *, top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
-            chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "", copy_from: str | None = None) -> Prepared:
-    """The prompt of ``question`` (after ``history``) in ``mode``. With no bank (or an empty one) every mode
-    is the backbone's plain chat prompt. ``answer_prefix``: text the answer is made to begin with (put after the
-    assistant's turn opens, as RULER's task templates do; the generation continues it). ``copy_from``: what the
-    copy path of a mode that reads back copies from (``COPY_SOURCES``; default ``COPY_FROM``)."""
+            chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "", copy_from: str | None = None,
+            search_text: str | None = None) -> Prepared:
+    """The prompt of ``question`` (after ``history``, where the mode ``reads_history``) in ``mode``. With no bank
+    (or an empty one) every mode is the backbone's plain chat prompt. ``answer_prefix``: text the answer is made to
+    begin with (put after the assistant's turn opens, as RULER's task templates do; the generation continues it).
+    ``copy_from``: what the copy path of a mode that reads back copies from (``COPY_SOURCES``; default
+    ``COPY_FROM``). ``search_text``: what the search and the sentence choice look for (default: the question; a
+    conversation's follow-up adds the question before it, ``conversation.search_text``)."""
     check_mode(mode)
     copy_from = copy_from or COPY_FROM
     if copy_from not in COPY_SOURCES:
@@ -133,16 +157,21 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     has_memory = bank is not None and len(bank) > 0
     chunks: list[Retrieved] = []
     context = ""
+    kept: list[sentences.Sentence] = []
+    passages: list[read_back.Passage] = []
     spec = MODE_SPECS[mode]
+    looked_for = search_text or question
     if spec.read_back and has_memory:
         find = search.hybrid_chunks if spec.read_back == "hybrid" else search.rank_chunks
-        found = read_back.read_back(model, bank, find(model, bank, question, top), chars=chars, budget=budget)
+        found = read_back.read_back(model, bank, find(model, bank, looked_for, top), chars=chars, budget=budget)
         if spec.sentences:
-            found = sentences.narrow(found, question, read_back.token_counter(model))
-        chunks, context = found.chunks, found.context
+            found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources)
+        chunks, context, kept, passages = found.chunks, found.context, found.sentences, found.passages
+        if spec.quote and not kept:  # nothing shares a word with the question: every sentence of what was read
+            kept = sentences.split(found.passages, sentences.furniture_of(bank.sources, found.passages))
     elif spec.cache and has_memory:
-        chunks = search.rank_chunks(model, bank, question, top)
-    prompt = model.chat_ids(read_back.read_back_prompt(context, question), history)
+        chunks = search.rank_chunks(model, bank, looked_for, top)
+    prompt = model.chat_ids(read_back.read_back_prompt(context, question), history if spec.reads_history else None)
     opening = ANSWER_OPENING if context and not answer_prefix else ""  # a caller's prefix replaces the opening
     if answer_prefix or opening:
         prompt = prompt + model.tokenizer(answer_prefix or opening, add_special_tokens=False)["input_ids"]
@@ -151,7 +180,8 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     if spec.cache and has_memory:
         cache = (neural_cache.tokens_cache(model, [context]) if context and copy_from == "read"
                  else neural_cache.cache_from_sources(model, bank))
-    return Prepared(mode, prompt, fusion_bank, chunks, context, cache, opening)
+    return Prepared(mode, prompt, fusion_bank, chunks, context, cache, opening, kept, bank if has_memory else None,
+                    question, passages)
 
 
 def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64, temperature: float = 0.0,
@@ -166,18 +196,62 @@ def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64,
                           top_k=top_k if prepared.bank is not None else None)
 
 
+class Answering:
+    """A prepared answer being generated: iterate for the pieces of the answer a reader sees (the opening is not
+    shown in ``quote`` mode, and its answer stops at the end of its first sentence), then ``finish``."""
+
+    def __init__(self, model: LongMemModel, prepared: Prepared, generation: Generation) -> None:
+        self.model, self.prepared, self.generation = model, prepared, generation
+        self.quoting = MODE_SPECS[prepared.mode].quote and prepared.memory is not None  # no memory: the backbone
+        self.text = "" if self.quoting else prepared.opening  # what the reader has seen so far
+        self.complete = True
+
+    def __iter__(self) -> Iterator[str]:
+        stop = frozenset(search.stop_words())
+        for _ in self.generation:
+            if not self.quoting:
+                shown = self.prepared.opening + self.generation.text
+            else:
+                shown, ended = quote.first_sentence(quote.clean(self.generation.text, stop))
+                if ended:
+                    self.text = shown
+                    yield ""
+                    return
+            piece, self.text = shown[len(self.text):] if shown.startswith(self.text) else shown, shown
+            yield piece
+        if self.quoting:
+            self.text, self.complete = quote.first_sentence(quote.clean(self.generation.text, stop))
+        else:
+            self.complete = quote.first_sentence(self.generation.text)[1] or not self.generation.text.strip()
+
+    def finish(self) -> tuple[str, quote.Quote | None]:
+        """The answer a reader sees and the quote it rests on (``quote`` mode; else None). An answer in ``quote``
+        mode whose own words stand in no sentence read back is replaced by ``quote.NOT_FOUND``."""
+        p = self.prepared
+        if not self.quoting:
+            return self.text, None
+        stop = frozenset(search.stop_words())
+        best = quote.supporting(p.sentences, self.text, p.question, stop)
+        if best is None:
+            return quote.NOT_FOUND, None
+        return self.text, quote.quote_of(best, p.memory.sources[p.passages[best.passage].source_index])
+
+
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
            max_new_tokens: int = 64, top: int = 6, history: list[dict] | None = None,
-           answer_prefix: str = "") -> Answer:
+           answer_prefix: str = "", search_text: str | None = None) -> Answer:
     """Answer ``question`` greedily in ``mode``. ``top``: chunks listed (fusion: those attended to most) or
     asked of the search (read-back modes, then cut to those whose passages fit the context budget).
     ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it (without a prefix, a
-    read-back answer's text begins with its opening, ``ANSWER_OPENING``)."""
-    prepared = prepare(model, bank, question, mode, history, top=max(top, 1), answer_prefix=answer_prefix)
+    read-back answer's text begins with its opening, ``ANSWER_OPENING``, except in ``quote`` mode)."""
+    prepared = prepare(model, bank, question, mode, history, top=max(top, 1), answer_prefix=answer_prefix,
+                       search_text=search_text)
     gen = stream(model, prepared, max_new_tokens=max_new_tokens)
-    for _ in gen:
+    answering = Answering(model, prepared, gen)
+    for _ in answering:
         pass
+    text, cited = answering.finish()
     chunks = prepared.chunks
     if prepared.bank is not None and not MODE_SPECS[mode].read_back:  # fusion alone: what it attended to most
         chunks = model.retrieved_for(gen, bank, top=top)
-    return Answer(mode, prepared.opening + gen.text, chunks, prepared.context)
+    return Answer(mode, text, chunks, prepared.context, cited, answering.complete)

@@ -9,6 +9,14 @@ characters) is memorized once; each question is answered in every mode. Per mode
   it read into its prompt (``Answer.context``) if any, else the passages around the chunks it listed (each
   chunk widened by ``--context-chars`` on both sides, to whole words).
 
+- ``answered_when_held``: share of the questions whose retrieved text holds an answer that are answered correctly;
+- ``incomplete``: answers that stop mid-sentence; ``not_found``: answers that say nothing read back supports them;
+- ``page_holds_answer`` (modes that quote): share of the correct answers whose quote's page holds an answer, and
+  ``page_label_match``: whose quote's page label is the question's ``page_label`` (where the set gives one).
+
+With ``--conversation`` every mode is also run as one conversation (``conversation.Conversation``: the questions
+asked one after another, as the app asks them), in rows named ``<mode>@conversation``.
+
 The ``bm25`` row ranks passages of the same size (the document cut into consecutive passages of
 2 x context-chars + 16 characters) with BM25, as many as the modes list (``--top``); its accuracy is null.
 """
@@ -24,6 +32,8 @@ from typing import Callable
 from .options import model_flags
 from . import answer as answers
 from .bm25 import BM25, passage_span, passage_units
+from .conversation import Conversation
+from .memory_bank import page_of
 from .eval_niah import BM25_MODE, parse_modes
 
 SOURCE = "document"  # the source name of a document given as a string (the command uses the file's name, as the app)
@@ -41,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="characters of text on each side of a listed chunk that count as retrieved with it")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    parser.add_argument("--conversation", action="store_true",
+                        help="also ask every mode's questions one after another in one conversation, as the app does")
     parser.add_argument("--records-out", default=None,
                         help="also append every question's record to this JSON-lines file as soon as it is complete")
 
@@ -86,19 +98,72 @@ def retrieved_text(document: str, ans: answers.Answer, context_chars: int, sourc
     return "\n".join(document[s:e] for s, e in spans)
 
 
+CONVERSATION = "@conversation"  # suffix of a mode's conversation run
+
+
+def page_text(document: str, pages: list[int] | None, page: int | None) -> str:
+    """The text of 1-based ``page`` of ``document`` (the whole document when it has no pages)."""
+    if not pages or page is None:
+        return document
+    end = pages[page] if page < len(pages) else len(document)
+    return document[pages[page - 1]:end]
+
+
+def score(ans: answers.Answer, q: dict, document: str, context_chars: int, source: str,
+          pages: list[int] | None) -> dict:
+    """One answer's scores: correct, the answer held by what was retrieved, and, for an answer with a quote,
+    whether the quote and its page hold an answer and its page label is the question's."""
+    out = {"correct": contains_any(ans.text, q["answers"]),
+           "retrieved": contains_any(retrieved_text(document, ans, context_chars, source), q["answers"]),
+           "complete": ans.complete, "output": ans.text}
+    if ans.quote is not None:
+        page = page_of(pages, ans.quote.char_start)
+        out.update(quote=ans.quote.text, page_label=ans.quote.page_label, section=ans.quote.section,
+                   quote_holds_answer=contains_any(ans.quote.text, q["answers"]),
+                   page_holds_answer=contains_any(page_text(document, pages, page), q["answers"]))
+        if q.get("page_label") is not None:
+            out["page_label_match"] = ans.quote.page_label == str(q["page_label"])
+    return out
+
+
+def summary(mode: str, scores: list[dict]) -> dict:
+    """A mode's row from its answers' scores."""
+    n = len(scores)
+    if mode == BM25_MODE:
+        return {"mode": mode, "accuracy": None, "retrieval_recall": sum(s["retrieved"] for s in scores) / n, "n": n}
+    correct = [s for s in scores if s["correct"]]
+    held = [s for s in scores if s["retrieved"]]
+    row = {"mode": mode, "accuracy": len(correct) / n, "retrieval_recall": len(held) / n, "n": n,
+           "answered_when_held": sum(s["correct"] for s in held) / len(held) if held else None,
+           "incomplete": sum(not s["complete"] for s in scores),
+           "not_found": sum(s["output"] == answers.quote.NOT_FOUND for s in scores)}
+    quoted = [s for s in correct if "quote" in s]
+    if quoted:
+        row["page_holds_answer"] = sum(s["page_holds_answer"] for s in quoted) / len(quoted)
+        labelled = [s for s in quoted if "page_label_match" in s]
+        if labelled:
+            row["page_label_match"] = sum(s["page_label_match"] for s in labelled) / len(labelled)
+    return row
+
+
 def evaluate(model, document: str, questions: list[dict], modes: list[str], *, top: int = 6,
              context_chars: int = 200, max_new_tokens: int = 48, progress: Callable[[], None] | None = None,
-             on_record: Callable[[dict], None] | None = None, source: str = SOURCE) -> tuple[list[dict], list[dict]]:
+             on_record: Callable[[dict], None] | None = None, source: str = SOURCE, pages: list[int] | None = None,
+             page_labels: list[str] | None = None, conversation: bool = False) -> tuple[list[dict], list[dict]]:
     """-> (one row per mode, one record per question with every mode's output and scores). ``on_record`` is
     called with each question's record as soon as it is complete. ``source``: the name the document is read
-    into memory under (read-back lines are labelled with it, as the app labels them with the file's name)."""
+    into memory under (as the app reads it, under the file's name). ``pages``/``page_labels``: where the
+    document's pages start and their printed labels (a PDF). ``conversation``: each mode is also run with the
+    questions asked one after another in one conversation (rows ``<mode>@conversation``)."""
     bank = None
     if any(m != BM25_MODE for m in modes):
         chunk = model.cfg.chunk_size
         tokens = len(model.tokenizer(document, add_special_tokens=False)["input_ids"])
         bank = model.new_bank(capacity=max(model.cfg.capacity, -(-(tokens + 64) // chunk) * chunk))
-        model.memorize(document, bank, source=source)
+        model.memorize(document, bank, source=source, pages=pages, page_labels=page_labels)
     bm25 = BM25(passage_units(document, 2 * context_chars + CHUNK_CHARS)) if BM25_MODE in modes else None
+    talks = {m: Conversation() for m in modes if conversation and m != BM25_MODE}
+    runs = list(modes) + [m + CONVERSATION for m in talks]
     records = []
     for q in questions:
         record = {"question": q["question"], "answers": q["answers"], "modes": {}}
@@ -108,21 +173,16 @@ def evaluate(model, document: str, questions: list[dict], modes: list[str], *, t
                 record["modes"][mode] = {"correct": None, "retrieved": contains_any(found, q["answers"])}
                 continue
             ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
-            record["modes"][mode] = {"correct": contains_any(ans.text, q["answers"]),
-                                     "retrieved": contains_any(retrieved_text(document, ans, context_chars, source),
-                                                               q["answers"]),
-                                     "output": ans.text}
+            record["modes"][mode] = score(ans, q, document, context_chars, source, pages)
+        for mode, talk in talks.items():
+            ans = talk.ask(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
+            record["modes"][mode + CONVERSATION] = score(ans, q, document, context_chars, source, pages)
         records.append(record)
         if on_record:
             on_record(record)
         if progress:
             progress()
-    n = len(records)
-    rows = []
-    for mode in modes:
-        correct = [r["modes"][mode]["correct"] for r in records]
-        rows.append({"mode": mode, "accuracy": None if mode == BM25_MODE else sum(correct) / n,
-                     "retrieval_recall": sum(r["modes"][mode]["retrieved"] for r in records) / n, "n": n})
+    rows = [summary(run, [r["modes"][run] for r in records]) for run in runs]
     return rows, records
 
 
@@ -134,6 +194,8 @@ def command_line(args: argparse.Namespace, modes: list[str]) -> str:
               f"--max-new-tokens {args.max_new_tokens}"]
     if args.limit:
         parts.append(f"--limit {args.limit}")
+    if getattr(args, "conversation", False):
+        parts.append("--conversation")
     return " ".join(parts + model_flags(args))
 
 
@@ -149,6 +211,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     questions = read_questions(args.questions)[:args.limit]
     doc = read_document(args.text)
     document = doc.text[:args.max_chars]
+    pages = [p for p in doc.pages if p < len(document)] if doc.pages else None
+    labels = doc.page_labels[:len(pages)] if pages and doc.page_labels else None
     model = load_model()
     t0 = time.perf_counter()
     bar = tqdm(total=len(questions), desc="eval-qa", unit="question", file=sys.stderr)
@@ -160,7 +224,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     try:
         rows, records = evaluate(model, document, questions, modes, top=args.top, context_chars=args.context_chars,
                                  max_new_tokens=args.max_new_tokens, progress=bar.update,
-                                 on_record=on_record if records_out else None, source=doc.name)
+                                 on_record=on_record if records_out else None, source=doc.name, pages=pages,
+                                 page_labels=labels, conversation=getattr(args, "conversation", False))
     finally:
         bar.close()
     result = {"evaluation": "qa", "command": command_line(args, modes), "text": Path(args.text).name,
@@ -171,6 +236,11 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     if not getattr(args, "json", False):
         for r in rows:
             acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
-            print(f"{r['mode']:<14} accuracy {acc:>5}  retrieval_recall {r['retrieval_recall']:.2f}  (n={r['n']})")
+            extra = ""
+            if r.get("answered_when_held") is not None:
+                extra += f"  answered_when_held {r['answered_when_held']:.2f}  incomplete {r['incomplete']}"
+            if "page_holds_answer" in r:
+                extra += f"  page_holds_answer {r['page_holds_answer']:.2f}"
+            print(f"{r['mode']:<14} accuracy {acc:>5}  retrieval_recall {r['retrieval_recall']:.2f}{extra}  (n={r['n']})")
         print(f"default mode: {result['default_mode']}")
     return result

@@ -145,6 +145,7 @@ class ReadBack:
     passages: list[Passage]  # what was read, in document order
     context: str  # exactly the text put into the prompt
     chunks: list[Retrieved]  # the chunks behind the passages, best first
+    sentences: list = field(default_factory=list)  # the sentences read back (``sentences.Sentence``), when narrowed
 
 
 def read_back(model: LongMemModel, bank: MemoryBank, chunks: list[Retrieved], *, chars: int = PASSAGE_CHARS,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import layout
 from .model import Retrieved
 from .read_back import Passage, ReadBack, sentence_bounds
 from .search import stop_words
@@ -33,6 +34,7 @@ DROP_DOMINATED = True  # skip a sentence whose question words a kept one holds w
 MAX_SENTENCE_CHARS = 300  # a longer "sentence" (a run-on, a table, text without stops) is cut into pieces of at
 # most this many characters at spaces, each scored on its own; a kept piece brings the next piece of its sentence (a
 # cut can fall between "...magic numbers for quiet-lake is:" and "4591245.": the key scores, the value must come too)
+TITLE_WORDS = 4  # a sentence of fewer words is a label or a heading: the sentence after it is kept with it
 LENGTH_NORM = 0.3  # BM25's b: how much a long sentence's score is lowered for its length (the usual 0.75 halved
 # the score of a fact that ran on from the previous sentence against a short sentence with the same words)
 
@@ -62,13 +64,22 @@ def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list
     return out + [(lo, hi)]
 
 
-def split(passages: list[Passage]) -> list[Sentence]:
-    """Every sentence of every passage (long ones in ``pieces``), in document order (spans in the sources)."""
+def split(passages: list[Passage], skip: dict[int, list[tuple[int, int]]] | None = None) -> list[Sentence]:
+    """Every sentence of every passage (long ones in ``pieces``), in document order (spans in the sources).
+    ``skip``: per source index, spans of lines that are not prose (``layout.furniture``: running headers, page
+    numbers, contents lines): each ends a sentence, and is itself left out."""
     out: list[Sentence] = []
     whole = 0
     for i, p in enumerate(passages):
+        spans = (skip or {}).get(p.source_index, [])
         bounds = sentence_bounds(p.text)
+        inside = [(max(0, s - p.char_start), min(len(p.text), e - p.char_start)) for s, e in spans
+                  if s < p.char_end and e > p.char_start]
+        if inside:
+            bounds = sorted(set(bounds).union(x for span in inside for x in span))
         for a, b in zip(bounds[:-1], bounds[1:]):
+            if inside and 2 * layout.overlaps(inside, a, b) >= len(p.text[a:b].strip()):
+                continue
             for lo, hi in pieces(p.text, a, b):
                 text = p.text[lo:hi].strip()
                 if text:
@@ -77,11 +88,17 @@ def split(passages: list[Passage]) -> list[Sentence]:
     return out
 
 
+def is_title(sentence: Sentence) -> bool:
+    """A heading or a label standing alone ("2.10 What is CRAN?", "Note"): what it introduces is the next
+    sentence, which is kept with it."""
+    return layout.is_heading(sentence.text) or len(sentence.text.split()) < TITLE_WORDS
+
+
 def group_of(sentences: list[Sentence], i: int, before: int, neighbours: int) -> list[int]:
     """Indices kept with sentence ``i``: up to ``before`` sentences before it and ``neighbours`` after it in its
-    passage, and, when ``i`` is a piece of a run-on sentence, the next piece of that sentence."""
+    passage, and, when ``i`` is a piece of a run-on sentence or a title (``is_title``), the next piece or sentence."""
     lo, hi = max(0, i - before), min(len(sentences), i + neighbours + 1)
-    if hi < len(sentences) and sentences[hi].whole == sentences[i].whole:
+    if hi < len(sentences) and (sentences[hi].whole == sentences[i].whole or is_title(sentences[i])):
         hi += 1
     return [j for j in range(lo, hi) if sentences[j].passage == sentences[i].passage]
 
@@ -136,17 +153,17 @@ def dominated(sentence: Sentence, kept) -> bool:
     return any(sentence.matched < k.matched for k in kept)
 
 
-def format_sentences(sentences: list[Sentence], passages: list[Passage]) -> str:
-    """The text put into the prompt: one sentence per line, labelled by its source; consecutive sentences of one
-    passage stay on one line."""
+def format_sentences(sentences: list[Sentence]) -> str:
+    """The text put into the prompt: one sentence per line (consecutive sentences of one passage on one line), each
+    line's own line breaks made spaces. No label: the small backbone took a file's name on a line for content."""
     lines: list[str] = []
     last: Sentence | None = None
     for s in sentences:
+        text = " ".join(s.text.split())
         if last is not None and last.passage == s.passage and last.char_end >= s.char_start - 2:
-            lines[-1] += " " + s.text
+            lines[-1] += " " + text
         else:
-            name = passages[s.passage].source
-            lines.append(f"[{name}] {s.text}" if name else s.text)
+            lines.append(text)
         last = s
     return "\n".join(lines)
 
@@ -161,16 +178,24 @@ def chunks_behind(sentences: list[Sentence], passages: list[Passage]) -> list[Re
     return sorted(out.values(), key=lambda r: -r.score)
 
 
+def furniture_of(sources: list[dict], passages: list[Passage]) -> dict[int, list[tuple[int, int]]]:
+    """``layout.furniture`` of each source the passages come from."""
+    used = {p.source_index for p in passages}
+    return {i: layout.furniture(sources[i]["text"], sources[i].get("pages")) for i in used}
+
+
 def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int = SENTENCES,
            budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
-           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED) -> ReadBack:
+           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED,
+           sources: list[dict] | None = None) -> ReadBack:
     """``found`` cut to its best sentences for ``question``. When no sentence shares a word with the question
-    (BM25 has nothing to go on), ``found`` is returned unchanged: the whole passages are read back."""
-    sentences = split(found.passages)
+    (BM25 has nothing to go on), ``found`` is returned unchanged: the whole passages are read back. ``sources``:
+    the bank's sources, whose lines that are not prose (``layout.furniture``) are never read back."""
+    sentences = split(found.passages, furniture_of(sources, found.passages) if sources else None)
     score(sentences, question)
     kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours, min_share=min_share,
                   before=before, drop_dominated=drop_dominated)
     if not kept:
         return found
     chunks = chunks_behind(kept, found.passages) or found.chunks
-    return ReadBack(found.passages, format_sentences(kept, found.passages), chunks)
+    return ReadBack(found.passages, format_sentences(kept), chunks, kept)

@@ -28,17 +28,17 @@ def test_narrow_keeps_the_sentences_that_share_words_with_the_question_in_docume
     p = passage(0, len(SOURCE))
     found = ReadBack([p], "unused", [])
     out = sentences.narrow(found, "What was the name of the captain?", words, top=1)
-    assert out.context == "[book] The captain's name was Ahab Morrow."
+    assert out.context == "The captain's name was Ahab Morrow."
     two = sentences.narrow(found, "Which harbour did the captain see?", words, top=2)
     lines = two.context.split("\n")
-    assert lines == ["[book] The captain's name was Ahab Morrow.",
-                     "[book] In the morning the harbour of Tarn came into view."]
+    assert lines == ["The captain's name was Ahab Morrow.",
+                     "In the morning the harbour of Tarn came into view."]
 
 
 def test_neighbours_join_the_following_sentence_on_one_line():
     found = ReadBack([passage(0, len(SOURCE))], "unused", [])
     out = sentences.narrow(found, "captain's name", words, top=1, neighbours=1)
-    assert out.context == "[book] The captain's name was Ahab Morrow. Nobody slept."
+    assert out.context == "The captain's name was Ahab Morrow. Nobody slept."
 
 
 def test_budget_and_no_shared_word():
@@ -63,7 +63,7 @@ def test_min_share_drops_sentences_far_below_the_best():
     everything = sentences.narrow(found, q, words, top=6, min_share=0.0).context
     best_only = sentences.narrow(found, q, words, top=6, min_share=0.9).context
     assert "The ship sailed north." in everything  # "ship" only: far below the best
-    assert best_only == "[book] The captain's name was Ahab Morrow."
+    assert best_only == "The captain's name was Ahab Morrow."
 
 
 def test_a_long_sentence_is_cut_into_pieces_not_truncated():
@@ -102,3 +102,31 @@ def test_a_sentence_whose_question_words_a_kept_one_holds_with_more_is_dropped()
     assert "1543656" not in kept  # another key's needle: only the shared words
     both = sentences.narrow(ReadBack([p], "", []), q, words, min_share=0.0, drop_dominated=False).context
     assert "1543656" in both
+
+
+def test_running_headers_and_contents_lines_are_never_read_back():
+    # four pages of a manual: a running header on each, a contents line, and the answer under a heading
+    pages_text = ["CHAPTER 2. EMAIL SETUP\nContents\n2.1 Email setup . . . . . . . . 7",
+                  "CHAPTER 2. EMAIL SETUP\n2.1 Email setup\nSet the email address in the DEBEMAIL variable.",
+                  "CHAPTER 2. EMAIL SETUP\nThe address is also read by other tools.",
+                  "CHAPTER 2. EMAIL SETUP\nNothing else."]
+    text = "\n\n".join(pages_text)
+    pages = [0]
+    for t in pages_text[:-1]:
+        pages.append(pages[-1] + len(t) + 2)
+    p = Passage(0, "manual.pdf", 0, len(text), text, 1.0)
+    found = ReadBack([p], "unused", [])
+    question = "Which variable is the email setup?"
+    plain = sentences.narrow(found, question, words, top=3)
+    assert "EMAIL SETUP" in plain.context  # a reader of the text alone quotes the running header's words
+    out = sentences.narrow(found, question, words, top=3,
+                           sources=[{"name": "manual.pdf", "text": text, "pages": pages}])
+    assert "DEBEMAIL" in out.context
+    assert "EMAIL SETUP" not in out.context and ". . ." not in out.context
+
+
+def test_a_heading_brings_the_sentence_under_it():
+    text = "Intro text here.\n\n2.10 What is CRAN?\nCRAN is a network of servers that store R packages.\n\nOther."
+    p = Passage(0, "faq.pdf", 0, len(text), text, 1.0)
+    out = sentences.narrow(ReadBack([p], "unused", []), "What is CRAN?", words, top=1)
+    assert "network of servers" in out.context

@@ -27,6 +27,9 @@ MODE_NOTES = {  # what each answer mode did with memory, said to the reader
     "sentences_hybrid_cache": "the sentences shown, the ones that share the most words with the question among the "
                               "passages found by the model's search fused with word matching (BM25), were read back "
                               "into the prompt, and the answer may copy what followed text in them (beyond the paper)",
+    "quote": "the answer quotes the sentence it rests on, from the sentences shown, chosen among the passages found "
+             "by the model's search fused with word matching (BM25) for sharing the most words with the question "
+             "(beyond the paper)",
 }
 
 

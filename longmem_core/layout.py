@@ -1,0 +1,131 @@
+"""A document's layout, read from its text: lines that are not prose, and the section a character sits under.
+
+Real PDFs carry lines a reader skips: running headers and footers ("CHAPTER 2. PREREQUISITES", "gnuplot 5.4 31"),
+page numbers, and table-of-contents lines ("2.10 What is CRAN? . . . . 8"). They stay in memory and on the map,
+but the read-back should not quote them as an answer. Headings ("2.3 Social dynamics of Debian") are not
+answers either, but they name the section a quote sits under.
+
+Pure functions of a source's text and page starts; ``furniture`` is cached per text (the same source is asked
+about question after question).
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from functools import lru_cache
+
+_DOT_LEADER = re.compile(r"(?:\.\s?){4,}\s*\S{0,8}\s*$|(?:\.\s?){4,}")  # ". . . . 12" / "........ 12"
+_TOC_LINE = re.compile(r"^\s*(?:[A-Z]\.|\d+(?:\.\d+)*\.?)\s+\S.{0,100}?\s(?:\d{1,4}|[ivxlc]{1,6})\s*$", re.I)
+_NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?:\d+|[A-Z])(?:\.\d+)*\.?:?\s+"
+                               r"[A-Z\u00c0-\u024f\\`'\"].{0,90}$", re.I)
+_PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
+_DIGITS = re.compile(r"\d+")
+LINES_AT_EDGE = 2  # lines at the top and at the bottom of a page looked at for running headers and footers
+MIN_REPEATS = 2  # a line at a page's edge whose shape (digits dropped) is at the edge of this many pages: running
+MAX_FURNITURE_CHARS = 120  # a running header or footer is short
+
+
+def lines_of(text: str, lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
+    """The [start, end) spans of the non-blank lines of text[lo:hi] (ends exclude the line break)."""
+    hi = len(text) if hi is None else hi
+    out, start = [], lo
+    while start < hi:
+        end = text.find("\n", start, hi)
+        end = hi if end < 0 else end
+        if text[start:end].strip():
+            out.append((start, end))
+        start = end + 1
+    return out
+
+
+TOC_RUN = 3  # a numbered title ending in a number is a contents line only in a run of this many such lines
+
+
+def has_dot_leader(line: str) -> bool:
+    return bool(_DOT_LEADER.search(line))
+
+
+def is_toc_line(line: str) -> bool:
+    """A line shaped like a table-of-contents entry: dot leaders, or a numbered title ending in a page number
+    (the latter counts as contents only in a run of ``TOC_RUN`` such lines: see ``contents_lines``)."""
+    return has_dot_leader(line) or bool(_TOC_LINE.match(line)) and len(line) < 140
+
+
+def contents_lines(text: str) -> list[tuple[int, int]]:
+    """Spans of the table-of-contents lines of ``text``: every line with dot leaders, and the lines of each run of
+    at least ``TOC_RUN`` consecutive contents-shaped lines."""
+    out, run = [], []
+    for s, e in lines_of(text) + [(len(text), len(text))]:
+        line = text[s:e]
+        if s < e and is_toc_line(line):
+            run.append((s, e))
+            continue
+        out += run if len(run) >= TOC_RUN else [(a, b) for a, b in run if has_dot_leader(text[a:b])]
+        run = []
+    return out
+
+
+def is_heading(line: str) -> bool:
+    """A numbered section heading on a line of its own ("2.3 Social dynamics of Debian", "Chapter 4: Plotting"),
+    not a table-of-contents line and not a sentence (no final full stop)."""
+    line = line.strip()
+    return (bool(_NUMBERED_HEADING.match(line)) and not is_toc_line(line) and not line.endswith(".")
+            and len(line.split()) <= 14)
+
+
+def _shape(line: str) -> str:
+    """A line with its numbers dropped and its spacing normalised: how a running header repeats from page to page."""
+    return " ".join(_DIGITS.sub("#", line).split()).lower()
+
+
+@lru_cache(maxsize=16)
+def _furniture(text: str, pages: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    ends = list(pages[1:]) + [len(text)]
+    edges: list[tuple[int, int, str]] = []  # (start, end, shape) of the lines at each page's top and bottom
+    for lo, hi in zip(pages, ends):
+        lines = lines_of(text, lo, hi)
+        n = len(lines)
+        for i in sorted(set(range(min(LINES_AT_EDGE, n))) | set(range(max(0, n - LINES_AT_EDGE), n))):
+            s, e = lines[i]
+            edges.append((s, e, _shape(text[s:e])))
+    counts: dict[str, int] = {}
+    for _, _, shape in set(edges):
+        counts[shape] = counts.get(shape, 0) + 1
+    out = set()
+    for s, e, shape in edges:
+        line = text[s:e]
+        if len(line) <= MAX_FURNITURE_CHARS and (_PAGE_NUMBER.match(line) or counts[shape] >= MIN_REPEATS
+                                                  and len(pages) >= 2 * MIN_REPEATS):
+            out.add((s, e))
+    out.update(contents_lines(text))
+    return tuple(sorted(out))
+
+
+def furniture(text: str, pages: list[int] | None) -> list[tuple[int, int]]:
+    """Sorted [start, end) spans of the lines of ``text`` that are not prose: running headers and footers and page
+    numbers at the pages' edges (a line whose shape, numbers aside, is at the edge of several pages), and
+    table-of-contents lines anywhere. ``pages``: where each page starts (None: one page)."""
+    return list(_furniture(text, tuple(pages) if pages else (0,)))
+
+
+def overlaps(spans: list[tuple[int, int]], start: int, end: int) -> int:
+    """Characters of [start, end) covered by the sorted, disjoint ``spans``."""
+    i = max(0, bisect.bisect_right(spans, (start, start)) - 1)
+    covered = 0
+    while i < len(spans) and spans[i][0] < end:
+        covered += max(0, min(end, spans[i][1]) - max(start, spans[i][0]))
+        i += 1
+    return covered
+
+
+def heading_before(text: str, char: int, skip: list[tuple[int, int]] | None = None,
+                   limit: int = 20_000) -> str | None:
+    """The nearest section heading (``is_heading``) that starts before ``char``, looked for in the ``limit``
+    characters before it; lines in ``skip`` (running headers, contents) are passed over."""
+    lo = max(0, char - limit)
+    for s, e in reversed(lines_of(text, lo, min(char, len(text)))):
+        if skip and overlaps(skip, s, e):
+            continue
+        if is_heading(text[s:e]):
+            return " ".join(text[s:e].split())
+    return None

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Fetch the three Debian documentation packages whose PDFs back the
+# data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
+# Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
+# Idempotent: packages already downloaded / PDFs already extracted are kept.
+# See data/qa/pdf/SOURCES.md for versions and licences.
+set -euo pipefail
+
+DEST="${1:-/tmp/pdfs}"
+mkdir -p "$DEST"
+cd "$DEST"
+
+# package  version-the-questions-were-written-against  pdf-path-inside-package
+PKGS=(
+  "texlive-latex-base-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/hyperref/hyperref-doc.pdf"
+  "debmake-doc 1.17-7 usr/share/doc/debmake-doc/debmake-doc.en.pdf"
+  "gnuplot-doc 5.4.4+dfsg1-2 usr/share/doc/gnuplot/gnuplot.pdf"
+)
+
+for entry in "${PKGS[@]}"; do
+  read -r pkg ver pdf <<<"$entry"
+  shopt -s nullglob
+  debs=("${pkg}"_*.deb)
+  shopt -u nullglob
+  if [ "${#debs[@]}" -eq 0 ]; then
+    # Prefer the exact version; fall back to whatever the archive offers.
+    if ! apt-get download "${pkg}=${ver}"; then
+      echo "warning: ${pkg}=${ver} not available, downloading current version" >&2
+      apt-get download "${pkg}"
+    fi
+    debs=("${pkg}"_*.deb)
+  fi
+  deb="${debs[0]}"
+  got="$(dpkg-deb -f "$deb" Version)"
+  if [ "$got" != "$ver" ]; then
+    echo "warning: $deb is version $got, questions were written against $ver (page indices may differ)" >&2
+  fi
+  if [ ! -f "x/$pdf" ]; then
+    dpkg-deb -x "$deb" x
+  fi
+  echo "$pkg $got -> $DEST/x/$pdf"
+done
