@@ -30,6 +30,13 @@ class Studio(gr.Blocks):
 
     longmem: Ui
 
+    def launch(self, *args, app_kwargs: dict | None = None, **kwargs):
+        """``gr.Blocks.launch`` with the route that serves each saved bank once (``app/downloads.py``) put first
+        among the server's routes."""
+        app_kwargs = dict(app_kwargs or {})
+        app_kwargs["routes"] = [self.longmem.downloads.route(), *app_kwargs.get("routes", [])]
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+
     def close(self, *args, **kwargs) -> None:
         """Stop serving, free every open session's memory and files, and remove the page's work folder."""
         try:

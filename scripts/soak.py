@@ -252,7 +252,7 @@ def run_client(index: int, url: str, deadline: float, folder: Path, n_clients: i
                     if not filled:
                         action = "save (memory empty)"
                     else:
-                        saved = client.predict(api_name="/save_bank")
+                        saved = download(url, client.predict(api_name="/save_bank"), folder / f"saved{index}.zip")
                         with zipfile.ZipFile(saved) as zf:
                             meta = json.loads(zf.read("meta.json"))
                         check_sources({"sources": meta["sources"]}, "save")
@@ -274,6 +274,20 @@ def run_client(index: int, url: str, deadline: float, folder: Path, n_clients: i
             log.seconds[action] += time.monotonic() - t0
     finally:
         client.close()
+
+
+def download(url: str, html: str, path: Path) -> str:
+    """The saved bank behind the one-time link /save_bank answers with, written to ``path``."""
+    import re
+
+    import httpx
+    link = re.search(r'href="([^"]+)"', html)
+    if not link:
+        raise RuntimeError(f"no download link in {html[:200]!r}")
+    response = httpx.get(url + link.group(1), timeout=CLIENT_TIMEOUT_S)
+    response.raise_for_status()
+    path.write_bytes(response.content)
+    return str(path)
 
 
 # -- the run --

@@ -3,6 +3,7 @@ gradio_client on a loopback server. Every case asserts the message the user gets
 is unchanged (the same bank object, the same statistics)."""
 import io
 import json
+import re
 import resource
 import time
 import zipfile
@@ -285,16 +286,65 @@ def test_api_takes_chunk_size_as_a_number_or_its_digits(served, tmp_path):
         c.close()
 
 
-def test_saved_bank_is_a_file_for_the_client_and_gone_after_clear(served, client, tmp_path):
+def _link(html: str) -> str:
+    match = re.search(r'href="(longmem/download/[\w-]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def test_a_saved_bank_is_a_one_time_link_never_a_server_path(served, client, tmp_path):
+    """Case 4: /save_bank returned a path in Gradio's cache, served to anyone without a session until Clear."""
     c, session = client
-    downloaded = Path(c.predict(api_name="/save_bank"))
-    assert downloaded.suffix == ".zip" and zipfile.is_zipfile(downloaded)  # the client got the file itself
-    served_copies = [p for p in session.saved if p.is_file()]
-    assert served_copies
-    url = f"{served.local_url}gradio_api/file={served_copies[0]}"
-    assert httpx.get(url).status_code == 200
+    html = c.predict(api_name="/save_bank")
+    assert "/tmp" not in html and "gradio_api/file=" not in html and str(served.longmem.work_dir) not in html
+    saved = [f for folder in session.saved for f in folder.glob("*.zip")]
+    assert len(saved) == 1
+    assert httpx.get(f"{served.local_url}gradio_api/file={saved[0]}").status_code != 200  # not Gradio's to serve
+    url = served.local_url + _link(html)
+    assert httpx.head(url).status_code == 200  # a look does not use the link up
+    first = httpx.get(url)
+    assert first.status_code == 200 and zipfile.is_zipfile(io.BytesIO(first.content))
+    assert [s["name"] for s in json.loads(_entries(first.content)["meta.json"])["sources"]] == ["keeper.txt"]
+    assert httpx.get(url).status_code == 404 and not saved[0].exists()  # once, then the file is gone
+    again = served.local_url + _link(c.predict(api_name="/save_bank"))
     c.predict(api_name="/clear")
-    assert all(not p.exists() for p in served_copies) and httpx.get(url).status_code != 200
+    assert httpx.get(again).status_code == 404 and not any(f.exists() for f in session.saved)
+
+
+def _call(url: str, api: str, data: list, session_hash: str) -> str:
+    """One API call over plain HTTP (no client-side file handling): the event stream's text."""
+    event = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data, "session_hash": session_hash}).json()
+    return httpx.get(f"{url}gradio_api/call/{api}/{event['event_id']}", timeout=120).text
+
+
+def test_another_session_cannot_load_a_saved_bank_by_its_path(served, client, tmp_path):
+    """Case 4: a second session that passed the path /save_bank returned to /load_bank got the first session's
+    documents (and deleted its file). No API output holds a server path now; the server's saved files, passed
+    as paths, are refused and left in place."""
+    c, session = client
+    answer = _call(served.local_url, "save_bank", [], c.session_hash)
+    assert "event: complete" in answer and '"path"' not in answer and "/tmp" not in answer
+    paths = [f for folder in session.saved for f in folder.glob("*.zip")]
+    other = Client(served.local_url, verbose=False)
+    try:
+        other.predict(api_name="/clear")
+        theirs = served.longmem.sessions._open[other.session_hash]
+        for path in paths:
+            events = _call(served.local_url, "load_bank", [{"path": str(path), "meta": {"_type": "gradio.FileData"}}],
+                           other.session_hash)
+            assert "event: error" in events and "keeper" not in events
+            assert theirs.bank is None and path.exists()
+    finally:
+        other.close()
+
+
+def test_a_saved_banks_server_path_is_refused_by_the_handler_too(model, session, tmp_path):
+    """Behind Gradio's own check (an input path must be an upload): a path among the server's saved banks."""
+    path = handlers.save_bank(session, tmp_path / "work")
+    fresh = Session()
+    with pytest.raises(AppError, match=r"^Upload a saved bank \(.zip\) from your computer"):
+        handlers.load_bank(model, fresh, path, saved_dir=tmp_path / "work")
+    assert fresh.bank is None and path.exists()
 
 
 def test_closing_frees_sessions_and_removes_the_work_folder(tiny_backbones, tmp_path):

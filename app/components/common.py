@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,6 +14,7 @@ from longmem_core import LongMemModel
 
 from .. import views
 from ..config import AppSettings
+from ..downloads import Downloads
 from ..handlers import AppError
 from ..session import Session, SessionRegistry
 
@@ -34,6 +35,7 @@ class Ui:
     sessions: SessionRegistry
     checkpoint: str | None  # the trained SideNet loaded, if any
     work_dir: Path  # where saved banks are written (a per-page temporary folder, removed on shutdown)
+    downloads: Downloads = field(default_factory=Downloads)  # saved banks waiting for their one download
 
     def open(self, session: Session | None, request: gr.Request | None) -> Session:
         """The caller's session, registered so that closing its tab frees its memory."""

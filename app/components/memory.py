@@ -29,7 +29,7 @@ class MemoryWidgets:
     save: gr.Button
     load: gr.UploadButton
     clear: gr.Button
-    download: gr.File
+    download: gr.HTML  # the one-time link to the latest saved bank (app/downloads.py)
     stats: gr.JSON
 
 
@@ -51,7 +51,7 @@ def render(ui: Ui) -> MemoryWidgets:
                 save = gr.Button("Save memory bank (.zip)", size="md")
                 load = gr.UploadButton("Load a saved bank (.zip)", file_types=[".zip"], size="md")
                 clear = gr.Button("Clear memory", size="md")
-            download = gr.File(label="Your saved memory bank", visible=False, interactive=False)
+            download = gr.HTML(elem_id="lm-download")
             with gr.Accordion("Memory bank as JSON", open=False):
                 stats = gr.JSON(value=handlers.describe_bank(None), show_label=False)
     return MemoryWidgets(files, example, read, stop, progress, summary, save, load, clear, download, stats)
@@ -104,8 +104,7 @@ def listen(ui: Ui, page: Page) -> None:
         """Forget everything this session read, asked and classified (its saved bank file too)."""
         session = ui.open(session, request)
         handlers.clear(session)
-        return (views.status("ok", "Memory cleared."), *shown(session), [], views.retrieved({}),
-                gr.update(value=None, visible=False), session)
+        return (views.status("ok", "Memory cleared."), *shown(session), [], views.retrieved({}), "", session)
 
     w.clear.click(clear, [page.session], [w.progress, *shown_outputs, page.chat.chatbot, page.chat.retrieved,
                                           w.download, page.session],
@@ -113,16 +112,14 @@ def listen(ui: Ui, page: Page) -> None:
 
     @user_errors
     def save(session, request: gr.Request):
-        """This session's memory bank as a .zip file, to load again later."""
+        """This session's memory bank as a .zip file, to load again later: a link that downloads it once
+        (relative to the page; no server path). Saving again, Clear and the session's end delete the file."""
         session = ui.open(session, request)
         path = handlers.save_bank(session, ui.work_dir)
-        served = Path(w.download.move_resource_to_block_cache(str(path)))  # the copy Gradio serves
-        session.saved.append(served)  # deleted with the session's own copy on Clear or when the session ends
-        return str(served), session
+        return views.download_link(ui.downloads.offer(path), path.name), session
 
     w.save.click(save, [page.session], [w.download, page.session], api_name="save_bank", show_progress="hidden",
-                 **ui.heavy()).success(lambda: gr.update(visible=True), None, w.download, api_visibility="private",
-                                       queue=False)
+                 **ui.heavy())
 
     @user_errors
     def load(file, session, request: gr.Request):
@@ -132,9 +129,10 @@ def listen(ui: Ui, page: Page) -> None:
         if not file:
             raise AppError("Choose a saved bank (.zip) to load.")
         path = Path(file)
+        handlers.check_uploaded(path, ui.work_dir)  # before the try: another session's file is never deleted below
         try:
             bank = handlers.read_bank(model, path, max_bytes=settings.max_bank_bytes,
-                                      max_capacity=settings.max_bank_capacity)
+                                      max_capacity=settings.max_bank_capacity, saved_dir=ui.work_dir)
             stats = handlers.describe_bank(bank)
             try:
                 summary, drawn = views.bank_summary(stats), views.memory_map(bank, {}, [])

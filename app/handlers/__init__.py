@@ -14,7 +14,7 @@ The names below are re-exported so callers can write ``handlers.memorize``.
 from longmem_core import icl
 
 from ..session import Session
-from .bank_file import BANK_FILES, adopt_bank, load_bank, read_bank, save_bank
+from .bank_file import BANK_FILES, adopt_bank, check_uploaded, load_bank, read_bank, save_bank
 from .chat import CONTEXT_CHARS, ChatResult, chat, context_of, new_conversation
 from .classify import (DEMONSTRATION_SETS, TEMPLATES, UPLOADED_SET, DemonstrationSet, classify_rows, classify_text,
                        demonstration_set, load_demonstrations, read_test_file)
@@ -26,7 +26,7 @@ from .memory import (BOOKS, MemorizeProgress, MemorizeReport, bank_stats, bundle
 __all__ = [
     "ASSETS", "AppError", "BANK_FILES", "BOOKS", "BUSY", "CONTEXT_CHARS", "ChatResult", "DEMONSTRATION_SETS",
     "DemonstrationSet", "MemorizeProgress", "MemorizeReport", "Session", "TEMPLATES", "UPLOADED_SET", "adopt_bank",
-    "bank_stats", "bundled_book", "chat", "check_bank_settings", "check_file_size", "check_question",
+    "bank_stats", "bundled_book", "chat", "check_bank_settings", "check_file_size", "check_question", "check_uploaded",
     "chunk_size_choices", "classify_rows", "classify_text", "clear", "context_of", "demonstration_set",
     "describe_bank", "icl", "load_bank", "load_demonstrations", "load_model", "memorize", "new_conversation",
     "read_bank", "read_documents", "read_test_file", "retrieval_width", "save_bank", "top_k_choices", "wait_idle",

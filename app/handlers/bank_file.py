@@ -97,12 +97,22 @@ def _without_paths(message: str, folder: Path, where: str) -> str:
                   os.path.basename(m.group(0).rstrip("/")), message.replace(str(folder), where))
 
 
+def check_uploaded(path: str | os.PathLike, saved_dir: str | os.PathLike | None) -> None:
+    """AppError when ``path`` lies in ``saved_dir``, where the server keeps saved banks: a bank is loaded only from
+    an upload, never from a path another session's saved bank has (that file is left as it is)."""
+    if saved_dir is not None and Path(path).resolve().is_relative_to(Path(saved_dir).resolve()):
+        raise AppError("Upload a saved bank (.zip) from your computer: download it with its link first.")
+
+
 def read_bank(model: LongMemModel, path: str | os.PathLike, *, name: str | None = None, max_bytes: int | None = None,
-              max_capacity: int = 1 << 20) -> MemoryBank:
+              max_capacity: int = 1 << 20, saved_dir: str | os.PathLike | None = None) -> MemoryBank:
     """A bank from a .zip written by ``save_bank``, checked completely; the session is not touched. ``name``
-    is how messages call the file (its uploaded name; never a server path). AppError on anything wrong."""
+    is how messages call the file (its uploaded name; never a server path). ``saved_dir``: where the server
+    keeps saved banks; a path there is refused (only an uploaded file is loaded, never another session's saved
+    one). AppError on anything wrong."""
     path = Path(path)
     where = name or path.name
+    check_uploaded(path, saved_dir)
     if not path.is_file():
         raise AppError(f"{where}: no such file")
     check_file_size(path, max_bytes)
@@ -139,10 +149,10 @@ def adopt_bank(session: Session, bank: MemoryBank) -> None:
 
 
 def load_bank(model: LongMemModel, session: Session, path: str | os.PathLike, max_bytes: int | None = None,
-              max_capacity: int = 1 << 20, name: str | None = None) -> dict:
+              max_capacity: int = 1 << 20, name: str | None = None, saved_dir: str | os.PathLike | None = None) -> dict:
     """``read_bank``, then describe it, then ``adopt_bank``: the session changes only if all three succeed."""
     from .memory import describe_bank
-    bank = read_bank(model, path, name=name, max_bytes=max_bytes, max_capacity=max_capacity)
+    bank = read_bank(model, path, name=name, max_bytes=max_bytes, max_capacity=max_capacity, saved_dir=saved_dir)
     stats = describe_bank(bank)
     adopt_bank(session, bank)
     return stats

@@ -3,8 +3,8 @@ every piece of user or document text is escaped. The names below are re-exported
 from .chat import retrieved
 from .classify import accuracy, classification
 from .common import SOURCE_COLORS, duration, flat, number, progress_bar, status
-from .memory import bank_summary, memorize_done, memorize_progress
+from .memory import bank_summary, download_link, memorize_done, memorize_progress
 from .memory_map import memory_map, project_keys
 
-__all__ = ["SOURCE_COLORS", "accuracy", "bank_summary", "classification", "duration", "flat", "memorize_done",
+__all__ = ["SOURCE_COLORS", "accuracy", "bank_summary", "classification", "download_link", "duration", "flat", "memorize_done",
            "memorize_progress", "memory_map", "number", "progress_bar", "project_keys", "retrieved", "status"]

@@ -23,6 +23,12 @@ def memorize_done(report, stats: dict) -> str:
     return status("ok", "Read into memory: " + "; ".join(parts) + "." + full + " Ask about it on the Chat tab.")
 
 
+def download_link(link: str, name: str) -> str:
+    """The one-time link to a saved bank (``app/downloads.py``)."""
+    return (f'<div class="lm-status lm-ok"><a href="{escape(link)}" download="{escape(name)}">Download {escape(name)}'
+            '</a> <small>(the link works once; it holds the documents you read, whole)</small></div>')
+
+
 def bank_summary(stats: dict) -> str:
     """Cards: tokens, chunks, capacity used, and the sources with their chunk counts."""
     if not stats["tokens"]:
