@@ -57,13 +57,19 @@ def check_number(value: object, name: str, low: float, high: float, *, integer: 
     """``value`` as a number within [low, high], or InputError saying what is expected: refuses strings that are
     not numbers, None, booleans, NaN and infinities (``float("nan")`` passes every comparison-based range check)."""
     kind = "a whole number" if integer else "a number"
+    bounds, (low, high) = (low, high), (_shown(low), _shown(high))
     if isinstance(value, str):
         try:
             value = int(value) if value.strip().lstrip("+-").isdigit() else float(value.strip())
         except ValueError:
-            raise InputError(f"{name} must be {kind} from {low:g} to {high:g}, not {value[:40]!r}") from None
+            raise InputError(f"{name} must be {kind} from {low} to {high}, not {value[:40]!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be {kind} from {low:g} to {high:g}, not {str(value)[:40]}")
-    if not math.isfinite(value) or not low <= value <= high or (integer and value != int(value)):
-        raise InputError(f"{name} must be {kind} from {low:g} to {high:g}, not {value!r:.40}")
+        raise InputError(f"{name} must be {kind} from {low} to {high}, not {str(value)[:40]}")
+    if not math.isfinite(value) or not bounds[0] <= value <= bounds[1] or (integer and value != int(value)):
+        raise InputError(f"{name} must be {kind} from {low} to {high}, not {value!r:.40}")
     return int(value) if integer else float(value)
+
+
+def _shown(x: float) -> str:
+    """A bound as a person reads it: 1,048,576 and 1.5, not 1.04858e+06."""
+    return f"{int(x):,}" if math.isfinite(x) and float(x).is_integer() else f"{x:g}"

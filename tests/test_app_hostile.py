@@ -313,7 +313,8 @@ def test_a_saved_bank_is_a_one_time_link_never_a_server_path(served, client, tmp
 
 def _call(url: str, api: str, data: list, session_hash: str) -> str:
     """One API call over plain HTTP (no client-side file handling): the event stream's text."""
-    event = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data, "session_hash": session_hash}).json()
+    body = json.dumps({"data": data, "session_hash": session_hash})  # NaN and Infinity as JSON's extension writes them
+    event = httpx.post(f"{url}gradio_api/call/{api}", content=body, headers={"content-type": "application/json"}).json()
     return httpx.get(f"{url}gradio_api/call/{api}/{event['event_id']}", timeout=120).text
 
 
@@ -521,3 +522,26 @@ def test_a_saved_bank_is_far_from_the_compression_limit(good_zip, tmp_path):
     with zipfile.ZipFile(io.BytesIO(good_zip)) as zf:
         ratio = sum(i.file_size for i in zf.infolist()) / len(good_zip)
     assert ratio < MAX_COMPRESSION_RATIO / 3, ratio
+
+
+@pytest.mark.parametrize("api,given,message", [
+    ("chat", {"temperature": float("nan")}, r"Temperature \(0 = always the most likely token\) must be a number from 0 to 1.5, not nan"),
+    ("chat", {"temperature": "warm"}, r"Temperature .* must be a number from 0 to 1.5, not 'warm'"),
+    ("chat", {"temperature": None}, r"Temperature .* must be a number from 0 to 1.5, not None"),
+    ("chat", {"max_new_tokens": float("inf")}, r"Max new tokens per answer must be a whole number from 8 to 512, not inf"),
+    ("chat", {"top": "many"}, r"must be a whole number from 1 to 20, not 'many'"),
+    ("memorize", {"capacity": float("nan")}, r"Memory capacity \(tokens\) must be a whole number from 64 to 1,048,576, not nan"),
+    ("classify", {"k": "abc"}, r"k: demonstrations in context \(paper: 20\) must be a whole number from 0 to 40, not 'abc'"),
+])
+def test_numeric_api_inputs_refuse_nan_and_words_with_a_clear_message(served, client, tmp_path, api, given, message):
+    """Case 7: strings and null gave Gradio's generic error; a NaN temperature passed the range check and failed
+    in torch. Sent over plain HTTP (gradio_client refuses to write NaN), every other input at its default."""
+    c, session = client
+    bank, before = session.bank, handlers.bank_stats(session)
+    params = c.view_api(print_info=False, return_format="dict")["named_endpoints"][f"/{api}"]["parameters"]
+    values = {p["parameter_name"]: p["parameter_default"] if p["parameter_has_default"] else None for p in params}
+    values.update({"question": "Who counted?", "text": "a fine film", **given})
+    events = _call(served.local_url, api, [values[p["parameter_name"]] for p in params], c.session_hash)
+    assert "event: error" in events and re.search(message, events), events[-500:]
+    assert session.bank is bank and handlers.bank_stats(session) == before and session.turns == []
+    assert c.predict("Who counted?", temperature="0.5", api_name="/chat")[3]["answer"]  # digits still do

@@ -206,7 +206,7 @@ def test_ask_with_a_huge_max_new_tokens_is_one_error_line(bank):
     proc = run("ask", "Who?", "--bank", str(path), "--max-new-tokens", "1000000000", "--backbone", "tiny-llama",
                check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith("error: argument --max-new-tokens: must be a whole number from 1 to 8191, not 1000000000")
+    assert proc.stderr.startswith("error: argument --max-new-tokens: must be a whole number from 1 to 8,191, not 1000000000")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -101,3 +101,16 @@ def test_the_default_logits_are_unchanged(tiny_model):
     ids = torch.tensor([tiny_model.encode("a fine film")])
     full = tiny_model(ids).logits
     assert torch.allclose(tiny_model(ids, logits_from=2).logits, full[:, 2:], atol=1e-5)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"temperature": float("nan")}, "temperature must be a number from 0 to 100, not nan"),
+    ({"max_new_tokens": 10 ** 9}, "max_new_tokens must be a whole number from 0 to"),
+    ({"top_p": float("nan")}, "top_p must be a number from 0 to 1, not nan"),
+])
+def test_generation_refuses_nan_and_more_tokens_than_its_context(tiny_model, options, message):
+    """Case 7 (a NaN temperature failed inside torch) and case 6 (a huge max_new_tokens cut the prompt to
+    nothing): refused before anything runs, with an InputError the app and the CLI show as it is."""
+    from longmem_core.generation import generate
+    with pytest.raises(limits.InputError, match=message):
+        generate(tiny_model, tiny_model.encode("hello there"), **options)

@@ -10,7 +10,7 @@ import gradio as gr
 
 from .. import handlers, views
 from ..background import Done, stream
-from .common import Ui, user_errors
+from .common import Ui, checked_number, user_errors
 
 if TYPE_CHECKING:
     from .page import Page
@@ -48,7 +48,8 @@ def render(ui: Ui) -> ClassifyWidgets:
                              file_types=[".csv", ".tsv", ".jsonl", ".json"], height=150)
             template = gr.Dropdown(list(handlers.TEMPLATES), value=next(iter(handlers.TEMPLATES)),
                                    label="Prompt template for an uploaded set")
-            k = gr.Slider(0, 40, value=s.k, step=1, label="k: demonstrations in context (paper: 20)")
+            k = checked_number(gr.Slider(0, 40, value=s.k, step=1, label="k: demonstrations in context (paper: 20)"),
+                               integer=True)
             gr.Markdown("#### 2. What to classify")
             text = gr.Textbox(label="A text", placeholder="e.g. a gripping , beautifully acted film", lines=2)
             test_file = gr.File(label="…and/or a test file (same format; with a label column you get accuracy)",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from longmem_core import LongMemModel
+from longmem_core import LongMemModel, limits
 
 from .. import views
 from ..config import AppSettings
@@ -67,6 +68,26 @@ def int_choice(choices: Sequence[int], **kwargs: Any) -> gr.Dropdown:
 
     dropdown.api_info, dropdown.preprocess = api_info, preprocess
     return dropdown
+
+
+def checked_number(widget: gr.Slider | gr.Number, *, integer: bool = False) -> gr.Slider | gr.Number:
+    """A Slider or Number whose input from the page or an API client must be a number within the widget's range:
+    a string that is not a number, null, NaN (which passes Gradio's own range check) or infinity is refused with
+    one clear message naming the widget, where Gradio would give its generic error or pass NaN on. Digits in a
+    string are accepted. Customised on the instance (see ``int_choice``)."""
+    low = -math.inf if widget.minimum is None else widget.minimum
+    high = math.inf if widget.maximum is None else widget.maximum
+    plain_preprocess = widget.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            value = limits.check_number(payload, widget.label or "this number", low, high, integer=integer)
+        except ValueError as exc:
+            raise gr.Error(f"{exc}.", print_exception=False) from None
+        return plain_preprocess(value)
+
+    widget.preprocess = preprocess
+    return widget
 
 
 def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequence[Any] = ()) -> Callable:

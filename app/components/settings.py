@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from .. import handlers
-from .common import Ui, int_choice
+from .common import Ui, checked_number, int_choice
 
 if TYPE_CHECKING:
     from .page import Page
@@ -51,6 +51,9 @@ def render(ui: Ui) -> SettingsWidgets:
         f"(of at most {s.max_bank_capacity:,} tokens), questions of {s.max_question_chars:,} characters, "
         f"{s.max_demonstrations:,} demonstrations, {s.max_test_rows} test texts per file, {s.concurrency} model "
         "requests at once (others wait in a queue).")
+    for widget in (top, max_new, capacity):  # an API client may send anything: refused with the widget's range
+        checked_number(widget, integer=True)
+    checked_number(temperature)
     return SettingsWidgets(top_k, top, max_new, temperature, chunk_size, capacity)
 
 
