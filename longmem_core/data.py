@@ -1,6 +1,7 @@
 """Reading documents (txt, md, pdf) and demonstration sets into plain text, with clear errors."""
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -11,6 +12,8 @@ from pathlib import Path
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 PDF_SUFFIXES = (".pdf",)
 MAX_CONTROL_SHARE = 0.01  # a "text" file with more control characters than this is treated as binary
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),  # UTF-32 first: its LE mark
+        (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))  # starts with UTF-16 LE's
 
 
 class DocumentError(ValueError):
@@ -53,13 +56,16 @@ def read_document(path: str | os.PathLike, max_bytes: int | None = None) -> Docu
 
 
 def decode_text(data: bytes, name: str) -> str:
-    """UTF-8 text (a BOM is dropped, line ends normalised); binary data is refused."""
-    if b"\x00" in data[:65536]:
+    """UTF-8 text, or UTF-16/32 text that starts with its byte-order mark (the BOM is dropped, line ends
+    normalised); binary data is refused."""
+    bom, encoding = next(((b, e) for b, e in BOMS if data.startswith(b)), (b"", "utf-8-sig"))
+    if not bom and b"\x00" in data[:65536]:  # UTF-16/32 without a BOM is refused as binary too
         raise DocumentError(f"{name}: looks like a binary file, not text")
     try:
-        text = data.decode("utf-8-sig")
+        text = data[len(bom):].decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DocumentError(f"{name}: not UTF-8 text (bad byte at offset {exc.start})") from exc
+        shown = encoding.removesuffix("-sig").upper()
+        raise DocumentError(f"{name}: not {shown} text (bad byte at offset {exc.start + len(bom)})") from exc
     sample = text[:65536]
     control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
     if sample and control / len(sample) > MAX_CONTROL_SHARE:
@@ -106,7 +112,8 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text", label_colu
     text = decode_text(path.read_bytes(), path.name)  # refuses binary and non-UTF-8 files
     try:
         if suffix in (".jsonl", ".json"):
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+            rows = [json.loads(line) for _, line in lines]
         else:
             rows = _csv_rows(text, "\t" if suffix == ".tsv" else ",", path.name)
     except (json.JSONDecodeError, csv.Error) as exc:
@@ -124,6 +131,11 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text", label_colu
         t, label = r.get(text_column), r.get(label_column)
         if t is None or label is None:
             raise DocumentError(f"{path.name}: row {n} has no {text_column if t is None else label_column}")
+        nested = next((c for c, v in ((text_column, t), (label_column, label)) if isinstance(v, (dict, list))), None)
+        if nested:  # str() would make labels like "{'neg': True}"
+            where = f"line {lines[n - 1][0]}" if suffix in (".jsonl", ".json") else f"row {n}"
+            raise DocumentError(f"{path.name}: {where}: {nested!r} is a nested value ({type(r[nested]).__name__}); "
+                                "give a text or a number")
         pairs.append((str(t), str(label)))
     if min_classes > 1:
         check_labels(pairs, path.name, min_classes)

@@ -545,3 +545,67 @@ def test_numeric_api_inputs_refuse_nan_and_words_with_a_clear_message(served, cl
     assert "event: error" in events and re.search(message, events), events[-500:]
     assert session.bank is bank and handlers.bank_stats(session) == before and session.turns == []
     assert c.predict("Who counted?", temperature="0.5", api_name="/chat")[3]["answer"]  # digits still do
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-be", "utf-32-be", "utf-8-sig"])
+def test_utf16_and_utf32_text_with_a_bom_is_read_as_text(tmp_path, encoding):
+    """Case 7: UTF-16 text with its BOM was refused as binary."""
+    import codecs
+    boms = {"utf-16-be": codecs.BOM_UTF16_BE, "utf-32-be": codecs.BOM_UTF32_BE}
+    path = tmp_path / "keeper.txt"
+    path.write_bytes(boms.get(encoding, b"") + TEXT.replace(". ", ".\r\n").encode(encoding))
+    document = handlers.read_documents([path])[0]
+    assert document.text == TEXT.replace(". ", ".\n")
+    demos = tmp_path / "demos.csv"
+    demos.write_bytes(boms.get(encoding, b"") + "text,label\nune belle journée,positive\nun jour gris,negative\n"
+                      .encode(encoding))
+    assert handlers.demonstration_set(handlers.UPLOADED_SET, demos).examples[0] == ("une belle journée", "positive")
+
+
+def test_utf16_without_a_bom_is_still_refused_as_binary(tmp_path):
+    path = tmp_path / "keeper.txt"
+    path.write_bytes(TEXT.encode("utf-16-le"))
+    with pytest.raises(AppError, match="keeper.txt: looks like a binary file"):
+        handlers.read_documents([path])
+
+
+@pytest.mark.parametrize("value,kind", [({"neg": True}, "dict"), (["a", "b"], "list")])
+def test_nested_values_in_a_demonstration_file_are_refused_with_their_line(tmp_path, value, kind):
+    """Case 7: nested JSON values silently became labels like "{'neg': True}"."""
+    path = tmp_path / "demos.jsonl"
+    lines = [json.dumps({"text": "a fine film", "label": "positive"}), "",
+             json.dumps({"text": "a dull film", "label": value})]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(AppError, match=rf"^demos.jsonl: line 3: 'label' is a nested value \({kind}\); give a text or a number"):
+        handlers.demonstration_set(handlers.UPLOADED_SET, path)
+    path.write_text(json.dumps({"text": {"t": 1}, "label": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(AppError, match=r"line 1: 'text' is a nested value"):
+        handlers.read_test_file(path)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=200),
+       encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]))
+def test_any_text_with_its_bom_reads_back_whole(text, encoding):
+    from longmem_core.data import decode_text
+    assert decode_text(text.encode(encoding), "x.txt") == text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(label=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                          lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+                          max_leaves=4))
+def test_a_demonstration_label_is_a_plain_value_or_a_refusal(tmp_path_factory, label):
+    from longmem_core import DocumentError, read_labelled
+    path = tmp_path_factory.mktemp("labels") / "demos.jsonl"
+    path.write_text(json.dumps({"text": "some text", "label": label}) + "\n", encoding="utf-8")
+    try:
+        rows = read_labelled(path)
+    except DocumentError as exc:
+        assert "\n" not in str(exc) and ("nested value" in str(exc)) == isinstance(label, (dict, list))
+    else:
+        assert not isinstance(label, (dict, list)) and rows == [("some text", str(label))]
