@@ -247,7 +247,7 @@ class ModeClassifier:
             if self.modes & {"context_cal", "centroid_context"} else None
 
     def select(self):
-        """``auto``'s choice for these demonstrations (``icl_select.select``, an ``icl_select.Selection``), made once."""
+        """``auto``'s choice for these demonstrations (``icl_select.select``: an ``icl_select.Selection``), once."""
         if self.selection is None:
             from .icl_select import select
             self.selection = select(self)
@@ -318,7 +318,7 @@ def evaluate_modes(model: LongMemModel, test: Sequence[Example], demonstrations:
     bank = model.new_bank(capacity=max(model.cfg.capacity, room))
     memory = memorize_demonstrations(model, chosen, bank, template=template, progress=memorize_progress)
     classifier = ModeClassifier(model, labels, template, context, bank, memory, modes, k, neighbours)
-    selection = classifier.select().to_dict() if "auto" in modes else None  # before the test set, timed apart
+    selection = classifier.select().to_dict(detail=True) if "auto" in modes else None  # before the test set, timed
     predictions: dict[str, list[str]] = {m: [] for m in modes}
     for i, (text, _) in enumerate(test):
         for mode, pred in classifier.predict(text, modes).items():

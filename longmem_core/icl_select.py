@@ -11,8 +11,9 @@ mode then uses the best one:
   already stores (its own key is left out of the vote and of its label's centroid): nearly free;
 - the in-context modes (``context``, ``context_cal``, and ``centroid_context``, which mixes the two) cost one
   label scoring each, after the prompt read once (``ModeClassifier``'s cache);
-- the chosen mode has the highest held-out accuracy, but the default is only left for a mode right on more than
-  ``MARGIN`` held-out texts more (ties: the default, then the higher macro-F1).
+- the fallback (``centroid_context``, chosen on sentiment tasks) is kept unless another candidate is clearly
+  better on the held-out texts: right on more than ``MARGIN`` more, and by more than a one-sided sign test on the
+  texts where the two disagree would give by chance (``Z``); of those that are, the most accurate is chosen.
 
 Not candidates: ``memory`` (the paper's; the bank holds each held-out demonstration with its label, so its
 held-out score would read the answer) and ``kate`` (a new prompt per text: too slow to score on a CPU).
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 CANDIDATES: tuple[str, ...] = ("centroid_context", "centroid", "context_cal", "knn", "context")  # preference order
 FALLBACK = "centroid_context"  # kept when nothing can be held out, and preferred on a tie (tuned on sentiment)
 MAX_HELD_OUT = 40  # held-out demonstrations the in-context modes score (one label scoring each)
-MARGIN = 1  # another mode replaces the default only when right on more than this many held-out texts more
+MARGIN = 1  # another mode replaces the fallback only when right on more than this many held-out texts more ...
+Z = 1.645  # ... and by more than this many standard errors of a sign test (one-sided 5%; see ``choose``)
 FEW_DEMONSTRATIONS = 30  # below this many, the choice is said to rest on few examples
 FEW_HELD_OUT = 20  # ... and below this many held-out texts
 
@@ -52,9 +54,12 @@ class Selection:
     few: bool  # the choice rests on few examples
     reason: str  # one plain sentence
     indices: list[int] = field(default_factory=list)  # the held-out demonstrations
+    gold: list[str] = field(default_factory=list)  # their labels
+    predictions: dict[str, list[str]] = field(default_factory=dict)  # candidate -> its label for each
 
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "indices"}
+    def to_dict(self, detail: bool = False) -> dict:
+        """What the page and the API show; ``detail``: with the held-out texts' labels and predictions too."""
+        return {k: v for k, v in asdict(self).items() if detail or k not in ("indices", "gold", "predictions")}
 
 
 def macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
@@ -96,7 +101,7 @@ def _knn_loo(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int) -> torch
     return ((1 + top.values / (neighbours + 1))[:, None] * onehot[top.indices]).sum(0)
 
 
-def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, margin: int = MARGIN,
+def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, margin: int = MARGIN, z: float = Z,
            seed: int = 0) -> Selection:
     """Every candidate mode scored on demonstrations held out of ``classifier``'s memory; the best one chosen."""
     from . import icl_modes
@@ -138,17 +143,33 @@ def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, ma
     gold = [gold_all[i] for i in held]
     correct = {m: sum(p == g for p, g in zip(ps, gold)) for m, ps in predicted.items()}
     f1 = {m: macro_f1(gold, ps) for m, ps in predicted.items()}
-    default = FALLBACK
-    best = max(CANDIDATES, key=lambda m: (correct[m] - (0 if m == default else margin), m == default, f1[m],
-                                          -CANDIDATES.index(m)))
+    best, default = choose(gold, predicted, margin=margin, z=z), FALLBACK
     n = len(held)
     reason = f"{best} was right on {correct[best]} of {n} held-out demonstrations"
     if best != default:
-        reason += f", {default} (preferred on a tie) on {correct[default]}"
+        reason += f", {default} (kept unless clearly beaten) on {correct[default]}"
     else:
-        reason += f"; no other mode was right on more than {margin} more" if margin else "; no other mode on more"
+        reason += "; no other mode was clearly better (by more than chance would give)"
     if few:
         reason += f" (few examples: {len(examples)} demonstrations, {n} held out; the choice is uncertain)"
     return Selection(chosen=best, accuracy={m: correct[m] / n for m in CANDIDATES}, macro_f1=f1, held_out=n,
                      demonstrations=len(examples), seconds=time.perf_counter() - start, few=few, reason=reason,
-                     indices=held)
+                     indices=held, gold=gold, predictions=predicted)
+
+
+def choose(gold: Sequence[str], predicted: dict[str, list[str]], *, margin: int = MARGIN, z: float = Z) -> str:
+    """The fallback, unless a candidate beats it clearly on the held-out texts: right on ``b`` texts the fallback
+    gets wrong and wrong on ``c`` it gets right, with ``b - c > max(margin, z * sqrt(b + c))`` (a one-sided sign
+    test on the texts they disagree on). Among those that do, the most accurate (ties: macro-F1, then
+    ``CANDIDATES`` order)."""
+    right = {m: [p == g for p, g in zip(ps, gold)] for m, ps in predicted.items()}
+    base = right[FALLBACK]
+
+    def clearly_better(m: str) -> bool:
+        b = sum(x and not y for x, y in zip(right[m], base))
+        c = sum(y and not x for x, y in zip(right[m], base))
+        return b - c > max(margin, z * (b + c) ** 0.5)
+    better = [m for m in CANDIDATES if m != FALLBACK and m in right and clearly_better(m)]
+    if not better:
+        return FALLBACK
+    return max(better, key=lambda m: (sum(right[m]), macro_f1(gold, predicted[m]), -CANDIDATES.index(m)))
