@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass
 class AppSettings:
-    top: int = 5  # retrieved chunks listed beside each answer
+    top: int = 6  # chunks the search finds and reads back for each answer (listed beside it): answer.SEARCH_TOP
     chunk_size: int | None = None  # tokens per memory chunk for a new bank; None: the model's (paper: 4)
     capacity: int | None = None  # memory bank size in tokens for a new bank; None: the model's (65,536)
     max_new_tokens: int = 128  # longest answer, in tokens

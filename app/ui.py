@@ -71,7 +71,7 @@ def build_demo(model: LongMemModel | None = None, checkpoint: str | None = None,
         with gr.Tabs():
             with gr.Tab("Memory", id="memory"):
                 memory_widgets = memory.render(ui)
-            with gr.Tab("Chat", id="chat"):
+            with gr.Tab("Chat", id="chat") as chat_tab:
                 chat_widgets = chat.render(ui)
             with gr.Tab("Memory map", id="map"):
                 map_widgets = memory_map.render(ui)
@@ -80,7 +80,7 @@ def build_demo(model: LongMemModel | None = None, checkpoint: str | None = None,
             with gr.Tab("Settings", id="settings"):
                 settings_widgets = settings.render(ui)
         page = Page(session=session, memory=memory_widgets, chat=chat_widgets, memory_map=map_widgets,
-                    classify=classify_widgets, settings=settings_widgets)
+                    classify=classify_widgets, settings=settings_widgets, chat_tab=chat_tab)
         for component in COMPONENTS:
             component.listen(ui, page)
 

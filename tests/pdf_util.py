@@ -69,3 +69,22 @@ def wrap(text: str, width: int = 80) -> list[str]:
 def paginate(lines: list[str], per_page: int = 46) -> list[list[str]]:
     """``lines`` cut into pages of ``per_page`` lines (a page break every ``per_page`` lines)."""
     return [lines[i:i + per_page] for i in range(0, len(lines), per_page)] or [[]]
+
+
+def label_pages(data: bytes, roman: int) -> bytes:
+    """``data`` (a PDF) with page labels as a book prints them: the first ``roman`` pages i, ii, ..., the rest
+    1, 2, ... (pypdf writes the labels)."""
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(data)).pages:
+        writer.add_page(page)
+    n = len(writer.pages)
+    if roman:
+        writer.set_page_label(0, roman - 1, style="/r")
+    if roman < n:
+        writer.set_page_label(roman, n - 1, style="/D")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ASSETS, BOOK
-from pdf_util import make_pages_pdf, paginate, wrap
+from pdf_util import label_pages, make_pages_pdf, paginate, wrap
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -106,6 +106,8 @@ def test_upload_ask_and_see_retrieved_text_from_the_book(served, browser, tmp_pa
 
     # ask a question: an answer streams, and the retrieved chunks are text of the book
     page.get_by_role("tab", name="Chat").click()
+    page.locator("#lm-retrieved").get_by_text("Memory holds").wait_for(timeout=10_000)  # what memory holds now
+    assert "time_machine_excerpt.txt" in page.locator("#lm-retrieved").inner_text()
     page.locator("#lm-question textarea").fill(QUESTION)
     page.locator("#lm-question textarea").press("Enter")
     page.locator("#lm-retrieved .lm-chunk mark").first.wait_for(timeout=150_000)
@@ -192,7 +194,8 @@ def test_chat_reads_a_pass_key_back_from_a_40k_token_pdf(served, browser, tmp_pa
     assert 0.95 * PASSKEY_TOKENS < tokens < 1.05 * PASSKEY_TOKENS, tokens
 
     page.get_by_role("tab", name="Chat").click()
-    assert page.locator("#lm-mode input").input_value() == answer_modes.DEFAULT_MODE  # as the page opened
+    from app.views import APP_MODES
+    assert page.locator("#lm-mode input").input_value() == APP_MODES[answer_modes.DEFAULT_MODE][0]  # as it opened
     page.locator("#lm-compare input[type=checkbox]").check()  # the one click to the backbone-alone comparison
     t0 = time.perf_counter()
     page.locator("#lm-question textarea").fill(PASSKEY_QUESTION)
@@ -217,4 +220,61 @@ def test_chat_reads_a_pass_key_back_from_a_40k_token_pdf(served, browser, tmp_pa
     page.screenshot(path=str(shots / "chat.png"), full_page=True)
     print(f"\npass key {key} on page {key_page} of {n_pages}; {tokens:,} tokens read in {read_s:.0f} s; "
           f"answered (with the backbone alone beside it) in {answer_s:.0f} s; cited pages {cited}")
+    page.close()
+
+
+MANUAL_FACTS = [  # (page index of the fact, the fact, a question about it, what a right answer holds)
+    (4, "The harbour master's boat is painted dark green.", "What colour is the harbour master's boat painted?",
+     "green"),
+    (7, "The lighthouse on Tarn Island was built in 1887.", "In which year was the lighthouse on Tarn Island built?",
+     "1887"),
+    (10, "To reset the signal lamp, hold the red lever down for ten seconds.", "How do you reset the signal lamp?",
+     "red lever"),
+]
+MANUAL_ROMAN = 2  # front pages labelled i, ii; then 1, 2, ...
+
+
+def manual_pdf(path: Path) -> list[str]:
+    """A 12-page PDF of The Time Machine's text with a running header on every page, page labels i, ii, 1, 2, ...
+    and the three MANUAL_FACTS each on its page -> the label printed on each fact's page."""
+    book = BOOK.read_text(encoding="utf-8")
+    lines = wrap(book[5_000:60_000])
+    body = paginate(lines, LINES_PER_PAGE - 2)[:12]
+    for index, fact, _, _ in MANUAL_FACTS:
+        body[index] = body[index][:20] + [""] + wrap(fact) + [""] + body[index][20:]
+    pages = [[f"HARBOUR MANUAL {n + 1}", ""] + lines for n, lines in enumerate(body)]
+    path.write_bytes(label_pages(make_pages_pdf(pages), MANUAL_ROMAN))
+    return [str(index - MANUAL_ROMAN + 1) for index, _, _, _ in MANUAL_FACTS]
+
+
+def test_three_questions_in_one_conversation_quote_their_pages(served, browser, tmp_path):
+    """Issue 24's browser check: a multi-page PDF with page labels, three questions asked one after another in one
+    conversation (default mode); each answer is right, rests on a quote of its fact, and cites the fact's printed
+    page label; the Chat tab said what memory held before the first question."""
+    from longmem_core.data import read_document
+    pdf = tmp_path / "harbour_manual.pdf"
+    labels = manual_pdf(pdf)
+    doc = read_document(pdf)
+    assert doc.page_labels[:3] == ["i", "ii", "1"] and len(doc.pages) == 12
+    page, files = open_app(browser, served.local_url)
+    files.set_input_files(str(pdf))
+    page.wait_for_timeout(500)
+    page.locator("#lm-read").click()
+    page.locator("#lm-read-status").get_by_text("Read into memory:").wait_for(timeout=600_000)
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#lm-retrieved").get_by_text("Memory holds").wait_for(timeout=10_000)
+    assert "harbour_manual.pdf" in page.locator("#lm-question textarea").get_attribute("placeholder")
+    for n, ((_, fact, question, wanted), label) in enumerate(zip(MANUAL_FACTS, labels), 1):
+        page.locator("#lm-question textarea").fill(question)
+        page.locator("#lm-question textarea").press("Enter")
+        page.locator("#lm-chatbot .lm-quote-cite, #lm-chatbot blockquote").nth(n - 1).wait_for(timeout=300_000)
+        time.sleep(0.5)
+        answers = page.locator("#lm-chatbot [data-testid=bot]").all_inner_texts()
+        assert len(answers) == n, answers
+        answer = flat(answers[-1])
+        assert wanted.lower() in answer.split("\u201c")[0].lower(), answer  # the answer itself, before its quote
+        assert flat(fact) in answer, answer  # the quote is the fact, exactly
+        assert f"harbour_manual.pdf, page {label}" in answer, answer
+        assert "HARBOUR MANUAL" not in answer  # the running header is never read back
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "chat_quotes.png"), full_page=True)
     page.close()

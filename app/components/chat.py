@@ -15,20 +15,30 @@ from .memory_map import drawn
 if TYPE_CHECKING:
     from .page import Page
 
-PLACEHOLDER = ("**Ask about what you read into memory.** The answer streams here; on the right you see the chunks "
-               "the SideNet retrieved from memory, highlighted in their text.")
+PLACEHOLDER = ("**Ask about what you read into memory.** The answer streams here, with the sentence it rests on and "
+               "its page; on the right you see the chunks the search found in memory, highlighted in their text.")
+HINT = "Ask a question about what you read into memory"
+MODES_HELP = "  \n".join(f"**{label}**: {line}." for label, line in views.APP_MODES.values())
+
+
+def documents(session) -> list[str]:
+    """The names of the documents in the session's memory (none when it is empty)."""
+    bank = session.bank
+    return [s["name"] for s in bank.sources] if bank is not None and len(bank) else []
 
 
 def messages(turns: list[dict], current: handlers.ChatResult | None = None) -> list[dict]:
     """Chat turns as Chatbot messages; a compared turn shows both answers, each labelled."""
     out = []
-    items = [(t["question"], t["answer"], t["backbone_answer"]) for t in turns]
+    items = [(t["question"], t["answer"], t["backbone_answer"], t.get("quote")) for t in turns]
     if current is not None:
-        items.append((current.question, current.answer, current.backbone_answer))
-    for n, (question, answer, alone) in enumerate(items):
+        items.append((current.question, current.answer, current.backbone_answer, None))
+    for n, (question, answer, alone, quote) in enumerate(items):
         if n < len(turns):  # a finished answer: say so if it is empty
             answer = answer.strip() or "*(the model produced no text)*"
             alone = None if alone is None else alone.strip() or "*(the model produced no text)*"
+            if quote:
+                answer += views.quote_markdown(quote)
         out.append({"role": "user", "content": question})
         if alone is None:
             out.append({"role": "assistant", "content": answer or "…"})
@@ -56,20 +66,21 @@ def render(ui: Ui) -> ChatWidgets:
             chatbot = gr.Chatbot(label="Conversation", height=460, placeholder=PLACEHOLDER, buttons=["copy"],
                                  feedback_options=None, group_consecutive_messages=False,  # a compared turn: two bubbles
                                  elem_id="lm-chatbot")
-            question = gr.Textbox(label="Your question", placeholder="e.g. What did the Time Traveller explain?",
+            question = gr.Textbox(label="Your question", placeholder=HINT,
                                   lines=1, max_lines=4, submit_btn="Ask", stop_btn=False, elem_id="lm-question")
+            with gr.Row():
+                stop = gr.Button("Stop", variant="stop", scale=1, size="md")
+                restart = gr.Button("New conversation (forget earlier questions)", variant="secondary", scale=2,
+                                    size="md", elem_id="lm-restart")
             with gr.Row():
                 compare = gr.Checkbox(label="Also answer with the backbone alone (no memory), to compare", value=False,
                                       scale=3, elem_id="lm-compare")
-                mode = gr.Dropdown(list(answer_modes.MODES), value=answer_modes.DEFAULT_MODE, label="Answer mode", scale=2,
-                                   info="how memory turns into the answer (see the panel on the right)",
-                                   elem_id="lm-mode")
-            with gr.Row():
-                stop = gr.Button("Stop", variant="stop", scale=1, size="md")
-                restart = gr.Button("New conversation", scale=1, size="md")
+                mode = gr.Dropdown([(label, name) for name, (label, _) in views.APP_MODES.items()],
+                                   value=answer_modes.DEFAULT_MODE, label="Answer mode", scale=2, elem_id="lm-mode")
+            gr.Markdown(MODES_HELP, elem_classes=["lm-modes-help"])
         with gr.Column(scale=5):
             gr.Markdown("#### Retrieved from memory for the latest answer")
-            retrieved = gr.HTML(views.retrieved({}), elem_id="lm-retrieved")
+            retrieved = gr.HTML(views.memory_status(0, []), elem_id="lm-retrieved")
             with gr.Accordion("Latest answer as JSON", open=False):
                 answer_json = gr.JSON(show_label=False)
     return ChatWidgets(chatbot, question, compare, mode, stop, restart, retrieved, answer_json)
@@ -78,6 +89,12 @@ def render(ui: Ui) -> ChatWidgets:
 def listen(ui: Ui, page: Page) -> None:
     model, settings, w, options = ui.model, ui.settings, page.chat, page.settings
     untrained = ui.checkpoint is None
+
+    def panel(session) -> str:
+        """The right-hand panel: the latest answer's chunks, or, before one, what memory holds now."""
+        if session.last_answer and documents(session):
+            return views.retrieved(session.last_answer, untrained)
+        return views.memory_status(len(session.bank) if session.bank is not None else 0, documents(session))
     outputs = [w.chatbot, w.question, w.retrieved, w.answer_json, page.memory_map.view, page.session]
 
     @user_errors
@@ -86,7 +103,7 @@ def listen(ui: Ui, page: Page) -> None:
         """Answer a question with this session's memory; streams the answer, then lists the retrieved chunks."""
         session = ui.open(session, request)
         earlier = list(session.turns)
-        before = (views.retrieved(session.last_answer or {}, untrained), session.last_answer, drawn(session))
+        before = (panel(session), session.last_answer, drawn(session))
         steps = handlers.chat(model, session, question, compare=bool(compare), top=int(top),
                               max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                               history_turns=settings.history_turns, top_k=int(top_k) if top_k else None,
@@ -111,3 +128,13 @@ def listen(ui: Ui, page: Page) -> None:
 
     w.restart.click(restart, [page.session], [w.chatbot, page.session], api_name="new_conversation",
                     concurrency_limit=None)
+
+    def opened(session, request: gr.Request):
+        """On opening the tab: what memory holds now (and a question hint naming it), or the latest answer."""
+        session = ui.open(session, request)
+        names = documents(session)
+        hint = f"Ask a question about {names[-1]}" if names else HINT
+        return panel(session), gr.update(placeholder=hint), session
+
+    page.chat_tab.select(opened, [page.session], [w.retrieved, w.question, page.session], api_visibility="private",
+                         show_progress="hidden", concurrency_limit=None)

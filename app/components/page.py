@@ -20,3 +20,4 @@ class Page:
     memory_map: MapWidgets
     classify: ClassifyWidgets
     settings: SettingsWidgets
+    chat_tab: gr.Tab  # selected: the Chat tab shows what memory holds now

@@ -33,7 +33,9 @@ def render(ui: Ui) -> SettingsWidgets:
             top_k = int_choice(handlers.top_k_choices(model), value=cfg.top_k,
                               label="Tokens retrieved per query token and head (top-k, fusion modes)",
                               info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
-            top = gr.Slider(1, 20, value=s.top, step=1, label="Retrieved chunks listed per answer")
+            top = gr.Slider(1, 20, value=s.top, step=1, label="Chunks searched and read back per answer",
+                            info="The search finds this many chunks; the text around them is read (quote mode: "
+                                 "its best sentences). The figures on the results page use 6.")
             max_new = gr.Slider(min(8, s.max_new_tokens), 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05,
                                     label="Temperature (0 = always the most likely token)")

@@ -7,6 +7,7 @@ from typing import Iterator
 
 from longmem_core import LongMemModel, MemoryBank
 from longmem_core import answer as answer_modes
+from longmem_core.conversation import Conversation
 
 from ..session import Session
 from .common import AppError, busy, check_question, retrieval_width
@@ -24,6 +25,7 @@ class ChatResult:
     mode: str = answer_modes.DEFAULT_MODE  # how memory answered (longmem_core.answer.MODES)
     retrieved: list[dict] = field(default_factory=list)  # Retrieved.to_dict() of the chunks used or attended to most
     context: str = ""  # exactly the text read back into the prompt (read-back modes)
+    quote: dict | None = None  # the sentence the answer rests on, with its source, page label and section (quote mode)
     memory_share: float = 0.0  # mean share of the memory layer's output that came from memory
     memory_tokens: int = 0  # tokens in memory when the question was asked
     seconds: float = 0.0
@@ -33,13 +35,16 @@ class ChatResult:
         return asdict(self)
 
 
-def chat(model: LongMemModel, session: Session, question: str, *, compare: bool = False, top: int = 5,
+def chat(model: LongMemModel, session: Session, question: str, *, compare: bool = False,
+         top: int = answer_modes.SEARCH_TOP,
          max_new_tokens: int = 128, temperature: float = 0.0, history_turns: int = 2,
          top_k: int | None = None, max_chars: int | None = None,
          mode: str = answer_modes.DEFAULT_MODE) -> Iterator[ChatResult]:
     """Answer ``question`` with the session's memory in ``mode`` (``longmem_core.answer``), streaming: yields the
     growing ChatResult, the last one with ``done`` set, the chunks used listed and the retrieval heat of the
-    session updated. A question over ``max_chars`` characters is refused before the model sees it."""
+    session updated. ``top``: chunks the search finds and reads back (fusion: those listed). Earlier turns reach
+    the prompt only in modes that read nothing back; a follow-up reaches the search (``conversation.py``). A
+    question over ``max_chars`` characters is refused before the model sees it."""
     if mode not in answer_modes.MODES:
         raise AppError(f"Unknown answer mode {mode!r}: choose one of {', '.join(answer_modes.MODES)}.")
     question = check_question(question, max_chars)
@@ -47,24 +52,25 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         raise AppError("Type a question first.")
     with busy(session):
         bank = session.bank if session.bank is not None and len(session.bank) else None
-        history = []
-        for turn in session.turns[-history_turns:] if history_turns > 0 else []:
-            history += [{"role": "user", "content": turn["question"]},
-                        {"role": "assistant", "content": turn["answer"]}]
+        talk = Conversation(session.turns, history_turns)
+        history = talk.history()
         result, t0 = ChatResult(question, mode=mode, memory_tokens=len(bank) if bank else 0), time.perf_counter()
-        prepared = answer_modes.prepare(model, bank, question, mode, history)
+        prepared = answer_modes.prepare(model, bank, question, mode, history, top=top,
+                                        search_text=talk.search_text(question))
         result.context = prepared.context
-        result.answer = prepared.opening  # a read-back answer's first words (already in the prompt)
         gen = answer_modes.stream(model, prepared, max_new_tokens=max_new_tokens, temperature=temperature,
                                   top_k=retrieval_width(top_k, bank))
+        answering = answer_modes.Answering(model, prepared, gen)
+        result.answer = answering.text  # a read-back answer's first words (already in the prompt), where shown
         if mode == "fusion":  # the paper's memory layer: what it attended to while answering is what it used
             used = lambda: model.retrieved_for(gen, bank, top=top)  # noqa: E731
         else:
-            used = lambda: prepared.chunks[:top]  # noqa: E731
-        for piece in gen:
+            used = lambda: prepared.chunks  # noqa: E731
+        for piece in answering:
             result.answer += piece
             yield result
-        result.answer = prepared.opening + gen.text
+        result.answer, cited = answering.finish()
+        result.quote = cited.to_dict() | {"citation": cited.citation()} if cited else None
         if bank is not None:
             result.memory_share = gen.memory_share
             chunks = used()
@@ -86,7 +92,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         result.seconds = time.perf_counter() - t0
         result.done = True
         session.turns.append({"question": question, "answer": result.answer,
-                              "backbone_answer": result.backbone_answer})
+                              "backbone_answer": result.backbone_answer, "quote": result.quote})
     yield result
 
 

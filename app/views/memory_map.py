@@ -6,6 +6,7 @@ from html import escape
 import numpy as np
 
 from longmem_core import MemoryBank
+from longmem_core.memory_bank import label_of
 
 from .common import SOURCE_COLORS, flat
 
@@ -16,6 +17,7 @@ MAP_POINTS = 1500  # chunks drawn in the projection at most
 MAX_STRIPS = 24  # documents drawn as strips at most (the newest; the rest are counted in one line)
 TIP_CHARS = 160  # a hover text shows at most this many characters of its chunk (a span can be a whole document)
 NAME_CHARS = 80  # a document's name is cut to this many characters
+AXIS_TICKS = 10  # page labels (or positions) written under a document's strip at most
 # So the map's HTML is bounded whatever a bank says (spans, names, how many sources): about MAX_STRIPS *
 # STRIP_BINS * 150 + MAP_POINTS * (TIP_CHARS + NAME_CHARS + 200) bytes, under 1 MB.
 
@@ -57,12 +59,13 @@ def _strips(bank: MemoryBank, heat: dict[int, float], last: list[int]) -> str:
         cell_heat = np.bincount(bins, weights=weights[mask], minlength=STRIP_BINS)
         covered = np.bincount(bins, minlength=STRIP_BINS) > 0
         marks = sorted({int(b) for b, c in zip(bins, ids[mask]) if int(c) in last_set})
-        cells.append((s, _cut(source["name"], NAME_CHARS), int(mask.sum()), cell_heat, covered, marks, length))
+        cells.append((s, _cut(source["name"], NAME_CHARS), int(mask.sum()), cell_heat, covered, marks, length,
+                      _axis(source, length)))
     hidden = cells[:-MAX_STRIPS]
     cells = cells[-MAX_STRIPS:]  # the newest documents
     top = max((c[3].max() for c in cells), default=0.0) or 1.0
     width = 1000 / STRIP_BINS
-    for s, name, n, cell_heat, covered, marks, length in cells:
+    for s, name, n, cell_heat, covered, marks, length, axis in cells:
         rects = []
         for b in range(STRIP_BINS):
             fill = _heat_color(cell_heat[b] / top) if covered[b] else NOT_IN_MEMORY
@@ -75,7 +78,7 @@ def _strips(bank: MemoryBank, heat: dict[int, float], last: list[int]) -> str:
         rows.append(f'<div class="lm-strip"><div class="lm-strip-name"><span class="lm-dot" style="background:{color}">'
                     f'</span>{escape(name)} <small>{n:,} chunks · {length:,} characters</small></div>'
                     f'<svg viewBox="0 0 1000 38" preserveAspectRatio="none" role="img" '
-                    f'aria-label="retrieval heat along {escape(name)}">{"".join(rects)}{ticks}</svg></div>')
+                    f'aria-label="retrieval heat along {escape(name)}">{"".join(rects)}{ticks}</svg>{axis}</div>')
     if hidden:
         rows.insert(0, f'<div class="lm-legend">{len(hidden):,} older documents with '
                        f'{sum(c[2] for c in hidden):,} chunks in memory are not drawn; the newest {len(cells)} are.</div>')
@@ -85,6 +88,21 @@ def _strips(bank: MemoryBank, heat: dict[int, float], last: list[int]) -> str:
               f'<span class="lm-swatch" style="background:{NOT_IN_MEMORY}"></span> not in memory (dropped or not read) '
               '▼ chunks of the latest answer</div>')
     return '<div class="lm-map"><h4>Where answers looked</h4>' + "".join(rows) + legend + "</div>"
+
+
+def _axis(source: dict, length: int) -> str:
+    """The axis under a document's strip: the printed labels of up to ``AXIS_TICKS`` pages where the document has
+    pages (a PDF), else positions in per cent of its characters."""
+    pages = source.get("pages")
+    if pages:
+        step = max(1, -(-len(pages) // AXIS_TICKS))
+        marks = [(pages[i], f"p. {_cut(label_of(source, i + 1), 12)}") for i in range(0, len(pages), step)]
+    else:
+        marks = [(length * k // 4, f"{25 * k}%") for k in range(5)]
+    labels = "".join(f'<text x="{min(990, max(8, 1000 * at / length)):.1f}" y="11" text-anchor="middle">'
+                     f'{escape(text)}</text>' for at, text in marks)
+    return (f'<svg class="lm-axis" viewBox="0 0 1000 14" preserveAspectRatio="none" role="img" '
+            f'aria-label="{"pages" if pages else "position"} along the document">{labels}</svg>')
 
 
 def project_keys(keys: np.ndarray) -> np.ndarray:
@@ -117,8 +135,10 @@ def _projection(bank: MemoryBank, last: list[int]) -> str:
         info = bank.chunk_info(int(ids[p]))
         tip = escape(f"{_cut(info.source, NAME_CHARS)} #{info.chunk_id}: {_cut(info.text, TIP_CHARS)}")
         if p in last_set:
+            where = f"p. {info.page_label}" if info.page_label else f"#{info.chunk_id}"
             rings.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="7" fill="{SOURCE_COLORS[s % len(SOURCE_COLORS)]}" '
-                         f'stroke="#111827" stroke-width="2.5"><title>{tip} (latest answer)</title></circle>')
+                         f'stroke="#111827" stroke-width="2.5"><title>{tip} (latest answer)</title></circle>'
+                         f'<text x="{cx + 9:.1f}" y="{cy + 4:.1f}" class="lm-ring-label">{escape(_cut(where, 16))}</text>')
         else:
             dots.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{SOURCE_COLORS[s % len(SOURCE_COLORS)]}" '
                         f'fill-opacity="0.55"><title>{tip}</title></circle>')
