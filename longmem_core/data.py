@@ -64,8 +64,10 @@ def decode_text(data: bytes, name: str) -> str:
     try:
         text = data[len(bom):].decode(encoding)
     except UnicodeDecodeError as exc:
-        shown = encoding.removesuffix("-sig").upper()
-        raise DocumentError(f"{name}: not {shown} text (bad byte at offset {exc.start + len(bom)})") from exc
+        if bom:  # bytes that only start like a byte-order mark
+            raise DocumentError(f"{name}: looks like a binary file, not text (not {encoding.upper()} after its "
+                                "byte-order mark)") from exc
+        raise DocumentError(f"{name}: not UTF-8 text (bad byte at offset {exc.start})") from exc
     sample = text[:65536]
     control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
     if sample and control / len(sample) > MAX_CONTROL_SHARE:
