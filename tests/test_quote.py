@@ -1,0 +1,63 @@
+"""The quote an answer rests on: the supporting sentence, its page label and section, and clean answers."""
+from longmem_core import layout, quote
+from longmem_core.search import stop_words
+from longmem_core.sentences import Sentence
+
+STOP = frozenset(stop_words())
+TEXT = ("Contents\n7.10 How do I convert factors to numeric? . . . 38\n\n"
+        "7.10 How do I convert factors to numeric?\n"
+        "It may happen that you read a file with numbers as a factor. "
+        "To get the numbers back, use as.numeric(as.character(f)) where f is the factor.\n\n"
+        "7.11 Why are my plots empty?\nPlots are empty when the device is closed.")
+
+
+def sentence(text: str, score: float = 1.0) -> Sentence:
+    start = TEXT.index(text)
+    return Sentence(0, start, start + len(text), text, score)
+
+
+def test_the_supporting_sentence_holds_the_answers_own_words():
+    read = [sentence("It may happen that you read a file with numbers as a factor.", 2.0),
+            sentence("To get the numbers back, use as.numeric(as.character(f)) where f is the factor.", 1.0)]
+    q = "How do I convert a factor to numbers?"
+    best = quote.supporting(read, "Use as.numeric(as.character(f)).", q, STOP)
+    assert best is read[1]  # the answer's own words (as, numeric, character) are there, not the question's
+    assert quote.supporting(read, "Call tonumber() on it.", q, STOP) is None  # rests on nothing read back
+
+
+def test_a_quote_names_its_page_label_and_section():
+    source = {"name": "faq.pdf", "text": TEXT, "pages": [0, TEXT.index("7.10 How do I convert factors to numeric?\n")],
+              "page_labels": ["ii", "38"]}
+    s = sentence("To get the numbers back, use as.numeric(as.character(f)) where f is the factor.")
+    q = quote.quote_of(s, source)
+    assert q.text == s.text and q.page == 2 and q.page_label == "38"
+    assert q.section == "7.10 How do I convert factors to numeric?"  # the heading, not the contents line
+    assert q.citation() == "faq.pdf, page 38, under \u201c7.10 How do I convert factors to numeric?\u201d"
+
+
+def test_first_sentence_stops_at_a_sentence_end_not_inside_code_or_numbers():
+    assert quote.first_sentence("Use as.numeric(as.character(f)). It is safe.") == (
+        "Use as.numeric(as.character(f)).", True)
+    assert quote.first_sentence("Version 3.0 (quilt) is used. Then more.") == ("Version 3.0 (quilt) is used.", True)
+    assert quote.first_sentence("Here's a summary of what CRAN is:") == ("Here's a summary of what CRAN is:", False)
+
+
+def test_clean_drops_the_openings_comma_and_capitalises_only_common_words():
+    assert quote.clean(" the argument is x.", STOP) == "The argument is x."
+    assert quote.clean(", as.numeric(f) works.", STOP) == "as.numeric(f) works."
+    assert quote.clean(" debmake is a tool.", STOP) == "debmake is a tool."
+
+
+def test_layout_finds_contents_lines_headings_and_running_headers():
+    assert layout.is_toc_line("2.10 What is CRAN? . . . . . . . 8")
+    assert layout.is_heading("2.3 Social dynamics of Debian") and not layout.is_heading("It is a sentence.")
+    pages = ["GUIDE 2.1 PAGE 1\nBody one.", "GUIDE 2.1 PAGE 2\nBody two.", "GUIDE 2.1 PAGE 3\nBody three.",
+             "GUIDE 2.1 PAGE 4\nBody four."]
+    text = "\n\n".join(pages)
+    starts = [0]
+    for p in pages[:-1]:
+        starts.append(starts[-1] + len(p) + 2)
+    spans = layout.furniture(text, starts)
+    assert [text[s:e] for s, e in spans] == [f"GUIDE 2.1 PAGE {i}" for i in range(1, 5)]
+    numbered_list = "1 Step one takes 5\n2 Step two takes 6\nThen stop."  # two lines: a list, not contents
+    assert layout.contents_lines(numbered_list) == []
