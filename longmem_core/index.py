@@ -69,7 +69,10 @@ def approximate_from(kind: str, max_chunks: int, device: torch.device) -> float:
     if kind == "flat" or device.type != "cpu":  # no approximate GPU index here
         return math.inf
     floor = max(1, min(ivf_lists(max_chunks) * IVF_POINTS_PER_LIST, max_chunks // 2))  # enough to train the lists
-    return floor if kind == "ivf" else max(floor, AUTO_APPROX_CHUNKS)
+    # auto: the measured size whatever the capacity (before, a 1M-token bank waited for 131,072 chunks, enough for
+    # its full 4,096 lists): a bank growing towards a large capacity switches where the bench says IVF pays, with the
+    # lists its chunks can train (MemoryBank.rebuild_index), re-clustered with more lists as it grows
+    return floor if kind == "ivf" else AUTO_APPROX_CHUNKS
 
 
 def _have_faiss() -> bool:

@@ -129,17 +129,24 @@ class MemoryBank:
         self._tok = np.zeros((slots, 2), dtype=np.int64)  # [A, 2] token span in its source
         self._chr = np.full((slots, 2), -1, dtype=np.int64)  # [A, 2] character span in its source text
 
-    def _grow(self, end_id: int) -> None:
-        """Make room for ids up to ``end_id`` (exclusive): doubling, up to max_chunks slots (then a ring)."""
+    def _grow(self, end_id: int, exact: bool = False) -> None:
+        """Make room for ids up to ``end_id`` (exclusive): doubling (``exact``: just that), up to max_chunks slots
+        (then a ring)."""
         A = self._k.shape[1]
         need = min(self.max_chunks, end_id - self._base)
         if need <= A:
             return
-        new = min(self.max_chunks, max(need, 2 * A, 256))
+        new = need if exact else min(self.max_chunks, max(need, 2 * A, 256))
         old = (self._k, self._v, self._mask, self._source, self._tok, self._chr)
         self._allocate(new)  # before the ring first wraps, slot = id - base, so the old slots copy over as they are
         self._k[:, :A], self._v[:, :A], self._mask[:A] = old[0], old[1], old[2]
         self._source[:A], self._tok[:A], self._chr[:A] = old[3], old[4], old[5]
+
+    def reserve(self, tokens: int) -> None:
+        """Room for ``tokens`` more tokens (up to the capacity), allocated once at that size: a caller that knows
+        how much it will read (the app, before reading a long PDF) spares the bank doubling's spare slots and
+        copies. Adding beyond it grows by doubling as usual."""
+        self._grow(self.first_id + self._count + -(-max(0, int(tokens)) // self.chunk_size), exact=True)
 
     def __len__(self) -> int:
         """Tokens stored."""

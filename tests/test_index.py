@@ -22,6 +22,8 @@ def test_when_a_bank_wants_an_approximate_index():
     assert approximate_from("ivf", 4096, cpu) == 64 * 32  # enough chunks to train its lists
     assert approximate_from("ivf", 16, cpu) == 8 and approximate_from("ivf", 1, cpu) == 1  # a tiny bank: half of it
     assert approximate_from("auto", 4096, cpu) == AUTO_APPROX_CHUNKS  # auto: exact below the measured size
+    # a bank growing towards 1M tokens switches at the measured size too, not once it could fill 4,096 lists
+    assert approximate_from("auto", (1 << 20) // 4, cpu) == AUTO_APPROX_CHUNKS
 
 
 def test_one_capacity_rule_and_one_tuple_of_kinds():
