@@ -6,11 +6,19 @@ import dataclasses
 from dataclasses import dataclass
 
 
+WHEN_FULL = {  # what reading does when the documents would not fit in memory: value -> what the page calls it
+    "ask": "Ask me first (nothing is read)",
+    "drop_oldest": "Drop the oldest (first in, first out)",
+    "fit": "Keep memory, read only what fits",
+}
+
+
 @dataclass
 class AppSettings:
     top: int = 6  # chunks the search finds and reads back for each answer (listed beside it): answer.SEARCH_TOP
     chunk_size: int | None = None  # tokens per memory chunk for a new bank; None: the model's (paper: 4)
-    capacity: int | None = None  # memory bank size in tokens for a new bank; None: the model's (65,536)
+    capacity: int | None = None  # memory bank size in tokens for a new bank; None: max_bank_capacity (the bank grows as it reads)
+    when_full: str = "ask"  # reading more than the capacity: "ask" (nothing is read; the person is told what would be dropped), "drop_oldest" (FIFO, the paper's), "fit" (read only what fits)
     max_new_tokens: int = 128  # longest answer, in tokens
     temperature: float = 0.0  # 0: greedy decoding
     history_turns: int = 2  # earlier question/answer pairs put in the chat prompt
@@ -31,10 +39,18 @@ class AppSettings:
                      "max_bank_capacity", "max_question_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.when_full not in WHEN_FULL:
+            raise ValueError(f"when_full must be one of {', '.join(WHEN_FULL)}, got {self.when_full!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.max_upload_mb <= 0 or self.max_bank_mb <= 0:
             raise ValueError(f"upload limits must be > 0, got {self.max_upload_mb} and {self.max_bank_mb}")
+
+    @property
+    def new_bank_capacity(self) -> int:
+        """Capacity in tokens of a new bank: ``capacity``, or by default ``max_bank_capacity``: storage is allocated
+        as the bank fills, so a bank of a 250-page PDF holds all of it (a 65,536-token bank dropped its first half)."""
+        return self.capacity or self.max_bank_capacity
 
     @property
     def max_upload_bytes(self) -> int:

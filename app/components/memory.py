@@ -10,6 +10,7 @@ import gradio as gr
 
 from .. import handlers, views
 from ..background import Done, stream
+from ..config import WHEN_FULL
 from ..handlers import AppError
 from .common import Ui, user_errors
 from .memory_map import drawn
@@ -31,6 +32,7 @@ class MemoryWidgets:
     clear: gr.Button
     download: gr.HTML  # the one-time link to the latest saved bank (app/downloads.py)
     stats: gr.JSON
+    when_full: gr.Radio  # what reading does when the documents would not fit (config.WHEN_FULL)
 
 
 def render(ui: Ui) -> MemoryWidgets:
@@ -43,6 +45,9 @@ def render(ui: Ui) -> MemoryWidgets:
             with gr.Row():
                 read = gr.Button("Read into memory", variant="primary", scale=3, elem_id="lm-read")
                 stop = gr.Button("Stop", variant="stop", scale=1)
+            when_full = gr.Radio([(label, value) for value, label in WHEN_FULL.items()], value=ui.settings.when_full,
+                                 label="When memory is full", elem_id="lm-when-full",
+                                 info="Memory grows as it reads, up to its capacity (Settings); beyond it you choose")
             progress = gr.HTML(views.status("info", f"Up to {ui.settings.max_upload_mb:g} MB per file."),
                                elem_id="lm-read-status")
         with gr.Column(scale=6):
@@ -54,7 +59,7 @@ def render(ui: Ui) -> MemoryWidgets:
             download = gr.HTML(elem_id="lm-download")
             with gr.Accordion("Memory bank as JSON", open=False):
                 stats = gr.JSON(value=handlers.describe_bank(None), show_label=False)
-    return MemoryWidgets(files, example, read, stop, progress, summary, save, load, clear, download, stats)
+    return MemoryWidgets(files, example, read, stop, progress, summary, save, load, clear, download, stats, when_full)
 
 
 def listen(ui: Ui, page: Page) -> None:
@@ -68,16 +73,18 @@ def listen(ui: Ui, page: Page) -> None:
     read_outputs = [w.progress, *shown_outputs, page.session]
 
     @user_errors(status=w.progress, outputs=read_outputs)
-    def memorize(files=None, example=None, session=None, chunk_size=None, capacity=None, request: gr.Request = None):
+    def memorize(files=None, example=None, session=None, chunk_size=None, capacity=None, when_full=None,
+                 request: gr.Request = None):
         """Read the uploaded files and/or the chosen bundled book into this session's memory."""
         session = ui.open(session, request)
         before = shown(session)  # yielded unchanged while reading (common.py: UNCHANGED OUTPUTS)
         yield views.status("info", "Checking the files…"), *before, session
         paths = list(files or []) + ([handlers.bundled_book(example)] if example else [])
         documents = handlers.read_documents(paths, max_bytes=settings.max_upload_bytes)
-        yield views.progress_bar(0, f"Reading {documents[0].name}", "starting…"), *before, session
+        yield views.progress_bar(0, f"Reading {documents[0].name}", "counting tokens…"), *before, session
         work = stream(lambda report: handlers.memorize(model, session, documents, chunk_size=chunk_size,
-                                                       capacity=capacity, progress=report))
+                                                       capacity=capacity, when_full=when_full or settings.when_full,
+                                                       progress=report))
         with closing(work):  # closed early when the run is cancelled: the reading then stops
             for event in work:
                 if isinstance(event, Done):
@@ -86,7 +93,7 @@ def listen(ui: Ui, page: Page) -> None:
                     yield views.memorize_progress(event), *before, session
 
     reading = w.read.click(memorize, [w.files, w.example, page.session, page.settings.chunk_size,
-                                      page.settings.capacity], read_outputs, api_name="memorize",
+                                      page.settings.capacity, w.when_full], read_outputs, api_name="memorize",
                            show_progress="hidden", **ui.heavy())
 
     def stopped(session, request: gr.Request):

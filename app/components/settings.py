@@ -43,9 +43,10 @@ def render(ui: Ui) -> SettingsWidgets:
             gr.Markdown("#### Memory (applies to a new, empty memory: clear it to change)")
             chunk_size = int_choice(handlers.chunk_size_choices(model), value=s.chunk_size or cfg.chunk_size,
                                    label="Tokens per chunk", info="Retrieval picks whole chunks (paper: 4)")
-            capacity = gr.Number(value=s.capacity or cfg.capacity, precision=0, minimum=64,
+            capacity = gr.Number(value=s.new_bank_capacity, precision=0, minimum=64,
                                  maximum=s.max_bank_capacity, label="Memory capacity (tokens)",
-                                 info="Beyond it the oldest chunks are dropped (paper: 65,536)")
+                                 info="Memory grows as it reads, up to this; beyond it you are asked before anything "
+                                      "is dropped (the paper: 65,536, the oldest dropped first)")
     gr.Markdown(
         f"**Fixed by the model:** backbone `{cfg.backbone}`, memory layer {model.memory_layer}, "
         f"SideNet {'checkpoint `' + Path(ui.checkpoint).name + '`' if ui.checkpoint else 'untrained'}.  \n"  # no server path
