@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("--bank", required=True, help="memory bank directory (created, or extended if it exists)")
     p.add_argument("--capacity", type=number(1, 1 << 40, integer=True), default=None,
-                   help="bank size in tokens (new banks only)")
+                   help="bank size in tokens (new banks only; default 1,048,576: storage grows as the bank fills)")
+    p.add_argument("--drop-oldest", action="store_true",
+                   help="where the files do not fit, drop the bank's oldest chunks first in, first out (without it "
+                        "nothing is read, and the error says what would be dropped)")
     p.add_argument("--chunk-size", type=number(1, 1024, integer=True), default=None,
                    help="tokens per chunk (new banks only)")
     add_common(p)
@@ -182,6 +185,7 @@ def _progress(enabled: bool, label: str):
 
 def cmd_memorize(args) -> dict:
     from .data import DocumentError, read_document
+    from .reading_plan import GROWN_CAPACITY, plan_reading
     docs = []
     _check_bank_path(args.bank)  # before reading anything: a file there, or a folder of other files
     for f in args.files:  # read everything first: a bad file stops the run before the bank changes
@@ -192,7 +196,14 @@ def cmd_memorize(args) -> dict:
     model = _load_model(args)
     bank = _load_bank(model, args.bank, must_exist=False)
     if bank is None:
-        bank = model.new_bank(capacity=args.capacity, chunk_size=args.chunk_size)
+        bank = model.new_bank(capacity=args.capacity or GROWN_CAPACITY, chunk_size=args.chunk_size)
+    plan = plan_reading(model, bank, docs)
+    if plan.over and not args.drop_oldest:
+        raise CliError(f"{sum(plan.tokens):,} tokens do not fit in the bank ({len(bank):,} of {bank.capacity:,} "
+                       f"tokens): reading them would drop " + "; ".join(d.describe() for d in plan.drops)
+                       + " (first in, first out); nothing was read. Pass --drop-oldest to drop them, or read into a "
+                         "new --bank (its --capacity up to 16,777,216 tokens)")
+    bank.reserve(sum(plan.chunks) * bank.chunk_size)  # allocated once at its size, not by doubling
     t0 = time.perf_counter()
     tokens = chunks = 0
     for doc in docs:
@@ -208,7 +219,10 @@ def cmd_memorize(args) -> dict:
     bank.save(args.bank)
     seconds = time.perf_counter() - t0
     result = {"tokens": tokens, "chunks": chunks, "seconds": round(seconds, 3), "bank": str(args.bank),
-              "bank_tokens": len(bank), "bank_chunks": bank.n_chunks}
+              "bank_tokens": len(bank), "bank_chunks": bank.n_chunks, "capacity": bank.capacity,
+              "dropped": [d.to_dict() for d in plan.drops]}
+    if plan.drops and not args.json:
+        print("dropped, first in, first out: " + "; ".join(d.describe() for d in plan.drops))
     if not args.json:
         print(f"memory bank {args.bank}: {len(bank)} tokens in {bank.n_chunks} chunks "
               f"({100 * bank.stats()['used']:.1f}% of {bank.capacity}); {seconds:.1f} s in all")
