@@ -47,6 +47,15 @@ def test_selection_holds_out_no_demonstration_of_the_prompt(tiny_model):
     assert "indices" not in selection.to_dict() and selection.to_dict()["chosen"] == selection.chosen
 
 
+def test_held_out_texts_are_read_as_test_texts(tiny_model, monkeypatch):
+    classifier = _classifier(tiny_model)
+    read, real = [], icl_modes.text_key
+    monkeypatch.setattr(icl_modes, "text_key", lambda *a: read.append(a[1]) or real(*a))
+    selection = classifier.select()
+    assert read == [DEMOS[i][0] for i in selection.indices]  # one key read per held-out text, as a test text's
+    assert classifier.seconds["key"] == 0  # ... counted as choosing, not as classifying
+
+
 def test_auto_predicts_as_the_chosen_mode(tiny_model):
     classifier = _classifier(tiny_model)
     for text, _ in TEST:
@@ -62,13 +71,14 @@ def test_the_choice_follows_held_out_accuracy_with_the_margin(tiny_model, monkey
     classifier.centred = icl_modes.centred(classifier.keys)
     wrong = {label: -5.0 if label == "positive" else 0.0 for label in classifier.labels}  # always "negative"
     monkeypatch.setattr(icl_select, "classify", lambda *a, **k: icl.Prediction(label="negative", scores=wrong))
-    chosen = icl_select.select(classifier, margin=1)
+    chosen = icl_select.select(classifier, margin=1, read_keys=False)  # the stored keys stand in for the texts'
+
     assert chosen.accuracy["knn"] == 1 and chosen.accuracy["context"] < 1
     best, fallback = chosen.accuracy[chosen.chosen], chosen.accuracy[icl_select.FALLBACK]
     assert best == max(chosen.accuracy.values()) or chosen.chosen == icl_select.FALLBACK
     assert chosen.chosen == icl_select.FALLBACK or (best - fallback) * chosen.held_out > 1  # beat it by more than 1
     assert chosen.chosen != "context"
-    kept = icl_select.select(classifier, margin=len(DEMOS))  # no mode can beat the fallback by that much
+    kept = icl_select.select(classifier, margin=len(DEMOS), read_keys=False)  # no mode can beat the fallback by that much
     assert kept.chosen == icl_select.FALLBACK and "no other mode" in kept.reason
 
 
