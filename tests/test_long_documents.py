@@ -99,6 +99,8 @@ def test_drop_oldest_drops_what_it_said_and_shows_it(model, tmp_path):
     assert "all of notes.txt" in done and "dropped" in done
     summary = views.bank_summary(handlers.bank_stats(session))
     assert "dropped whole" in summary and f"first {kept:,} tokens dropped" in summary
+    drawn = views.memory_map(bank, {}, [])  # the map names what was dropped whole; the strip greys the rest
+    assert "Dropped from memory to make room" in drawn and "notes.txt" in drawn
 
 
 def test_fit_reads_only_what_fits_and_keeps_memory(model, tmp_path):

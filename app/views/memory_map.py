@@ -79,6 +79,11 @@ def _strips(bank: MemoryBank, heat: dict[int, float], last: list[int]) -> str:
                     f'</span>{escape(name)} <small>{n:,} chunks · {length:,} characters</small></div>'
                     f'<svg viewBox="0 0 1000 38" preserveAspectRatio="none" role="img" '
                     f'aria-label="retrieval heat along {escape(name)}">{"".join(rects)}{ticks}</svg>{axis}</div>')
+    gone = [source["name"] for s, source in enumerate(bank.sources) if not source["text"] and not (src == s).any()]
+    if gone:  # dropped whole, first in, first out (their text is forgotten with their last chunk)
+        rows.insert(0, '<div class="lm-legend lm-dropped">Dropped from memory to make room (first in, first out): '
+                       + escape(", ".join(_cut(n, NAME_CHARS) for n in gone)) + ". Grey at the start of a strip: "
+                       "the part of a document dropped.</div>")
     if hidden:
         rows.insert(0, f'<div class="lm-legend">{len(hidden):,} older documents with '
                        f'{sum(c[2] for c in hidden):,} chunks in memory are not drawn; the newest {len(cells)} are.</div>')
