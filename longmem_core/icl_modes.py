@@ -2,10 +2,11 @@
 
 Every mode classifies over the same demonstrations, read into a bank by ``icl.memorize_demonstrations``: in
 context only, the paper's memory layer, a k-NN vote over the demonstrations' stored keys, KATE-style nearest
-demonstrations in context, label centroids over centred keys, contextual calibration, and the default,
-``centroid_context`` (beyond the paper). ``ModeClassifier`` reads what the modes share once per demonstration
-set and classifies one text at a time (the app); ``evaluate_modes`` runs a test set through every mode
-(``eval-icl``). The templates, demonstration memory and label scoring come from ``icl.py``.
+demonstrations in context, label centroids over centred keys, contextual calibration, their mixture
+``centroid_context``, and the default, ``auto``: whichever of those the demonstrations held out of memory say is
+best (``icl_select.py``; both beyond the paper). ``ModeClassifier`` reads what the modes share once per
+demonstration set and classifies one text at a time (the app); ``evaluate_modes`` runs a test set through every
+mode (``eval-icl``). The templates, demonstration memory and label scoring come from ``icl.py``.
 """
 from __future__ import annotations
 
