@@ -14,8 +14,9 @@ from typing import Sequence
 MAX_CHARS = {  # characters of one text of each kind
     "question": 2000,
     "text to classify": 2000,  # a test text: read after k demonstrations, in one pass that scores every label
-    "demonstration": 1000,  # up to 40 of them go into one prompt (the app's largest k), each with its label
+    "demonstration": 1000,  # a labelled example (the longest in the paper's data sets: 691)
 }
+MAX_PROMPT_TOKENS = 4096  # tokens of a prompt read for scoring (k demonstrations in context, or the text after them)
 MAX_FILE_BYTES = 20_000_000  # a document, demonstration set or test file (the app's max_upload_mb default)
 HINTS = {"question": " Put long text in a document and read it into memory instead."}
 
@@ -36,6 +37,14 @@ def check_text(text: str, kind: str, limit: int | None = None) -> str:
         raise TooLongError(f"The {kind} is {len(text):,} characters long; the limit is {limit:,}."
                            + HINTS.get(kind, ""))
     return text
+
+
+def check_prompt_tokens(n_tokens: int) -> None:
+    """TooLongError when a prompt to score (``scoring.py``) is over MAX_PROMPT_TOKENS tokens: its caches and what
+    reading it retrieves from memory grow with it (~0.4 GB per 4,096 tokens on the default model)."""
+    if n_tokens > MAX_PROMPT_TOKENS:
+        raise TooLongError(f"The prompt is {n_tokens:,} tokens long; the limit is {MAX_PROMPT_TOKENS:,}. Put fewer "
+                           "or shorter demonstrations in context.")
 
 
 def check_rows(rows: Sequence[tuple[str, object]], kind: str, name: str, limit: int | None = None) -> None:

@@ -1,6 +1,10 @@
 """Scoring continuations: log-probabilities of labels or token sequences after a prompt, all read in one batch,
 and prompt caches that let many scorings share one prompt prefix read once.
 
+A prompt is read in blocks of ``PROMPT_BLOCK`` tokens into caches (once, not once per continuation), and logits
+are computed only where continuations are scored: what reading costs grows with the block, not with the prompt
+(the memory layer's retrieved keys and values, and [T, V] logits, per token read together).
+
 Shapes follow ``shapes.py`` (V vocabulary).
 """
 from __future__ import annotations
@@ -11,11 +15,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from .kv_cache import ModelCaches
+from .limits import check_prompt_tokens
 from .memory_bank import MemoryBank
 from .side_network import RetrievalTrace
 
 if TYPE_CHECKING:
     from .model import LongMemModel
+
+PROMPT_BLOCK = 256  # prompt tokens read at once (the default model retrieves ~0.3 MB of memory keys per token)
 
 
 @dataclass
@@ -46,9 +53,35 @@ def cache_prompt(model: "LongMemModel", prompt: str | list[int], bank: MemoryBan
                  top_k: int | None = None) -> PromptCache:
     """Read a prompt prefix once and keep every layer's keys/values (see ``LongMemModel.cache_prompt``)."""
     ids = model.encode(prompt) if isinstance(prompt, str) else list(prompt)
-    caches = ModelCaches.empty(model)
-    model(torch.tensor([ids], device=model.device), bank, caches=caches, top_k=top_k, logits_from=len(ids))
+    check_prompt_tokens(len(ids))
+    caches = ModelCaches.empty(model, max_length=len(ids))
+    _read(model, ids, bank, caches, top_k)
     return PromptCache(ids=ids, caches=caches, bank=bank, top_k=top_k)
+
+
+def _read(model: "LongMemModel", ids: list[int], bank: MemoryBank | None, caches: ModelCaches, top_k: int | None,
+          trace: bool = False) -> list[RetrievalTrace | None]:
+    """Read ``ids`` (one row) into ``caches`` in blocks of PROMPT_BLOCK tokens, computing no logits; each block's
+    trace (None without one)."""
+    traces = []
+    for start in range(0, len(ids), PROMPT_BLOCK):
+        block = ids[start:start + PROMPT_BLOCK]
+        out = model(torch.tensor([block], device=model.device), bank, caches=caches, top_k=top_k, trace=trace,
+                    logits_from=len(block))
+        traces.append(out.trace)
+    return traces
+
+
+def _joined(traces: list[RetrievalTrace | None]) -> RetrievalTrace | None:
+    """Traces of one row read in pieces [1, T_i, ...] as one trace [1, sum T_i, ...] (None if any is None)."""
+    if not traces or any(t is None for t in traces):
+        return None
+    if len(traces) == 1:
+        return traces[0]
+    return RetrievalTrace(chunk_ids=torch.cat([t.chunk_ids for t in traces], 1),
+                          chunk_scores=torch.cat([t.chunk_scores for t in traces], 1),
+                          chunk_weights=torch.cat([t.chunk_weights for t in traces], 1),
+                          memory_share=torch.cat([t.memory_share for t in traces], 1), gate=traces[0].gate)
 
 
 @torch.no_grad()
@@ -75,17 +108,18 @@ def score_continuations(model: "LongMemModel", prompt_ids: list[int], continuati
         if cache.bank is not bank or cache.top_k != top_k:
             raise ValueError("this prompt cache was made with another bank or top_k")
         n = cache.shared(prompt_ids)
-    width = len(prompt_ids) + max(len(ids) for ids in continuations)
-    pad = model.tokenizer.pad_token_id or 0
-    rows = [prompt_ids[n:] + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in continuations]
-    caches = cache.expand(n, len(rows)) if n else None
-    # right padding never changes earlier positions
-    first = len(prompt_ids) - 1 - n  # the prompt's last position: its logits score the first continuation token
-    out = model(torch.tensor(rows, device=model.device), bank, trace=trace, top_k=top_k, caches=caches,
-                logits_from=first)  # logits only where continuations are scored, not over the whole prompt
-    logp = torch.log_softmax(out.logits.float(), dim=-1)  # [rows, width - n - first, V]
-    scores = []
+    # the prompt's tokens after the cached ones, but its last, read once in blocks (one row); then each
+    # continuation from the prompt's last token, one at a time: a continuation's first step copies the prompt's
+    # caches for itself, so one copy lives at a time, not one per continuation
+    head = prompt_ids[n:-1]
+    check_prompt_tokens(len(head))
+    caches = cache.expand(n, 1) if n else ModelCaches.empty(model, max_length=len(prompt_ids))
+    traces = _read(model, head, bank, caches, top_k, trace)
+    scores, first_trace = [], None
     for row, ids in enumerate(continuations):
-        pos = torch.arange(0, len(ids), device=logp.device)
-        scores.append(logp[row, pos, torch.tensor(ids, device=logp.device)].sum())
-    return torch.stack(scores).cpu(), out.trace
+        out = model(torch.tensor([prompt_ids[-1:] + ids], device=model.device), bank, trace=trace and row == 0,
+                    top_k=top_k, caches=caches.expand(n + len(head), 1))
+        logp = torch.log_softmax(out.logits[0, :len(ids)].float(), dim=-1)  # [len(ids), V]
+        scores.append(logp[torch.arange(len(ids)), torch.tensor(ids)].sum())
+        first_trace = out.trace if row == 0 else first_trace
+    return torch.stack(scores).cpu(), _joined(traces + [first_trace]) if trace else None

@@ -609,3 +609,17 @@ def test_a_demonstration_label_is_a_plain_value_or_a_refusal(tmp_path_factory, l
         assert "\n" not in str(exc) and ("nested value" in str(exc)) == isinstance(label, (dict, list))
     else:
         assert not isinstance(label, (dict, list)) and rows == [("some text", str(label))]
+
+
+def test_long_demonstrations_in_context_are_refused_with_what_to_change(client, tmp_path):
+    """Case 1: 40 demonstrations at their length limit make a prompt of thousands of tokens in one pass; the
+    prompt's token limit refuses it with a message (the library's), memory unchanged."""
+    c, session = client
+    bank, before = session.bank, handlers.bank_stats(session)
+    demos = tmp_path / "long.csv"
+    demos.write_text("text,label\n" + "".join(f"{'lovely ' * 140}{i},{'pos' if i % 2 else 'neg'}\n"
+                                              for i in range(40)), encoding="utf-8")
+    with pytest.raises(ClientAppError, match=r"The prompt is [\d,]+ tokens long; the limit is 4,096. Put fewer"):
+        c.predict(choice="My uploaded file", upload=handle_file(str(demos)), k=40, text="a fine film",
+                  api_name="/classify")
+    assert session.bank is bank and handlers.bank_stats(session) == before

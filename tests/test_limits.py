@@ -114,3 +114,52 @@ def test_generation_refuses_nan_and_more_tokens_than_its_context(tiny_model, opt
     from longmem_core.generation import generate
     with pytest.raises(limits.InputError, match=message):
         generate(tiny_model, tiny_model.encode("hello there"), **options)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_prompt_read_in_blocks_scores_and_traces_as_in_one_pass(make_model, monkeypatch, cached):
+    """Case 1: a long classification prompt is read in blocks of PROMPT_BLOCK tokens, once for all labels, so the
+    memory layer's retrieved keys (~0.3 MB a token on the default model) never pile up for the whole prompt."""
+    from longmem_core import scoring
+    model = make_model()
+    bank = model.new_bank(capacity=4096)
+    memory = icl.memorize_demonstrations(model, DEMOS * 6, bank)
+    context = icl.context_text(icl.SENTIMENT_TEMPLATE, DEMOS * 3)
+    labels = ["negative", "positive", "neutral"]
+
+    def run(block: int):
+        monkeypatch.setattr(scoring, "PROMPT_BLOCK", block)
+        widths = []
+        plain = type(model).forward
+
+        def forward(self, input_ids, *args, **kwargs):
+            widths.append(tuple(input_ids.shape))
+            return plain(self, input_ids, *args, **kwargs)
+        monkeypatch.setattr(type(model), "forward", forward)
+        cache = model.cache_prompt(context, bank) if cached else None
+        prediction = icl.classify(model, "a warm and funny film " * 3, labels, context=context, bank=bank, top=5,
+                                  cache=cache)
+        monkeypatch.setattr(type(model), "forward", plain)
+        return prediction, widths
+    whole, _ = run(100_000)
+    blocks, widths = run(5)
+    assert blocks.scores == pytest.approx(whole.scores, abs=1e-4)
+    assert [r.info.chunk_id for r in blocks.retrieved] == [r.info.chunk_id for r in whole.retrieved]
+    assert [r.score for r in blocks.retrieved] == pytest.approx([r.score for r in whole.retrieved], abs=1e-4)
+    longest = max(len(model.tokenizer(" " + w, add_special_tokens=False)["input_ids"]) for w in labels)
+    assert {b for b, _ in widths} == {1} and max(t for _, t in widths) <= max(5, 1 + longest)  # one row at a time
+    assert memory.covering(0, 1) == [0]
+
+
+def test_a_prompt_over_its_token_limit_is_refused_before_it_is_read(tiny_model, monkeypatch):
+    """k long demonstrations in context make one long prompt (40 of 1,000 characters: ~8,300 tokens, 2.5 GB at
+    peak on the default model): refused with what to change."""
+    monkeypatch.setattr(limits, "MAX_PROMPT_TOKENS", 200)
+    context = icl.context_text(icl.SENTIMENT_TEMPLATE, DEMOS * 10)
+    n = len(tiny_model.encode(context))
+    with pytest.raises(TooLongError, match=f"^The prompt is {n:,} tokens long; the limit is 200. Put fewer or shorter"):
+        tiny_model.cache_prompt(context)
+    with pytest.raises(TooLongError, match="the limit is 200"):
+        icl.classify(tiny_model, "a fine film", ["negative", "positive"], context=context)
+    icl.classify(tiny_model, "a fine film", ["negative", "positive"], context=icl.context_text(
+        icl.SENTIMENT_TEMPLATE, DEMOS[:1]))

@@ -91,9 +91,10 @@ def checked_number(widget: gr.Slider | gr.Number, *, integer: bool = False) -> g
 
 
 def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequence[Any] = ()) -> Callable:
-    """Show an AppError's message in the page: as a Gradio error notice (an error for API clients) and, for a
-    streaming event, first as an error line in its ``status`` widget, found by identity among ``outputs``, the
-    other outputs showing what the run showed last (see UNCHANGED OUTPUTS above)."""
+    """Show an AppError's message (or the library's InputError's: a limit of ``limits.py``) in the page: as a
+    Gradio error notice (an error for API clients) and, for a streaming event, first as an error line in its
+    ``status`` widget, found by identity among ``outputs``, the other outputs showing what the run showed last
+    (see UNCHANGED OUTPUTS above)."""
     if fn is None:
         return functools.partial(user_errors, status=status, outputs=outputs)
     index = None if status is None else next(i for i, o in enumerate(outputs) if o is status)
@@ -105,7 +106,7 @@ def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequ
             try:
                 for last in fn(*args, **kwargs):
                     yield last
-            except AppError as exc:
+            except (AppError, limits.InputError) as exc:  # InputError: over a limit of the library
                 if index is not None:
                     yield tuple(views.status("error", str(exc)) if i == index else (gr.skip() if last is None else v)
                                 for i, v in enumerate(last or [None] * n))
@@ -116,6 +117,6 @@ def user_errors(fn: Callable | None = None, *, status: Any = None, outputs: Sequ
     def plain(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except AppError as exc:
+        except (AppError, limits.InputError) as exc:  # InputError: over a limit of the library
             raise gr.Error(str(exc), print_exception=False) from exc
     return plain
