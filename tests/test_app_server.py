@@ -137,7 +137,8 @@ def test_cancelling_a_reading_keeps_the_session_usable(served, tmp_path, book_te
     big.write_text(book_text[:60_000], encoding="utf-8")  # ~4,000 segments of the tiny model: minutes
     c = client(served)
     try:
-        job = c.submit(files=[handle_file(str(big))], api_name="/memorize")
+        job = c.submit(files=[handle_file(str(big))], when_full="drop_oldest",  # over this server's 4,096 tokens
+                       api_name="/memorize")
         assert wait_until(lambda: len(job.outputs()) >= 3, 60)  # started, and read a few segments
         job.cancel()
         answers = []
@@ -151,5 +152,20 @@ def test_cancelling_a_reading_keeps_the_session_usable(served, tmp_path, book_te
                 return False
         assert wait_until(answered, 30)
         assert 0 < answers[0]["memory_tokens"] < 60_000
+    finally:
+        c.close()
+
+
+def test_reading_past_the_capacity_over_the_api_says_what_would_be_dropped(served, tmp_path, book_text):
+    """Issue 29: nothing is dropped without the person being told; the choice is the memorize API's when_full."""
+    big = tmp_path / "long.txt"
+    big.write_text(book_text[:5_000], encoding="utf-8")  # over this server's capacity of 4,096 tokens
+    c = client(served)
+    try:
+        with pytest.raises(AppError, match=r"do not fit.*would drop .*the first \d[\d,]* tokens of long\.txt"):
+            memorize(c, big)
+        _status, _summary, stats, _map = c.predict(files=[handle_file(str(big))], when_full="fit",
+                                                   api_name="/memorize")
+        assert 0 < stats["tokens"] <= 4_096 and "dropped" not in stats["sources"][0]
     finally:
         c.close()
