@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from typing import Iterator
 
-from . import neural_cache, quote, read_back, search, sentences
+from . import neural_cache, quote, read_back, search, sentences, spans
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, Retrieved
 
@@ -104,6 +104,8 @@ COPY_SOURCES = ("read", "memory")
 # to the text," 13, "From what I read," 13, "According to my memory," 12); through eval-qa (lines named
 # "document") 14 against 14, every answer an answer rather than talk about "the passage"; pass key 8 of 8.
 ANSWER_OPENING = "According to what I read,"
+# What the quote mode's answer span is scored after (``spans.py``), following ANSWER_OPENING.
+SPAN_OPENING = " the answer is"
 
 
 @dataclass
@@ -133,6 +135,7 @@ class Prepared:
     memory: MemoryBank | None = None  # the bank searched (its sources hold the quotes)
     question: str = ""
     passages: list[read_back.Passage] = field(default_factory=list)  # the passages read (``sentences`` index them)
+    prefixed: bool = False  # a caller's answer prefix is in the prompt (the answer continues it)
 
 
 def check_mode(mode: str) -> None:
@@ -181,7 +184,7 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
         cache = (neural_cache.tokens_cache(model, [context]) if context and copy_from == "read"
                  else neural_cache.cache_from_sources(model, bank))
     return Prepared(mode, prompt, fusion_bank, chunks, context, cache, opening, kept, bank if has_memory else None,
-                    question, passages)
+                    question, passages, bool(answer_prefix))
 
 
 def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64, temperature: float = 0.0,
@@ -203,11 +206,27 @@ class Answering:
     def __init__(self, model: LongMemModel, prepared: Prepared, generation: Generation) -> None:
         self.model, self.prepared, self.generation = model, prepared, generation
         self.quoting = MODE_SPECS[prepared.mode].quote and prepared.memory is not None  # no memory: the backbone
+        # the answer is a span copied from a sentence read back (``spans.py``), unless a caller's prefix asks for
+        # a continuation of it
+        self.extracting = self.quoting and not prepared.prefixed and bool(prepared.sentences)
         self.text = "" if self.quoting else prepared.opening  # what the reader has seen so far
         self.complete = True
+        self.span: spans.Span | None = None
+
+    def source_of(self, sentence: sentences.Sentence) -> str:
+        """The bank source text a read-back sentence's span indexes."""
+        p = self.prepared
+        return p.memory.sources[p.passages[sentence.passage].source_index]["text"]
 
     def __iter__(self) -> Iterator[str]:
         stop = frozenset(search.stop_words())
+        if self.extracting:
+            p = self.prepared
+            prompt = p.prompt_ids + self.model.tokenizer(SPAN_OPENING, add_special_tokens=False)["input_ids"]
+            self.span = spans.best_span(self.model, prompt, p.sentences, p.question, stop, self.source_of)
+            self.text = self.span.text if self.span is not None else quote.NOT_FOUND
+            yield self.text
+            return
         for _ in self.generation:
             if not self.quoting:
                 shown = self.prepared.opening + self.generation.text
@@ -230,6 +249,11 @@ class Answering:
         p = self.prepared
         if not self.quoting:
             return self.text, None
+        if self.extracting:
+            if self.span is None:
+                return quote.NOT_FOUND, None
+            return self.text, quote.quote_of(self.span.sentence, p.memory.sources[
+                p.passages[self.span.sentence.passage].source_index])
         stop = frozenset(search.stop_words())
         best = quote.supporting(p.sentences, self.text, p.question, stop)
         if best is None:

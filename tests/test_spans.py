@@ -1,0 +1,33 @@
+"""Answers copied from what was read: candidate spans of the best read-back sentence, scored by the backbone."""
+from longmem_core import answer, spans
+from longmem_core.search import stop_words
+from longmem_core.sentences import Sentence
+
+STOP = frozenset(stop_words())
+SOURCE = "Intro. To get the numbers back, use as.numeric(as.character(f)) where f is the factor. The end."
+
+
+def test_word_cores_keep_balanced_brackets_and_drop_edge_punctuation():
+    for word, core in [("as.numeric(as.character(f)).", "as.numeric(as.character(f))"), ("(the", "the"),
+                       ("default),", "default"), ("\u201cDoc-Start\u201d.", "Doc-Start"), ("3.0", "3.0")]:
+        a, b = spans._core(word)
+        assert word[a:b] == core, word
+
+
+def test_candidates_are_exact_spans_of_the_sentence_not_only_question_words():
+    text = "To get the numbers back, use as.numeric(as.character(f)) where f is the factor."
+    s = Sentence(0, SOURCE.index(text), SOURCE.index(text) + len(text), text, 1.0)
+    rows = list(spans._rows([s], "How do I get the numbers back from a factor?", STOP, lambda _: SOURCE))
+    found = {SOURCE[a:b] for _, _, ends in rows for _, a, b in ends}
+    assert "as.numeric(as.character(f))" in found and "use as.numeric(as.character(f))" in found
+    assert "numbers" not in found and "factor" not in found  # only the question's words: no answer
+    assert not any(f.endswith((" the", " where", ".")) for f in found)  # no span ends on a stop word or a stop
+
+
+def test_the_quote_modes_answer_is_copied_exactly_and_quoted(make_model):
+    model = make_model("tiny", capacity=2048)
+    bank = model.new_bank()
+    model.memorize(SOURCE, bank, source="faq.txt")
+    a = answer.answer(model, bank, "How do I get the numbers back?", mode="quote")
+    assert a.quote is not None and a.text in SOURCE and a.text in a.quote.text  # a span of its own quote
+    assert a.quote.text in " ".join(SOURCE.split()) and a.quote.source == "faq.txt"
