@@ -41,6 +41,7 @@ META_FILE, TENSORS_FILE = "meta.json", "tensors.safetensors"
 MAX_META_BYTES = 1 << 29  # 512 MiB of JSON (the sources' full text lives there)
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header of a handful of tensors is a few hundred bytes
 MAX_KV_HEADS, MAX_HEAD_DIM, MAX_IVF_LISTS = 1024, 4096, 65_536
+SPAN_OVERLAP = 8  # characters two neighbouring chunks may share (tokens that split one character)
 MAX_ID = 1 << 62  # chunk ids and token positions stay far from int64 overflow
 SAVE_STEPS = ("tensors", "meta", "synced", "switched", "cleaned")  # what ``save`` has done when _after_step runs
 _after_step: Callable[[str], None] | None = None  # test hook: called after each step of ``save``
@@ -345,6 +346,15 @@ def _check_contents(t: dict[str, torch.Tensor], meta: dict, name: str, documents
     spans_ok = (chars[:, 0] >= 0) & (chars[:, 0] <= chars[:, 1]) & (chars[:, 1] <= lengths)
     if not (unknown | spans_ok).all():
         raise BankFileError(f"{name}: chunk_chars must be character spans within their source text (or -1, -1)")
+    known = ~unknown & (src >= 0)
+    spanned = np.bincount(src[known], weights=(chars[known, 1] - chars[known, 0]).astype(np.float64),
+                          minlength=len(sources))  # [sources] characters their chunks span, summed
+    counts_per_source = np.bincount(src[known], minlength=len(sources))
+    room = np.array([len(s["text"]) for s in sources], dtype=np.float64) + SPAN_OVERLAP * counts_per_source
+    if len(sources) and (spanned > room).any():
+        i = int(np.argmax(spanned - room))
+        raise BankFileError(f"{name}: the chunks of source {i} span {int(spanned[i]):,} characters in all, more than "
+                            f"its text of {len(sources[i]['text']):,}: each chunk spans its own tokens' text")
     for key in ("keys", "values", "ivf_centroids"):
         if key in t and not _all_finite(t[key]):
             raise BankFileError(f"{name}: {key} hold NaN or infinite numbers")

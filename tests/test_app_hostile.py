@@ -623,3 +623,12 @@ def test_long_demonstrations_in_context_are_refused_with_what_to_change(client, 
         c.predict(choice="My uploaded file", upload=handle_file(str(demos)), k=40, text="a fine film",
                   api_name="/classify")
     assert session.bank is bank and handlers.bank_stats(session) == before
+
+
+def test_a_bank_whose_chunks_each_span_their_whole_source_is_refused(model, session, good_zip, tmp_path):
+    """Case 2, at its root: chunk spans were only checked to lie inside their source; reading one more document
+    into such a bank then took 4 GB and minutes (the search's word index read every span)."""
+    def wide(t):
+        t["chunk_chars"][:, 0], t["chunk_chars"][:, 1] = 0, len(TEXT)
+    refused(model, session, tampered(good_zip, tmp_path / "wide.zip", tensors=wide),
+            rf"the chunks of source 0 span [\d,]+ characters in all, more than its text of {len(TEXT)}")

@@ -366,3 +366,12 @@ def test_chunks_of_no_source_are_refused_in_a_document_bank(saved):
     _edit_tensors(saved, chunk_source=torch.full((n,), -1, dtype=torch.int64), chunk_chars=chars)
     _refused(saved, r"chunk_source points outside the 0 sources \(every chunk must name one of them\)")
     assert MemoryBank.load(saved, documents=False).n_chunks == n
+
+
+def test_chunks_spanning_far_more_text_than_their_source_holds_are_refused(saved):
+    """Issue 27, case 2: every chunk spanning its source's whole text passed (each span lay inside the text); the
+    map showed each whole span, and the word index of the search read each too (4 GB for a small bank)."""
+    n = load_file(saved / "tensors.safetensors")["chunk_chars"].shape[0]
+    wide = torch.tensor([[0, len(TEXT)]] * n, dtype=torch.int64)
+    _edit_tensors(saved, chunk_chars=wide)
+    _refused(saved, f"the chunks of source 0 span {n * len(TEXT):,} characters in all, more than its text of {len(TEXT)}")
