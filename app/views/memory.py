@@ -51,6 +51,9 @@ def download_link(link: str, name: str) -> str:
             '</a> <small>(the link works once; it holds the documents you read, whole)</small></div>')
 
 
+SEARCH_NAMES = {"flat": "exact", "ivf": "approximate (IVF)"}  # a bank's index kind, as the cards name it
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
 
@@ -81,8 +84,8 @@ def bank_summary(stats: dict) -> str:
         f'<div class="lm-card"><small>Tokens in memory</small><b>{number(stats["tokens"])}</b></div>'
         + pages_card +
         f'<div class="lm-card"><small>RAM used by memory</small><b>{_mb(ram)}</b>'
-        f'<small>{number(ram / max(stats["tokens"], 1))} bytes a token · {escape(str(stats.get("index", "")))} search'
-        '</small></div>'
+        f'<small>{number(ram / max(stats["tokens"], 1))} bytes a token · '
+        f'{SEARCH_NAMES.get(stats.get("index"), "exact")} search</small></div>'
         f'<div class="lm-card"><small>Chunks ({stats["chunk_size"]} tokens each)</small><b>{number(stats["chunks"])}</b></div>'
         f'<div class="lm-card"><small>Capacity used</small><b>{used:.1f}%</b>'
         f'<div class="lm-progress-track"><div class="lm-progress-fill" style="width:{min(used, 100):.1f}%"></div></div>'
