@@ -394,7 +394,8 @@ def cmd_eval_icl(args) -> dict:
     from . import icl, icl_modes
     from .data import DocumentError, read_labelled
     try:
-        demos, test = read_labelled(args.train, min_classes=2), read_labelled(args.test)  # the app's rule too
+        demos = read_labelled(args.train, min_classes=2, max_bytes=MAX_FILE_BYTES)  # the app's rules too
+        test = read_labelled(args.test, max_bytes=MAX_FILE_BYTES)
         check_rows(demos, "demonstration", Path(args.train).name)  # limits.py: the app's limits too
         check_rows(test, "text to classify", Path(args.test).name)
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
