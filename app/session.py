@@ -47,7 +47,7 @@ class Session:
     turns: list[dict] = field(default_factory=list)  # {"question", "answer", "backbone_answer"} per chat turn
     demonstrations: Demonstrations | None = None
     busy: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while memory is written
-    saved: list[Path] = field(default_factory=list)  # the latest saved bank (.zip): its folder, until its one download (app/downloads.py)
+    saved: list[Path] = field(default_factory=list)  # the latest saved bank's folder (its .zip until downloaded)
     closed: bool = False
 
     def forget_documents(self) -> None:
