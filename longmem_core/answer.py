@@ -22,9 +22,11 @@ Modes:
 - ``sentences_hybrid`` (beyond the paper): the hybrid read-back cut to the few sentences of its passages that
   share the most words with the question (``sentences.py``): a short prompt the small backbone copies from.
 - ``sentences_hybrid_cache``: the same short prompt, generated with the cache mixed in.
-- ``quote`` (beyond the paper; the default): ``sentences_hybrid_cache`` whose answer is its first complete sentence,
-  shown with the read-back sentence it rests on, quoted exactly with its source, page label and section
-  (``quote.py``); an answer that rests on nothing read back is replaced by "I did not find this in what I read."
+- ``quote`` (beyond the paper; the default): ``sentences_hybrid_cache``'s search and sentences, but the answer is the
+  span of the best read-back sentence the backbone finds most likely as the whole answer, copied exactly
+  (``spans.py``), shown with that sentence quoted exactly with its source, page label and section (``quote.py``).
+  Where no sentence shares a word with the question, it says "I did not find this in what I read." A caller's
+  answer prefix gets ``sentences_hybrid_cache``'s continuation.
 
 In modes that read back and copy, the copy path copies only from the text read back (``COPY_FROM``): what
 the answer copies is then what the app shows was read.
@@ -55,7 +57,7 @@ class Mode:
     fusion: bool  # the memory layer reads the bank while generating (the paper's path; needs trained weights)
     cache: bool  # the copy path (``neural_cache``) is mixed into each next-token distribution
     sentences: bool = False  # only the best sentences of the read-back passages are read (``sentences.py``)
-    quote: bool = False  # the answer is its first sentence, shown with the quote it rests on (``quote.py``)
+    quote: bool = False  # the answer is copied from a sentence read back and shown with it quoted (``quote.py``)
 
     @property
     def reads_history(self) -> bool:
@@ -84,7 +86,7 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # sentences_hybrid about the same (1, 1, 0.92, -), read_back_hybrid_cache 0.69, cache 0.21 (the prefix breaks the
 # copy path's exact match). Pass key through chat at 4k and 16k: sentences_hybrid_cache 8/8, sentences_hybrid 7/8
 # (the backbone answered "a key that is used to open..." beside the key's sentence; the copy path copies it).
-DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above), answered in one sentence with its quote
+DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above) answering with a copied span and its quote
 # Chunks asked of the search for read-back (their passages are then cut to the token budget). 6, what eval-qa,
 # eval-niah and eval-passkey measure with (their --top 6), so the app and ``ask`` answer as the figures say; it
 # was 8 in the app until 2026-12-03 (on the tuning questions 8 and 6 differed by one answer).
@@ -115,7 +117,7 @@ class Answer:
     chunks: list[Retrieved] = field(default_factory=list)  # what the mode listed or used, best first
     context: str = ""  # exactly the text the mode read back into the prompt besides the question (read-back modes)
     quote: quote.Quote | None = None  # the sentence the answer rests on (``quote`` mode)
-    complete: bool = True  # the answer ends a sentence (False: it stopped mid-sentence at its token limit)
+    complete: bool = True  # a generated answer ends a sentence (False: it stopped mid-sentence); a copied span is whole
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Prepared:
     context: str  # exactly the text read back into the prompt
     cache: neural_cache.TokenCache | None = None  # the copy path's cache (cache modes only)
     opening: str = ""  # the answer's first words, already in the prompt (``ANSWER_OPENING``); part of the answer
-    # (in ``quote`` mode not shown: the answer is what follows them)
+    # (not in ``quote`` mode, whose answer is copied)
     sentences: list[sentences.Sentence] = field(default_factory=list)  # the sentences read back (sentence modes)
     memory: MemoryBank | None = None  # the bank searched (its sources hold the quotes)
     question: str = ""
@@ -170,8 +172,6 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
         if spec.sentences:
             found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources)
         chunks, context, kept, passages = found.chunks, found.context, found.sentences, found.passages
-        if spec.quote and not kept:  # nothing shares a word with the question: every sentence of what was read
-            kept = sentences.split(found.passages, sentences.furniture_of(bank.sources, found.passages))
     elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, looked_for, top)
     prompt = model.chat_ids(read_back.read_back_prompt(context, question), history if spec.reads_history else None)
@@ -200,15 +200,15 @@ def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64,
 
 
 class Answering:
-    """A prepared answer being generated: iterate for the pieces of the answer a reader sees (the opening is not
-    shown in ``quote`` mode, and its answer stops at the end of its first sentence), then ``finish``."""
+    """A prepared answer being made: iterate for the pieces of the answer a reader sees, then ``finish``. In ``quote``
+    mode the answer is a span copied from a sentence read back, or ``quote.NOT_FOUND`` where no sentence shares a
+    word with the question."""
 
     def __init__(self, model: LongMemModel, prepared: Prepared, generation: Generation) -> None:
         self.model, self.prepared, self.generation = model, prepared, generation
-        self.quoting = MODE_SPECS[prepared.mode].quote and prepared.memory is not None  # no memory: the backbone
-        # the answer is a span copied from a sentence read back (``spans.py``), unless a caller's prefix asks for
-        # a continuation of it
-        self.extracting = self.quoting and not prepared.prefixed and bool(prepared.sentences)
+        # quoting: an answer copied from a sentence read back (``spans.py``); not with no memory (the backbone's
+        # answer), nor for a caller's prefix (generated as in sentences_hybrid_cache: eval-niah's RULER templates)
+        self.quoting = MODE_SPECS[prepared.mode].quote and prepared.memory is not None and not prepared.prefixed
         self.text = "" if self.quoting else prepared.opening  # what the reader has seen so far
         self.complete = True
         self.span: spans.Span | None = None
@@ -219,46 +219,29 @@ class Answering:
         return p.memory.sources[p.passages[sentence.passage].source_index]["text"]
 
     def __iter__(self) -> Iterator[str]:
-        stop = frozenset(search.stop_words())
-        if self.extracting:
-            p = self.prepared
-            prompt = p.prompt_ids + self.model.tokenizer(SPAN_OPENING, add_special_tokens=False)["input_ids"]
-            self.span = spans.best_span(self.model, prompt, p.sentences, p.question, stop, self.source_of)
+        p = self.prepared
+        if self.quoting:
+            if p.sentences:
+                prompt = p.prompt_ids + self.model.tokenizer(SPAN_OPENING, add_special_tokens=False)["input_ids"]
+                self.span = spans.best_span(self.model, prompt, p.sentences, p.question,
+                                            frozenset(search.stop_words()), self.source_of)
             self.text = self.span.text if self.span is not None else quote.NOT_FOUND
             yield self.text
             return
-        for _ in self.generation:
-            if not self.quoting:
-                shown = self.prepared.opening + self.generation.text
-            else:
-                shown, ended = quote.first_sentence(quote.clean(self.generation.text, stop))
-                if ended:
-                    self.text = shown
-                    yield ""
-                    return
-            piece, self.text = shown[len(self.text):] if shown.startswith(self.text) else shown, shown
+        for piece in self.generation:
+            self.text += piece
             yield piece
-        if self.quoting:
-            self.text, self.complete = quote.first_sentence(quote.clean(self.generation.text, stop))
-        else:
-            self.complete = quote.first_sentence(self.generation.text)[1] or not self.generation.text.strip()
+        self.text = p.opening + self.generation.text
+        self.complete = quote.ends_sentence(self.generation.text) or not self.generation.text.strip()
 
     def finish(self) -> tuple[str, quote.Quote | None]:
-        """The answer a reader sees and the quote it rests on (``quote`` mode; else None). An answer in ``quote``
-        mode whose own words stand in no sentence read back is replaced by ``quote.NOT_FOUND``."""
-        p = self.prepared
-        if not self.quoting:
+        """The answer a reader sees and, in ``quote`` mode, the sentence it was copied from (None: no answer was
+        found, and the text says so)."""
+        if self.span is None:
             return self.text, None
-        if self.extracting:
-            if self.span is None:
-                return quote.NOT_FOUND, None
-            return self.text, quote.quote_of(self.span.sentence, p.memory.sources[
-                p.passages[self.span.sentence.passage].source_index])
-        stop = frozenset(search.stop_words())
-        best = quote.supporting(p.sentences, self.text, p.question, stop)
-        if best is None:
-            return quote.NOT_FOUND, None
-        return self.text, quote.quote_of(best, p.memory.sources[p.passages[best.passage].source_index])
+        p = self.prepared
+        return self.text, quote.quote_of(self.span.sentence,
+                                         p.memory.sources[p.passages[self.span.sentence.passage].source_index])
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,

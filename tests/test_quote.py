@@ -1,9 +1,8 @@
 """The quote an answer rests on: the supporting sentence, its page label and section, and clean answers."""
 from longmem_core import layout, quote
-from longmem_core.search import stop_words
 from longmem_core.sentences import Sentence
 
-STOP = frozenset(stop_words())
+
 TEXT = ("Contents\n7.10 How do I convert factors to numeric? . . . 38\n\n"
         "7.10 How do I convert factors to numeric?\n"
         "It may happen that you read a file with numbers as a factor. "
@@ -16,15 +15,6 @@ def sentence(text: str, score: float = 1.0) -> Sentence:
     return Sentence(0, start, start + len(text), text, score)
 
 
-def test_the_supporting_sentence_holds_the_answers_own_words():
-    read = [sentence("It may happen that you read a file with numbers as a factor.", 2.0),
-            sentence("To get the numbers back, use as.numeric(as.character(f)) where f is the factor.", 1.0)]
-    q = "How do I convert a factor to numbers?"
-    best = quote.supporting(read, "Use as.numeric(as.character(f)).", q, STOP)
-    assert best is read[1]  # the answer's own words (as, numeric, character) are there, not the question's
-    assert quote.supporting(read, "Call tonumber() on it.", q, STOP) is None  # rests on nothing read back
-
-
 def test_a_quote_names_its_page_label_and_section():
     source = {"name": "faq.pdf", "text": TEXT, "pages": [0, TEXT.index("7.10 How do I convert factors to numeric?\n")],
               "page_labels": ["ii", "38"]}
@@ -35,17 +25,9 @@ def test_a_quote_names_its_page_label_and_section():
     assert q.citation() == "faq.pdf, page 38, under \u201c7.10 How do I convert factors to numeric?\u201d"
 
 
-def test_first_sentence_stops_at_a_sentence_end_not_inside_code_or_numbers():
-    assert quote.first_sentence("Use as.numeric(as.character(f)). It is safe.") == (
-        "Use as.numeric(as.character(f)).", True)
-    assert quote.first_sentence("Version 3.0 (quilt) is used. Then more.") == ("Version 3.0 (quilt) is used.", True)
-    assert quote.first_sentence("Here's a summary of what CRAN is:") == ("Here's a summary of what CRAN is:", False)
-
-
-def test_clean_drops_the_openings_comma_and_capitalises_only_common_words():
-    assert quote.clean(" the argument is x.", STOP) == "The argument is x."
-    assert quote.clean(", as.numeric(f) works.", STOP) == "as.numeric(f) works."
-    assert quote.clean(" debmake is a tool.", STOP) == "debmake is a tool."
+def test_an_answer_ends_a_sentence_or_stops_mid_sentence():
+    assert quote.ends_sentence("Use as.numeric(as.character(f)).") and quote.ends_sentence('He said "yes." ')
+    assert not quote.ends_sentence("Here's a summary of what CRAN is:")
 
 
 def test_layout_finds_contents_lines_headings_and_running_headers():
