@@ -113,6 +113,9 @@ def test_fit_reads_only_what_fits_and_keeps_memory(model, tmp_path):
     assert report.not_read and report.not_read[0]["name"] == "report.txt" and not report.not_read[0]["first"]
     assert report.documents[0]["tokens"] + report.not_read[0]["tokens"] == len(OPENING + FILLER * 20)  # 1 char, 1 token
     assert "the last" in views.memorize_done(report, handlers.bank_stats(session))
+    full = read(model, session, tmp_path, "more.txt", FILLER * 5, capacity=1024, when_full="fit")
+    assert not full.documents and full.not_read[0]["whole"] and session.bank.first_id == 0
+    assert "Nothing was read" in views.memorize_done(full, handlers.bank_stats(session))
 
 
 def test_a_pdf_shows_pages_while_reading_and_in_the_cards(model, tmp_path):

@@ -40,6 +40,8 @@ def memorize_done(report, stats: dict) -> str:
     if report.stopped:
         return status("warn", "Stopped. " + ("Read before stopping: " + "; ".join(parts) + "." if parts else
                                              "What was read of the current document stays in memory.") + lost)
+    if not parts:
+        return status("warn", "Nothing was read." + lost)
     kind = "warn" if lost else "ok"
     ready = f" Search prepared in {report.index_seconds:.1f} s." if report.index_seconds >= 1 else ""
     return status(kind, "Read into memory: " + "; ".join(parts) + "." + lost + ready + " Ask about it on the Chat tab.")
