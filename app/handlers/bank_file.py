@@ -26,7 +26,8 @@ from .common import AppError, busy, check_file_size
 BANK_FILES = ("meta.json", "tensors.safetensors")  # always in a saved bank, with one index_<head>.faiss per kv head
 INDEX_FILE = re.compile(r"index_(\d+)\.faiss")
 NOT_A_BANK = "not a memory bank saved by LongMem Studio"
-MAX_COMPRESSION_RATIO = 10  # unpacked bytes per byte of the .zip; a saved bank packs to about 1:1.5 (its keys are noise)
+MAX_COMPRESSION_RATIO = 10  # unpacked bytes per byte of a .zip over RATIO_FLOOR (the default model's banks: 1.3)
+RATIO_FLOOR = 16_000_000  # what a smaller archive unpacks to is small whatever its ratio (tiny models' banks: 13)
 
 
 # -- saving --
@@ -60,8 +61,9 @@ def _check_entries(zf: zipfile.ZipFile, where: str, max_unpacked: int | None, ar
                    max_meta: int | None) -> None:
     """The zip's entries are a saved bank's, and what they unpack to is bounded, all read from its directory before
     anything is unpacked: at most ``max_unpacked`` bytes in all, ``max_meta`` for meta.json (the sources' text;
-    the library allows far more), and MAX_COMPRESSION_RATIO times the archive's ``archive_bytes``. The sizes a zip
-    claims bound what extracting it writes (zipfile stops at the claimed size and checks the CRC)."""
+    the library allows far more), and MAX_COMPRESSION_RATIO times the archive's ``archive_bytes`` (over
+    RATIO_FLOOR). The sizes a zip claims bound what extracting it writes (zipfile stops at the claimed size and
+    checks the CRC)."""
     names = zf.namelist()
     hidden = [n for n in names if os.path.basename(n.rstrip("/")).startswith(".")]
     if hidden:
@@ -83,7 +85,7 @@ def _check_entries(zf: zipfile.ZipFile, where: str, max_unpacked: int | None, ar
     if max_meta is not None and meta > max_meta:
         raise AppError(f"{where}: its meta.json unpacks to {meta / 1e6:.1f} MB, over the limit of "
                        f"{max_meta / 1e6:.1f} MB")
-    if unpacked > MAX_COMPRESSION_RATIO * max(archive_bytes, 1):
+    if unpacked > max(MAX_COMPRESSION_RATIO * archive_bytes, RATIO_FLOOR):
         raise AppError(f"{where}: unpacks to {unpacked / max(archive_bytes, 1):,.0f} times its size "
                        f"({unpacked / 1e6:.1f} MB from {archive_bytes / 1e6:.2f} MB); a saved bank unpacks to at "
                        f"most {MAX_COMPRESSION_RATIO} times")
