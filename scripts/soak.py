@@ -52,9 +52,10 @@ def serve(model_name: str, port: int, concurrency: int, probe_s: float) -> None:
     if model_name == "tiny":
         from longmem_core import LongMemModel, load_backbone, preset
         model = LongMemModel(preset("tiny"), backbone=load_backbone("tiny-llama"))
-        demo = build_demo(model, capacity=8192, max_new_tokens=8, concurrency=concurrency)
+        # memory full: drop the oldest, as before the app asked first (a client reads its document again and again)
+        demo = build_demo(model, capacity=8192, max_new_tokens=8, concurrency=concurrency, when_full="drop_oldest")
     else:
-        demo = build_demo(max_new_tokens=16, concurrency=concurrency)
+        demo = build_demo(max_new_tokens=16, concurrency=concurrency, when_full="drop_oldest")
     demo.launch(**launch_options(demo.longmem.settings, server_name="127.0.0.1", server_port=port,
                                  prevent_thread_lock=True, quiet=True, inbrowser=False))
     print(f"READY {demo.local_url}", flush=True)
