@@ -258,7 +258,10 @@ def icl_auto(runs: list[dict]) -> dict:
                        f"in memory per seed, {runs[0]['k']} of them in context; {runs[0]['n_test']} test texts a task, "
                        f"the same for every mode and seed. auto scores {', '.join(CANDIDATES)} on up to {MAX_HELD_OUT} "
                        "demonstrations held out of memory and uses the best (longmem_core/icl_select.py).",
-            "notes": [], "claims": [{"title": "auto against every single mode (issue 26)", "rows": claims},
+            "notes": ["auto's settings (40 held out, the sign test) were chosen on tuning sets that are not here (CR, "
+                      "data/icl/chatter_topics): docs/notes/2026-12-06-icl-auto.md.",
+                      "held_out_accuracy: each candidate's accuracy on the held-out demonstrations, per seed."],
+            "claims": [{"title": "auto against every single mode (issue 26)", "rows": claims},
                                     {"title": "the time choosing adds (issue 26)", "rows": timing}],
             "rows": rows}
 
