@@ -22,6 +22,8 @@ _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/
 _DIGITS = re.compile(r"\d+")
 LINES_AT_EDGE = 2  # lines at the top and at the bottom of a page looked at for running headers and footers
 MIN_REPEATS = 2  # a line at a page's edge whose shape (digits dropped) is at the edge of this many pages: running
+PREFIX_WORDS = 4  # ... or whose first words (a running head naming the chapter, then the section) are at the edge
+MIN_PREFIX_REPEATS = 3  # of this many pages
 MAX_FURNITURE_CHARS = 120  # a running header or footer is short
 
 
@@ -78,6 +80,12 @@ def _shape(line: str) -> str:
     return " ".join(_DIGITS.sub("#", line).split()).lower()
 
 
+def _prefix(shape: str) -> str:
+    """The first ``PREFIX_WORDS`` words of a shape ("chapter #. tool setups" of "CHAPTER 3. TOOL SETUPS 3.5. GPG")."""
+    words = shape.split()
+    return " ".join(words[:PREFIX_WORDS]) if len(words) > PREFIX_WORDS else ""
+
+
 @lru_cache(maxsize=16)
 def _furniture(text: str, pages: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     ends = list(pages[1:]) + [len(text)]
@@ -89,12 +97,15 @@ def _furniture(text: str, pages: tuple[int, ...]) -> tuple[tuple[int, int], ...]
             s, e = lines[i]
             edges.append((s, e, _shape(text[s:e])))
     counts: dict[str, int] = {}
+    prefixes: dict[str, int] = {}
     for _, _, shape in set(edges):
         counts[shape] = counts.get(shape, 0) + 1
+        prefixes[_prefix(shape)] = prefixes.get(_prefix(shape), 0) + 1
     out = set()
     for s, e, shape in edges:
         line = text[s:e]
-        if len(line) <= MAX_FURNITURE_CHARS and (_PAGE_NUMBER.match(line) or counts[shape] >= MIN_REPEATS
+        repeated = (counts[shape] >= MIN_REPEATS or _prefix(shape) and prefixes[_prefix(shape)] >= MIN_PREFIX_REPEATS)
+        if len(line) <= MAX_FURNITURE_CHARS and (_PAGE_NUMBER.match(line) or repeated
                                                   and len(pages) >= 2 * MIN_REPEATS):
             out.add((s, e))
     out.update(contents_lines(text))
@@ -103,7 +114,8 @@ def _furniture(text: str, pages: tuple[int, ...]) -> tuple[tuple[int, int], ...]
 
 def furniture(text: str, pages: list[int] | None) -> list[tuple[int, int]]:
     """Sorted [start, end) spans of the lines of ``text`` that are not prose: running headers and footers and page
-    numbers at the pages' edges (a line whose shape, numbers aside, is at the edge of several pages), and
+    numbers at the pages' edges (a line whose shape, numbers aside, is at the edge of several pages, or whose first
+    words are at the edge of more: a running head naming its chapter, then its section), and
     table-of-contents lines anywhere. ``pages``: where each page starts (None: one page)."""
     return list(_furniture(text, tuple(pages) if pages else (0,)))
 

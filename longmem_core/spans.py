@@ -37,9 +37,10 @@ ROW_WORDS = MAX_SPAN_WORDS  # words read after each start word
 ROW_TOKENS = 24  # tokens read at most per row
 ROWS_AT_ONCE = 16  # rows read in one batch (each holds its own copy of the prompt's keys and values)
 # tokens that close an answer: what may follow a complete span
-CLOSERS = (".", ",", ";", "!", "?", "\n", ".\n", " (", ")")
+CLOSERS = (".", ",", ";", "!", "?", "\n", ".\n", ")")
 _WORD = re.compile(r"\S+")
 _PLAIN = re.compile(r"[^\W_]+")
+_NUMBERING = re.compile(r"^(?:\d+\.)*\d+\.?$")  # "3.5", "7.26.": a section's number where it opens a line
 
 
 @dataclass
@@ -109,6 +110,8 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
                 tail = s.text[b0:end]
                 if not _plain_words(span) - asked or (_plain_words(tail) and _plain_words(tail) <= stop):
                     continue
+                if _NUMBERING.match(span) and (row_start == 0 or s.text[row_start - 1] == "\n"):
+                    continue  # a heading's number, not an answer
                 ends.append((end - row_start, offset + row_start, offset + end))
             if ends:
                 yield s, s.text[row_start:words[last - 1][1]], ends

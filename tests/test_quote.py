@@ -43,3 +43,16 @@ def test_layout_finds_contents_lines_headings_and_running_headers():
     assert [text[s:e] for s, e in spans] == [f"GUIDE 2.1 PAGE {i}" for i in range(1, 5)]
     numbered_list = "1 Step one takes 5\n2 Step two takes 6\nThen stop."  # two lines: a list, not contents
     assert layout.contents_lines(numbered_list) == []
+
+
+def test_running_heads_that_name_their_section_are_furniture():
+    heads = ["CHAPTER 3. TOOL SETUPS 3.4. GPG", "CHAPTER 3. TOOL SETUPS 3.5. DEVSCRIPTS",
+             "CHAPTER 3. TOOL SETUPS 3.6. PBUILDER", "CHAPTER 4. EXAMPLE 4.1. BIG PICTURE"]
+    bodies = ["Keys are made with gpg.", "Sign with debsign.", "Build in a chroot.", "Start from a tarball."]
+    pages = [f"{h}\n{b}" for h, b in zip(heads, bodies)]
+    text = "\n\n".join(pages)
+    starts = [0]
+    for p in pages[:-1]:
+        starts.append(starts[-1] + len(p) + 2)
+    found = [text[s:e] for s, e in layout.furniture(text, starts)]
+    assert found == heads[:3]  # each names its own section, their first words repeat; the fourth's do not

@@ -31,3 +31,11 @@ def test_the_quote_modes_answer_is_copied_exactly_and_quoted(make_model):
     a = answer.answer(model, bank, "How do I get the numbers back?", mode="quote")
     assert a.quote is not None and a.text in SOURCE and a.text in a.quote.text  # a span of its own quote
     assert a.quote.text in " ".join(SOURCE.split()) and a.quote.source == "faq.txt"
+
+
+def test_a_headings_number_is_no_answer():
+    text = "3.5 devscripts\nThe debsign command signs a package with your key."
+    s = Sentence(0, 0, len(text), text, 1.0)
+    found = {text[a:b] for _, _, ends in spans._rows([s], "Which command signs a package?", STOP, lambda _: text)
+             for _, a, b in ends}
+    assert "3.5" not in found and "debsign" in found
