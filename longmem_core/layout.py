@@ -17,7 +17,7 @@ from functools import lru_cache
 _DOT_LEADER = re.compile(r"(?:\.\s?){4,}\s*\S{0,8}\s*$|(?:\.\s?){4,}")  # ". . . . 12" / "........ 12"
 _TOC_LINE = re.compile(r"^\s*(?:[A-Z]\.|\d+(?:\.\d+)*\.?)\s+\S.{0,100}?\s(?:\d{1,4}|[ivxlc]{1,6})\s*$", re.I)
 _NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?:\d+|[A-Z])(?:\.\d+)*\.?:?\s+"
-                               r"[A-Z\u00c0-\u024f\\`'\"].{0,90}$", re.I)
+                               r"[^\W\d_\\`'\"].{0,90}$", re.I)
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
 _DIGITS = re.compile(r"\d+")
 LINES_AT_EDGE = 2  # lines at the top and at the bottom of a page looked at for running headers and footers

@@ -46,7 +46,10 @@ def quote_of(sentence: Sentence, source: dict) -> Quote:
     """The quote of ``sentence`` from ``source`` (a bank's source record): its exact text, page and section."""
     text, pages = source["text"], source.get("pages")
     page = page_of(pages, sentence.char_start)
-    section = layout.heading_before(text, sentence.char_start, layout.furniture(text, pages))
+    raw = text[sentence.char_start:sentence.char_end]
+    first_line_end = text.find("\n", sentence.char_start + len(raw) - len(raw.lstrip()), sentence.char_end)
+    looked_before = first_line_end if first_line_end >= 0 else sentence.char_start  # a heading opening it counts
+    section = layout.heading_before(text, looked_before, layout.furniture(text, pages))
     return Quote(" ".join(text[sentence.char_start:sentence.char_end].split()), source["name"], sentence.char_start,
                  sentence.char_end, page, label_of(source, page), section)
 

@@ -56,3 +56,9 @@ def test_running_heads_that_name_their_section_are_furniture():
         starts.append(starts[-1] + len(p) + 2)
     found = [text[s:e] for s, e in layout.furniture(text, starts)]
     assert found == heads[:3]  # each names its own section, their first words repeat; the fourth's do not
+
+
+def test_a_heading_that_opens_the_quoted_sentence_is_its_section():
+    text = "3.4 quilt\nUse quilt.\n\n3.5 devscripts\nThe debsign command signs the package."
+    s = Sentence(0, text.index("3.5 devscripts"), len(text), text[text.index("3.5 devscripts"):], 1.0)
+    assert quote.quote_of(s, {"name": "guide.pdf", "text": text}).section == "3.5 devscripts"
