@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 CANDIDATES: tuple[str, ...] = ("centroid_context", "centroid", "context_cal", "knn", "context")  # preference order
 FALLBACK = "centroid_context"  # kept when nothing can be held out, and preferred on a tie (tuned on sentiment)
-MAX_HELD_OUT = 40  # held-out demonstrations the in-context modes score (one label scoring each)
+MAX_HELD_OUT = 40  # demonstrations held out (each costs a key read and a label scoring, as a test text)
 MARGIN = 1  # another mode replaces the fallback only when right on more than this many held-out texts more ...
 Z = 1.645  # ... and by more than this many standard errors of a sign test (one-sided 5%; see ``choose``)
 FEW_DEMONSTRATIONS = 30  # below this many, the choice is said to rest on few examples
