@@ -40,7 +40,7 @@ ROWS_AT_ONCE = 16  # rows read in one batch (each holds its own copy of the prom
 CLOSERS = (".", ",", ";", "!", "?", "\n", ".\n", ")")
 _WORD = re.compile(r"\S+")
 _PLAIN = re.compile(r"[^\W_]+")
-_NUMBERING = re.compile(r"^(?:\d+\.)*\d+\.?$")  # "3.5", "7.26.": a section's number where it opens a line
+_NUMBERING = re.compile(r"^(?:\d+\.)+\d*$")  # "3.5", "7.26", "4.": a section's number where it opens a line
 
 
 @dataclass
@@ -72,6 +72,14 @@ def _core(word: str) -> tuple[int, int]:
     return a, b
 
 
+def _opens_line(text: str, i: int) -> bool:
+    """Does position ``i`` of ``text`` open a line (only spaces or tabs before it on its line)?"""
+    j = i - 1
+    while j >= 0 and text[j] in " \t":
+        j -= 1
+    return j < 0 or text[j] == "\n"
+
+
 def _plain_words(text: str) -> set[str]:
     return {w for w in _PLAIN.findall(text.lower())}
 
@@ -91,7 +99,8 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
     source)] for every span starting there that may answer)."""
     asked = _plain_words(question) | stop
     for s in sentences:
-        raw = source_of(s)[s.char_start:s.char_end]
+        source = source_of(s)
+        raw = source[s.char_start:s.char_end]
         offset = s.char_start + max(0, raw.find(s.text))
         words = [(m.start(), m.end()) for m in _WORD.finditer(s.text)]
         for i, (a0, _) in enumerate(words):
@@ -110,7 +119,7 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
                 tail = s.text[b0:end]
                 if not _plain_words(span) - asked or (_plain_words(tail) and _plain_words(tail) <= stop):
                     continue
-                if _NUMBERING.match(span) and (row_start == 0 or s.text[row_start - 1] == "\n"):
+                if _NUMBERING.match(span) and _opens_line(source, offset + row_start):
                     continue  # a heading's number, not an answer
                 ends.append((end - row_start, offset + row_start, offset + end))
             if ends:

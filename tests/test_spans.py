@@ -39,3 +39,11 @@ def test_a_headings_number_is_no_answer():
     found = {text[a:b] for _, _, ends in spans._rows([s], "Which command signs a package?", STOP, lambda _: text)
              for _, a, b in ends}
     assert "3.5" not in found and "debsign" in found
+
+
+def test_a_number_that_opens_a_sentence_mid_line_can_answer():
+    text = "Remember it. 12345 is the pass key. 2.5 litres were used."
+    s = Sentence(0, 13, len(text), text[13:], 1.0)
+    found = {text[a:b] for _, _, ends in spans._rows([s], "What is the pass key?", STOP, lambda _: text)
+             for _, a, b in ends}
+    assert "12345" in found and "2.5" in found  # not headings: they do not open a line
