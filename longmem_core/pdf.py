@@ -17,6 +17,7 @@ _PDFIUM = threading.Lock()
 _SOFT_HYPHENS = re.compile("[\ufffe\u0002\u00ad]\r?\n?")  # PDFium's mark of a word broken at a line end
 _LINE_END_HYPHEN = re.compile(r"(\w+)-\n(\w+)")
 _WORDS = re.compile(r"\w+")
+_UNMAPPED = re.compile("[\x01-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 MAX_LABEL_CHARS = 32  # a page label longer than this is cut (labels are short: "iv", "A-12")
 
 
@@ -69,6 +70,7 @@ def _clean(text: str) -> str:
     """One page's raw text: "\\n" line ends, PDFium's soft-hyphen marks joined, no NUL or form feed."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _SOFT_HYPHENS.sub("", text)
+    text = _UNMAPPED.sub(" ", text)  # glyphs with no character (a bullet read as "\x88")
     return text.replace("\x00", "").replace("\f", "\n").strip()
 
 
