@@ -180,7 +180,8 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
         prompt = prompt + model.tokenizer(answer_prefix or opening, add_special_tokens=False)["input_ids"]
     fusion_bank = bank if spec.fusion and has_memory else None
     cache = None
-    if spec.cache and has_memory:
+    copies = spec.cache and not (spec.quote and not answer_prefix)  # the quote mode copies by choosing a span
+    if copies and has_memory:
         cache = (neural_cache.tokens_cache(model, [context]) if context and copy_from == "read"
                  else neural_cache.cache_from_sources(model, bank))
     return Prepared(mode, prompt, fusion_bank, chunks, context, cache, opening, kept, bank if has_memory else None,
@@ -213,10 +214,14 @@ class Answering:
         self.complete = True
         self.span: spans.Span | None = None
 
-    def source_of(self, sentence: sentences.Sentence) -> str:
-        """The bank source text a read-back sentence's span indexes."""
+    def source(self, sentence: sentences.Sentence) -> dict:
+        """The bank's source record a read-back sentence comes from."""
         p = self.prepared
-        return p.memory.sources[p.passages[sentence.passage].source_index]["text"]
+        return p.memory.sources[p.passages[sentence.passage].source_index]
+
+    def source_of(self, sentence: sentences.Sentence) -> str:
+        """The source text a read-back sentence's span indexes."""
+        return self.source(sentence)["text"]
 
     def __iter__(self) -> Iterator[str]:
         p = self.prepared
@@ -239,9 +244,7 @@ class Answering:
         found, and the text says so)."""
         if self.span is None:
             return self.text, None
-        p = self.prepared
-        return self.text, quote.quote_of(self.span.sentence,
-                                         p.memory.sources[p.passages[self.span.sentence.passage].source_index])
+        return self.text, quote.quote_of(self.span.sentence, self.source(self.span.sentence))
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,

@@ -121,3 +121,15 @@ def test_every_mode_is_a_composition_and_explained_in_the_app():
     assert set(answer.MODE_SPECS) == set(answer.MODES) == set(MODE_NOTES)
     assert len(set(answer.MODE_SPECS.values())) == len(answer.MODES)  # no two names for one behaviour
     assert all(s.read_back in (None, "model", "hybrid") for s in answer.MODE_SPECS.values())
+
+
+def test_the_quote_mode_copies_by_its_span_and_continues_a_callers_prefix_with_the_copy_path(memory):
+    model, bank = memory
+    q = "What is the pass key?"
+    assert answer.prepare(model, bank, q, "quote").cache is None  # no copy path to build: the span is the copy
+    prefixed = answer.prepare(model, bank, q, "quote", answer_prefix="The pass key is")
+    plain = answer.prepare(model, bank, q, "sentences_hybrid_cache", answer_prefix="The pass key is")
+    assert prefixed.cache is not None and prefixed.prompt_ids == plain.prompt_ids
+    a = answer.answer(model, bank, q, mode="quote", answer_prefix="The pass key is", max_new_tokens=4)
+    b = answer.answer(model, bank, q, mode="sentences_hybrid_cache", answer_prefix="The pass key is", max_new_tokens=4)
+    assert a.text == b.text and a.quote is None  # eval-niah's templates: sentences_hybrid_cache's continuation
