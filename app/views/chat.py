@@ -28,15 +28,15 @@ MODE_NOTES = {  # what each answer mode did with memory, said to the reader
     "sentences_hybrid_cache": "the sentences shown, the ones that share the most words with the question among the "
                               "passages found by the model's search fused with word matching (BM25), were read back "
                               "into the prompt, and the answer may copy what followed text in them (beyond the paper)",
-    "quote": "the answer quotes the sentence it rests on, from the sentences shown, chosen among the passages found "
-             "by the model's search fused with word matching (BM25) for sharing the most words with the question "
-             "(beyond the paper)",
+    "quote": "the answer is copied word for word from the sentence quoted below: the best of the sentences read "
+             "back, which share the most words with the question among the passages found by the model's search "
+             "fused with word matching (BM25) (beyond the paper)",
 }
 
 
 APP_MODES = {  # the answer modes the app offers (every mode stays on the CLI and the library): name -> (label, line)
-    "quote": ("Quote from memory", "answers in one sentence from the sentences it reads back, and quotes the one it "
-                                   "rests on with its page (beyond the paper)"),
+    "quote": ("Quote from memory", "answers with words copied exactly from a sentence it read, and quotes that "
+                                   "sentence with its page (beyond the paper)"),
     "fusion": ("Paper's memory layer (fusion)", "the SideNet's memory-augmented attention reads memory while "
                                                 "answering (the paper's method)"),
     "backbone": ("Backbone alone", "the frozen language model without memory, to compare"),
