@@ -228,8 +228,8 @@ MANUAL_FACTS = [  # (page index of the fact, the fact, a question about it, what
      "green"),
     (7, "The lighthouse on Tarn Island was built in 1887.", "In which year was the lighthouse on Tarn Island built?",
      "1887"),
-    (10, "To reset the signal lamp, hold the red lever down for ten seconds.", "How do you reset the signal lamp?",
-     "red lever"),
+    (10, "To reset the signal lamp, hold the red lever down for ten seconds.",
+     "For how long must the red lever be held down to reset the signal lamp?", "ten seconds"),
 ]
 MANUAL_ROMAN = 2  # front pages labelled i, ii; then 1, 2, ...
 
@@ -241,7 +241,7 @@ def manual_pdf(path: Path) -> list[str]:
     lines = wrap(book[5_000:60_000])
     body = paginate(lines, LINES_PER_PAGE - 2)[:12]
     for index, fact, _, _ in MANUAL_FACTS:
-        body[index] = body[index][:20] + [""] + wrap(fact) + [""] + body[index][20:]
+        body[index] = wrap(fact) + body[index]  # a page's first sentence (a PDF keeps no blank line between paragraphs)
     pages = [[f"HARBOUR MANUAL {n + 1}", ""] + lines for n, lines in enumerate(body)]
     path.write_bytes(label_pages(make_pages_pdf(pages), MANUAL_ROMAN))
     return [str(index - MANUAL_ROMAN + 1) for index, _, _, _ in MANUAL_FACTS]
