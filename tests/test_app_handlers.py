@@ -447,6 +447,20 @@ def test_memory_map_marks_heat_and_the_latest_answer(model, tmp_path):
     assert xy.shape == (session.bank.n_chunks, 2)
 
 
+def test_memory_map_has_a_page_axis_and_labels_the_latest_answers_chunks(model):
+    text = "The harbour boat is green. " * 20 + "The lighthouse was built in 1887. " * 20
+    bank = model.new_bank(capacity=4096)
+    pages = [0, len(text) // 2]
+    model.memorize(text, bank, source="manual.pdf", pages=pages, page_labels=["iv", "12"])
+    last = [int(bank.chunk_ids[-1])]
+    html = views.memory_map(bank, {}, last)
+    assert 'class="lm-axis"' in html and ">p. iv<" in html and ">p. 12<" in html
+    assert ">p. 12</text>" in html  # the latest answer's chunk, labelled with its page in the projection
+    plain = model.new_bank(capacity=4096)
+    model.memorize(text, plain, source="book.txt")
+    assert ">50%<" in views.memory_map(plain, {}, [])  # no pages: positions
+
+
 def test_settings_validate():
     assert AppSettings.from_kwargs(top=3).top == 3
     with pytest.raises(TypeError, match="unknown app settings"):

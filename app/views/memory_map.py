@@ -104,10 +104,9 @@ def _axis(source: dict, length: int) -> str:
         marks = [(pages[i], f"p. {_cut(label_of(source, i + 1), 12)}") for i in range(0, len(pages), step)]
     else:
         marks = [(length * k // 4, f"{25 * k}%") for k in range(5)]
-    labels = "".join(f'<text x="{min(990, max(8, 1000 * at / length)):.1f}" y="11" text-anchor="middle">'
-                     f'{escape(text)}</text>' for at, text in marks)
-    return (f'<svg class="lm-axis" viewBox="0 0 1000 14" preserveAspectRatio="none" role="img" '
-            f'aria-label="{"pages" if pages else "position"} along the document">{labels}</svg>')
+    labels = "".join(f'<span style="left:{min(98.0, max(1.0, 100 * at / length)):.1f}%">{escape(text)}</span>'
+                     for at, text in marks)
+    return f'<div class="lm-axis" aria-label="{"pages" if pages else "position"} along the document">{labels}</div>'
 
 
 def project_keys(keys: np.ndarray) -> np.ndarray:
