@@ -274,18 +274,23 @@ def _ask_in_mode(args) -> dict:
     bank = _load_bank(model, args.bank)
     prepared = answer.prepare(model, bank, args.question, args.mode)  # the search asked as the app asks it
     gen = answer.stream(model, prepared, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    answering = answer.Answering(model, prepared, gen)
     if not args.json:
-        print(prepared.opening, end="", flush=True)
-    for piece in gen:
+        print(answering.text, end="", flush=True)
+    for piece in answering:
         if not args.json:
             print(piece, end="", flush=True)
+    text, cited = answering.finish()
+    if not args.json and cited is not None:  # the quote mode: the sentence the answer was copied from
+        print(f"\n\n  \u201c{cited.text}\u201d\n  \u2014 {cited.citation()}", end="")
     chunks = model.retrieved_for(gen, bank, top=args.top) if args.mode == "fusion" else prepared.chunks[:args.top]
     if not args.json:
         print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'} "
               f"(memory share of the memory layer's output: {gen.memory_share:.2f}):")
         _print_retrieved(chunks)
-    return {"answer": prepared.opening + gen.text, "mode": args.mode, "retrieved": [r.to_dict() for r in chunks],
-            "context": prepared.context, "memory_share": round(gen.memory_share, 4)}
+    return {"answer": text, "quote": cited.to_dict() | {"citation": cited.citation()} if cited else None,
+            "mode": args.mode, "retrieved": [r.to_dict() for r in chunks], "context": prepared.context,
+            "memory_share": round(gen.memory_share, 4)}
 
 
 def cmd_retrieve(args) -> dict:

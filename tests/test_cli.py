@@ -55,6 +55,11 @@ def test_ask_json(bank):
     out = json.loads(run("ask", "--bank", str(path), "Who is the Time Traveller?", "--max-new-tokens", "4",
                          "--backbone", "tiny-llama", "--json").stdout)
     assert isinstance(out["answer"], str) and isinstance(out["retrieved"], list) and out["retrieved"]
+    assert out["mode"] == "quote"  # the default: an answer copied from the sentence quoted, or "not found"
+    if out["quote"] is not None:
+        assert out["answer"] in out["quote"]["text"] and out["quote"]["citation"].startswith(out["quote"]["source"])
+    else:
+        assert out["answer"] == "I did not find this in what I read."
 
 
 def test_plain_output_lists_chunks(bank):
