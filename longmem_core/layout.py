@@ -16,8 +16,8 @@ from functools import lru_cache
 
 _DOT_LEADER = re.compile(r"(?:\.\s?){4,}\s*\S{0,8}\s*$|(?:\.\s?){4,}")  # ". . . . 12" / "........ 12"
 _TOC_LINE = re.compile(r"^\s*(?:[A-Z]\.|\d+(?:\.\d+)*\.?)\s+\S.{0,100}?\s(?:\d{1,4}|[ivxlc]{1,6})\s*$", re.I)
-_NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?:\d+(?:\.\d+)*\.?|[A-Z]\.(?:\d+\.?)*):?"
-                               r"\s+[^\W\d_\\`'\"].{0,90}$", re.I)
+_NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?P<number>\d{1,2}(?:\.\d+)*\.?|"
+                               r"[A-Z]\.(?:\d+\.?)*):?\s+(?P<title>[^\W\d_\\`'\"].{0,90})$", re.I)
 _LIST_ITEM = re.compile(r"^\s*\d+[.)]\s+[a-z]")  # "3. provide your name...": a numbered list's item, not a heading
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
 _DIGITS = re.compile(r"\d+")
@@ -72,8 +72,12 @@ def is_heading(line: str) -> bool:
     """A numbered section heading on a line of its own ("2.3 Social dynamics of Debian", "Chapter 4: Plotting"),
     not a table-of-contents line and not a sentence (no final full stop)."""
     line = line.strip()
-    return (bool(_NUMBERED_HEADING.match(line)) and not _LIST_ITEM.match(line) and not is_toc_line(line)
-            and not line.endswith(".") and len(line.split()) <= 14)
+    m = _NUMBERED_HEADING.match(line)
+    if m is None or _LIST_ITEM.match(line) or is_toc_line(line) or line.endswith(".") or len(line.split()) > 14:
+        return False
+    # an undotted number opens a heading only before a capital ("1 Introduction"; not "12 apples were eaten", nor
+    # a wrapped line of prose "1993 were limited to just that")
+    return "." in m.group("number").rstrip(".") or m.group("title")[:1].isupper()
 
 
 def _shape(line: str) -> str:

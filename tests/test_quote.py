@@ -62,3 +62,9 @@ def test_a_heading_that_opens_the_quoted_sentence_is_its_section():
     text = "3.4 quilt\nUse quilt.\n\n3.5 devscripts\nThe debsign command signs the package."
     s = Sentence(0, text.index("3.5 devscripts"), len(text), text[text.index("3.5 devscripts"):], 1.0)
     assert quote.quote_of(s, {"name": "guide.pdf", "text": text}).section == "3.5 devscripts"
+
+
+def test_a_wrapped_line_of_prose_opening_with_a_number_is_no_heading():
+    assert layout.is_heading("1 Introduction") and layout.is_heading("3.5 devscripts")
+    assert not layout.is_heading("1993 were limited to just that. Since they normally added new commands")
+    assert not layout.is_heading("12 apples were eaten")
