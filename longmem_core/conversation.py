@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from . import answer as answers
 from .memory_bank import MemoryBank
 from .model import LongMemModel
+from .search import stop_words
 
 _WORD = re.compile(r"[^\W_]+")
 # words by which a question leans on the one before it
@@ -49,7 +50,7 @@ class Conversation:
         return out
 
     def search_text(self, question: str) -> str | None:
-        from .search import stop_words
+        """What the search looks for when ``question`` is asked next (``search_text``)."""
         previous = self.turns[-1]["question"] if self.turns else None
         return search_text(question, previous, frozenset(stop_words()))
 
