@@ -288,7 +288,7 @@ def _ask_in_mode(args) -> dict:
         print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'} "
               f"(memory share of the memory layer's output: {gen.memory_share:.2f}):")
         _print_retrieved(chunks)
-    return {"answer": text, "quote": cited.to_dict() | {"citation": cited.citation()} if cited else None,
+    return {"answer": text, "quote": cited.to_dict() if cited else None,
             "mode": args.mode, "retrieved": [r.to_dict() for r in chunks], "context": prepared.context,
             "memory_share": round(gen.memory_share, 4)}
 

@@ -30,7 +30,8 @@ class Quote:
     section: str | None = None  # the section heading it sits under, where one is found
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Its fields and its ``citation``, as the app and ``ask --json`` show them."""
+        return asdict(self) | {"citation": self.citation()}
 
     def citation(self) -> str:
         """Where the quote is, for a reader: "manual.pdf, page 38, under 7.10 Factors"."""

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from longmem_core.answer import DEFAULT_MODE  # noqa: E402  (claims mark the library's default mode)
+from longmem_core.quote import NOT_FOUND  # noqa: E402
 RESULTS = ROOT / "docs" / "results"
 
 
@@ -287,7 +288,7 @@ def qa_pdf(runs: list[dict]) -> dict:
     page_ok = sum(s["page_holds_answer"] for s in quoted)
     label_ok = [s for s in quoted if "page_label_match" in s]
     ragged = sum(not s["complete"] for s in single)
-    not_found = sum(s["output"] == "I did not find this in what I read." for s in single)
+    not_found = sum(s["output"] == NOT_FOUND for s in single)
     rows = [{"mode": m, "accuracy": round(share(v, "correct"), 4), "retrieval_recall": round(share(v, "retrieved"), 4),
              "n": len(v)} for m, v in pooled.items()]
     n = len(single)

@@ -23,6 +23,7 @@ def test_a_quote_names_its_page_label_and_section():
     assert q.text == s.text and q.page == 2 and q.page_label == "38"
     assert q.section == "7.10 How do I convert factors to numeric?"  # the heading, not the contents line
     assert q.citation() == "faq.pdf, page 38, under \u201c7.10 How do I convert factors to numeric?\u201d"
+    assert q.to_dict()["citation"] == q.citation() and q.to_dict()["page_label"] == "38"
 
 
 def test_an_answer_ends_a_sentence_or_stops_mid_sentence():

@@ -70,7 +70,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
             result.answer += piece
             yield result
         result.answer, cited = answering.finish()
-        result.quote = cited.to_dict() | {"citation": cited.citation()} if cited else None
+        result.quote = cited.to_dict() if cited else None
         if bank is not None:
             result.memory_share = gen.memory_share
             chunks = used()
