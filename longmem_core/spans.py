@@ -33,7 +33,6 @@ MAX_SPAN_WORDS = 8  # longest answer span, in words
 SENTENCES = 4  # the best-scored sentences read back whose spans are candidates, at most
 SENTENCE_SHARE = 1.0  # ... and only those scoring at least this share of the best sentence's score for the question
 WORD_BONUS = 0.0  # added to a span's log-probability per word (a longer answer is otherwise always less likely)
-ROW_WORDS = MAX_SPAN_WORDS  # words read after each start word
 ROW_TOKENS = 24  # tokens read at most per row
 ROWS_AT_ONCE = 16  # rows read in one batch (each holds its own copy of the prompt's keys and values)
 # tokens that close an answer: what may follow a complete span
@@ -103,12 +102,12 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
         raw = source[s.char_start:s.char_end]
         offset = s.char_start + max(0, raw.find(s.text))
         words = [(m.start(), m.end()) for m in _WORD.finditer(s.text)]
-        for i, (a0, _) in enumerate(words):
-            ca, _ = _core(s.text[a0:words[i][1]])
-            first = s.text[a0 + ca:words[i][1]]
+        for i, (a0, a1) in enumerate(words):
+            ca, _ = _core(s.text[a0:a1])
+            first = s.text[a0 + ca:a1]
             if not _plain_words(first) or _plain_words(first) <= stop:
                 continue
-            last = min(len(words), i + ROW_WORDS)
+            last = min(len(words), i + MAX_SPAN_WORDS)  # a row holds every span starting at word i
             row_start = a0 + ca
             ends = []
             for j in range(i, last):
