@@ -92,9 +92,10 @@ def listen(ui: Ui, page: Page) -> None:
 
     def panel(session) -> str:
         """The right-hand panel: the latest answer's chunks, or, before one, what memory holds now."""
-        if session.last_answer and documents(session):
+        names = documents(session)
+        if session.last_answer and names:
             return views.retrieved(session.last_answer, untrained)
-        return views.memory_status(len(session.bank) if session.bank is not None else 0, documents(session))
+        return views.memory_status(len(session.bank) if names else 0, names)
     outputs = [w.chatbot, w.question, w.retrieved, w.answer_json, page.memory_map.view, page.session]
 
     @user_errors
