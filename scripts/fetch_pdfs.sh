@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the three Debian documentation packages whose PDFs back the
+# Fetch the five Debian documentation packages whose PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -15,6 +15,8 @@ PKGS=(
   "texlive-latex-base-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/hyperref/hyperref-doc.pdf"
   "debmake-doc 1.17-7 usr/share/doc/debmake-doc/debmake-doc.en.pdf"
   "gnuplot-doc 5.4.4+dfsg1-2 usr/share/doc/gnuplot/gnuplot.pdf"
+  "asymptote-doc 2.85+ds-1 usr/share/doc/asymptote/asymptote.pdf"
+  "bash-doc 5.2.15-2 usr/share/doc/bash/bashref.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
