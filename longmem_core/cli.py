@@ -119,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "first N would be few books); default: all")
     add_common(p)
 
-    from . import eval_niah, eval_qa  # RULER-style needles and factual questions: parsers live in their modules
+    from . import eval_niah, eval_paraphrase, eval_qa  # needles, facts asked in other words, factual questions
     for name, module, text in (("eval-niah", eval_niah, "needles in a haystack (RULER tasks): every answer mode + BM25"),
+                               ("eval-paraphrase", eval_paraphrase, "facts asked in other words (NoLiMa-style): "
+                                "what the answer mode's search, the memory's alone and BM25 alone find"),
                                ("eval-qa", eval_qa, "factual questions about a document: every answer mode + BM25")):
         p = sub.add_parser(name, help=text)
         module.add_arguments(p)
@@ -482,16 +484,18 @@ def cmd_bench(args) -> dict:
 
 
 def cmd_eval_suite(args) -> dict:
-    from . import eval_niah, eval_qa
+    from . import eval_niah, eval_paraphrase, eval_qa
     try:
-        return {"eval-niah": eval_niah, "eval-qa": eval_qa}[args.command].run(args, lambda: _load_model(args))
+        return {"eval-niah": eval_niah, "eval-paraphrase": eval_paraphrase,
+                "eval-qa": eval_qa}[args.command].run(args, lambda: _load_model(args))
     except (ValueError, OSError) as exc:
         raise CliError(str(exc).splitlines()[0]) from exc
 
 
 CORE_COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "eval-ppl": cmd_eval_ppl,
                  "eval-passkey": cmd_eval_passkey, "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak,
-                 "eval-niah": cmd_eval_suite, "eval-qa": cmd_eval_suite, "bench": cmd_bench}
+                 "eval-niah": cmd_eval_suite, "eval-paraphrase": cmd_eval_suite, "eval-qa": cmd_eval_suite,
+                 "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
