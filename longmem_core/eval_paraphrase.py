@@ -7,11 +7,12 @@ of a book of ``--length`` tokens (the stretch and the depth drawn from the pair'
 document does not depend on the other pairs asked); the document is memorized into a fresh bank and the question
 asked. Per pair, all in the same bank:
 
-- ``found``: a chunk holding the fact is among the ``--top`` chunks of the answer mode's search (the default mode's
-  is ``search.hybrid_chunks``: the model's search fused with BM25);
-- ``found_memory``: among the ``--top`` chunks of the model's own memory search alone (``search.rank_chunks``);
-- ``found_bm25``: among the ``--top`` chunks of the hybrid's BM25 side alone (``search.lexical_scores``: BM25 over
-  the words around each chunk), chunks sharing no word with the question left out;
+- ``found``: the answer mode's search (the default mode's is ``search.hybrid_chunks``: the model's search fused
+  with BM25) finds the fact: one of its ``--top`` chunks lies so near the fact that the passage read back around
+  it (``read_back.expand``, ``read_back.PASSAGE_CHARS``) holds the whole fact;
+- ``found_memory``: the same for the model's own memory search alone (``search.rank_chunks``);
+- ``found_bm25``: the same for the hybrid's BM25 side alone (``search.lexical_scores``: BM25 over the words around
+  each chunk), chunks sharing no word with the question left out;
 - ``read_back``: the whole fact is in the text the answer mode read into its prompt (``Answer.context``);
 - ``answered``: the mode's answer names one of the pair's answers (case-insensitive, as whole words);
 - ``shared_words``: the content words the question shares with the fact (stop words dropped);
@@ -20,7 +21,8 @@ asked. Per pair, all in the same bank:
 
 Rows: every pair of a file, then each kind of paraphrase of that file. ``answer_elsewhere`` marks pairs whose answer
 also occurs in the book's stretch (then an answer can be right without the fact). A chunk "holds" the fact when its
-character span shares a character with the fact's span (as ``eval-niah`` counts needles).
+character span shares a character with the fact's span (as ``eval-niah`` counts needles); a search "finds" it
+through any chunk whose read-back passage holds it, as BM25 scores a chunk by the words of its neighbours too.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from typing import Callable
 import torch
 
 from . import answer as answers
-from . import search
+from . import read_back, search
 from .needles import Haystack, insert_needles, spans_overlap
 from .options import model_flags
 
@@ -132,10 +134,15 @@ def fact_positions(bank, fact: Fact) -> list[int]:
     return out
 
 
-def holds_fact(chunks, fact: Fact) -> bool:
-    """Does one of the listed chunks (``Retrieved``) overlap the fact?"""
-    return any(r.info.source == SOURCE and spans_overlap(r.info.char_start, r.info.char_end, fact.char_start,
-                                                         fact.char_end) for r in chunks)
+def finds_fact(chunks, document: str, bounds: list[int], fact: Fact) -> bool:
+    """Does the passage read back around one of the listed chunks (``Retrieved``) hold the whole fact? ``bounds``:
+    the document's sentence starts (``read_back.sentence_bounds``)."""
+    for r in chunks:
+        if r.info.source == SOURCE:
+            lo, hi = read_back.expand(document, r.info.char_start, r.info.char_end, read_back.PASSAGE_CHARS, bounds)
+            if lo <= fact.char_start and fact.char_end <= hi:
+                return True
+    return False
 
 
 def rank_of(scores: torch.Tensor, positions: list[int]) -> int:
@@ -162,15 +169,17 @@ def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, t
     model.memorize(document, bank, source=SOURCE)
     q = pair["question"]
     positions = fact_positions(bank, fact)
+    bounds = read_back.sentence_bounds(document)
     memory, lexical = search.chunk_scores(model, bank, q), search.lexical_scores(bank, q)
     bm25 = [r for r in search.listed(bank, lexical, top) if r.score > 0]
     ans = answers.answer(model, bank, q, mode=mode, max_new_tokens=max_new_tokens, top=top)
     mode_search = search.hybrid_chunks if answers.MODE_SPECS[mode].read_back == "hybrid" else search.rank_chunks
     rest = document[:fact.char_start] + document[fact.char_end:]
     record = {"id": pair["id"], "kind": pair["kind"], "split": pair["split"], "question": q, "answers": pair["answers"],
-              "depth": round(fact.depth, 4), "found": holds_fact(mode_search(model, bank, q, top), fact),
-              "found_memory": holds_fact(search.rank_chunks(model, bank, q, top), fact),
-              "found_bm25": holds_fact(bm25, fact),
+              "depth": round(fact.depth, 4),
+              "found": finds_fact(mode_search(model, bank, q, top), document, bounds, fact),
+              "found_memory": finds_fact(search.rank_chunks(model, bank, q, top), document, bounds, fact),
+              "found_bm25": finds_fact(bm25, document, bounds, fact),
               "read_back": " ".join(fact.text.split()) in " ".join(ans.context.split()),
               "answered": mentions(ans.text, pair["answers"]), "output": ans.text,
               "rank_memory": rank_of(memory, positions) if positions else None,

@@ -110,6 +110,23 @@ def test_plant_puts_the_fact_once_at_its_span(make_model):
     assert again == doc and other != doc  # drawn from the pair's id and the seed only
 
 
+def test_a_search_finds_the_fact_through_a_chunk_whose_passage_holds_it():
+    from longmem_core.memory_bank import ChunkInfo
+    from longmem_core.model import Retrieved
+    from longmem_core.read_back import sentence_bounds
+    filler = "It rained all day. " * 100
+    doc = filler + "The cobbler hid his savings inside a hollow bedpost. " + filler
+    fact = ep.Fact("The cobbler hid his savings inside a hollow bedpost.", 0.5, len(filler), len(filler) + 52)
+    bounds = sentence_bounds(doc)
+
+    def chunk(start, source=ep.SOURCE):
+        return Retrieved(ChunkInfo(0, source, 0, 1, start, start + 12, doc[start:start + 12]), 1.0)
+    assert ep.finds_fact([chunk(fact.char_start + 20)], doc, bounds, fact)  # a chunk inside the fact
+    assert ep.finds_fact([chunk(fact.char_start - 40)], doc, bounds, fact)  # a neighbour: its passage holds it
+    assert not ep.finds_fact([chunk(0), chunk(len(doc) - 12)], doc, bounds, fact)  # far away
+    assert not ep.finds_fact([chunk(fact.char_start + 20, "elsewhere")], doc, bounds, fact)
+
+
 def test_rank_of_counts_chunks_above_the_best_fact_chunk():
     import torch
     scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 0.5])
