@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from . import layout
 from .kv_cache import ModelCaches
 from .model import LongMemModel
 from .prompts import stop_token_ids
@@ -47,10 +48,12 @@ class Span:
     """An answer copied from a read-back sentence."""
 
     sentence: Sentence
-    text: str  # exactly as in the source
+    text: str  # as in the source, each run of spaces and line breaks one space
     char_start: int  # span in the source text, [start, end)
     char_end: int
     score: float  # log P(span, then an end)
+    likely: float = 0.0  # log P(span) alone
+    closes: float = 0.0  # log P(an end right after it)
 
 
 _OPENERS = "\"'\u201c\u2018([{<"
@@ -93,36 +96,64 @@ def closers(model: LongMemModel) -> list[int]:
     return sorted(out)
 
 
+def _balanced_end(word: str, end: int, span: str) -> int:
+    """``end`` (in ``word``) moved past the closing brackets or quotes ``span`` opened and the word closes right
+    after it ("3.0 (quilt" -> "3.0 (quilt)")."""
+    for opener, closer in (("(", ")"), ("[", "]"), ("\u201c", "\u201d")):
+        while end < len(word) and word[end] == closer and span.count(opener) > span.count(closer):
+            span, end = span + closer, end + 1
+    if end < len(word) and word[end] == '"' and span.count('"') % 2:
+        end += 1
+    return end
+
+
+def _on_heading(source: str, i: int) -> bool:
+    """Is position ``i`` of ``source`` on a numbered section heading's line ("3.5 devscripts")?"""
+    lo = source.rfind("\n", 0, i) + 1
+    hi = source.find("\n", i)
+    return layout.is_heading(source[lo:hi if hi >= 0 else len(source)])
+
+
 def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source_of: Callable[[Sentence], str]):
     """Per candidate start word: (sentence, the row's text, [(end char in the row, span start, span end in the
-    source)] for every span starting there that may answer)."""
+    source)] for every span starting there that may answer). The row's text is the sentence's words joined by
+    single spaces, as the prompt shows them (a line break inside an answer, "radar\ncharts", is a space there)."""
     asked = _plain_words(question) | stop
     for s in sentences:
         source = source_of(s)
         raw = source[s.char_start:s.char_end]
         offset = s.char_start + max(0, raw.find(s.text))
         words = [(m.start(), m.end()) for m in _WORD.finditer(s.text)]
+        flat_at, at = [], 0  # where each word starts in the words joined by single spaces
+        for a0, a1 in words:
+            flat_at.append(at)
+            at += a1 - a0 + 1
+        flat = " ".join(s.text[a0:a1] for a0, a1 in words)
         for i, (a0, a1) in enumerate(words):
             ca, _ = _core(s.text[a0:a1])
             first = s.text[a0 + ca:a1]
             if not _plain_words(first) or _plain_words(first) <= stop:
                 continue
+            if _on_heading(source, offset + a0):
+                continue  # a heading names a section; it does not answer
             last = min(len(words), i + MAX_SPAN_WORDS)  # a row holds every span starting at word i
-            row_start = a0 + ca
+            row_start = flat_at[i] + ca
             ends = []
             for j in range(i, last):
                 b0, b1 = words[j]
-                _, cb = _core(s.text[b0:b1])
-                end = b0 + cb
-                span = s.text[row_start:end]
-                tail = s.text[b0:end]
+                word = s.text[b0:b1]
+                _, cb = _core(word)
+                cb = _balanced_end(word, cb, flat[row_start:flat_at[j] + cb])
+                end = flat_at[j] + cb
+                span = flat[row_start:end]
+                tail = word[:cb]
                 if not _plain_words(span) - asked or (_plain_words(tail) and _plain_words(tail) <= stop):
                     continue
-                if _NUMBERING.match(span) and _opens_line(source, offset + row_start):
+                if _NUMBERING.match(span) and _opens_line(source, offset + a0 + ca):
                     continue  # a heading's number, not an answer
-                ends.append((end - row_start, offset + row_start, offset + end))
+                ends.append((end - row_start, offset + a0 + ca, offset + b0 + cb))
             if ends:
-                yield s, s.text[row_start:words[last - 1][1]], ends
+                yield s, flat[row_start:flat_at[last - 1] + words[last - 1][1] - words[last - 1][0]], ends
 
 
 @torch.no_grad()
@@ -165,8 +196,9 @@ def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sent
             logp = torch.log_softmax(model.backbone.logits(hidden[r:r + 1, :len(ids) + 1])[0].float(), -1)  # [n+1, V]
             taken = logp[torch.arange(len(ids)), torch.tensor(ids)].cumsum(0)  # [n] log P(its first k tokens)
             ended = torch.logsumexp(logp[1:len(ids) + 1][:, close], dim=-1)  # [n] log P(a close after k tokens)
-            out += [Span(s, (t := source_of(s)[a:b]), a, b,
-                         float(taken[n - 1] + ended[n - 1]) + WORD_BONUS * len(t.split())) for n, a, b in cuts]
+            out += [Span(s, (t := " ".join(source_of(s)[a:b].split())), a, b,
+                         float(taken[n - 1] + ended[n - 1]) + WORD_BONUS * len(t.split()),
+                         float(taken[n - 1]), float(ended[n - 1])) for n, a, b in cuts]
     return out
 
 

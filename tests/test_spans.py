@@ -38,7 +38,29 @@ def test_a_headings_number_is_no_answer():
     s = Sentence(0, 0, len(text), text, 1.0)
     found = {text[a:b] for _, _, ends in spans._rows([s], "Which command signs a package?", STOP, lambda _: text)
              for _, a, b in ends}
-    assert "3.5" not in found and "debsign" in found
+    assert "debsign" in found
+    assert not any(f.startswith(("3.5", "devscripts")) for f in found)  # nothing on the heading's line
+
+
+def _found(text: str, question: str) -> dict[str, str]:
+    """Candidate spans of ``text`` (one sentence) as the LM reads them (row text) -> as copied from the source."""
+    s = Sentence(0, 0, len(text), text, 1.0)
+    out = {}
+    for _, row, ends in spans._rows([s], question, STOP, lambda _: text):
+        for end, a, b in ends:
+            out[row[:end]] = text[a:b]
+    return out
+
+
+def test_an_answer_across_a_line_break_is_read_as_one_line():
+    found = _found("It makes spider plots (also known as radar\ncharts).", "What are spider plots also known as?")
+    assert found["radar charts"] == "radar\ncharts"  # the LM reads a space; the source keeps its line break
+
+
+def test_a_span_closes_the_bracket_it_opens():
+    found = _found("Use the \u201c3.0 (quilt)\u201d format, unless told otherwise.", "Which format?")
+    assert "3.0 (quilt)" in found and "3.0 (quilt" not in found
+    assert "3.0" in found  # a span that opens no bracket stays as it was
 
 
 def test_a_number_that_opens_a_sentence_mid_line_can_answer():
