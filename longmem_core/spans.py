@@ -41,6 +41,9 @@ CLOSERS = (".", ",", ";", "!", "?", "\n", ".\n", ")")
 _WORD = re.compile(r"\S+")
 _PLAIN = re.compile(r"[^\W_]+")
 _NUMBERING = re.compile(r"^(?:\d+\.)+\d*$")  # "3.5", "7.26", "4.": a section's number where it opens a line
+# a pointer to another part of the document ("Section 4.3.1", "Chapter 7", "page 44"): where to read, not what it says
+_CROSS_REFERENCE = re.compile(r"^(?:see\s+)?(?:section|chapter|page|pages|figure|table|appendix|p\.|pp\.)\s*"
+                              r"(?:[\dA-Z]+(?:\.\d+)*\.?)(?:\s*[-\u2013]\s*\d+)?$", re.I)
 
 
 @dataclass
@@ -151,6 +154,8 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
                     continue
                 if _NUMBERING.match(span) and _opens_line(source, offset + a0 + ca):
                     continue  # a heading's number, not an answer
+                if _CROSS_REFERENCE.match(span):
+                    continue
                 ends.append((end - row_start, offset + a0 + ca, offset + b0 + cb))
             if ends:
                 yield s, flat[row_start:flat_at[last - 1] + words[last - 1][1] - words[last - 1][0]], ends

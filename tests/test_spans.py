@@ -69,3 +69,11 @@ def test_a_number_that_opens_a_sentence_mid_line_can_answer():
     found = {text[a:b] for _, _, ends in spans._rows([s], "What is the pass key?", STOP, lambda _: text)
              for _, a, b in ends}
     assert "12345" in found and "2.5" in found  # not headings: they do not open a line
+
+
+def test_a_cross_reference_is_no_answer():
+    found = _found("The status is that of the last command, unless the pipefail option is enabled (see Section 4.3.1 "
+                   "[The Set Builtin], page 71).", "Which option makes a pipeline report a failing command?")
+    assert "pipefail" in found
+    assert not {"Section 4.3.1", "page 71", "see Section 4.3.1"} & set(found)
+    assert "4.3.1" in found  # a bare number may still answer ("which version")
