@@ -41,9 +41,12 @@ CLOSERS = (".", ",", ";", "!", "?", "\n", ".\n", ")")
 _WORD = re.compile(r"\S+")
 _PLAIN = re.compile(r"[^\W_]+")
 _NUMBERING = re.compile(r"^(?:\d+\.)+\d*$")  # "3.5", "7.26", "4.": a section's number where it opens a line
-# a pointer to another part of the document ("Section 4.3.1", "Chapter 7", "page 44"): where to read, not what it says
-_CROSS_REFERENCE = re.compile(r"^(?:see\s+)?(?:section|chapter|page|pages|figure|table|appendix|p\.|pp\.)\s*"
-                              r"(?:[\dA-Z]+(?:\.\d+)*\.?)(?:\s*[-\u2013]\s*\d+)?$", re.I)
+# a pointer to another part of the document, with its title and page where given ("Section 4.3.1 [The Set Builtin],
+# page 67", "Chapter 7", "page 44"): where to read, not what it says. No part of one is an answer.
+_CROSS_REFERENCE = re.compile(r"\b(?i:see\s+)?(?i:section|chapter|figure|table|appendix)\s+"
+                              r"(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)*)\b"
+                              r"(?:\s*\[[^\]]{0,80}\])?(?:,?\s*(?i:on\s+)?(?i:page)\s+\d+)?"
+                              r"|\b(?i:see\s+)?(?i:page|pages|p\.|pp\.)\s*\d+(?:\s*[-\u2013]\s*\d+)?")
 
 
 @dataclass
@@ -132,6 +135,7 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
             flat_at.append(at)
             at += a1 - a0 + 1
         flat = " ".join(s.text[a0:a1] for a0, a1 in words)
+        pointers = [(m.start(), m.end()) for m in _CROSS_REFERENCE.finditer(flat)]  # [start, end) in ``flat``
         for i, (a0, a1) in enumerate(words):
             ca, _ = _core(s.text[a0:a1])
             first = s.text[a0 + ca:a1]
@@ -154,8 +158,8 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
                     continue
                 if _NUMBERING.match(span) and _opens_line(source, offset + a0 + ca):
                     continue  # a heading's number, not an answer
-                if _CROSS_REFERENCE.match(span):
-                    continue
+                if any(x < end and row_start < y for x, y in pointers):
+                    continue  # a cross-reference, or part of one
                 ends.append((end - row_start, offset + a0 + ca, offset + b0 + cb))
             if ends:
                 yield s, flat[row_start:flat_at[last - 1] + words[last - 1][1] - words[last - 1][0]], ends
