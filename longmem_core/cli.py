@@ -287,8 +287,9 @@ def _ask_in_mode(args) -> dict:
         print(f"\n\n  \u201c{cited.text}\u201d\n  \u2014 {cited.citation()}", end="")
     chunks = model.retrieved_for(gen, bank, top=args.top) if args.mode == "fusion" else prepared.chunks[:args.top]
     if not args.json:
-        print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'} "
-              f"(memory share of the memory layer's output: {gen.memory_share:.2f}):")
+        share = (f" (memory share of the memory layer's output: {gen.memory_share:.2f})"
+                 if answer.MODE_SPECS[args.mode].fusion else "")  # no memory layer runs in the other modes
+        print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'}{share}:")
         _print_retrieved(chunks)
     return {"answer": text, "quote": cited.to_dict() if cited else None,
             "mode": args.mode, "retrieved": [r.to_dict() for r in chunks], "context": prepared.context,

@@ -62,6 +62,13 @@ def test_ask_json(bank):
         assert out["answer"] == "I did not find this in what I read."
 
 
+def test_ask_names_the_memory_share_only_where_the_memory_layer_runs(bank):
+    path, _, _ = bank
+    ask = ("ask", "--bank", str(path), "Who is the Time Traveller?", "--max-new-tokens", "2", "--backbone", "tiny-llama")
+    assert "memory share" not in run(*ask).stdout  # the quote mode reads back; no memory layer runs
+    assert "memory share of the memory layer's output" in run(*ask, "--mode", "fusion").stdout
+
+
 def test_plain_output_lists_chunks(bank):
     path, _, _ = bank
     proc = run("retrieve", "--bank", str(path), "machine", "--backbone", "tiny-llama")
