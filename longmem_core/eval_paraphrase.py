@@ -41,6 +41,7 @@ import torch
 from . import answer as answers
 from . import read_back, search
 from .needles import Haystack, insert_needles, spans_overlap
+from .eval_qa import has_answers, read_records
 from .options import model_flags
 
 SOURCE = "haystack"  # the source name every document is memorized under
@@ -81,23 +82,10 @@ class Fact:
 
 def read_pairs(path: str | Path) -> list[dict]:
     """The pairs of a JSON-lines file; a malformed line raises ValueError naming its line number."""
-    out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-        ok = (isinstance(row, dict) and all(isinstance(row.get(k), str) and row[k].strip() for k in FIELDS[:5])
-              and row["split"] in SPLITS[:2] and isinstance(row.get("answers"), list) and row["answers"]
-              and all(isinstance(a, str) and a.strip() for a in row["answers"]))
-        if not ok:
-            raise ValueError(f'{path}:{n}: needs {{"id", "kind", "split": "tuning" or "report", "fact", "question", '
-                             f'"answers": ["...", ...]}}')
-        out.append(row)
-    if not out:
-        raise ValueError(f"{path}: no pairs")
+    out = read_records(path, lambda row: all(isinstance(row.get(k), str) and row[k].strip() for k in FIELDS[:5])
+                       and row["split"] in SPLITS[:2] and has_answers(row),
+                       '{"id", "kind", "split": "tuning" or "report", "fact", "question", "answers": ["...", ...]}',
+                       "pairs")
     ids = [r["id"] for r in out]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: pair ids repeat")
