@@ -41,7 +41,7 @@ import torch
 from . import answer as answers
 from . import read_back, search
 from .needles import Haystack, insert_needles, spans_overlap
-from .eval_qa import has_answers, read_records
+from .eval_qa import has_answers, normalize, read_records
 from .options import model_flags
 
 SOURCE = "haystack"  # the source name every document is memorized under
@@ -101,8 +101,8 @@ def pairs_path(name: str) -> Path:
 def mentions(text: str, wanted: list[str]) -> bool:
     """Does ``text`` name one of ``wanted`` as whole words (case-insensitive, runs of whitespace one space)? A name
     such as "Aske" is not found in "asked"."""
-    low = " ".join(text.split()).lower()
-    return any(re.search(r"(?<!\w)" + re.escape(" ".join(w.split()).lower()) + r"(?!\w)", low) for w in wanted)
+    low = normalize(text)
+    return any(re.search(r"(?<!\w)" + re.escape(normalize(w)) + r"(?!\w)", low) for w in wanted)
 
 
 def content_words(text: str) -> set[str]:

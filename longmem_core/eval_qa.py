@@ -34,6 +34,7 @@ from . import answer as answers
 from .bm25 import BM25, passage_span, passage_units
 from .conversation import Conversation
 from .memory_bank import page_of
+from .reading_plan import first_part
 from .eval_niah import BM25_MODE, parse_modes
 
 SOURCE = "document"  # the source name of a document given as a string (the command uses the file's name, as the app)
@@ -220,9 +221,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
         raise ValueError("--top and --max-chars must be positive, --context-chars not negative")
     questions = read_questions(args.questions)[:args.limit]
     doc = read_document(args.text)
-    document = doc.text[:args.max_chars]
-    pages = [p for p in doc.pages if p < len(document)] if doc.pages else None
-    labels = doc.page_labels[:len(pages)] if pages and doc.page_labels else None
+    part = first_part(doc, args.max_chars or len(doc.text))  # the pages that start within what is read
+    document, pages, labels = part.text, part.pages, part.page_labels
     model = load_model()
     t0 = time.perf_counter()
     bar = tqdm(total=len(questions), desc="eval-qa", unit="question", file=sys.stderr)

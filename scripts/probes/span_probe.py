@@ -20,6 +20,8 @@ import sys
 
 from longmem_core import answer, search, spans
 from longmem_core.data import read_document
+from longmem_core.eval_qa import contains_any as right  # eval-qa's test of an answer
+from longmem_core.reading_plan import first_part
 
 TUNING = {  # name -> (document, questions, characters read)
     "hyperref": ("/tmp/pdfs/x/usr/share/doc/texlive-doc/latex/hyperref/hyperref-doc.pdf",
@@ -33,12 +35,9 @@ def collect(name: str, out: str) -> None:
     model = load_model()
     stop = frozenset(search.stop_words())
     path, questions, chars = TUNING[name]
-    doc = read_document(path)
-    text = doc.text[:chars]
-    pages = [p for p in doc.pages if p < len(text)] if doc.pages else None
+    doc = first_part(read_document(path), chars)
     bank = model.new_bank()
-    model.memorize(text, bank, source=doc.name, pages=pages,
-                   page_labels=doc.page_labels[:len(pages)] if pages else None)
+    model.memorize(doc.text, bank, source=doc.name, pages=doc.pages, page_labels=doc.page_labels)
     tok = model.tokenizer
     records = []
     for line in open(questions, encoding="utf-8"):
@@ -57,8 +56,6 @@ def collect(name: str, out: str) -> None:
 
 
 def count(files: list[str]) -> None:
-    def right(text: str, wanted: list[str]) -> bool:
-        return any(" ".join(w.lower().split()) in " ".join(text.lower().split()) for w in wanted)
     for f in files:
         records = json.load(open(f))
         for share in (0.0, 0.8, 1.0):

@@ -12,6 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from longmem_core import search  # noqa: E402
+from longmem_core.eval_qa import contains_any as right  # noqa: E402 - eval-qa's test of an answer
 
 STOP = frozenset(search.stop_words())
 _PLAIN = re.compile(r"[^\W_]+")
@@ -20,10 +21,6 @@ _WORD = re.compile(r"\S+")
 
 def plain(text: str) -> list[str]:
     return _PLAIN.findall(text.lower())
-
-
-def right(text: str, wanted: list[str]) -> bool:
-    return any(" ".join(w.lower().split()) in " ".join(text.lower().split()) for w in wanted)
 
 
 def features(q: str, sent: dict, rank: int, best_score: float, sp: dict) -> list[float]:
@@ -46,7 +43,8 @@ def features(q: str, sent: dict, rank: int, best_score: float, sp: dict) -> list
     cap = span[:1].isupper()
     code = bool(re.search(r"[-_./$=\\(){}<>@%^~:]", span.strip(".,;:")))
     return [
-        sp["likely"] + sp["closes"] - (sp["generic"] if sp.get("generic") is not None else 0.0),  # PMI with the question
+        # PMI with the question: the score less the same after a question that asks nothing
+        sp["likely"] + sp["closes"] - (sp["generic"] if sp.get("generic") is not None else 0.0),
         sp["likely"],
         sp["closes"],
         len(span.split()),

@@ -27,6 +27,7 @@ import time
 
 from longmem_core import answer, read_back, search, spans
 from longmem_core.data import read_document
+from longmem_core.reading_plan import first_part
 
 PDFS = "/tmp/pdfs/x/usr/share/doc"
 TUNING = {  # name -> (document, questions, characters read)
@@ -47,13 +48,10 @@ def collect(name: str, out: str) -> None:
     model = load_model()
     stop = frozenset(search.stop_words())
     path, questions, chars = TUNING[name]
-    doc = read_document(path)
-    text = doc.text[:chars]
-    pages = [p for p in doc.pages if p < len(text)] if doc.pages else None
+    doc = first_part(read_document(path), chars)
     bank = model.new_bank()
     t0 = time.time()
-    model.memorize(text, bank, source=doc.name, pages=pages,
-                   page_labels=doc.page_labels[:len(pages)] if pages else None)
+    model.memorize(doc.text, bank, source=doc.name, pages=doc.pages, page_labels=doc.page_labels)
     print(name, "memorized in", round(time.time() - t0), "s", flush=True)
     tok = model.tokenizer
     records = []
