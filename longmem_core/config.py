@@ -197,6 +197,10 @@ class RetrievalTrainConfig(LoopConfig):
     eval_excerpt_segments: int = option(20, "segments of each held-out book (~20k tokens, as the pass-key test)")
     eval_facts_per_book: int = option(12, "fact segments per held-out book")
     distractor_books: int = option(1, "other books' excerpts added to each example's bank")
+    pairs: str = option("", "JSON-lines file of hand-written facts asked in other words, planted in the training "
+                            "books (data/train/paraphrase_train.jsonl); empty: none")
+    eval_pairs: str = option("", "JSON-lines file of pairs whose 'tuning' half is planted in the held-out books for "
+                                 "validation (data/needles/paraphrase.jsonl); empty: none")
 
 
 @dataclass

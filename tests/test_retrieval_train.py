@@ -151,3 +151,43 @@ def test_main_end_to_end(tmp_path, capsys):
     assert model.cfg.memory_query_rank > 0
     report = json.loads((out / "report.json").read_text())
     assert "hit@10" in report["retrieve_after"]
+
+
+PAIRS = [{"id": "synonym-t1", "kind": "synonym", "fact": "The cooper Aldous Pennick mended casks every spring.",
+          "question": "Which barrel-maker repaired tubs each year?", "answers": ["Aldous Pennick"]},
+         {"id": "category-t1", "kind": "category", "fact": "Orla Brennagh kept a terrier in her shop.",
+          "question": "Who owned a dog?", "answers": ["Orla Brennagh"], "split": "tuning"},
+         {"id": "category-t2", "kind": "category", "fact": "Ilse Marquardt played the cello at dawn.",
+          "question": "Who had a stringed instrument?", "answers": ["Ilse Marquardt"], "split": "report"}]
+
+
+def test_pairs_asked_in_other_words_are_planted_with_the_whole_sentence_as_target(make_model, tmp_path):
+    model = make_model("tiny", memory_query_rank=8, segment_length=160)  # a byte-level tokenizer: room for the fact
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 3, encoding="utf-8")
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(p) for p in PAIRS), encoding="utf-8")
+    assert [p["id"] for p in search_examples.read_pair_file(path, split="tuning")] == ["category-t1"]
+    pairs = search_examples.read_pair_file(path)
+    store, groups = search_examples.build_store(model, [str(book)], excerpt_segments=2, facts_per_book=1, seed=0,
+                                                pairs=pairs, log=lambda m: None)
+    planted = [f for f in groups[0]["facts"] if f["kind"] == "paraphrase"]
+    assert len(planted) == 3 and sum(f["kind"] == "fact" for f in groups[0]["facts"]) == 1
+    for f, pair in zip(planted, pairs):
+        ids = store[f["segment"]].ids.tolist()
+        target = model.tokenizer.decode([ids[p] for p in f["value_pos"]])
+        assert " ".join(target.split()) == pair["fact"]  # every token of the sentence is a target
+        assert model.tokenizer.decode(store[f["question"]].ids.tolist()).endswith(pair["question"])
+    examples = search_examples.make_examples(store, groups, model.cfg.chunk_size)
+    kinds = {e.kind for e in examples}
+    assert {"paraphrase", "fact"} <= kinds
+    objective = rt.Retrieval(model, store, examples, RetrievalTrainConfig(data=[str(book)], out=str(tmp_path / "r")))
+    assert sum(e.kind == "paraphrase" for e in objective.facts) == 3  # trained as facts are
+    assert rt.evaluate_ranks(model, examples, store, model.cfg.chunk_size)["paraphrase"]["pairs"] > 0
+
+
+def test_a_pair_file_without_facts_is_refused(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"question": "Who?"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="pairs.jsonl:1: needs"):
+        search_examples.read_pair_file(path)

@@ -36,21 +36,24 @@ def train(cfg: TrainConfig, model=None, log=print) -> Path:
 def train_retrieval(model, cfg: RetrievalTrainConfig, log=_stderr) -> dict:
     """Retrieval training from books: cached features, examples, the loop, held-out ranks before and after."""
     from .objectives.retrieval import Retrieval, evaluate_ranks, retrieve_eval
-    from .search_examples import cached_store, make_examples
+    from .search_examples import cached_store, make_examples, read_pair_file
     from .features import BankCache
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     c = model.cfg.chunk_size
+    pairs = read_pair_file(cfg.pairs) if cfg.pairs else None
+    eval_pairs = read_pair_file(cfg.eval_pairs, split="tuning") if cfg.eval_pairs else None
     store, groups = cached_store(model, cfg.data, out / "train_features.pt", cfg.excerpt_segments,
-                                 cfg.facts_per_book, False, cfg.seed, log)
+                                 cfg.facts_per_book, False, cfg.seed, log, pairs=pairs)
     examples = make_examples(store, groups, c, seed=cfg.seed, distractor_books=cfg.distractor_books)
-    log(f"{len(examples)} training examples ({sum(e.kind == 'fact' for e in examples)} facts), "
+    log(f"{len(examples)} training examples ({sum(e.kind == 'fact' for e in examples)} facts, "
+        f"{sum(e.kind == 'paraphrase' for e in examples)} asked in other words), "
         f"{sum(len(e.targets) for e in examples)} query tokens with targets")
     report: dict = {"train_config": asdict(cfg)}
     validation = None
     if cfg.eval:
         ev_store, ev_groups = cached_store(model, cfg.eval, out / "eval_features.pt", cfg.eval_excerpt_segments,
-                                           cfg.eval_facts_per_book, True, cfg.seed + 1, log)
+                                           cfg.eval_facts_per_book, True, cfg.seed + 1, log, pairs=eval_pairs)
         ev_examples = make_examples(ev_store, ev_groups, c, seed=cfg.seed + 1, distractor_books=0, induction_per_book=4)
         ev_cache = BankCache(ev_store, c)
         validation = lambda: evaluate_ranks(model, ev_examples, ev_store, c, ev_cache)  # noqa: E731

@@ -5,6 +5,10 @@
   "... the door code is" finds the chunk with the code after "the door code is" in memory.
 * **Facts in long text.** A short fact (``facts.py``) is inserted at a random depth into book text; the last token
   of a question about it should retrieve the chunks holding the answer.
+* **Facts asked in other words.** A hand-written sentence (``data/train/paraphrase_train.jsonl``) is inserted the same
+  way and asked in other words ("Which chemist parted with his store?" for "The apothecary ... sold his shop"); the
+  question's last token should retrieve any chunk of the sentence (its meaning gathers towards its end, where the
+  causal keys have read it all, while the answer, often a name, may open it). Kind ``paraphrase``.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..evaluate import segment_tokens
-from ..facts import PLACEMENTS, chat_question_ids, distractor, insert_fact, make_fact
+from ..facts import PLACEMENTS, Fact, chat_question_ids, distractor, insert_fact, make_fact
 from .corpus import book_ids
 from .features import Segment, load_store, save_store, search_features
 
@@ -58,6 +62,21 @@ def induction_targets(store: list[Segment], bank: list[int], query: int, chunk_s
 
 
 DISTRACTOR_SHARE = 0.3  # training fact segments that also hold another key's fact (evaluation: none)
+FACT_KINDS = ("fact", "paraphrase")  # example kinds whose last query token has a planted fact to find
+
+
+def pair_fact(pair: dict) -> Fact:
+    """A hand-written pair (``fact``, ``question``) as a planted fact whose target is the whole sentence."""
+    text = " " + " ".join(pair["fact"].split())
+    return Fact(text, pair["question"], text.strip())
+
+
+def read_pair_file(path: str | Path, split: str | None = None) -> list[dict]:
+    """The pairs of a JSON-lines file (``eval_qa.read_records``), only those of ``split`` when given."""
+    from ..eval_qa import read_records
+    pairs = read_records(path, lambda r: all(isinstance(r.get(k), str) and r[k].strip() for k in ("fact", "question")),
+                         "string fields 'fact' and 'question'", "pairs")
+    return [p for p in pairs if split is None or p.get("split") == split]
 
 
 def value_chunks(offset: int, value_pos: list[int], chunk_size: int) -> list[int]:
@@ -65,17 +84,21 @@ def value_chunks(offset: int, value_pos: list[int], chunk_size: int) -> list[int
 
 
 def build_store(model, books: list[str], *, excerpt_segments: int, facts_per_book: int,
-                evaluation: bool = False, seed: int = 0, log=print) -> tuple[list[Segment], list[dict]]:
+                evaluation: bool = False, seed: int = 0, pairs: list[dict] | None = None,
+                log=print) -> tuple[list[Segment], list[dict]]:
     """Read an excerpt of ``excerpt_segments`` segments of every book, plus ``facts_per_book`` segments of the same
-    book (random windows, random lengths) with a fact inserted, plus one question segment per fact.
+    book (random windows, random lengths) with a fact inserted, plus one question segment per fact; then, when
+    ``pairs`` are given, each pair planted the same way in one of the books (dealt in turn), kind ``paraphrase``.
 
     Returns the store and a description of its groups (which segments form each book's excerpt, and for each fact
-    the fact segment, value positions and question segment)."""
+    the fact segment, value positions, question segment and kind)."""
     rng = random.Random(seed)
+    pairs = list(pairs or [])
+    dealt = {i: pairs[i::len(books)] for i in range(len(books))}
     seg = segment_tokens(model)
     store: list[Segment] = []
     groups = []
-    for path in books:
+    for book_index, path in enumerate(books):
         t0 = time.perf_counter()
         ids = book_ids(model.tokenizer, path)
         name = Path(path).name
@@ -86,14 +109,19 @@ def build_store(model, books: list[str], *, excerpt_segments: int, facts_per_boo
         first = len(store)
         store += search_features(model, pieces, name)
         group = {"book": name, "excerpt": list(range(first, len(store))), "facts": []}
-        for _ in range(facts_per_book):
-            fact = make_fact(rng, evaluation)
-            length = rng.randint(min(96, seg // 2), max(min(96, seg // 2), seg - 40))
+        planted = [(make_fact(rng, evaluation), "fact") for _ in range(facts_per_book)]
+        planted += [(pair_fact(p), "paraphrase") for p in dealt[book_index]]
+        for fact, kind in planted:
+            room = seg - 40 if kind == "fact" else seg - 8 - 2 * len(model.tokenizer(fact.text, add_special_tokens=False)
+                                                                      ["input_ids"])  # a sentence and a distractor fit
+            length = rng.randint(min(96, seg // 2), max(min(96, seg // 2), room))
             s = rng.randrange(0, len(ids) - length)
             base = ids[s:s + length]
             placement = "break" if evaluation else rng.choice(PLACEMENTS)
-            if not evaluation and rng.random() < DISTRACTOR_SHARE:  # another key's fact nearby, no target
-                base, _ = insert_fact(model.tokenizer, base, distractor(rng, fact), rng, rng.choice(PLACEMENTS))
+            if not evaluation and rng.random() < DISTRACTOR_SHARE:  # another fact nearby, no target
+                other = distractor(rng, fact) if kind == "fact" else pair_fact(rng.choice(
+                    [p for p in pairs if p["fact"].strip() != fact.text.strip()] or pairs))
+                base, _ = insert_fact(model.tokenizer, base, other, rng, rng.choice(PLACEMENTS))
             fact_ids, value_pos = insert_fact(model.tokenizer, base, fact, rng, placement)
             fact_ids, value_pos = fact_ids[:seg], [p for p in value_pos if p < seg]
             question = model.tokenizer(fact.question, add_special_tokens=False)["input_ids"]
@@ -101,24 +129,26 @@ def build_store(model, books: list[str], *, excerpt_segments: int, facts_per_boo
                 question = chat_question_ids(model, fact.question)
             store += search_features(model, [fact_ids, question], name)
             group["facts"].append({"segment": len(store) - 2, "question": len(store) - 1, "value_pos": value_pos,
-                                   "fact": asdict(fact)})
+                                   "fact": asdict(fact), "kind": kind})
         groups.append(group)
-        log(f"read {name}: {len(group['excerpt'])} segments + {facts_per_book} facts in {time.perf_counter() - t0:.0f} s")
+        log(f"read {name}: {len(group['excerpt'])} segments + {len(planted)} facts in {time.perf_counter() - t0:.0f} s")
     return store, groups
 
 
 def cached_store(model, books: list[str], path: Path, excerpt_segments: int, facts_per_book: int, evaluation: bool,
-                 seed: int, log=print) -> tuple[list[Segment], list[dict]]:
+                 seed: int, log=print, pairs: list[dict] | None = None) -> tuple[list[Segment], list[dict]]:
     """``build_store``, kept at ``path`` and reused when the same books and settings ask for it again."""
     key = {"books": [str(b) for b in books], "excerpt_segments": excerpt_segments, "facts_per_book": facts_per_book,
            "evaluation": evaluation, "seed": seed, "backbone": model._fingerprint, "memory_layer": model.memory_layer,
            "segment_length": model.segment_length}
+    if pairs:  # keyed by content: an edited pair file is read again
+        key["pairs"] = [[p["fact"], p["question"]] for p in pairs]
     saved = load_store(path, key)
     if saved is not None:
         log(f"using cached features {path}")
         return saved
     store, groups = build_store(model, books, excerpt_segments=excerpt_segments, facts_per_book=facts_per_book,
-                                evaluation=evaluation, seed=seed, log=log)
+                                evaluation=evaluation, seed=seed, pairs=pairs, log=log)
     save_store(path, key, store, groups)
     return store, groups
 
@@ -148,5 +178,5 @@ def make_examples(store: list[Segment], groups: list[dict], chunk_size: int, *, 
             last = len(store[f["question"]].ids) - 1
             if f["value_pos"]:
                 targets[last] = value_chunks(offs[bank.index(f["segment"])], f["value_pos"], chunk_size)
-            examples.append(SearchExample(bank=bank, query=f["question"], targets=targets, kind="fact"))
+            examples.append(SearchExample(bank=bank, query=f["question"], targets=targets, kind=f.get("kind", "fact")))
     return [e for e in examples if e.targets]

@@ -18,7 +18,7 @@ import torch
 
 from ...config import RetrievalTrainConfig
 from ..features import BankCache, Segment
-from ..search_examples import SearchExample
+from ..search_examples import FACT_KINDS, SearchExample
 from . import batch_rng
 
 
@@ -144,8 +144,8 @@ class Retrieval:
         check_supported(model)
         self.model, self.store, self.cfg = model, store, cfg
         self.cache = BankCache(store, model.cfg.chunk_size)
-        self.facts = [e for e in examples if e.kind == "fact"]
-        self.induction = [e for e in examples if e.kind != "fact"]
+        self.facts = [e for e in examples if e.kind in FACT_KINDS]
+        self.induction = [e for e in examples if e.kind not in FACT_KINDS]
         self._validation = validation  # () -> dict, or None
 
     def accumulate(self, batch: int) -> dict[str, float]:
@@ -156,7 +156,7 @@ class Retrieval:
         for ex in chosen:
             xn, pos, means = example_batch(ex, self.store, self.cache, self.cfg.max_queries, rng)
             loss = infonce(chunk_logits(self.model, memory_queries(self.model, xn), means), pos)
-            w = self.cfg.fact_weight if ex.kind == "fact" else 1.0
+            w = self.cfg.fact_weight if ex.kind in FACT_KINDS else 1.0
             total, weight, queries = total + w * loss, weight + w, queries + len(xn)
         (total / weight).backward()
         return {"loss": float(total.detach() / weight), "tokens": queries}

@@ -1,0 +1,71 @@
+"""Probe (issue 25): how far down the memory's own search ranks a fact asked in other words, per checkpoint.
+
+The tuning half of data/needles/paraphrase.jsonl (and of literal.jsonl, the control) planted once each in the
+first 20 segments (~20k tokens, ~5,000 chunks) of the tuning books, as train-retrieval's validation does; per
+checkpoint, the rank (1 = first) of the best chunk of the planted sentence for the question's last token, over
+the whole bank, per head and for the best head (``evaluate_ranks``). Cheap: the backbone's features are cached
+once in ``--cache``; a checkpoint costs one pass of the memory-query delta.
+
+    PYTHONPATH=. python scripts/probes/paraphrase_ranks.py --books frankenstein.txt the_time_machine.txt \
+        --checkpoints assets/sidenet.safetensors runs/retrieval_pairs/sidenet.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from longmem_core import LongMemModel
+from longmem_core.training.features import BankCache
+from longmem_core.training.objectives.retrieval import chunk_logits, example_batch, memory_queries
+from longmem_core.training.search_examples import cached_store, make_examples, read_pair_file
+
+BOOKS = Path("../shared/data/books")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--books", nargs="+", default=["frankenstein.txt", "the_time_machine.txt", "great_expectations.txt"])
+    ap.add_argument("--checkpoints", nargs="+", default=["assets/sidenet.safetensors"])
+    ap.add_argument("--segments", type=int, default=20)
+    ap.add_argument("--cache", default="tmp/paraphrase_ranks_features.pt")
+    ap.add_argument("--out", default="tmp/paraphrase_ranks.json")
+    args = ap.parse_args()
+    pairs = (read_pair_file("data/needles/paraphrase.jsonl", split="tuning")
+             + [dict(p, kind="literal") for p in read_pair_file("data/needles/literal.jsonl", split="tuning")])
+    results = {}
+    store = groups = None
+    for ckpt in args.checkpoints:
+        model = LongMemModel.load(checkpoint=ckpt)
+        if store is None:
+            store, groups = cached_store(model, [str(BOOKS / b) for b in args.books], Path(args.cache), args.segments,
+                                         0, True, 1, pairs=pairs)
+            for g in groups:  # the control's kind kept apart from the paraphrases'
+                for f in g["facts"]:
+                    if any(p["kind"] == "literal" and " " + " ".join(p["fact"].split()) == f["fact"]["text"] for p in pairs):
+                        f["kind"] = "literal"
+        examples = [e for e in make_examples(store, groups, model.cfg.chunk_size, seed=1, distractor_books=0,
+                                             induction_per_book=0) if e.kind != "induction"]
+        for e in examples:  # the last token only: what the search scores with
+            last = len(store[e.query].ids) - 1
+            e.targets = {last: e.targets[last]}
+        cache = BankCache(store, model.cfg.chunk_size)
+        by_kind: dict[str, list[int]] = {}
+        with torch.no_grad():
+            for e in examples:  # the search's score: the last token's softmax over the bank, summed over heads
+                xn, pos, means = example_batch(e, store, cache, max_queries=1)
+                score = torch.softmax(chunk_logits(model, memory_queries(model, xn), means), -1).sum(1)[0]  # [Nc]
+                best = float(score[pos[0]].max())
+                by_kind.setdefault(e.kind, []).append(1 + int((score > best).sum()))
+        ranks = {k: {"n": len(v), "median_rank": float(torch.tensor(v).float().median()),
+                     "top6": sum(r <= 6 for r in v) / len(v), "top30": sum(r <= 30 for r in v) / len(v), "ranks": v}
+                 for k, v in by_kind.items()}
+        results[ckpt] = ranks
+        print(ckpt, {k: {m: x for m, x in v.items() if m != "ranks"} for k, v in ranks.items()}, flush=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
