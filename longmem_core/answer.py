@@ -52,8 +52,8 @@ from .model import Generation, LongMemModel, Retrieved
 class Mode:
     """What an answer mode does with memory: four independent choices."""
 
-    read_back: str | None  # the search whose chunks' passages are read into the prompt: "model"
-    # (``search.rank_chunks``), "hybrid" (``search.hybrid_chunks``), or None (nothing read back)
+    read_back: str | None  # the search whose chunks' passages are read into the prompt, a key of
+    # ``search.SEARCHES``: "model" (``search.rank_chunks``), "hybrid" (``search.hybrid_chunks``), "bm25"; or None
     fusion: bool  # the memory layer reads the bank while generating (the paper's path; needs trained weights)
     cache: bool  # the copy path (``neural_cache``) is mixed into each next-token distribution
     sentences: bool = False  # only the best sentences of the read-back passages are read (``sentences.py``)
@@ -148,14 +148,18 @@ def check_mode(mode: str) -> None:
 def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
             history: list[dict] | None = None, *, top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
             chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "", copy_from: str | None = None,
-            search_text: str | None = None) -> Prepared:
+            search_text: str | None = None, search_with: str | None = None) -> Prepared:
     """The prompt of ``question`` (after ``history``, where the mode ``reads_history``) in ``mode``. With no bank
     (or an empty one) every mode is the backbone's plain chat prompt. ``answer_prefix``: text the answer is made to
     begin with (put after the assistant's turn opens, as RULER's task templates do; the generation continues it).
     ``copy_from``: what the copy path of a mode that reads back copies from (``COPY_SOURCES``; default
     ``COPY_FROM``). ``search_text``: what the search and the sentence choice look for (default: the question; a
-    conversation's follow-up adds the question before it, ``conversation.search_text``)."""
+    conversation's follow-up adds the question before it, ``conversation.search_text``). ``search_with``: in a mode
+    that reads back, read back from this search instead of the mode's (a key of ``search.SEARCHES``; evaluations
+    compare the searches with it)."""
     check_mode(mode)
+    if search_with is not None and search_with not in search.SEARCHES:
+        raise ValueError(f"unknown search {search_with!r}; choose one of {', '.join(search.SEARCHES)}")
     copy_from = copy_from or COPY_FROM
     if copy_from not in COPY_SOURCES:
         raise ValueError(f"copy_from must be one of {', '.join(COPY_SOURCES)}, got {copy_from!r}")
@@ -167,7 +171,7 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     spec = MODE_SPECS[mode]
     looked_for = search_text or question
     if spec.read_back and has_memory:
-        find = search.hybrid_chunks if spec.read_back == "hybrid" else search.rank_chunks
+        find = search.SEARCHES[search_with or spec.read_back]
         found = read_back.read_back(model, bank, find(model, bank, looked_for, top), chars=chars, budget=budget)
         if spec.sentences:
             found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources)
@@ -249,13 +253,13 @@ class Answering:
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
            max_new_tokens: int = 64, top: int = 6, history: list[dict] | None = None,
-           answer_prefix: str = "", search_text: str | None = None) -> Answer:
+           answer_prefix: str = "", search_text: str | None = None, search_with: str | None = None) -> Answer:
     """Answer ``question`` greedily in ``mode``. ``top``: chunks listed (fusion: those attended to most) or
     asked of the search (read-back modes, then cut to those whose passages fit the context budget).
     ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it (without a prefix, a
     read-back answer's text begins with its opening, ``ANSWER_OPENING``, except in ``quote`` mode)."""
     prepared = prepare(model, bank, question, mode, history, top=max(top, 1), answer_prefix=answer_prefix,
-                       search_text=search_text)
+                       search_text=search_text, search_with=search_with)
     gen = stream(model, prepared, max_new_tokens=max_new_tokens)
     answering = Answering(model, prepared, gen)
     for _ in answering:

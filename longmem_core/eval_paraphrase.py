@@ -159,9 +159,9 @@ def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, t
     positions = fact_positions(bank, fact)
     bounds = read_back.sentence_bounds(document)
     memory, lexical = search.chunk_scores(model, bank, q), search.lexical_scores(bank, q)
-    bm25 = [r for r in search.listed(bank, lexical, top) if r.score > 0]
+    bm25 = search.lexical_chunks(model, bank, q, top)
     ans = answers.answer(model, bank, q, mode=mode, max_new_tokens=max_new_tokens, top=top)
-    mode_search = search.hybrid_chunks if answers.MODE_SPECS[mode].read_back == "hybrid" else search.rank_chunks
+    mode_search = search.SEARCHES[answers.MODE_SPECS[mode].read_back or "model"]
     rest = document[:fact.char_start] + document[fact.char_end:]
     record = {"id": pair["id"], "kind": pair["kind"], "split": pair["split"], "question": q, "answers": pair["answers"],
               "depth": round(fact.depth, 4),

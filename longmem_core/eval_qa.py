@@ -31,6 +31,7 @@ from typing import Callable
 
 from .options import model_flags
 from . import answer as answers
+from . import search
 from .bm25 import BM25, passage_span, passage_units
 from .conversation import Conversation
 from .memory_bank import page_of
@@ -52,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="characters of text on each side of a listed chunk that count as retrieved with it")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    parser.add_argument("--searches", default="",
+                        help="comma-separated searches (model, hybrid, bm25) each mode that reads back is also run "
+                             "with in place of its own, as rows '<mode>[<search>]' (e.g. 'model,bm25': the memory's "
+                             "own search alone and BM25 alone beside the default mode's hybrid)")
     parser.add_argument("--conversation", action="store_true",
                         help="also ask every mode's questions one after another in one conversation, as the app does")
     parser.add_argument("--records-out", default=None,
@@ -160,12 +165,15 @@ def summary(mode: str, scores: list[dict]) -> dict:
 def evaluate(model, document: str, questions: list[dict], modes: list[str], *, top: int = 6,
              context_chars: int = 200, max_new_tokens: int = 48, progress: Callable[[], None] | None = None,
              on_record: Callable[[dict], None] | None = None, source: str = SOURCE, pages: list[int] | None = None,
-             page_labels: list[str] | None = None, conversation: bool = False) -> tuple[list[dict], list[dict]]:
+             page_labels: list[str] | None = None, conversation: bool = False,
+             searches: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
     """-> (one row per mode, one record per question with every mode's output and scores). ``on_record`` is
     called with each question's record as soon as it is complete. ``source``: the name the document is read
     into memory under (as the app reads it, under the file's name). ``pages``/``page_labels``: where the
     document's pages start and their printed labels (a PDF). ``conversation``: each mode is also run with the
-    questions asked one after another in one conversation (rows ``<mode>@conversation``)."""
+    questions asked one after another in one conversation (rows ``<mode>@conversation``). ``searches``: each mode
+    that reads back is also run reading back from each of these searches (``search.SEARCHES``) in place of its own
+    (rows ``<mode>[<search>]``)."""
     bank = None
     if any(m != BM25_MODE for m in modes):
         chunk = model.cfg.chunk_size
@@ -174,7 +182,9 @@ def evaluate(model, document: str, questions: list[dict], modes: list[str], *, t
         model.memorize(document, bank, source=source, pages=pages, page_labels=page_labels)
     bm25 = BM25(passage_units(document, 2 * context_chars + CHUNK_CHARS)) if BM25_MODE in modes else None
     talks = {m: Conversation() for m in modes if conversation and m != BM25_MODE}
-    runs = list(modes) + [m + CONVERSATION for m in talks]
+    swapped = [(m, s) for m in modes if m != BM25_MODE and answers.MODE_SPECS[m].read_back
+               for s in searches if s != answers.MODE_SPECS[m].read_back] if searches else []
+    runs = list(modes) + [f"{m}[{s}]" for m, s in swapped] + [m + CONVERSATION for m in talks]
     records = []
     for q in questions:
         record = {"question": q["question"], "answers": q["answers"], "modes": {}}
@@ -185,6 +195,10 @@ def evaluate(model, document: str, questions: list[dict], modes: list[str], *, t
                 continue
             ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
             record["modes"][mode] = score(ans, q, document, context_chars, source, pages)
+        for mode, with_search in swapped:
+            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top,
+                                 search_with=with_search)
+            record["modes"][f"{mode}[{with_search}]"] = score(ans, q, document, context_chars, source, pages)
         for mode, talk in talks.items():
             ans = talk.ask(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
             record["modes"][mode + CONVERSATION] = score(ans, q, document, context_chars, source, pages)
@@ -205,6 +219,8 @@ def command_line(args: argparse.Namespace, modes: list[str]) -> str:
               f"--max-new-tokens {args.max_new_tokens}"]
     if args.limit:
         parts.append(f"--limit {args.limit}")
+    if getattr(args, "searches", ""):
+        parts.append(f"--searches {args.searches}")
     if getattr(args, "conversation", False):
         parts.append("--conversation")
     return " ".join(parts + model_flags(args))
@@ -219,6 +235,10 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     modes = parse_modes(args.modes)
     if args.top < 1 or args.context_chars < 0 or (args.max_chars is not None and args.max_chars < 1):
         raise ValueError("--top and --max-chars must be positive, --context-chars not negative")
+    searches = tuple(s.strip() for s in getattr(args, "searches", "").split(",") if s.strip())
+    unknown = [s for s in searches if s not in search.SEARCHES]
+    if unknown:
+        raise ValueError(f"--searches: unknown search {unknown[0]!r}; choose from {', '.join(search.SEARCHES)}")
     questions = read_questions(args.questions)[:args.limit]
     doc = read_document(args.text)
     part = first_part(doc, args.max_chars or len(doc.text))  # the pages that start within what is read
@@ -235,7 +255,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
         rows, records = evaluate(model, document, questions, modes, top=args.top, context_chars=args.context_chars,
                                  max_new_tokens=args.max_new_tokens, progress=bar.update,
                                  on_record=on_record if records_out else None, source=doc.name, pages=pages,
-                                 page_labels=labels, conversation=getattr(args, "conversation", False))
+                                 page_labels=labels, conversation=getattr(args, "conversation", False),
+                                 searches=searches)
     finally:
         bar.close()
     result = {"evaluation": "qa", "command": command_line(args, modes), "text": Path(args.text).name,

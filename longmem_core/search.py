@@ -244,3 +244,18 @@ def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 
     fused = reciprocal_rank_fusion(chunk_scores(model, bank, query), lexical_scores(bank, query, window),
                                    weights=(1.0, lexical_weight))
     return listed(bank, fused, top, gap)
+
+
+def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
+                   window: int = LEXICAL_WINDOW, gap: int | None = None) -> list[Retrieved]:
+    """Like ``hybrid_chunks`` with its BM25 side alone (``lexical_scores``): chunks sharing no word with the query
+    are not listed. What the hybrid adds to BM25 is measured against this (``eval-qa --searches``)."""
+    model.check_bank(bank)
+    if bank.n_chunks == 0:
+        return []
+    return [r for r in listed(bank, lexical_scores(bank, query, window), top, gap) if r.score > 0]
+
+
+# the searches a mode can read back from, by ``answer.Mode.read_back``: the model's own memory search (the paper's
+# keys and the SideNet's queries), that search fused with BM25, and BM25 alone (a yardstick for the other two)
+SEARCHES = {"model": rank_chunks, "hybrid": hybrid_chunks, "bm25": lexical_chunks}

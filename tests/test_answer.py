@@ -99,6 +99,21 @@ def test_without_memory_every_mode_is_the_backbone(make_model):
         assert answer.answer(model, model.new_bank(), "hello?", mode=mode, max_new_tokens=5).text == base
 
 
+def test_a_read_back_mode_can_read_back_from_another_search(memory, monkeypatch):
+    """``search_with`` swaps the mode's search (an evaluation's yardstick) and nothing else; unknown names refused."""
+    from longmem_core import search
+    model, bank = memory
+    called = []
+    for name, fn in list(search.SEARCHES.items()):
+        monkeypatch.setitem(search.SEARCHES, name, lambda *a, _n=name, _f=fn, **k: called.append(_n) or _f(*a, **k))
+    q = "What is the pass key?"
+    answer.prepare(model, bank, q, "quote")
+    swapped = answer.prepare(model, bank, q, "quote", search_with="bm25")
+    assert called == ["hybrid", "bm25"] and "4821" in swapped.context
+    with pytest.raises(ValueError, match="unknown search"):
+        answer.prepare(model, bank, q, "quote", search_with="psychic")
+
+
 def test_unknown_modes_are_refused(make_model):
     with pytest.raises(ValueError, match="unknown answer mode"):
         answer.answer(make_model("tiny"), None, "x", mode="telepathy")

@@ -138,3 +138,30 @@ def test_the_document_is_read_under_its_name_as_the_app_reads_it(make_model, mon
     assert names == ["the_time_machine.txt"]
     eval_qa.evaluate(make_model("tiny", capacity=64), doc, questions, ["read_back"], top=2, max_new_tokens=2)
     assert names[-1] == eval_qa.SOURCE
+
+
+def test_searches_run_a_read_back_mode_with_another_search(make_model, monkeypatch):
+    """--searches model,bm25: the default mode also reads back from the memory's own search and from BM25 alone,
+    in rows of their own, each with what it really searched."""
+    doc = BOOK.read_text(encoding="utf-8")[:10_000]
+    questions = [{"question": "Who expounded four-dimensional geometry in New York?", "answers": ["Newcomb"]}]
+    used = []
+    real = answers.answer
+
+    def answer(model, bank, question, **kw):
+        used.append((kw.get("mode"), kw.get("search_with")))
+        return real(model, bank, question, **kw)
+    monkeypatch.setattr(answers, "answer", answer)
+    model = make_model("tiny", capacity=64)
+    rows, records = eval_qa.evaluate(model, doc, questions, ["backbone", "quote"], top=3, max_new_tokens=4,
+                                     searches=("model", "hybrid", "bm25"))
+    names = [r["mode"] for r in rows]
+    assert names == ["backbone", "quote", "quote[model]", "quote[bm25]"]  # its own search is not run twice
+    assert ("quote", "bm25") in used and ("quote", "model") in used and ("backbone", "model") not in used
+    assert records[0]["modes"]["quote[bm25]"]["retrieved"]  # BM25 alone finds the rare name's passage
+
+
+def test_searches_refuses_an_unknown_search(tmp_path):
+    proc = run("eval-qa", "--text", str(BOOK), "--questions", str(SHIPPED), "--searches", "model,vector",
+               "--backbone", "tiny-llama", check=False)
+    assert proc.returncode == 2 and "unknown search 'vector'" in proc.stderr

@@ -148,6 +148,18 @@ def test_hybrid_search_fuses_the_model_search_with_bm25(tiny_model, book_text):
     assert any(r.info.source == "news" for r in best)
 
 
+def test_bm25_alone_lists_only_chunks_sharing_a_word_best_first(tiny_model):
+    """``lexical_chunks``: the hybrid's BM25 side alone, the yardstick the hybrid is measured against."""
+    bank = tiny_model.new_bank(capacity=8192)
+    tiny_model.memorize("The harbour of Tarn lay quiet. " + "Nothing happened that day. " * 30, bank, source="a")
+    found = search.lexical_chunks(tiny_model, bank, "Which harbour?", top=6)
+    assert found and all(r.score > 0 for r in found)
+    assert found[0].info.char_start < len("The harbour of Tarn")  # (tiny chunks: the word lies in its window)
+    assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
+    assert search.lexical_chunks(tiny_model, bank, "zeppelin", top=6) == []
+    assert set(search.SEARCHES) == {"model", "hybrid", "bm25"}
+
+
 def test_bm25_of_the_hybrid_search_drops_question_words(tiny_model):
     """"What" and "mentioned" in a question are not evidence: a chunk that shares only them scores nothing."""
     bank = tiny_model.new_bank(capacity=8192)
