@@ -174,7 +174,8 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
         find = search.SEARCHES[search_with or spec.read_back]
         found = read_back.read_back(model, bank, find(model, bank, looked_for, top), chars=chars, budget=budget)
         if spec.sentences:
-            found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources)
+            found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources,
+                                     anchors=search.MEMORY_SLOTS)
         chunks, context, kept, passages = found.chunks, found.context, found.sentences, found.passages
     elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, looked_for, top)

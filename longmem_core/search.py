@@ -159,12 +159,17 @@ def spread_gap(bank: MemoryBank) -> int:
     return SPREAD_TOKENS // bank.chunk_size
 
 
-def listed(bank: MemoryBank, scores: torch.Tensor, top: int, gap: int | None = None) -> list[Retrieved]:
+def listed(bank: MemoryBank, scores: torch.Tensor, top: int, gap: int | None = None,
+           found_by: str = "") -> list[Retrieved]:
     """The chunks ``spread_top`` picks (``gap`` chunks apart; default ``spread_gap``), each with its score."""
     gap = spread_gap(bank) if gap is None else gap
+    return at_positions(bank, scores, spread_top(scores, bank.chunk_source, top, gap), found_by)
+
+
+def at_positions(bank: MemoryBank, scores: torch.Tensor, positions: list[int], found_by: str) -> list[Retrieved]:
+    """The chunks at ``positions`` (oldest first, as ``bank.chunk_ids``), each with its score."""
     ids = bank.chunk_ids
-    return [Retrieved(bank.chunk_info(int(ids[i])), float(scores[i]))
-            for i in spread_top(scores, bank.chunk_source, top, gap)]
+    return [Retrieved(bank.chunk_info(int(ids[i])), float(scores[i]), found_by) for i in positions]
 
 
 def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
@@ -174,13 +179,16 @@ def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6,
     model.check_bank(bank)
     if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
-    return listed(bank, chunk_scores(model, bank, query), top, gap)
+    return listed(bank, chunk_scores(model, bank, query), top, gap, "memory")
 
 
 # -- hybrid search (beyond the paper): the model's search fused with BM25 by reciprocal rank --
 
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
 LEXICAL_WINDOW = 3  # chunks on each side of a chunk whose words BM25 scores with it (a 7-chunk window)
+MEMORY_SLOTS = 0  # of the chunks the hybrid search lists, how many are the model's own search's best (found_by
+# "memory") whatever BM25 says: BM25, weighted 2 in the fusion, otherwise fills every place whenever the question
+# shares a word with many chunks, and a fact asked in other words shares none with its own
 LEXICAL_WEIGHT = 2.0  # BM25's weight in the fusion (the model's search weighs 1; weights 1, 2, 4 measured 0.92,
 # 0.96, 0.88 on the tuning questions, qa_search_probe.py)
 _LEXICAL: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple, object]]" = weakref.WeakKeyDictionary()
@@ -234,16 +242,36 @@ def reciprocal_rank_fusion(*scores: torch.Tensor, weights: tuple[float, ...] | N
 
 def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
                   window: int = LEXICAL_WINDOW, lexical_weight: float = LEXICAL_WEIGHT,
-                  gap: int | None = None) -> list[Retrieved]:
+                  gap: int | None = None, memory_slots: int | None = None) -> list[Retrieved]:
     """Like ``rank_chunks``, ranked by the reciprocal-rank fusion of the model's search (``chunk_scores``) and BM25
     over the words around each chunk (``lexical_scores``); ``Retrieved.score`` is the fused score. Beyond the paper:
-    the paper's search uses the model's keys only."""
+    the paper's search uses the model's keys only. ``memory_slots`` (default ``MEMORY_SLOTS``) of the ``top``
+    places go to the model's own best chunks that the fusion did not list (``with_memory_slots``)."""
     model.check_bank(bank)
     if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
-    fused = reciprocal_rank_fusion(chunk_scores(model, bank, query), lexical_scores(bank, query, window),
-                                   weights=(1.0, lexical_weight))
-    return listed(bank, fused, top, gap)
+    own = chunk_scores(model, bank, query)
+    fused = reciprocal_rank_fusion(own, lexical_scores(bank, query, window), weights=(1.0, lexical_weight))
+    gap = spread_gap(bank) if gap is None else gap
+    slots = MEMORY_SLOTS if memory_slots is None else memory_slots
+    chosen = spread_top(fused, bank.chunk_source, top, gap)
+    if slots <= 0:
+        return at_positions(bank, fused, chosen, "hybrid")
+    mine = with_memory_slots(chosen, spread_top(own, bank.chunk_source, slots, gap), bank.chunk_source, gap)
+    return [r for i in mine for r in at_positions(bank, own if i not in chosen else fused, [i],
+                                                   "hybrid" if i in chosen else "memory")]
+
+
+def with_memory_slots(fused: list[int], own: list[int], sources: np.ndarray, gap: int) -> list[int]:
+    """Positions ``fused`` (best first) with its last places given to the positions ``own`` (the model's own
+    best) that lie more than ``gap`` chunks from every listed one of their source; each goes in second place, after
+    the fusion's best (read-back fits passages in list order, so a place at the end could be cut)."""
+    near = lambda i, j: abs(i - j) <= gap and sources[i] == sources[j]  # noqa: E731
+    extra = [i for i in own if not any(near(i, j) for j in fused)]
+    if not extra:
+        return fused
+    kept = fused[:max(1, len(fused) - len(extra))]
+    return kept[:1] + extra[:len(fused) - len(kept)] + kept[1:]
 
 
 def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
@@ -253,7 +281,7 @@ def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int =
     model.check_bank(bank)
     if bank.n_chunks == 0:
         return []
-    return [r for r in listed(bank, lexical_scores(bank, query, window), top, gap) if r.score > 0]
+    return [r for r in listed(bank, lexical_scores(bank, query, window), top, gap, "bm25") if r.score > 0]
 
 
 # the searches a mode can read back from, by ``answer.Mode.read_back``: the model's own memory search (the paper's

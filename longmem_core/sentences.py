@@ -50,6 +50,8 @@ class Sentence:
     score: float = 0.0  # BM25 score against the question (0: no word in common)
     whole: int = -1  # index of the whole sentence this is a piece of (pieces of one run-on sentence share it)
     matched: frozenset[str] = frozenset()  # the question's words it holds (after stop words)
+    anchored: bool = False  # it holds a chunk the model's own search put among its best (``anchor``): kept, and a
+    # candidate for the answer, whatever its words
 
 
 def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list[tuple[int, int]]:
@@ -184,17 +186,44 @@ def furniture_of(sources: list[dict], passages: list[Passage]) -> dict[int, list
     return {i: layout.furniture(sources[i]["text"], sources[i].get("pages")) for i in used}
 
 
+def anchor(sentences: list[Sentence], passages: list[Passage], count: int) -> None:
+    """Mark ``anchored`` the sentences holding the first ``count`` chunks (list order) the model's own search listed
+    (``Retrieved.found_by == "memory"``): what the memory found by meaning is read even when it shares no word with
+    the question."""
+    own = [r for p in passages for r in p.chunks if r.found_by == "memory"]
+    own = sorted(own, key=lambda r: -r.score)[:count]
+    for s in sentences:
+        s.anchored = any(passages[s.passage].source == r.info.source and r.info.char_start < s.char_end
+                         and s.char_start < r.info.char_end for r in own)
+
+
+def with_anchors(kept: list[Sentence], sentences: list[Sentence], count_tokens: Callable[[str], int],
+                 budget: int) -> list[Sentence]:
+    """``kept`` and the anchored sentences it lacks (those that fit ``budget`` tokens with them), in document
+    order."""
+    used = sum(count_tokens(s.text) for s in kept)
+    out = list(kept)
+    for s in sentences:
+        if s.anchored and s not in out and used + count_tokens(s.text) <= budget:
+            out.append(s)
+            used += count_tokens(s.text)
+    return sorted(out, key=lambda s: (s.passage, s.char_start))
+
+
 def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int = SENTENCES,
            budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
            before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED,
-           sources: list[dict] | None = None) -> ReadBack:
-    """``found`` cut to its best sentences for ``question``. When no sentence shares a word with the question
-    (BM25 has nothing to go on), ``found`` is returned unchanged: the whole passages are read back. ``sources``:
-    the bank's sources, whose lines that are not prose (``layout.furniture``) are never read back."""
+           sources: list[dict] | None = None, anchors: int = 0) -> ReadBack:
+    """``found`` cut to its best sentences for ``question``, with the sentences holding the model's own ``anchors``
+    best chunks (``anchor``). When no sentence shares a word with the question (BM25 has nothing to go on) and
+    none is anchored, ``found`` is returned unchanged: the whole passages are read back. ``sources``: the bank's
+    sources, whose lines that are not prose (``layout.furniture``) are never read back."""
     sentences = split(found.passages, furniture_of(sources, found.passages) if sources else None)
     score(sentences, question)
+    anchor(sentences, found.passages, anchors)
     kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours, min_share=min_share,
                   before=before, drop_dominated=drop_dominated)
+    kept = with_anchors(kept, sentences, count_tokens, budget)
     if not kept:
         return found
     chunks = chunks_behind(kept, found.passages) or found.chunks

@@ -197,3 +197,29 @@ def test_spread_top_skips_neighbours_of_better_chunks_in_the_same_source():
     # when the gap leaves fewer than asked, the best of the rest fill up, all best first
     assert search.spread_top(scores, sources, 5, 2) == [1, 2, 3, 5, 4]
     assert sorted(search.spread_top(scores, sources, 10, 2)) == list(range(7))
+
+
+def test_memory_slots_give_the_model_searchs_own_best_a_place_in_the_hybrid_list():
+    """Positions: the fusion's list keeps its best first; the model's own best that the fusion did not list take
+    the last places, put second; one already listed (or near one) changes nothing."""
+    sources = np.zeros(100, dtype=np.int64)
+    fused = [10, 20, 30, 40, 50, 60]
+    assert search.with_memory_slots(fused, [80], sources, 2) == [10, 80, 20, 30, 40, 50]
+    assert search.with_memory_slots(fused, [80, 90], sources, 2) == [10, 80, 90, 20, 30, 40]
+    assert search.with_memory_slots(fused, [31], sources, 2) == fused  # near a listed one
+    other = sources.copy()
+    other[31] = 1  # ... unless it lies in another source
+    assert search.with_memory_slots(fused, [31], other, 2) == [10, 31, 20, 30, 40, 50]
+
+
+def test_hybrid_search_with_memory_slots_marks_what_each_search_found(tiny_model, book_text):
+    bank = tiny_model.new_bank(capacity=8192)
+    tiny_model.memorize(book_text[:3000], bank, source="book")
+    plain = search.hybrid_chunks(tiny_model, bank, "Filby", top=5)
+    assert {r.found_by for r in plain} == {"hybrid"}
+    slotted = search.hybrid_chunks(tiny_model, bank, "Filby", top=5, memory_slots=2)
+    own = search.rank_chunks(tiny_model, bank, "Filby", top=2)
+    assert len(slotted) == 5 and slotted[0].info.chunk_id == plain[0].info.chunk_id
+    mine = [r for r in slotted if r.found_by == "memory"]
+    assert all(r.info.chunk_id in {o.info.chunk_id for o in own} for r in mine)
+    assert {r.found_by for r in search.rank_chunks(tiny_model, bank, "Filby", top=3)} == {"memory"}

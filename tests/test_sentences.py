@@ -130,3 +130,25 @@ def test_a_heading_brings_the_sentence_under_it():
     p = Passage(0, "faq.pdf", 0, len(text), text, 1.0)
     out = sentences.narrow(ReadBack([p], "unused", []), "What is CRAN?", words, top=1)
     assert "network of servers" in out.context
+
+
+def chunk_at(text: str, found_by: str, score: float) -> Retrieved:
+    i = SOURCE.index(text)
+    return Retrieved(ChunkInfo(0, "book", 0, 4, i, i + len(text), text), score, found_by)
+
+
+def test_the_memory_searchs_best_chunk_keeps_its_sentence_whatever_its_words():
+    """A fact asked in other words shares no word with the question: the sentence holding the model's own best
+    chunk is read (and offered as an answer) beside the sentences BM25 chose; only with anchors asked for."""
+    cook = chunk_at("sang songs", "memory", 0.9)
+    ship = chunk_at("sailed north", "hybrid", 0.5)
+    found = ReadBack([passage(0, len(SOURCE), chunks=[ship, cook])], "unused", [ship, cook])
+    q = "Which crew member made music for the captain?"
+    plain = sentences.narrow(found, q, words)
+    assert plain.context == "The captain's name was Ahab Morrow."
+    out = sentences.narrow(found, q, words, anchors=1)
+    assert out.context.split("\n") == ["The captain's name was Ahab Morrow.", "The cook sang songs."]
+    assert [s.anchored for s in out.sentences] == [False, True]
+    alone = sentences.narrow(found, "Which crew member made music?", words, anchors=1)  # no shared word at all
+    assert alone.context == "The cook sang songs."
+    assert sentences.narrow(found, q, words, anchors=1, budget=6).context == "The captain's name was Ahab Morrow."

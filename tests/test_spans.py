@@ -78,3 +78,16 @@ def test_a_cross_reference_is_no_answer():
     assert not [f for f in found if "Section" in f or "4.3.1" in f or "71" in f or "Builtin" in f]
     found = _found("Version 4.3.1 added it; see Chapter 7 for jobs.", "Which version added it?")
     assert "4.3.1" in found and "7" not in found  # a version is no cross-reference; a chapter's number is one
+
+
+def test_an_anchored_sentence_offers_its_spans_beside_the_best_scored(make_model):
+    """A sentence the memory's own search anchored is a candidate though BM25 scores it below the best."""
+    model = make_model("tiny")
+    text = "The harbour was quiet. Orla Brennagh kept a terrier."
+    best = Sentence(0, 0, 22, text[:22], 2.0)
+    other = Sentence(0, 23, len(text), text[23:], 0.0)
+    got = lambda: {sp.text for sp in spans.score_spans(model, model.chat_ids("Who owned a dog?"), [best, other],  # noqa: E731
+                                                       "Who owned a dog?", STOP, lambda _: text)}
+    assert not any("Orla" in t for t in got())
+    other.anchored = True
+    assert "Orla Brennagh" in got()
