@@ -201,6 +201,10 @@ class RetrievalTrainConfig(LoopConfig):
                             "books (data/train/paraphrase_train.jsonl); empty: none")
     eval_pairs: str = option("", "JSON-lines file of pairs whose 'tuning' half is planted in the held-out books for "
                                  "validation (data/needles/paraphrase.jsonl); empty: none")
+    book_questions: str = option("", "JSON-lines file of questions about the training books' own sentences "
+                                     "(data/train/book_questions.jsonl); empty: none")
+    fact_distractors: int = option(0, "other planted facts' segments of the same kind in each fact example's bank "
+                                      "(so that looking planted is not enough to be found)")
 
 
 @dataclass

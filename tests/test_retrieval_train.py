@@ -191,3 +191,48 @@ def test_a_pair_file_without_facts_is_refused(tmp_path):
     path.write_text('{"question": "Who?"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="pairs.jsonl:1: needs"):
         search_examples.read_pair_file(path)
+
+
+def test_questions_about_a_books_own_sentences_target_that_sentence_in_a_window_of_its_text(make_model, tmp_path):
+    model = make_model("tiny", memory_query_rank=8, segment_length=160)
+    book = tmp_path / "book.txt"
+    sentence = "The ferryman Osric rowed the doctor across at dawn."
+    book.write_text(TEXT * 2 + sentence + " " + TEXT * 2, encoding="utf-8")
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"id": "b-1", "book": "book.txt", "sentence": sentence,
+                                "question": "Who took the physician over the river?", "answers": ["Osric"]}) + "\n"
+                    + json.dumps({"id": "b-2", "book": "other.txt", "sentence": "x", "question": "y?",
+                                  "answers": ["x"]}), encoding="utf-8")
+    questions = search_examples.read_book_questions(path)
+    part, entries = search_examples.book_question_store(model, [str(book)], questions, seed=0, log=lambda m: None)
+    assert list(entries) == ["book.txt"] and len(part) == 2  # a question about a book not trained on is skipped
+    e = entries["book.txt"][0]
+    ids = part[e["segment"]].ids.tolist()
+    assert model.tokenizer.decode([ids[p] for p in e["value_pos"]]) == sentence
+    store, groups = search_examples.build_store(model, [str(book)], excerpt_segments=1, facts_per_book=1, seed=0,
+                                                log=lambda m: None)
+    n = len(store)
+    search_examples.add_book_questions(store, groups, part, entries, model.tokenizer, log=lambda m: None)
+    added = [f for f in groups[0]["facts"] if f["kind"] == "book"]
+    assert len(store) == n + 2 and added and added[0]["segment"] == n + e["segment"]
+    examples = search_examples.make_examples(store, groups, model.cfg.chunk_size, fact_distractors=3)
+    assert any(x.kind == "book" for x in examples)
+    fact = next(x for x in examples if x.kind == "fact")
+    assert n + e["segment"] not in fact.bank  # distractors are facts of the same kind only
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"book": "book.txt", "sentence": "not in it", "question": "q?", "answers": ["a"]}))
+    with pytest.raises(ValueError, match="not in book.txt"):
+        search_examples.book_question_store(model, [str(book)], search_examples.read_book_questions(bad), log=print)
+
+
+def test_fact_distractors_put_other_planted_facts_in_a_facts_bank(make_model, tmp_path):
+    model = make_model("tiny", memory_query_rank=8, segment_length=160)
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 3, encoding="utf-8")
+    store, groups = search_examples.build_store(model, [str(book)], excerpt_segments=2, facts_per_book=5, seed=0,
+                                                log=lambda m: None)
+    facts = {f["segment"] for f in groups[0]["facts"]}
+    for k in (0, 3):
+        for ex in search_examples.make_examples(store, groups, model.cfg.chunk_size, fact_distractors=k):
+            if ex.kind == "fact":
+                assert len(facts & set(ex.bank)) == 1 + k

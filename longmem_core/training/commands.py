@@ -45,16 +45,24 @@ def train_retrieval(model, cfg: RetrievalTrainConfig, log=_stderr) -> dict:
     eval_pairs = read_pair_file(cfg.eval_pairs, split="tuning") if cfg.eval_pairs else None
     store, groups = cached_store(model, cfg.data, out / "train_features.pt", cfg.excerpt_segments,
                                  cfg.facts_per_book, False, cfg.seed, log, pairs=pairs)
-    examples = make_examples(store, groups, c, seed=cfg.seed, distractor_books=cfg.distractor_books)
+    if cfg.book_questions:
+        from .search_examples import add_book_questions, cached_book_questions, read_book_questions
+        part, entries = cached_book_questions(model, cfg.data, read_book_questions(cfg.book_questions),
+                                              out / "book_features.pt", cfg.seed, log)
+        add_book_questions(store, groups, part, entries, model.tokenizer, log)
+    examples = make_examples(store, groups, c, seed=cfg.seed, distractor_books=cfg.distractor_books,
+                             fact_distractors=cfg.fact_distractors)
     log(f"{len(examples)} training examples ({sum(e.kind == 'fact' for e in examples)} facts, "
-        f"{sum(e.kind == 'paraphrase' for e in examples)} asked in other words), "
+        f"{sum(e.kind == 'paraphrase' for e in examples)} asked in other words, "
+        f"{sum(e.kind == 'book' for e in examples)} about the books' own sentences), "
         f"{sum(len(e.targets) for e in examples)} query tokens with targets")
     report: dict = {"train_config": asdict(cfg)}
     validation = None
     if cfg.eval:
         ev_store, ev_groups = cached_store(model, cfg.eval, out / "eval_features.pt", cfg.eval_excerpt_segments,
                                            cfg.eval_facts_per_book, True, cfg.seed + 1, log, pairs=eval_pairs)
-        ev_examples = make_examples(ev_store, ev_groups, c, seed=cfg.seed + 1, distractor_books=0, induction_per_book=4)
+        ev_examples = make_examples(ev_store, ev_groups, c, seed=cfg.seed + 1, distractor_books=0, induction_per_book=4,
+                                    fact_distractors=cfg.fact_distractors)
         ev_cache = BankCache(ev_store, c)
         validation = lambda: evaluate_ranks(model, ev_examples, ev_store, c, ev_cache)  # noqa: E731
         report["eval_before"] = validation()

@@ -5,6 +5,9 @@
   "... the door code is" finds the chunk with the code after "the door code is" in memory.
 * **Facts in long text.** A short fact (``facts.py``) is inserted at a random depth into book text; the last token
   of a question about it should retrieve the chunks holding the answer.
+* **Questions about a book's own sentences.** A real sentence of a training book (``data/train/book_questions.jsonl``),
+  read in a window of its own text, and a question about it in other words; the question's last token should
+  retrieve the sentence's chunks. Nothing is planted, so nothing can be found for looking planted. Kind ``book``.
 * **Facts asked in other words.** A hand-written sentence (``data/train/paraphrase_train.jsonl``) is inserted the same
   way and asked in other words ("Which chemist parted with his store?" for "The apothecary ... sold his shop"); the
   question's last token should retrieve any chunk of the sentence (its meaning gathers towards its end, where the
@@ -62,7 +65,7 @@ def induction_targets(store: list[Segment], bank: list[int], query: int, chunk_s
 
 
 DISTRACTOR_SHARE = 0.3  # training fact segments that also hold another key's fact (evaluation: none)
-FACT_KINDS = ("fact", "paraphrase")  # example kinds whose last query token has a planted fact to find
+FACT_KINDS = ("fact", "paraphrase", "book")  # example kinds whose last query token has a planted fact to find
 
 
 def pair_fact(pair: dict) -> Fact:
@@ -135,6 +138,82 @@ def build_store(model, books: list[str], *, excerpt_segments: int, facts_per_boo
     return store, groups
 
 
+def read_book_questions(path: str | Path) -> list[dict]:
+    """The questions of a JSON-lines file, each with string fields ``book``, ``sentence`` and ``question``."""
+    from ..eval_qa import has_answers, read_records
+    return read_records(path, lambda r: all(isinstance(r.get(k), str) and r[k].strip()
+                                            for k in ("book", "sentence", "question")) and has_answers(r),
+                        "string fields 'book', 'sentence', 'question' and a list 'answers'", "questions")
+
+
+def book_question_store(model, books: list[str], questions: list[dict], *, seed: int = 0,
+                        log=print) -> tuple[list[Segment], dict[str, list[dict]]]:
+    """Per question (``book``, ``sentence``, ``question``), a window of its book's own text of random length with
+    the sentence at a random place (read as one segment), and the question (a quarter through the chat template).
+    -> (their features, {book name: fact entries as ``build_store``'s, kind "book", indices into these features})."""
+    rng = random.Random(seed)
+    seg = segment_tokens(model)
+    tok = lambda t: model.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    names = {Path(b).name: b for b in books}
+    store: list[Segment] = []
+    entries: dict[str, list[dict]] = {}
+    t0 = time.perf_counter()
+    for q in questions:
+        if q["book"] not in names:
+            continue
+        text = Path(names[q["book"]]).read_text(encoding="utf-8")
+        at = text.find(q["sentence"])
+        if at < 0:
+            raise ValueError(f"{q.get('id', '?')}: its sentence is not in {q['book']}")
+        sentence = tok(q["sentence"])[:seg // 2]
+        room = seg - len(sentence)
+        before_n = rng.randint(0, room)
+        after_n = rng.randint(0, room - before_n)
+        end = at + len(q["sentence"])
+        before = tok(text[max(0, at - 8 * before_n):at])[-before_n:] if before_n else []
+        after = tok(text[end:end + 8 * after_n])[:after_n]
+        question = tok(q["question"]) if rng.random() >= 0.25 else chat_question_ids(model, q["question"])
+        store += search_features(model, [before + sentence + after, question], q["book"])
+        entries.setdefault(q["book"], []).append({
+            "segment": len(store) - 2, "question": len(store) - 1,
+            "value_pos": list(range(len(before), len(before) + len(sentence))),
+            "fact": {"text": q["sentence"], "question": q["question"], "value": q["answers"][0]}, "kind": "book"})
+    log(f"read {len(store) // 2} book questions in {time.perf_counter() - t0:.0f} s")
+    return store, entries
+
+
+def cached_book_questions(model, books: list[str], questions: list[dict], path: Path, seed: int,
+                          log=print) -> tuple[list[Segment], dict[str, list[dict]]]:
+    """``book_question_store``, kept at ``path`` and reused for the same books, questions and seed."""
+    key = {"books": [Path(b).name for b in books], "questions": [[q["sentence"], q["question"]] for q in questions],
+           "seed": seed, "backbone": model._fingerprint, "memory_layer": model.memory_layer,
+           "segment_length": model.segment_length}
+    saved = load_store(path, key)
+    if saved is not None:
+        log(f"using cached features {path}")
+        return saved[0], saved[1]
+    store, entries = book_question_store(model, books, questions, seed=seed, log=log)
+    save_store(path, key, store, entries)
+    return store, entries
+
+
+def add_book_questions(store: list[Segment], groups: list[dict], part: list[Segment],
+                       entries: dict[str, list[dict]], tokenizer, log=print) -> None:
+    """Append ``book_question_store``'s features to ``store`` and its entries to the groups of their books, except a
+    question whose sentence the book's excerpt also holds (its chunks there would count as wrong)."""
+    offset, dropped = len(store), 0
+    store += part
+    for g in groups:
+        excerpt = " ".join(" ".join(tokenizer.decode(store[s].ids.tolist()).split()) for s in g["excerpt"])
+        for e in entries.get(g["book"], []):
+            if " ".join(e["fact"]["text"].split()) in excerpt:
+                dropped += 1
+                continue
+            g["facts"].append(dict(e, segment=e["segment"] + offset, question=e["question"] + offset))
+    if dropped:
+        log(f"{dropped} book questions left out: their sentence is in the book's excerpt")
+
+
 def cached_store(model, books: list[str], path: Path, excerpt_segments: int, facts_per_book: int, evaluation: bool,
                  seed: int, log=print, pairs: list[dict] | None = None) -> tuple[list[Segment], list[dict]]:
     """``build_store``, kept at ``path`` and reused when the same books and settings ask for it again."""
@@ -154,13 +233,20 @@ def cached_store(model, books: list[str], path: Path, excerpt_segments: int, fac
 
 
 def make_examples(store: list[Segment], groups: list[dict], chunk_size: int, *, seed: int = 0,
-                  distractor_books: int = 1, induction_per_book: int | None = None) -> list[SearchExample]:
+                  distractor_books: int = 1, induction_per_book: int | None = None,
+                  fact_distractors: int = 0) -> list[SearchExample]:
     """Induction examples (a segment of a book's excerpt queries the rest of the excerpt, plus the excerpt of
     ``distractor_books`` other books) and fact examples (a question queries the excerpt, other books' excerpts
     and the fact segment; its last token's positives are the value's chunks, its other tokens get induction
-    targets)."""
+    targets). ``fact_distractors``: other facts' segments of the same kind put in each fact example's bank too.
+    Without them a planted sentence is the only one of its kind in the bank, and the search can learn to find
+    whatever looks planted rather than what the question means."""
     rng = random.Random(seed)
     examples = []
+    by_kind: dict[str, list[int]] = {}
+    for g in groups:
+        for f in g["facts"]:
+            by_kind.setdefault(f.get("kind", "fact"), []).append(f["segment"])
     for gi, g in enumerate(groups):
         others = [h for j, h in enumerate(groups) if j != gi]
         queries = g["excerpt"] if induction_per_book is None else rng.sample(g["excerpt"], min(induction_per_book, len(g["excerpt"])))
@@ -172,6 +258,9 @@ def make_examples(store: list[Segment], groups: list[dict], chunk_size: int, *, 
         for f in g["facts"]:
             extra = [s for h in rng.sample(others, min(distractor_books, len(others))) for s in h["excerpt"]]
             bank = g["excerpt"] + extra
+            kin = [x for x in by_kind[f.get("kind", "fact")] if x != f["segment"]]
+            for x in rng.sample(kin, min(fact_distractors, len(kin))):
+                bank.insert(rng.randrange(len(bank) + 1), x)
             bank.insert(rng.randrange(len(bank) + 1), f["segment"])
             targets = induction_targets(store, bank, f["question"], chunk_size)
             offs = chunk_offsets(store, bank, chunk_size)
