@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=20)
     ap.add_argument("--cache", default="tmp/paraphrase_ranks_features.pt")
     ap.add_argument("--out", default="tmp/paraphrase_ranks.json")
+    ap.add_argument("--crowded", action="store_true", help="every other planted fact in each fact's bank too "
+                    "(as in one document holding them all): found by meaning, not for looking planted")
     args = ap.parse_args()
     pairs = (read_pair_file("data/needles/paraphrase.jsonl", split="tuning")
              + [dict(p, kind="literal") for p in read_pair_file("data/needles/literal.jsonl", split="tuning")])
@@ -47,7 +49,8 @@ def main() -> None:
                     if any(p["kind"] == "literal" and " " + " ".join(p["fact"].split()) == f["fact"]["text"] for p in pairs):
                         f["kind"] = "literal"
         examples = [e for e in make_examples(store, groups, model.cfg.chunk_size, seed=1, distractor_books=0,
-                                             induction_per_book=0) if e.kind != "induction"]
+                                             induction_per_book=0, fact_distractors=10 ** 6 if args.crowded else 0)
+                    if e.kind != "induction"]
         for e in examples:  # the last token only: what the search scores with
             last = len(store[e.query].ids) - 1
             e.targets = {last: e.targets[last]}
