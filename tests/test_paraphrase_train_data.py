@@ -30,3 +30,14 @@ def test_training_and_evaluation_pairs_share_no_answer_sentence_or_surname():
     for r in train:
         assert not names(r) & eval_names, r["id"]
         assert r["fact"].lower() not in eval_text and r["question"].lower() not in eval_text, r["id"]
+
+
+def test_the_book_questions_are_about_training_books_only_and_pass_their_checker():
+    """Questions about the books' own sentences come from the five books the search is trained on, never from a
+    tuning or report book (the checker also finds each sentence once in its book where ../shared is present)."""
+    questions = rows(ROOT / "data" / "train" / "book_questions.jsonl")
+    training = {"dracula.txt", "moby_dick.txt", "war_and_peace.txt", "middlemarch.txt", "a_tale_of_two_cities.txt"}
+    assert len(questions) >= 250 and {q["book"] for q in questions} == training
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "data" / "check_book_questions.py")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:]
