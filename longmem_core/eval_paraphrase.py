@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--together", action="store_true",
+                        help="plant every pair of a file in one document (memorized once) instead of one document per "
+                             "pair: each fact is then one planted sentence among many, and must be found for what it "
+                             "says, not for looking planted")
     parser.add_argument("--records-out", default=None,
                         help="also append every pair's record to this JSON-lines file as soon as it is complete")
 
@@ -148,18 +152,33 @@ def plant(haystack: Haystack, pair: dict, length: int, seed: int) -> tuple[str, 
     return insert_needles(filler, [fact]), fact
 
 
-def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, top: int, max_new_tokens: int,
-             seed: int) -> dict:
-    """Plant, memorize and ask one pair; its record."""
-    document, fact = plant(haystack, pair, length, seed)
+def plant_together(haystack: Haystack, pairs: list[dict], length: int, seed: int) -> tuple[str, list[Fact]]:
+    """One document for every pair: a stretch of the book of about ``length`` tokens with each pair's fact put in at
+    a sentence start, at depths spread evenly over it in an order drawn from ``seed``. Each fact is then one of
+    many planted sentences, so a search cannot find it for looking planted."""
+    rng = random.Random(f"{seed}-together-{length}")
+    depths = [(i + 0.5) / len(pairs) for i in range(len(pairs))]
+    rng.shuffle(depths)
+    facts = [Fact(p["fact"], d) for p, d in zip(pairs, depths)]
+    filler = haystack.stretch(length - sum(haystack.count(" " + f.text) for f in facts), rng)
+    return insert_needles(filler, facts), facts
+
+
+def memorized(model, document: str, length: int):
+    """A fresh bank holding ``document`` (under ``SOURCE``), sized for a document of ``length`` tokens."""
     chunk = model.cfg.chunk_size
     bank = model.new_bank(capacity=max(model.cfg.capacity, -(-int(length * 1.25 + 64) // chunk) * chunk))
     model.memorize(document, bank, source=SOURCE)
+    return bank
+
+
+def ask_pair(model, bank, document: str, pair: dict, fact: Fact, *, mode: str, top: int,
+             max_new_tokens: int) -> dict:
+    """Ask one pair's question of a bank holding ``document`` (where ``fact`` was planted); its record."""
     q = pair["question"]
     positions = fact_positions(bank, fact)
     bounds = read_back.sentence_bounds(document)
     memory, lexical = search.chunk_scores(model, bank, q), search.lexical_scores(bank, q)
-    bm25 = search.lexical_chunks(model, bank, q, top)
     ans = answers.answer(model, bank, q, mode=mode, max_new_tokens=max_new_tokens, top=top)
     mode_search = search.SEARCHES[answers.MODE_SPECS[mode].read_back or "model"]
     rest = document[:fact.char_start] + document[fact.char_end:]
@@ -167,7 +186,7 @@ def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, t
               "depth": round(fact.depth, 4),
               "found": finds_fact(mode_search(model, bank, q, top), document, bounds, fact),
               "found_memory": finds_fact(search.rank_chunks(model, bank, q, top), document, bounds, fact),
-              "found_bm25": finds_fact(bm25, document, bounds, fact),
+              "found_bm25": finds_fact(search.lexical_chunks(model, bank, q, top), document, bounds, fact),
               "read_back": " ".join(fact.text.split()) in " ".join(ans.context.split()),
               "answered": mentions(ans.text, pair["answers"]), "output": ans.text,
               "rank_memory": rank_of(memory, positions) if positions else None,
@@ -177,6 +196,14 @@ def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, t
     if ans.quote is not None:
         record["quote"] = ans.quote.text
     return record
+
+
+def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, top: int, max_new_tokens: int,
+             seed: int) -> dict:
+    """Plant, memorize and ask one pair; its record."""
+    document, fact = plant(haystack, pair, length, seed)
+    return ask_pair(model, memorized(model, document, length), document, pair, fact, mode=mode, top=top,
+                    max_new_tokens=max_new_tokens)
 
 
 SHARES = ("found", "found_memory", "found_bm25", "read_back", "answered")
@@ -204,16 +231,24 @@ def select(pairs: list[dict], split: str, limit: int | None) -> list[dict]:
 def evaluate(model, text: str, pair_sets: dict[str, list[dict]], *, length: int = 16_000,
              mode: str = answers.DEFAULT_MODE, top: int = answers.SEARCH_TOP, max_new_tokens: int = 48, seed: int = 0,
              progress: Callable[[], None] | None = None,
-             on_record: Callable[[dict], None] | None = None) -> tuple[list[dict], list[dict]]:
-    """``pair_sets``: {name: pairs} (already split). -> (rows, one record per pair, each named by its set)."""
+             on_record: Callable[[dict], None] | None = None, together: bool = False) -> tuple[list[dict], list[dict]]:
+    """``pair_sets``: {name: pairs} (already split). -> (rows, one record per pair, each named by its set).
+    ``together``: each set's pairs are planted in one document (``plant_together``), memorized once."""
     answers.check_mode(mode)
     haystack = Haystack(text, model.tokenizer)
     rows, records = [], []
     for name, pairs in pair_sets.items():
         done = []
+        if together:
+            document, facts = plant_together(haystack, pairs, length, seed)
+            bank = memorized(model, document, length)
+            ask = lambda pair: ask_pair(model, bank, document, pair, facts[pairs.index(pair)], mode=mode,  # noqa: E731
+                                        top=top, max_new_tokens=max_new_tokens)
+        else:
+            ask = lambda pair: run_pair(model, haystack, pair, length=length, mode=mode, top=top,  # noqa: E731
+                                        max_new_tokens=max_new_tokens, seed=seed)
         for pair in pairs:
-            record = {"pairs": name, **run_pair(model, haystack, pair, length=length, mode=mode, top=top,
-                                                max_new_tokens=max_new_tokens, seed=seed)}
+            record = {"pairs": name, **ask(pair)}
             done.append(record)
             if on_record:
                 on_record(record)
@@ -231,6 +266,8 @@ def command_line(args: argparse.Namespace) -> str:
     if args.limit:
         parts.append(f"--limit {args.limit}")
     parts.append(f"--seed {args.seed}")
+    if getattr(args, "together", False):
+        parts.append("--together")
     return " ".join(parts + model_flags(args))
 
 
@@ -261,13 +298,15 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     try:
         rows, records = evaluate(model, text, pair_sets, length=args.length, mode=args.mode, top=args.top,
                                  max_new_tokens=args.max_new_tokens, seed=args.seed, progress=bar.update,
-                                 on_record=on_record if records_out else None)
+                                 on_record=on_record if records_out else None,
+                                 together=getattr(args, "together", False))
     finally:
         bar.close()
     result = {"evaluation": "paraphrase", "command": command_line(args), "text": Path(args.text).name,
               "pairs_files": [Path(f).name for f in files], "split": args.split, "length": args.length,
               "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path, "default_mode": answers.DEFAULT_MODE,
-              "mode": args.mode, "top": args.top, "seed": args.seed, "seconds": round(time.perf_counter() - t0, 1),
+              "mode": args.mode, "top": args.top, "seed": args.seed, "together": getattr(args, "together", False),
+              "seconds": round(time.perf_counter() - t0, 1),
               "rows": rows, "pairs": records}
     if not getattr(args, "json", False):
         print(format_table(result))

@@ -110,6 +110,30 @@ def test_plant_puts_the_fact_once_at_its_span(make_model):
     assert again == doc and other != doc  # drawn from the pair's id and the seed only
 
 
+def test_plant_together_puts_every_fact_once_in_one_document(make_model):
+    model = make_model("tiny")
+    haystack = Haystack(BOOK.read_text(encoding="utf-8"), model.tokenizer)
+    pairs = ep.read_pairs(PARAPHRASE)[:5]
+    doc, facts = ep.plant_together(haystack, pairs, 1200, seed=0)
+    for pair, fact in zip(pairs, facts):
+        assert doc[fact.char_start:fact.char_end] == pair["fact"] and doc.count(pair["fact"]) == 1
+    assert sorted(round(f.depth, 2) for f in facts) == [0.1, 0.3, 0.5, 0.7, 0.9]  # spread over the document
+    assert abs(haystack.count(doc) - 1200) <= 40
+    assert ep.plant_together(haystack, pairs, 1200, seed=0)[0] == doc != ep.plant_together(haystack, pairs, 1200, 1)[0]
+
+
+def test_together_memorizes_once_and_asks_every_pair(make_model, monkeypatch):
+    model = make_model("tiny", capacity=64)
+    para = ep.read_pairs(PARAPHRASE)[:3]
+    calls = []
+    real = ep.memorized
+    monkeypatch.setattr(ep, "memorized", lambda *a: calls.append(1) or real(*a))
+    rows, records = ep.evaluate(model, BOOK.read_text(encoding="utf-8"), {"paraphrase": para}, length=600,
+                                max_new_tokens=4, together=True)
+    assert len(calls) == 1 and [r["id"] for r in records] == [p["id"] for p in para]
+    assert all(r["rank_memory"] >= 1 and not r["answer_elsewhere"] for r in records)
+
+
 def test_a_search_finds_the_fact_through_a_chunk_whose_passage_holds_it():
     from longmem_core.memory_bank import ChunkInfo
     from longmem_core.model import Retrieved
