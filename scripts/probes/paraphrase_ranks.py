@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=20)
     ap.add_argument("--cache", default="tmp/paraphrase_ranks_features.pt")
     ap.add_argument("--out", default="tmp/paraphrase_ranks.json")
+    ap.add_argument("--window", type=int, default=0, help="score each chunk by the mean key of the chunks within "
+                    "this many of it (segment ends ignored), instead of its own mean key")
     ap.add_argument("--crowded", action="store_true", help="every other planted fact in each fact's bank too "
                     "(as in one document holding them all): found by meaning, not for looking planted")
     args = ap.parse_args()
@@ -59,6 +61,10 @@ def main() -> None:
         with torch.no_grad():
             for e in examples:  # the search's score: the last token's softmax over the bank, summed over heads
                 xn, pos, means = example_batch(e, store, cache, max_queries=1)
+                if args.window:  # [G, Nc, D] averaged over 2 * window + 1 neighbouring chunks
+                    w = args.window
+                    padded = torch.nn.functional.pad(means.transpose(1, 2), (w, w), mode="replicate")
+                    means = torch.nn.functional.avg_pool1d(padded, 2 * w + 1, stride=1).transpose(1, 2)
                 score = torch.softmax(chunk_logits(model, memory_queries(model, xn), means), -1).sum(1)[0]  # [Nc]
                 best = float(score[pos[0]].max())
                 by_kind.setdefault(e.kind, []).append(1 + int((score > best).sum()))
