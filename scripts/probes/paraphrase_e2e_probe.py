@@ -9,6 +9,10 @@ The other facts are distractors here, unlike eval-paraphrase: compare configs wi
 
     PYTHONPATH=. python scripts/probes/paraphrase_e2e_probe.py --text ../shared/data/books/frankenstein.txt \
         --configs assets/sidenet.safetensors:0 runs/retrieval_pairs/sidenet.safetensors:2
+
+Measured 2026-12-07 on Frankenstein, 16k tokens, the 40 tuning pairs (paraphrase found / memory / read back /
+answered of 32; control answered of 8): shipped, slots 0: 2 / 4 / 0 / 0, 7; shipped, slots 2: 2 / 4 / 1 / 0, 6;
+--pairs checkpoint, slots 0, 1, 2: 1 / 2 / 0 / 0, 7, 6, 6. Memory slots stay off (search.MEMORY_SLOTS = 0).
 """
 from __future__ import annotations
 
