@@ -258,8 +258,7 @@ def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 
     if slots <= 0:
         return at_positions(bank, fused, chosen, "hybrid")
     mine = with_memory_slots(chosen, spread_top(own, bank.chunk_source, slots, gap), bank.chunk_source, gap)
-    return [r for i in mine for r in at_positions(bank, own if i not in chosen else fused, [i],
-                                                   "hybrid" if i in chosen else "memory")]
+    return [r for i in mine for r in at_positions(bank, fused, [i], "hybrid" if i in chosen else "memory")]
 
 
 def with_memory_slots(fused: list[int], own: list[int], sources: np.ndarray, gap: int) -> list[int]:
