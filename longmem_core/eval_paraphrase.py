@@ -33,6 +33,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +42,8 @@ import torch
 from . import answer as answers
 from . import read_back, search
 from .needles import Haystack, insert_needles, spans_overlap
-from .eval_qa import has_answers, normalize, read_records
+from .eval_qa import normalize
+from .records import has_answers, has_strings, read_records
 from .options import model_flags
 
 SOURCE = "haystack"  # the source name every document is memorized under
@@ -86,8 +88,8 @@ class Fact:
 
 def read_pairs(path: str | Path) -> list[dict]:
     """The pairs of a JSON-lines file; a malformed line raises ValueError naming its line number."""
-    out = read_records(path, lambda row: all(isinstance(row.get(k), str) and row[k].strip() for k in FIELDS[:5])
-                       and row["split"] in SPLITS[:2] and has_answers(row),
+    out = read_records(path, lambda row: has_strings(row, FIELDS[:5]) and row["split"] in SPLITS[:2]
+                       and has_answers(row),
                        '{"id", "kind", "split": "tuning" or "report", "fact", "question", "answers": ["...", ...]}',
                        "pairs")
     ids = [r["id"] for r in out]
@@ -242,13 +244,13 @@ def evaluate(model, text: str, pair_sets: dict[str, list[dict]], *, length: int 
         if together:
             document, facts = plant_together(haystack, pairs, length, seed)
             bank = memorized(model, document, length)
-            ask = lambda pair: ask_pair(model, bank, document, pair, facts[pairs.index(pair)], mode=mode,  # noqa: E731
-                                        top=top, max_new_tokens=max_new_tokens)
+            asks = [partial(ask_pair, model, bank, document, pair, fact, mode=mode, top=top,
+                            max_new_tokens=max_new_tokens) for pair, fact in zip(pairs, facts)]
         else:
-            ask = lambda pair: run_pair(model, haystack, pair, length=length, mode=mode, top=top,  # noqa: E731
-                                        max_new_tokens=max_new_tokens, seed=seed)
-        for pair in pairs:
-            record = {"pairs": name, **ask(pair)}
+            asks = [partial(run_pair, model, haystack, pair, length=length, mode=mode, top=top,
+                            max_new_tokens=max_new_tokens, seed=seed) for pair in pairs]
+        for ask in asks:
+            record = {"pairs": name, **ask()}
             done.append(record)
             if on_record:
                 on_record(record)

@@ -35,6 +35,7 @@ from . import search
 from .bm25 import BM25, passage_span, passage_units
 from .conversation import Conversation
 from .memory_bank import page_of
+from .records import has_answers, has_strings, read_records
 from .reading_plan import first_part
 from .eval_niah import BM25_MODE, parse_modes
 
@@ -63,35 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also append every question's record to this JSON-lines file as soon as it is complete")
 
 
-def read_records(path: str | Path, valid: Callable[[dict], bool], needs: str, noun: str) -> list[dict]:
-    """The records of a JSON-lines file, each a dict ``valid`` accepts; a malformed line raises ValueError naming its
-    line number (and, for a record ``valid`` refuses, the shape it ``needs``); so does a file with no ``noun``."""
-    out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-        if not (isinstance(row, dict) and valid(row)):
-            raise ValueError(f"{path}:{n}: needs {needs}")
-        out.append(row)
-    if not out:
-        raise ValueError(f"{path}: no {noun}")
-    return out
-
-
-def has_answers(row: dict) -> bool:
-    """Does a record hold a non-empty list of non-empty answer strings?"""
-    return (isinstance(row.get("answers"), list) and bool(row["answers"])
-            and all(isinstance(a, str) and a.strip() for a in row["answers"]))
-
-
 def read_questions(path: str | Path) -> list[dict]:
     """The questions of a JSON-lines file; a malformed line raises ValueError naming its line number."""
-    return read_records(path, lambda row: isinstance(row.get("question"), str) and bool(row["question"].strip())
-                        and has_answers(row), '{"question": "...", "answers": ["...", ...]}', "questions")
+    return read_records(path, lambda row: has_strings(row, ("question",)) and has_answers(row),
+                        '{"question": "...", "answers": ["...", ...]}', "questions")
 
 
 def normalize(text: str) -> str:

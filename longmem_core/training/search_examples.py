@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..evaluate import segment_tokens
 from ..facts import PLACEMENTS, Fact, chat_question_ids, distractor, insert_fact, make_fact
+from ..records import has_answers, has_strings, read_records
 from .corpus import book_ids
 from .features import Segment, load_store, save_store, search_features
 
@@ -65,7 +66,7 @@ def induction_targets(store: list[Segment], bank: list[int], query: int, chunk_s
 
 
 DISTRACTOR_SHARE = 0.3  # training fact segments that also hold another key's fact (evaluation: none)
-FACT_KINDS = ("fact", "paraphrase", "book")  # example kinds whose last query token has a planted fact to find
+FACT_KINDS = ("fact", "paraphrase", "book")  # example kinds whose last query token has a sentence to find
 
 
 def pair_fact(pair: dict) -> Fact:
@@ -75,10 +76,9 @@ def pair_fact(pair: dict) -> Fact:
 
 
 def read_pair_file(path: str | Path, split: str | None = None) -> list[dict]:
-    """The pairs of a JSON-lines file (``eval_qa.read_records``), only those of ``split`` when given."""
-    from ..eval_qa import read_records
-    pairs = read_records(path, lambda r: all(isinstance(r.get(k), str) and r[k].strip() for k in ("fact", "question")),
-                         "string fields 'fact' and 'question'", "pairs")
+    """The pairs of a JSON-lines file, only those of ``split`` when given."""
+    pairs = read_records(path, lambda r: has_strings(r, ("fact", "question")), "string fields 'fact' and 'question'",
+                         "pairs")
     return [p for p in pairs if split is None or p.get("split") == split]
 
 
@@ -140,9 +140,7 @@ def build_store(model, books: list[str], *, excerpt_segments: int, facts_per_boo
 
 def read_book_questions(path: str | Path) -> list[dict]:
     """The questions of a JSON-lines file, each with string fields ``book``, ``sentence`` and ``question``."""
-    from ..eval_qa import has_answers, read_records
-    return read_records(path, lambda r: all(isinstance(r.get(k), str) and r[k].strip()
-                                            for k in ("book", "sentence", "question")) and has_answers(r),
+    return read_records(path, lambda r: has_strings(r, ("book", "sentence", "question")) and has_answers(r),
                         "string fields 'book', 'sentence', 'question' and a list 'answers'", "questions")
 
 
@@ -155,13 +153,14 @@ def book_question_store(model, books: list[str], questions: list[dict], *, seed:
     seg = segment_tokens(model)
     tok = lambda t: model.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     names = {Path(b).name: b for b in books}
+    texts = {q["book"]: Path(names[q["book"]]).read_text(encoding="utf-8") for q in questions if q["book"] in names}
     store: list[Segment] = []
     entries: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
     for q in questions:
-        if q["book"] not in names:
+        if q["book"] not in texts:
             continue
-        text = Path(names[q["book"]]).read_text(encoding="utf-8")
+        text = texts[q["book"]]
         at = text.find(q["sentence"])
         if at < 0:
             raise ValueError(f"{q.get('id', '?')}: its sentence is not in {q['book']}")
@@ -186,15 +185,8 @@ def cached_book_questions(model, books: list[str], questions: list[dict], path: 
                           log=print) -> tuple[list[Segment], dict[str, list[dict]]]:
     """``book_question_store``, kept at ``path`` and reused for the same books, questions and seed."""
     key = {"books": [Path(b).name for b in books], "questions": [[q["sentence"], q["question"]] for q in questions],
-           "seed": seed, "backbone": model._fingerprint, "memory_layer": model.memory_layer,
-           "segment_length": model.segment_length}
-    saved = load_store(path, key)
-    if saved is not None:
-        log(f"using cached features {path}")
-        return saved[0], saved[1]
-    store, entries = book_question_store(model, books, questions, seed=seed, log=log)
-    save_store(path, key, store, entries)
-    return store, entries
+           "seed": seed}
+    return _cached(model, path, key, lambda: book_question_store(model, books, questions, seed=seed, log=log), log)
 
 
 def add_book_questions(store: list[Segment], groups: list[dict], part: list[Segment],
@@ -218,18 +210,26 @@ def cached_store(model, books: list[str], path: Path, excerpt_segments: int, fac
                  seed: int, log=print, pairs: list[dict] | None = None) -> tuple[list[Segment], list[dict]]:
     """``build_store``, kept at ``path`` and reused when the same books and settings ask for it again."""
     key = {"books": [str(b) for b in books], "excerpt_segments": excerpt_segments, "facts_per_book": facts_per_book,
-           "evaluation": evaluation, "seed": seed, "backbone": model._fingerprint, "memory_layer": model.memory_layer,
-           "segment_length": model.segment_length}
+           "evaluation": evaluation, "seed": seed}
     if pairs:  # keyed by content: an edited pair file is read again
         key["pairs"] = [[p["fact"], p["question"]] for p in pairs]
+    return _cached(model, path, key, lambda: build_store(
+        model, books, excerpt_segments=excerpt_segments, facts_per_book=facts_per_book, evaluation=evaluation,
+        seed=seed, pairs=pairs, log=log), log)
+
+
+def _cached(model, path: Path, key: dict, build, log) -> tuple:
+    """What ``build()`` returns (features and their description), kept at ``path`` and reused while ``key`` and the
+    model's backbone, memory layer and segment length are the same."""
+    key = key | {"backbone": model._fingerprint, "memory_layer": model.memory_layer,
+                 "segment_length": model.segment_length}
     saved = load_store(path, key)
     if saved is not None:
         log(f"using cached features {path}")
         return saved
-    store, groups = build_store(model, books, excerpt_segments=excerpt_segments, facts_per_book=facts_per_book,
-                                evaluation=evaluation, seed=seed, pairs=pairs, log=log)
-    save_store(path, key, store, groups)
-    return store, groups
+    store, described = build()
+    save_store(path, key, store, described)
+    return store, described
 
 
 def make_examples(store: list[Segment], groups: list[dict], chunk_size: int, *, seed: int = 0,
