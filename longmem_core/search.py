@@ -255,9 +255,8 @@ def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 
     gap = spread_gap(bank) if gap is None else gap
     slots = MEMORY_SLOTS if memory_slots is None else memory_slots
     chosen = spread_top(fused, bank.chunk_source, top, gap)
-    if slots <= 0:
-        return at_positions(bank, fused, chosen, "hybrid")
-    mine = with_memory_slots(chosen, spread_top(own, bank.chunk_source, slots, gap), bank.chunk_source, gap)
+    best_own = spread_top(own, bank.chunk_source, slots, gap) if slots > 0 else []
+    mine = with_memory_slots(chosen, best_own, bank.chunk_source, gap)
     return [r for i in mine for r in at_positions(bank, fused, [i], "hybrid" if i in chosen else "memory")]
 
 

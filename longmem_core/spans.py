@@ -168,8 +168,9 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
 @torch.no_grad()
 def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sentence], question: str,
                 stop: frozenset[str], source_of: Callable[[Sentence], str]) -> list[Span]:
-    """Every candidate span of the ``SENTENCES`` best-scored ``sentences`` and of the anchored ones, scored as the whole answer after
-    ``prompt_ids`` (which end where the answer begins). ``source_of``: the source text a sentence's span indexes."""
+    """Every candidate span of the ``SENTENCES`` best-scored ``sentences`` and of the anchored ones, scored as the
+    whole answer after ``prompt_ids`` (which end where the answer begins). ``source_of``: the source text a
+    sentence's span indexes."""
     chosen = sorted(sentences, key=lambda s: -s.score)[:SENTENCES]
     chosen = [s for s in chosen if s.score >= SENTENCE_SHARE * chosen[0].score] if chosen else []
     chosen += [s for s in sentences if s.anchored and s not in chosen]  # what the memory found by meaning
