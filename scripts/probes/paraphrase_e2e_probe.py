@@ -22,10 +22,9 @@ import random
 import time
 from pathlib import Path
 
-from longmem_core import LongMemModel, answer as answers, read_back, search
+from longmem_core import LongMemModel, search
 from longmem_core.data import read_document
-from longmem_core.eval_paraphrase import (SOURCE, Fact, fact_positions, finds_fact, mentions, rank_of, read_pairs,
-                                          select)
+from longmem_core.eval_paraphrase import Fact, ask_pair, memorized, read_pairs, select
 from longmem_core.needles import Haystack, insert_needles
 
 
@@ -48,28 +47,16 @@ def main() -> None:
     hay = Haystack(read_document(args.text).text, model.tokenizer)
     filler = hay.stretch(args.length - sum(hay.count(" " + f.text) for f in facts), rng)
     document = insert_needles(filler, facts)
-    chunk = model.cfg.chunk_size
-    bank = model.new_bank(capacity=max(model.cfg.capacity, -(-int(args.length * 1.25 + 64) // chunk) * chunk))
     t0 = time.perf_counter()
-    model.memorize(document, bank, source=SOURCE)
+    bank = memorized(model, document, args.length)
     print(f"memorized {bank.n_chunks} chunks in {time.perf_counter() - t0:.0f} s", flush=True)
-    bounds = read_back.sentence_bounds(document)
     results = {}
     for config in args.configs:
         ckpt, slots = config.rsplit(":", 1)
         model = LongMemModel.load(checkpoint=ckpt)
         search.MEMORY_SLOTS = int(slots)
-        rows = []
-        for pair, fact in zip(pairs, facts):
-            q = pair["question"]
-            ans = answers.answer(model, bank, q, mode="quote", max_new_tokens=48)
-            rows.append({"id": pair["id"], "kind": pair["kind"],
-                         "found": finds_fact(search.hybrid_chunks(model, bank, q, 6), document, bounds, fact),
-                         "found_memory": finds_fact(search.rank_chunks(model, bank, q, 6), document, bounds, fact),
-                         "found_bm25": finds_fact(search.lexical_chunks(model, bank, q, 6), document, bounds, fact),
-                         "read_back": " ".join(fact.text.split()) in " ".join(ans.context.split()),
-                         "answered": mentions(ans.text, pair["answers"]), "output": ans.text,
-                         "rank_memory": rank_of(search.chunk_scores(model, bank, q), fact_positions(bank, fact))})
+        rows = [ask_pair(model, bank, document, pair, fact, mode="quote", top=6, max_new_tokens=48)
+                for pair, fact in zip(pairs, facts)]
         summary = {}
         for group in ("paraphrase", "literal"):
             rs = [r for r in rows if (r["kind"] == "literal") == (group == "literal")]
