@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the five Debian documentation packages whose PDFs back the
+# Fetch the seven Debian documentation packages whose PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -17,6 +17,9 @@ PKGS=(
   "gnuplot-doc 5.4.4+dfsg1-2 usr/share/doc/gnuplot/gnuplot.pdf"
   "asymptote-doc 2.85+ds-1 usr/share/doc/asymptote/asymptote.pdf"
   "bash-doc 5.2.15-2 usr/share/doc/bash/bashref.pdf"
+  # the long PDFs of data/qa/pdf/long_chapters.jsonl (issue 29)
+  "texlive-bibtex-extra 2022.20230122-4 usr/share/doc/texlive-doc/latex/biblatex/biblatex.pdf"
+  "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/memoir/memman.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
