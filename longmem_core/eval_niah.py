@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Callable
 
 from .options import model_flags
+from .paths import DEFAULT_BOOK
 from . import answer as answers
 from .bm25 import BM25, chunk_units
 from .needles import TASKS, Haystack, Trial, even_depths, make_trial, spans_overlap, string_match_all
 
 SOURCE = "haystack"  # the source name every trial's document is memorized under
 BM25_MODE = "bm25"
-DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "assets" / "the_time_machine.txt"
+DEFAULT_TEXT = DEFAULT_BOOK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

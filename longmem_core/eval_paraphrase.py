@@ -45,12 +45,13 @@ from .needles import Haystack, insert_needles, spans_overlap
 from .eval_qa import normalize
 from .records import has_answers, has_strings, read_records
 from .options import model_flags
+from .paths import DEFAULT_BOOK
 
 SOURCE = "haystack"  # the source name every document is memorized under
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS_DIR = ROOT / "data" / "needles"
 DEFAULT_PAIRS = (PAIRS_DIR / "paraphrase.jsonl", PAIRS_DIR / "literal.jsonl")  # in other words; the control
-DEFAULT_TEXT = ROOT / "assets" / "the_time_machine.txt"
+DEFAULT_TEXT = DEFAULT_BOOK
 SPLITS = ("tuning", "report", "all")
 FIELDS = ("id", "kind", "split", "fact", "question", "answers")
 
