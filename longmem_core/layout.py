@@ -18,6 +18,11 @@ _DOT_LEADER = re.compile(r"(?:\.\s?){4,}\s*\S{0,8}\s*$|(?:\.\s?){4,}")  # ". . .
 _TOC_LINE = re.compile(r"^\s*(?:[A-Z]\.|\d+(?:\.\d+)*\.?)\s+\S.{0,100}?\s(?:\d{1,4}|[ivxlc]{1,6})\s*$", re.I)
 _NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?P<number>\d{1,2}(?:\.\d+)*\.?|"
                                r"[A-Z]\.(?:\d+\.?)*):?\s+(?P<title>[^\W\d_\\`'\"].{0,90})$", re.I)
+# an appendix lettered without a dot ("F Revision History"): a heading only when every word of its title is
+# capitalised, or a short joining word, so that a wrapped line of prose ("A Londoner who had seen") is not one; never
+# "I" (the pronoun opens lines of prose)
+_LETTER_HEADING = re.compile(r"^\s*(?:[Aa]ppendix\s+)?[A-HJ-Z]\s+(?P<title>[A-Z][\w-]+(?:\s+[\w-]+){0,8})$")
+_JOINING_WORDS = {"a", "an", "and", "as", "for", "in", "of", "on", "or", "the", "to", "with"}
 _LIST_ITEM = re.compile(r"^\s*\d+[.)]\s+[a-z]")  # "3. provide your name...": a numbered list's item, not a heading
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
 _DIGITS = re.compile(r"\d+")
@@ -68,10 +73,18 @@ def contents_lines(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def is_lettered_heading(line: str) -> bool:
+    """An appendix heading lettered without a dot, its title in title case ("F Revision History")."""
+    m = _LETTER_HEADING.match(line)
+    return m is not None and all(w[:1].isupper() or w in _JOINING_WORDS for w in m.group("title").split())
+
+
 def is_heading(line: str) -> bool:
-    """A numbered section heading on a line of its own ("2.3 Social dynamics of Debian", "Chapter 4: Plotting"),
-    not a table-of-contents line and not a sentence (no final full stop)."""
+    """A numbered section heading on a line of its own ("2.3 Social dynamics of Debian", "Chapter 4: Plotting",
+    "F Revision History"), not a table-of-contents line and not a sentence (no final full stop)."""
     line = line.strip()
+    if is_lettered_heading(line) and not is_toc_line(line):
+        return True
     m = _NUMBERED_HEADING.match(line)
     if m is None or _LIST_ITEM.match(line) or is_toc_line(line) or line.endswith(".") or len(line.split()) > 14:
         return False

@@ -69,3 +69,11 @@ def test_a_wrapped_line_of_prose_opening_with_a_number_is_no_heading():
     assert layout.is_heading("1 Introduction") and layout.is_heading("3.5 devscripts")
     assert not layout.is_heading("1993 were limited to just that. Since they normally added new commands")
     assert not layout.is_heading("12 apples were eaten")
+
+
+def test_an_appendix_lettered_without_a_dot_is_a_heading_but_a_line_of_prose_is_not():
+    assert layout.is_heading("F Revision History") and layout.is_heading("A Default Crossref Setup")
+    assert layout.is_heading("Appendix G Comments") and layout.is_heading("B Notes on the Code")
+    assert not layout.is_heading("A Londoner who had seen the river")  # a wrapped line of prose
+    assert not layout.is_heading("I Went Home")  # the pronoun, never an appendix's letter
+    assert not layout.is_heading("F Revision History 347")  # a contents line
