@@ -97,17 +97,36 @@ def _rss_bytes() -> int:
 
 # -- memorizing --
 
+def forward_share(backbone, memory_layer: int, tokens: int) -> float:
+    """The share of a plain forward's multiply-adds (one segment of ``tokens``) that memorizing runs: blocks
+    0 .. memory_layer - 1, then only the key/value projections of block ``memory_layer``; none of the later blocks,
+    nor the LM head. Weight products from the weights' shapes, attention scores and sums causal (each query meets
+    (tokens + 1) / 2 keys). Its inverse bounds ``memorize_speedup``: the work memorizing skips is all it saves."""
+    def products(module) -> int:  # multiply-adds per token of the module's matrices
+        return sum(p.numel() for p in module.parameters() if p.dim() == 2)
+
+    attention = backbone.n_heads * backbone.head_dim * (tokens + 1)  # QK^T and AV over (tokens + 1) / 2 keys each
+    blocks = [products(b) + attention for b in backbone.blocks]
+    last = backbone.blocks[memory_layer]
+    done = sum(blocks[:memory_layer]) + products(last.k_proj) + products(last.v_proj)
+    return done / (sum(blocks) + products(backbone.lm_head))
+
+
 @torch.no_grad()
 def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> tuple[dict, MemoryBank]:
     """Tokens/s into the bank vs a plain transformers forward (model(input_ids), all layers and the LM head, no
-    cache) over the same segments, in ``rounds`` interleaved rounds of four timings each:
+    cache) over the same segments, both in memorizing's number format (``cfg.memorize_precision``: bfloat16
+    autocast where the CPU multiplies it natively), in ``rounds`` interleaved rounds of these timings:
 
     - memorize as shipped (segments read side by side in ``threads.default_workers`` threads),
     - memorize one segment at a time (torch's own threading only),
     - the plain forward one segment at a time, as one would run it (the baseline of ``memorize_speedup``),
     - the plain forward spread over the same threads as memorizing (the fairest baseline for the threading),
-    - memorize in float32 (where ``cfg.memorize_precision`` picks bfloat16: what it gains) and the plain forward
-      one segment at a time in memorizing's own number format (how much of the speed-up is memorizing's own).
+    - the backbone up to the memory layer's keys and values alone, no bank, one segment at a time: the work
+      memorizing cannot skip, so plain / this is the speed-up's bound as timed (``memorize_limit``;
+      ``memorize_forward_share`` is the same bound by arithmetic),
+    - where memorizing computes in bfloat16: memorize in float32 and the plain forward in float32 (like with like
+      again), and the ratio of bfloat16 memorizing to the float32 plain forward, labelled as mixed precision.
 
     Figures are medians over rounds; each ratio is the median of the per-round ratios (the machine's speed
     drifts between rounds, so only timings from one round are divided). Returns them and the last bank."""
@@ -118,16 +137,15 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
     device = next(hf.parameters()).device
     segments = [torch.tensor([model.with_sink(ids[s:s + seg - 1])], device=device) for s in range(0, len(ids), seg - 1)]
     workers = default_workers(model.device)
-
-    def plain_one(x):
-        with torch.inference_mode():
-            hf(input_ids=x, use_cache=False)
-
     dtype = memorize_dtype(model.cfg.memorize_precision, model.device)
 
-    def plain_same_precision(x):  # the plain forward in memorizing's number format
-        with computing_in(dtype, device):
-            plain_one(x)
+    def plain_in(number_format):
+        def plain_one(x):
+            with torch.inference_mode(), computing_in(number_format, device):
+                hf(input_ids=x, use_cache=False)
+        return plain_one
+
+    plain_one = plain_in(dtype)  # in memorizing's number format: like with like
 
     def memorize_float32(bank):
         shipped = model.cfg.memorize_precision
@@ -144,28 +162,42 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
         for name, workers_used in (("memorize", workers), ("memorize_sequential", 1)):
             bank = model.new_bank(capacity=1 << 22)
             t[name] = _timed(lambda: model.memorize(text, bank, workers=workers_used))
-        t["memorize_float32"] = _timed(lambda: memorize_float32(model.new_bank(capacity=1 << 22)))
         t["plain"] = _timed(lambda: [plain_one(x) for x in segments])
         t["plain_threaded"] = _timed(lambda: list(ordered_map(plain_one, segments, min(workers, len(segments)))))
-        t["plain_same_precision"] = _timed(lambda: [plain_same_precision(x) for x in segments])
+        t["up_to_memory"] = _timed(lambda: [model.memory_kv(x) for x in segments])
+        if dtype is not None:
+            t["memorize_float32"] = _timed(lambda: memorize_float32(model.new_bank(capacity=1 << 22)))
+            t["plain_float32"] = _timed(lambda: [plain_in(None)(x) for x in segments])
         per_round.append(t)
     n = len(bank)
 
-    return {"memorize_tokens": n, "memorize_rounds": rounds, "memorize_workers": workers,
-            "memorize_tokens_per_s": _median([n / t["memorize"] for t in per_round]),
-            "memorize_sequential_tokens_per_s": _median([n / t["memorize_sequential"] for t in per_round]),
-            "plain_forward_tokens_per_s": _median([n / t["plain"] for t in per_round]),
-            "plain_forward_threaded_tokens_per_s": _median([n / t["plain_threaded"] for t in per_round]),
-            "memorize_speedup": _median([t["plain"] / t["memorize"] for t in per_round]),
-            "memorize_speedup_sequential": _median([t["plain"] / t["memorize_sequential"] for t in per_round]),
-            "memorize_speedup_vs_threaded_plain": _median([t["plain_threaded"] / t["memorize"] for t in per_round]),
-            "memorize_speedup_per_round": [round(t["plain"] / t["memorize"], 3) for t in per_round],
-            "memorize_precision": str(dtype or "float32").replace("torch.", ""),
-            "memorize_float32_tokens_per_s": _median([n / t["memorize_float32"] for t in per_round]),
-            "memorize_speedup_float32": _median([t["plain"] / t["memorize_float32"] for t in per_round]),
-            "plain_forward_same_precision_tokens_per_s": _median([n / t["plain_same_precision"] for t in per_round]),
-            "memorize_speedup_vs_plain_same_precision": _median([t["plain_same_precision"] / t["memorize"]
-                                                                 for t in per_round])}, bank
+    def tokens_per_s(name: str) -> float:
+        return _median([n / t[name] for t in per_round])
+
+    def ratio(slow: str, fast: str) -> float:
+        return _median([t[slow] / t[fast] for t in per_round])
+
+    precision = str(dtype or "float32").replace("torch.", "")
+    figures = {"memorize_tokens": n, "memorize_rounds": rounds, "memorize_workers": workers,
+               "memorize_precision": precision, "plain_forward_precision": precision,
+               "memorize_tokens_per_s": tokens_per_s("memorize"),
+               "memorize_sequential_tokens_per_s": tokens_per_s("memorize_sequential"),
+               "plain_forward_tokens_per_s": tokens_per_s("plain"),
+               "plain_forward_threaded_tokens_per_s": tokens_per_s("plain_threaded"),
+               "memorize_speedup": ratio("plain", "memorize"),
+               "memorize_speedup_sequential": ratio("plain", "memorize_sequential"),
+               "memorize_speedup_vs_threaded_plain": ratio("plain_threaded", "memorize"),
+               "memorize_speedup_per_round": [round(t["plain"] / t["memorize"], 3) for t in per_round],
+               "memory_layer": model.memory_layer, "backbone_blocks": model.backbone.n_layers,
+               "memorize_forward_share": forward_share(model.backbone, model.memory_layer, seg),
+               "up_to_memory_layer_tokens_per_s": tokens_per_s("up_to_memory"),
+               "memorize_limit": ratio("plain", "up_to_memory")}
+    if dtype is not None:
+        figures.update({"memorize_float32_tokens_per_s": tokens_per_s("memorize_float32"),
+                        "plain_forward_float32_tokens_per_s": tokens_per_s("plain_float32"),
+                        "memorize_speedup_float32": ratio("plain_float32", "memorize_float32"),
+                        "memorize_speedup_mixed_precision": ratio("plain_float32", "memorize")})
+    return figures, bank
 
 
 # -- retrieval --

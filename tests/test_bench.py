@@ -12,8 +12,11 @@ def test_retrieval_scaling_reports_every_size_and_a_plot(make_model, tmp_path, b
     assert figures["memorize_tokens"] == len(real) == 600 and figures["memorize_speedup"] > 0
     assert len(figures["memorize_speedup_per_round"]) == 2 and figures["memorize_workers"] >= 1
     for key in ("memorize_sequential_tokens_per_s", "plain_forward_threaded_tokens_per_s",
-                "memorize_speedup_sequential", "memorize_speedup_vs_threaded_plain"):
+                "memorize_speedup_sequential", "memorize_speedup_vs_threaded_plain",
+                "up_to_memory_layer_tokens_per_s", "memorize_limit"):
         assert figures[key] > 0
+    assert figures["plain_forward_precision"] == figures["memorize_precision"]  # the headline ratio: like with like
+    assert 0 < figures["memorize_forward_share"] < 1 and figures["memory_layer"] < figures["backbone_blocks"]
     queries = bench.real_queries(model, real, book_text[5000:6000], 40)
     assert queries.shape == (40, model.backbone.n_heads, model.backbone.head_dim)
     r = bench.retrieval_scaling(model, real, queries, [512, 2048], n_chunks=2, nprobes=(1, 4), disk_at=512)
@@ -76,3 +79,35 @@ def test_time_to_first_token_reports_cold_warm_and_its_parts(make_model, book_te
                 "prefill_first_token_s"):
         assert 0 < t[key] < 60, key
     assert t["copy_cache_tokens"] > 0.95 * len(bank) and t["prompt_tokens"] > 5
+
+
+def test_memorizing_in_bfloat16_is_compared_like_with_like_and_the_mixed_ratio_is_labelled(make_model, book_text):
+    model = make_model("tiny", memorize_precision="bfloat16")
+    figures, _ = bench.memorize_throughput(model, book_text[:2000], max_tokens=200)
+    assert figures["memorize_precision"] == figures["plain_forward_precision"] == "bfloat16"
+    for key in ("memorize_float32_tokens_per_s", "plain_forward_float32_tokens_per_s", "memorize_speedup_float32",
+                "memorize_speedup_mixed_precision"):
+        assert figures[key] > 0
+
+
+def test_the_share_of_the_forward_memorizing_runs_bounds_the_speedup_near_1_75x():
+    """SmolLM2-135M's shapes (on the meta device: no weights): memorizing runs blocks 0-20 and the keys and values
+    of block 21 of 30, no LM head, over a 1,024-token segment: 57% of the work, so at most ~1.75x."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            lin = lambda i, o: nn.Linear(i, o, bias=False, device="meta")  # noqa: E731
+            self.q_proj, self.k_proj, self.v_proj, self.o_proj = lin(576, 576), lin(576, 192), lin(576, 192), lin(576, 576)
+            self.mlp = nn.ModuleList([lin(576, 1536), lin(576, 1536), lin(1536, 576)])
+            self.norm = nn.LayerNorm(576, device="meta")  # vectors are not matrix products
+
+    class Backbone:
+        n_heads, head_dim = 9, 64
+        blocks = [Block() for _ in range(30)]
+        lm_head = nn.Linear(576, 49152, bias=False, device="meta")
+
+    share = bench.forward_share(Backbone(), memory_layer=21, tokens=1024)
+    assert abs(1 / share - 1.75) < 0.01
+    assert bench.forward_share(Backbone(), memory_layer=10, tokens=1024) < share

@@ -54,6 +54,7 @@ def test_check_fails_once_a_results_file_changes(results, tmp_path):
 def test_target_met_follows_the_bench_figures(results, tmp_path):
     row = lambda text: next(line for line in text.splitlines() if line.startswith("| memorize, "))  # noqa: E731
     bench = json.loads((results / "bench.json").read_text())
+    bench["plain_forward_precision"] = bench["memorize_precision"]  # a run whose plain forward is memorizing's format
     bench["memorize_speedup"] = 2.5
     (results / "bench.json").write_text(json.dumps(bench))
     page = results_page.render(results, tmp_path / "RESULTS.md")
@@ -62,6 +63,24 @@ def test_target_met_follows_the_bench_figures(results, tmp_path):
     (results / "bench.json").write_text(json.dumps(bench))
     page = results_page.render(results, tmp_path / "RESULTS.md")
     assert "1.500x" in row(page) and "| ≥ 2x | no |" in row(page)
+
+
+def test_the_memorize_headline_compares_like_with_like(results, tmp_path):
+    """The run of 2026-12-03 timed its main plain forward in float32 against bfloat16 memorizing: the headline is
+    its same-format ratio, the mixed one is labelled, and the bound (the share of the forward memorizing runs) is
+    shown with how close the figure comes to it."""
+    bench = json.loads((results / "bench.json").read_text())
+    assert "plain_forward_precision" not in bench and bench["memorize_precision"] == "bfloat16"
+    page = results_page.render(results, tmp_path / "RESULTS.md")
+    lines = page.splitlines()
+    headline = next(line for line in lines if line.startswith("| memorize, "))
+    assert f"**{bench['memorize_speedup_vs_plain_same_precision']:.3f}x**" in headline and "same bfloat16" in headline
+    mixed = next(line for line in lines if line.startswith("| mixed precision, **not like with like**"))
+    assert f"{bench['memorize_speedup']:.3f}x" in mixed and f"{bench['memorize_speedup']:.3f}x" not in headline
+    bound = next(line for line in lines if line.startswith("| the bound: "))
+    limit = 1 / bench["memorize_forward_share"]
+    assert f"≤ **{limit:.2f}x**" in bound
+    assert f"**{bench['memorize_speedup_vs_plain_same_precision'] / limit:.0%}** of it" in bound
 
 
 def test_an_unknown_results_file_is_shown_as_a_table(results, tmp_path):
