@@ -122,9 +122,9 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
     - memorize one segment at a time (torch's own threading only),
     - the plain forward one segment at a time, as one would run it (the baseline of ``memorize_speedup``),
     - the plain forward spread over the same threads as memorizing (the fairest baseline for the threading),
-    - the backbone up to the memory layer's keys and values alone, no bank, one segment at a time: the work
-      memorizing cannot skip, so plain / this is the speed-up's bound as timed (``memorize_limit``;
-      ``memorize_forward_share`` is the same bound by arithmetic),
+    - the backbone up to the memory layer's keys and values alone, no bank, in memorizing's threads: the work
+      memorizing cannot skip, done as it does it, so plain / this bounds ``memorize_speedup`` as timed
+      (``memorize_limit``; ``memorize_forward_share`` gives the bound by arithmetic, at equal threading),
     - where memorizing computes in bfloat16: memorize in float32 and the plain forward in float32 (like with like
       again), and the ratio of bfloat16 memorizing to the float32 plain forward, labelled as mixed precision.
 
@@ -164,7 +164,7 @@ def memorize_throughput(model, text: str, max_tokens: int, rounds: int = 1) -> t
             t[name] = _timed(lambda: model.memorize(text, bank, workers=workers_used))
         t["plain"] = _timed(lambda: [plain_one(x) for x in segments])
         t["plain_threaded"] = _timed(lambda: list(ordered_map(plain_one, segments, min(workers, len(segments)))))
-        t["up_to_memory"] = _timed(lambda: [model.memory_kv(x) for x in segments])
+        t["up_to_memory"] = _timed(lambda: list(ordered_map(model.memory_kv, segments, min(workers, len(segments)))))
         if dtype is not None:
             t["memorize_float32"] = _timed(lambda: memorize_float32(model.new_bank(capacity=1 << 22)))
             t["plain_float32"] = _timed(lambda: [plain_in(None)(x) for x in segments])

@@ -69,15 +69,16 @@ def memorize(b: dict, page_dir: Path) -> tuple[list[Row], list[str]]:
         rows.append(Row(
             f"the bound: memorizing runs blocks 0-{m - 1} and the keys and values of block {m} of "
             f"{b['backbone_blocks']}, no LM head: {share:.0%} of the plain forward's multiply-adds (arithmetic, "
-            "not timed), so skipping the rest saves at most 1 / that",
+            "not timed), so skipping the rest saves at most 1 / that when both run alike (memorizing also reads "
+            f"{plural(b['memorize_workers'], 'segment')} side by side; its baseline runs one at a time)",
             f"≤ **{bound:.2f}x**; the figure above is **{same / bound:.0%}** of it", "—",
             "≥ 2x lies beyond the bound" if bound < 2 else "—", "—",
             "" if "memorize_limit" in b else "arithmetic on the backbone's shapes: the command in bench.json's notes"))
     if "memorize_limit" in b:
         limit = b["memorize_limit"]
         rows.append(Row(
-            f"the bound as timed: the backbone up to the memory layer's keys and values alone (no bank), one segment "
-            f"at a time, in {precision}",
+            f"the bound as timed: the backbone up to the memory layer's keys and values alone (no bank), in "
+            f"memorizing's threads and {precision}",
             f"{b['up_to_memory_layer_tokens_per_s']:.0f} tokens/s = {limit:.3f}x; the figure above is "
             f"{same / limit:.0%} of it", f"{plain:.0f} tokens/s: plain forward in {precision}"))
     label = ", against the float32 plain forward: mixed precision, not like with like" if mixed_run else ""
