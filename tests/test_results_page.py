@@ -1,6 +1,7 @@
-"""The results page is generated from docs/results/ and cannot drift: the committed page is what the files give,
-every figure keeps its command, targets met or not follow the figures, and a results file no code knows still
-appears (its rows as a table)."""
+"""The results page is generated from docs/results/ and cannot drift: the committed pages are what the files give,
+the results page stays short (one row per claim, every claim's page one click away, its links resolving), every
+figure keeps its command, targets met or not follow the figures, and a results file no code knows still appears
+(its rows as a table)."""
 import json
 import re
 import shutil
@@ -14,6 +15,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import results_page  # noqa: E402
+
+
+def everything(results, tmp_path) -> str:
+    """Every page the results give, as one text."""
+    return "\n".join(results_page.build(results, tmp_path / "RESULTS.md").values())
+
+
+def summary_rows(page: str) -> list[str]:
+    """The rows of the results page's claims table."""
+    start = page.index("| claim (its page")
+    return [line for line in page[start:].splitlines()[2:] if line.startswith("| ")]
 
 
 def test_the_committed_page_is_up_to_date():
@@ -57,12 +69,14 @@ def test_target_met_follows_the_bench_figures(results, tmp_path):
     bench["plain_forward_precision"] = bench["memorize_precision"]  # a run whose plain forward is memorizing's format
     bench["memorize_speedup"] = 2.5
     (results / "bench.json").write_text(json.dumps(bench))
-    page = results_page.render(results, tmp_path / "RESULTS.md")
+    page = everything(results, tmp_path)
     assert "2.500x" in row(page) and "| ≥ 2x | yes |" in row(page)
     bench["memorize_speedup"] = 1.5
     (results / "bench.json").write_text(json.dumps(bench))
-    page = results_page.render(results, tmp_path / "RESULTS.md")
+    page = everything(results, tmp_path)
     assert "1.500x" in row(page) and "| ≥ 2x | no |" in row(page)
+    summary = summary_rows(results_page.render(results, tmp_path / "RESULTS.md"))
+    assert len(summary) == 1 and "1.500x" in summary[0] and "| ≥ 2x | no |" in summary[0]  # unmet stays visible
 
 
 def test_the_memorize_headline_compares_like_with_like(results, tmp_path):
@@ -71,7 +85,7 @@ def test_the_memorize_headline_compares_like_with_like(results, tmp_path):
     shown with how close the figure comes to it."""
     bench = json.loads((results / "bench.json").read_text())
     assert "plain_forward_precision" not in bench and bench["memorize_precision"] == "bfloat16"
-    page = results_page.render(results, tmp_path / "RESULTS.md")
+    page = everything(results, tmp_path)
     lines = page.splitlines()
     headline = next(line for line in lines if line.startswith("| memorize, "))
     assert f"**{bench['memorize_speedup_vs_plain_same_precision']:.3f}x**" in headline and "same bfloat16" in headline
@@ -90,34 +104,101 @@ def test_an_unknown_results_file_is_shown_as_a_table(results, tmp_path):
             "claims": [{"title": "NIAH accuracy", "rows": [{"metric": "acc at 16k", "figure": "0.75", "baseline": "0.25",
                                                              "target": "≥ 0.9", "met": "no"}]}]}
     (results / "niah.json").write_text(json.dumps(niah))
-    page = results_page.render(results, tmp_path / "RESULTS.md")
-    section = page[page.index("## Needle in a haystack"):]
+    page = everything(results, tmp_path)
+    section = page[page.index("# Needle in a haystack"):]
     assert "python -m longmem_core eval-niah --json" in section and "2026-12-02" in section
     assert "| length | longmem | local |" in section
     assert "| 4,000 | 0.5 | 0.25 |" in section and "| 16,000 | 0.75 |  |" in section
     assert "| settings.trials | 4 |" in section and "| settings.depths | 0.1, 0.5 |" in section
-    assert "### NIAH accuracy" in section
+    assert "## NIAH accuracy" in section
     assert "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | `python -m longmem_core eval-niah --json` |" in section
     assert "`niah.json`" in page  # listed among the results files
+    summary = summary_rows(results_page.render(results, tmp_path / "RESULTS.md"))
+    niah_row = next(row for row in summary if "(results/details/niah.md)" in row)  # a claim of its own: a row
+    assert "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | 2026-12-02 |" in niah_row
 
 
-def test_the_dated_notes_link_the_results_page_and_its_headings():
-    page = (ROOT / "docs" / "RESULTS.md").read_text(encoding="utf-8")
-    anchors = {results_page.slug(line[3:]) for line in page.splitlines() if line.startswith("## ")}
+def test_a_claim_shows_its_files_and_its_headline_row(results, tmp_path):
+    niah = {"title": "Needles", "command": "eval-niah", "date": "2026-12-07",
+            "claims": [{"rows": [{"metric": "mode a, 16k", "figure": "50%", "target": "≥ 90%", "met": "no"},
+                                 {"metric": "mode b (default), 16k", "figure": "98%", "target": "≥ 90%", "met": "yes"}]}]}
+    (results / "niah.json").write_text(json.dumps(niah))
+    toml = (results / "claims.toml").read_text()
+    (results / "claims.toml").write_text(toml + '[[claims]]\nid = "needles"\ntitle = "Needles"\nfiles = ["niah.json"]\n'
+                                         'headline = "niah.json: mode b"\n')
+    pages = results_page.build(results, tmp_path / "RESULTS.md")
+    row = next(r for r in summary_rows(pages[tmp_path / "RESULTS.md"]) if "(results/details/needles.md)" in r)
+    assert "| mode b (default), 16k | 98% |" in row and "| yes (other rows: 0 met, 1 missed) |" in row
+    assert "| mode a, 16k | 50% |" in pages[results / "details" / "needles.md"]
+    assert results / "details" / "niah.md" not in pages  # shown on the claim's page, not on one of its own
+    (results / "claims.toml").write_text(toml + '[[claims]]\nid = "needles"\ntitle = "Needles"\nfiles = ["niah.json"]\n'
+                                         'headline = "niah.json: mode c"\n')
+    with pytest.raises(SystemExit, match="no row matches its headline"):
+        results_page.build(results, tmp_path / "RESULTS.md")
+
+
+def test_the_page_is_short_with_a_row_per_claim_and_links_that_resolve():
+    page_path = ROOT / "docs" / "RESULTS.md"
+    page = page_path.read_text(encoding="utf-8")
+    assert len(page.encode("utf-8")) <= 20_000, "docs/RESULTS.md is for reading in five minutes: keep it under 20 KB"
+    claims = tomllib.loads((ROOT / "docs" / "results" / "claims.toml").read_text(encoding="utf-8"))["claims"]
+    shown = {name for c in claims for name in c.get("files", [])} | {c.get("source") for c in claims}
+    with_claims = [p.stem for p in sorted((ROOT / "docs" / "results").glob("*.json")) if p.name not in shown
+                   and isinstance(data := json.loads(p.read_text(encoding="utf-8")), dict) and data.get("claims")]
+    rows = summary_rows(page)
+    for claim_id in [c["id"] for c in claims] + with_claims:
+        assert sum(f"(results/details/{claim_id}.md)" in row for row in rows) == 1, claim_id
+    assert len(rows) == len(claims) + len(with_claims)
+    for path in [page_path] + sorted((ROOT / "docs" / "results" / "details").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            assert linked.exists(), (path.name, target)
+            if anchor:
+                assert anchor in results_page.anchors(linked.read_text(encoding="utf-8")), (path.name, target)
+
+
+def test_the_docs_link_the_results_pages_and_their_headings():
+    """The dated notes cite the results page or a claim's page; every link into them, from the notes, the README
+    and the docs, names a file and a heading that exist."""
     notes = sorted((ROOT / "docs" / "notes").glob("20*.md"))
     assert notes
     for note in notes:
         text = note.read_text(encoding="utf-8")
-        assert "](../RESULTS.md" in text, note.name
-        for anchor in re.findall(r"\]\(\.\./RESULTS\.md#([^)]+)\)", text):
-            assert anchor in anchors, (note.name, anchor)
+        assert "](../RESULTS.md" in text or "](../results/details/" in text, note.name
+    docs = [ROOT / "README.md", ROOT / "docs" / "results" / "README.md"] + sorted((ROOT / "docs").glob("*.md")) + notes
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]*(?:RESULTS\.md|results/details/[\w-]+\.md)[^)\s]*)\)", text):
+            file, _, anchor = target.partition("#")
+            linked = (doc.parent / file).resolve()
+            assert linked.exists(), (doc.name, target)
+            if anchor:
+                assert anchor in results_page.anchors(linked.read_text(encoding="utf-8")), (doc.name, target)
 
 
 def test_odd_results_files_still_render(results, tmp_path):
     (results / "a_list.json").write_text(json.dumps([{"q": "who?", "ok": True}, {"q": "where?", "ok": False}]))
     (results / "nested.json").write_text(json.dumps({"command": "x", "runs": [{"seed": 1, "acc": [0.5, 0.25]}],
                                                       "claims": [{"rows": [{"metric": "m"}]}]}))
-    page = results_page.render(results, tmp_path / "RESULTS.md")
-    assert "## a list" in page and "| who? | True |" in page
+    page = everything(results, tmp_path)
+    assert "# a list" in page and "| who? | True |" in page
     assert "| runs[0].seed | 1 |" in page and "| runs[0].acc | 0.5, 0.25 |" in page
     assert "| m | ? | — | — | — | `x` |" in page  # a row without a figure says so instead of failing
+    summary = results_page.render(results, tmp_path / "RESULTS.md")
+    assert "[a list](results/details/a_list.md)" in summary  # no claim: linked below the table, not a row
+
+
+def test_a_page_no_longer_given_is_removed_and_makes_the_check_fail(results, tmp_path):
+    page = tmp_path / "RESULTS.md"
+    (results / "soak.json").write_text(json.dumps({"title": "soak", "claims": [{"rows": [{"metric": "errors"}]}]}))
+    assert results_page.main(["--results", str(results), "--page", str(page)]) == 0
+    assert (results / "details" / "soak.md").exists()
+    (results / "soak.json").unlink()
+    assert results_page.main(["--check", "--results", str(results), "--page", str(page)]) == 1
+    assert results_page.main(["--results", str(results), "--page", str(page)]) == 0
+    assert not (results / "details" / "soak.md").exists()
+    assert results_page.main(["--check", "--results", str(results), "--page", str(page)]) == 0
