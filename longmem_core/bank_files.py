@@ -31,9 +31,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .index import IVFIndex, check_capacity, check_index_kind
+from .config import check_capacity, check_index_kind
+from .index import IVFIndex
 from .memory_bank import STORAGE_DTYPE, MemoryBank
-from .pdf import MAX_LABEL_CHARS
+from .limits import MAX_LABEL_CHARS
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)

@@ -440,7 +440,7 @@ def time_to_first_token(model, bank: MemoryBank, mode: str | None = None,
 
 def training_speed(model, text: str, trainable: str, steps: int = 2) -> dict:
     """Tokens/s of one training step (forward + backward through the SideNet, bank of two preceding segments)."""
-    from .evaluate import read_into_memory, segment_loss, segment_tokens
+    from .segments import read_into_memory, segment_loss, segment_tokens
     from .training import select_trainable
     params = select_trainable(model, trainable)
     seg = segment_tokens(model)

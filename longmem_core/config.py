@@ -4,11 +4,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .index import INDEX_KINDS, check_capacity, check_index_kind  # noqa: F401 (INDEX_KINDS re-exported)
 from .paths import ASSETS
 from .precision import check_precision
 
@@ -22,6 +22,30 @@ def default_checkpoint() -> str | None:
     if env is not None:
         return env or None
     return str(SHIPPED_CHECKPOINT) if SHIPPED_CHECKPOINT.is_file() else None
+
+INDEX_KINDS = ("auto", "flat", "ivf")  # the policies a bank (and LongMemConfig.index) may name
+MAX_CAPACITY = 1 << 24  # tokens: the largest bank anyone may create or load (16M tokens)
+
+
+def check_index_kind(kind: object) -> str:
+    """``kind`` if it is one of ``INDEX_KINDS``, else ValueError."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index must be one of {INDEX_KINDS}, got {kind!r}")
+    return kind  # type: ignore[return-value]
+
+
+def check_capacity(capacity: object, chunk_size: object) -> None:
+    """ValueError unless ``capacity`` tokens hold at least one chunk of ``chunk_size`` tokens and stay within
+    ``MAX_CAPACITY`` (the one capacity rule of configs, new banks and banks read from disk)."""
+    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if not isinstance(capacity, numbers.Integral) or isinstance(capacity, bool):
+        raise ValueError(f"capacity must be an integer, got {capacity!r}")
+    if capacity < chunk_size:
+        raise ValueError(f"capacity ({capacity}) must hold at least one chunk of {chunk_size} tokens")
+    if capacity > MAX_CAPACITY:
+        raise ValueError(f"capacity ({capacity}) is over the limit of {MAX_CAPACITY} tokens")
+
 
 MEMORY_POSITION_POLICIES = ("none", "fixed")
 SIDE_INITS = ("paper", "identity")

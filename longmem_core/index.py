@@ -7,7 +7,7 @@ top-k queries with global chunk ids:
 - ``FlatIndex``: exact (faiss ``IndexFlatIP`` on the CPU, as the paper's code; a blocked matmul + top-k on the
   bank's device when the bank lives on a GPU);
 - ``IVFIndex``: approximate (faiss ``IndexIVFFlat``, inner product), trained on the chunks in the bank.
-A bank's index kind (one of ``INDEX_KINDS``) picks between them: "flat" always exact, "ivf" approximate as soon
+A bank's index kind (one of ``config.INDEX_KINDS``) picks between them: "flat" always exact, "ivf" approximate as soon
 as there are enough chunks to train it, "auto" (the default) exact below ``AUTO_APPROX_CHUNKS`` chunks and
 approximate above (the size is chosen by measurement: docs/RESULTS.md, ``python -m longmem_core bench``).
 """
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import numbers
 
 import numpy as np
 import torch
 
-INDEX_KINDS = ("auto", "flat", "ivf")  # the policies a bank (and LongMemConfig.index) may name
-MAX_CAPACITY = 1 << 24  # tokens: the largest bank anyone may create or load (16M tokens)
 AUTO_APPROX_CHUNKS = 32_768  # "auto": exact search below this many chunks (131,072 tokens of chunk size 4)
 IVF_POINTS_PER_LIST = 32  # an IVF index is trained once there are this many chunks per inverted list
 IVF_KMEANS_ITERATIONS = 10  # k-means iterations when (re)training an IVF index (faiss' IVF default)
@@ -29,26 +26,6 @@ IVF_TRAIN_POINTS_PER_LIST = 32  # k-means trains on at most this many sampled ch
 IVF_RETRAIN_GROWTH = 4  # retrain (re-cluster) an IVF index when the bank has grown this much since training
 RING_BLOCK_CPU, RING_BLOCK_DEVICE = 8192, 1 << 20  # vectors a torch exact search scores at once (CPU: small temporaries)
 QUERY_BLOCK = 1024  # queries a torch exact search scores at once
-
-
-def check_index_kind(kind: object) -> str:
-    """``kind`` if it is one of ``INDEX_KINDS``, else ValueError."""
-    if kind not in INDEX_KINDS:
-        raise ValueError(f"index must be one of {INDEX_KINDS}, got {kind!r}")
-    return kind  # type: ignore[return-value]
-
-
-def check_capacity(capacity: object, chunk_size: object) -> None:
-    """ValueError unless ``capacity`` tokens hold at least one chunk of ``chunk_size`` tokens and stay within
-    ``MAX_CAPACITY`` (the one capacity rule of configs, new banks and banks read from disk)."""
-    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if not isinstance(capacity, numbers.Integral) or isinstance(capacity, bool):
-        raise ValueError(f"capacity must be an integer, got {capacity!r}")
-    if capacity < chunk_size:
-        raise ValueError(f"capacity ({capacity}) must hold at least one chunk of {chunk_size} tokens")
-    if capacity > MAX_CAPACITY:
-        raise ValueError(f"capacity ({capacity}) is over the limit of {MAX_CAPACITY} tokens")
 
 
 def ivf_lists(max_chunks: int) -> int:

@@ -18,6 +18,7 @@ MAX_CHARS = {  # characters of one text of each kind
 }
 MAX_PROMPT_TOKENS = 4096  # tokens of a prompt read for scoring (k demonstrations in context, or the text after them)
 MAX_FILE_BYTES = 20_000_000  # a document, demonstration set or test file (the app's max_upload_mb default)
+MAX_LABEL_CHARS = 32  # a page label longer than this is cut (labels are short: "iv", "A-12")
 HINTS = {"question": " Put long text in a document and read it into memory instead."}
 
 

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .index import (AUTO_APPROX_CHUNKS, INDEX_KINDS, IVF_POINTS_PER_LIST, IVF_RETRAIN_GROWTH,  # noqa: F401 (re-exported)
-                    IVF_TRAIN_POINTS_PER_LIST, ChunkIndex, FlatIndex, IVFIndex, approximate_from, check_capacity,
-                    check_index_kind, default_nprobe, ivf_lists)
+from .config import INDEX_KINDS, check_capacity, check_index_kind  # noqa: F401 (INDEX_KINDS re-exported)
+from .index import (AUTO_APPROX_CHUNKS, IVF_POINTS_PER_LIST, IVF_RETRAIN_GROWTH,  # noqa: F401 (re-exported)
+                    IVF_TRAIN_POINTS_PER_LIST, ChunkIndex, FlatIndex, IVFIndex, approximate_from, default_nprobe,
+                    ivf_lists)
 
 STORAGE_DTYPE = torch.float16  # keys/values are kept in 16 bits
 MEANS_BLOCK = 256  # chunks whose float32 means are computed at once (rebuilding an index)

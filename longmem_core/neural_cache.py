@@ -28,7 +28,7 @@ import weakref
 import torch
 
 from . import generation
-from .evaluate import segment_tokens
+from .segments import segment_tokens
 from .generation import Proposal, Step
 from .memory_bank import MemoryBank
 from .model import Generation, LongMemModel, MemorizeStats
@@ -319,7 +319,7 @@ def generate(model: LongMemModel, prompt_ids: list[int], cache: TokenCache, *, m
 def perplexity(model: LongMemModel, text: str, *, max_tokens: int | None = None, lams: tuple[float, ...] = (LAMBDA_PPL,),
                thetas: tuple[float, ...] = (THETA,), dim: int = CACHE_DIM, layer: int | None = CACHE_LAYER,
                rows: int = 256) -> dict:
-    """Perplexity of the backbone alone (``evaluate.segment_tokens`` tokens of local context, as
+    """Perplexity of the backbone alone (``segments.segment_tokens`` tokens of local context, as
     ``evaluate.perplexity`` reads) and of the backbone mixed with a cache of the *preceding* segments, for every
     (theta, lam) pair. ``segments`` lists each segment's scored tokens and summed NLLs, so a caller can choose
     (theta, lam) on some segments and report the others."""

@@ -12,13 +12,14 @@ import re
 import threading
 from dataclasses import dataclass
 
+from .limits import MAX_LABEL_CHARS
+
 # PDFium is not safe to call from two threads at once (the app reads uploads of several sessions)
 _PDFIUM = threading.Lock()
 _SOFT_HYPHENS = re.compile("[\ufffe\u0002\u00ad]\r?\n?")  # PDFium's mark of a word broken at a line end
 _LINE_END_HYPHEN = re.compile(r"(\w+)-\n(\w+)")
 _WORDS = re.compile(r"\w+")
 _UNMAPPED = re.compile("[\x01-\x08\x0b\x0e-\x1f\x7f-\x9f]")
-MAX_LABEL_CHARS = 32  # a page label longer than this is cut (labels are short: "iv", "A-12")
 
 
 class PdfError(ValueError):

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .evaluate import segment_loss
+from .segments import segment_loss
 from .model import LongMemModel
 from .training.params import make_optimizer
 

@@ -113,8 +113,8 @@ class CachePerplexity:
     @torch.no_grad()
     def score(self, ids: list[int], logits: dict[str, torch.Tensor], targets: torch.Tensor) -> int:
         """Add the mixed NLLs of one segment (token ids without the sink), given each system's logits at its
-        scored positions {name: [T - 1, V]} and their targets [T - 1] (``evaluate.segment_logits``). -> tokens
-        scored (every token after the first, as ``evaluate.segment_loss`` scores)."""
+        scored positions {name: [T - 1, V]} and their targets [T - 1] (``segments.segment_logits``). -> tokens
+        scored (every token after the first, as ``segments.segment_loss`` scores)."""
         missing = set(self.systems) - set(logits)
         if missing:
             raise ValueError(f"no logits for {sorted(missing)}")

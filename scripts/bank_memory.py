@@ -50,7 +50,7 @@ def write_bank(folder: Path, chunk_size: int, index: str, tokens: int, seed: int
     import torch
     sys.path.insert(0, str(ROOT))
     from longmem_core import MemoryBank
-    from longmem_core.index import MAX_CAPACITY
+    from longmem_core.config import MAX_CAPACITY
     g = torch.Generator().manual_seed(seed)
     bank = MemoryBank(n_kv_heads=KV_HEADS, head_dim=HEAD_DIM, chunk_size=chunk_size, capacity=tokens, index=index)
     bank.add(torch.randn(tokens, KV_HEADS, HEAD_DIM, generator=g), torch.randn(tokens, KV_HEADS, HEAD_DIM, generator=g))

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from longmem_core import MemoryBank
 from longmem_core.bank_files import SAVE_STEPS, BankFileError
-from longmem_core.index import MAX_CAPACITY
+from longmem_core.config import MAX_CAPACITY
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from longmem_core.evaluate import (chapterbreak_examples, eval_chapterbreak, eval_passkey, eval_ppl, length_split,
-                                   passkey_trial, perplexity, segment_nll)
+                                   passkey_trial, perplexity)
+from longmem_core.segments import segment_nll
 
 
 def test_perplexity_systems_score_the_same_tokens(make_model, book_text):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from longmem_core.index import (AUTO_APPROX_CHUNKS, INDEX_KINDS, MAX_CAPACITY, FlatIndex, IVFIndex, approximate_from,
-                                check_capacity, check_index_kind, default_nprobe, ivf_lists)
+from longmem_core.index import AUTO_APPROX_CHUNKS, FlatIndex, IVFIndex, approximate_from, default_nprobe, ivf_lists
+from longmem_core.config import INDEX_KINDS, MAX_CAPACITY, check_capacity, check_index_kind
 
 
 def test_sizing_rules():

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from longmem_core.evaluate import perplexity, segment_nll, segment_tokens
+from longmem_core.evaluate import perplexity
+from longmem_core.segments import segment_nll, segment_tokens
 from longmem_core.ppl_adapt import Adaptation, OnlineAdapter, adapted_copy
 from longmem_core.ppl_cache import CacheGrid
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from longmem_core.evaluate import eval_ppl, perplexity, segment_logits, segment_nll, segment_tokens
+from longmem_core.evaluate import eval_ppl, perplexity
+from longmem_core.segments import segment_logits, segment_nll, segment_tokens
 from longmem_core.neural_cache import mix
 from longmem_core.ppl_cache import CacheGrid, CachePerplexity, Setting
 

@@ -61,7 +61,7 @@ def segment_features(model, ids: list[int], dtype: torch.dtype = torch.float16) 
 
 
 def cached_segment_logits(model, f: SegmentFeatures, bank, top_k: int | None = None):
-    """``evaluate.segment_logits`` from cached features: the logits at the scored positions [T - 1, V] of the
+    """``segments.segment_logits`` from cached features: the logits at the scored positions [T - 1, V] of the
     segment reading ``bank`` (``top_k`` tokens retrieved per query and head; default the config's) and their
     targets [T - 1]."""
     check_cacheable(model)
@@ -84,7 +84,7 @@ def cached_segment_logits(model, f: SegmentFeatures, bank, top_k: int | None = N
 
 
 def cached_segment_loss(model, f: SegmentFeatures, bank):
-    """``evaluate.segment_loss`` from cached features: summed next-token loss of the segment reading ``bank``, the
+    """``segments.segment_loss`` from cached features: summed next-token loss of the segment reading ``bank``, the
     number of scored tokens, and the segment's memory keys/values (float32) to write afterwards."""
     logits, targets = cached_segment_logits(model, f, bank)
     loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")

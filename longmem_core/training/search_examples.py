@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..evaluate import segment_tokens
+from ..segments import segment_tokens
 from ..facts import PLACEMENTS, Fact, chat_question_ids, distractor, insert_fact, make_fact
 from ..records import has_answers, has_strings, read_records
 from .corpus import book_ids

@@ -8,7 +8,7 @@ from functools import partial
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[2]))
 from longmem_core.model import LongMemModel
 from longmem_core.config import default_checkpoint
-from longmem_core import answer, evaluate, sentences
+from longmem_core import answer, evaluate, segments, sentences
 model = LongMemModel.load(checkpoint=default_checkpoint())
 tok = model.tokenizer
 book = sys.argv[1] if len(sys.argv) > 1 else 'frankenstein'
@@ -23,7 +23,7 @@ for length in (4000, 16000):
         key = rng.randrange(10_000, 100_000)
         needle = tok(evaluate.passkey_needle(key), add_special_tokens=False)["input_ids"]
         question = tok(evaluate.PASSKEY_QUESTION, add_special_tokens=False)["input_ids"]
-        window = evaluate.segment_tokens(model) - len(question) - 8
+        window = segments.segment_tokens(model) - len(question) - 8
         n_filler = length - len(needle) - len(question)
         start = rng.randrange(0, len(filler_ids) - n_filler + 1)
         filler = filler_ids[start:start + n_filler]

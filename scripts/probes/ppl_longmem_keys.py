@@ -20,7 +20,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from longmem_core.evaluate import segment_tokens  # noqa: E402
+from longmem_core.segments import segment_tokens  # noqa: E402
 from longmem_core.model import LongMemModel  # noqa: E402
 from longmem_core.neural_cache import final_states, mix, new_cache  # noqa: E402
 

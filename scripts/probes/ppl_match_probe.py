@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def dump(book: str, out: str, max_tokens: int, checkpoint: str) -> None:
-    from longmem_core.evaluate import segment_logits, segment_tokens
+    from longmem_core.segments import segment_logits, segment_tokens
     from longmem_core.model import LongMemModel
     from longmem_core.neural_cache import mix
     from longmem_core.ppl_cache import DIM_MIX, LAMBDA_MIX, THETA_MIX, segment_states

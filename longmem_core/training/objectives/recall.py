@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ...config import RecallTrainConfig
-from ...evaluate import segment_tokens
+from ...segments import segment_tokens
 from ...facts import Fact, chat_question_ids, insert_fact, make_fact
 from ..corpus import book_ids
 from . import batch_rng, weighted_nll
