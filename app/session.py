@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longmem_core import MemoryBank
-from longmem_core.icl import DemonstrationMemory
-from longmem_core.icl_modes import ModeClassifier
-from longmem_core.scoring import PromptCache
+from longmem_core.classify.icl import DemonstrationMemory
+from longmem_core.classify.icl_modes import ModeClassifier
+from longmem_core.model.scoring import PromptCache
 
 
 @dataclass

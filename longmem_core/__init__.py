@@ -1,11 +1,11 @@
 """LongMem Studio's library: frozen backbone + memory bank + residual SideNet (Wang et al., 2023)."""
-from .backbone import BackboneError, FrozenBackbone, load_backbone
-from .checkpoint import CheckpointMismatchError
+from .model.backbone import BackboneError, FrozenBackbone, load_backbone
+from .model.checkpoint import CheckpointMismatchError
 from .config import DEFAULT_BACKBONE, PRESETS, LongMemConfig, default_checkpoint, preset
-from .data import Document, DocumentError, read_document, read_labelled
-from .memory_bank import BankMismatchError, ChunkInfo, MemoryBank, MemoryHits
-from .model import Generation, LongMemModel, LongMemOutput, MemorizeStats, Retrieved
-from .side_network import RetrievalTrace, SideNetwork
+from .documents.data import Document, DocumentError, read_document, read_labelled
+from .memory.memory_bank import BankMismatchError, ChunkInfo, MemoryBank, MemoryHits
+from .model.model import Generation, LongMemModel, LongMemOutput, MemorizeStats, Retrieved
+from .model.side_network import RetrievalTrace, SideNetwork
 
 __all__ = [
     "BackboneError", "BankMismatchError", "CheckpointMismatchError", "ChunkInfo", "DEFAULT_BACKBONE", "Document",

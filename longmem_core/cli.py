@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from .config import default_checkpoint
-from .data import DocumentError
-from .memory_bank import BankMismatchError
+from .documents.data import DocumentError
+from .memory.memory_bank import BankMismatchError
 from .limits import MAX_FILE_BYTES, InputError, check_rows, check_text
 from .options import CliError, Parser, add_common, number
 from .paths import DEFAULT_BOOK
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=number(0, 100), default=0.0)
     p.add_argument("--top", type=number(1, MAX_TOP, integer=True), default=5, help="retrieved chunks to list")
     p.add_argument("--mode", default=_default_mode(), help="answer mode: " + ", ".join(_answer_modes()) +
-                   f" (default: {_default_mode()}; see longmem_core/answer.py)")
+                   f" (default: {_default_mode()}; see longmem_core/answer/answer.py)")
     add_common(p)
 
     p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=number(1, 1 << 40, integer=True), default=None,
                    help="tokens read per book (default: all)")
     p.add_argument("--cache", action="store_true", help="also LongMem and the backbone alone each mixed with a "
-                                                        "neural cache of the previous segments (longmem_core/ppl_cache.py)")
+                                                        "neural cache of the previous segments "
+                                                        "(longmem_core/evals/ppl_cache.py)")
     p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated (each --cache-* option takes "
                                                      "a list: every combination is scored under cache_grid, the first "
                                                      "of each is reported; defaults: ppl_cache's chosen setting)")
@@ -80,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "into its L + 1 hidden states (negative: from the end) or "
                                                        "'final' (the normed last state); default ppl_cache.LAYER_MIX")
     p.add_argument("--adapt", action="store_true", help="also LongMem adapted at test time (beyond the paper, "
-                                                        "longmem_core/ppl_adapt.py): its memory branch keeps training "
-                                                        "on each segment once scored")
+                                                        "longmem_core/evals/ppl_adapt.py): its memory branch keeps "
+                                                        "training on each segment once scored")
     p.add_argument("--adapt-lr", type=float, default=None, help="its learning rate (default ppl_adapt.LR)")
     p.add_argument("--adapt-share", type=float, default=None, help="the trained memory share times this, before "
                                                                    "adapting (default ppl_adapt.MEMORY_SHARE)")
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=number(0, 1000, integer=True), default=20, help="demonstrations in context (paper: 20)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds; mean and std are reported")
     p.add_argument("--modes", default=None, help="comma-separated classification modes (default: all of "
-                                                 "longmem_core/icl_modes.py's MODES)")
+                                                 "longmem_core/classify/icl_modes.py's MODES)")
     p.add_argument("--limit", type=int, default=None,
                    help="test examples used: a random sample (seed 0, the same for every seed and system; test files "
                         "are often sorted by label, so the first N would be one class); default: all")
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "first N would be few books); default: all")
     add_common(p)
 
-    from . import eval_niah, eval_paraphrase, eval_qa  # needles, facts asked in other words, factual questions
+    from .evals import eval_niah, eval_paraphrase, eval_qa  # needles, facts asked in other words, factual questions
     for name, module, text in (("eval-niah", eval_niah, "needles in a haystack (RULER tasks): every answer mode + BM25"),
                                ("eval-paraphrase", eval_paraphrase, "facts asked in other words (NoLiMa-style): "
                                 "what the answer mode's search, the memory's alone and BM25 alone find"),
@@ -143,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(args):
-    from .model import LongMemModel
+    from .model.model import LongMemModel
     checkpoint = args.checkpoint
     if not checkpoint and default_checkpoint():  # the default checkpoint applies only to its own backbone
-        from .model import read_checkpoint_meta
+        from .model.model import read_checkpoint_meta
         shipped = default_checkpoint()
         if args.backbone in (None, read_checkpoint_meta(shipped)["config"]["backbone"]):
             checkpoint = shipped
@@ -159,7 +160,7 @@ def _load_model(args):
 
 
 def _load_bank(model, path: str, must_exist: bool = True):
-    from .memory_bank import MemoryBank
+    from .memory.memory_bank import MemoryBank
     p = Path(path)
     if not (p / "meta.json").exists():
         if must_exist:
@@ -188,8 +189,8 @@ def _progress(enabled: bool, label: str):
 
 
 def cmd_memorize(args) -> dict:
-    from .data import DocumentError, read_document
-    from .reading_plan import GROWN_CAPACITY, plan_reading
+    from .documents.data import DocumentError, read_document
+    from .documents.reading_plan import GROWN_CAPACITY, plan_reading
     docs = []
     _check_bank_path(args.bank)  # before reading anything: a file there, or a folder of other files
     for f in args.files:  # read everything first: a bad file stops the run before the bank changes
@@ -253,12 +254,12 @@ def _print_retrieved(items) -> None:
 
 
 def _answer_modes() -> tuple[str, ...]:
-    from .answer import MODES
+    from .answer.answer import MODES
     return MODES
 
 
 def _default_mode() -> str:
-    from .answer import DEFAULT_MODE
+    from .answer.answer import DEFAULT_MODE
     return DEFAULT_MODE
 
 
@@ -273,7 +274,7 @@ def cmd_ask(args) -> dict:
 
 def _ask_in_mode(args) -> dict:
     """``ask --mode``: the answer through answer.prepare/stream, and the chunks it read back or attended to."""
-    from . import answer
+    from .answer import answer
     model = _load_model(args)
     bank = _load_bank(model, args.bank)
     prepared = answer.prepare(model, bank, args.question, args.mode)  # the search asked as the app asks it
@@ -311,8 +312,8 @@ def cmd_retrieve(args) -> dict:
 
 
 def cmd_eval_ppl(args) -> dict:
-    from .evaluate import eval_ppl
-    from .model import LongMemModel
+    from .evals.evaluate import eval_ppl
+    from .model.model import LongMemModel
     for f in args.files:
         if not Path(f).is_file():
             raise CliError(f"{f}: no such file")
@@ -320,7 +321,7 @@ def cmd_eval_ppl(args) -> dict:
     untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
     grid, adapt = _cache_grid(args), _adaptation(args)
     if grid is not None:  # the key layer is checked against this backbone's depth before any book is read
-        from .ppl_cache import check_key_layer
+        from .evals.ppl_cache import check_key_layer
         try:
             check_key_layer(trained, grid.layer)
         except ValueError as exc:
@@ -346,7 +347,7 @@ def _cache_grid(args):
     """eval-ppl's cache options -> a ppl_cache.CacheGrid, or None without --cache."""
     if not args.cache:
         return None
-    from .ppl_cache import CacheGrid
+    from .evals.ppl_cache import CacheGrid
     given = {"lams": (args.cache_lam, float), "thetas": (args.cache_theta, float), "dims": (args.cache_dim, int),
              "gates": (args.cache_gate, {"off": False, "on": True}.__getitem__)}
     try:
@@ -364,7 +365,7 @@ def _adaptation(args):
         if args.adapt_lr is not None or args.adapt_share is not None:
             raise CliError("--adapt-lr and --adapt-share need --adapt")
         return None
-    from .ppl_adapt import Adaptation
+    from .evals.ppl_adapt import Adaptation
     given = {"lr": args.adapt_lr, "memory_share": args.adapt_share}
     try:
         return Adaptation(**{k: v for k, v in given.items() if v is not None})
@@ -373,8 +374,8 @@ def _adaptation(args):
 
 
 def cmd_eval_passkey(args) -> dict:
-    from .data import DocumentError, read_document
-    from .evaluate import eval_passkey
+    from .documents.data import DocumentError, read_document
+    from .evals.evaluate import eval_passkey
     try:
         lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
         text = read_document(args.text).text
@@ -401,8 +402,8 @@ def cmd_eval_icl(args) -> dict:
     library's default mode named. ``acc_memory``/``acc_incontext``: the paper's two systems, when run."""
     import statistics
 
-    from . import icl, icl_modes
-    from .data import DocumentError, read_labelled
+    from .classify import icl, icl_modes
+    from .documents.data import DocumentError, read_labelled
     try:
         demos = read_labelled(args.train, min_classes=2, max_bytes=MAX_FILE_BYTES)  # the app's rules too
         test = read_labelled(args.test, max_bytes=MAX_FILE_BYTES)
@@ -465,7 +466,7 @@ def cmd_eval_icl(args) -> dict:
 
 
 def cmd_eval_chapterbreak(args) -> dict:
-    from .evaluate import chapterbreak_examples, eval_chapterbreak
+    from .evals.evaluate import chapterbreak_examples, eval_chapterbreak
     try:
         examples = chapterbreak_examples(args.file)
     except (OSError, ValueError, KeyError, AttributeError) as exc:
@@ -479,7 +480,7 @@ def cmd_eval_chapterbreak(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
-    from .bench import run
+    from .bench.bench import run
     result = run(quick=args.quick, plot=args.plot, device=args.device)
     if not args.json:
         print(json.dumps(result, indent=2))
@@ -487,7 +488,7 @@ def cmd_bench(args) -> dict:
 
 
 def cmd_eval_suite(args) -> dict:
-    from . import eval_niah, eval_paraphrase, eval_qa
+    from .evals import eval_niah, eval_paraphrase, eval_qa
     try:
         return {"eval-niah": eval_niah, "eval-paraphrase": eval_paraphrase,
                 "eval-qa": eval_qa}[args.command].run(args, lambda: _load_model(args))

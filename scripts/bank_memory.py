@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         sys.path.insert(0, str(ROOT))
-        from longmem_core.bench import machine
+        from longmem_core.bench.bench import machine
         import datetime
         report = {**report, "date": datetime.date.today().isoformat(), "machine": machine()}
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -82,7 +82,7 @@ def ask(model, session, settings, question: str, t_start: float | None = None) -
 
 def read_questions(path: Path, pdf_name: str) -> list[dict]:
     """The records of ``path`` about the PDF named ``pdf_name`` (its file name), in file order."""
-    from longmem_core.records import has_answers, has_strings, read_records
+    from longmem_core.documents.records import has_answers, has_strings, read_records
     rows = [r for r in read_records(path, lambda r: has_strings(r, ("doc", "part", "question")) and has_answers(r),
                                     '"doc", "part", "question" and "answers"', "question")
             if r["doc"] == pdf_name]
@@ -129,10 +129,11 @@ def main() -> int:
     import torch
     from app import handlers
     from app.config import AppSettings
-    from longmem_core.reading_plan import char_of as _char_of, first_part as _first_part
+    from longmem_core.documents.reading_plan import char_of as _char_of, first_part as _first_part
     from app.session import Session
-    from longmem_core import Document, bench
-    from longmem_core.eval_qa import contains_any
+    from longmem_core import Document
+    from longmem_core.bench import bench
+    from longmem_core.evals.eval_qa import contains_any
     questions = read_questions(args.questions, pdf.name) if args.questions else QUESTIONS
 
     settings = AppSettings()  # the app's defaults

@@ -69,7 +69,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
     from app.handlers import load_model
     from app.ui import build_demo, launch_options
-    from longmem_core.eval_qa import contains_any
+    from longmem_core.evals.eval_qa import contains_any
 
     questions = pick(args.questions, args.pdf.name, args.per_part)
     demo = build_demo(load_model())  # the app's defaults

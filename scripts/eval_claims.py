@@ -24,8 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from longmem_core.answer import DEFAULT_MODE  # noqa: E402  (claims mark the library's default mode)
-from longmem_core.quote import NOT_FOUND  # noqa: E402
+from longmem_core.answer.answer import DEFAULT_MODE  # noqa: E402  (claims mark the library's default mode)
+from longmem_core.answer.quote import NOT_FOUND  # noqa: E402
 RESULTS = ROOT / "docs" / "results"
 
 
@@ -162,7 +162,7 @@ def icl(runs: list[dict]) -> dict:
     """eval-icl runs, one per task, every mode over the same demonstrations: a row per task and mode, and the
     classification target of issue 14 for each mode (the default marked): the mean of the paper's five tasks,
     and each other task, >= 20-shot in context + 3 points and >= the k-NN vote of the same run."""
-    from longmem_core.icl_modes import DEFAULT_MODE as ICL_DEFAULT
+    from longmem_core.classify.icl_modes import DEFAULT_MODE as ICL_DEFAULT
     rows = []
     for run in runs:
         for mode, a in run["accuracy"].items():
@@ -189,7 +189,7 @@ def icl(runs: list[dict]) -> dict:
                                      (" (default mode)" if mode == ICL_DEFAULT else ""),
                            "met": met(acc >= context + 0.03 - 1e-9 and acc >= knn - 1e-9)})
     seeds = sorted({s for run in runs for s in run["seeds"]})
-    from longmem_core.icl_modes import MODES as ICL_MODES
+    from longmem_core.classify.icl_modes import MODES as ICL_MODES
     not_run = set(ICL_MODES) - set(runs[0]["accuracy"])
     return {"title": "Few-shot classification by mode (eval-icl --modes)",
             "command": " ; ".join(run.get("command", "") for run in runs),
@@ -200,7 +200,7 @@ def icl(runs: list[dict]) -> dict:
                        f"{ICL_DEFAULT}.",
             "notes": [f"Modes not run here: {', '.join(sorted(not_run))}." if not_run else "Every mode ran.",
                       "centroid, context_cal and centroid_context are beyond the paper; their settings were chosen on "
-                      "tuning data only (see docs/notes/2026-12-02-icl.md and longmem_core/icl_modes.py)."],
+                      "tuning data only (see docs/notes/2026-12-02-icl.md and longmem_core/classify/icl_modes.py)."],
             "claims": [{"title": "classification: each mode against 20-shot in context and the k-NN vote",
                         "rows": claims}], "rows": rows}
 
@@ -212,7 +212,7 @@ def icl_auto(runs: list[dict]) -> dict:
     """eval-icl runs with ``auto`` among the modes, one per task: issue 26's targets. Per task, auto within 2 points
     of the best single mode and never below 20-shot in context; over the tasks, auto's mean above every single
     mode's mean. Rows: per task, each mode's mean accuracy and macro-F1, auto's choice per seed and its time."""
-    from longmem_core.icl_select import CANDIDATES, MAX_HELD_OUT
+    from longmem_core.classify.icl_select import CANDIDATES, MAX_HELD_OUT
     by_task = {run["task"]: run for run in runs}
     singles = [m for m in SINGLE_MODES if all(m in run["accuracy"] for run in runs)]
     claims, rows = [], []
@@ -260,7 +260,7 @@ def icl_auto(runs: list[dict]) -> dict:
             "summary": f"Tasks {', '.join(by_task)}; seeds {', '.join(seeds)}; {runs[0]['memory_size']} demonstrations "
                        f"in memory per seed, {runs[0]['k']} of them in context; {runs[0]['n_test']} test texts a task, "
                        f"the same for every mode and seed. auto scores {', '.join(CANDIDATES)} on up to {MAX_HELD_OUT} "
-                       "demonstrations held out of memory and uses the best (longmem_core/icl_select.py).",
+                       "demonstrations held out of memory and uses the best (longmem_core/classify/icl_select.py).",
             "notes": ["auto's settings (40 held out, the sign test) were chosen on tuning sets that are not here (CR, "
                       "data/icl/chatter_topics): docs/notes/2026-12-06-icl-auto.md.",
                       "held_out_accuracy: each candidate's accuracy on the held-out demonstrations, per seed."],

@@ -298,7 +298,7 @@ def measure(model: str) -> dict:
     ratio = peak_kb / idle_kb
     met = all(c["met"] for c in cases)
     sys.path.insert(0, str(ROOT))
-    from longmem_core.bench import machine
+    from longmem_core.bench.bench import machine
     return {
         "title": "Hostile inputs: the app's peak memory (scripts/hostile_memory.py)",
         "command": "OMP_NUM_THREADS=1 python scripts/hostile_memory.py --json" + ("" if model == "default" else

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from longmem_core import answer, neural_cache
+from longmem_core.answer import answer, neural_cache
 
 TEXT = ("The lighthouse keeper lived alone on the rock. Every night he lit the lamp. "
         "The pass key is 4821. Remember it. Ships passed safely through the strait. ") * 2
@@ -101,7 +101,7 @@ def test_without_memory_every_mode_is_the_backbone(make_model):
 
 def test_a_read_back_mode_can_read_back_from_another_search(memory, monkeypatch):
     """``search_with`` swaps the mode's search (an evaluation's yardstick) and nothing else; unknown names refused."""
-    from longmem_core import search
+    from longmem_core.model import search
     model, bank = memory
     called = []
     for name, fn in list(search.SEARCHES.items()):

@@ -169,8 +169,8 @@ def test_chat_reads_a_pass_key_back_from_a_40k_token_pdf(served, browser, tmp_pa
     """The issue's end-to-end check: default answer mode (the mode selector is not touched), the key in the
     answer, the page it was planted on among the cited chunks, and the backbone alone (one click: the compare
     box) answering without it."""
-    from longmem_core import answer as answer_modes
-    from longmem_core.data import read_document
+    from longmem_core.answer import answer as answer_modes
+    from longmem_core.documents.data import read_document
     shots = screenshot_dir(tmp_path)
     pdf = tmp_path / "time_machine_passkey.pdf"
     key, key_page, n_pages = passkey_pdf(served.longmem.model.tokenizer, pdf)
@@ -251,7 +251,7 @@ def test_three_questions_in_one_conversation_quote_their_pages(served, browser, 
     """Issue 24's browser check: a multi-page PDF with page labels, three questions asked one after another in one
     conversation (default mode); each answer is right, rests on a quote of its fact, and cites the fact's printed
     page label; the Chat tab said what memory held before the first question."""
-    from longmem_core.data import read_document
+    from longmem_core.documents.data import read_document
     pdf = tmp_path / "harbour_manual.pdf"
     labels = manual_pdf(pdf)
     doc = read_document(pdf)

@@ -11,7 +11,8 @@ from app.background import Done, Stopped, stream
 from app.handlers import AppError
 from app.session import Session, SessionRegistry
 from app.config import AppSettings
-from longmem_core import LongMemModel, icl, icl_modes, icl_select, preset
+from longmem_core import LongMemModel, preset
+from longmem_core.classify import icl, icl_modes, icl_select
 from pdf_util import make_pdf
 
 BOOK = ("The Time Traveller was expounding a recondite matter to us. His pale grey eyes shone and twinkled. "
@@ -523,7 +524,7 @@ def test_chat_uses_the_retrieval_width_setting(model, tmp_path):
 
 
 def test_reading_builds_the_copy_cache_so_the_first_question_does_not(model, tmp_path):
-    from longmem_core import neural_cache
+    from longmem_core.answer import neural_cache
     session = Session()
     docs = handlers.read_documents([write(tmp_path, "a.txt", BOOK)])
     handlers.memorize(model, session, docs, chunk_size=2, capacity=CAPACITY)

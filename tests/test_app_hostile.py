@@ -591,7 +591,7 @@ from hypothesis import strategies as st  # noqa: E402
 @given(text=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=200),
        encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]))
 def test_any_text_with_its_bom_reads_back_whole(text, encoding):
-    from longmem_core.data import decode_text
+    from longmem_core.documents.data import decode_text
     assert decode_text(text.encode(encoding), "x.txt") == text.replace("\r\n", "\n").replace("\r", "\n")
 
 

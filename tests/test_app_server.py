@@ -9,7 +9,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from app.ui import build_demo, launch_options
-from longmem_core import LongMemModel, icl_modes, preset
+from longmem_core import LongMemModel, preset
+from longmem_core.classify import icl_modes
 
 SESSIONS = 5  # concurrent clients in the load test
 DEADLINE_S = 240  # the load test fails if its sessions take longer than this in all

@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from longmem_core.attention import apply_rope, causal_attention, memory_augmented_attention
+from longmem_core.model.attention import apply_rope, causal_attention, memory_augmented_attention
 
 
 def _inputs(B=2, H=4, G=2, T=5, K=6, D=8):

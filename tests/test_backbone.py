@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from longmem_core.backbone import FrozenBackbone, _tiny_model
-from longmem_core.kv_cache import KVCache
+from longmem_core.model.backbone import FrozenBackbone, _tiny_model
+from longmem_core.model.kv_cache import KVCache
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
@@ -80,7 +80,7 @@ def test_loads_a_saved_model_directory_like_a_hub_id(tmp_path, name):
 def test_converted_cache_round_trip_and_a_broken_one_is_refused(tiny_backbones, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from longmem_core.backbone import BackboneError, _load_converted, _save_converted
+    from longmem_core.model.backbone import BackboneError, _load_converted, _save_converted
     bb = tiny_backbones["tiny-llama"]
     hf = bb.transformers_model()
     _save_converted(hf, bb.tokenizer, tmp_path / "conv")

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from longmem_core import MemoryBank
-from longmem_core.bank_files import SAVE_STEPS, BankFileError
+from longmem_core.memory.bank_files import SAVE_STEPS, BankFileError
 from longmem_core.config import MAX_CAPACITY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -280,7 +280,7 @@ def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_bank(tmp_path, exis
 
 
 def test_a_failed_save_keeps_the_old_bank(tmp_path, monkeypatch):
-    from longmem_core import bank_files
+    from longmem_core.memory import bank_files
     path = _bank().save(tmp_path / "bank")
 
     def fail(step):
@@ -339,7 +339,7 @@ def test_damaged_bytes_give_a_bank_or_a_bank_file_error(tmp_path_factory, file, 
 
 
 def test_the_switch_is_one_atomic_exchange_of_two_folders(tmp_path):
-    from longmem_core.bank_files import _exchange
+    from longmem_core.memory.bank_files import _exchange
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x").write_text("old")
     (tmp_path / "b").mkdir()
@@ -350,7 +350,7 @@ def test_the_switch_is_one_atomic_exchange_of_two_folders(tmp_path):
 
 
 def test_without_an_atomic_exchange_save_still_replaces_the_bank(tmp_path, monkeypatch):
-    from longmem_core import bank_files
+    from longmem_core.memory import bank_files
     path = _bank().save(tmp_path / "bank")
     monkeypatch.setattr(bank_files, "_exchange", lambda a, b: False)
     _bank(seed=1, tokens=8).save(path)

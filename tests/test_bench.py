@@ -3,7 +3,8 @@ import json
 
 import torch
 
-from longmem_core import answer, bench
+from longmem_core.answer import answer
+from longmem_core.bench import bench
 
 
 def test_retrieval_scaling_reports_every_size_and_a_plot(make_model, tmp_path, book_text):

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import BOOK
-from longmem_core.bm25 import BM25, Unit, chunk_units, passage_span, passage_units
+from longmem_core.evals.bm25 import BM25, Unit, chunk_units, passage_span, passage_units
 
 
 def units(*texts):

@@ -116,7 +116,7 @@ def test_eval_commands_json(tmp_path, book_text):
                          "--backbone", "tiny-llama", "--json").stdout)
     assert set(out) >= {"acc_memory", "acc_incontext", "seeds"} and set(out["seeds"]) == {"1", "2"}
     assert out["n_test"] == 3
-    from longmem_core import icl_modes
+    from longmem_core.classify import icl_modes
     assert out["modes"] == list(icl_modes.MODES)  # every mode by default
     assert out["default_mode"] == icl_modes.DEFAULT_MODE
     for mode in icl_modes.MODES:
@@ -195,7 +195,7 @@ def _main(capsys, *args) -> tuple[int, str]:
 
 def test_memorize_into_an_existing_file_is_refused_before_reading(tmp_path, capsys, monkeypatch):
     """Case 6: ``memorize FILE --bank <a file>`` read the whole document, then ended in a traceback (exit 1)."""
-    from longmem_core import data
+    from longmem_core.documents import data
 
     def never(*args, **kwargs):
         raise AssertionError("the document was read")

@@ -1,7 +1,7 @@
 """Conversations: earlier turns reach the prompt only where nothing is read back; follow-ups reach the search."""
-from longmem_core import answer
-from longmem_core.conversation import Conversation, is_follow_up, search_text
-from longmem_core.search import stop_words
+from longmem_core.answer import answer
+from longmem_core.answer.conversation import Conversation, is_follow_up, search_text
+from longmem_core.model.search import stop_words
 
 STOP = frozenset(stop_words())
 

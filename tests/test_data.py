@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longmem_core import DocumentError, read_document, read_labelled
-from longmem_core.data import check_labels, decode_text
+from longmem_core.documents.data import check_labels, decode_text
 from pdf_util import make_pdf
 
 

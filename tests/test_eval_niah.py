@@ -4,10 +4,10 @@ import json
 import pytest
 
 from conftest import BOOK
-from longmem_core import answer as answers
-from longmem_core import eval_niah
-from longmem_core.model import Retrieved
-from longmem_core.needles import TASKS, Needle, Trial, even_depths
+from longmem_core.answer import answer as answers
+from longmem_core.evals import eval_niah
+from longmem_core.model.model import Retrieved
+from longmem_core.evals.needles import TASKS, Needle, Trial, even_depths
 from test_cli import run
 
 ROW_KEYS = {"task", "length", "mode", "accuracy", "retrieval_recall", "trials"}

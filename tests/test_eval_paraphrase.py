@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from conftest import BOOK, ROOT
-from longmem_core import eval_paraphrase as ep
-from longmem_core.needles import Haystack
+from longmem_core.evals import eval_paraphrase as ep
+from longmem_core.evals.needles import Haystack
 from test_cli import run
 
 PARAPHRASE = ROOT / "data" / "needles" / "paraphrase.jsonl"
@@ -135,9 +135,9 @@ def test_together_memorizes_once_and_asks_every_pair(make_model, monkeypatch):
 
 
 def test_a_search_finds_the_fact_through_a_chunk_whose_passage_holds_it():
-    from longmem_core.memory_bank import ChunkInfo
-    from longmem_core.model import Retrieved
-    from longmem_core.read_back import sentence_bounds
+    from longmem_core.memory.memory_bank import ChunkInfo
+    from longmem_core.model.model import Retrieved
+    from longmem_core.answer.read_back import sentence_bounds
     filler = "It rained all day. " * 100
     doc = filler + "The cobbler hid his savings inside a hollow bedpost. " + filler
     fact = ep.Fact("The cobbler hid his savings inside a hollow bedpost.", 0.5, len(filler), len(filler) + 52)

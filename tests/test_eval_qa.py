@@ -5,10 +5,10 @@ import re
 import pytest
 
 from conftest import ASSETS, BOOK, ROOT
-from longmem_core import answer as answers
-from longmem_core import eval_qa
-from longmem_core.memory_bank import ChunkInfo
-from longmem_core.model import Retrieved
+from longmem_core.answer import answer as answers
+from longmem_core.evals import eval_qa
+from longmem_core.memory.memory_bank import ChunkInfo
+from longmem_core.model.model import Retrieved
 from test_cli import run
 
 SHIPPED = ASSETS / "qa_time_machine.jsonl"

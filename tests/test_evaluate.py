@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from longmem_core.evaluate import (chapterbreak_examples, eval_chapterbreak, eval_passkey, eval_ppl, length_split,
-                                   passkey_trial, perplexity)
-from longmem_core.segments import segment_nll
+from longmem_core.evals.evaluate import (chapterbreak_examples, eval_chapterbreak, eval_passkey, eval_ppl, length_split,
+                                         passkey_trial, perplexity)
+from longmem_core.model.segments import segment_nll
 
 
 def test_perplexity_systems_score_the_same_tokens(make_model, book_text):
@@ -80,7 +80,7 @@ def test_chapterbreak(make_model, tmp_path, book_text):
 
 @pytest.mark.parametrize("with_memory", [False, True])
 def test_suffix_scores_read_the_context_once_and_equal_one_by_one_scoring(make_model, book_text, with_memory):
-    from longmem_core.evaluate import suffix_logprobs
+    from longmem_core.evals.evaluate import suffix_logprobs
     model = make_model("tiny", segment_length=128)
     with torch.no_grad():
         model.side.scale.fill_(0.5)  # every side layer active: their caches are used too

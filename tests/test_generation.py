@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from longmem_core.generation import (Proposal, decode_one_token, find_loop, generate, guard_scores, prefill,
-                                     repeat_starts, sample_token)
-from longmem_core.kv_cache import ModelCaches
+from longmem_core.model.generation import (Proposal, decode_one_token, find_loop, generate, guard_scores, prefill,
+                                           repeat_starts, sample_token)
+from longmem_core.model.kv_cache import ModelCaches
 
 
 def test_sample_token_is_greedy_at_temperature_zero_and_keeps_to_the_nucleus():

@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from longmem_core.memory_bank import FlatIndex, MemoryBank
+from longmem_core.memory.memory_bank import FlatIndex, MemoryBank
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -81,7 +81,7 @@ def test_cuda_generation_matches_the_cpu(make_model, text):
 
 
 def test_cuda_training_step_and_bank_round_trip(make_model, tmp_path, text):
-    from longmem_core.segments import segment_loss
+    from longmem_core.model.segments import segment_loss
     from longmem_core.training import make_optimizer
     gpu = _trained_like(make_model).to("cuda")
     params, opt = make_optimizer(gpu, "memory", 1e-3, 20.0, 0.01)

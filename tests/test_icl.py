@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from longmem_core import icl
+from longmem_core.classify import icl
 
 DEMOS = [("a fine and moving film", "positive"), ("dull , flat and too long", "negative"),
          ("the cast is wonderful", "positive"), ("a tedious mess", "negative"),

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from longmem_core import icl, icl_modes
+from longmem_core.classify import icl, icl_modes
 from test_icl import DEMOS, TEST
 
 

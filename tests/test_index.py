@@ -1,11 +1,12 @@
-"""The search structures over chunk means and the rules that size them (longmem_core/index.py)."""
+"""The search structures over chunk means and the rules that size them (longmem_core/memory/index.py)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from longmem_core.index import AUTO_APPROX_CHUNKS, FlatIndex, IVFIndex, approximate_from, default_nprobe, ivf_lists
+from longmem_core.memory.index import (AUTO_APPROX_CHUNKS, FlatIndex, IVFIndex, approximate_from, default_nprobe,
+                                       ivf_lists)
 from longmem_core.config import INDEX_KINDS, MAX_CAPACITY, check_capacity, check_index_kind
 
 

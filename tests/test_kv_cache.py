@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from longmem_core.kv_cache import KVCache, ModelCaches
+from longmem_core.model.kv_cache import KVCache, ModelCaches
 
 
 def _kv(T, B=1, G=2, D=4):

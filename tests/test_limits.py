@@ -6,7 +6,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from longmem_core import icl, limits
+from longmem_core.classify import icl
+from longmem_core import limits
 from longmem_core.limits import MAX_CHARS, TooLongError
 
 DEMOS = [("a fine film", "positive"), ("a dull film", "negative"), ("warm and funny", "positive"),
@@ -111,7 +112,7 @@ def test_the_default_logits_are_unchanged(tiny_model):
 def test_generation_refuses_nan_and_more_tokens_than_its_context(tiny_model, options, message):
     """Case 7 (a NaN temperature failed inside torch) and case 6 (a huge max_new_tokens cut the prompt to
     nothing): refused before anything runs, with an InputError the app and the CLI show as it is."""
-    from longmem_core.generation import generate
+    from longmem_core.model.generation import generate
     with pytest.raises(limits.InputError, match=message):
         generate(tiny_model, tiny_model.encode("hello there"), **options)
 
@@ -120,7 +121,7 @@ def test_generation_refuses_nan_and_more_tokens_than_its_context(tiny_model, opt
 def test_a_prompt_read_in_blocks_scores_and_traces_as_in_one_pass(make_model, monkeypatch, cached):
     """Case 1: a long classification prompt is read in blocks of PROMPT_BLOCK tokens, once for all labels, so the
     memory layer's retrieved keys (~0.3 MB a token on the default model) never pile up for the whole prompt."""
-    from longmem_core import scoring
+    from longmem_core.model import scoring
     model = make_model()
     bank = model.new_bank(capacity=4096)
     memory = icl.memorize_demonstrations(model, DEMOS * 6, bank)

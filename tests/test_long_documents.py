@@ -15,9 +15,11 @@ from app import handlers, views
 from app.config import AppSettings
 from app.handlers.memory import WouldDrop
 from app.session import Session
-from longmem_core import LongMemModel, MemoryBank, answer, preset, search
-from longmem_core.index import AUTO_APPROX_CHUNKS
-from longmem_core.reading_plan import GROWN_CAPACITY, plan_reading, segment_chunks
+from longmem_core import LongMemModel, MemoryBank, preset
+from longmem_core.answer import answer
+from longmem_core.model import search
+from longmem_core.memory.index import AUTO_APPROX_CHUNKS
+from longmem_core.documents.reading_plan import GROWN_CAPACITY, plan_reading, segment_chunks
 from pdf_util import make_pages_pdf
 
 OPENING = "Zanzibar harbour opens this report. "

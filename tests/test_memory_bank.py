@@ -166,7 +166,7 @@ def test_ring_buffer_wraps_around_and_stays_exact():
 
 def test_torch_exact_search_equals_faiss():
     """The device (GPU) path's exact search, run on the CPU, gives faiss's ids and scores."""
-    from longmem_core.memory_bank import FlatIndex
+    from longmem_core.memory.memory_bank import FlatIndex
     means = torch.randn(2, 50, 8)
     a, b = FlatIndex(2, 8, use_faiss=True), FlatIndex(2, 8, use_faiss=False)
     for index in (a, b):
@@ -183,7 +183,7 @@ def test_torch_exact_search_equals_faiss():
 def test_torch_exact_index_over_a_long_ring_stays_exact_and_bounded():
     """Many small adds with evictions (a long read into a full bank): the device index keeps answering like
     faiss, and its buffer stays within a constant factor of what it holds (no copy of everything per add)."""
-    from longmem_core.memory_bank import FlatIndex
+    from longmem_core.memory.memory_bank import FlatIndex
     g = torch.Generator().manual_seed(0)
     a, b = FlatIndex(2, 8, use_faiss=True), FlatIndex(2, 8, use_faiss=False)
     first, q = 0, torch.randn(5, 8, generator=g)
@@ -210,7 +210,7 @@ def _clustered_keys(n_tokens: int, seed: int = 0) -> torch.Tensor:
 
 
 def test_ivf_policy_switches_to_an_approximate_index_with_high_recall():
-    from longmem_core.memory_bank import IVFIndex, ivf_lists
+    from longmem_core.memory.memory_bank import IVFIndex, ivf_lists
     keys = _clustered_keys(16_384)
     exact = _bank(capacity=16_384, index="flat")
     approx = _bank(capacity=16_384, index="ivf")

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from longmem_core import BankMismatchError, LongMemConfig, LongMemModel, generation, preset
-from longmem_core.checkpoint import CheckpointMismatchError
+from longmem_core import BankMismatchError, LongMemConfig, LongMemModel, preset
+from longmem_core.model import generation
+from longmem_core.model.checkpoint import CheckpointMismatchError
 
 TEXT = ("It was a bright cold day in April, and the clocks were striking thirteen. "
         "The pass key is 4071. Winston Smith slipped quickly through the glass doors. ") * 3
@@ -111,7 +112,7 @@ def test_checkpoint_round_trip(make_model, tmp_path, tiny_backbones):
     ids = _ids(model)
     bank = _filled_bank(model)
     assert torch.equal(model(ids, bank).logits, fresh(ids, bank).logits)
-    from longmem_core.model import read_checkpoint_meta
+    from longmem_core.model.model import read_checkpoint_meta
     assert read_checkpoint_meta(path)["config"]["top_k"] == 6
 
 
@@ -302,7 +303,7 @@ def test_trained_parts_name_what_a_checkpoint_set(make_model, tmp_path):
 
 
 def test_device_selection_is_explicit_and_checked():
-    from longmem_core.model import resolve_device
+    from longmem_core.model.model import resolve_device
     assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
@@ -314,7 +315,7 @@ def test_device_selection_is_explicit_and_checked():
 
 def test_memory_on_the_device_path_gives_the_same_answer(make_model):
     """The bank's device search (torch exact top-k, used on a GPU) gives the same logits as faiss; on a CPU here."""
-    from longmem_core.memory_bank import FlatIndex
+    from longmem_core.memory.memory_bank import FlatIndex
     model = make_model("tiny")
     bank = _filled_bank(model)
     ids = _ids(model)

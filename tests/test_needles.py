@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import BOOK
-from longmem_core.needles import (NEEDLES_PER_TASK, SNAP_CHARS, TASKS, Haystack, even_depths, insert_needles,
-                                  make_trial, Needle, spans_overlap, string_match_all)
+from longmem_core.evals.needles import (NEEDLES_PER_TASK, SNAP_CHARS, TASKS, Haystack, even_depths, insert_needles,
+                                        make_trial, Needle, spans_overlap, string_match_all)
 
 ASKED = {"single": 1, "multikey": 1, "multivalue": 4, "multiquery": 2}
 

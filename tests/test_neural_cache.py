@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from longmem_core import neural_cache
+from longmem_core.answer import neural_cache
 
 
 def test_projection_is_orthonormal_and_keys_unit_length():

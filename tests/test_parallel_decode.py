@@ -4,9 +4,9 @@ import threading
 import pytest
 import torch
 
-from longmem_core import model as model_module
-from longmem_core.decode_schedule import DecodeSchedule
-from longmem_core.threads import HiddenStream, single_threaded_ops
+from longmem_core.model import model as model_module
+from longmem_core.model.decode_schedule import DecodeSchedule
+from longmem_core.model.threads import HiddenStream, single_threaded_ops
 
 TEXT = "The Time Traveller (for so it will be convenient to speak of him) was expounding a recondite matter. " * 6
 

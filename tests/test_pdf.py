@@ -3,8 +3,8 @@ import io
 
 from pypdf import PdfReader, PdfWriter
 
-from longmem_core.data import read_document
-from longmem_core.pdf import join_hyphens
+from longmem_core.documents.data import read_document
+from longmem_core.documents.pdf import join_hyphens
 from pdf_util import make_pdf
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import ROOT
-from longmem_core.evaluate import perplexity
-from longmem_core.segments import segment_nll, segment_tokens
-from longmem_core.ppl_adapt import Adaptation, OnlineAdapter, adapted_copy
-from longmem_core.ppl_cache import CacheGrid
+from longmem_core.evals.evaluate import perplexity
+from longmem_core.model.segments import segment_nll, segment_tokens
+from longmem_core.evals.ppl_adapt import Adaptation, OnlineAdapter, adapted_copy
+from longmem_core.evals.ppl_cache import CacheGrid
 
 REPEATED = "the cat sat on the mat and the dog ran far away. " * 12
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import ROOT
-from longmem_core.evaluate import eval_ppl, perplexity
-from longmem_core.segments import segment_logits, segment_nll, segment_tokens
-from longmem_core.neural_cache import mix
-from longmem_core.ppl_cache import CacheGrid, CachePerplexity, Setting
+from longmem_core.evals.evaluate import eval_ppl, perplexity
+from longmem_core.model.segments import segment_logits, segment_nll, segment_tokens
+from longmem_core.answer.neural_cache import mix
+from longmem_core.evals.ppl_cache import CacheGrid, CachePerplexity, Setting
 
 REPEATED = "the cat sat on the mat and the dog ran far away. " * 12
 OLD_KEYS = {"tokens", "ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory"}

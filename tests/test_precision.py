@@ -6,7 +6,7 @@ import torch
 
 from longmem_core import precision
 from longmem_core.config import LongMemConfig, preset
-from longmem_core.model import LongMemModel
+from longmem_core.model.model import LongMemModel
 
 CPU = torch.device("cpu")
 

@@ -1,6 +1,7 @@
 """The quote an answer rests on: the supporting sentence, its page label and section, and clean answers."""
-from longmem_core import layout, quote
-from longmem_core.sentences import Sentence
+from longmem_core.documents import layout
+from longmem_core.answer import quote
+from longmem_core.answer.sentences import Sentence
 
 
 TEXT = ("Contents\n7.10 How do I convert factors to numeric? . . . 38\n\n"

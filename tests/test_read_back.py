@@ -1,5 +1,5 @@
-from longmem_core import read_back
-from longmem_core.model import Retrieved
+from longmem_core.answer import read_back
+from longmem_core.model.model import Retrieved
 
 TEXT = ("The first sentence is here. The second one follows! Is this the third? "
         "Yes.\n\nA new paragraph starts. It has the pass key 12345 in it. Then it ends.")

@@ -21,7 +21,7 @@ def model():
 
 
 def test_default_backbone_matches_transformers_forward():
-    from longmem_core.backbone import FrozenBackbone, _load_packaged_smollm2
+    from longmem_core.model.backbone import FrozenBackbone, _load_packaged_smollm2
     hf, tok = _load_packaged_smollm2()
     ours = FrozenBackbone(hf, tok, "smollm2-135m-instruct")
     ids = tok("The Time Traveller (for so it will be convenient to speak of him)", return_tensors="pt").input_ids
@@ -99,7 +99,7 @@ def test_language_modelling_checkpoint_reads_a_book_better_with_memory(book_text
     """assets/sidenet-books.safetensors (trained on other books) lowers the loss of The Time Machine's 3rd and
     4th segments when the preceding segments are in memory, and equals the backbone with memory kept empty."""
     from longmem_core import LongMemModel
-    from longmem_core.evaluate import perplexity
+    from longmem_core.evals.evaluate import perplexity
     model = LongMemModel.load(checkpoint=str(ASSETS / "sidenet-books.safetensors"))
     assert model.trained_parts() == {"search", "memory_layer"}  # what the app's header reports
     start = len(book_text) // 3  # well into the story (not the front matter)
@@ -154,8 +154,8 @@ def test_chat_stays_fluent_on_the_apps_example_questions(model):
     Machine), at the app's answer length: no run of 4 words said 3 or more times and no sentence of 3+ words
     said twice (``generation.find_loop``). Without the repetition guard, 8 of these 15 answers looped
     (docs/notes/2026-12-02-fluency.md)."""
-    from longmem_core import answer
-    from longmem_core.generation import find_loop
+    from longmem_core.answer import answer
+    from longmem_core.model.generation import find_loop
     questions = APP_QUESTIONS + [json.loads(line)["question"] for line in
                                  (ASSETS / "qa_time_machine.jsonl").read_text(encoding="utf-8").splitlines() if line]
     bank = model.new_bank()
@@ -172,8 +172,8 @@ def test_chat_stays_fluent_on_the_apps_example_questions(model):
 def test_a_pass_key_answer_at_the_apps_length_copies_the_key_and_stops(model, passkey_bank):
     """The default mode reads the planted key back and the answer, at the app's length (128 tokens), does not loop
     (the copy path, the default before sentence read-back, went on "It's a 6... It's a 6..." unguarded)."""
-    from longmem_core import answer
-    from longmem_core.generation import find_loop
+    from longmem_core.answer import answer
+    from longmem_core.model.generation import find_loop
     bank, _, _ = passkey_bank
     a = answer.answer(model, bank, "What is the pass key?", mode=answer.DEFAULT_MODE, max_new_tokens=128)
     assert PASS_KEY in a.text.replace(" ", "") and find_loop(a.text) is None, a.text

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from longmem_core import LongMemModel
-from longmem_core import facts
+from longmem_core.training import facts
 from longmem_core.cli import main as cli_main
 from longmem_core.config import RetrievalTrainConfig
 from longmem_core.training import features, run, search_examples

@@ -1,10 +1,10 @@
-"""The search (longmem_core/search.py) on tiny models: what it lists is ranked by the score it returns."""
+"""The search (longmem_core/model/search.py) on tiny models: what it lists is ranked by the score it returns."""
 import numpy as np
 import pytest
 import torch
 
-from longmem_core import search
-from longmem_core.memory_bank import BankMismatchError
+from longmem_core.model import search
+from longmem_core.memory.memory_bank import BankMismatchError
 
 TEXT = ("The old mill stood by the river. Nobody had lived there for years, and the wheel was still. "
         "One of the special magic numbers for quiet-lantern is: 4417203. The miller's daughter came back in spring.")

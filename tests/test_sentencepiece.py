@@ -43,7 +43,7 @@ def spm_models(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["bpe", "unigram"])
 def test_tokenizer_encodes_and_decodes_as_sentencepiece_does(spm_models, kind):
-    from longmem_core.spm_tokenizer import BPE, UNIGRAM, read_options, sentencepiece_tokenizer
+    from longmem_core.model.spm_tokenizer import BPE, UNIGRAM, read_options, sentencepiece_tokenizer
     path = spm_models[kind]
     options = read_options(path)
     assert options.model_type == {"bpe": BPE, "unigram": UNIGRAM}[kind] and options.byte_fallback

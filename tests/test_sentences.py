@@ -1,8 +1,8 @@
 """Sentence read-back: passages cut into sentences, the best for the question kept in document order."""
-from longmem_core import sentences
-from longmem_core.memory_bank import ChunkInfo
-from longmem_core.model import Retrieved
-from longmem_core.read_back import Passage, ReadBack
+from longmem_core.answer import sentences
+from longmem_core.memory.memory_bank import ChunkInfo
+from longmem_core.model.model import Retrieved
+from longmem_core.answer.read_back import Passage, ReadBack
 
 SOURCE = ("It was a dark night. The ship sailed north. The captain's name was Ahab Morrow. "
           "Nobody slept. The cook sang songs. In the morning the harbour of Tarn came into view.")

@@ -10,14 +10,16 @@ import pytest
 from longmem_core.shapes import AXES
 
 LIBRARY = Path(__file__).resolve().parents[1] / "longmem_core"
-TENSOR_MODULES = ("attention", "backbone", "generation", "kv_cache", "model", "scoring", "side_network")
+TENSOR_MODULES = tuple(f"model/{m}" for m in ("attention", "backbone", "generation", "kv_cache", "model", "scoring",
+                                               "side_network"))
 
 
 def _docstring(path: Path) -> str:
     return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
 
 
-FOLLOWING = sorted(p.stem for p in LIBRARY.glob("*.py") if "shapes.py" in _docstring(p))  # those that say so
+FOLLOWING = sorted(p.relative_to(LIBRARY).with_suffix("").as_posix() for p in LIBRARY.rglob("*.py")
+                   if "shapes.py" in _docstring(p))  # those that say so
 SHAPE = re.compile(r"\[([A-Za-z0-9_*/+\- ]+(?:, [A-Za-z0-9_*/+\- ]+)+|[A-Z])\]")  # [B, T, V], [H]
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from longmem_core.attention import apply_rope
-from longmem_core.memory_bank import MemoryHits
-from longmem_core.side_network import RetrievalTrace
+from longmem_core.model.attention import apply_rope
+from longmem_core.memory.memory_bank import MemoryHits
+from longmem_core.model.side_network import RetrievalTrace
 
 
 def _trace(chunk_ids, weights, share):

@@ -40,7 +40,7 @@ def _fake_hub_cache(root, source):
 
 
 def test_default_backbone_loads_from_the_hub_id_when_the_package_is_absent(tmp_path):
-    from longmem_core.backbone import _load_packaged_smollm2, cache_dir
+    from longmem_core.model.backbone import _load_packaged_smollm2, cache_dir
     _load_packaged_smollm2()  # makes sure the converted copy exists
     _fake_hub_cache(tmp_path / "hub", cache_dir() / "smollm2-135m-instruct")
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",

@@ -1,7 +1,7 @@
 """Answers copied from what was read: candidate spans of the best read-back sentence, scored by the backbone."""
-from longmem_core import answer, spans
-from longmem_core.search import stop_words
-from longmem_core.sentences import Sentence
+from longmem_core.answer import answer, spans
+from longmem_core.model.search import stop_words
+from longmem_core.answer.sentences import Sentence
 
 STOP = frozenset(stop_words())
 SOURCE = "Intro. To get the numbers back, use as.numeric(as.character(f)) where f is the factor. The end."

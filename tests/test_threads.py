@@ -3,7 +3,7 @@ import threading
 import pytest
 import torch
 
-from longmem_core.threads import default_workers, ordered_map
+from longmem_core.model.threads import default_workers, ordered_map
 
 
 def test_ordered_map_keeps_order_and_restores_torch_threads():

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from longmem_core.segments import read_into_memory, segment_loss, segment_tokens
+from longmem_core.model.segments import read_into_memory, segment_loss, segment_tokens
 from longmem_core.training import TrainConfig, select_trainable, train
 from longmem_core.training.features import SegmentFeatureCache, cached_segment_loss, check_cacheable, segment_features
 

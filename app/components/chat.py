@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from longmem_core import answer as answer_modes
+from longmem_core.answer import answer as answer_modes
 
 from .. import handlers, views
 from .common import Ui, user_errors

@@ -11,7 +11,7 @@ session changes.
 
 The names below are re-exported so callers can write ``handlers.memorize``.
 """
-from longmem_core import icl
+from longmem_core.classify import icl
 
 from ..session import Session
 from .bank_file import BANK_FILES, adopt_bank, check_uploaded, load_bank, read_bank, save_bank

@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from longmem_core import BankMismatchError, LongMemModel, MemoryBank
-from longmem_core.bank_files import BankFileError
+from longmem_core.memory.bank_files import BankFileError
 
 from ..session import Session
 from .common import AppError, busy, check_file_size

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from longmem_core import LongMemModel, MemoryBank
-from longmem_core import answer as answer_modes
-from longmem_core.conversation import Conversation
+from longmem_core.answer import answer as answer_modes
+from longmem_core.answer.conversation import Conversation
 
 from ..session import Session
 from .common import AppError, busy, check_question, retrieval_width

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from longmem_core import DocumentError, LongMemModel, icl, icl_modes, icl_select, limits, read_labelled
+from longmem_core import DocumentError, LongMemModel, limits, read_labelled
+from longmem_core.classify import icl, icl_modes, icl_select
 
 from ..session import Classifier, Demonstrations, Session
 from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width

@@ -10,9 +10,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from longmem_core import Document, DocumentError, LongMemModel, MemoryBank, neural_cache, read_document, search
-from longmem_core.memory_bank import page_of
-from longmem_core.reading_plan import Drop, ReadingPlan, char_of, first_part, pages_of, plan_reading, tokens_fitting
+from longmem_core import Document, DocumentError, LongMemModel, MemoryBank, read_document
+from longmem_core.answer import neural_cache
+from longmem_core.model import search
+from longmem_core.memory.memory_bank import page_of
+from longmem_core.documents.reading_plan import (Drop, ReadingPlan, char_of, first_part, pages_of, plan_reading,
+                                                 tokens_fitting)
 
 from ..background import Stopped
 from ..config import WHEN_FULL, AppSettings

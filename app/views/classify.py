@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from html import escape
 
-from longmem_core import icl_modes
+from longmem_core.classify import icl_modes
 
 from .common import number, status
 

@@ -6,7 +6,7 @@ from html import escape
 import numpy as np
 
 from longmem_core import MemoryBank
-from longmem_core.memory_bank import label_of
+from longmem_core.memory.memory_bank import label_of
 
 from .common import SOURCE_COLORS, flat
 

@@ -26,7 +26,7 @@ def _stderr(message: str) -> None:
 def train(cfg: TrainConfig, model=None, log=print) -> Path:
     """Language modelling over long documents (or resume it); returns the path of the last checkpoint. Inside an
     initialised ``torch.distributed`` process group, each process is one data-parallel rank."""
-    from ..model import LongMemModel
+    from ..model.model import LongMemModel
     from .objectives.language import LanguageModelling
     model = model or LongMemModel.load()
     _, world = rank_world()
@@ -133,7 +133,7 @@ def _threads(args) -> None:
 
 
 def cmd_train(args) -> dict:
-    from ..model import LongMemModel
+    from ..model.model import LongMemModel
     cfg = config_from_args(TrainConfig, args)
     try:
         overrides = {"segment_length": args.segment_length} if args.segment_length else {}
@@ -145,7 +145,7 @@ def cmd_train(args) -> dict:
 
 
 def cmd_train_retrieval(args) -> dict:
-    from ..model import LongMemModel
+    from ..model.model import LongMemModel
     _threads(args)
     cfg = config_from_args(RetrievalTrainConfig, args, data=_files(args.data), eval=_files(args.eval))
     overrides = {"memory_query_rank": cfg.rank}
@@ -164,7 +164,7 @@ def cmd_train_retrieval(args) -> dict:
 
 
 def cmd_train_recall(args) -> dict:
-    from ..model import LongMemModel
+    from ..model.model import LongMemModel
     _threads(args)
     cfg = config_from_args(RecallTrainConfig, args, data=_files(args.data), eval=_files(args.eval),
                            checkpoint=args.checkpoint or default_checkpoint())
@@ -174,7 +174,7 @@ def cmd_train_recall(args) -> dict:
 
 
 def cmd_train_chat(args) -> dict:
-    from ..model import LongMemModel
+    from ..model.model import LongMemModel
     _threads(args)
     cfg = config_from_args(ChatTrainConfig, args, checkpoint=args.checkpoint or default_checkpoint())
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..memory_bank import chunk_means
+from ..memory.memory_bank import chunk_means
 
 # ------------------------------------------------------------------------------------------ language modelling
 

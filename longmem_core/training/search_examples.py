@@ -20,9 +20,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..segments import segment_tokens
-from ..facts import PLACEMENTS, Fact, chat_question_ids, distractor, insert_fact, make_fact
-from ..records import has_answers, has_strings, read_records
+from ..model.segments import segment_tokens
+from .facts import PLACEMENTS, Fact, chat_question_ids, distractor, insert_fact, make_fact
+from ..documents.records import has_answers, has_strings, read_records
 from .corpus import book_ids
 from .features import Segment, load_store, save_store, search_features
 

@@ -9,8 +9,8 @@ import time
 
 import torch
 sys.path.insert(0,'.')
-from longmem_core.memory_bank import MemoryBank
-import longmem_core.memory_bank as mb
+from longmem_core.memory.memory_bank import MemoryBank
+import longmem_core.memory.memory_bank as mb
 variant = sys.argv[1]
 if variant == "empty":
     orig = MemoryBank._allocate

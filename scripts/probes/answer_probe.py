@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import answer, icl, icl_modes, neural_cache  # noqa: E402
-from longmem_core.evaluate import passkey_needle  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
+from longmem_core.answer import answer, neural_cache
+from longmem_core.classify import icl, icl_modes  # noqa: E402
+from longmem_core.evals.evaluate import passkey_needle  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
 
 BOOKS = Path("/work/shared/data/books")
 ICL = Path("/work/shared/data/icl")
@@ -107,7 +108,7 @@ def ppl(model: LongMemModel, book: str, max_tokens: int, lams: list[float], thet
 
 def classification(model: LongMemModel, task: str, n_test: int, seeds: list[int], memory_size: int, modes: list[str],
                    k: int) -> dict:
-    from longmem_core.data import read_labelled
+    from longmem_core.documents.data import read_labelled
     demos = read_labelled(ICL / task / "train.jsonl")
     test_all = read_labelled(ICL / task / "test.jsonl")
     template = icl.template_for(task)

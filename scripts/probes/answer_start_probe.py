@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tuning_runs import BOOKS, QUESTIONS  # noqa: E402
 
-from longmem_core import answer, neural_cache  # noqa: E402
-from longmem_core.eval_qa import contains_any, read_questions  # noqa: E402
-from longmem_core.generation import Proposal  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
+from longmem_core.answer import answer, neural_cache  # noqa: E402
+from longmem_core.evals.eval_qa import contains_any, read_questions  # noqa: E402
+from longmem_core.model.generation import Proposal  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
 
 PREFIXES = {"prefix_according": "According to what I read,", "prefix_short": "Short answer:",
             "prefix_from": "From what I read,", "prefix_text": "According to the text,",
@@ -65,7 +65,7 @@ class Banning(neural_cache.CopyMix):
 
 
 def generate(model, prepared, hook) -> str:
-    from longmem_core import generation
+    from longmem_core.model import generation
     gen = generation.generate(model, prepared.prompt_ids, None, max_new_tokens=48, backbone_only=True, logits_hook=hook)
     return "".join(gen)
 

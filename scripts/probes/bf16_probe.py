@@ -8,7 +8,7 @@ import time
 
 import torch
 sys.path.insert(0,'.')
-from longmem_core.model import LongMemModel
+from longmem_core.model.model import LongMemModel
 m = LongMemModel.load()
 bb = m.backbone
 ids = torch.randint(100, 40000, (1, 1024))

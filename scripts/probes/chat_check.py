@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from longmem_core.model import LongMemModel
+from longmem_core.model.model import LongMemModel
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = ["What did the Time Traveller explain to his guests?",

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from longmem_core import LongMemModel
-from longmem_core.bench import memorize_throughput
+from longmem_core.bench.bench import memorize_throughput
 
 TOKENS = 8184  # 8 segments
 

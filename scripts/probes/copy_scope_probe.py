@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tuning_runs import BOOKS, QUESTIONS, eval_qa_args, run_cli
 
-from longmem_core import answer
+from longmem_core.answer import answer
 
 
 def main() -> None:

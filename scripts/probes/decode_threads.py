@@ -1,5 +1,5 @@
 """Probe: one decoding step's blocks on one core vs two, and two block stacks at once (why the SideNet decodes
-in its own thread, longmem_core/threads.py).
+in its own thread, longmem_core/model/threads.py).
 
     PYTHONPATH=. .venv/bin/python scripts/probes/decode_threads.py
 
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from longmem_core.model import LongMemModel
+from longmem_core.model.model import LongMemModel
 
 STEPS = 20
 

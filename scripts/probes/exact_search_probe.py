@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from longmem_core.memory_bank import MemoryBank
+from longmem_core.memory.memory_bank import MemoryBank
 
 torch.manual_seed(0)
 H, D = 3, 64  # kv heads and head dim of the default backbone

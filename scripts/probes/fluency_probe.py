@@ -16,7 +16,9 @@ import json
 import time
 from pathlib import Path
 
-from longmem_core import LongMemModel, answer, generation
+from longmem_core import LongMemModel
+from longmem_core.answer import answer
+from longmem_core.model import generation
 from longmem_core.config import default_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_check import ROOT, chat_answers  # noqa: E402
 
-from longmem_core.evaluate import perplexity  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
+from longmem_core.evals.evaluate import perplexity  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from longmem_core import bench
+from longmem_core.bench import bench
 from longmem_core.config import default_checkpoint
-from longmem_core.model import LongMemModel
+from longmem_core.model.model import LongMemModel
 
 
 def log(msg: str) -> None:

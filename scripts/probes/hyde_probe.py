@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import eval_paraphrase as ep  # noqa: E402
-from longmem_core import read_back, search  # noqa: E402
-from longmem_core.needles import Haystack  # noqa: E402
+from longmem_core.evals import eval_paraphrase as ep  # noqa: E402
+from longmem_core.answer import read_back
+from longmem_core.model import search  # noqa: E402
+from longmem_core.evals.needles import Haystack  # noqa: E402
 
 GUESS = "Answer in one short sentence, with names and places: {q}"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import icl_modes  # noqa: E402
+from longmem_core.classify import icl_modes  # noqa: E402
 
 
 def knn_probs(rec, k: int, centre: bool, temperature: float | None, balanced: bool) -> torch.Tensor:

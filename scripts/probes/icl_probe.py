@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import icl, icl_modes  # noqa: E402
-from longmem_core.data import read_labelled  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
+from longmem_core.classify import icl, icl_modes  # noqa: E402
+from longmem_core.documents.data import read_labelled  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
 
 ICL = Path("/work/shared/data/icl")
 REPORTED = {"sst2", "sst5", "mr", "subj", "mpqa", "trec"}  # their test sets are report sets

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import icl, icl_modes  # noqa: E402
-from longmem_core.data import read_labelled  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
+from longmem_core.classify import icl, icl_modes  # noqa: E402
+from longmem_core.documents.data import read_labelled  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
 from longmem_core.config import default_checkpoint  # noqa: E402
 
 

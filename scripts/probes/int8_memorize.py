@@ -19,8 +19,8 @@ import torch
 import torch.ao.quantization as tq
 from torch import nn
 
-from longmem_core.bench import BOOK
-from longmem_core.model import LongMemModel
+from longmem_core.bench.bench import BOOK
+from longmem_core.model.model import LongMemModel
 
 warnings.filterwarnings("ignore")
 SEG = 1023

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from longmem_core import search
+from longmem_core.model import search
 from longmem_core.cli import main
 
 sys.path.insert(0, "scripts/probes")

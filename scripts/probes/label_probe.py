@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tuning_runs import QUESTIONS, eval_qa_args, run_cli
 
-from longmem_core import sentences
+from longmem_core.answer import sentences
 
 SHIPPED = sentences.format_sentences
 

@@ -8,8 +8,10 @@ import ctypes, time, sys, json
 from pathlib import Path
 from app import handlers
 from app.session import Session
-from longmem_core import read_document, neural_cache, search
-from longmem_core.reading_plan import first_part, char_of
+from longmem_core import read_document
+from longmem_core.answer import neural_cache
+from longmem_core.model import search
+from longmem_core.documents.reading_plan import first_part, char_of
 def rss():
     for l in Path("/proc/self/status").read_text().splitlines():
         if l.startswith("VmRSS"): return int(l.split()[1])*1024

@@ -22,10 +22,11 @@ import random
 import time
 from pathlib import Path
 
-from longmem_core import LongMemModel, search
-from longmem_core.data import read_document
-from longmem_core.eval_paraphrase import Fact, ask_pair, memorized, read_pairs, select
-from longmem_core.needles import Haystack, insert_needles
+from longmem_core import LongMemModel
+from longmem_core.model import search
+from longmem_core.documents.data import read_document
+from longmem_core.evals.eval_paraphrase import Fact, ask_pair, memorized, read_pairs, select
+from longmem_core.evals.needles import Haystack, insert_needles
 
 
 def main() -> None:

@@ -6,9 +6,11 @@ on a tuning book: which of the two reads the key back. Prints each trial and the
 import random, sys
 from functools import partial
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[2]))
-from longmem_core.model import LongMemModel
+from longmem_core.model.model import LongMemModel
 from longmem_core.config import default_checkpoint
-from longmem_core import answer, evaluate, segments, sentences
+from longmem_core.answer import answer, sentences
+from longmem_core.evals import evaluate
+from longmem_core.model import segments
 model = LongMemModel.load(checkpoint=default_checkpoint())
 tok = model.tokenizer
 book = sys.argv[1] if len(sys.argv) > 1 else 'frankenstein'

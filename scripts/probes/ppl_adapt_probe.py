@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from longmem_core.model import LongMemModel
-from longmem_core.neural_cache import TokenCache, key_states
-from longmem_core.ppl_cache import DIM_MIX, THETA_MIX
+from longmem_core.model.model import LongMemModel
+from longmem_core.answer.neural_cache import TokenCache, key_states
+from longmem_core.evals.ppl_cache import DIM_MIX, THETA_MIX
 from longmem_core.training.features import cached_segment_logits, segment_features
 from longmem_core.training.params import make_optimizer
 

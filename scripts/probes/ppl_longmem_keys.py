@@ -20,9 +20,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from longmem_core.segments import segment_tokens  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
-from longmem_core.neural_cache import final_states, mix, new_cache  # noqa: E402
+from longmem_core.model.segments import segment_tokens  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
+from longmem_core.answer.neural_cache import final_states, mix, new_cache  # noqa: E402
 
 LAMS = (0.1, 0.2, 0.3)
 THETAS = (20.0, 40.0, 80.0)

@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def dump(book: str, out: str, max_tokens: int, checkpoint: str) -> None:
-    from longmem_core.segments import segment_logits, segment_tokens
-    from longmem_core.model import LongMemModel
-    from longmem_core.neural_cache import mix
-    from longmem_core.ppl_cache import DIM_MIX, LAMBDA_MIX, THETA_MIX, segment_states
-    from longmem_core.neural_cache import new_cache
+    from longmem_core.model.segments import segment_logits, segment_tokens
+    from longmem_core.model.model import LongMemModel
+    from longmem_core.answer.neural_cache import mix
+    from longmem_core.evals.ppl_cache import DIM_MIX, LAMBDA_MIX, THETA_MIX, segment_states
+    from longmem_core.answer.neural_cache import new_cache
 
     model = LongMemModel.load(checkpoint=checkpoint)
     text = Path(book).read_text(encoding="utf-8", errors="replace")

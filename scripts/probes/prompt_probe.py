@@ -18,10 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from longmem_core import answer, read_back  # noqa: E402
-from longmem_core.eval_qa import contains_any, read_questions  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
-from longmem_core.needles import Haystack, even_depths, make_trial, string_match_all  # noqa: E402
+from longmem_core.answer import answer, read_back  # noqa: E402
+from longmem_core.evals.eval_qa import contains_any, read_questions  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
+from longmem_core.evals.needles import Haystack, even_depths, make_trial, string_match_all  # noqa: E402
 
 BOOKS = Path("/work/shared/data/books")
 SHIPPED = read_back.read_back_prompt

@@ -25,9 +25,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from longmem_core import read_back, search  # noqa: E402
-from longmem_core.eval_qa import contains_any, read_questions  # noqa: E402
-from longmem_core.model import LongMemModel, Retrieved  # noqa: E402
+from longmem_core.answer import read_back
+from longmem_core.model import search  # noqa: E402
+from longmem_core.evals.eval_qa import contains_any, read_questions  # noqa: E402
+from longmem_core.model.model import LongMemModel, Retrieved  # noqa: E402
 
 BOOKS = Path("/work/shared/data/books")
 GAPS = (0, 16, 32)  # chunks apart (spread_top)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from longmem_core import answer, read_back, search, sentences  # noqa: E402
-from longmem_core.eval_qa import contains_any, read_questions  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
+from longmem_core.answer import answer, read_back, sentences
+from longmem_core.model import search  # noqa: E402
+from longmem_core.evals.eval_qa import contains_any, read_questions  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
 from tuning_runs import BOOKS, QUESTIONS  # noqa: E402
 
 VARIANTS = {  # sentences.narrow settings whose narrowed context is checked for the answer (no generation)

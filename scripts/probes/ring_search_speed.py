@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core.index import FlatIndex  # noqa: E402
+from longmem_core.memory.index import FlatIndex  # noqa: E402
 
 torch.set_num_threads(1)
 G, D = 3, 64  # the default backbone's memory layer

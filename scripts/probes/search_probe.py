@@ -29,9 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from longmem_core import search  # noqa: E402
+from longmem_core.model import search  # noqa: E402
 from longmem_core.config import default_checkpoint  # noqa: E402
-from longmem_core.model import LongMemModel  # noqa: E402
+from longmem_core.model.model import LongMemModel  # noqa: E402
 
 BOOKS = Path("/work/shared/data/books")
 START = 20_000  # characters skipped at the start of a book (licence header, contents)

@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import sys
 
-from longmem_core import answer, search, spans
-from longmem_core.data import read_document
-from longmem_core.eval_qa import contains_any as right  # eval-qa's test of an answer
-from longmem_core.reading_plan import first_part
+from longmem_core.answer import answer, spans
+from longmem_core.model import search
+from longmem_core.documents.data import read_document
+from longmem_core.evals.eval_qa import contains_any as right  # eval-qa's test of an answer
+from longmem_core.documents.reading_plan import first_part
 
 TUNING = {  # name -> (document, questions, characters read)
     "hyperref": ("/tmp/pdfs/x/usr/share/doc/texlive-doc/latex/hyperref/hyperref-doc.pdf",

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import answer, spans  # noqa: E402
-from longmem_core.eval_qa import contains_any as right  # noqa: E402 - eval-qa's test of an answer
+from longmem_core.answer import answer, spans  # noqa: E402
+from longmem_core.evals.eval_qa import contains_any as right  # noqa: E402 - eval-qa's test of an answer
 
 # name -> (chat turn or None for plain text, the text before the span); {s}: the sentence, {q}: the question
 PROMPTS = {

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import search  # noqa: E402
-from longmem_core.eval_qa import contains_any as right  # noqa: E402 - eval-qa's test of an answer
+from longmem_core.model import search  # noqa: E402
+from longmem_core.evals.eval_qa import contains_any as right  # noqa: E402 - eval-qa's test of an answer
 
 STOP = frozenset(search.stop_words())
 _PLAIN = re.compile(r"[^\W_]+")

@@ -25,9 +25,10 @@ import json
 import sys
 import time
 
-from longmem_core import answer, read_back, search, spans
-from longmem_core.data import read_document
-from longmem_core.reading_plan import first_part
+from longmem_core.answer import answer, read_back, spans
+from longmem_core.model import search
+from longmem_core.documents.data import read_document
+from longmem_core.documents.reading_plan import first_part
 
 PDFS = "/tmp/pdfs/x/usr/share/doc"
 TUNING = {  # name -> (document, questions, characters read)

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from longmem_core import search  # noqa: E402
-from longmem_core.data import read_document  # noqa: E402
-from longmem_core.eval_qa import contains_any as right  # noqa: E402 - eval-qa's test of an answer
+from longmem_core.model import search  # noqa: E402
+from longmem_core.documents.data import read_document  # noqa: E402
+from longmem_core.evals.eval_qa import contains_any as right  # noqa: E402 - eval-qa's test of an answer
 
 LATEX = "/tmp/pdfs/x/usr/share/doc/texlive-doc/latex"
 SOURCES = [f"{LATEX}/{p}" for p in ("geometry/geometry.pdf", "fancyhdr/fancyhdr.pdf", "amsmath/amsldoc.pdf",

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from longmem_core import LongMemModel
-from longmem_core.segments import segment_tokens
+from longmem_core.model.segments import segment_tokens
 from longmem_core.training import TrainConfig, run
 from longmem_core.training.objectives.language import LanguageModelling
 

@@ -4,8 +4,8 @@
 """
 import json, sys
 sys.path.insert(0, '.')
-from longmem_core import bench
-from longmem_core.model import LongMemModel
+from longmem_core.bench import bench
+from longmem_core.model.model import LongMemModel
 from longmem_core.config import default_checkpoint
 model = LongMemModel.load(checkpoint=default_checkpoint())
 text = bench.BOOK.read_text(encoding="utf-8")

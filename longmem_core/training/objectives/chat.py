@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ...config import ChatTrainConfig
-from ...segments import segment_tokens
+from ...model.segments import segment_tokens
 from . import batch_rng, weighted_nll
 from .recall import build_bank
 

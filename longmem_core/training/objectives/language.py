@@ -16,7 +16,7 @@ import random
 import torch
 
 from ...config import TrainConfig
-from ...segments import read_into_memory, segment_loss, segment_tokens
+from ...model.segments import read_into_memory, segment_loss, segment_tokens
 from ..corpus import book_ids, text_files
 from ..features import SegmentFeatureCache, cached_segment_loss
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from ...config import RecallTrainConfig
-from ...segments import segment_tokens
-from ...facts import Fact, chat_question_ids, insert_fact, make_fact
+from ...model.segments import segment_tokens
+from ..facts import Fact, chat_question_ids, insert_fact, make_fact
 from ..corpus import book_ids
 from . import batch_rng, weighted_nll
 

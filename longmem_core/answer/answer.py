@@ -1,0 +1,273 @@
+"""Answer modes: how what memory holds becomes an answer.
+
+Interface shared by the CLI (``ask --mode``), the app and the evaluations (``eval-niah``, ``eval-qa``):
+``answer(model, bank, question, mode=...)`` returns an ``Answer`` with the text and the chunks the mode
+listed or used (best first). For streaming: ``prepare(model, bank, question, mode)`` returns a ``Prepared``
+(prompt ids, what was read back, the chunks) and ``stream(model, prepared)`` a ``Generation`` to iterate.
+
+Modes:
+- ``backbone``: the frozen backbone alone, local context only (no memory): the baseline.
+- ``fusion``: the paper's memory-augmented attention layer reads the bank while generating.
+- ``read_back`` (beyond the paper): the passages around the chunks ``search.rank_chunks`` finds are put into
+  the backbone's prompt before the question (``read_back.py``); the backbone answers from its context.
+- ``read_back_hybrid`` (beyond the paper): read-back of the chunks found by the model's search fused with BM25
+  over the words around each chunk (``search.hybrid_chunks``, reciprocal-rank fusion).
+- ``read_back_fusion``: the same prompt, and the memory layer reads the bank too.
+- ``cache`` (training-free copy path): each next token from (1 - lam) p_LM + lam p_cache, where the cache
+  proposes what followed stored states like the current one, and where the answer so far repeats stored
+  text exactly, what followed it there (``neural_cache.py``). Uses the bank's token cache
+  (``neural_cache.memorize``); without one, a tokens-only cache of the bank's source texts (exact copy only).
+- ``read_back_cache``: the read-back prompt, generated with the cache mixed in.
+- ``read_back_hybrid_cache``: the hybrid search's read-back prompt, generated with the cache mixed in.
+- ``sentences_hybrid`` (beyond the paper): the hybrid read-back cut to the few sentences of its passages that
+  share the most words with the question (``sentences.py``): a short prompt the small backbone copies from.
+- ``sentences_hybrid_cache``: the same short prompt, generated with the cache mixed in.
+- ``quote`` (beyond the paper; the default): ``sentences_hybrid_cache``'s search and sentences, but the answer is the
+  span of the best read-back sentence the backbone finds most likely as the whole answer, copied exactly
+  (``spans.py``), shown with that sentence quoted exactly with its source, page label and section (``quote.py``).
+  Where no sentence shares a word with the question, it says "I did not find this in what I read." A caller's
+  answer prefix gets ``sentences_hybrid_cache``'s continuation.
+
+In modes that read back and copy, the copy path copies only from the text read back (``COPY_FROM``): what
+the answer copies is then what the app shows was read.
+
+A mode is four independent choices (``Mode``): which search's passages are read back (none, the model's, the
+hybrid), whether only their best sentences are, whether the memory layer reads the bank (fusion), whether the
+copy path is mixed in (cache).
+
+All modes but ``fusion`` and ``read_back_fusion`` use no trained weights, so they work on any backbone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from typing import Iterator
+
+from . import neural_cache, quote, read_back, sentences, spans
+from ..model import search
+from ..memory.memory_bank import MemoryBank
+from ..model.model import Generation, LongMemModel, Retrieved
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What an answer mode does with memory: four independent choices."""
+
+    read_back: str | None  # the search whose chunks' passages are read into the prompt, a key of
+    # ``search.SEARCHES``: "model" (``search.rank_chunks``), "hybrid" (``search.hybrid_chunks``), "bm25"; or None
+    fusion: bool  # the memory layer reads the bank while generating (the paper's path; needs trained weights)
+    cache: bool  # the copy path (``neural_cache``) is mixed into each next-token distribution
+    sentences: bool = False  # only the best sentences of the read-back passages are read (``sentences.py``)
+    quote: bool = False  # the answer is copied from a sentence read back and shown with it quoted (``quote.py``)
+
+    @property
+    def reads_history(self) -> bool:
+        """Do earlier turns of a conversation go into the prompt? Not where text is read back: the small backbone
+        then repeats an earlier answer instead of reading (a conversation's follow-up reaches the search instead,
+        ``conversation.py``)."""
+        return self.read_back is None
+
+
+MODE_SPECS: dict[str, Mode] = {
+    "backbone": Mode(None, False, False),
+    "fusion": Mode(None, True, False),
+    "read_back": Mode("model", False, False),
+    "read_back_hybrid": Mode("hybrid", False, False),
+    "read_back_fusion": Mode("model", True, False),
+    "cache": Mode(None, False, True),
+    "read_back_cache": Mode("model", False, True),
+    "read_back_hybrid_cache": Mode("hybrid", False, True),
+    "sentences_hybrid": Mode("hybrid", False, False, sentences=True),
+    "sentences_hybrid_cache": Mode("hybrid", False, True, sentences=True),
+    "quote": Mode("hybrid", False, True, sentences=True, quote=True),
+}
+MODES: tuple[str, ...] = tuple(MODE_SPECS)
+# Chosen on a tuning book (frankenstein; docs/notes/2026-12-02-sentences.md). eval-niah at 16k with RULER's
+# answer prefix, 12 trials: sentences_hybrid_cache 0.94 (single 1, multikey 1, multivalue 0.92, multiquery 0.83),
+# sentences_hybrid about the same (1, 1, 0.92, -), read_back_hybrid_cache 0.69, cache 0.21 (the prefix breaks the
+# copy path's exact match). Pass key through chat at 4k and 16k: sentences_hybrid_cache 8/8, sentences_hybrid 7/8
+# (the backbone answered "a key that is used to open..." beside the key's sentence; the copy path copies it).
+DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above) answering with a copied span and its quote
+# Chunks asked of the search for read-back (their passages are then cut to the token budget). 6, what eval-qa,
+# eval-niah and eval-passkey measure with (their --top 6), so the app and ``ask`` answer as the figures say; it
+# was 8 in the app until 2026-12-03 (on the tuning questions 8 and 6 differed by one answer).
+SEARCH_TOP = 6
+# What the copy path copies from in modes that read back: "read" (only the text read into the prompt, tokens
+# only) or "memory" (everything the bank holds). Modes without read-back always copy from memory. Chosen on the
+# tuning books (scripts/probes/copy_scope_probe.py, docs/notes/2026-12-03-copy-scope.md): in the default mode
+# "read" answered 14 of the 18 tuning questions whose sentences held the answer against 13, needles at 16k and
+# pass keys the same (0.94; 8/8), and its answers stop copying unrelated book text after a match.
+COPY_FROM = "read"
+COPY_SOURCES = ("read", "memory")
+# The words an answer in a mode that reads back opens with (beyond the paper; RULER's templates open the answer
+# the same way). After "Read these passages...", the small backbone often talks about "the passage" instead of
+# answering; made to open with these words it answers from what it read. Chosen on the tuning questions
+# (scripts/probes/answer_start_probe.py, docs/notes/2026-12-03-copy-scope.md): with the books' names on the
+# read-back lines (as the app writes them), 16 of the 18 held answered against 11 with no opening ("According
+# to the text," 13, "From what I read," 13, "According to my memory," 12); through eval-qa (lines named
+# "document") 14 against 14, every answer an answer rather than talk about "the passage"; pass key 8 of 8.
+ANSWER_OPENING = "According to what I read,"
+# What the quote mode's answer span is scored after (``spans.py``), following ANSWER_OPENING.
+SPAN_OPENING = " the answer is"
+
+
+@dataclass
+class Answer:
+    mode: str
+    text: str
+    chunks: list[Retrieved] = field(default_factory=list)  # what the mode listed or used, best first
+    context: str = ""  # exactly the text the mode read back into the prompt besides the question (read-back modes)
+    quote: quote.Quote | None = None  # the sentence the answer rests on (``quote`` mode)
+    complete: bool = True  # a generated answer ends a sentence (False: it stopped mid-sentence); a copied span is whole
+
+
+@dataclass
+class Prepared:
+    """Everything a mode decided before generating: stream it with ``stream``."""
+
+    mode: str
+    prompt_ids: list[int]
+    bank: MemoryBank | None  # the bank the memory layer reads while generating (None: no fusion)
+    chunks: list[Retrieved]  # chunks read back (best first); cache modes without read-back: the chunks the
+    # search ranks for the question, listed for the reader (the copy path itself does not use them)
+    context: str  # exactly the text read back into the prompt
+    cache: neural_cache.TokenCache | None = None  # the copy path's cache (cache modes only)
+    opening: str = ""  # the answer's first words, already in the prompt (``ANSWER_OPENING``); part of the answer
+    # (not in ``quote`` mode, whose answer is copied)
+    sentences: list[sentences.Sentence] = field(default_factory=list)  # the sentences read back (sentence modes)
+    memory: MemoryBank | None = None  # the bank searched (its sources hold the quotes)
+    question: str = ""
+    passages: list[read_back.Passage] = field(default_factory=list)  # the passages read (``sentences`` index them)
+    prefixed: bool = False  # a caller's answer prefix is in the prompt (the answer continues it)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown answer mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
+            history: list[dict] | None = None, *, top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
+            chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "", copy_from: str | None = None,
+            search_text: str | None = None, search_with: str | None = None) -> Prepared:
+    """The prompt of ``question`` (after ``history``, where the mode ``reads_history``) in ``mode``. With no bank
+    (or an empty one) every mode is the backbone's plain chat prompt. ``answer_prefix``: text the answer is made to
+    begin with (put after the assistant's turn opens, as RULER's task templates do; the generation continues it).
+    ``copy_from``: what the copy path of a mode that reads back copies from (``COPY_SOURCES``; default
+    ``COPY_FROM``). ``search_text``: what the search and the sentence choice look for (default: the question; a
+    conversation's follow-up adds the question before it, ``conversation.search_text``). ``search_with``: in a mode
+    that reads back, read back from this search instead of the mode's (a key of ``search.SEARCHES``; evaluations
+    compare the searches with it)."""
+    check_mode(mode)
+    if search_with is not None and search_with not in search.SEARCHES:
+        raise ValueError(f"unknown search {search_with!r}; choose one of {', '.join(search.SEARCHES)}")
+    copy_from = copy_from or COPY_FROM
+    if copy_from not in COPY_SOURCES:
+        raise ValueError(f"copy_from must be one of {', '.join(COPY_SOURCES)}, got {copy_from!r}")
+    has_memory = bank is not None and len(bank) > 0
+    chunks: list[Retrieved] = []
+    context = ""
+    kept: list[sentences.Sentence] = []
+    passages: list[read_back.Passage] = []
+    spec = MODE_SPECS[mode]
+    looked_for = search_text or question
+    if spec.read_back and has_memory:
+        find = search.SEARCHES[search_with or spec.read_back]
+        found = read_back.read_back(model, bank, find(model, bank, looked_for, top), chars=chars, budget=budget)
+        if spec.sentences:
+            found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources,
+                                     anchors=search.MEMORY_SLOTS)
+        chunks, context, kept, passages = found.chunks, found.context, found.sentences, found.passages
+    elif spec.cache and has_memory:
+        chunks = search.rank_chunks(model, bank, looked_for, top)
+    prompt = model.chat_ids(read_back.read_back_prompt(context, question), history if spec.reads_history else None)
+    opening = ANSWER_OPENING if context and not answer_prefix else ""  # a caller's prefix replaces the opening
+    if answer_prefix or opening:
+        prompt = prompt + model.tokenizer(answer_prefix or opening, add_special_tokens=False)["input_ids"]
+    fusion_bank = bank if spec.fusion and has_memory else None
+    cache = None
+    copies = spec.cache and not (spec.quote and not answer_prefix)  # the quote mode copies by choosing a span
+    if copies and has_memory:
+        cache = (neural_cache.tokens_cache(model, [context]) if context and copy_from == "read"
+                 else neural_cache.cache_from_sources(model, bank))
+    return Prepared(mode, prompt, fusion_bank, chunks, context, cache, opening, kept, bank if has_memory else None,
+                    question, passages, bool(answer_prefix))
+
+
+def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64, temperature: float = 0.0,
+           lam: float = neural_cache.LAMBDA_ANSWER, top_k: int | None = None) -> Generation:
+    """The streaming generation of a prepared prompt (iterate it for text pieces). ``top_k``: tokens the memory
+    layer retrieves per query token and head in the fusion modes (default: the config's)."""
+    if prepared.cache is not None:
+        return neural_cache.generate(model, prepared.prompt_ids, prepared.cache, max_new_tokens=max_new_tokens,
+                                     lam=lam, temperature=temperature)
+    return model.generate(prepared.prompt_ids, prepared.bank, max_new_tokens=max_new_tokens,
+                          temperature=temperature, backbone_only=prepared.bank is None,
+                          top_k=top_k if prepared.bank is not None else None)
+
+
+class Answering:
+    """A prepared answer being made: iterate for the pieces of the answer a reader sees, then ``finish``. In ``quote``
+    mode the answer is a span copied from a sentence read back, or ``quote.NOT_FOUND`` where no sentence shares a
+    word with the question."""
+
+    def __init__(self, model: LongMemModel, prepared: Prepared, generation: Generation) -> None:
+        self.model, self.prepared, self.generation = model, prepared, generation
+        # quoting: an answer copied from a sentence read back (``spans.py``); not with no memory (the backbone's
+        # answer), nor for a caller's prefix (generated as in sentences_hybrid_cache: eval-niah's RULER templates)
+        self.quoting = MODE_SPECS[prepared.mode].quote and prepared.memory is not None and not prepared.prefixed
+        self.text = "" if self.quoting else prepared.opening  # what the reader has seen so far
+        self.complete = True
+        self.span: spans.Span | None = None
+
+    def source(self, sentence: sentences.Sentence) -> dict:
+        """The bank's source record a read-back sentence comes from."""
+        p = self.prepared
+        return p.memory.sources[p.passages[sentence.passage].source_index]
+
+    def source_of(self, sentence: sentences.Sentence) -> str:
+        """The source text a read-back sentence's span indexes."""
+        return self.source(sentence)["text"]
+
+    def __iter__(self) -> Iterator[str]:
+        p = self.prepared
+        if self.quoting:
+            if p.sentences:
+                prompt = p.prompt_ids + self.model.tokenizer(SPAN_OPENING, add_special_tokens=False)["input_ids"]
+                self.span = spans.best_span(self.model, prompt, p.sentences, p.question,
+                                            frozenset(search.stop_words()), self.source_of)
+            self.text = self.span.text if self.span is not None else quote.NOT_FOUND
+            yield self.text
+            return
+        for piece in self.generation:
+            self.text += piece
+            yield piece
+        self.text = p.opening + self.generation.text
+        self.complete = quote.ends_sentence(self.generation.text) or not self.generation.text.strip()
+
+    def finish(self) -> tuple[str, quote.Quote | None]:
+        """The answer a reader sees and, in ``quote`` mode, the sentence it was copied from (None: no answer was
+        found, and the text says so)."""
+        if self.span is None:
+            return self.text, None
+        return self.text, quote.quote_of(self.span.sentence, self.source(self.span.sentence))
+
+
+def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
+           max_new_tokens: int = 64, top: int = 6, history: list[dict] | None = None,
+           answer_prefix: str = "", search_text: str | None = None, search_with: str | None = None) -> Answer:
+    """Answer ``question`` greedily in ``mode``. ``top``: chunks listed (fusion: those attended to most) or
+    asked of the search (read-back modes, then cut to those whose passages fit the context budget).
+    ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it (without a prefix, a
+    read-back answer's text begins with its opening, ``ANSWER_OPENING``, except in ``quote`` mode)."""
+    prepared = prepare(model, bank, question, mode, history, top=max(top, 1), answer_prefix=answer_prefix,
+                       search_text=search_text, search_with=search_with)
+    gen = stream(model, prepared, max_new_tokens=max_new_tokens)
+    answering = Answering(model, prepared, gen)
+    for _ in answering:
+        pass
+    text, cited = answering.finish()
+    chunks = prepared.chunks
+    if prepared.bank is not None and not MODE_SPECS[mode].read_back:  # fusion alone: what it attended to most
+        chunks = model.retrieved_for(gen, bank, top=top)
+    return Answer(mode, text, chunks, prepared.context, cited, answering.complete)

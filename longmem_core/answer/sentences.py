@@ -1,0 +1,230 @@
+"""Sentence read-back (beyond the paper): only the sentences of the read-back passages that bear on the question.
+
+Read-back (``read_back.py``) puts up to ``read_back.CONTEXT_TOKENS`` tokens of passages before the question.
+Measured on this project's 135M backbone, a long prompt of passages often makes it talk about the passages
+instead of answering (docs/notes/2026-12-02-finding-and-answering-2.md), while it copies a fact stated in a
+short context. Sentence read-back keeps the same search and passages, cuts them into sentences, ranks the
+sentences by BM25 against the question (the sentences of the found passages are the collection), and puts only
+the best few, in document order, before the question: a short prompt whose every line was chosen for the
+question.
+
+Pure functions over ``read_back.Passage`` lists; ``narrow`` turns a ``read_back.ReadBack`` into its sentence form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..documents import layout
+from ..model.model import Retrieved
+from .read_back import Passage, ReadBack, sentence_bounds
+from ..model.search import stop_words
+
+SENTENCES = 6  # sentences kept at most
+SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
+NEIGHBOURS = 0  # sentences after each kept one kept with it (its continuation)
+BEFORE = 0  # sentences before each kept one kept with it (what leads up to it; 1 did not help the pass-key trials
+# the mode missed on a tuning book: scripts/probes/passkey_sentence_probe.py, run with before=1 and before=neighbours=1
+# added to its variants V; docs/notes/2026-12-02-sentences.md)
+MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share of the best sentence's: chosen by
+# scripts/probes/sentence_probe.py on a tuning book (frankenstein, 16k, 12 needle trials): 0 scored 8.0 of 12, 0.5 and
+# 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
+# sentences 8.5, each kept sentence with the next one 9.25
+DROP_DOMINATED = True  # skip a sentence whose question words a kept one holds with more (``dominated``)
+MAX_SENTENCE_CHARS = 300  # a longer "sentence" (a run-on, a table, text without stops) is cut into pieces of at
+# most this many characters at spaces, each scored on its own; a kept piece brings the next piece of its sentence (a
+# cut can fall between "...magic numbers for quiet-lake is:" and "4591245.": the key scores, the value must come too)
+TITLE_WORDS = 4  # a sentence of fewer words is a label or a heading: the sentence after it is kept with it
+LENGTH_NORM = 0.3  # BM25's b: how much a long sentence's score is lowered for its length (the usual 0.75 halved
+# the score of a fact that ran on from the previous sentence against a short sentence with the same words)
+
+
+@dataclass
+class Sentence:
+    """One sentence of a read-back passage, with its span in its source text."""
+
+    passage: int  # index of its passage in the read-back's passages (document order)
+    char_start: int  # span in the source text, [start, end)
+    char_end: int
+    text: str
+    score: float = 0.0  # BM25 score against the question (0: no word in common)
+    whole: int = -1  # index of the whole sentence this is a piece of (pieces of one run-on sentence share it)
+    matched: frozenset[str] = frozenset()  # the question's words it holds (after stop words)
+    anchored: bool = False  # it holds a chunk the model's own search put among its best (``anchor``): kept, and a
+    # candidate for the answer, whatever its words
+
+
+def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list[tuple[int, int]]:
+    """[lo, hi) of ``text`` as spans of at most ``limit`` characters, cut at the last space before each limit
+    (or at the limit where a stretch has no space)."""
+    out = []
+    while hi - lo > limit:
+        cut = text.rfind(" ", lo + 1, lo + limit)
+        cut = cut if cut > lo else lo + limit
+        out.append((lo, cut))
+        lo = cut
+    return out + [(lo, hi)]
+
+
+def split(passages: list[Passage], skip: dict[int, list[tuple[int, int]]] | None = None) -> list[Sentence]:
+    """Every sentence of every passage (long ones in ``pieces``), in document order (spans in the sources).
+    ``skip``: per source index, spans of lines that are not prose (``layout.furniture``: running headers, page
+    numbers, contents lines): each ends a sentence, and is itself left out."""
+    out: list[Sentence] = []
+    whole = 0
+    for i, p in enumerate(passages):
+        spans = (skip or {}).get(p.source_index, [])
+        bounds = sentence_bounds(p.text)
+        inside = [(max(0, s - p.char_start), min(len(p.text), e - p.char_start)) for s, e in spans
+                  if s < p.char_end and e > p.char_start]
+        if inside:
+            bounds = sorted(set(bounds).union(x for span in inside for x in span))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if inside and 2 * layout.overlaps(inside, a, b) >= len(p.text[a:b].strip()):
+                continue
+            for lo, hi in pieces(p.text, a, b):
+                text = p.text[lo:hi].strip()
+                if text:
+                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, text, whole=whole))
+            whole += 1
+    return out
+
+
+def is_title(sentence: Sentence) -> bool:
+    """A heading or a label standing alone ("2.10 What is CRAN?", "Note"): what it introduces is the next
+    sentence, which is kept with it."""
+    return layout.is_heading(sentence.text) or len(sentence.text.split()) < TITLE_WORDS
+
+
+def group_of(sentences: list[Sentence], i: int, before: int, neighbours: int) -> list[int]:
+    """Indices kept with sentence ``i``: up to ``before`` sentences before it and ``neighbours`` after it in its
+    passage, and, when ``i`` is a piece of a run-on sentence or a title (``is_title``), the next piece or sentence."""
+    lo, hi = max(0, i - before), min(len(sentences), i + neighbours + 1)
+    if hi < len(sentences) and (sentences[hi].whole == sentences[i].whole or is_title(sentences[i])):
+        hi += 1
+    return [j for j in range(lo, hi) if sentences[j].passage == sentences[i].passage]
+
+
+def score(sentences: list[Sentence], question: str) -> None:
+    """Set each sentence's BM25 ``score`` for ``question`` (the sentences are the collection; stop words dropped,
+    length normalization ``LENGTH_NORM``) and the question words it holds (``matched``)."""
+    import bm25s
+    if not sentences:
+        return
+    stop = stop_words()
+    words = bm25s.tokenize([question], stopwords=stop, show_progress=False, return_ids=False)[0]
+    if not words:
+        return
+    texts = bm25s.tokenize([s.text for s in sentences], stopwords=stop, show_progress=False, return_ids=False)
+    index = bm25s.BM25(b=LENGTH_NORM)
+    index.index(texts, show_progress=False)
+    asked = set(words)
+    for s, x, tokens in zip(sentences, index.get_scores(words), texts):
+        s.score, s.matched = float(x), frozenset(asked.intersection(tokens))
+
+
+def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int = SENTENCES,
+           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
+           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED) -> list[Sentence]:
+    """The best-scored sentences (score > 0 and at least ``min_share`` of the best score, not ``dominated``; each
+    with its ``group_of``) that fit ``budget`` tokens, at most ``top`` chosen for their score; returned in document
+    order."""
+    kept: dict[int, Sentence] = {}
+    used, chosen = 0, 0
+    best = max((s.score for s in sentences), default=0.0)
+    for i in sorted(range(len(sentences)), key=lambda i: -sentences[i].score):
+        if chosen == top or sentences[i].score <= 0 or sentences[i].score < min_share * best:
+            break
+        if i in kept or (drop_dominated and dominated(sentences[i], kept.values())):
+            continue
+        group = [j for j in group_of(sentences, i, before, neighbours) if j not in kept]
+        cost = sum(count_tokens(sentences[j].text) for j in group)
+        if used + cost > budget:
+            continue
+        for j in group:
+            kept[j] = sentences[j]
+        used += cost
+        chosen += 1
+    return [kept[j] for j in sorted(kept)]
+
+
+def dominated(sentence: Sentence, kept) -> bool:
+    """Does a kept sentence hold every question word ``sentence`` holds, and more? (Then ``sentence`` adds no
+    evidence: "the special magic number for quiet-lake" beside "the special magic number for tidy-saddle", when
+    quiet-lake was asked. Sentences holding the same words, the values of one key, are not dominated.)"""
+    return any(sentence.matched < k.matched for k in kept)
+
+
+def format_sentences(sentences: list[Sentence]) -> str:
+    """The text put into the prompt: one sentence per line (consecutive sentences of one passage on one line), each
+    line's own line breaks made spaces. No label: the small backbone took a file's name on a line for content."""
+    lines: list[str] = []
+    last: Sentence | None = None
+    for s in sentences:
+        text = " ".join(s.text.split())
+        if last is not None and last.passage == s.passage and last.char_end >= s.char_start - 2:
+            lines[-1] += " " + text
+        else:
+            lines.append(text)
+        last = s
+    return "\n".join(lines)
+
+
+def chunks_behind(sentences: list[Sentence], passages: list[Passage]) -> list[Retrieved]:
+    """The chunks of the passages whose spans overlap a kept sentence, best first (each once)."""
+    out: dict[int, Retrieved] = {}
+    for s in sentences:
+        for r in passages[s.passage].chunks:
+            if r.info.char_start < s.char_end and s.char_start < r.info.char_end:
+                out.setdefault(int(r.info.chunk_id), r)
+    return sorted(out.values(), key=lambda r: -r.score)
+
+
+def furniture_of(sources: list[dict], passages: list[Passage]) -> dict[int, list[tuple[int, int]]]:
+    """``layout.furniture`` of each source the passages come from."""
+    used = {p.source_index for p in passages}
+    return {i: layout.furniture(sources[i]["text"], sources[i].get("pages")) for i in used}
+
+
+def anchor(sentences: list[Sentence], passages: list[Passage], count: int) -> None:
+    """Mark ``anchored`` the sentences holding the first ``count`` chunks (list order) the model's own search listed
+    (``Retrieved.found_by == "memory"``): what the memory found by meaning is read even when it shares no word with
+    the question."""
+    own = [r for p in passages for r in p.chunks if r.found_by == "memory"]
+    own = sorted(own, key=lambda r: -r.score)[:count]
+    for s in sentences:
+        s.anchored = any(passages[s.passage].source == r.info.source and r.info.char_start < s.char_end
+                         and s.char_start < r.info.char_end for r in own)
+
+
+def with_anchors(kept: list[Sentence], sentences: list[Sentence], count_tokens: Callable[[str], int],
+                 budget: int) -> list[Sentence]:
+    """``kept`` and the anchored sentences it lacks (those that fit ``budget`` tokens with them), in document
+    order."""
+    used = sum(count_tokens(s.text) for s in kept)
+    out = list(kept)
+    for s in sentences:
+        if s.anchored and s not in out and used + count_tokens(s.text) <= budget:
+            out.append(s)
+            used += count_tokens(s.text)
+    return sorted(out, key=lambda s: (s.passage, s.char_start))
+
+
+def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int = SENTENCES,
+           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
+           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED,
+           sources: list[dict] | None = None, anchors: int = 0) -> ReadBack:
+    """``found`` cut to its best sentences for ``question``, with the sentences holding the model's own ``anchors``
+    best chunks (``anchor``). When no sentence shares a word with the question (BM25 has nothing to go on) and
+    none is anchored, ``found`` is returned unchanged: the whole passages are read back. ``sources``: the bank's
+    sources, whose lines that are not prose (``layout.furniture``) are never read back."""
+    sentences = split(found.passages, furniture_of(sources, found.passages) if sources else None)
+    score(sentences, question)
+    anchor(sentences, found.passages, anchors)
+    kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours, min_share=min_share,
+                  before=before, drop_dominated=drop_dominated)
+    kept = with_anchors(kept, sentences, count_tokens, budget)
+    if not kept:
+        return found
+    chunks = chunks_behind(kept, found.passages) or found.chunks
+    return ReadBack(found.passages, format_sentences(kept), chunks, kept)

@@ -1,0 +1,86 @@
+"""Reading a PDF's text layer: words spaced as printed, line-end hyphens joined, and each page's printed label.
+
+The text comes from PDFium (the ``pypdfium2`` wheel): it places spaces from the glyphs' positions, so a PDF
+whose words are set apart by position rather than by space characters (common from LaTeX) reads as words, not
+"Socialdynamicsof". A word PDFium marks as hyphenated at a line end is joined; a plain hyphen at a line end is
+joined only where the document spells the joined word elsewhere ("Soft-\\nware" becomes "Software", "over-\\nstrain"
+stays "over-strain"). Page labels are the numbers printed on the pages ("iv", "38"), which readers cite.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from ..limits import MAX_LABEL_CHARS
+
+# PDFium is not safe to call from two threads at once (the app reads uploads of several sessions)
+_PDFIUM = threading.Lock()
+_SOFT_HYPHENS = re.compile("[\ufffe\u0002\u00ad]\r?\n?")  # PDFium's mark of a word broken at a line end
+_LINE_END_HYPHEN = re.compile(r"(\w+)-\n(\w+)")
+_WORDS = re.compile(r"\w+")
+_UNMAPPED = re.compile("[\x01-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+
+class PdfError(ValueError):
+    """A PDF that cannot be read: encrypted, damaged, or not a PDF (the message says which)."""
+
+
+@dataclass
+class PdfText:
+    pages: list[str]  # each page's text (line ends "\n", hyphens joined), stripped
+    labels: list[str]  # each page's printed label (its number where the PDF gives none)
+
+
+def read_pdf(data: bytes) -> PdfText:
+    """The text and page labels of a PDF; PdfError when it cannot be read."""
+    import pypdfium2 as pdfium
+    with _PDFIUM:
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            if "password" in str(exc).lower():
+                raise PdfError("the PDF is encrypted; remove the password first") from exc
+            raise PdfError(f"not a readable PDF ({exc})".splitlines()[0]) from exc
+        try:
+            pages, labels = [], []
+            for i in range(len(pdf)):
+                page = pdf[i]
+                text = page.get_textpage().get_text_range()
+                pages.append(text)
+                labels.append(_label(pdf, i))
+        except Exception as exc:  # a damaged page can fail in many ways
+            raise PdfError(f"not a readable PDF ({type(exc).__name__})") from exc
+        finally:
+            pdf.close()
+    pages = [_clean(p) for p in pages]
+    return PdfText(join_hyphens(pages), labels)
+
+
+def _label(pdf, i: int) -> str:
+    """Page ``i``'s printed label, or its 1-based number where the PDF has no labels."""
+    try:
+        label = pdf.get_page_label(i)
+    except Exception:  # noqa: BLE001 - a damaged label tree: fall back to the number
+        label = ""
+    label = " ".join((label or "").split())[:MAX_LABEL_CHARS]
+    return label or str(i + 1)
+
+
+def _clean(text: str) -> str:
+    """One page's raw text: "\\n" line ends, PDFium's soft-hyphen marks joined, no NUL or form feed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _SOFT_HYPHENS.sub("", text)
+    text = _UNMAPPED.sub(" ", text)  # glyphs with no character (a bullet read as "\x88")
+    return text.replace("\x00", "").replace("\f", "\n").strip()
+
+
+def join_hyphens(pages: list[str]) -> list[str]:
+    """Pages with every plain line-end hyphen between two word pieces joined: without the hyphen where the joined
+    word occurs elsewhere in the document (a hyphenation), else keeping the hyphen (a compound word)."""
+    words = {w.lower() for p in pages for w in _WORDS.findall(p)}
+
+    def join(m: re.Match) -> str:
+        a, b = m.group(1), m.group(2)
+        return f"{a}{b}" if (a + b).lower() in words else f"{a}-{b}"
+    return [_LINE_END_HYPHEN.sub(join, p) for p in pages]
