@@ -250,7 +250,8 @@ def test_a_loaded_bank_holds_less_than_twice_its_file(tmp_path, chunk_size, inde
 
 _KILLED_SAVE = """
     import os, sys, torch
-    from longmem_core import MemoryBank, bank_files
+    from longmem_core import MemoryBank
+    from longmem_core.memory import bank_files
     bank_files._after_step = lambda done: os._exit(17) if done == sys.argv[2] else None
     bank = MemoryBank(n_kv_heads=2, head_dim=8, chunk_size=4, capacity=64, backbone="new")
     bank.add(torch.ones(24, 2, 8), torch.ones(24, 2, 8))
