@@ -139,9 +139,9 @@ def test_hybrid_search_fuses_the_model_search_with_bm25(tiny_model, book_text):
     assert lexical.shape == model_scores.shape and lexical.max() > 0
     found = search.hybrid_chunks(tiny_model, bank, "Filby", top=5)
     scores = [r.score for r in found]
-    top_score = (1 + search.LEXICAL_WEIGHT) / (search.RRF_K + 1)  # first in both rankings
+    top_score = (1 + search.settings.SEARCH.lexical_weight) / (search.settings.SEARCH.rrf_k + 1)  # first in both rankings
     assert scores == sorted(scores, reverse=True) and scores[0] <= top_score
-    fused = search.reciprocal_rank_fusion(model_scores, lexical, weights=(1.0, search.LEXICAL_WEIGHT))
+    fused = search.reciprocal_rank_fusion(model_scores, lexical, weights=(1.0, search.settings.SEARCH.lexical_weight))
     assert found[0].info.chunk_id == int(bank.chunk_ids[int(fused.argmax())])
     tiny_model.memorize("The zeppelin landed at Quetzalcoatl Field.", bank, source="news")
     best = search.hybrid_chunks(tiny_model, bank, "Quetzalcoatl", top=3)

@@ -3,9 +3,9 @@
 ``cfg.parallel_decode`` lets a cached one-token step run the SideNet in a pool thread beside the backbone
 (``LongMemModel._decode_in_two_threads``). Whether that pays depends on the CPU: on the AMD EPYC this project was
 first measured on it took generation from about 0.66x to 0.97x the backbone's speed; on the Intel Xeon of a later
-session it fell from 0.89x to 0.57x (docs/notes/2026-12-02-bf16-memorize.md). Both schedules give the same tokens
+session it fell from 0.89x to 0.57x (docs/results/details/generation.md). Both schedules give the same tokens
 (tested), so the choice can be measured on the model's own first decode steps: they alternate between the two,
-and once each has ``TRIALS`` timed steps (after ``WARMUP`` untimed ones) the faster median wins for the rest of
+and once each has ``trials`` timed steps (after ``warmup`` untimed ones; ``settings.DECODE_SCHEDULE``) the faster median wins for the rest of
 the process.
 """
 from __future__ import annotations
@@ -13,15 +13,16 @@ from __future__ import annotations
 import statistics
 import threading
 
-WARMUP = 1  # untimed steps of each schedule first (thread pool start, caches)
-TRIALS = 6  # timed steps of each schedule before choosing
+from . import settings
 
 
 class DecodeSchedule:
     """Alternates the two schedules over the first steps it is asked about, then keeps the faster."""
 
-    def __init__(self, warmup: int = WARMUP, trials: int = TRIALS) -> None:
-        self.warmup, self.trials = warmup, trials
+    def __init__(self, warmup: int | None = None, trials: int | None = None) -> None:
+        tuned = settings.DECODE_SCHEDULE
+        self.warmup = tuned.warmup if warmup is None else warmup
+        self.trials = tuned.trials if trials is None else trials
         self.times: dict[bool, list[float]] = {True: [], False: []}
         self.seen: dict[bool, int] = {True: 0, False: 0}
         self.chosen: bool | None = None  # True: the SideNet beside the backbone

@@ -5,7 +5,7 @@ One token loop serves every answer mode. A mode that changes the next-token dist
 ``neural_cache.py``) passes a ``LogitsHook``: it sees each step (logits, and the backbone's hidden states at the
 last position when generating with the backbone alone) and the context so far, and returns the scores to pick
 from. Every mode then goes through the repetition guard (``guard_scores``): an answer never says the same
-``GUARD_NGRAM`` tokens twice, unless it is copying one stretch of stored text that holds both.
+``settings.GENERATION.guard_ngram`` tokens twice, unless it is copying one stretch of stored text that holds both.
 
 Shapes follow ``shapes.py`` (B batch, T tokens, V vocabulary, W width).
 """
@@ -20,6 +20,7 @@ import torch
 from .kv_cache import ModelCaches
 from ..limits import check_number
 from ..memory.memory_bank import MemoryBank
+from . import settings
 from .prompts import stop_token_ids
 from .side_network import RetrievalTrace
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 MAX_TEMPERATURE = 100.0  # sampling temperatures above this are all alike (uniform); larger ones are refused
 MAX_CONTEXT = 8192  # tokens one generation holds at most, prompt included (bounds the caches it allocates)
-GUARD_NGRAM = 4  # the repetition guard: no answer says the same 4 tokens twice (0: no guard)
-GUARD_ENDS = True  # once the guard has blocked the model's first choice, the answer ends with that sentence
 SENTENCE_END = re.compile(r"[.!?\n]")  # a token holding one of these ends a sentence
 
 
@@ -172,7 +171,7 @@ def generate(model: "LongMemModel", prompt_ids: list[int], bank: MemoryBank | No
     """Stream a continuation of ``prompt_ids`` (see ``LongMemModel.generate``). The prompt is cut from the left to
     leave room for ``max_new_tokens`` within the backbone's context (at most ``MAX_CONTEXT``). ``logits_hook``:
     turns each step into the scores the next token is picked from (default: the step's logits);
-    ``guard_ngram``: the repetition guard's n (None: ``GUARD_NGRAM``; 0: off)."""
+    ``guard_ngram``: the repetition guard's n (None: ``settings.GENERATION.guard_ngram``; 0: off)."""
     if bank is not None and not backbone_only:
         model.check_bank(bank)
     max_ctx = min(model.backbone.max_positions, MAX_CONTEXT)
@@ -184,7 +183,7 @@ def generate(model: "LongMemModel", prompt_ids: list[int], bank: MemoryBank | No
         prompt_ids = prompt_ids[-(max_ctx - max_new_tokens):]
     gen = Generation(steps=iter(()))
     gen.steps = _stream(model, gen, prompt_ids, bank, max_new_tokens, temperature, top_p, backbone_only, seed, top_k,
-                        logits_hook or _plain, GUARD_NGRAM if guard_ngram is None else guard_ngram)
+                        logits_hook or _plain, settings.GENERATION.guard_ngram if guard_ngram is None else guard_ngram)
     return gen
 
 
@@ -228,7 +227,7 @@ def _stream(model: "LongMemModel", gen: Generation, prompt_ids: list[int], bank:
                 yield delta
         if len(gen.token_ids) == max_new_tokens:
             break
-        if GUARD_ENDS and gen.blocked and SENTENCE_END.search(model.tokenizer.decode([token])):
+        if settings.GENERATION.guard_ends and gen.blocked and SENTENCE_END.search(model.tokenizer.decode([token])):
             break  # it had begun to repeat itself: what it had to say is said
         step = decode_one_token(model, torch.tensor([[token]], device=model.device), bank, caches, **options)
     gen.memory_share = sum(shares) / len(shares) if shares else 0.0

@@ -5,8 +5,8 @@ Shape legend: T query tokens, H query heads, G kv heads, D head dim, Nc chunks i
 Interface shared by the answer modes, the evaluations and the app: ``rank_chunks(model, bank, query, top)``
 returns the ``top`` chunks best first, each ``Retrieved`` with the score that ranked it.
 
-How it scores (chosen by ``scripts/probes/search_probe.py`` on the tuning books; figures and the variants that lost
-in ``docs/results/search_probe.json``): the question is read once up to the SideNet's memory layer, giving one
+How it scores (chosen on the tuning books; figures and the variants that lost in
+``docs/results/search_probe.json``): the question is read once up to the SideNet's memory layer, giving one
 memory query per token and head, formed exactly as the memory layer forms the queries it searches with (the block's
 query projection plus the trained low-rank delta, position policy applied). The *last* token's queries score the
 mean key of every chunk in the bank (what the bank's index searches), ``q . k * D**-0.5``, as a softmax over the
@@ -28,13 +28,10 @@ import numpy as np
 import torch
 
 from ..memory.memory_bank import MemoryBank
+from . import settings
 from .model import LongMemModel, Retrieved
 
-NEIGHBOUR_SHARE = 0.5  # neighbour smoothing as the probe measured it (a variant that lost; see the probe)
 SCORE_BLOCK = 65_536  # chunks scored at once: bounds the [T, H, block] score matrix on big banks
-SPREAD_TOKENS = 64  # chunks listed lie more than this many tokens apart in a source (``spread_top``); chosen by
-# scripts/probes/qa_search_probe.py on the tuning questions: answer in the read-back context 0.83 -> 0.96
-# (hybrid), BM25 alone 0.79 -> 0.88; 128 tokens measured the same as 64
 
 # words that say nothing about which passage is meant (question words, articles, auxiliaries, pronouns)
 STOP_WORDS = frozenset("""
@@ -155,8 +152,8 @@ def spread_top(scores: torch.Tensor, sources: np.ndarray, top: int, gap: int) ->
 
 
 def spread_gap(bank: MemoryBank) -> int:
-    """``SPREAD_TOKENS`` in chunks of this bank."""
-    return SPREAD_TOKENS // bank.chunk_size
+    """``settings.SEARCH.spread_tokens`` in chunks of this bank."""
+    return settings.SEARCH.spread_tokens // bank.chunk_size
 
 
 def listed(bank: MemoryBank, scores: torch.Tensor, top: int, gap: int | None = None,
@@ -184,20 +181,12 @@ def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6,
 
 # -- hybrid search (beyond the paper): the model's search fused with BM25 by reciprocal rank --
 
-RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
-LEXICAL_WINDOW = 3  # chunks on each side of a chunk whose words BM25 scores with it (a 7-chunk window)
-MEMORY_SLOTS = 0  # of the chunks the hybrid search lists, how many are the model's own search's best (found_by
-# "memory") whatever BM25 says: BM25, weighted 2 in the fusion, otherwise fills every place whenever the question
-# shares a word with many chunks, and a fact asked in other words shares none with its own
-LEXICAL_WEIGHT = 2.0  # BM25's weight in the fusion (the model's search weighs 1; weights 1, 2, 4 measured 0.92,
-# 0.96, 0.88 on the tuning questions, qa_search_probe.py)
+# Its tuned numbers are ``settings.SEARCH`` (model/settings.py): the fusion constant, BM25's window, weight and
+# stop words, and the memory slots (of the chunks the hybrid search lists, how many are the model's own search's
+# best, found_by "memory", whatever BM25 says: BM25 otherwise fills every place whenever the question shares a word
+# with many chunks, and a fact asked in other words shares none with its own).
 _LEXICAL: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple, object]]" = weakref.WeakKeyDictionary()
 
-
-LEXICAL_STOP_WORDS: str | None = None  # words the hybrid search's BM25 drops. None: ``stop_words()``; "en":
-# bm25s's own English list (33 words that keep "what", "who", "mentioned"...), as shipped before 2026-12-02 night.
-# On the tuning questions, dropping the question words too raised the share whose passages hold the answer from
-# 91.7% to 95.8% (scripts/probes/qa_sentence_probe.py --lexical-stop)
 
 
 def stop_words() -> list[str]:
@@ -206,13 +195,17 @@ def stop_words() -> list[str]:
     return sorted(set(STOPWORDS_EN) | STOP_WORDS)
 
 
-def lexical_scores(bank: MemoryBank, query: str, window: int = LEXICAL_WINDOW) -> torch.Tensor:
-    """[Nc] BM25 score of the words around each chunk (``window`` chunks each side, same source) for ``query``,
-    oldest first. The index is kept with the bank until the bank changes."""
+def lexical_scores(bank: MemoryBank, query: str, window: int | None = None) -> torch.Tensor:
+    """[Nc] BM25 score of the words around each chunk (``window`` chunks each side, same source; default
+    ``settings.SEARCH.lexical_window``) for ``query``, oldest first. The words dropped are
+    ``settings.SEARCH.lexical_stop_words`` (None: ``stop_words()``; "en": bm25s's own English list). The index is
+    kept with the bank until the bank changes."""
     import bm25s
-    stop = LEXICAL_STOP_WORDS or stop_words()
+    window = settings.SEARCH.lexical_window if window is None else window
+    stop_name = settings.SEARCH.lexical_stop_words
+    stop = stop_name or stop_words()
     cached = _LEXICAL.get(bank)
-    if cached is None or cached[0] != (bank.version, window, LEXICAL_STOP_WORDS):
+    if cached is None or cached[0] != (bank.version, window, stop_name):
         texts = [bank.chunk_info(int(c)).text for c in bank.chunk_ids]
         src = bank.chunk_source
         windows = []
@@ -221,7 +214,7 @@ def lexical_scores(bank: MemoryBank, query: str, window: int = LEXICAL_WINDOW) -
             windows.append("".join(t for j, t in zip(range(lo, hi), texts[lo:hi]) if src[j] == src[i]))
         index = bm25s.BM25()
         index.index(bm25s.tokenize(windows, stopwords=stop, show_progress=False), show_progress=False)
-        _LEXICAL[bank] = cached = ((bank.version, window, LEXICAL_STOP_WORDS), index)
+        _LEXICAL[bank] = cached = ((bank.version, window, stop_name), index)
     words = bm25s.tokenize([query], stopwords=stop, show_progress=False, return_ids=False)[0]
     if not words:
         return torch.zeros(bank.n_chunks, dtype=torch.float64)
@@ -229,31 +222,35 @@ def lexical_scores(bank: MemoryBank, query: str, window: int = LEXICAL_WINDOW) -
 
 
 def reciprocal_rank_fusion(*scores: torch.Tensor, weights: tuple[float, ...] | None = None) -> torch.Tensor:
-    """Score vectors [Nc] -> [Nc]: the sum over them of weight / (RRF_K + the chunk's rank in each) (weights 1 by
+    """Score vectors [Nc] -> [Nc]: the sum over them of weight / (k + the chunk's rank in each), k the
+    fusion constant ``settings.SEARCH.rrf_k`` (weights 1 by
     default); a chunk a ranking scores 0 (BM25: no word in common) gets nothing from it, whatever the order of
     the ties."""
     out = torch.zeros(len(scores[0]), dtype=torch.float64)
+    k = settings.SEARCH.rrf_k
     for s, w in zip(scores, weights or (1.0,) * len(scores)):
         rank = torch.empty_like(out)
         rank[torch.argsort(s, descending=True)] = torch.arange(1, len(s) + 1, dtype=torch.float64)
-        out += torch.where(s > 0, w / (RRF_K + rank), 0.0)
+        out += torch.where(s > 0, w / (k + rank), 0.0)
     return out
 
 
 def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
-                  window: int = LEXICAL_WINDOW, lexical_weight: float = LEXICAL_WEIGHT,
+                  window: int | None = None, lexical_weight: float | None = None,
                   gap: int | None = None, memory_slots: int | None = None) -> list[Retrieved]:
     """Like ``rank_chunks``, ranked by the reciprocal-rank fusion of the model's search (``chunk_scores``) and BM25
     over the words around each chunk (``lexical_scores``); ``Retrieved.score`` is the fused score. Beyond the paper:
-    the paper's search uses the model's keys only. ``memory_slots`` (default ``MEMORY_SLOTS``) of the ``top``
-    places go to the model's own best chunks that the fusion did not list (``with_memory_slots``)."""
+    the paper's search uses the model's keys only. ``window``, ``lexical_weight`` and ``memory_slots`` default to
+    ``settings.SEARCH``; ``memory_slots`` of the ``top`` places go to the model's own best chunks that the fusion did not list (``with_memory_slots``)."""
     model.check_bank(bank)
     if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
+    conf = settings.SEARCH
+    lexical_weight = conf.lexical_weight if lexical_weight is None else lexical_weight
     own = chunk_scores(model, bank, query)
     fused = reciprocal_rank_fusion(own, lexical_scores(bank, query, window), weights=(1.0, lexical_weight))
     gap = spread_gap(bank) if gap is None else gap
-    slots = MEMORY_SLOTS if memory_slots is None else memory_slots
+    slots = conf.memory_slots if memory_slots is None else memory_slots
     chosen = spread_top(fused, bank.chunk_source, top, gap)
     best_own = spread_top(own, bank.chunk_source, slots, gap) if slots > 0 else []
     mine = with_memory_slots(chosen, best_own, bank.chunk_source, gap)
@@ -273,7 +270,7 @@ def with_memory_slots(fused: list[int], own: list[int], sources: np.ndarray, gap
 
 
 def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
-                   window: int = LEXICAL_WINDOW, gap: int | None = None) -> list[Retrieved]:
+                   window: int | None = None, gap: int | None = None) -> list[Retrieved]:
     """Like ``hybrid_chunks`` with its BM25 side alone (``lexical_scores``): chunks sharing no word with the query
     are not listed. What the hybrid adds to BM25 is measured against this (``eval-qa --searches``)."""
     model.check_bank(bank)
@@ -285,3 +282,10 @@ def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int =
 # the searches a mode can read back from, by ``answer.Mode.read_back``: the model's own memory search (the paper's
 # keys and the SideNet's queries), that search fused with BM25, and BM25 alone (a yardstick for the other two)
 SEARCHES = {"model": rank_chunks, "hybrid": hybrid_chunks, "bm25": lexical_chunks}
+
+
+def __getattr__(name: str) -> object:
+    """``MEMORY_SLOTS``, the old module constant, read from ``settings.SEARCH`` while answer/ still names it."""
+    if name == "MEMORY_SLOTS":
+        return settings.SEARCH.memory_slots
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

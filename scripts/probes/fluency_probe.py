@@ -12,6 +12,7 @@ before it); ``--no-ends`` keeps the guard but not its end-of-answer rule.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -35,12 +36,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--doc", default="the_time_machine_ch1.txt", help="a file in assets/")
     p.add_argument("--modes", default=",".join(answer.MODES))
-    p.add_argument("--guard", type=int, default=generation.GUARD_NGRAM, help="the guard's n (0: off)")
+    p.add_argument("--guard", type=int, default=generation.settings.GENERATION.guard_ngram, help="the guard's n (0: off)")
     p.add_argument("--no-ends", action="store_true", help="the guard without its end-of-answer rule")
     p.add_argument("--tokens", type=int, default=128, help="longest answer (the app's default: 128)")
     p.add_argument("--out", default=None, help="also write the JSON lines here")
     args = p.parse_args()
-    generation.GUARD_NGRAM, generation.GUARD_ENDS = args.guard, not args.no_ends
+    generation.settings.GENERATION = dataclasses.replace(generation.settings.GENERATION, guard_ngram=args.guard,
+                                                         guard_ends=not args.no_ends)
     model = LongMemModel.load(checkpoint=default_checkpoint())
     bank = model.new_bank()
     model.memorize((ROOT / "assets" / args.doc).read_text(encoding="utf-8"), bank, source=args.doc)

@@ -4,7 +4,7 @@ on ONE memorized document (cheap: eval-paraphrase memorizes a fresh document per
 Every pair of the chosen split (data/needles/paraphrase.jsonl and literal.jsonl, the control) is planted once in a
 single stretch of ``--length`` tokens of the book, at evenly spread depths (shuffled); the document is memorized
 once (a bank holds the frozen backbone's keys, so it serves every checkpoint); then for each config
-``checkpoint:slots`` every question is asked in the quote mode, with ``search.MEMORY_SLOTS`` set to ``slots``.
+``checkpoint:slots`` every question is asked in the quote mode, with ``search.settings.SEARCH.memory_slots`` set to ``slots``.
 The other facts are distractors here, unlike eval-paraphrase: compare configs with each other, not with its rows.
 
     PYTHONPATH=. python scripts/probes/paraphrase_e2e_probe.py --text ../shared/data/books/frankenstein.txt \
@@ -12,11 +12,12 @@ The other facts are distractors here, unlike eval-paraphrase: compare configs wi
 
 Measured 2026-12-07 on Frankenstein, 16k tokens, the 40 tuning pairs (paraphrase found / memory / read back /
 answered of 32; control answered of 8): shipped, slots 0: 2 / 4 / 0 / 0, 7; shipped, slots 2: 2 / 4 / 1 / 0, 6;
---pairs checkpoint, slots 0, 1, 2: 1 / 2 / 0 / 0, 7, 6, 6. Memory slots stay off (search.MEMORY_SLOTS = 0).
+--pairs checkpoint, slots 0, 1, 2: 1 / 2 / 0 / 0, 7, 6, 6. Memory slots stay off (search.settings.SEARCH.memory_slots = 0).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import time
@@ -55,7 +56,7 @@ def main() -> None:
     for config in args.configs:
         ckpt, slots = config.rsplit(":", 1)
         model = LongMemModel.load(checkpoint=ckpt)
-        search.MEMORY_SLOTS = int(slots)
+        search.settings.SEARCH = dataclasses.replace(search.settings.SEARCH, memory_slots=int(slots))
         rows = [ask_pair(model, bank, document, pair, fact, mode="quote", top=6, max_new_tokens=48)
                 for pair, fact in zip(pairs, facts)]
         summary = {}

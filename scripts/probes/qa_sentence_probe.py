@@ -11,6 +11,7 @@ passages' sentences; does the narrowed context hold it; and what the default mod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -102,7 +103,7 @@ def main() -> None:
     from longmem_core.config import default_checkpoint
     model = LongMemModel.load(checkpoint=default_checkpoint())
     if args.lexical_stop == "en":
-        search.LEXICAL_STOP_WORDS = "en"
+        search.settings.SEARCH = dataclasses.replace(search.settings.SEARCH, lexical_stop_words="en")
     records = []
     for book in args.books.split(","):
         text = (BOOKS / f"{book}.txt").read_text(encoding="utf-8")[:60_000]

@@ -45,6 +45,7 @@ MAGIC_QUESTIONS = ["What is the special magic number for {k} mentioned in the pr
                    "Which number was given for {k}?"]
 PASS_QUESTIONS = ["What is the secret pass key?", "What is the pass key? The pass key is"]
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
+NEIGHBOUR_SHARE = 0.5  # neighbour smoothing: a chunk's score plus this share of its neighbours' (a variant that lost)
 
 
 # ------------------------------------------------------------------ haystacks and needles
@@ -108,7 +109,7 @@ def plant(model: LongMemModel, hay: Haystack, sentence: str, depth: float, parag
 
 # ------------------------------------------------------------------ ranking variants
 
-def smooth(scores: torch.Tensor, bank, share: float = search.NEIGHBOUR_SHARE) -> torch.Tensor:
+def smooth(scores: torch.Tensor, bank, share: float = NEIGHBOUR_SHARE) -> torch.Tensor:
     return search.neighbour_smooth(scores, bank.chunk_source, share)
 
 
