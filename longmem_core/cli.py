@@ -288,10 +288,11 @@ def _ask_in_mode(args) -> dict:
     text, cited = answering.finish()
     if not args.json and cited is not None:  # the quote mode: the sentence the answer was copied from
         print(f"\n\n  \u201c{cited.text}\u201d\n  \u2014 {cited.citation()}", end="")
-    chunks = model.retrieved_for(gen, bank, top=args.top) if args.mode == "fusion" else prepared.chunks[:args.top]
+    spec = answer.MODE_SPECS[args.mode]
+    chunks = spec.used_chunks(model, prepared, gen, args.top)[:args.top]  # fusion: what it attended to most
     if not args.json:
         share = (f" (memory share of the memory layer's output: {gen.memory_share:.2f})"
-                 if answer.MODE_SPECS[args.mode].fusion else "")  # no memory layer runs in the other modes
+                 if spec.fusion else "")  # no memory layer runs in the other modes
         print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'}{share}:")
         _print_retrieved(chunks)
     return {"answer": text, "quote": cited.to_dict() if cited else None,

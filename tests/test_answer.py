@@ -132,8 +132,10 @@ def test_cache_mode_copies_a_stated_fact(make_model):
 
 
 def test_every_mode_is_a_composition_and_explained_in_the_app():
-    from app.views.chat import MODE_NOTES
-    assert set(answer.MODE_SPECS) == set(answer.MODES) == set(MODE_NOTES)
+    assert all(name == s.name and s.note for name, s in answer.MODE_SPECS.items())  # each says what it did
+    offered = [s for s in answer.MODE_SPECS.values() if s.in_app]
+    assert [s.name for s in offered] == sorted(answer.APP_MODES, key=answer.MODES.index) and len(offered) <= 3
+    assert all(s.label and s.description for s in offered) and answer.DEFAULT_MODE in answer.APP_MODES
     assert len(set(answer.MODE_SPECS.values())) == len(answer.MODES)  # no two names for one behaviour
     assert all(s.read_back in (None, "model", "hybrid") for s in answer.MODE_SPECS.values())
 

@@ -194,8 +194,8 @@ def test_chat_reads_a_pass_key_back_from_a_40k_token_pdf(served, browser, tmp_pa
     assert 0.95 * PASSKEY_TOKENS < tokens < 1.05 * PASSKEY_TOKENS, tokens
 
     page.get_by_role("tab", name="Chat").click()
-    from app.views import APP_MODES
-    assert page.locator("#lm-mode input").input_value() == APP_MODES[answer_modes.DEFAULT_MODE][0]  # as it opened
+    default = answer_modes.MODE_SPECS[answer_modes.DEFAULT_MODE]
+    assert page.locator("#lm-mode input").input_value() == default.label  # as it opened
     page.locator("#lm-compare input[type=checkbox]").check()  # the one click to the backbone-alone comparison
     t0 = time.perf_counter()
     page.locator("#lm-question textarea").fill(PASSKEY_QUESTION)

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 PLACEHOLDER = ("**Ask about what you read into memory.** The answer streams here, with the sentence it rests on and "
                "its page; on the right you see the chunks the search found in memory, highlighted in their text.")
 HINT = "Ask a question about what you read into memory"
-MODES_HELP = "  \n".join(f"**{label}**: {line}." for label, line in views.APP_MODES.values())
+OFFERED = [answer_modes.MODE_SPECS[name] for name in answer_modes.APP_MODES]  # the modes the app offers, in order
+MODES_HELP = "  \n".join(f"**{m.label}**: {m.description}." for m in OFFERED)
 
 
 def documents(session) -> list[str]:
@@ -75,7 +76,7 @@ def render(ui: Ui) -> ChatWidgets:
             with gr.Row():
                 compare = gr.Checkbox(label="Also answer with the backbone alone (no memory), to compare", value=False,
                                       scale=3, elem_id="lm-compare")
-                mode = gr.Dropdown([(label, name) for name, (label, _) in views.APP_MODES.items()],
+                mode = gr.Dropdown([(m.label, m.name) for m in OFFERED],
                                    value=answer_modes.DEFAULT_MODE, label="Answer mode", scale=2, elem_id="lm-mode")
             gr.Markdown(MODES_HELP, elem_classes=["lm-modes-help"])
         with gr.Column(scale=5):

@@ -62,10 +62,6 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
                                   top_k=retrieval_width(top_k, bank))
         answering = answer_modes.Answering(model, prepared, gen)
         result.answer = answering.text  # a read-back answer's first words (already in the prompt), where shown
-        if mode == "fusion":  # the paper's memory layer: what it attended to while answering is what it used
-            used = lambda: model.retrieved_for(gen, bank, top=top)  # noqa: E731
-        else:
-            used = lambda: prepared.chunks  # noqa: E731
         for piece in answering:
             result.answer += piece
             yield result
@@ -73,9 +69,10 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         result.quote = cited.to_dict() if cited else None
         if bank is not None:
             result.memory_share = gen.memory_share
-            chunks = used()
+            spec = answer_modes.MODE_SPECS[mode]
+            chunks = spec.used_chunks(model, prepared, gen, top)  # fusion: what the memory layer attended to most
             result.retrieved = [context_of(bank, r.to_dict()) for r in chunks]
-            mass = gen.chunk_mass if mode == "fusion" else {r.info.chunk_id: r.score for r in chunks}
+            mass = spec.chunk_weights(gen, chunks)
             total = sum(mass.values()) or 1.0
             for cid, weight in mass.items():
                 session.heat[cid] = session.heat.get(cid, 0.0) + weight / total

@@ -4,43 +4,9 @@ from __future__ import annotations
 import re
 from html import escape
 
+from longmem_core.answer.answer import MODE_SPECS
+
 from .common import flat, number
-
-
-MODE_NOTES = {  # what each answer mode did with memory, said to the reader
-    "backbone": "the backbone alone answered; memory was not used",
-    "fusion": "the paper's memory layer read memory while answering",
-    "read_back": "the passages below were read back into the prompt before the question (beyond the paper)",
-    "read_back_hybrid": "the passages around the chunks below, found by the model's search fused with word "
-                        "matching (BM25), were read back into the prompt before the question (beyond the paper)",
-    "read_back_fusion": "the passages below were read back into the prompt, and the memory layer read memory too "
-                        "(beyond the paper)",
-    "cache": "where the answer repeats text in memory word for word, it copies what followed there (a copy path, "
-             "beyond the paper); the chunks below are what the search found for the question",
-    "read_back_cache": "the passages below were read back into the prompt, and the answer may copy what followed "
-                       "text in them (beyond the paper)",
-    "read_back_hybrid_cache": "the passages around the chunks below, found by the model's search fused with word "
-                              "matching (BM25), were read back into the prompt, and the answer may copy what followed "
-                              "text in them (beyond the paper)",
-    "sentences_hybrid": "the sentences shown, the ones that share the most words with the question among the "
-                        "passages found by the model's search fused with word matching (BM25), were read back into "
-                        "the prompt before the question (beyond the paper)",
-    "sentences_hybrid_cache": "the sentences shown, the ones that share the most words with the question among the "
-                              "passages found by the model's search fused with word matching (BM25), were read back "
-                              "into the prompt, and the answer may copy what followed text in them (beyond the paper)",
-    "quote": "the answer is copied word for word from the sentence quoted below: the best of the sentences read "
-             "back, which share the most words with the question among the passages found by the model's search "
-             "fused with word matching (BM25) (beyond the paper)",
-}
-
-
-APP_MODES = {  # the answer modes the app offers (every mode stays on the CLI and the library): name -> (label, line)
-    "quote": ("Quote from memory", "answers with words copied exactly from a sentence it read, and quotes that "
-                                   "sentence with its page (beyond the paper)"),
-    "fusion": ("Paper's memory layer (fusion)", "the SideNet's memory-augmented attention reads memory while "
-                                                "answering (the paper's method)"),
-    "backbone": ("Backbone alone", "the frozen language model without memory, to compare"),
-}
 
 
 def memory_status(tokens: int, documents: list[str]) -> str:
@@ -76,8 +42,9 @@ def retrieved(result: dict, untrained: bool = False) -> str:
         return ('<div class="lm-empty">Memory is empty, so this answer came from the backbone alone. '
                 'Read a document on the <b>Memory</b> tab first.</div>')
     mode = result.get("mode", "fusion")
-    head = f'<div class="lm-share">Answer mode <b>{escape(mode)}</b>: {escape(MODE_NOTES.get(mode, ""))}.'
-    if mode in ("fusion", "read_back_fusion"):
+    spec = MODE_SPECS.get(mode)  # what the mode says it did (``longmem_core.answer.Mode``)
+    head = f'<div class="lm-share">Answer mode <b>{escape(mode)}</b>: {escape(spec.note if spec else "")}.'
+    if spec is not None and spec.fusion:
         share = result.get("memory_share", 0.0) * 100
         note = " (untrained SideNet: its gate is fixed at 0.5 and retrieval is not yet tuned)" if untrained else ""
         head += (f'<br><b>{share:.0f}%</b> of the memory layer\'s output came from memory{escape(note)}.'
@@ -91,7 +58,7 @@ def retrieved(result: dict, untrained: bool = False) -> str:
     cards = []
     for rank, r in enumerate(result.get("retrieved", []), 1):
         before, after = r.get("before", ""), r.get("after", "")
-        score = (f'{r["score"] * 100:.1f}% of memory attention' if mode == "fusion"
+        score = (f'{r["score"] * 100:.1f}% of memory attention' if spec is not None and spec.attends
                  else f'search score {r["score"]:.3f}')
         page = f' · page {escape(str(r.get("page_label") or r["page"]))}' if r.get("page") else ""
         cards.append(

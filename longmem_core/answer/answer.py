@@ -51,7 +51,9 @@ from ..model.model import Generation, LongMemModel, Retrieved
 
 @dataclass(frozen=True)
 class Mode:
-    """What an answer mode does with memory: four independent choices."""
+    """An answer mode: four independent choices about memory, and what it says about itself. The app and the CLI
+    only display what it says: its name, its plain name and line (``label``, ``description``: the modes the app
+    offers, ``in_app``), what it did (``note``) and which chunks it used (``used_chunks``)."""
 
     read_back: str | None  # the search whose chunks' passages are read into the prompt, a key of
     # ``search.SEARCHES``: "model" (``search.rank_chunks``), "hybrid" (``search.hybrid_chunks``), "bm25"; or None
@@ -59,6 +61,11 @@ class Mode:
     cache: bool  # the copy path (``neural_cache``) is mixed into each next-token distribution
     sentences: bool = False  # only the best sentences of the read-back passages are read (``sentences.py``)
     quote: bool = False  # the answer is copied from a sentence read back and shown with it quoted (``quote.py``)
+    # What a mode says about itself (not part of what it does: two modes never differ by their words alone).
+    name: str = field(default="", compare=False)  # its key in ``MODE_SPECS`` (``ask --mode``, the API's ``mode``)
+    note: str = field(default="", compare=False)  # what it did with memory, said to the reader beside an answer
+    label: str = field(default="", compare=False)  # its plain name in the app (modes the app offers)
+    description: str = field(default="", compare=False)  # one line under the app's mode choice (modes it offers)
 
     @property
     def reads_history(self) -> bool:
@@ -67,20 +74,71 @@ class Mode:
         ``conversation.py``)."""
         return self.read_back is None
 
+    @property
+    def attends(self) -> bool:
+        """Are the chunks it used those the memory layer attended to most while answering (the paper's memory layer
+        alone)? Otherwise they are the chunks its search found: read back, or listed for the reader."""
+        return self.fusion and self.read_back is None
 
-MODE_SPECS: dict[str, Mode] = {
-    "backbone": Mode(None, False, False),
-    "fusion": Mode(None, True, False),
-    "read_back": Mode("model", False, False),
-    "read_back_hybrid": Mode("hybrid", False, False),
-    "read_back_fusion": Mode("model", True, False),
-    "cache": Mode(None, False, True),
-    "read_back_cache": Mode("model", False, True),
-    "read_back_hybrid_cache": Mode("hybrid", False, True),
-    "sentences_hybrid": Mode("hybrid", False, False, sentences=True),
-    "sentences_hybrid_cache": Mode("hybrid", False, True, sentences=True),
-    "quote": Mode("hybrid", False, True, sentences=True, quote=True),
-}
+    @property
+    def in_app(self) -> bool:
+        """Does the app offer this mode (``APP_MODES``)? Every mode stays on the CLI and the library."""
+        return self.name in APP_MODES
+
+    def used_chunks(self, model: LongMemModel, prepared: Prepared, gen: Generation, search_top: int) -> list[Retrieved]:
+        """The chunks this mode used for a finished answer, best first: in ``fusion`` the ``search_top`` the memory
+        layer attended to most, otherwise the chunks the search found (``prepared.chunks``)."""
+        if self.attends and prepared.bank is not None:
+            return model.retrieved_for(gen, prepared.bank, top=search_top)
+        return prepared.chunks
+
+    def chunk_weights(self, gen: Generation, used: list[Retrieved]) -> dict[int, float]:
+        """How much this mode used each chunk (chunk id -> weight, not normalised): the memory layer's attention
+        over every chunk (``fusion``), else the search scores of the chunks ``used``."""
+        if self.attends:
+            return gen.chunk_mass
+        return {r.info.chunk_id: r.score for r in used}
+
+
+_BM25 = "found by the model's search fused with word matching (BM25)"
+_MODES = (
+    Mode(None, False, False, name="backbone", note="the backbone alone answered; memory was not used",
+         label="Backbone alone", description="the frozen language model without memory, to compare"),
+    Mode(None, True, False, name="fusion", note="the paper's memory layer read memory while answering",
+         label="Paper's memory layer (fusion)",
+         description="the SideNet's memory-augmented attention reads memory while answering (the paper's method)"),
+    Mode("model", False, False, name="read_back",
+         note="the passages below were read back into the prompt before the question (beyond the paper)"),
+    Mode("hybrid", False, False, name="read_back_hybrid",
+         note=f"the passages around the chunks below, {_BM25}, were read back into the prompt before the question "
+              "(beyond the paper)"),
+    Mode("model", True, False, name="read_back_fusion",
+         note="the passages below were read back into the prompt, and the memory layer read memory too "
+              "(beyond the paper)"),
+    Mode(None, False, True, name="cache",
+         note="where the answer repeats text in memory word for word, it copies what followed there (a copy path, "
+              "beyond the paper); the chunks below are what the search found for the question"),
+    Mode("model", False, True, name="read_back_cache",
+         note="the passages below were read back into the prompt, and the answer may copy what followed text in them "
+              "(beyond the paper)"),
+    Mode("hybrid", False, True, name="read_back_hybrid_cache",
+         note=f"the passages around the chunks below, {_BM25}, were read back into the prompt, and the answer may "
+              "copy what followed text in them (beyond the paper)"),
+    Mode("hybrid", False, False, sentences=True, name="sentences_hybrid",
+         note=f"the sentences shown, the ones that share the most words with the question among the passages "
+              f"{_BM25}, were read back into the prompt before the question (beyond the paper)"),
+    Mode("hybrid", False, True, sentences=True, name="sentences_hybrid_cache",
+         note=f"the sentences shown, the ones that share the most words with the question among the passages "
+              f"{_BM25}, were read back into the prompt, and the answer may copy what followed text in them "
+              "(beyond the paper)"),
+    Mode("hybrid", False, True, sentences=True, quote=True, name="quote",
+         note="the answer is copied word for word from the sentence quoted below: the best of the sentences read "
+              f"back, which share the most words with the question among the passages {_BM25} (beyond the paper)",
+         label="Quote from memory",
+         description="answers with words copied exactly from a sentence it read, and quotes that sentence with its "
+                     "page (beyond the paper)"),
+)
+MODE_SPECS: dict[str, Mode] = {m.name: m for m in _MODES}
 MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # Chosen on a tuning book (frankenstein; docs/notes/2026-12-02-sentences.md). eval-niah at 16k with RULER's
 # answer prefix, 12 trials: sentences_hybrid_cache 0.94 (single 1, multikey 1, multivalue 0.92, multiquery 0.83),
@@ -88,6 +146,8 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # copy path's exact match). Pass key through chat at 4k and 16k: sentences_hybrid_cache 8/8, sentences_hybrid 7/8
 # (the backbone answered "a key that is used to open..." beside the key's sentence; the copy path copies it).
 DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above) answering with a copied span and its quote
+# The modes the app offers, in its order (the default first; at most three, each with a label and a description).
+APP_MODES: tuple[str, ...] = ("quote", "fusion", "backbone")
 # Chunks asked of the search for read-back (their passages are then cut to the token budget). 6, what eval-qa,
 # eval-niah and eval-passkey measure with (their --top 6), so the app and ``ask`` answer as the figures say; it
 # was 8 in the app until 2026-12-03 (on the tuning questions 8 and 6 differed by one answer).
@@ -267,7 +327,5 @@ def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode:
     for _ in answering:
         pass
     text, cited = answering.finish()
-    chunks = prepared.chunks
-    if prepared.bank is not None and not MODE_SPECS[mode].read_back:  # fusion alone: what it attended to most
-        chunks = model.retrieved_for(gen, bank, top=top)
+    chunks = MODE_SPECS[mode].used_chunks(model, prepared, gen, top)
     return Answer(mode, text, chunks, prepared.context, cited, answering.complete)
