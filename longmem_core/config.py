@@ -73,7 +73,7 @@ class LongMemConfig:
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
     parallel_decode: bool = True  # CPU generation: the SideNet may decode in a second thread beside the backbone (threads.HiddenStream), where the first decode steps measure that it pays (decode_schedule.py)
     memorize_precision: str = "auto"  # what reading into memory computes in: "float32"; "bfloat16" (autocast); "auto": bfloat16 on a CPU that multiplies it natively (AMX / AVX-512 BF16), else float32 (precision.py; beyond the paper)
-    index: str = "auto"  # "flat": always exact inner product (the paper); "ivf": approximate (faiss IVF) once the bank is big enough to train it; "auto": exact below index.AUTO_APPROX_CHUNKS chunks, IVF above
+    index: str = "auto"  # "flat": always exact inner product (the paper); "ivf": approximate (faiss IVF) once the bank is big enough to train it; "auto": exact below memory/settings.py's INDEX.auto_approx_chunks chunks, IVF above
     seed: int = 0  # seed for the random init of the tiny test backbones
 
     def __post_init__(self) -> None:

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from longmem_core.memory.index import (AUTO_APPROX_CHUNKS, FlatIndex, IVFIndex, approximate_from, default_nprobe,
+from longmem_core.memory.index import (FlatIndex, IVFIndex, approximate_from, default_nprobe,
                                        ivf_lists)
 from longmem_core.config import INDEX_KINDS, MAX_CAPACITY, check_capacity, check_index_kind
+from longmem_core.memory.settings import INDEX
 
 
 def test_sizing_rules():
@@ -22,9 +23,9 @@ def test_when_a_bank_wants_an_approximate_index():
     assert approximate_from("ivf", 1 << 20, gpu) == math.inf  # no approximate index off the CPU
     assert approximate_from("ivf", 4096, cpu) == 64 * 32  # enough chunks to train its lists
     assert approximate_from("ivf", 16, cpu) == 8 and approximate_from("ivf", 1, cpu) == 1  # a tiny bank: half of it
-    assert approximate_from("auto", 4096, cpu) == AUTO_APPROX_CHUNKS  # auto: exact below the measured size
+    assert approximate_from("auto", 4096, cpu) == INDEX.auto_approx_chunks  # auto: exact below the measured size
     # a bank growing towards 1M tokens switches at the measured size too, not once it could fill 4,096 lists
-    assert approximate_from("auto", (1 << 20) // 4, cpu) == AUTO_APPROX_CHUNKS
+    assert approximate_from("auto", (1 << 20) // 4, cpu) == INDEX.auto_approx_chunks
 
 
 def test_one_capacity_rule_and_one_tuple_of_kinds():

@@ -18,8 +18,8 @@ from app.session import Session
 from longmem_core import LongMemModel, MemoryBank, preset
 from longmem_core.answer import answer
 from longmem_core.model import search
-from longmem_core.memory.index import AUTO_APPROX_CHUNKS
 from longmem_core.documents.reading_plan import GROWN_CAPACITY, plan_reading, segment_chunks
+from longmem_core.memory.settings import INDEX
 from pdf_util import make_pages_pdf
 
 OPENING = "Zanzibar harbour opens this report. "
@@ -148,11 +148,11 @@ def test_segment_chunks_counts_what_memorize_adds(model, tmp_path):
 def test_a_growing_bank_switches_to_ivf_at_the_measured_size():
     bank = MemoryBank(n_kv_heads=1, head_dim=8, chunk_size=4, capacity=1 << 20)
     step = 4 * 4096
-    for start in range(0, 4 * AUTO_APPROX_CHUNKS, step):
+    for start in range(0, 4 * INDEX.auto_approx_chunks, step):
         assert bank.index.kind == "flat"
         bank.add(torch.randn(step, 1, 8), torch.randn(step, 1, 8), token_start=start)
-    assert bank.n_chunks == AUTO_APPROX_CHUNKS and bank.index.kind == "ivf"  # 131,072 tokens, not 524,288
-    assert bank.index.nlist == AUTO_APPROX_CHUNKS // 32 and bank.index.ntotal == bank.n_chunks
+    assert bank.n_chunks == INDEX.auto_approx_chunks and bank.index.kind == "ivf"  # 131,072 tokens, not 524,288
+    assert bank.index.nlist == INDEX.auto_approx_chunks // 32 and bank.index.ntotal == bank.n_chunks
 
 
 def test_reserve_allocates_once_and_growth_goes_on():

@@ -8,8 +8,9 @@ top-k queries with global chunk ids:
   bank's device when the bank lives on a GPU);
 - ``IVFIndex``: approximate (faiss ``IndexIVFFlat``, inner product), trained on the chunks in the bank.
 A bank's index kind (one of ``config.INDEX_KINDS``) picks between them: "flat" always exact, "ivf" approximate as soon
-as there are enough chunks to train it, "auto" (the default) exact below ``AUTO_APPROX_CHUNKS`` chunks and
-approximate above (the size is chosen by measurement: docs/RESULTS.md, ``python -m longmem_core bench``).
+as there are enough chunks to train it, "auto" (the default) exact below ``settings.INDEX.auto_approx_chunks`` chunks
+and approximate above (the size is chosen by measurement: docs/results/details/index.md, ``python -m longmem_core
+bench``).
 """
 from __future__ import annotations
 
@@ -19,24 +20,21 @@ import math
 import numpy as np
 import torch
 
-AUTO_APPROX_CHUNKS = 32_768  # "auto": exact search below this many chunks (131,072 tokens of chunk size 4)
-IVF_POINTS_PER_LIST = 32  # an IVF index is trained once there are this many chunks per inverted list
-IVF_KMEANS_ITERATIONS = 10  # k-means iterations when (re)training an IVF index (faiss' IVF default)
-IVF_TRAIN_POINTS_PER_LIST = 32  # k-means trains on at most this many sampled chunks per list
-IVF_RETRAIN_GROWTH = 4  # retrain (re-cluster) an IVF index when the bank has grown this much since training
+from . import settings
+
 RING_BLOCK_CPU, RING_BLOCK_DEVICE = 8192, 1 << 20  # vectors a torch exact search scores at once (CPU: small temporaries)
 QUERY_BLOCK = 1024  # queries a torch exact search scores at once
 
 
 def ivf_lists(max_chunks: int) -> int:
     """Inverted lists of an IVF index for a bank of ``max_chunks`` chunks: ~64 chunks a list when full, a power
-    of two in 64..4096 (4096 for a 1M-token bank; measured against 1024: docs/RESULTS.md)."""
+    of two in 64..4096 (4096 for a 1M-token bank; measured against 1024: docs/results/details/index.md)."""
     return int(min(4096, max(64, 2 ** round(math.log2(max_chunks / 64)))))
 
 
 def default_nprobe(nlist: int) -> int:
     """Lists searched per query: twice sqrt(nlist) rounded up to a power of two (32 of 128 lists, 64 of 512, 128
-    of 2048 or 4096): recall@16 against exact >= 0.9 at 16k-1M tokens, measured (docs/RESULTS.md)."""
+    of 2048 or 4096): recall@16 against exact >= 0.9 at 16k-1M tokens, measured (docs/results/details/index.md)."""
     return min(nlist, 2 * 2 ** math.ceil(math.log2(nlist) / 2))
 
 
@@ -45,11 +43,11 @@ def approximate_from(kind: str, max_chunks: int, device: torch.device) -> float:
     (infinite: never)."""
     if kind == "flat" or device.type != "cpu":  # no approximate GPU index here
         return math.inf
-    floor = max(1, min(ivf_lists(max_chunks) * IVF_POINTS_PER_LIST, max_chunks // 2))  # enough to train the lists
+    floor = max(1, min(ivf_lists(max_chunks) * settings.INDEX.ivf_points_per_list, max_chunks // 2))  # enough to train the lists
     # auto: the measured size whatever the capacity (before, a 1M-token bank waited for 131,072 chunks, enough for
     # its full 4,096 lists): a bank growing towards a large capacity switches where the bench says IVF pays, with the
     # lists its chunks can train (MemoryBank.rebuild_index), re-clustered with more lists as it grows
-    return floor if kind == "ivf" else AUTO_APPROX_CHUNKS
+    return floor if kind == "ivf" else settings.INDEX.auto_approx_chunks
 
 
 def _have_faiss() -> bool:
@@ -209,8 +207,8 @@ class IVFIndex:
         for g in range(G):
             index = self._empty(D, nlist, fp16)
             index.cp.min_points_per_centroid = 1  # no warning when a list gets few training points
-            index.cp.niter = IVF_KMEANS_ITERATIONS
-            index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST  # k-means on a sample: half the time
+            index.cp.niter = settings.INDEX.ivf_kmeans_iterations
+            index.cp.max_points_per_centroid = settings.INDEX.ivf_train_points_per_list  # k-means on a sample: half the time
             index.train(_f32(train_means[g]))
             self.heads.append(index)
         self.nprobe = nprobe or default_nprobe(nlist)

@@ -28,9 +28,8 @@ import numpy as np
 import torch
 
 from ..config import INDEX_KINDS, check_capacity, check_index_kind  # noqa: F401 (INDEX_KINDS re-exported)
-from .index import (AUTO_APPROX_CHUNKS, IVF_POINTS_PER_LIST, IVF_RETRAIN_GROWTH,  # noqa: F401 (re-exported)
-                    IVF_TRAIN_POINTS_PER_LIST, ChunkIndex, FlatIndex, IVFIndex, approximate_from, default_nprobe,
-                    ivf_lists)
+from . import settings
+from .index import ChunkIndex, FlatIndex, IVFIndex, approximate_from, default_nprobe, ivf_lists
 
 STORAGE_DTYPE = torch.float16  # keys/values are kept in 16 bits
 MEANS_BLOCK = 256  # chunks whose float32 means are computed at once (rebuilding an index)
@@ -335,7 +334,7 @@ class MemoryBank:
         """Move from exact to IVF search once the bank is big enough, and re-cluster an IVF index after growth."""
         if self._count < approximate_from(self.index_kind, self.max_chunks, self.device):
             return
-        if isinstance(self.index, IVFIndex) and self._count < IVF_RETRAIN_GROWTH * self.index.trained_on:
+        if isinstance(self.index, IVFIndex) and self._count < settings.INDEX.ivf_retrain_growth * self.index.trained_on:
             return
         self.rebuild_index(approximate=True)
 
@@ -346,8 +345,9 @@ class MemoryBank:
         if centroids is not None:
             index: ChunkIndex = IVFIndex.from_centroids(centroids, self._count, self.nprobe, self._fp16_lists)
         elif approximate:  # k-means on an even sample of the chunks (what faiss would sample itself), then every
-            nlist = min(ivf_lists(self.max_chunks), max(1, self._count // IVF_POINTS_PER_LIST))  # chunk block by block
-            sample = np.unique(np.linspace(0, self._count - 1, min(self._count, nlist * IVF_TRAIN_POINTS_PER_LIST))
+            tuned = settings.INDEX
+            nlist = min(ivf_lists(self.max_chunks), max(1, self._count // tuned.ivf_points_per_list))  # chunk by block
+            sample = np.unique(np.linspace(0, self._count - 1, min(self._count, nlist * tuned.ivf_train_points_per_list))
                                .astype(np.int64)) if self._count else np.zeros(0, np.int64)
             train = self._means_at(sample) if self._count else torch.empty(self.n_kv_heads, 0, self.head_dim)
             index = IVFIndex(train, nlist, self.nprobe, self._fp16_lists, trained_on=self._count)
