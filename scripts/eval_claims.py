@@ -212,7 +212,8 @@ def icl_auto(runs: list[dict]) -> dict:
     """eval-icl runs with ``auto`` among the modes, one per task: issue 26's targets. Per task, auto within 2 points
     of the best single mode and never below 20-shot in context; over the tasks, auto's mean above every single
     mode's mean. Rows: per task, each mode's mean accuracy and macro-F1, auto's choice per seed and its time."""
-    from longmem_core.classify.icl_select import CANDIDATES, MAX_HELD_OUT
+    from longmem_core.classify.settings import SELECTION
+    CANDIDATES, MAX_HELD_OUT = SELECTION.candidates, SELECTION.max_held_out
     by_task = {run["task"]: run for run in runs}
     singles = [m for m in SINGLE_MODES if all(m in run["accuracy"] for run in runs)]
     claims, rows = [], []

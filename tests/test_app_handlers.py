@@ -12,7 +12,8 @@ from app.handlers import AppError
 from app.session import Session, SessionRegistry
 from app.config import AppSettings
 from longmem_core import LongMemModel, preset
-from longmem_core.classify import icl, icl_modes, icl_select
+from longmem_core.classify import icl, icl_modes
+from longmem_core.classify.settings import MODE, SELECTION
 from pdf_util import make_pdf
 
 BOOK = ("The Time Traveller was expounding a recondite matter to us. His pale grey eyes shone and twinkled. "
@@ -302,8 +303,8 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
     # the same predictions as the library's classifier and the plain in-context baseline on the same random prompt
     context = icl.context_text(demos.template, icl.sample_context(demos.examples, 2, icl.DEFAULT_SEED))
     direct = icl_modes.ModeClassifier(model, loaded.labels, demos.template, context, loaded.bank, loaded.memory,
-                                      (mode,), 2, icl_modes.NEIGHBOURS).predict("a warm film",
-                                                                                (mode, *icl_select.CANDIDATES))
+                                      (mode,), 2, MODE.neighbours).predict("a warm film",
+                                                                                (mode, *SELECTION.candidates))
     assert result["label"] == direct[mode].label
     assert result["probabilities"] == pytest.approx(handlers.classify._probabilities(direct[mode].scores))
     alone = icl.classify(model, "a warm film", loaded.labels, context=context, template=demos.template)
@@ -319,7 +320,7 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
     assert "Demonstrations nearest in memory" in html and "Demonstrations retrieved" in html
     # which mode the default chose, why, each candidate's held-out accuracy; 6 demonstrations are few
     chosen = result["selection"]
-    assert chosen["chosen"] in icl_select.CANDIDATES and set(chosen["accuracy"]) == set(icl_select.CANDIDATES)
+    assert chosen["chosen"] in SELECTION.candidates and set(chosen["accuracy"]) == set(SELECTION.candidates)
     assert chosen["held_out"] == 4 and chosen["few"] and result["label"] == direct[chosen["chosen"]].label
     assert f"How the mode was chosen: {chosen['chosen']}" in html and "rests on few examples" in html
     assert "held-out accuracy" in html and "macro-F1" in html
@@ -377,7 +378,7 @@ def test_classify_a_labelled_test_file(model, tmp_path):
             (one["label"], one["label_in_context_only"], one["label_memory"])
     html = views.accuracy(result)
     assert "beyond the paper" in html and "In context only" in html and "Paper: memory layer" in html
-    assert result["selection"]["chosen"] in icl_select.CANDIDATES and result["seconds"] > 0
+    assert result["selection"]["chosen"] in SELECTION.candidates and result["seconds"] > 0
     assert result["added_time"] == pytest.approx(result["selection"]["seconds"] / result["seconds"])
     assert "How the mode was chosen" in html and "so choosing added" in html
     unlabelled = handlers.read_test_file(write(tmp_path, "u.csv", "text\nnice\nawful\n"))

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from longmem_core.classify import icl, icl_modes
+from longmem_core.classify.settings import MODE
 from test_icl import DEMOS, TEST
 
 
@@ -130,7 +131,7 @@ def test_new_modes_follow_their_definitions(tiny_model):
         pred = icl.classify(tiny_model, text, labels, context=context)
         cal = icl_modes.calibrate(icl_modes.probabilities(pred.scores, labels), cf)
         assert result.predictions["context_cal"][i] == labels[int(cal.argmax())]
-        mixed = icl_modes.MIX_WEIGHT * near + (1 - icl_modes.MIX_WEIGHT) * cal
+        mixed = MODE.mix_weight * near + (1 - MODE.mix_weight) * cal
         assert result.predictions["centroid_context"][i] == labels[int(mixed.argmax())]
 
 
@@ -149,7 +150,7 @@ def test_label_centroids_are_the_mean_key_of_each_label(tiny_model):
     probs = icl_modes.centroid_distribution(centroids[:2], c.keys[pos[0]])
     assert abs(float(probs.sum()) - 1) < 1e-5
     sims = centroids[:2] @ c.keys[pos[0]]
-    assert torch.allclose(probs, torch.softmax(sims / icl_modes.CENTROID_TEMPERATURE, dim=0))
+    assert torch.allclose(probs, torch.softmax(sims / MODE.centroid_temperature, dim=0))
 
 
 def _count_text_keys(monkeypatch) -> list[str]:
@@ -168,7 +169,7 @@ def test_a_key_read_once_serves_every_mode(tiny_model, monkeypatch):
     bank, memory, _ = _memory(tiny_model)
     context = icl.context_text(icl.SENTIMENT_TEMPLATE, DEMOS[:2])
     every = icl_modes.ModeClassifier(tiny_model, labels, icl.SENTIMENT_TEMPLATE, context, bank, memory,
-                                     icl_modes.MODES, 2, icl_modes.NEIGHBOURS)
+                                     icl_modes.MODES, 2, MODE.neighbours)
     read = _count_text_keys(monkeypatch)
     for text, _ in TEST:
         plain = every.predict(text, icl_modes.MODES)  # reads the text's key itself
@@ -181,7 +182,7 @@ def test_a_key_read_once_serves_every_mode(tiny_model, monkeypatch):
         for mode in icl_modes.MODES:
             assert given[mode].scores == pytest.approx(plain[mode].scores, abs=1e-5)
     in_context = icl_modes.ModeClassifier(tiny_model, labels, icl.SENTIMENT_TEMPLATE, context, bank, memory,
-                                          ("context",), 2, icl_modes.NEIGHBOURS)
+                                          ("context",), 2, MODE.neighbours)
     assert in_context.query_key(TEST[0][0]) is None and read == []  # no mode there compares keys
     in_context.predict(TEST[0][0], ("context",))
     assert read == []

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from longmem_core.classify import icl, icl_modes, icl_select
+from longmem_core.classify.settings import MODE, SELECTION
 from test_icl import DEMOS, TEST
 
 
@@ -11,7 +12,7 @@ def _classifier(model, demos=DEMOS, k=3, seed=2, modes=("auto",)):
     memory = icl.memorize_demonstrations(model, demos, bank)
     context = icl.context_text(icl.SENTIMENT_TEMPLATE, icl.sample_context(demos, k, seed))
     return icl_modes.ModeClassifier(model, icl.label_set(demos), icl.SENTIMENT_TEMPLATE, context, bank, memory,
-                                    modes, k, icl_modes.NEIGHBOURS)
+                                    modes, k, MODE.neighbours)
 
 
 def test_macro_f1_weighs_every_label_alike():
@@ -40,7 +41,7 @@ def test_selection_holds_out_no_demonstration_of_the_prompt(tiny_model):
                  in classifier.context]
     assert len(in_prompt) == 3 and not set(in_prompt) & set(selection.indices)
     assert selection.held_out == len(DEMOS) - 3 == len(selection.indices)
-    assert selection.chosen in icl_select.CANDIDATES and set(selection.accuracy) == set(icl_select.CANDIDATES)
+    assert selection.chosen in SELECTION.candidates and set(selection.accuracy) == set(SELECTION.candidates)
     assert all(0 <= a <= 1 for a in selection.accuracy.values()) and set(selection.macro_f1) == set(selection.accuracy)
     assert selection.few and "few examples" in selection.reason and selection.seconds > 0
     assert classifier.select() is selection  # made once
@@ -59,7 +60,7 @@ def test_held_out_texts_are_read_as_test_texts(tiny_model, monkeypatch):
 def test_auto_predicts_as_the_chosen_mode(tiny_model):
     classifier = _classifier(tiny_model)
     for text, _ in TEST:
-        out = classifier.predict(text, ("auto", *icl_select.CANDIDATES))
+        out = classifier.predict(text, ("auto", *SELECTION.candidates))
         assert out["auto"] is out[classifier.select().chosen]
 
 
@@ -74,25 +75,25 @@ def test_the_choice_follows_held_out_accuracy_with_the_margin(tiny_model, monkey
     chosen = icl_select.select(classifier, margin=1, read_keys=False)  # the stored keys stand in for the texts'
 
     assert chosen.accuracy["knn"] == 1 and chosen.accuracy["context"] < 1
-    best, fallback = chosen.accuracy[chosen.chosen], chosen.accuracy[icl_select.FALLBACK]
-    assert best == max(chosen.accuracy.values()) or chosen.chosen == icl_select.FALLBACK
-    assert chosen.chosen == icl_select.FALLBACK or (best - fallback) * chosen.held_out > 1  # beat it by more than 1
+    best, fallback = chosen.accuracy[chosen.chosen], chosen.accuracy[SELECTION.fallback]
+    assert best == max(chosen.accuracy.values()) or chosen.chosen == SELECTION.fallback
+    assert chosen.chosen == SELECTION.fallback or (best - fallback) * chosen.held_out > 1  # beat it by more than 1
     assert chosen.chosen != "context"
     kept = icl_select.select(classifier, margin=len(DEMOS), read_keys=False)  # no mode can beat the fallback by that much
-    assert kept.chosen == icl_select.FALLBACK and "no other mode" in kept.reason
+    assert kept.chosen == SELECTION.fallback and "no other mode" in kept.reason
 
 
 def test_nothing_held_out_keeps_the_fallback(tiny_model):
     classifier = _classifier(tiny_model, k=len(DEMOS))  # every demonstration in the prompt
     selection = classifier.select()
-    assert selection.chosen == icl_select.FALLBACK and selection.held_out == 0 and selection.few
+    assert selection.chosen == SELECTION.fallback and selection.held_out == 0 and selection.few
     assert "none could be held out" in selection.reason
 
 
 def test_evaluate_modes_reports_the_choice_and_its_time(tiny_model):
     result = icl_modes.evaluate_modes(tiny_model, TEST, DEMOS, k=3, seed=2,
                                       modes=("context", "centroid_context", "knn", "auto"))
-    assert result.selection["chosen"] in icl_select.CANDIDATES
+    assert result.selection["chosen"] in SELECTION.candidates
     assert result.predictions["auto"] == result.predictions.get(result.selection["chosen"],
                                                                  result.predictions["auto"])
     assert result.seconds["key"] > 0 and result.seconds["context"] > 0 and result.seconds["memory"] == 0

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from longmem_core import DocumentError, LongMemModel, limits, read_labelled
 from longmem_core.classify import icl, icl_modes, icl_select
+from longmem_core.classify import settings as classify_settings
 
 from ..session import Classifier, Demonstrations, Session
 from .common import ASSETS, AppError, busy, check_bank_settings, check_file_size, check_question, named, retrieval_width
@@ -96,7 +97,8 @@ def load_demonstrations(model: LongMemModel, session: Session, demos: Demonstrat
 # the modes the tab computes beside the paper's memory layer: the default (auto: one of the candidates, chosen on
 # held-out demonstrations), every candidate it chooses among, in context only (the baseline shown beside it) and
 # the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
-TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "auto", *icl_select.CANDIDATES,
+TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "auto",
+                                                   *classify_settings.SELECTION.candidates,
                                                    "context", "context_cal", "centroid", "knn")))
 MODE_NAMES = {  # plain words for the page
     "auto": "the mode most accurate on demonstrations held out of memory",
@@ -122,7 +124,7 @@ def _classifier(model: LongMemModel, loaded: Demonstrations, k: int, seed: int, 
         loaded.classifier = None  # the old one is dropped before the new one's caches are read
         context = icl.context_text(loaded.template, icl.sample_context(loaded.memory.examples, k, seed))
         modes = icl_modes.ModeClassifier(model, loaded.labels, loaded.template, context, loaded.bank,
-                                         loaded.memory, TAB_MODES, k, icl_modes.NEIGHBOURS)
+                                         loaded.memory, TAB_MODES, k, classify_settings.MODE.neighbours)
         loaded.classifier = Classifier(key=key, modes=modes,
                                        memory_cache=model.cache_prompt(context, loaded.bank, top_k) if context else None)
     return loaded.classifier

@@ -4,13 +4,14 @@ from __future__ import annotations
 from html import escape
 
 from longmem_core.classify import icl_modes
+from longmem_core.classify import settings as classify_settings
 
 from .common import number, status
 
 
 def default_mode_legend(k: int, demonstrations: int, selection: dict | None = None) -> str:
     """The default mode in plain words (beyond the paper): how it chose, or the mix it uses."""
-    w = round(icl_modes.MIX_WEIGHT * 100)
+    w = round(classify_settings.MODE.mix_weight * 100)
     mix = (f"each label's average memory key over all {number(demonstrations)} demonstrations is compared with the "
            f"text's key ({w}%), mixed with the {k}-shot in-context label scores calibrated against content-free "
            f"inputs such as \"N/A\" ({100 - w}%)")
@@ -81,7 +82,7 @@ def accuracy(result: dict) -> str:
     cards = [(f"Default: {result['mode_name']} (beyond the paper)", result["accuracy_default"]),
              (f"In context only ({k} random)", result["accuracy_context"]),
              ("Paper: memory layer", result["accuracy_memory"]),
-             (f"Vote of the {icl_modes.NEIGHBOURS} nearest in memory", result["accuracy_knn"])]
+             (f"Vote of the {classify_settings.MODE.neighbours} nearest in memory", result["accuracy_knn"])]
     chosen = result.get("selection")
     added = (f"; classifying the {result['n']} texts took {result['seconds']:.1f} s in every mode shown, so choosing "
              f"added {result['added_time'] * 100:.0f}%" if chosen and result.get("added_time") is not None else "")

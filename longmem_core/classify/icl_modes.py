@@ -19,6 +19,7 @@ import torch
 
 from .icl import (DEFAULT_K, DEFAULT_SEED, SENTIMENT_TEMPLATE, DemonstrationMemory, Example, Prediction, Progress,
                   classify, context_text, label_set, memorize_demonstrations, query_prompt, sample_context)
+from . import settings
 from ..memory.memory_bank import MemoryBank
 from ..model.model import LongMemModel, PromptCache
 
@@ -32,29 +33,23 @@ from ..model.model import LongMemModel, PromptCache
 #   ``neighbours``, ties to the larger summed similarity. Training-free, any backbone.
 # ``kate``: the k demonstrations nearest in memory read back into the context, most similar last (KATE,
 #   Liu et al. 2022), label words scored by the backbone without memory.
-# Beyond the paper (training-free; settings chosen on tuning data, see docs/notes/2026-12-02-icl.md):
+# Beyond the paper (training-free; settings chosen on tuning data: ``settings.MODE``):
 # ``centroid``: the nearest label centroid (Rocchio / prototype classifier) over the same keys, centred on the
 #   demonstrations' mean key: each label's mean centred key; label distribution softmax(cosine /
-#   ``CENTROID_TEMPERATURE``). Every demonstration counts, and no label wins by being common among them.
+#   ``centroid_temperature``). Every demonstration counts, and no label wins by being common among them.
 # ``context_cal``: ``context`` with contextual calibration (Zhao et al. 2021): the label probabilities divided
 #   by those the same prompt gives content-free inputs ("N/A", "", "[MASK]").
 # ``centroid_context``: kNN-LM-style interpolation (Khandelwal et al. 2020) of the two label distributions:
-#   ``MIX_WEIGHT`` * centroid + (1 - ``MIX_WEIGHT``) * context_cal.
-# ``auto``: whichever of ``icl_select.CANDIDATES`` was right most often on demonstrations held out of memory
+#   ``mix_weight`` * centroid + (1 - ``mix_weight``) * context_cal.
+# ``auto``: whichever of ``settings.SELECTION.candidates`` was right most often on demonstrations held out of memory
 #   (``icl_select.select``, issue 26): the mode is chosen per demonstration set, before the first text.
 
 MODES: tuple[str, ...] = ("context", "memory", "knn", "kate", "centroid", "context_cal", "centroid_context", "auto")
-# chosen on tuning data only (scripts/probes/icl_probe.py, 300 demonstrations, 100 texts, seed 1: cr's test set,
-# and dev texts carved from trec's and subj's train sets): mean accuracy centroid_context 0.733, centroid 0.703,
-# context_cal 0.627, knn 0.613, context 0.580 (docs/notes/2026-12-02-icl.md; report figures: docs/results/icl.json).
-# centroid_context wins the sentiment tasks and loses topic-like ones to the k-NN vote; the default since issue 26
-# is ``auto``, which chooses among them per demonstration set (docs/notes/2026-12-06-icl-auto.md)
+# centroid_context wins the sentiment tasks and loses topic-like ones to the k-NN vote, so the default, ``auto``,
+# chooses among the modes per demonstration set (docs/results/details/icl_auto.md)
 DEFAULT_MODE = "auto"
-NEIGHBOURS = 5  # demonstrations that vote in ``knn``
 CONTENT_FREE = ("N/A", "", "[MASK]")  # content-free inputs of contextual calibration (Zhao et al. 2021)
-# the two settings of the modes beyond the paper, chosen on the same tuning data (scripts/probes/icl_choose.py)
-CENTROID_TEMPERATURE = 0.05  # ``centroid``: label distribution softmax(cosine to each label's mean key / this)
-MIX_WEIGHT = 0.25  # ``centroid_context``: lam * centroid + (1 - lam) * context_cal
+# the neighbours of ``knn``, the centroid temperature and the mix weight: settings.MODE
 
 
 @dataclass
@@ -108,8 +103,10 @@ def nearest(keys: DemonstrationKeys, query: torch.Tensor, n: int) -> list[tuple[
 
 
 def knn_vote(keys: DemonstrationKeys, query: torch.Tensor, labels: Sequence[str],
-             neighbours: int = NEIGHBOURS) -> Prediction:
-    """Majority label of the nearest demonstrations; ``scores``: votes + summed similarity / (neighbours + 1)."""
+             neighbours: int | None = None) -> Prediction:
+    """Majority label of the ``neighbours`` nearest demonstrations (default ``settings.MODE.neighbours``);
+    ``scores``: votes + summed similarity / (neighbours + 1)."""
+    neighbours = settings.MODE.neighbours if neighbours is None else neighbours
     scores = {label: 0.0 for label in labels}
     for i, sim in nearest(keys, query, neighbours):
         label = keys.memory.examples[i][1]
@@ -118,7 +115,7 @@ def knn_vote(keys: DemonstrationKeys, query: torch.Tensor, labels: Sequence[str]
     return Prediction(label=max(labels, key=lambda label: scores[label]), scores=scores)
 
 
-def vote_distribution(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int = NEIGHBOURS,
+def vote_distribution(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int | None = None,
                       temperature: float | None = None, balanced: bool = False) -> torch.Tensor:
     """Label distributions of the ``neighbours`` most similar demonstrations' votes: [N, L].
 
@@ -126,6 +123,7 @@ def vote_distribution(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int 
     ``1 + sim / (neighbours + 1)`` (one vote, and a tie-break below one vote, as ``knn_vote``), or with
     ``temperature`` ``exp(sim / temperature)``. ``balanced``: each label's mass divided by its share of the
     demonstrations, so a label common among them does not win by its count alone (beyond the paper)."""
+    neighbours = settings.MODE.neighbours if neighbours is None else neighbours
     top = sims.topk(min(neighbours, sims.shape[1]), dim=-1)  # [N, n]
     weights = (1 + top.values / (neighbours + 1)) if temperature is None else \
         torch.exp((top.values - top.values[:, :1]) / temperature)  # [N, n]
@@ -178,8 +176,10 @@ def label_centroids(keys: DemonstrationKeys, labels: Sequence[str]) -> torch.Ten
 
 
 def centroid_distribution(centroids: torch.Tensor, query: torch.Tensor,
-                          temperature: float = CENTROID_TEMPERATURE) -> torch.Tensor:
-    """softmax(cosine of ``query`` [G*D] to each label centroid [L, G*D] / temperature): [L]."""
+                          temperature: float | None = None) -> torch.Tensor:
+    """softmax(cosine of ``query`` [G*D] to each label centroid [L, G*D] / temperature): [L] (``temperature``
+    default ``settings.MODE.centroid_temperature``)."""
+    temperature = settings.MODE.centroid_temperature if temperature is None else temperature
     return torch.softmax(centroids @ query / temperature, dim=0)
 
 
@@ -229,12 +229,12 @@ class ModeClassifier:
     when it is built, and the text's own key once per text. Build it once per demonstration set (the app can)."""
 
     def __init__(self, model: LongMemModel, labels: list[str], template: str, context: str, bank: MemoryBank,
-                 memory: DemonstrationMemory, modes: Sequence[str], k: int, neighbours: int) -> None:
+                 memory: DemonstrationMemory, modes: Sequence[str], k: int, neighbours: int | None = None) -> None:
         self.model, self.labels, self.template, self.context, self.bank = model, labels, template, context, bank
-        self.k, self.neighbours, self.modes = k, neighbours, set(modes)
+        self.neighbours = settings.MODE.neighbours if neighbours is None else neighbours
+        self.k, self.modes = k, set(modes)
         if "auto" in self.modes:
-            from .icl_select import CANDIDATES
-            self.modes |= set(CANDIDATES)
+            self.modes |= set(settings.SELECTION.candidates)
         self.selection = None  # ``auto``'s choice (an ``icl_select.Selection``), made by ``select`` once
         self.seconds = {"key": 0.0, "context": 0.0, "memory": 0.0, "kate": 0.0}  # per-text work, summed
         needs_keys = self.modes & {"knn", "kate", "centroid", "centroid_context"}
@@ -281,7 +281,8 @@ class ModeClassifier:
             near = centroid_distribution(self.centroids, centre_query(self.centred, query))
             out["centroid"] = from_probabilities(near, self.labels)
             if "centroid_context" in self.modes:
-                out["centroid_context"] = from_probabilities(MIX_WEIGHT * near + (1 - MIX_WEIGHT) * calibrated,
+                mix = settings.MODE.mix_weight
+                out["centroid_context"] = from_probabilities(mix * near + (1 - mix) * calibrated,
                                                              self.labels)
         if "knn" in self.modes:
             out["knn"] = knn_vote(self.keys, query, self.labels, self.neighbours)
@@ -304,7 +305,7 @@ class ModeClassifier:
 def evaluate_modes(model: LongMemModel, test: Sequence[Example], demonstrations: Sequence[Example], *,
                    modes: Sequence[str] = MODES, k: int = DEFAULT_K, seed: int = DEFAULT_SEED,
                    template: str = SENTIMENT_TEMPLATE, labels: Sequence[str] | None = None,
-                   memory_size: int | None = None, neighbours: int = NEIGHBOURS,
+                   memory_size: int | None = None, neighbours: int | None = None,
                    progress: Progress | None = None, memorize_progress: Progress | None = None) -> ModesResult:
     """Every test text classified in every mode over the same demonstrations: ``memory_size`` of them (seeded
     sample; all when None) are read into a new bank, and the random in-context ones are ``k`` of those.

@@ -6,15 +6,16 @@ tasks. ``select`` scores every candidate mode on demonstrations held out of the 
 mode then uses the best one:
 
 - held out: a stratified sample (every label in proportion, each label at least once) of at most
-  ``MAX_HELD_OUT`` demonstrations, none of those in the prompt (the in-context modes would see their answer);
+  ``max_held_out`` demonstrations, none of those in the prompt (the in-context modes would see their answer);
 - the key modes (``knn``, ``centroid``) score each held-out demonstration leave-one-out over the keys the bank
   already stores (its own key is left out of the vote and of its label's centroid), its own key read as a test
   text's is (one short forward: the prompt's query part only);
 - the in-context modes (``context``, ``context_cal``, and ``centroid_context``, which mixes the two) cost one
   label scoring each, after the prompt read once (``ModeClassifier``'s cache);
 - the fallback (``centroid_context``, chosen on sentiment tasks) is kept unless another candidate is clearly
-  better on the held-out texts: right on more than ``MARGIN`` more, and by more than a one-sided sign test on the
-  texts where the two disagree would give by chance (``Z``); of those that are, the most accurate is chosen.
+  better on the held-out texts: right on more than ``margin`` more, and by more than a one-sided sign test on the
+  texts where the two disagree would give by chance (``z``); of those that are, the most accurate is chosen
+  (candidates, fallback, ``max_held_out``, ``margin``, ``z``: ``settings.SELECTION``).
 
 Not candidates: ``memory`` (the paper's; the bank holds each held-out demonstration with its label, so its
 held-out score would read the answer) and ``kate`` (a new prompt per text: too slow to score on a CPU).
@@ -28,18 +29,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from . import settings
 from .icl import classify, format_demonstration
 
 if TYPE_CHECKING:
     from .icl_modes import ModeClassifier
 
-CANDIDATES: tuple[str, ...] = ("centroid_context", "centroid", "context_cal", "knn", "context")  # preference order
-FALLBACK = "centroid_context"  # kept when nothing can be held out, and preferred on a tie (tuned on sentiment)
-MAX_HELD_OUT = 40  # demonstrations held out (each costs a key read and a label scoring, as a test text)
-MARGIN = 1  # another mode replaces the fallback only when right on more than this many held-out texts more ...
-Z = 1.645  # ... and by more than this many standard errors of a sign test (one-sided 5%; see ``choose``)
-FEW_DEMONSTRATIONS = 30  # below this many, the choice is said to rest on few examples
-FEW_HELD_OUT = 20  # ... and below this many held-out texts
+# the candidates, the fallback, how many are held out and how clearly another mode must win: settings.SELECTION
 
 
 @dataclass
@@ -102,12 +98,16 @@ def _knn_loo(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int) -> torch
     return ((1 + top.values / (neighbours + 1))[:, None] * onehot[top.indices]).sum(0)
 
 
-def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, margin: int = MARGIN, z: float = Z,
-           seed: int = 0, read_keys: bool = True) -> Selection:
+def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, margin: int | None = None,
+           z: float | None = None, seed: int = 0, read_keys: bool = True) -> Selection:
     """Every candidate mode scored on demonstrations held out of ``classifier``'s memory; the best one chosen.
     ``read_keys``: each held-out text's key is read as a test text's (one short forward each); else its stored
-    key stands in (free, but optimistic for the key modes)."""
+    key stands in (free, but optimistic for the key modes). ``max_held_out``, ``margin`` and ``z`` default to
+    ``settings.SELECTION``."""
     from . import icl_modes
+    conf = settings.SELECTION
+    max_held_out = conf.max_held_out if max_held_out is None else max_held_out
+    candidates, fallback = conf.candidates, conf.fallback
     start = time.perf_counter()
     memory, labels = classifier.keys.memory, classifier.labels
     examples = memory.examples
@@ -116,15 +116,15 @@ def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, ma
                  if classifier.context and format_demonstration(classifier.template, t, label) in classifier.context}
     allowed = [i for i in range(len(examples)) if i not in in_prompt and gold_all[i] in labels]
     held = stratified_sample(gold_all, allowed, max_held_out, seed)
-    few = len(examples) < FEW_DEMONSTRATIONS or len(held) < FEW_HELD_OUT
+    few = len(examples) < conf.few_demonstrations or len(held) < conf.few_held_out
     if not held:
-        return Selection(chosen=FALLBACK, accuracy={}, macro_f1={}, held_out=0,
+        return Selection(chosen=fallback, accuracy={}, macro_f1={}, held_out=0,
                          demonstrations=len(examples), seconds=time.perf_counter() - start, few=True,
                          reason="every demonstration is in the prompt, so none could be held out: "
-                                f"{FALLBACK} is kept")
+                                f"{fallback} is kept")
     onehot = icl_modes.label_onehot(memory, labels)  # [M, L]
     raw, cen = classifier.keys.keys, classifier.centred.keys  # [M, G*D] each
-    predicted: dict[str, list[str]] = {m: [] for m in CANDIDATES}
+    predicted: dict[str, list[str]] = {m: [] for m in candidates}
     for i in held:
         # the text's key as a test text's is read (its stored key, read amid the other demonstrations, sits much
         # nearer them: on language id the key modes scored 0.6 held out that way and 0.35 on test texts)
@@ -144,12 +144,13 @@ def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, ma
         calibrated = icl_modes.calibrate(probs, classifier.content_free)
         predicted["context"].append(labels[int(probs.argmax())])
         predicted["context_cal"].append(labels[int(calibrated.argmax())])
-        mixed = icl_modes.MIX_WEIGHT * near + (1 - icl_modes.MIX_WEIGHT) * calibrated
+        mix = settings.MODE.mix_weight
+        mixed = mix * near + (1 - mix) * calibrated
         predicted["centroid_context"].append(labels[int(mixed.argmax())])
     gold = [gold_all[i] for i in held]
     correct = {m: sum(p == g for p, g in zip(ps, gold)) for m, ps in predicted.items()}
     f1 = {m: macro_f1(gold, ps) for m, ps in predicted.items()}
-    best, default = choose(gold, predicted, margin=margin, z=z), FALLBACK
+    best, default = choose(gold, predicted, margin=margin, z=z), fallback
     n = len(held)
     reason = f"{best} was right on {correct[best]} of {n} held-out demonstrations"
     if best != default:
@@ -158,24 +159,29 @@ def select(classifier: "ModeClassifier", *, max_held_out: int = MAX_HELD_OUT, ma
         reason += "; no other mode was clearly better (by more than chance would give)"
     if few:
         reason += f" (few examples: {len(examples)} demonstrations, {n} held out; the choice is uncertain)"
-    return Selection(chosen=best, accuracy={m: correct[m] / n for m in CANDIDATES}, macro_f1=f1, held_out=n,
+    return Selection(chosen=best, accuracy={m: correct[m] / n for m in candidates}, macro_f1=f1, held_out=n,
                      demonstrations=len(examples), seconds=time.perf_counter() - start, few=few, reason=reason,
                      indices=held, gold=gold, predictions=predicted)
 
 
-def choose(gold: Sequence[str], predicted: dict[str, list[str]], *, margin: int = MARGIN, z: float = Z) -> str:
+def choose(gold: Sequence[str], predicted: dict[str, list[str]], *, margin: int | None = None,
+           z: float | None = None) -> str:
     """The fallback, unless a candidate beats it clearly on the held-out texts: right on ``b`` texts the fallback
     gets wrong and wrong on ``c`` it gets right, with ``b - c > max(margin, z * sqrt(b + c))`` (a one-sided sign
-    test on the texts they disagree on). Among those that do, the most accurate (ties: macro-F1, then
-    ``CANDIDATES`` order)."""
+    test on the texts they disagree on; both default to ``settings.SELECTION``). Among those that do, the most
+    accurate (ties: macro-F1, then the order of ``settings.SELECTION.candidates``)."""
+    conf = settings.SELECTION
+    candidates, fallback = conf.candidates, conf.fallback
+    margin = conf.margin if margin is None else margin
+    z = conf.z if z is None else z
     right = {m: [p == g for p, g in zip(ps, gold)] for m, ps in predicted.items()}
-    base = right[FALLBACK]
+    base = right[fallback]
 
     def clearly_better(m: str) -> bool:
         b = sum(x and not y for x, y in zip(right[m], base))
         c = sum(y and not x for x, y in zip(right[m], base))
         return b - c > max(margin, z * (b + c) ** 0.5)
-    better = [m for m in CANDIDATES if m != FALLBACK and m in right and clearly_better(m)]
+    better = [m for m in candidates if m != fallback and m in right and clearly_better(m)]
     if not better:
-        return FALLBACK
-    return max(better, key=lambda m: (sum(right[m]), macro_f1(gold, predicted[m]), -CANDIDATES.index(m)))
+        return fallback
+    return max(better, key=lambda m: (sum(right[m]), macro_f1(gold, predicted[m]), -candidates.index(m)))

@@ -40,7 +40,7 @@ def main() -> None:
         bank = model.new_bank(capacity=max(model.cfg.capacity, 2 * len(icl.context_text(template, chosen)) + 64))
         memory = icl.memorize_demonstrations(model, chosen, bank, template=template)
         classifier = icl_modes.ModeClassifier(model, labels, template, context, bank, memory, ("auto",), args.k,
-                                              icl_modes.NEIGHBOURS)
+                                              icl_modes.settings.MODE.neighbours)
         out[str(seed)] = classifier.select().to_dict(detail=True)
         print(seed, out[str(seed)]["chosen"], out[str(seed)]["accuracy"], file=sys.stderr)
     Path(args.out).write_text(json.dumps(out, indent=1))

@@ -1,0 +1,53 @@
+"""The classify package's tuned defaults: the settings of the modes beyond the paper, and how ``auto`` chooses
+between them. One frozen dataclass per concern, one default instance each that the code reads at call time
+(``tuning.py`` says how a field is written). Change one with ``dataclasses.replace``::
+
+    settings.MODE = dataclasses.replace(settings.MODE, neighbours=7)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..tuning import tuned
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    """The classification modes of ``icl_modes.py`` (the k-NN vote, label centroids, their mix)."""
+
+    neighbours: int = tuned(
+        5, "demonstrations that vote in ``knn``", "icl_modes.md")
+    centroid_temperature: float = tuned(
+        0.05, "``centroid``: label distribution softmax(cosine to each label's mean key / this), chosen on tuning "
+              "data", "icl_modes.md")
+    mix_weight: float = tuned(
+        0.25, "``centroid_context``: this share of ``centroid`` and the rest ``context_cal``, chosen on tuning data",
+        "icl_modes.md")
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """How ``auto`` chooses a mode on demonstrations held out of memory (``icl_select.py``)."""
+
+    candidates: tuple[str, ...] = tuned(
+        ("centroid_context", "centroid", "context_cal", "knn", "context"),
+        "the modes ``auto`` scores, in preference order on a tie (memory and kate cannot be scored fairly or fast)",
+        "icl_auto.md")
+    fallback: str = tuned(
+        "centroid_context", "kept when nothing can be held out and preferred on a tie: the best mode on sentiment",
+        "icl_modes.md")
+    max_held_out: int = tuned(
+        40, "demonstrations held out (each costs a key read and a label scoring, as a test text)", "icl_auto.md")
+    margin: int = tuned(
+        1, "another mode replaces the fallback only when right on more than this many held-out texts more ...",
+        "icl_auto.md")
+    z: float = tuned(
+        1.645, "... and by more than this many standard errors of a sign test (one-sided 5%)", "icl_auto.md")
+    few_demonstrations: int = tuned(
+        30, "below this many demonstrations, the choice is said to rest on few examples ...", "icl_auto.md")
+    few_held_out: int = tuned(
+        20, "... and below this many held-out texts", "icl_auto.md")
+
+
+MODE = ModeSettings()
+SELECTION = SelectionSettings()
