@@ -14,6 +14,9 @@ import bisect
 import re
 from functools import lru_cache
 
+from . import settings
+from .settings import LayoutSettings
+
 _DOT_LEADER = re.compile(r"(?:\.\s?){4,}\s*\S{0,8}\s*$|(?:\.\s?){4,}")  # ". . . . 12" / "........ 12"
 _TOC_LINE = re.compile(r"^\s*(?:[A-Z]\.|\d+(?:\.\d+)*\.?)\s+\S.{0,100}?\s(?:\d{1,4}|[ivxlc]{1,6})\s*$", re.I)
 _NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?P<number>\d{1,2}(?:\.\d+)*\.?|"
@@ -26,11 +29,7 @@ _JOINING_WORDS = {"a", "an", "and", "as", "for", "in", "of", "on", "or", "the", 
 _LIST_ITEM = re.compile(r"^\s*\d+[.)]\s+[a-z]")  # "3. provide your name...": a numbered list's item, not a heading
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
 _DIGITS = re.compile(r"\d+")
-LINES_AT_EDGE = 2  # lines at the top and at the bottom of a page looked at for running headers and footers
-MIN_REPEATS = 2  # a line at a page's edge whose shape (digits dropped) is at the edge of this many pages: running
-PREFIX_WORDS = 4  # ... or whose first words (a running head naming the chapter, then the section) are at the edge
-MIN_PREFIX_REPEATS = 3  # of this many pages
-MAX_FURNITURE_CHARS = 120  # a running header or footer is short
+# how many lines at a page's edge are looked at, how often a line repeats to be furniture: settings.LAYOUT
 
 
 def lines_of(text: str, lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
@@ -46,8 +45,6 @@ def lines_of(text: str, lo: int = 0, hi: int | None = None) -> list[tuple[int, i
     return out
 
 
-TOC_RUN = 3  # a numbered title ending in a number is a contents line only in a run of this many such lines
-
 
 def has_dot_leader(line: str) -> bool:
     return bool(_DOT_LEADER.search(line))
@@ -55,20 +52,20 @@ def has_dot_leader(line: str) -> bool:
 
 def is_toc_line(line: str) -> bool:
     """A line shaped like a table-of-contents entry: dot leaders, or a numbered title ending in a page number
-    (the latter counts as contents only in a run of ``TOC_RUN`` such lines: see ``contents_lines``)."""
+    (the latter counts as contents only in a run of ``settings.LAYOUT.toc_run`` such lines: see ``contents_lines``)."""
     return has_dot_leader(line) or bool(_TOC_LINE.match(line)) and len(line) < 140
 
 
 def contents_lines(text: str) -> list[tuple[int, int]]:
     """Spans of the table-of-contents lines of ``text``: every line with dot leaders, and the lines of each run of
-    at least ``TOC_RUN`` consecutive contents-shaped lines."""
+    at least ``settings.LAYOUT.toc_run`` consecutive contents-shaped lines."""
     out, run = [], []
     for s, e in lines_of(text) + [(len(text), len(text))]:
         line = text[s:e]
         if s < e and is_toc_line(line):
             run.append((s, e))
             continue
-        out += run if len(run) >= TOC_RUN else [(a, b) for a, b in run if has_dot_leader(text[a:b])]
+        out += run if len(run) >= settings.LAYOUT.toc_run else [(a, b) for a, b in run if has_dot_leader(text[a:b])]
         run = []
     return out
 
@@ -99,19 +96,22 @@ def _shape(line: str) -> str:
 
 
 def _prefix(shape: str) -> str:
-    """The first ``PREFIX_WORDS`` words of a shape ("chapter #. tool setups" of "CHAPTER 3. TOOL SETUPS 3.5. GPG")."""
+    """The first ``settings.LAYOUT.prefix_words`` words of a shape ("chapter #. tool setups" of
+    "CHAPTER 3. TOOL SETUPS 3.5. GPG")."""
     words = shape.split()
-    return " ".join(words[:PREFIX_WORDS]) if len(words) > PREFIX_WORDS else ""
+    n = settings.LAYOUT.prefix_words
+    return " ".join(words[:n]) if len(words) > n else ""
 
 
 @lru_cache(maxsize=16)
-def _furniture(text: str, pages: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+def _furniture(text: str, pages: tuple[int, ...], layout: LayoutSettings) -> tuple[tuple[int, int], ...]:
+    edge = layout.lines_at_edge
     ends = list(pages[1:]) + [len(text)]
     edges: list[tuple[int, int, str]] = []  # (start, end, shape) of the lines at each page's top and bottom
     for lo, hi in zip(pages, ends):
         lines = lines_of(text, lo, hi)
         n = len(lines)
-        for i in sorted(set(range(min(LINES_AT_EDGE, n))) | set(range(max(0, n - LINES_AT_EDGE), n))):
+        for i in sorted(set(range(min(edge, n))) | set(range(max(0, n - edge), n))):
             s, e = lines[i]
             edges.append((s, e, _shape(text[s:e])))
     counts: dict[str, int] = {}
@@ -122,9 +122,10 @@ def _furniture(text: str, pages: tuple[int, ...]) -> tuple[tuple[int, int], ...]
     out = set()
     for s, e, shape in edges:
         line = text[s:e]
-        repeated = (counts[shape] >= MIN_REPEATS or _prefix(shape) and prefixes[_prefix(shape)] >= MIN_PREFIX_REPEATS)
-        if len(line) <= MAX_FURNITURE_CHARS and (_PAGE_NUMBER.match(line) or repeated
-                                                  and len(pages) >= 2 * MIN_REPEATS):
+        repeated = (counts[shape] >= layout.min_repeats
+                    or _prefix(shape) and prefixes[_prefix(shape)] >= layout.min_prefix_repeats)
+        if len(line) <= layout.max_furniture_chars and (_PAGE_NUMBER.match(line) or repeated
+                                                         and len(pages) >= 2 * layout.min_repeats):
             out.add((s, e))
     out.update(contents_lines(text))
     return tuple(sorted(out))
@@ -135,7 +136,7 @@ def furniture(text: str, pages: list[int] | None) -> list[tuple[int, int]]:
     numbers at the pages' edges (a line whose shape, numbers aside, is at the edge of several pages, or whose first
     words are at the edge of more: a running head naming its chapter, then its section), and
     table-of-contents lines anywhere. ``pages``: where each page starts (None: one page)."""
-    return list(_furniture(text, tuple(pages) if pages else (0,)))
+    return list(_furniture(text, tuple(pages) if pages else (0,), settings.LAYOUT))
 
 
 def overlaps(spans: list[tuple[int, int]], start: int, end: int) -> int:
