@@ -15,7 +15,7 @@ WHEN_FULL = {  # what reading does when the documents would not fit in memory: v
 
 @dataclass
 class AppSettings:
-    top: int = 6  # chunks the search finds and reads back for each answer (listed beside it): answer.SEARCH_TOP
+    search_top: int = 6  # chunks the search finds and reads back for each answer (listed beside it): answer.SEARCH_TOP
     chunk_size: int | None = None  # tokens per memory chunk for a new bank; None: the model's (paper: 4)
     capacity: int | None = None  # memory bank size in tokens for a new bank; None: max_bank_capacity (the bank grows as it reads)
     when_full: str = "ask"  # reading more than the capacity: "ask" (nothing is read; the person is told what would be dropped), "drop_oldest" (FIFO, the paper's), "fit" (read only what fits)
@@ -35,7 +35,7 @@ class AppSettings:
     session_ttl_s: float | None = None  # drop a session's memory this long after its last change (None: keep until the tab closes)
 
     def __post_init__(self) -> None:
-        for name in ("top", "max_new_tokens", "max_demonstrations", "max_test_rows", "concurrency", "queue_size",
+        for name in ("search_top", "max_new_tokens", "max_demonstrations", "max_test_rows", "concurrency", "queue_size",
                      "max_bank_capacity", "max_question_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

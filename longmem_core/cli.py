@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", required=True)
     p.add_argument("--max-new-tokens", type=number(1, MAX_NEW_TOKENS, integer=True), default=128)
     p.add_argument("--temperature", type=number(0, 100), default=0.0)
-    p.add_argument("--top", type=number(1, MAX_TOP, integer=True), default=5, help="retrieved chunks to list")
+    p.add_argument("--search-top", type=number(1, MAX_TOP, integer=True), default=_search_top(),
+                   help="chunks searched and read back, and listed (fusion: those the memory layer attended to most; "
+                        "default: %(default)s, as the app)")
     p.add_argument("--mode", default=_default_mode(), help="answer mode: " + ", ".join(_answer_modes()) +
                    f" (default: {_default_mode()}; see longmem_core/answer/answer.py)")
     add_common(p)
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
     p.add_argument("query")
     p.add_argument("--bank", required=True)
-    p.add_argument("--top", type=number(1, MAX_TOP, integer=True), default=5)
+    p.add_argument("--search-top", "--top", type=number(1, MAX_TOP, integer=True), default=5,
+                   help="chunks the search finds and lists (--top: the same, its earlier name)")
     add_common(p)
 
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
@@ -263,6 +266,11 @@ def _default_mode() -> str:
     return DEFAULT_MODE
 
 
+def _search_top() -> int:
+    from .answer.answer import SEARCH_TOP
+    return SEARCH_TOP
+
+
 def cmd_ask(args) -> dict:
     if not args.question.strip():
         raise CliError("the question is empty")
@@ -277,7 +285,7 @@ def _ask_in_mode(args) -> dict:
     from .answer import answer
     model = _load_model(args)
     bank = _load_bank(model, args.bank)
-    prepared = answer.prepare(model, bank, args.question, args.mode)  # the search asked as the app asks it
+    prepared = answer.prepare(model, bank, args.question, args.mode, search_top=args.search_top)
     gen = answer.stream(model, prepared, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     answering = answer.Answering(model, prepared, gen)
     if not args.json:
@@ -289,7 +297,7 @@ def _ask_in_mode(args) -> dict:
     if not args.json and cited is not None:  # the quote mode: the sentence the answer was copied from
         print(f"\n\n  \u201c{cited.text}\u201d\n  \u2014 {cited.citation()}", end="")
     spec = answer.MODE_SPECS[args.mode]
-    chunks = spec.used_chunks(model, prepared, gen, args.top)[:args.top]  # fusion: what it attended to most
+    chunks = spec.used_chunks(model, prepared, gen, args.search_top)  # fusion: what it attended to most
     if not args.json:
         share = (f" (memory share of the memory layer's output: {gen.memory_share:.2f})"
                  if spec.fusion else "")  # no memory layer runs in the other modes
@@ -306,7 +314,7 @@ def cmd_retrieve(args) -> dict:
     check_text(args.query, "question")
     model = _load_model(args)
     bank = _load_bank(model, args.bank)
-    retrieved = model.retrieve(args.query, bank, top=args.top)
+    retrieved = model.retrieve(args.query, bank, top=args.search_top)
     if not args.json:
         _print_retrieved(retrieved)
     return {"retrieved": [r.to_dict() for r in retrieved]}

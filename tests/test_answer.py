@@ -20,7 +20,7 @@ def memory(make_model):
 @pytest.mark.parametrize("mode", answer.MODES)
 def test_every_mode_answers_and_says_what_it_read(memory, mode):
     model, bank = memory
-    a = answer.answer(model, bank, "What is the pass key?", mode=mode, max_new_tokens=4, top=4)
+    a = answer.answer(model, bank, "What is the pass key?", mode=mode, max_new_tokens=4, search_top=4)
     assert a.mode == mode and isinstance(a.text, str)
     if answer.MODE_SPECS[mode].read_back:
         assert a.context and a.chunks and len(a.chunks) <= 4

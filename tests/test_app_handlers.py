@@ -146,11 +146,11 @@ def test_settings_apply_to_a_new_bank_only(model, tmp_path):
 
 def test_chat_streams_and_shows_retrieved_chunks_in_context(model, tmp_path):
     session = filled(model, tmp_path)
-    snapshots = [(s.answer, s.done) for s in handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6,
+    snapshots = [(s.answer, s.done) for s in handlers.chat(model, session, "Who is Filby?", search_top=3, max_new_tokens=6,
                                                            mode="fusion")]
     assert [done for _, done in snapshots] == [False] * (len(snapshots) - 1) + [True] and len(snapshots) >= 2
     assert [a for a, _ in snapshots[:-1]] == sorted(a for a, _ in snapshots[:-1])  # the answer only grows
-    last = finish(handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6, mode="fusion"))
+    last = finish(handlers.chat(model, session, "Who is Filby?", search_top=3, max_new_tokens=6, mode="fusion"))
     assert last.memory_tokens == len(session.bank) and 0 < last.memory_share <= 1
     assert 0 < len(last.retrieved) <= 3
     for r in last.retrieved:
@@ -168,7 +168,7 @@ def test_chat_in_a_training_free_mode_lists_what_the_search_found(model, tmp_pat
     """The default mode and read-back: the chunks listed are the search's for the question, in its order, each in
     its text; read-back shows exactly what it put in the prompt."""
     session = filled(model, tmp_path)
-    last = finish(handlers.chat(model, session, "Who is Filby?", top=3, max_new_tokens=6, mode=mode))
+    last = finish(handlers.chat(model, session, "Who is Filby?", search_top=3, max_new_tokens=6, mode=mode))
     assert last.mode == mode and 0 < len(last.retrieved) <= 3
     scores = [r["score"] for r in last.retrieved]
     assert scores == sorted(scores, reverse=True)
@@ -464,7 +464,7 @@ def test_memory_map_has_a_page_axis_and_labels_the_latest_answers_chunks(model):
 
 
 def test_settings_validate():
-    assert AppSettings.from_kwargs(top=3).top == 3
+    assert AppSettings.from_kwargs(search_top=3).search_top == 3
     with pytest.raises(TypeError, match="unknown app settings"):
         AppSettings.from_kwargs(topk=3)
     with pytest.raises(ValueError):

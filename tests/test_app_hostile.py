@@ -529,7 +529,7 @@ def test_a_saved_bank_is_far_from_the_compression_limit(good_zip, tmp_path):
     ("chat", {"temperature": "warm"}, r"Temperature .* must be a number from 0 to 1.5, not 'warm'"),
     ("chat", {"temperature": None}, r"Temperature .* must be a number from 0 to 1.5, not None"),
     ("chat", {"max_new_tokens": float("inf")}, r"Max new tokens per answer must be a whole number from 8 to 512, not inf"),
-    ("chat", {"top": "many"}, r"must be a whole number from 1 to 20, not 'many'"),
+    ("chat", {"search_top": "many"}, r"must be a whole number from 1 to 20, not 'many'"),
     ("memorize", {"capacity": float("nan")}, r"Memory capacity \(tokens\) must be a whole number from 64 to 1,048,576, not nan"),
     ("classify", {"k": "abc"}, r"k: demonstrations in context \(paper: 20\) must be a whole number from 0 to 40, not 'abc'"),
 ])

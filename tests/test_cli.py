@@ -224,8 +224,8 @@ def test_ask_with_a_huge_max_new_tokens_is_one_error_line(bank):
 @pytest.mark.parametrize("args,message", [
     (["ask", "q", "--bank", "b", "--temperature", "nan"], "argument --temperature: must be a number from 0 to 100, not nan"),
     (["ask", "q", "--bank", "b", "--temperature", "-1"], "argument --temperature: must be a number from 0 to 100, not -1"),
-    (["ask", "q", "--bank", "b", "--top", "0"], "argument --top: must be a whole number from 1 to 100, not 0"),
-    (["retrieve", "q", "--bank", "b", "--top", "abc"], "argument --top: must be a whole number from 1 to 100, not 'abc'"),
+    (["ask", "q", "--bank", "b", "--search-top", "0"], "argument --search-top: must be a whole number from 1 to 100, not 0"),
+    (["retrieve", "q", "--bank", "b", "--top", "abc"], "argument --search-top/--top: must be a whole number from 1 to 100, not 'abc'"),
     (["memorize", "f.txt", "--bank", "b", "--capacity", "-5"], "argument --capacity: must be a whole number"),
     (["eval-icl", "--train", "a", "--test", "b", "--k", "2.5"], "argument --k: must be a whole number"),
     (["eval-passkey", "--trials", "inf"], "argument --trials: must be a whole number"),

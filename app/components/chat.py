@@ -100,13 +100,13 @@ def listen(ui: Ui, page: Page) -> None:
     outputs = [w.chatbot, w.question, w.retrieved, w.answer_json, page.memory_map.view, page.session]
 
     @user_errors
-    def chat(question, session, compare, top, max_new_tokens, temperature, top_k=None, mode=answer_modes.DEFAULT_MODE,
+    def chat(question, session, compare, search_top, max_new_tokens, temperature, top_k=None, mode=answer_modes.DEFAULT_MODE,
              request: gr.Request = None):
         """Answer a question with this session's memory; streams the answer, then lists the retrieved chunks."""
         session = ui.open(session, request)
         earlier = list(session.turns)
         before = (panel(session), session.last_answer, drawn(session))
-        steps = handlers.chat(model, session, question, compare=bool(compare), top=int(top),
+        steps = handlers.chat(model, session, question, compare=bool(compare), search_top=int(search_top),
                               max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                               history_turns=settings.history_turns, top_k=int(top_k) if top_k else None,
                               max_chars=settings.max_question_chars, mode=mode or answer_modes.DEFAULT_MODE)
@@ -118,7 +118,7 @@ def listen(ui: Ui, page: Page) -> None:
                drawn(session), session)
 
     asking = w.question.submit(
-        chat, [w.question, page.session, w.compare, options.top, options.max_new_tokens, options.temperature,
+        chat, [w.question, page.session, w.compare, options.search_top, options.max_new_tokens, options.temperature,
                options.top_k, w.mode], outputs,
         api_name="chat", show_progress="minimal", show_progress_on=w.chatbot, **ui.heavy())
     w.stop.click(None, cancels=[asking], api_visibility="private")

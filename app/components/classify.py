@@ -111,7 +111,7 @@ def listen(ui: Ui, page: Page) -> None:
         values: list = [None, "", "", [], result]  # one per widget of `results`
         if (text or "").strip():
             yield views.progress_bar(0.5, "Classifying the text", "default mode, in context only, paper's memory layer"), *blank, session
-            one = handlers.classify_text(model, session, text, k=k, seed=s.seed, top=s.top,
+            one = handlers.classify_text(model, session, text, k=k, seed=s.seed, top=s.search_top,
                                          top_k=int(top_k) if top_k else None, max_chars=s.max_question_chars)
             result["text"] = one
             values[0:2] = [one["probabilities"], views.classification(one)]

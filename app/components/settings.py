@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SettingsWidgets:
     top_k: gr.Dropdown
-    top: gr.Slider
+    search_top: gr.Slider
     max_new_tokens: gr.Slider
     temperature: gr.Slider
     chunk_size: gr.Dropdown
@@ -33,9 +33,9 @@ def render(ui: Ui) -> SettingsWidgets:
             top_k = int_choice(handlers.top_k_choices(model), value=cfg.top_k,
                               label="Tokens retrieved per query token and head (top-k, fusion modes)",
                               info="Retrieval takes whole chunks: rounded up to a multiple of the chunk size (paper: 64)")
-            top = gr.Slider(1, 20, value=s.top, step=1, label="Chunks searched and read back per answer",
-                            info="The search finds this many chunks; the text around them is read (quote mode: "
-                                 "its best sentences). The figures on the results page use 6.")
+            search_top = gr.Slider(1, 20, value=s.search_top, step=1, label="Chunks searched and read back per answer",
+                                   info="The search finds this many chunks; the text around them is read (quote mode: "
+                                        "its best sentences). The figures on the results page use 6.")
             max_new = gr.Slider(min(8, s.max_new_tokens), 512, value=s.max_new_tokens, step=8, label="Max new tokens per answer")
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05,
                                     label="Temperature (0 = always the most likely token)")
@@ -54,10 +54,10 @@ def render(ui: Ui) -> SettingsWidgets:
         f"(of at most {s.max_bank_capacity:,} tokens), questions of {s.max_question_chars:,} characters, "
         f"{s.max_demonstrations:,} demonstrations, {s.max_test_rows} test texts per file, {s.concurrency} model "
         "requests at once (others wait in a queue).")
-    for widget in (top, max_new, capacity):  # an API client may send anything: refused with the widget's range
+    for widget in (search_top, max_new, capacity):  # an API client may send anything: refused with the widget's range
         checked_number(widget, integer=True)
     checked_number(temperature)
-    return SettingsWidgets(top_k, top, max_new, temperature, chunk_size, capacity)
+    return SettingsWidgets(top_k, search_top, max_new, temperature, chunk_size, capacity)
 
 
 def listen(ui: Ui, page: Page) -> None:

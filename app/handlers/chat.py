@@ -36,13 +36,13 @@ class ChatResult:
 
 
 def chat(model: LongMemModel, session: Session, question: str, *, compare: bool = False,
-         top: int = answer_modes.SEARCH_TOP,
+         search_top: int = answer_modes.SEARCH_TOP,
          max_new_tokens: int = 128, temperature: float = 0.0, history_turns: int = 2,
          top_k: int | None = None, max_chars: int | None = None,
          mode: str = answer_modes.DEFAULT_MODE) -> Iterator[ChatResult]:
     """Answer ``question`` with the session's memory in ``mode`` (``longmem_core.answer``), streaming: yields the
     growing ChatResult, the last one with ``done`` set, the chunks used listed and the retrieval heat of the
-    session updated. ``top``: chunks the search finds and reads back (fusion: those listed). Earlier turns reach
+    session updated. ``search_top``: chunks the search finds and reads back (fusion: those listed). Earlier turns reach
     the prompt only in modes that read nothing back; a follow-up reaches the search (``conversation.py``). A
     question over ``max_chars`` characters is refused before the model sees it."""
     if mode not in answer_modes.MODES:
@@ -55,7 +55,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         talk = Conversation(session.turns, history_turns)
         history = talk.history()
         result, t0 = ChatResult(question, mode=mode, memory_tokens=len(bank) if bank else 0), time.perf_counter()
-        prepared = answer_modes.prepare(model, bank, question, mode, history, top=top,
+        prepared = answer_modes.prepare(model, bank, question, mode, history, search_top=search_top,
                                         search_text=talk.search_text(question))
         result.context = prepared.context
         gen = answer_modes.stream(model, prepared, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -70,7 +70,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         if bank is not None:
             result.memory_share = gen.memory_share
             spec = answer_modes.MODE_SPECS[mode]
-            chunks = spec.used_chunks(model, prepared, gen, top)  # fusion: what the memory layer attended to most
+            chunks = spec.used_chunks(model, prepared, gen, search_top)  # fusion: what the memory layer attended to most
             result.retrieved = [context_of(bank, r.to_dict()) for r in chunks]
             mass = spec.chunk_weights(gen, chunks)
             total = sum(mass.values()) or 1.0

@@ -148,7 +148,9 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above) answering with a copied span and its quote
 # The modes the app offers, in its order (the default first; at most three, each with a label and a description).
 APP_MODES: tuple[str, ...] = ("quote", "fusion", "backbone")
-# Chunks asked of the search for read-back (their passages are then cut to the token budget). 6, what eval-qa,
+# Chunks asked of the search for read-back, and listed beside an answer (``search_top`` wherever it is passed: the
+# answer functions, the app's setting, ``ask --search-top``; their passages are then cut to the token budget).
+# Not ``top_k``, the tokens the memory layer retrieves per query token and head. 6, what eval-qa,
 # eval-niah and eval-passkey measure with (their --top 6), so the app and ``ask`` answer as the figures say; it
 # was 8 in the app until 2026-12-03 (on the tuning questions 8 and 6 differed by one answer).
 SEARCH_TOP = 6
@@ -207,7 +209,7 @@ def check_mode(mode: str) -> None:
 
 
 def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
-            history: list[dict] | None = None, *, top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
+            history: list[dict] | None = None, *, search_top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
             chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "", copy_from: str | None = None,
             search_text: str | None = None, search_with: str | None = None) -> Prepared:
     """The prompt of ``question`` (after ``history``, where the mode ``reads_history``) in ``mode``. With no bank
@@ -233,13 +235,13 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     looked_for = search_text or question
     if spec.read_back and has_memory:
         find = search.SEARCHES[search_with or spec.read_back]
-        found = read_back.read_back(model, bank, find(model, bank, looked_for, top), chars=chars, budget=budget)
+        found = read_back.read_back(model, bank, find(model, bank, looked_for, search_top), chars=chars, budget=budget)
         if spec.sentences:
             found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources,
                                      anchors=search.MEMORY_SLOTS)
         chunks, context, kept, passages = found.chunks, found.context, found.sentences, found.passages
     elif spec.cache and has_memory:
-        chunks = search.rank_chunks(model, bank, looked_for, top)
+        chunks = search.rank_chunks(model, bank, looked_for, search_top)
     prompt = model.chat_ids(read_back.read_back_prompt(context, question), history if spec.reads_history else None)
     opening = ANSWER_OPENING if context and not answer_prefix else ""  # a caller's prefix replaces the opening
     if answer_prefix or opening:
@@ -314,18 +316,18 @@ class Answering:
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
-           max_new_tokens: int = 64, top: int = 6, history: list[dict] | None = None,
+           max_new_tokens: int = 64, search_top: int = SEARCH_TOP, history: list[dict] | None = None,
            answer_prefix: str = "", search_text: str | None = None, search_with: str | None = None) -> Answer:
-    """Answer ``question`` greedily in ``mode``. ``top``: chunks listed (fusion: those attended to most) or
-    asked of the search (read-back modes, then cut to those whose passages fit the context budget).
+    """Answer ``question`` greedily in ``mode``. ``search_top``: chunks asked of the search (read-back modes, then
+    cut to those whose passages fit the context budget) and listed (fusion: those attended to most).
     ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it (without a prefix, a
     read-back answer's text begins with its opening, ``ANSWER_OPENING``, except in ``quote`` mode)."""
-    prepared = prepare(model, bank, question, mode, history, top=max(top, 1), answer_prefix=answer_prefix,
+    prepared = prepare(model, bank, question, mode, history, search_top=max(search_top, 1), answer_prefix=answer_prefix,
                        search_text=search_text, search_with=search_with)
     gen = stream(model, prepared, max_new_tokens=max_new_tokens)
     answering = Answering(model, prepared, gen)
     for _ in answering:
         pass
     text, cited = answering.finish()
-    chunks = MODE_SPECS[mode].used_chunks(model, prepared, gen, top)
+    chunks = MODE_SPECS[mode].used_chunks(model, prepared, gen, search_top)
     return Answer(mode, text, chunks, prepared.context, cited, answering.complete)

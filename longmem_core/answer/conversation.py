@@ -55,8 +55,8 @@ class Conversation:
         return search_text(question, previous, frozenset(stop_words()))
 
     def ask(self, model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = answers.DEFAULT_MODE,
-            max_new_tokens: int = 64, top: int = answers.SEARCH_TOP) -> answers.Answer:
-        out = answers.answer(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, top=top,
+            max_new_tokens: int = 64, search_top: int = answers.SEARCH_TOP) -> answers.Answer:
+        out = answers.answer(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, search_top=search_top,
                              history=self.history(), search_text=self.search_text(question))
         self.turns.append({"question": question, "answer": out.text})
         return out

@@ -93,7 +93,7 @@ def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: i
             spans = [(u.char_start, u.char_end) for u in found]
             out[mode] = {"accuracy": None, "retrieval_recall": needle_recall(trial, spans)}
             continue
-        ans = answers.answer(model, bank, trial.question, mode=mode, max_new_tokens=max_new_tokens, top=top,
+        ans = answers.answer(model, bank, trial.question, mode=mode, max_new_tokens=max_new_tokens, search_top=top,
                              answer_prefix=trial.answer_prefix if answer_prefix else "")
         out[mode] = {"accuracy": string_match_all(ans.text, trial.expected),
                      "retrieval_recall": needle_recall(trial, chunk_spans(ans.chunks)), "output": ans.text}

@@ -183,7 +183,7 @@ def ask_pair(model, bank, document: str, pair: dict, fact: Fact, *, mode: str, t
     positions = fact_positions(bank, fact)
     bounds = read_back.sentence_bounds(document)
     memory, lexical = search.chunk_scores(model, bank, q), search.lexical_scores(bank, q)
-    ans = answers.answer(model, bank, q, mode=mode, max_new_tokens=max_new_tokens, top=top)
+    ans = answers.answer(model, bank, q, mode=mode, max_new_tokens=max_new_tokens, search_top=top)
     mode_search = search.SEARCHES[answers.MODE_SPECS[mode].read_back or "model"]
     rest = document[:fact.char_start] + document[fact.char_end:]
     record = {"id": pair["id"], "kind": pair["kind"], "split": pair["split"], "question": q, "answers": pair["answers"],

@@ -169,14 +169,14 @@ def evaluate(model, document: str, questions: list[dict], modes: list[str], *, t
                 found = "\n".join(u.text for u in bm25.search(q["question"], top))
                 record["modes"][mode] = {"correct": None, "retrieved": contains_any(found, q["answers"])}
                 continue
-            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
+            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=top)
             record["modes"][mode] = score(ans, q, document, context_chars, source, pages)
         for mode, with_search in swapped:
-            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top,
+            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=top,
                                  search_with=with_search)
             record["modes"][f"{mode}[{with_search}]"] = score(ans, q, document, context_chars, source, pages)
         for mode, talk in talks.items():
-            ans = talk.ask(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, top=top)
+            ans = talk.ask(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=top)
             record["modes"][mode + CONVERSATION] = score(ans, q, document, context_chars, source, pages)
         records.append(record)
         if on_record:

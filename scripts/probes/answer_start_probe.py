@@ -88,7 +88,7 @@ def main() -> None:
         bank = model.new_bank(capacity=max(model.cfg.capacity, 40_000))
         model.memorize(text, bank, source=book)
         for q in read_questions(QUESTIONS[book]):
-            prepared = answer.prepare(model, bank, q["question"], answer.DEFAULT_MODE, top=args.top)
+            prepared = answer.prepare(model, bank, q["question"], answer.DEFAULT_MODE, search_top=args.top)
             outs = {}
             for name in args.variants.split(","):
                 if name == "shipped":
@@ -97,7 +97,7 @@ def main() -> None:
                     within = 4 if name == "ban_first" else 10_000
                     outs[name] = generate(model, prepared, Banning(model, prepared.cache, banned, within))
                 else:
-                    pre = answer.prepare(model, bank, q["question"], answer.DEFAULT_MODE, top=args.top,
+                    pre = answer.prepare(model, bank, q["question"], answer.DEFAULT_MODE, search_top=args.top,
                                          answer_prefix=PREFIXES[name])
                     outs[name] = PREFIXES[name] + generate(model, pre, neural_cache.CopyMix(model, pre.cache))
             held = contains_any(prepared.context, q["answers"])
