@@ -1,7 +1,7 @@
 """Command-line options generated from config dataclasses, and what every subcommand module shares.
 
 A subcommand module exposes ``register(sub)``: it adds its parsers to ``sub`` (argparse subparsers) and sets
-``run`` (a function of the parsed args returning a JSON-able dict). ``cli.py`` lists the modules; a new command
+``run`` (a function of the parsed args returning a JSON-able dict). ``cli/__init__.py`` lists the modules; a new command
 is one more entry there. Options of a config dataclass come from its fields: ``data_files`` -> ``--data-files``,
 type and default from the field, help (and e.g. ``choices``, ``positional``) from ``metadata`` (``config.option``).
 """

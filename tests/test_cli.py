@@ -248,7 +248,7 @@ def test_a_question_over_its_limit_is_the_apps_message(bank, capsys):
 def test_eval_icl_refuses_a_demonstration_file_over_the_file_limit(tmp_path, capsys, monkeypatch):
     from longmem_core import limits
     monkeypatch.setattr(limits, "MAX_FILE_BYTES", 100)
-    monkeypatch.setattr("longmem_core.cli.MAX_FILE_BYTES", 100)
+    monkeypatch.setattr("longmem_core.cli.eval_commands.MAX_FILE_BYTES", 100)
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"text": f"text {i}", "label": "ab"[i % 2]}) + "\n" for i in range(20)))
     code, err = _main(capsys, "eval-icl", "--train", str(train), "--test", str(train), "--backbone", "tiny-llama")

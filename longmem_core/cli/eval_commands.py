@@ -1,71 +1,18 @@
-"""Command line: python -m longmem_core {memorize, ask, retrieve, train, eval-*, bench, ...} ... (--json for scripted use).
-
-The core commands are defined here; other command modules (``command_modules``) add theirs with ``register(sub)``
-(see ``options.py``), each subcommand setting ``run``: parsed args -> a JSON-able dict."""
+"""The measuring commands: ``eval-ppl``, ``eval-passkey``, ``eval-icl``, ``eval-chapterbreak``, ``eval-niah``,
+``eval-paraphrase``, ``eval-qa`` (the evaluations, ``longmem_core/evals/``) and ``bench`` (the runtime's timings)."""
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
-import time
 from pathlib import Path
 
-from .config import default_checkpoint
-from .documents.data import DocumentError
-from .memory.memory_bank import BankMismatchError
-from .limits import MAX_FILE_BYTES, InputError, check_rows, check_text
-from .options import CliError, Parser, add_common, number
-from .paths import DEFAULT_BOOK
-
-MAX_TOP = 100  # chunks a command lists at most
-MAX_NEW_TOKENS = 8191  # generation.MAX_CONTEXT - 1: more would cut the prompt to nothing
+from ..limits import MAX_FILE_BYTES, check_rows
+from ..options import CliError, add_common, number
+from ..paths import DEFAULT_BOOK
+from .common import answer_modes, default_mode, load_model, progress
 
 
-def command_modules() -> list:
-    """The modules whose ``register(sub)`` adds subcommands after the core ones (memorize, ask, retrieve, eval-*,
-    bench). A new command module adds itself here."""
-    from .training import commands as training
-    return [training]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    prog = "longmem" if Path(sys.argv[0]).name == "longmem" else "python -m longmem_core"  # pyproject's command
-    parser = Parser(prog=prog,
-                                     description="LongMem: read documents into a memory bank, then ask and retrieve.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("memorize", help="read files (.txt, .md, .pdf) into a memory bank")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--bank", required=True, help="memory bank directory (created, or extended if it exists)")
-    p.add_argument("--capacity", type=number(1, 1 << 40, integer=True), default=None,
-                   help="bank size in tokens (new banks only; default 1,048,576: storage grows as the bank fills)")
-    p.add_argument("--drop-oldest", action="store_true",
-                   help="where the files do not fit, drop the bank's oldest chunks first in, first out (without it "
-                        "nothing is read, and the error says what would be dropped)")
-    p.add_argument("--chunk-size", type=number(1, 1024, integer=True), default=None,
-                   help="tokens per chunk (new banks only)")
-    add_common(p)
-
-    p = sub.add_parser("ask", help="answer a question with the memory bank, streaming, and show what was retrieved")
-    p.add_argument("question")
-    p.add_argument("--bank", required=True)
-    p.add_argument("--max-new-tokens", type=number(1, MAX_NEW_TOKENS, integer=True), default=128)
-    p.add_argument("--temperature", type=number(0, 100), default=0.0)
-    p.add_argument("--search-top", type=number(1, MAX_TOP, integer=True), default=_search_top(),
-                   help="chunks searched and read back, and listed (fusion: those the memory layer attended to most; "
-                        "default: %(default)s, as the app)")
-    p.add_argument("--mode", default=_default_mode(), help="answer mode: " + ", ".join(_answer_modes()) +
-                   f" (default: {_default_mode()}; see longmem_core/answer/answer.py)")
-    add_common(p)
-
-    p = sub.add_parser("retrieve", help="the chunks the memory layer's queries over QUERY attend to most")
-    p.add_argument("query")
-    p.add_argument("--bank", required=True)
-    p.add_argument("--search-top", "--top", type=number(1, MAX_TOP, integer=True), default=5,
-                   help="chunks the search finds and lists (--top: the same, its earlier name)")
-    add_common(p)
-
+def register(sub) -> None:
+    """Add the eval-* commands and bench to the subcommands ``sub``."""
     p = sub.add_parser("eval-ppl", help="perplexity: local-only backbone vs LongMem untrained vs trained")
     p.add_argument("files", nargs="+")
     p.add_argument("--max-tokens", type=number(1, 1 << 40, integer=True), default=None,
@@ -97,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", default=str(DEFAULT_BOOK),
                    help="real text to hide the key in (a book)")
     p.add_argument("--seed", type=number(0, 2 ** 32 - 1, integer=True), default=0)
-    p.add_argument("--mode", default=_default_mode(),
-                   help="how LongMem answers: an answer mode (" + ", ".join(_answer_modes()) + ") asked through the "
+    p.add_argument("--mode", default=default_mode(),
+                   help="how LongMem answers: an answer mode (" + ", ".join(answer_modes()) + ") asked through the "
                         "chat template, or 'paper': the memory layer continuing the raw text (default: %(default)s)")
     add_common(p)
 
@@ -125,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "first N would be few books); default: all")
     add_common(p)
 
-    from .evals import eval_niah, eval_paraphrase, eval_qa  # needles, facts asked in other words, factual questions
+    from ..evals import eval_niah, eval_paraphrase, eval_qa  # needles, facts asked in other words, factual questions
     for name, module, text in (("eval-niah", eval_niah, "needles in a haystack (RULER tasks): every answer mode + BM25"),
                                ("eval-paraphrase", eval_paraphrase, "facts asked in other words (NoLiMa-style): "
                                 "what the answer mode's search, the memory's alone and BM25 alone find"),
@@ -139,204 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.svg", help="also draw retrieval time and RAM against bank size")
     p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    for name, cmd in CORE_COMMANDS.items():
+    for name, cmd in EVAL_COMMANDS.items():
         sub.choices[name].set_defaults(run=cmd)
-    for module in command_modules():
-        module.register(sub)
-    return parser
-
-
-def _load_model(args):
-    from .model.model import LongMemModel
-    checkpoint = args.checkpoint
-    if not checkpoint and default_checkpoint():  # the default checkpoint applies only to its own backbone
-        from .model.model import read_checkpoint_meta
-        shipped = default_checkpoint()
-        if args.backbone in (None, read_checkpoint_meta(shipped)["config"]["backbone"]):
-            checkpoint = shipped
-    if checkpoint and not Path(checkpoint).is_file():
-        raise CliError(f"checkpoint {checkpoint} not found")
-    try:
-        return LongMemModel.load(backbone=args.backbone, checkpoint=checkpoint, device=getattr(args, 'device', None))
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise CliError(str(exc).splitlines()[0]) from exc
-
-
-def _load_bank(model, path: str, must_exist: bool = True):
-    from .memory.memory_bank import MemoryBank
-    p = Path(path)
-    if not (p / "meta.json").exists():
-        if must_exist:
-            raise CliError(f"{path}: no memory bank here; create one with: python -m longmem_core memorize FILE --bank {path}")
-        return None
-    try:
-        bank = MemoryBank.load(p, device=model.device)
-        model.check_bank(bank)
-    except (ValueError, OSError, KeyError) as exc:
-        raise CliError(f"{path}: {str(exc).splitlines()[0]}") from exc
-    return bank
-
-
-def _progress(enabled: bool, label: str):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-    bar = tqdm(total=0, unit="tok", desc=label, file=sys.stderr, leave=False)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-    update.close = bar.close  # type: ignore[attr-defined]
-    return update
-
-
-def cmd_memorize(args) -> dict:
-    from .documents.data import DocumentError, read_document
-    from .documents.reading_plan import GROWN_CAPACITY, plan_reading
-    docs = []
-    _check_bank_path(args.bank)  # before reading anything: a file there, or a folder of other files
-    for f in args.files:  # read everything first: a bad file stops the run before the bank changes
-        try:
-            docs.append(read_document(f, max_bytes=MAX_FILE_BYTES))
-        except DocumentError as exc:
-            raise CliError(str(exc)) from exc
-    model = _load_model(args)
-    bank = _load_bank(model, args.bank, must_exist=False)
-    if bank is None:
-        bank = model.new_bank(capacity=args.capacity or GROWN_CAPACITY, chunk_size=args.chunk_size)
-    plan = plan_reading(model, bank, docs)
-    if plan.over and not args.drop_oldest:
-        raise CliError(f"{sum(plan.tokens):,} tokens do not fit in the bank ({len(bank):,} of {bank.capacity:,} "
-                       f"tokens): reading them would drop " + "; ".join(d.describe() for d in plan.drops)
-                       + " (first in, first out); nothing was read. Pass --drop-oldest to drop them, or read into a "
-                         "new --bank (its --capacity up to 16,777,216 tokens)")
-    bank.reserve(sum(plan.chunks) * bank.chunk_size)  # allocated once at its size, not by doubling
-    t0 = time.perf_counter()
-    tokens = chunks = 0
-    for doc in docs:
-        bar = _progress(not args.json or sys.stderr.isatty(), doc.name)
-        stats = model.memorize(doc.text, bank, source=doc.name, progress=bar, pages=doc.pages,
-                                 page_labels=doc.page_labels)
-        if bar:
-            bar.close()
-        tokens, chunks = tokens + stats.tokens, chunks + stats.chunks
-        if not args.json:
-            print(f"{doc.name}: {stats.tokens} tokens, {stats.chunks} chunks, {stats.seconds:.1f} s "
-                  f"({stats.tokens / max(stats.seconds, 1e-9):.0f} tokens/s)")
-    bank.save(args.bank)
-    seconds = time.perf_counter() - t0
-    result = {"tokens": tokens, "chunks": chunks, "seconds": round(seconds, 3), "bank": str(args.bank),
-              "bank_tokens": len(bank), "bank_chunks": bank.n_chunks, "capacity": bank.capacity,
-              "dropped": [d.to_dict() for d in plan.drops]}
-    if plan.drops and not args.json:
-        print("dropped, first in, first out: " + "; ".join(d.describe() for d in plan.drops))
-    if not args.json:
-        print(f"memory bank {args.bank}: {len(bank)} tokens in {bank.n_chunks} chunks "
-              f"({100 * bank.stats()['used']:.1f}% of {bank.capacity}); {seconds:.1f} s in all")
-    return result
-
-
-def _check_bank_path(path: str) -> None:
-    """CliError unless ``path`` can hold a memory bank: nothing there yet, an empty folder, or a bank (saving
-    replaces the folder at ``path`` whole, so a folder of other files is never written over)."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise CliError(f"--bank {path}: a file is there, not a memory bank folder; choose a new folder name")
-    if p.is_dir() and not (p / "meta.json").exists() and any(p.iterdir()):
-        raise CliError(f"--bank {path}: a folder of other files, not a memory bank; choose a new or empty folder")
-
-
-def _print_retrieved(items) -> None:
-    for r in items:
-        d = r.to_dict()
-        text = " ".join(d["text"].split())
-        page = f" page {d['page']}" if d.get("page") else ""
-        print(f"  [{d['chunk_id']}] {d['source']}{page} chars {d['char_start']}-{d['char_end']}  "
-              f"score {d['score']:.3f}  {text!r}")
-
-
-def _answer_modes() -> tuple[str, ...]:
-    from .answer.answer import MODES
-    return MODES
-
-
-def _default_mode() -> str:
-    from .answer.answer import DEFAULT_MODE
-    return DEFAULT_MODE
-
-
-def _search_top() -> int:
-    from .answer.answer import SEARCH_TOP
-    return SEARCH_TOP
-
-
-def cmd_ask(args) -> dict:
-    if not args.question.strip():
-        raise CliError("the question is empty")
-    check_text(args.question, "question")
-    if args.mode not in _answer_modes():
-        raise CliError(f"unknown --mode {args.mode!r}; choose one of {', '.join(_answer_modes())}")
-    return _ask_in_mode(args)
-
-
-def _ask_in_mode(args) -> dict:
-    """``ask --mode``: the answer through answer.prepare/stream, and the chunks it read back or attended to."""
-    from .answer import answer
-    model = _load_model(args)
-    bank = _load_bank(model, args.bank)
-    prepared = answer.prepare(model, bank, args.question, args.mode, search_top=args.search_top)
-    gen = answer.stream(model, prepared, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    answering = answer.Answering(model, prepared, gen)
-    if not args.json:
-        print(answering.text, end="", flush=True)
-    for piece in answering:
-        if not args.json:
-            print(piece, end="", flush=True)
-    text, cited = answering.finish()
-    if not args.json and cited is not None:  # the quote mode: the sentence the answer was copied from
-        print(f"\n\n  \u201c{cited.text}\u201d\n  \u2014 {cited.citation()}", end="")
-    spec = answer.MODE_SPECS[args.mode]
-    chunks = spec.used_chunks(model, prepared, gen, args.search_top)  # fusion: what it attended to most
-    if not args.json:
-        share = (f" (memory share of the memory layer's output: {gen.memory_share:.2f})"
-                 if spec.fusion else "")  # no memory layer runs in the other modes
-        print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'}{share}:")
-        _print_retrieved(chunks)
-    return {"answer": text, "quote": cited.to_dict() if cited else None,
-            "mode": args.mode, "retrieved": [r.to_dict() for r in chunks], "context": prepared.context,
-            "memory_share": round(gen.memory_share, 4)}
-
-
-def cmd_retrieve(args) -> dict:
-    if not args.query.strip():
-        raise CliError("the query is empty")
-    check_text(args.query, "question")
-    model = _load_model(args)
-    bank = _load_bank(model, args.bank)
-    retrieved = model.retrieve(args.query, bank, top=args.search_top)
-    if not args.json:
-        _print_retrieved(retrieved)
-    return {"retrieved": [r.to_dict() for r in retrieved]}
 
 
 def cmd_eval_ppl(args) -> dict:
-    from .evals.evaluate import eval_ppl
-    from .model.model import LongMemModel
+    from ..evals.evaluate import eval_ppl
+    from ..model.model import LongMemModel
     for f in args.files:
         if not Path(f).is_file():
             raise CliError(f"{f}: no such file")
-    trained = _load_model(args)
+    trained = load_model(args)
     untrained = LongMemModel(trained.cfg, backbone=trained.backbone).to(trained.device)  # same backbone, fresh SideNet
     grid, adapt = _cache_grid(args), _adaptation(args)
     if grid is not None:  # the key layer is checked against this backbone's depth before any book is read
-        from .evals.ppl_cache import check_key_layer
+        from ..evals.ppl_cache import check_key_layer
         try:
             check_key_layer(trained, grid.layer)
         except ValueError as exc:
             raise CliError(f"--cache-layer: {exc}") from exc
     result = eval_ppl(args.files, trained, untrained, args.max_tokens,
-                      progress_factory=lambda name: _progress(True, name), cache=grid, adapt=adapt)
+                      progress_factory=lambda name: progress(True, name), cache=grid, adapt=adapt)
     if not args.json:
         for name, r in result["books"].items():
             print(f"{name}: {r['tokens']} tokens  local {r['ppl_local']:.2f}  untrained {r['ppl_untrained']:.2f}  "
@@ -356,7 +126,7 @@ def _cache_grid(args):
     """eval-ppl's cache options -> a ppl_cache.CacheGrid, or None without --cache."""
     if not args.cache:
         return None
-    from .evals.ppl_cache import CacheGrid
+    from ..evals.ppl_cache import CacheGrid
     given = {"lams": (args.cache_lam, float), "thetas": (args.cache_theta, float), "dims": (args.cache_dim, int),
              "gates": (args.cache_gate, {"off": False, "on": True}.__getitem__)}
     try:
@@ -374,7 +144,7 @@ def _adaptation(args):
         if args.adapt_lr is not None or args.adapt_share is not None:
             raise CliError("--adapt-lr and --adapt-share need --adapt")
         return None
-    from .evals.ppl_adapt import Adaptation
+    from ..evals.ppl_adapt import Adaptation
     given = {"lr": args.adapt_lr, "memory_share": args.adapt_share}
     try:
         return Adaptation(**{k: v for k, v in given.items() if v is not None})
@@ -383,18 +153,18 @@ def _adaptation(args):
 
 
 def cmd_eval_passkey(args) -> dict:
-    from .documents.data import DocumentError, read_document
-    from .evals.evaluate import eval_passkey
+    from ..documents.data import DocumentError, read_document
+    from ..evals.evaluate import eval_passkey
     try:
         lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
         text = read_document(args.text).text
     except (ValueError, DocumentError) as exc:
         raise CliError(str(exc)) from exc
-    model = _load_model(args)
-    bar = _progress(True, "pass key")
+    model = load_model(args)
+    bar = progress(True, "pass key")
     try:
-        if args.mode != "paper" and args.mode not in _answer_modes():
-            raise ValueError(f"unknown --mode {args.mode!r}; choose paper or one of {', '.join(_answer_modes())}")
+        if args.mode != "paper" and args.mode not in answer_modes():
+            raise ValueError(f"unknown --mode {args.mode!r}; choose paper or one of {', '.join(answer_modes())}")
         result = eval_passkey(model, text, lengths, args.trials, args.seed, progress=bar,
                               mode=None if args.mode == "paper" else args.mode)
     except ValueError as exc:
@@ -411,8 +181,8 @@ def cmd_eval_icl(args) -> dict:
     library's default mode named. ``acc_memory``/``acc_incontext``: the paper's two systems, when run."""
     import statistics
 
-    from .classify import icl, icl_modes
-    from .documents.data import DocumentError, read_labelled
+    from ..classify import icl, icl_modes
+    from ..documents.data import DocumentError, read_labelled
     try:
         demos = read_labelled(args.train, min_classes=2, max_bytes=MAX_FILE_BYTES)  # the app's rules too
         test = read_labelled(args.test, max_bytes=MAX_FILE_BYTES)
@@ -432,11 +202,11 @@ def cmd_eval_icl(args) -> dict:
     if args.limit and args.limit < len(test):
         import random
         test = random.Random(0).sample(test, args.limit)
-    model = _load_model(args)
+    model = load_model(args)
     per_seed = {}
     for seed in seeds:
-        reading = _progress(True, f"{task} seed {seed}: reading demonstrations")
-        scoring = _progress(True, f"{task} seed {seed}: test texts")
+        reading = progress(True, f"{task} seed {seed}: reading demonstrations")
+        scoring = progress(True, f"{task} seed {seed}: test texts")
         r = icl_modes.evaluate_modes(model, test, demos, modes=modes, k=args.k, seed=seed, template=template,
                                      memory_size=args.memory_size, progress=scoring, memorize_progress=reading)
         for bar in (reading, scoring):
@@ -475,13 +245,13 @@ def cmd_eval_icl(args) -> dict:
 
 
 def cmd_eval_chapterbreak(args) -> dict:
-    from .evals.evaluate import chapterbreak_examples, eval_chapterbreak
+    from ..evals.evaluate import chapterbreak_examples, eval_chapterbreak
     try:
         examples = chapterbreak_examples(args.file)
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         raise CliError(f"{args.file}: not a ChapterBreak-layout JSON file ({exc})") from exc
-    model = _load_model(args)
-    result = eval_chapterbreak(model, examples, args.limit, progress=_progress(True, "chapterbreak"))
+    model = load_model(args)
+    result = eval_chapterbreak(model, examples, args.limit, progress=progress(True, "chapterbreak"))
     if not args.json:
         print(f"{result['n']} examples: LongMem {result['acc_longmem']:.3f}  local only {result['acc_local']:.3f}  "
               f"(chance {result['chance']:.3f})")
@@ -489,7 +259,7 @@ def cmd_eval_chapterbreak(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
-    from .bench.bench import run
+    from ..bench.bench import run
     result = run(quick=args.quick, plot=args.plot, device=args.device)
     if not args.json:
         print(json.dumps(result, indent=2))
@@ -497,36 +267,14 @@ def cmd_bench(args) -> dict:
 
 
 def cmd_eval_suite(args) -> dict:
-    from .evals import eval_niah, eval_paraphrase, eval_qa
+    from ..evals import eval_niah, eval_paraphrase, eval_qa
     try:
         return {"eval-niah": eval_niah, "eval-paraphrase": eval_paraphrase,
-                "eval-qa": eval_qa}[args.command].run(args, lambda: _load_model(args))
+                "eval-qa": eval_qa}[args.command].run(args, lambda: load_model(args))
     except (ValueError, OSError) as exc:
         raise CliError(str(exc).splitlines()[0]) from exc
 
 
-CORE_COMMANDS = {"memorize": cmd_memorize, "ask": cmd_ask, "retrieve": cmd_retrieve, "eval-ppl": cmd_eval_ppl,
-                 "eval-passkey": cmd_eval_passkey, "eval-icl": cmd_eval_icl, "eval-chapterbreak": cmd_eval_chapterbreak,
-                 "eval-niah": cmd_eval_suite, "eval-paraphrase": cmd_eval_suite, "eval-qa": cmd_eval_suite,
-                 "bench": cmd_bench}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    as_json = getattr(args, "json", False) or getattr(args, "always_json", False)
-    if as_json:  # keep stdout a single JSON object: library chatter goes to stderr
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        result = args.run(args)
-    except (CliError, InputError) as exc:  # InputError: over a limit of limits.py, the app's message too
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (DocumentError, BankMismatchError, FileNotFoundError) as exc:  # bad input met deeper down
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    if as_json:
-        print(json.dumps(result, ensure_ascii=False))
-    return 0
+EVAL_COMMANDS = {"eval-ppl": cmd_eval_ppl, "eval-passkey": cmd_eval_passkey, "eval-icl": cmd_eval_icl,
+                 "eval-chapterbreak": cmd_eval_chapterbreak, "eval-niah": cmd_eval_suite,
+                 "eval-paraphrase": cmd_eval_suite, "eval-qa": cmd_eval_suite, "bench": cmd_bench}
