@@ -8,7 +8,7 @@ across machines. Sections: memorize throughput vs a plain transformers forward; 
 exact vs IVF, at growing bank sizes, with RAM and add cost; generation with a 65k-token bank vs the backbone;
 the time to the first answer token with a 65k-token bank (``ttft_s``); training tokens/s; the app's cold start.
 
-Why one module of ~480 lines: every section times something against a baseline *in the same run* and shares
+Why one module of ~640 lines: every section times something against a baseline *in the same run* and shares
 the timing helpers (interleaved rounds, medians), the machine record and the result writer; split by section,
 each file would be a few timing functions importing the same five helpers. Each section is its own banner.
 
