@@ -39,9 +39,9 @@ def oracle_mode(monkeypatch):
     """A mode that lists the chunks holding the asked needles and answers with their values: scores must be 1."""
     real = answers.answer
 
-    def answer(model, bank, question, *, mode=answers.DEFAULT_MODE, max_new_tokens=64, top=6, answer_prefix=""):
+    def answer(model, bank, question, *, mode=answers.DEFAULT_MODE, max_new_tokens=64, search_top=6, answer_prefix=""):
         if mode != "oracle":
-            return real(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, top=top,
+            return real(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, search_top=search_top,
                         answer_prefix=answer_prefix)
         doc = bank.sources[0]["text"]
         import re
@@ -54,7 +54,7 @@ def oracle_mode(monkeypatch):
                     if info.char_start < m.end() and m.start() < info.char_end:
                         chunks.append(Retrieved(info, 1.0))
                         break
-        return answers.Answer(mode, "The numbers: " + ", ".join(values), chunks[:top])
+        return answers.Answer(mode, "The numbers: " + ", ".join(values), chunks[:search_top])
     monkeypatch.setattr(answers, "MODES", (*answers.MODES, "oracle"))
     monkeypatch.setattr(answers, "answer", answer)
 

@@ -87,9 +87,9 @@ def test_rows_per_mode(make_model, monkeypatch):
                  {"question": "Which battle could one verify?", "answers": ["Hastings"]}]
     real = answers.answer
 
-    def answer(model, bank, question, *, mode=answers.DEFAULT_MODE, max_new_tokens=64, top=6):
+    def answer(model, bank, question, *, mode=answers.DEFAULT_MODE, max_new_tokens=64, search_top=6):
         if mode != "oracle":
-            return real(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, top=top)
+            return real(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, search_top=search_top)
         word = "Newcomb" if "New York" in question else "Hastings"
         i = doc.find(word)
         return answers.Answer(mode, f"It was {word}.", [], context=doc[max(0, i - 50):i + 50])
