@@ -282,10 +282,3 @@ def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int =
 # the searches a mode can read back from, by ``answer.Mode.read_back``: the model's own memory search (the paper's
 # keys and the SideNet's queries), that search fused with BM25, and BM25 alone (a yardstick for the other two)
 SEARCHES = {"model": rank_chunks, "hybrid": hybrid_chunks, "bm25": lexical_chunks}
-
-
-def __getattr__(name: str) -> object:
-    """``MEMORY_SLOTS``, the old module constant, read from ``settings.SEARCH`` while answer/ still names it."""
-    if name == "MEMORY_SLOTS":
-        return settings.SEARCH.memory_slots
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
