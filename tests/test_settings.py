@@ -66,7 +66,7 @@ def test_tuned_puts_reason_and_page_in_the_metadata():
 
 
 CITATIONS = re.compile(r"docs/notes|scripts/probes|20[0-9]{2}-[0-9]{2}-[0-9]{2}|(?<![\w/])DESIGN\.md")
-PENDING = ("longmem_core/answer/", "longmem_core/cli/")  # being reworked (issue 28)
+PENDING: tuple[str, ...] = ()  # none left
 
 
 def test_runtime_and_app_code_cite_no_dated_notes_probes_or_outside_files():

@@ -8,7 +8,7 @@ state h the cache proposes
 
 and the model predicts p = (1 - lam) p_LM + lam p_cache. No training: the state is the backbone's final
 hidden state after its final norm (the input of the LM head, the state that *predicts* the next token; the
-memory layer's keys name the token itself, DESIGN.md section 4), projected by a fixed random orthonormal
+memory layer's keys name the token itself, docs/DESIGN.md section 2), projected by a fixed random orthonormal
 matrix to ``dim`` numbers and stored unit-length in float16, next to the next token's id (int32).
 RAM: 2 * dim + 8 bytes per stored token (264 at the default 128: the key, the token and the next token).
 
@@ -34,7 +34,7 @@ from ..memory.memory_bank import MemoryBank
 from ..model.model import Generation, LongMemModel, MemorizeStats
 
 CACHE_DIM = 128  # projected state width (RAM: 2 * dim + 8 bytes a token)
-THETA = 40.0  # sharpness of the cache's softmax over cosine similarities (DESIGN.md section 4)
+THETA = 40.0  # sharpness of the cache's softmax over cosine similarities (docs/DESIGN.md section 2)
 LAMBDA_PPL = 0.05  # cache weight for perplexity (chosen on a tuning book's first half)
 LAMBDA_ANSWER = 0.2  # cache weight for answers (times the cache's confidence; 0.5 derailed answers on a tuning book)
 CACHE_LAYER: int | None = None  # key on the final normed state (None) or on H[layer]

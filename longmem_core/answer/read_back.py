@@ -1,7 +1,7 @@
 """Read-back (beyond the paper): the passages around the chunks a search found, re-read into the prompt.
 
 The LongMem paper only lets memory in through the memory layer's attention. Measured on this project's
-backbone (DESIGN.md section 4), the small backbone hardly reads memory that way, but it copies a fact stated
+backbone (docs/DESIGN.md section 2), the small backbone hardly reads memory that way, but it copies a fact stated
 in its own context. Read-back plays to that: each retrieved chunk is widened to the sentences around it
 (character spans of the bank's source texts), overlapping passages are merged, the best ones that fit a
 token budget are kept, and they are put, in document order, before the question.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..memory.memory_bank import MemoryBank
 from ..model.model import LongMemModel, Retrieved
 
-PASSAGE_CHARS = 600  # characters a passage aims at around its chunk (a tight passage: DESIGN.md section 4)
+PASSAGE_CHARS = 600  # characters a passage aims at around its chunk (a tight passage: docs/DESIGN.md section 2)
 CONTEXT_TOKENS = 1_500  # tokens of read-back passages allowed in a prompt
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+|\n\s*\n")
 # a period after one of these (or after a single capital: an initial) ends no sentence: "Mr. Hubble the

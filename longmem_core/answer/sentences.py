@@ -2,7 +2,7 @@
 
 Read-back (``read_back.py``) puts up to ``read_back.CONTEXT_TOKENS`` tokens of passages before the question.
 Measured on this project's 135M backbone, a long prompt of passages often makes it talk about the passages
-instead of answering (docs/notes/2026-12-02-finding-and-answering-2.md), while it copies a fact stated in a
+instead of answering (docs/DESIGN.md section 2), while it copies a fact stated in a
 short context. Sentence read-back keeps the same search and passages, cuts them into sentences, ranks the
 sentences by BM25 against the question (the sentences of the found passages are the collection), and puts only
 the best few, in document order, before the question: a short prompt whose every line was chosen for the
@@ -24,10 +24,9 @@ SENTENCES = 6  # sentences kept at most
 SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
 NEIGHBOURS = 0  # sentences after each kept one kept with it (its continuation)
 BEFORE = 0  # sentences before each kept one kept with it (what leads up to it; 1 did not help the pass-key trials
-# the mode missed on a tuning book: scripts/probes/passkey_sentence_probe.py, run with before=1 and before=neighbours=1
-# added to its variants V; docs/notes/2026-12-02-sentences.md)
-MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share of the best sentence's: chosen by
-# scripts/probes/sentence_probe.py on a tuning book (frankenstein, 16k, 12 needle trials): 0 scored 8.0 of 12, 0.5 and
+# the mode missed on a tuning book: docs/results/details/niah.md)
+MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share of the best sentence's: chosen on a
+# tuning book (frankenstein, 16k, 12 needle trials; docs/results/details/niah.md): 0 scored 8.0 of 12, 0.5 and
 # 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
 # sentences 8.5, each kept sentence with the next one 9.25
 DROP_DOMINATED = True  # skip a sentence whose question words a kept one holds with more (``dominated``)
