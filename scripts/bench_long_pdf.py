@@ -62,7 +62,7 @@ def ask(model, session, settings, question: str, t_start: float | None = None) -
     from app import handlers
     t0 = time.perf_counter()
     first = None
-    for result in handlers.chat(model, session, question, top=settings.top, max_new_tokens=settings.max_new_tokens,
+    for result in handlers.chat(model, session, question, search_top=settings.search_top, max_new_tokens=settings.max_new_tokens,
                                 temperature=settings.temperature, history_turns=settings.history_turns,
                                 max_chars=settings.max_question_chars):
         if first is None and not result.done:

@@ -200,7 +200,7 @@ def test_a_real_311_page_pdf_answers_about_its_first_and_last_chapters():
     answers = []
     for question, words in [("Since which year has gnuplot been supported and under active development?", "1986"),
                             ("Where should bug reports about gnuplot be sent?", "gnuplot-bugs")]:
-        *_, result = handlers.chat(model, session, question, top=settings.top,
+        *_, result = handlers.chat(model, session, question, search_top=settings.search_top,
                                    max_new_tokens=settings.max_new_tokens)
         assert words in result.context, (question, result.context)  # found in memory (page 21, page 303), read back
         answers.append((words, result.answer))

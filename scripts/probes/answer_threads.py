@@ -22,7 +22,7 @@ QS = ["Which C library does biber use to parse BibTeX format files?", "What is t
 def ask(q):
     handlers.new_conversation(s)
     t0 = time.perf_counter(); first = None
-    for r in handlers.chat(model, s, q, top=settings.top, max_new_tokens=settings.max_new_tokens):
+    for r in handlers.chat(model, s, q, search_top=settings.search_top, max_new_tokens=settings.max_new_tokens):
         if first is None and not r.done: first = time.perf_counter()
     end = time.perf_counter()
     return (first or end) - t0, end - t0
