@@ -80,6 +80,11 @@ def ask(model, session, settings, question: str, t_start: float | None = None) -
     return out
 
 
+def cites_page(citation: str | None, label) -> bool:
+    """Does ``citation`` ("biblatex.pdf, page 4, under ..." or ending "page 4") name the page labelled ``label``?"""
+    return bool(citation and label is not None and re.search(rf"\bpage {re.escape(str(label))}(,|$)", citation))
+
+
 def read_questions(path: Path, pdf_name: str) -> list[dict]:
     """The records of ``path`` about the PDF named ``pdf_name`` (its file name), in file order."""
     from longmem_core.documents.records import has_answers, has_strings, read_records
@@ -203,14 +208,12 @@ def main() -> int:
     rows = []
     for i, (q, a) in enumerate(zip(questions, answers)):
         b = small_answers[i] if i < len(small_answers) else {}
-        cited_page = bool(a["quote"] and q.get("page_label") is not None
-                          and re.search(rf"\bpage {re.escape(str(q['page_label']))}(,|$)", a["quote"]))
         rows.append({"question": q["question"], "where": q["where"], "part": q["part"],
                      "expected": " | ".join(q["answers"]),
                      "answer (whole manual in memory)": a["answer"],
                      "answered from memory": contains_any(a["answer"], q["answers"]),
                      "read back held it": contains_any(a["read_back"] or "", q["answers"]),
-                     "quote on the question's page": cited_page,
+                     "quote on the question's page": cites_page(a["quote"], q.get("page_label")),
                      "quoted from": a["quote"], "first token s (full)": a["first_token_s"],
                      "first token s (30k)": b.get("first_token_s"), "answer s (full)": a["answer_s"],
                      "answer s (30k)": b.get("answer_s")})

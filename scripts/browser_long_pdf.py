@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_long_pdf import cites_page, read_questions  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,8 +38,6 @@ def flat(text: str) -> str:
 
 def pick(path: Path, pdf_name: str, per_part: int) -> list[dict]:
     """The first ``per_part`` questions of each part about ``pdf_name``, first chapter's before last's."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_long_pdf import read_questions
     rows = read_questions(path, pdf_name)
     return [r for part in ("first", "last") for r in [r for r in rows if r["part"] == part][:per_part]]
 
@@ -109,7 +108,7 @@ def main() -> int:
                                 "page_label": label, "shown": shown,
                                 "answered": contains_any(answer, q["answers"]),
                                 "quote_holds_it": contains_any(shown[len(answer):], q["answers"]),
-                                "cites_its_page": bool(re.search(rf"page {re.escape(label)}\b", shown))})
+                                "cites_its_page": cites_page(shown, label)})
                 print(json.dumps(results[-1], ensure_ascii=False), file=sys.stderr, flush=True)
             if args.shots:
                 page.screenshot(path=str(args.shots / "chat.png"), full_page=True)

@@ -34,3 +34,11 @@ def test_the_bench_reads_the_set_for_one_pdf():
     asked = read_questions(QUESTIONS, "memman.pdf")
     assert [q["part"] for q in asked][:6] == ["first"] * 6 and all(q["answers"] for q in asked)
     assert asked[0]["where"].startswith("first chapter (1 Starting off, page ")
+
+
+def test_a_quote_cites_a_page_by_its_whole_label():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_long_pdf import cites_page
+    assert cites_page("memman.pdf, page 3, under \u201c1.2 TYPE SIZE OPTIONS\u201d", "3")
+    assert cites_page("\u2014 memman.pdf, page 381", "381") and not cites_page("memman.pdf, page 381", "38")
+    assert not cites_page(None, "3") and not cites_page("memman.pdf, page 3", None)
