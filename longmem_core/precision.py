@@ -7,7 +7,7 @@ machine (a 1,023-token segment of SmolLM2-135M, one or two threads). The keys an
 1-2% (relative norm) of the float32 ones and are stored as float16 either way. Where the CPU has no native
 bfloat16, autocast would emulate it and be slower, so "auto" stays float32 there, and on accelerators (whose
 default dtype the backbone already chose). Only memorizing is affected: answering, scoring and training compute
-as before. Beyond the paper; the results page measures what it changes (docs/results/details/memorize.md).
+as before. Beyond the paper; the results page measures what it changes (docs/results/memorize.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What loading a saved bank costs in resident memory, against the size of its files (issue 15: under 2x for any
 bank file).
 
-    python scripts/bank_memory.py --json docs/results/bank_memory.json
+    python scripts/bank_memory.py --json experiments/results/bank_memory.json
     python scripts/bank_memory.py --measure BANK WARMUP_BANK   # one load in this process: a JSON line
 
 For each layout (chunk size 1, 2 or 4; exact or IVF index) a bank of the default backbone's shape (3 kv heads of
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(r["peak / file"] for r in rows)
     report = {
         "title": "Loading a saved bank: resident memory against its file size (scripts/bank_memory.py)",
-        "command": "OMP_NUM_THREADS=1 python scripts/bank_memory.py --json docs/results/bank_memory.json",
+        "command": "OMP_NUM_THREADS=1 python scripts/bank_memory.py --json experiments/results/bank_memory.json",
         "summary": (f"Banks of {args.tokens:,} random tokens in the default backbone's shape ({KV_HEADS} kv heads x "
                     f"{HEAD_DIM}), meta.json edited to claim the largest capacity and first_id 10^12, each loaded in a "
                     "fresh process after a small warm-up load: growth of the peak resident memory (every temporary "

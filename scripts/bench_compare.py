@@ -1,11 +1,11 @@
 """Compare the bench of two commits: did a change keep the figures within noise?
 
-    python scripts/bench_compare.py --before c85728a [--after HEAD] [--rounds 2] [--out docs/results/refactor_bench.json]
+    python scripts/bench_compare.py --before c85728a [--after HEAD] [--rounds 2] [--out experiments/results/refactor_bench.json]
     python scripts/bench_compare.py --from-runs tmp/benchcmp --before c85728a --out ...   # runs made earlier
 
 Runs ``python -m longmem_core bench --quick --json`` in a git worktree of each commit, interleaved
 (before, after, before, after, ...) so that a change of load on the machine falls on both alike, and writes a
-results file (docs/results/README.md): per figure, the before runs, the after runs and whether the after
+results file (experiments/results/README.md): per figure, the before runs, the after runs and whether the after
 median is no worse than the worst before run, give or take half the after runs' range.
 ``--from-runs DIR`` reads ``before_<i>.json`` / ``after_<i>.json`` written by an earlier run instead.
 """

@@ -1,6 +1,6 @@
 """A long PDF through the app's own handlers, from upload to the first answer token (issue 29).
 
-    nice -n 19 .venv/bin/python scripts/bench_long_pdf.py --json docs/results/long_pdf.json
+    nice -n 19 .venv/bin/python scripts/bench_long_pdf.py --json experiments/results/long_pdf.json
 
 What a person does in the app with default settings (``app/config.py:AppSettings``): the PDF is read
 (``handlers.read_documents``, what the upload does), read into a new memory (``handlers.memorize``: the bank

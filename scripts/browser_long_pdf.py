@@ -1,7 +1,7 @@
 """A long PDF in the real app, in a real browser (issue 29; a lab script, not part of the test run).
 
     nice -n 19 .venv/bin/python scripts/browser_long_pdf.py --pdf PDF --questions data/qa/pdf/long_chapters.jsonl \
-        --per-part 3 --shots docs/screenshots/long_pdf --json docs/results/runs/browser_long_pdf.json
+        --per-part 3 --shots docs/screenshots/long_pdf --json experiments/results/runs/browser_long_pdf.json
 
 What a person does: the app is started with its default settings, Debian's chromium opens it, the PDF is uploaded
 and read ("Read into memory"), then the Chat tab is opened and questions about the PDF's first and last chapters

@@ -1,14 +1,14 @@
 """Turn the JSON that eval-niah, eval-qa and eval-passkey print into results files for the results page, with
 each figure set against its target (issues 13 and 14) so the page says met or not from the figures themselves.
 
-    python scripts/eval_claims.py niah RUN.json [--date D] [--out docs/results/niah.json]
-    python scripts/eval_claims.py qa RUN.json [RUN.json ...] [--out docs/results/qa.json]
-    python scripts/eval_claims.py passkey RUN.json [RUN.json ...] --text BOOK [--out docs/results/passkey_modes.json]
-    python scripts/eval_claims.py icl RUN.json [RUN.json ...] [--out docs/results/icl.json]   (one eval-icl run a task)
-    python scripts/eval_claims.py icl-auto RUN.json [RUN.json ...] [--out docs/results/icl_auto.json]   (issue 26)
-    python scripts/eval_claims.py qa-pdf RUN.json [RUN.json ...] [--out docs/results/qa_pdf.json]   (issue 24)
-    python scripts/eval_claims.py paraphrase RUN.json [RUN.json ...] [--out docs/results/paraphrase_16k.json]
-    python scripts/eval_claims.py qa-searches RUN.json [RUN.json ...] [--out docs/results/qa_searches.json]   (issue 25)
+    python scripts/eval_claims.py niah RUN.json [--date D] [--out experiments/results/niah.json]
+    python scripts/eval_claims.py qa RUN.json [RUN.json ...] [--out experiments/results/qa.json]
+    python scripts/eval_claims.py passkey RUN.json [RUN.json ...] --text BOOK [--out experiments/results/passkey_modes.json]
+    python scripts/eval_claims.py icl RUN.json [RUN.json ...] [--out experiments/results/icl.json]   (one eval-icl run a task)
+    python scripts/eval_claims.py icl-auto RUN.json [RUN.json ...] [--out experiments/results/icl_auto.json]   (issue 26)
+    python scripts/eval_claims.py qa-pdf RUN.json [RUN.json ...] [--out experiments/results/qa_pdf.json]   (issue 24)
+    python scripts/eval_claims.py paraphrase RUN.json [RUN.json ...] [--out experiments/results/paraphrase_16k.json]
+    python scripts/eval_claims.py qa-searches RUN.json [RUN.json ...] [--out experiments/results/qa_searches.json]   (issue 25)
 
 Per-trial and per-question outputs stay in the runs' own JSON (they are large); the results file keeps the rows,
 the claims and the exact commands.
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from longmem_core.answer.answer import DEFAULT_MODE  # noqa: E402  (claims mark the library's default mode)
 from longmem_core.answer.quote import NOT_FOUND  # noqa: E402
-RESULTS = ROOT / "docs" / "results"
+RESULTS = ROOT / "experiments" / "results"
 
 
 def pct(x: float | None) -> str:
@@ -200,7 +200,7 @@ def icl(runs: list[dict]) -> dict:
                        f"{ICL_DEFAULT}.",
             "notes": [f"Modes not run here: {', '.join(sorted(not_run))}." if not_run else "Every mode ran.",
                       "centroid, context_cal and centroid_context are beyond the paper; their settings were chosen on "
-                      "tuning data only (see docs/notes/2026-12-02-icl.md and longmem_core/classify/icl_modes.py)."],
+                      "tuning data only (see experiments/notes/2026-12-02-icl.md and longmem_core/classify/icl_modes.py)."],
             "claims": [{"title": "classification: each mode against 20-shot in context and the k-NN vote",
                         "rows": claims}], "rows": rows}
 
@@ -263,7 +263,7 @@ def icl_auto(runs: list[dict]) -> dict:
                        f"the same for every mode and seed. auto scores {', '.join(CANDIDATES)} on up to {MAX_HELD_OUT} "
                        "demonstrations held out of memory and uses the best (longmem_core/classify/icl_select.py).",
             "notes": ["auto's settings (40 held out, the sign test) were chosen on tuning sets that are not here (CR, "
-                      "data/icl/chatter_topics): docs/notes/2026-12-06-icl-auto.md.",
+                      "data/icl/chatter_topics): experiments/notes/2026-12-06-icl-auto.md.",
                       "held_out_accuracy: each candidate's accuracy on the held-out demonstrations, per seed."],
             "claims": [{"title": "auto against every single mode (issue 26)", "rows": claims},
                                     {"title": "the time choosing adds (issue 26)", "rows": timing}],

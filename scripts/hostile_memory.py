@@ -5,7 +5,7 @@ each checked for the outcome it should have. The server's resident memory is rea
 (``idle``) and its peak over the whole suite (Linux VmHWM, reset once the server is idle; RSS is also sampled
 every 0.1 s); the target is a peak under twice the idle size.
 
-    OMP_NUM_THREADS=1 python scripts/hostile_memory.py --json     # docs/results/hostile_memory.json
+    OMP_NUM_THREADS=1 python scripts/hostile_memory.py --json     # experiments/results/hostile_memory.json
     python scripts/hostile_memory.py --model tiny      # a random tiny model: a fast look at the cases only
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The speed and scale claims of the results page, computed from docs/results/bench.json.
+"""The speed and scale claims of the results page, computed from experiments/results/bench.json.
 
 One function per claim of ``claims.toml`` that says ``source = "bench.json"``; each returns the claim's rows
 (``Row``: one line of a claim table) and any markdown shown under its table. Targets are the ones issue 5 set

@@ -139,3 +139,20 @@ def test_the_parse_sees_known_imports():
     assert ("longmem_core.cli.eval_commands", "longmem_core.bench.bench") in found  # inside a function
     assert ("longmem_core.answer.answer", "longmem_core.answer.neural_cache") in found  # from . import neural_cache
     assert ("longmem_core", "longmem_core.model.model") in found
+
+
+def test_neither_library_nor_app_imports_the_lab_or_the_scripts():
+    """experiments/ (probes, results files, notes) and scripts/ sit above everything: nothing shipped imports them,
+    nor reaches them through sys.path."""
+    shipped = [*sorted(LIBRARY.rglob("*.py")), ROOT / "app.py", *sorted((ROOT / "app").rglob("*.py"))]
+    found = []
+    for path in shipped:
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
+                      if n.split(".")[0] in ("experiments", "scripts")]
+        if "sys.path" in text and ("experiments" in text or "scripts" in text):
+            found.append(f"{path.relative_to(ROOT)}: changes sys.path")
+    assert not found, "\n".join(found)

@@ -38,8 +38,8 @@ def test_a_run_writes_the_json_the_results_page_reads(tmp_path):
     result = {"command": "python -m longmem_core bench", "date": "2026-12-02", "memorize_speedup": 2.0}
     path = bench.write_result(result, tmp_path / "results" / "bench.json")
     assert json.loads(path.read_text()) == result
-    assert bench.RESULTS_JSON.relative_to(bench.ROOT).as_posix() == "docs/results/bench.json"
     assert bench._command(True, None, "cuda") == "python -m longmem_core bench --quick --device cuda"
+    assert bench._command(False, "p.png", None, "b.json") == "python -m longmem_core bench --out b.json --plot p.png"
     assert bench.machine()["cores"] >= 1
 
 

@@ -1,7 +1,7 @@
 """The GPU path: CUDA tensors end to end (model, bank storage, exact search on the device, training).
 
 Skipped where torch sees no CUDA GPU (CI, the build machine); run on a lent GPU machine with
-``python -m pytest tests/test_gpu.py`` (see scripts/probes/gpu_session.sh). The CPU references here use the torch
+``python -m pytest tests/test_gpu.py`` (see experiments/probes/gpu_session.sh). The CPU references here use the torch
 search path (``use_faiss=False``), so these tests need no faiss on the GPU machine.
 """
 import copy

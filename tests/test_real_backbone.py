@@ -153,7 +153,7 @@ def test_chat_stays_fluent_on_the_apps_example_questions(model):
     """No answer loops, in the default mode, about the app's bundled example document (chapter I of The Time
     Machine), at the app's answer length: no run of 4 words said 3 or more times and no sentence of 3+ words
     said twice (``generation.find_loop``). Without the repetition guard, 8 of these 15 answers looped
-    (docs/notes/2026-12-02-fluency.md)."""
+    (experiments/notes/2026-12-02-fluency.md)."""
     from longmem_core.answer import answer
     from longmem_core.model.generation import find_loop
     questions = APP_QUESTIONS + [json.loads(line)["question"] for line in

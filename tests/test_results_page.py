@@ -1,4 +1,4 @@
-"""The results page is generated from docs/results/ and cannot drift: the committed pages are what the files give,
+"""The results page is generated from experiments/results/ and cannot drift: the committed pages are what the files give,
 the results page stays short (one row per claim, every claim's page one click away, its links resolving), every
 figure keeps its command, targets met or not follow the figures, and a results file no code knows still appears
 (its rows as a table)."""
@@ -34,7 +34,7 @@ def test_the_committed_page_is_up_to_date():
 
 
 def test_every_hand_kept_figure_has_a_command_and_a_date():
-    claims = tomllib.loads((ROOT / "docs" / "results" / "claims.toml").read_text(encoding="utf-8"))
+    claims = tomllib.loads((ROOT / "experiments" / "results" / "claims.toml").read_text(encoding="utf-8"))
     for claim in claims["claims"]:
         for row in claim.get("rows", []):
             if row["figure"] == "not run":
@@ -48,7 +48,7 @@ def test_every_hand_kept_figure_has_a_command_and_a_date():
 def results(tmp_path):
     folder = tmp_path / "results"
     folder.mkdir()
-    shutil.copy(ROOT / "docs" / "results" / "bench.json", folder / "bench.json")
+    shutil.copy(ROOT / "experiments" / "results" / "bench.json", folder / "bench.json")
     (folder / "claims.toml").write_text('[[claims]]\nid = "memorize"\ntitle = "Memorize speed"\nsource = "bench.json"\n')
     return folder
 
@@ -114,7 +114,7 @@ def test_an_unknown_results_file_is_shown_as_a_table(results, tmp_path):
     assert "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | `python -m longmem_core eval-niah --json` |" in section
     assert "`niah.json`" in page  # listed among the results files
     summary = summary_rows(results_page.render(results, tmp_path / "RESULTS.md"))
-    niah_row = next(row for row in summary if "(results/details/niah.md)" in row)  # a claim of its own: a row
+    niah_row = next(row for row in summary if "(results/niah.md)" in row)  # a claim of its own: a row
     assert "| acc at 16k | 0.75 | 0.25 | ≥ 0.9 | no | 2026-12-02 |" in niah_row
 
 
@@ -127,10 +127,10 @@ def test_a_claim_shows_its_files_and_its_headline_row(results, tmp_path):
     (results / "claims.toml").write_text(toml + '[[claims]]\nid = "needles"\ntitle = "Needles"\nfiles = ["niah.json"]\n'
                                          'headline = "niah.json: mode b"\n')
     pages = results_page.build(results, tmp_path / "RESULTS.md")
-    row = next(r for r in summary_rows(pages[tmp_path / "RESULTS.md"]) if "(results/details/needles.md)" in r)
+    row = next(r for r in summary_rows(pages[tmp_path / "RESULTS.md"]) if "(results/needles.md)" in r)
     assert "| mode b (default), 16k | 98% |" in row and "| yes (other rows: 0 met, 1 missed) |" in row
-    assert "| mode a, 16k | 50% |" in pages[results / "details" / "needles.md"]
-    assert results / "details" / "niah.md" not in pages  # shown on the claim's page, not on one of its own
+    assert "| mode a, 16k | 50% |" in pages[results / "needles.md"]
+    assert results / "niah.md" not in pages  # shown on the claim's page, not on one of its own
     (results / "claims.toml").write_text(toml + '[[claims]]\nid = "needles"\ntitle = "Needles"\nfiles = ["niah.json"]\n'
                                          'headline = "niah.json: mode c"\n')
     with pytest.raises(SystemExit, match="no row matches its headline"):
@@ -141,15 +141,15 @@ def test_the_page_is_short_with_a_row_per_claim_and_links_that_resolve():
     page_path = ROOT / "docs" / "RESULTS.md"
     page = page_path.read_text(encoding="utf-8")
     assert len(page.encode("utf-8")) <= 20_000, "docs/RESULTS.md is for reading in five minutes: keep it under 20 KB"
-    claims = tomllib.loads((ROOT / "docs" / "results" / "claims.toml").read_text(encoding="utf-8"))["claims"]
+    claims = tomllib.loads((ROOT / "experiments" / "results" / "claims.toml").read_text(encoding="utf-8"))["claims"]
     shown = {name for c in claims for name in c.get("files", [])} | {c.get("source") for c in claims}
-    with_claims = [p.stem for p in sorted((ROOT / "docs" / "results").glob("*.json")) if p.name not in shown
+    with_claims = [p.stem for p in sorted((ROOT / "experiments" / "results").glob("*.json")) if p.name not in shown
                    and isinstance(data := json.loads(p.read_text(encoding="utf-8")), dict) and data.get("claims")]
     rows = summary_rows(page)
     for claim_id in [c["id"] for c in claims] + with_claims:
-        assert sum(f"(results/details/{claim_id}.md)" in row for row in rows) == 1, claim_id
+        assert sum(f"(results/{claim_id}.md)" in row for row in rows) == 1, claim_id
     assert len(rows) == len(claims) + len(with_claims)
-    for path in [page_path] + sorted((ROOT / "docs" / "results" / "details").glob("*.md")):
+    for path in [page_path] + sorted((ROOT / "docs" / "results").glob("*.md")):
         text = path.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+:", target):
@@ -164,15 +164,15 @@ def test_the_page_is_short_with_a_row_per_claim_and_links_that_resolve():
 def test_the_docs_link_the_results_pages_and_their_headings():
     """The dated notes cite the results page or a claim's page; every link into them, from the notes, the README
     and the docs, names a file and a heading that exist."""
-    notes = sorted((ROOT / "docs" / "notes").glob("20*.md"))
+    notes = sorted((ROOT / "experiments" / "notes").glob("20*.md"))
     assert notes
     for note in notes:
         text = note.read_text(encoding="utf-8")
-        assert "](../RESULTS.md" in text or "](../results/details/" in text, note.name
-    docs = [ROOT / "README.md", ROOT / "docs" / "results" / "README.md"] + sorted((ROOT / "docs").glob("*.md")) + notes
+        assert "](../../docs/RESULTS.md" in text or "](../../docs/results/" in text, note.name
+    docs = [ROOT / "README.md", ROOT / "experiments" / "results" / "README.md"] + sorted((ROOT / "docs").glob("*.md")) + notes
     for doc in docs:
         text = doc.read_text(encoding="utf-8")
-        for target in re.findall(r"\]\(([^)\s]*(?:RESULTS\.md|results/details/[\w-]+\.md)[^)\s]*)\)", text):
+        for target in re.findall(r"\]\(([^)\s]*(?:RESULTS\.md|results/[\w-]+\.md)[^)\s]*)\)", text):
             file, _, anchor = target.partition("#")
             linked = (doc.parent / file).resolve()
             assert linked.exists(), (doc.name, target)
@@ -189,16 +189,16 @@ def test_odd_results_files_still_render(results, tmp_path):
     assert "| runs[0].seed | 1 |" in page and "| runs[0].acc | 0.5, 0.25 |" in page
     assert "| m | ? | — | — | — | `x` |" in page  # a row without a figure says so instead of failing
     summary = results_page.render(results, tmp_path / "RESULTS.md")
-    assert "[a list](results/details/a_list.md)" in summary  # no claim: linked below the table, not a row
+    assert "[a list](results/a_list.md)" in summary  # no claim: linked below the table, not a row
 
 
 def test_a_page_no_longer_given_is_removed_and_makes_the_check_fail(results, tmp_path):
     page = tmp_path / "RESULTS.md"
     (results / "soak.json").write_text(json.dumps({"title": "soak", "claims": [{"rows": [{"metric": "errors"}]}]}))
     assert results_page.main(["--results", str(results), "--page", str(page)]) == 0
-    assert (results / "details" / "soak.md").exists()
+    assert (results / "soak.md").exists()
     (results / "soak.json").unlink()
     assert results_page.main(["--check", "--results", str(results), "--page", str(page)]) == 1
     assert results_page.main(["--results", str(results), "--page", str(page)]) == 0
-    assert not (results / "details" / "soak.md").exists()
+    assert not (results / "soak.md").exists()
     assert results_page.main(["--check", "--results", str(results), "--page", str(page)]) == 0

@@ -22,7 +22,7 @@ from ..session import Session, SessionRegistry
 # UNCHANGED OUTPUTS: a streaming event never yields gr.skip() (or gr.update()) for an output it later gives a value.
 # Gradio 6.31 answers a skip by replacing the session's copy of that component with a new one (a new id), and keeps
 # the next value in the session's config under that new id for as long as the session lives: one more copy of the
-# memory map (~300 KB) per chat or reading, which was the soak's growing memory (docs/results/details/soak.md).
+# memory map (~300 KB) per chat or reading, which was the soak's growing memory (docs/results/soak.md).
 # Events yield the values already shown instead.
 MODEL_SLOTS = "model"  # concurrency id shared by every event that runs the model or reads a whole bank
 

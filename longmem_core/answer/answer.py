@@ -140,7 +140,7 @@ _MODES = (
 )
 MODE_SPECS: dict[str, Mode] = {m.name: m for m in _MODES}
 MODES: tuple[str, ...] = tuple(MODE_SPECS)
-# Chosen on a tuning book (frankenstein; docs/results/details/niah.md). eval-niah at 16k with RULER's
+# Chosen on a tuning book (frankenstein; docs/results/niah.md). eval-niah at 16k with RULER's
 # answer prefix, 12 trials: sentences_hybrid_cache 0.94 (single 1, multikey 1, multivalue 0.92, multiquery 0.83),
 # sentences_hybrid about the same (1, 1, 0.92, -), read_back_hybrid_cache 0.69, cache 0.21 (the prefix breaks the
 # copy path's exact match). Pass key through chat at 4k and 16k: sentences_hybrid_cache 8/8, sentences_hybrid 7/8
@@ -152,11 +152,11 @@ APP_MODES: tuple[str, ...] = ("quote", "fusion", "backbone")
 # answer functions, the app's setting, ``ask --search-top``; their passages are then cut to the token budget).
 # Not ``top_k``, the tokens the memory layer retrieves per query token and head. 6, what eval-qa,
 # eval-niah and eval-passkey measure with (their --top 6), so the app and ``ask`` answer as the figures say (on
-# the tuning questions 8 and 6 differed by one answer; docs/results/details/qa.md).
+# the tuning questions 8 and 6 differed by one answer; docs/results/qa.md).
 SEARCH_TOP = 6
 # What the copy path copies from in modes that read back: "read" (only the text read into the prompt, tokens
 # only) or "memory" (everything the bank holds). Modes without read-back always copy from memory. Chosen on the
-# tuning books (docs/results/details/qa.md): in the default mode
+# tuning books (docs/results/qa.md): in the default mode
 # "read" answered 14 of the 18 tuning questions whose sentences held the answer against 13, needles at 16k and
 # pass keys the same (0.94; 8/8), and its answers stop copying unrelated book text after a match.
 COPY_FROM = "read"
@@ -164,7 +164,7 @@ COPY_SOURCES = ("read", "memory")
 # The words an answer in a mode that reads back opens with (beyond the paper; RULER's templates open the answer
 # the same way). After "Read these passages...", the small backbone often talks about "the passage" instead of
 # answering; made to open with these words it answers from what it read. Chosen on the tuning questions
-# (docs/results/details/qa.md): with the books' names on the
+# (docs/results/qa.md): with the books' names on the
 # read-back lines (as the app writes them), 16 of the 18 held answered against 11 with no opening ("According
 # to the text," 13, "From what I read," 13, "According to my memory," 12); through eval-qa (lines named
 # "document") 14 against 14, every answer an answer rather than talk about "the passage"; pass key 8 of 8.

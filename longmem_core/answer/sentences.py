@@ -24,9 +24,9 @@ SENTENCES = 6  # sentences kept at most
 SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
 NEIGHBOURS = 0  # sentences after each kept one kept with it (its continuation)
 BEFORE = 0  # sentences before each kept one kept with it (what leads up to it; 1 did not help the pass-key trials
-# the mode missed on a tuning book: docs/results/details/niah.md)
+# the mode missed on a tuning book: docs/results/niah.md)
 MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share of the best sentence's: chosen on a
-# tuning book (frankenstein, 16k, 12 needle trials; docs/results/details/niah.md): 0 scored 8.0 of 12, 0.5 and
+# tuning book (frankenstein, 16k, 12 needle trials; docs/results/niah.md): 0 scored 8.0 of 12, 0.5 and
 # 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
 # sentences 8.5, each kept sentence with the next one 9.25
 DROP_DOMINATED = True  # skip a sentence whose question words a kept one holds with more (``dominated``)

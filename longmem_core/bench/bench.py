@@ -1,7 +1,7 @@
-"""The benchmark suite: python -m longmem_core bench [--json] [--quick] [--plot FILE].
+"""The benchmark suite: python -m longmem_core bench [--json] [--quick] [--out FILE.json] [--plot FILE].
 
-A full run writes its figures to docs/results/bench.json (with the command and the date) and its plot to
-docs/bench_scaling.png; ``python scripts/results_page.py`` then rebuilds docs/RESULTS.md from them.
+A run writes its figures, with the command and the date, to the JSON file ``--out`` names and its plot to ``--plot``
+(the results page's command gives both; ``python scripts/results_page.py`` then rebuilds the page from them).
 
 Every figure is measured in this run next to a baseline measured in the same run; ratios are what compare
 across machines. Sections: memorize throughput vs a plain transformers forward; retrieval time and recall,
@@ -45,8 +45,6 @@ from ..model.threads import default_workers, ordered_map
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = DEFAULT_BOOK
-RESULTS_JSON = ROOT / "docs" / "results" / "bench.json"  # what scripts/results_page.py reads
-PLOT = ROOT / "docs" / "bench_scaling.png"
 
 
 def _timed(fn, repeat: int = 1) -> float:
@@ -547,10 +545,11 @@ def plot_scaling(result: dict, path: str | os.PathLike) -> Path:
 
 # -- the suite --
 
-def _command(quick: bool, plot: str | None, device: str | None) -> str:
+def _command(quick: bool, plot: str | None, device: str | None, out: str | None = None) -> str:
     """The CLI line that runs ``run`` with these arguments (recorded in the JSON the results page is built from)."""
     return " ".join(["python -m longmem_core bench"] + (["--quick"] if quick else []) +
-                    ([f"--plot {plot}"] if plot else []) + ([f"--device {device}"] if device else []))
+                    ([f"--out {out}"] if out else []) + ([f"--plot {plot}"] if plot else []) +
+                    ([f"--device {device}"] if device else []))
 
 
 def _shown(path: Path) -> str:
@@ -561,7 +560,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def write_result(result: dict, path: str | os.PathLike = RESULTS_JSON) -> Path:
+def write_result(result: dict, path: str | os.PathLike) -> Path:
     """Write the bench's figures as the JSON file ``scripts/results_page.py`` builds docs/RESULTS.md from."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -571,14 +570,10 @@ def write_result(result: dict, path: str | os.PathLike = RESULTS_JSON) -> Path:
 
 def run(quick: bool = False, plot: str | None = None, device: str | None = None, out: str | None = None,
         log=lambda msg: print(msg, file=sys.stderr)) -> dict:
-    """Measure everything and return it. A full run (not ``quick``) also writes its JSON to ``out`` (default
-    docs/results/bench.json, what the results page is built from) and its plot to ``plot`` (default
-    docs/bench_scaling.png); a quick run writes only the files it is given."""
+    """Measure everything and return it; write its JSON to ``out`` and its plot to ``plot`` when they are given."""
     from ..model.model import LongMemModel
     from ..config import default_checkpoint
-    command = _command(quick, plot, device)
-    if not quick:
-        out, plot = out or RESULTS_JSON, plot or PLOT
+    command = _command(quick, plot, device, out)
     model = LongMemModel.load(checkpoint=default_checkpoint(), device=device)  # what the app and the CLI run
     text = BOOK.read_text(encoding="utf-8")
     result: dict = {"command": command, "date": datetime.now(timezone.utc).date().isoformat(), "machine": machine(),

@@ -46,7 +46,7 @@ from ..model.model import LongMemModel, PromptCache
 
 MODES: tuple[str, ...] = ("context", "memory", "knn", "kate", "centroid", "context_cal", "centroid_context", "auto")
 # centroid_context wins the sentiment tasks and loses topic-like ones to the k-NN vote, so the default, ``auto``,
-# chooses among the modes per demonstration set (docs/results/details/icl_auto.md)
+# chooses among the modes per demonstration set (docs/results/icl_auto.md)
 DEFAULT_MODE = "auto"
 CONTENT_FREE = ("N/A", "", "[MASK]")  # content-free inputs of contextual calibration (Zhao et al. 2021)
 # the neighbours of ``knn``, the centroid temperature and the mix weight: settings.MODE

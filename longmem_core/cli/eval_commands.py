@@ -83,6 +83,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("bench", help="measure speed figures against baselines measured in the same run")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
+    p.add_argument("--out", metavar="FILE.json", help="also write the figures, with this command and the date, to FILE")
     p.add_argument("--plot", metavar="FILE.svg", help="also draw retrieval time and RAM against bank size")
     p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -260,7 +261,7 @@ def cmd_eval_chapterbreak(args) -> dict:
 
 def cmd_bench(args) -> dict:
     from ..bench.bench import run
-    result = run(quick=args.quick, plot=args.plot, device=args.device)
+    result = run(quick=args.quick, plot=args.plot, device=args.device, out=args.out)
     if not args.json:
         print(json.dumps(result, indent=2))
     return result

@@ -12,7 +12,7 @@ Two facts make the controls hold by construction:
 * ``memory_share`` scales every head's trained memory share sigmoid(g_h) once, before adaptation (the books
   checkpoint's gates opened to 0.92-1.00 on its training books; 0.75 of that predicted the tuning books better).
 
-Both settings were chosen on the tuning books frankenstein and the_time_machine (docs/results/details/perplexity.md).
+Both settings were chosen on the tuning books frankenstein and the_time_machine (docs/results/perplexity.md).
 """
 from __future__ import annotations
 

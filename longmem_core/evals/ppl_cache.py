@@ -23,14 +23,14 @@ from ..model.model import LongMemModel
 from ..answer.neural_cache import THETA, TokenCache, key_states, mix
 
 # eval-ppl --cache's setting, chosen with LongMem on the first 8,192 tokens of the tuning books frankenstein and
-# the_time_machine (docs/results/details/perplexity.md; great_expectations was a training book of the checkpoint)
+# the_time_machine (docs/results/perplexity.md; great_expectations was a training book of the checkpoint)
 LAMBDA_MIX = 0.2  # cache weight, times the cache's confidence (GATED_MIX); neural_cache.LAMBDA_PPL is 0.05 ungated
 THETA_MIX = THETA
 DIM_MIX = 1 << 16  # at or above the backbone's width: the states as they are, unprojected (576 for SmolLM2-135M)
 GATED_MIX = True
 # the cache's keys: hidden_states[-4] = H[L - 3], the input of the third-last block (H[27] of SmolLM2-135M's 31);
 # chosen with LAMBDA_MIX and THETA_MIX on the same tuning books (-0.3 points against the final normed state;
-# H[26] and H[28] within 0.1; docs/results/details/perplexity.md). kNN-LM (Khandelwal et al. 2020) also found a
+# H[26] and H[28] within 0.1; docs/results/perplexity.md). kNN-LM (Khandelwal et al. 2020) also found a
 # state below the output the better key.
 LAYER_MIX = -4
 SYSTEMS = ("local", "longmem")  # p_model: the backbone alone on its segment, or LongMem reading its bank

@@ -9,7 +9,7 @@ top-k queries with global chunk ids:
 - ``IVFIndex``: approximate (faiss ``IndexIVFFlat``, inner product), trained on the chunks in the bank.
 A bank's index kind (one of ``config.INDEX_KINDS``) picks between them: "flat" always exact, "ivf" approximate as soon
 as there are enough chunks to train it, "auto" (the default) exact below ``settings.INDEX.auto_approx_chunks`` chunks
-and approximate above (the size is chosen by measurement: docs/results/details/index.md, ``python -m longmem_core
+and approximate above (the size is chosen by measurement: docs/results/index.md, ``python -m longmem_core
 bench``).
 """
 from __future__ import annotations
@@ -28,13 +28,13 @@ QUERY_BLOCK = 1024  # queries a torch exact search scores at once
 
 def ivf_lists(max_chunks: int) -> int:
     """Inverted lists of an IVF index for a bank of ``max_chunks`` chunks: ~64 chunks a list when full, a power
-    of two in 64..4096 (4096 for a 1M-token bank; measured against 1024: docs/results/details/index.md)."""
+    of two in 64..4096 (4096 for a 1M-token bank; measured against 1024: docs/results/index.md)."""
     return int(min(4096, max(64, 2 ** round(math.log2(max_chunks / 64)))))
 
 
 def default_nprobe(nlist: int) -> int:
     """Lists searched per query: twice sqrt(nlist) rounded up to a power of two (32 of 128 lists, 64 of 512, 128
-    of 2048 or 4096): recall@16 against exact >= 0.9 at 16k-1M tokens, measured (docs/results/details/index.md)."""
+    of 2048 or 4096): recall@16 against exact >= 0.9 at 16k-1M tokens, measured (docs/results/index.md)."""
     return min(nlist, 2 * 2 ** math.ceil(math.log2(nlist) / 2))
 
 

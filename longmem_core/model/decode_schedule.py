@@ -3,7 +3,7 @@
 ``cfg.parallel_decode`` lets a cached one-token step run the SideNet in a pool thread beside the backbone
 (``LongMemModel._decode_in_two_threads``). Whether that pays depends on the CPU: on the AMD EPYC this project was
 first measured on it took generation from about 0.66x to 0.97x the backbone's speed; on the Intel Xeon of a later
-session it fell from 0.89x to 0.57x (docs/results/details/generation.md). Both schedules give the same tokens
+session it fell from 0.89x to 0.57x (docs/results/generation.md). Both schedules give the same tokens
 (tested), so the choice can be measured on the model's own first decode steps: they alternate between the two,
 and once each has ``trials`` timed steps (after ``warmup`` untimed ones; ``settings.DECODE_SCHEDULE``) the faster median wins for the rest of
 the process.

@@ -6,7 +6,7 @@ Interface shared by the answer modes, the evaluations and the app: ``rank_chunks
 returns the ``top`` chunks best first, each ``Retrieved`` with the score that ranked it.
 
 How it scores (chosen on the tuning books; figures and the variants that lost in
-``docs/results/search_probe.json``): the question is read once up to the SideNet's memory layer, giving one
+docs/results/retrieval.md): the question is read once up to the SideNet's memory layer, giving one
 memory query per token and head, formed exactly as the memory layer forms the queries it searches with (the block's
 query projection plus the trained low-rank delta, position policy applied). The *last* token's queries score the
 mean key of every chunk in the bank (what the bank's index searches), ``q . k * D**-0.5``, as a softmax over the
