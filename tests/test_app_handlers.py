@@ -12,7 +12,7 @@ from app.handlers import AppError
 from app.session import Session, SessionRegistry
 from app.config import AppSettings
 from longmem_core import LongMemModel, preset
-from longmem_core.classify import icl, icl_modes
+from longmem_core.classify import icl, icl_modes, key_scores
 from longmem_core.classify.settings import MODE, SELECTION
 from pdf_util import make_pdf
 
@@ -331,15 +331,15 @@ def test_a_text_is_read_once_for_its_key(model, tmp_path, monkeypatch):
     loaded = handlers.load_demonstrations(model, session, handlers.demonstration_set(
         handlers.UPLOADED_SET, write(tmp_path, "d.csv", DEMOS)), capacity=CAPACITY)
     handlers.classify_text(model, session, "a warm film", k=2, top=3)  # builds the classifier
-    read, real = [], icl_modes.text_key
-    monkeypatch.setattr(icl_modes, "text_key", lambda *a: read.append(a[1]) or real(*a))
+    read, real = [], key_scores.text_key
+    monkeypatch.setattr(key_scores, "text_key", lambda *a: read.append(a[1]) or real(*a))
     result = handlers.classify_text(model, session, "a dull film", k=2, top=3)
     assert read == ["a dull film"]  # one key for the modes and the nearest demonstrations
     # the nearest demonstrations are still those of the text's own key
     keys = loaded.classifier.modes.centred
-    query = icl_modes.centre_query(keys, real(model, "a dull film", loaded.template))
+    query = key_scores.centre_query(keys, real(model, "a dull film", loaded.template))
     assert [(d["index"], d["cosine"]) for d in result["nearest"]] == \
-        [(i, round(sim, 6)) for i, sim in icl_modes.nearest(keys, query, 3)]
+        [(i, round(sim, 6)) for i, sim in key_scores.nearest(keys, query, 3)]
 
 
 def test_the_classifier_is_built_once_per_set_and_k(model, tmp_path):

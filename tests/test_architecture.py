@@ -156,3 +156,82 @@ def test_neither_library_nor_app_imports_the_lab_or_the_scripts():
         if "sys.path" in text and ("experiments" in text or "scripts" in text):
             found.append(f"{path.relative_to(ROOT)}: changes sys.path")
     assert not found, "\n".join(found)
+
+
+def first_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` (a list of nodes, the first repeated at the end), or [] when it has none."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return []
+        path.append(node)
+        for other in sorted(graph.get(node, ())):
+            found = visit(other)
+            if found:
+                return found
+        path.pop()
+        done.add(node)
+        return []
+
+    for node in sorted(graph):
+        found = visit(node)
+        if found:
+            return found
+    return []
+
+
+def test_first_cycle_finds_one():
+    assert first_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert first_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def typing_only(path: Path) -> set[int]:
+    """Line numbers of the imports under ``if TYPE_CHECKING:`` in ``path``: names for annotations, never run."""
+    lines = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            lines |= {n.lineno for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return lines
+
+
+def test_no_cycles_between_library_modules():
+    """Also inside a package. An import inside a function counts (it runs, only later); an import under
+    ``if TYPE_CHECKING:`` does not (it only names a type for an annotation: e.g. generation.py's functions take the
+    LongMemModel whose methods call them)."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    skipped = {name: typing_only(path) for name, path in MODULES.items()}
+    for a, b, where in edges():
+        if int(where.rsplit(":", 1)[1]) in skipped[a]:
+            continue
+        if a != b and not (b == "longmem_core" or a.startswith(b + ".")):  # a package's own __init__ is not a cycle
+            graph[a].add(b)
+    assert not first_cycle(graph), "a cycle of imports: " + " -> ".join(first_cycle(graph))
+
+
+def app_graph() -> dict[str, set[str]]:
+    """The app's modules (app.py, app/...) and which of them each imports."""
+    paths = [ROOT / "app.py", *sorted((ROOT / "app").rglob("*.py"))]
+    names = {module_name(p): p for p in paths}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])) \
+                    if node.level else (node.module or "")
+                found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in names else base for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in names and m != name}
+    return graph
+
+
+def test_no_cycles_between_app_modules():
+    graph = app_graph()
+    assert "app.components.page" in graph and graph["app.ui"], "the parse finds the app's modules and imports"
+    assert not first_cycle(graph), "a cycle of imports in the app: " + " -> ".join(first_cycle(graph))

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from longmem_core.classify import icl, icl_modes, icl_select
+from longmem_core.classify import icl, icl_modes, icl_select, key_scores
 from longmem_core.classify.settings import MODE, SELECTION
 from test_icl import DEMOS, TEST
 
@@ -50,8 +50,8 @@ def test_selection_holds_out_no_demonstration_of_the_prompt(tiny_model):
 
 def test_held_out_texts_are_read_as_test_texts(tiny_model, monkeypatch):
     classifier = _classifier(tiny_model)
-    read, real = [], icl_modes.text_key
-    monkeypatch.setattr(icl_modes, "text_key", lambda *a: read.append(a[1]) or real(*a))
+    read, real = [], key_scores.text_key
+    monkeypatch.setattr(key_scores, "text_key", lambda *a: read.append(a[1]) or real(*a))
     selection = classifier.select()
     assert read == [DEMOS[i][0] for i in selection.indices]  # one key read per held-out text, as a test text's
     assert classifier.seconds["key"] == 0  # ... counted as choosing, not as classifying
@@ -67,9 +67,9 @@ def test_auto_predicts_as_the_chosen_mode(tiny_model):
 def test_the_choice_follows_held_out_accuracy_with_the_margin(tiny_model, monkeypatch):
     classifier = _classifier(tiny_model)
     # the key modes see every held-out demonstration's own label as its only neighbour's: perfect
-    onehot = icl_modes.label_onehot(classifier.keys.memory, classifier.labels)
+    onehot = key_scores.label_onehot(classifier.keys.memory, classifier.labels)
     classifier.keys.keys = torch.nn.functional.normalize(onehot + 0.01 * torch.randn(onehot.shape), dim=-1)
-    classifier.centred = icl_modes.centred(classifier.keys)
+    classifier.centred = key_scores.centred(classifier.keys)
     wrong = {label: -5.0 if label == "positive" else 0.0 for label in classifier.labels}  # always "negative"
     monkeypatch.setattr(icl_select, "classify", lambda *a, **k: icl.Prediction(label="negative", scores=wrong))
     chosen = icl_select.select(classifier, margin=1, read_keys=False)  # the stored keys stand in for the texts'

@@ -1,9 +1,6 @@
 """The Chat tab: questions about what was read, streamed answers, and the chunks retrieved for each."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import gradio as gr
 
 from longmem_core.answer import answer as answer_modes
@@ -11,9 +8,8 @@ from longmem_core.answer import answer as answer_modes
 from .. import handlers, views
 from .common import Ui, user_errors
 from .memory_map import drawn
+from .page import ChatWidgets, Page
 
-if TYPE_CHECKING:
-    from .page import Page
 
 PLACEHOLDER = ("**Ask about what you read into memory.** The answer streams here, with the sentence it rests on and "
                "its page; on the right you see the chunks the search found in memory, highlighted in their text.")
@@ -47,18 +43,6 @@ def messages(turns: list[dict], current: handlers.ChatResult | None = None) -> l
             out.append({"role": "assistant", "content": f"**With memory:** {answer}"})
             out.append({"role": "assistant", "content": f"**Backbone alone, no memory:** {alone or '…'}"})
     return out
-
-
-@dataclass(frozen=True)
-class ChatWidgets:
-    chatbot: gr.Chatbot  # emptied by the Memory tab's Clear too
-    question: gr.Textbox
-    compare: gr.Checkbox
-    mode: gr.Dropdown
-    stop: gr.Button
-    restart: gr.Button
-    retrieved: gr.HTML  # emptied by the Memory tab's Clear too
-    answer_json: gr.JSON
 
 
 def render(ui: Ui) -> ChatWidgets:

@@ -3,38 +3,16 @@ demonstrations held out of memory) against k in context only."""
 from __future__ import annotations
 
 from contextlib import closing
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from .. import handlers, views
 from ..background import Done, stream
 from .common import Ui, checked_number, user_errors
+from .page import ClassifyWidgets, Page
 
-if TYPE_CHECKING:
-    from .page import Page
 
 RESULT_COLUMNS = ["text", "label", "default (beyond the paper)", "in context only", "paper: memory layer"]
-
-
-@dataclass(frozen=True)
-class ClassifyWidgets:
-    choice: gr.Dropdown
-    upload: gr.File
-    template: gr.Dropdown
-    k: gr.Slider
-    text: gr.Textbox
-    test_file: gr.File
-    bundled_test: gr.Checkbox
-    run: gr.Button
-    stop: gr.Button
-    status: gr.HTML  # the tab's status line: progress, results and errors
-    probabilities: gr.Label
-    explanation: gr.HTML
-    accuracy: gr.HTML
-    table: gr.Dataframe
-    result_json: gr.JSON
 
 
 def render(ui: Ui) -> ClassifyWidgets:

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import gradio as gr
 
@@ -14,25 +12,7 @@ from ..config import WHEN_FULL
 from ..handlers import AppError
 from .common import Ui, user_errors
 from .memory_map import drawn
-
-if TYPE_CHECKING:
-    from .page import Page
-
-
-@dataclass(frozen=True)
-class MemoryWidgets:
-    files: gr.File
-    example: gr.Dropdown
-    read: gr.Button
-    stop: gr.Button
-    progress: gr.HTML  # the tab's status line: reading progress, results and errors
-    summary: gr.HTML
-    save: gr.Button
-    load: gr.UploadButton
-    clear: gr.Button
-    download: gr.HTML  # the one-time link to the latest saved bank (app/downloads.py)
-    stats: gr.JSON
-    when_full: gr.Radio  # what reading does when the documents would not fit (config.WHEN_FULL)
+from .page import MemoryWidgets, Page
 
 
 def render(ui: Ui) -> MemoryWidgets:

@@ -1,23 +1,12 @@
 """The Memory map tab: where in each document answers looked, and the chunk keys in two dimensions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import gradio as gr
 
 from .. import views
 from ..session import Session
 from .common import Ui
-
-if TYPE_CHECKING:
-    from .page import Page
-
-
-@dataclass(frozen=True)
-class MapWidgets:
-    view: gr.HTML  # redrawn by the Memory and Chat tabs' events too
-    redraw: gr.Button
+from .page import MapWidgets, Page
 
 
 def drawn(session: Session) -> str:

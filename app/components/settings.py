@@ -1,27 +1,13 @@
 """The Settings tab: retrieval, memory and generation settings of this session, with the model's fixed ones."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from .. import handlers
 from .common import Ui, checked_number, int_choice
-
-if TYPE_CHECKING:
-    from .page import Page
-
-
-@dataclass(frozen=True)
-class SettingsWidgets:
-    top_k: gr.Dropdown
-    search_top: gr.Slider
-    max_new_tokens: gr.Slider
-    temperature: gr.Slider
-    chunk_size: gr.Dropdown
-    capacity: gr.Number
+from .page import Page, SettingsWidgets
 
 
 def render(ui: Ui) -> SettingsWidgets:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from longmem_core import DocumentError, LongMemModel, limits, read_labelled
-from longmem_core.classify import icl, icl_modes, icl_select
+from longmem_core.classify import icl, icl_modes, key_scores
 from longmem_core.classify import settings as classify_settings
 
 from ..session import Classifier, Demonstrations, Session
@@ -144,7 +144,7 @@ def _nearest(classifier: Classifier, key: torch.Tensor | None, top: int) -> list
     keys = classifier.modes.centred
     if keys is None or key is None or top <= 0:
         return []
-    return icl_modes.nearest(keys, icl_modes.centre_query(keys, key), top)
+    return key_scores.nearest(keys, key_scores.centre_query(keys, key), top)
 
 
 def selection(classifier: Classifier) -> dict | None:

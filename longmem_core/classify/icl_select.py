@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from . import settings
+from . import key_scores, settings
 from .icl import classify, format_demonstration
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def stratified_sample(labels: Sequence[str], allowed: Sequence[int], n: int, see
 
 
 def _knn_loo(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int) -> torch.Tensor:
-    """k-NN vote scores [L] as ``icl_modes.knn_vote`` (a vote plus similarity / (neighbours + 1)), from one
+    """k-NN vote scores [L] as ``key_scores.knn_vote`` (a vote plus similarity / (neighbours + 1)), from one
     held-out text's similarities [M] to the demonstrations (its own set to -inf beforehand)."""
     top = sims.topk(min(neighbours, int(torch.isfinite(sims).sum())))
     return ((1 + top.values / (neighbours + 1))[:, None] * onehot[top.indices]).sum(0)
@@ -104,7 +104,6 @@ def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, mar
     ``read_keys``: each held-out text's key is read as a test text's (one short forward each); else its stored
     key stands in (free, but optimistic for the key modes). ``max_held_out``, ``margin`` and ``z`` default to
     ``settings.SELECTION``."""
-    from . import icl_modes
     conf = settings.SELECTION
     max_held_out = conf.max_held_out if max_held_out is None else max_held_out
     candidates, fallback = conf.candidates, conf.fallback
@@ -122,13 +121,13 @@ def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, mar
                          demonstrations=len(examples), seconds=time.perf_counter() - start, few=True,
                          reason="every demonstration is in the prompt, so none could be held out: "
                                 f"{fallback} is kept")
-    onehot = icl_modes.label_onehot(memory, labels)  # [M, L]
+    onehot = key_scores.label_onehot(memory, labels)  # [M, L]
     raw, cen = classifier.keys.keys, classifier.centred.keys  # [M, G*D] each
     predicted: dict[str, list[str]] = {m: [] for m in candidates}
     for i in held:
         # the text's key as a test text's is read (its stored key, read amid the other demonstrations, sits much
         # nearer them: on language id the key modes scored 0.6 held out that way and 0.35 on test texts)
-        query = icl_modes.text_key(classifier.model, examples[i][0], classifier.template) if read_keys else raw[i]
+        query = key_scores.text_key(classifier.model, examples[i][0], classifier.template) if read_keys else raw[i]
         sims = raw @ query  # [M]
         sims[i] = -float("inf")
         predicted["knn"].append(labels[int(_knn_loo(sims, onehot, classifier.neighbours).argmax())])
@@ -136,12 +135,12 @@ def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, mar
         others[i] = 0  # its own key out of its label's centroid
         sums = others.T @ cen  # [L, G*D]
         centroids = torch.nn.functional.normalize(sums / others.sum(0).clamp(min=1)[:, None], dim=-1)
-        near = icl_modes.centroid_distribution(centroids, icl_modes.centre_query(classifier.centred, query))  # [L]
+        near = key_scores.centroid_distribution(centroids, key_scores.centre_query(classifier.centred, query))  # [L]
         predicted["centroid"].append(labels[int(near.argmax())])
         scores = classify(classifier.model, examples[i][0], labels, context=classifier.context,
                           template=classifier.template, top=0, cache=classifier.caches["context"]).scores
-        probs = icl_modes.probabilities(scores, labels)
-        calibrated = icl_modes.calibrate(probs, classifier.content_free)
+        probs = key_scores.probabilities(scores, labels)
+        calibrated = key_scores.calibrate(probs, classifier.content_free)
         predicted["context"].append(labels[int(probs.argmax())])
         predicted["context_cal"].append(labels[int(calibrated.argmax())])
         mix = settings.MODE.mix_weight

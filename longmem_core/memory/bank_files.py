@@ -26,14 +26,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 
 from ..config import check_capacity, check_index_kind
 from .index import IVFIndex
-from .memory_bank import STORAGE_DTYPE, MemoryBank
 from ..limits import MAX_LABEL_CHARS
 
 FORMAT_VERSION = 2
@@ -48,7 +47,7 @@ SAVE_STEPS = ("tensors", "meta", "synced", "switched", "cleaned")  # what ``save
 _after_step: Callable[[str], None] | None = None  # test hook: called after each step of ``save``
 
 # safetensors dtype name -> (torch dtype, bytes per element), for the dtypes a bank holds
-_DTYPES = {"F16": (STORAGE_DTYPE, 2), "F32": (torch.float32, 4), "BOOL": (torch.bool, 1), "I64": (torch.int64, 8)}
+_DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "BOOL": (torch.bool, 1), "I64": (torch.int64, 8)}
 _META_TYPES = {"format": int, "n_kv_heads": int, "head_dim": int, "chunk_size": int, "capacity": int, "index": str,
                "nprobe": (int, type(None)), "backbone": str, "memory_layer": int, "first_id": int, "sources": list}
 _SOURCE_KEYS = {"name", "text", "pages", "page_labels"}
@@ -62,9 +61,32 @@ class BankNotFoundError(BankFileError, FileNotFoundError):
     """There is no memory bank at a path (no folder or no meta.json)."""
 
 
+class StoredBank(Protocol):
+    """What a bank file holds of a bank (``MemoryBank`` has it all): its layout, its arrays of n stored chunks,
+    oldest first, and its sources."""
+    keys: torch.Tensor  # [G, n, c, D] float16
+    values: torch.Tensor  # [G, n, c, D] float16
+    token_mask: torch.Tensor  # [n, c] bool
+    chunk_source: np.ndarray  # [n] int64
+    chunk_tokens: np.ndarray  # [n, 2] int64
+    chunk_chars: np.ndarray  # [n, 2] int64
+    index: Any  # its search structure (index.py): an IVF index's centroids and lists are saved
+    first_id: int
+    n_chunks: int
+    n_kv_heads: int
+    head_dim: int
+    chunk_size: int
+    capacity: int
+    index_kind: str
+    nprobe: int | None
+    backbone: str
+    memory_layer: int
+    sources: list[dict]
+
+
 # -- saving --
 
-def save(bank: MemoryBank, directory: str | os.PathLike) -> Path:
+def save(bank: StoredBank, directory: str | os.PathLike) -> Path:
     """Write ``bank`` to ``directory`` so that a crash at any instant leaves either the complete old bank or the
     complete new one there.
 
@@ -157,14 +179,14 @@ def _exchange(a: Path, b: Path) -> bool:
 
 # -- loading --
 
-def load(directory: str | os.PathLike, device: torch.device | str = "cpu", *, documents: bool = True) -> MemoryBank:
-    """A new bank read from ``directory``, every file checked before anything is allocated for it (see the
-    module docstring); BankFileError names the first problem. Nothing outside the new bank changes.
-    ``documents``: every chunk must name one of the bank's sources (a document bank, the default: the answer modes
-    read every chunk's text); False also accepts chunks of no source (-1: a bank of bare keys, as training and
-    benchmarks write)."""
+def read(directory: str | os.PathLike, *, documents: bool = True) -> dict[str, Any]:
+    """The bank in ``directory``, every file checked before anything is allocated for it (see the module
+    docstring), as the keyword arguments of ``MemoryBank.adopt`` (``MemoryBank.load`` builds the bank from them);
+    BankFileError names the first problem. ``documents``: every chunk must name one of the bank's sources (a
+    document bank, the default: the answer modes read every chunk's text); False also accepts chunks of no source
+    (-1: a bank of bare keys, as training and benchmarks write)."""
     directory = Path(directory)
-    name = directory.name or str(directory)
+    name = shown_name(directory)
     if not (directory / META_FILE).is_file():
         raise BankNotFoundError(f"{name} is not a memory bank (no {META_FILE})")
     try:
@@ -174,16 +196,18 @@ def load(directory: str | os.PathLike, device: torch.device | str = "cpu", *, do
     except OSError as exc:
         raise BankFileError(f"{name}: cannot read the bank ({exc.strerror or type(exc).__name__})") from exc
     _check_contents(tensors, meta, name, documents)
-    try:
-        return MemoryBank.adopt(
-            keys=tensors["keys"], values=tensors["values"], token_mask=tensors["token_mask"],
-            chunk_source=tensors["chunk_source"].numpy(), chunk_tokens=tensors["chunk_tokens"].numpy(),
-            chunk_chars=tensors["chunk_chars"].numpy(), first_id=meta["first_id"], sources=meta["sources"],
-            capacity=meta["capacity"], index=meta["index"], nprobe=meta["nprobe"], backbone=meta["backbone"],
-            memory_layer=meta["memory_layer"], centroids=tensors.get("ivf_centroids"), lists=tensors.get("ivf_lists"),
-            device=device)
-    except RuntimeError as exc:  # faiss refusing the centroids
-        raise BankFileError(f"{name}: the search index cannot be rebuilt ({str(exc).splitlines()[0]})") from exc
+    return dict(keys=tensors["keys"], values=tensors["values"], token_mask=tensors["token_mask"],
+                chunk_source=tensors["chunk_source"].numpy(), chunk_tokens=tensors["chunk_tokens"].numpy(),
+                chunk_chars=tensors["chunk_chars"].numpy(), first_id=meta["first_id"], sources=meta["sources"],
+                capacity=meta["capacity"], index=meta["index"], nprobe=meta["nprobe"], backbone=meta["backbone"],
+                memory_layer=meta["memory_layer"], centroids=tensors.get("ivf_centroids"),
+                lists=tensors.get("ivf_lists"))
+
+
+def shown_name(directory: str | os.PathLike) -> str:
+    """How a message names a bank folder: its own name, never the full path."""
+    directory = Path(directory)
+    return directory.name or str(directory)
 
 
 def _read_meta(path: Path, name: str) -> dict:

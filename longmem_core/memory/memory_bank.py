@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..config import INDEX_KINDS, check_capacity, check_index_kind  # noqa: F401 (INDEX_KINDS re-exported)
-from . import settings
+from . import bank_files, settings
 from .index import ChunkIndex, FlatIndex, IVFIndex, approximate_from, default_nprobe, ivf_lists
 
 STORAGE_DTYPE = torch.float16  # keys/values are kept in 16 bits
@@ -478,17 +478,20 @@ class MemoryBank:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the bank to ``directory``, replacing what is there in one atomic step (see ``bank_files.save``)."""
-        from .bank_files import save
-        return save(self, directory)
+        return bank_files.save(self, directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: torch.device | str = "cpu", *,
              documents: bool = True) -> "MemoryBank":
         """A new bank read from ``directory`` (onto ``device``), checked whole before anything is allocated for
-        it; BankFileError (a ValueError) names what is wrong (see ``bank_files.load``). ``documents``: every chunk
+        it; BankFileError (a ValueError) names what is wrong (see ``bank_files.read``). ``documents``: every chunk
         must name one of the bank's sources (what answering and the app need); False for a bank of bare keys."""
-        from .bank_files import load
-        return load(directory, device, documents=documents)
+        contents = bank_files.read(directory, documents=documents)
+        try:
+            return cls.adopt(**contents, device=device)
+        except RuntimeError as exc:  # faiss refusing the centroids
+            raise bank_files.BankFileError(f"{bank_files.shown_name(directory)}: the search index cannot be rebuilt "
+                                           f"({str(exc).splitlines()[0]})") from exc
 
     @classmethod
     def adopt(cls, *, keys: torch.Tensor, values: torch.Tensor, token_mask: torch.Tensor, chunk_source: np.ndarray,
@@ -500,7 +503,7 @@ class MemoryBank:
         on the CPU): keys/values [G, n, c, D] float16, token_mask [n, c] bool, chunk_source [n], chunk_tokens
         [n, 2], chunk_chars [n, 2] int64. The search structure is rebuilt from the keys (IVF around
         ``centroids`` [G, nlist, D] when given, with ``lists`` [G, n] the inverted list of each chunk). Callers
-        check consistency first (``bank_files.load`` does)."""
+        check consistency first (``bank_files.read`` does)."""
         G, n, c, D = keys.shape
         bank = cls(n_kv_heads=G, head_dim=D, chunk_size=c, capacity=capacity, index=index, backbone=backbone,
                    memory_layer=memory_layer, device=device)

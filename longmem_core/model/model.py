@@ -16,16 +16,17 @@ import torch
 from torch import nn
 
 from . import checkpoint as checkpoints
-from . import generation, scoring
+from . import generation, scoring, search
 from .backbone import FrozenBackbone, load_backbone
 from .checkpoint import CHECKPOINT_FORMAT, CheckpointMismatchError, read_checkpoint_meta  # noqa: F401 (public here)
 from ..config import LongMemConfig
 from .decode_schedule import DecodeSchedule
 from .generation import Generation, sample_token  # noqa: F401 (public here)
 from .kv_cache import KVCache, ModelCaches  # noqa: F401 (public here)
-from ..memory.memory_bank import BankMismatchError, ChunkInfo, MemoryBank
+from ..memory.memory_bank import BankMismatchError, MemoryBank
 from ..precision import computing_in, memorize_dtype
 from .prompts import chat_prompt, sink_token_id
+from .retrieved import Retrieved  # noqa: F401 (public here)
 from .scoring import PromptCache
 from .side_network import RetrievalTrace, SideNetwork
 from .threads import HiddenStream, default_workers, ordered_map, side_thread, single_threaded_ops
@@ -46,22 +47,6 @@ class MemorizeStats:
     tokens: int
     chunks: int
     seconds: float
-
-
-@dataclass
-class Retrieved:
-    """One retrieved chunk, with its exact text and how much weight it got."""
-
-    info: ChunkInfo
-    score: float
-    found_by: str = ""  # the search that listed it, where one is named: "memory" (the model's own search, keys and
-    # SideNet queries), "hybrid" (that search fused with BM25), "bm25"
-
-    def to_dict(self) -> dict:
-        i = self.info
-        return {"chunk_id": i.chunk_id, "source": i.source, "char_start": i.char_start, "char_end": i.char_end,
-                "text": i.text, "score": round(self.score, 6), "token_start": i.token_start, "token_end": i.token_end,
-                "page": i.page, "page_label": i.page_label, "found_by": self.found_by}
 
 
 class LongMemModel(nn.Module):
@@ -317,8 +302,7 @@ class LongMemModel(nn.Module):
         """The ``chunks_listed`` chunks the memory search finds for ``query``, best first, each with the score that
         ranked it (``search.rank_chunks``: what is listed is what the search scored). ``top`` is an alias of
         ``chunks_listed``."""
-        from .search import rank_chunks
-        return rank_chunks(self, bank, query, top if top is not None else chunks_listed)
+        return search.rank_chunks(self, bank, query, top if top is not None else chunks_listed)
 
     @torch.no_grad()
     def attention_mass(self, query: str, bank: MemoryBank, chunks_listed: int = 5,

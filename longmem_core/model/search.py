@@ -23,13 +23,17 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..memory.memory_bank import MemoryBank
 from . import settings
-from .model import LongMemModel, Retrieved
+from .retrieved import Retrieved
+
+if TYPE_CHECKING:  # the model calls this module (LongMemModel.retrieve); annotations only
+    from .model import LongMemModel
 
 SCORE_BLOCK = 65_536  # chunks scored at once: bounds the [T, H, block] score matrix on big banks
 
