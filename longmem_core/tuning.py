@@ -2,11 +2,11 @@
 
 Every number or choice the library picked by measuring lives in a small frozen dataclass per concern (the
 ``settings.py`` of its package: ``model/settings.py``, ``memory/settings.py``, ``documents/settings.py``,
-``classify/settings.py``), declared with ``tuned``: the value, one line saying why, and the results claim page
-(``docs/results/<claim>.md``) that measured it. Each of those modules holds one default instance per
-dataclass that the code reads at call time, so a caller (or a test) changes a setting with
-``dataclasses.replace`` on that instance. Plain structural constants (file formats, names, input limits) stay
-beside the code that uses them.
+``answer/settings.py``, ``classify/settings.py``, ``evals/settings.py``), declared with ``tuned``: the value, one
+line saying why, and the results claim page (``docs/results/<claim>.md``) that measured it. Each of those modules
+holds one default instance per dataclass that the code reads at call time, so a caller (or a test) changes a
+setting with ``dataclasses.replace`` on that instance. Plain structural constants (file formats, names, input
+limits) stay beside the code that uses them.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from longmem_core.answer import answer, neural_cache
+from longmem_core.answer import answer, neural_cache, settings
 
 TEXT = ("The lighthouse keeper lived alone on the rock. Every night he lit the lamp. "
         "The pass key is 4821. Remember it. Ships passed safely through the strait. ") * 2
@@ -74,10 +74,10 @@ def test_stream_yields_the_answer_text(memory):
     prepared = answer.prepare(model, bank, "Who lit the lamp?", "read_back")
     gen = answer.stream(model, prepared, max_new_tokens=5)
     assert "".join(gen) == gen.text
-    assert prepared.opening == answer.ANSWER_OPENING  # a read-back answer opens with it, already in the prompt
+    assert prepared.opening == settings.ANSWER.answer_opening  # a read-back answer opens with it, in the prompt
     full = answer.answer(model, bank, "Who lit the lamp?", mode="read_back", max_new_tokens=5).text
     assert full == prepared.opening + gen.text
-    assert model.tokenizer.decode(prepared.prompt_ids).endswith(answer.ANSWER_OPENING)
+    assert model.tokenizer.decode(prepared.prompt_ids).endswith(settings.ANSWER.answer_opening)
 
 
 def test_only_read_back_answers_open_with_the_opening_and_a_callers_prefix_replaces_it(memory):

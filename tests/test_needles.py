@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import BOOK
-from longmem_core.evals.needles import (NEEDLES_PER_TASK, SNAP_CHARS, TASKS, Haystack, even_depths, insert_needles,
-                                        make_trial, Needle, spans_overlap, string_match_all)
+from longmem_core.evals import settings as eval_settings
+from longmem_core.evals.needles import (NEEDLES_PER_TASK, TASKS, Haystack, even_depths, insert_needles, make_trial,
+                                        Needle, spans_overlap, string_match_all)
 
 ASKED = {"single": 1, "multikey": 1, "multivalue": 4, "multiquery": 2}
 
@@ -51,7 +52,7 @@ def test_length_in_tokens_and_depth(haystack, length, depth, task, seed):
     t = make_trial(haystack, task, length, depth, random.Random(seed))
     assert abs(haystack.count(t.document) - length) <= 2 * len(t.needles)  # needles meet text: a token or two
     first = t.needles[0]
-    slack = (SNAP_CHARS + sum(len(n.text) + 2 for n in t.needles)) / len(t.document)
+    slack = (eval_settings.NEEDLES.snap_chars + sum(len(n.text) + 2 for n in t.needles)) / len(t.document)
     assert abs(first.char_start / len(t.document) - depth) <= slack
     if depth == 0:
         assert first.char_start == 0

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from longmem_core.answer import neural_cache
+from longmem_core.answer import neural_cache, settings
 
 
 def test_projection_is_orthonormal_and_keys_unit_length():
@@ -48,7 +48,8 @@ def test_exact_match_finds_the_longest_repeat_and_what_followed():
 
 
 def test_copy_weight_grows_with_the_match():
-    weights = [neural_cache.copy_weight(n) for n in range(neural_cache.MIN_MATCH, neural_cache.MIN_MATCH + 5)]
+    least = settings.NEURAL_CACHE.min_match
+    weights = [neural_cache.copy_weight(n) for n in range(least, least + 5)]
     assert weights == sorted(weights) and 0 < weights[0] and weights[-1] < 1
 
 

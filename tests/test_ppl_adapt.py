@@ -1,4 +1,5 @@
 """eval-ppl --adapt: LongMem's memory branch trained at test time on segments already scored (ppl_adapt)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from longmem_core.evals import settings
 from longmem_core.evals.evaluate import perplexity
 from longmem_core.model.segments import segment_nll, segment_tokens
 from longmem_core.evals.ppl_adapt import Adaptation, OnlineAdapter, adapted_copy
@@ -77,6 +79,13 @@ def test_adaptation_settings_are_checked():
     for bad in ({"lr": 0.0}, {"steps": 0}, {"memory_share": 0.0}, {"memory_share": 1.2}):
         with pytest.raises(ValueError):
             Adaptation(**bad)
+
+
+def test_the_defaults_are_the_settings_read_when_made(monkeypatch):
+    assert (Adaptation().lr, Adaptation().memory_share) == (settings.ADAPT.lr, settings.ADAPT.memory_share)
+    monkeypatch.setattr(settings, "ADAPT", dataclasses.replace(settings.ADAPT, lr=3e-4))
+    monkeypatch.setattr(settings, "PERPLEXITY_CACHE", dataclasses.replace(settings.PERPLEXITY_CACHE, layer=None))
+    assert Adaptation().lr == 3e-4 and CacheGrid().layer is None and CacheGrid(layer=-2).layer == -2
 
 
 def test_eval_ppl_adapt_on_the_command_line(tmp_path):

@@ -1,5 +1,7 @@
 """Sentence read-back: passages cut into sentences, the best for the question kept in document order."""
-from longmem_core.answer import sentences
+import dataclasses
+
+from longmem_core.answer import sentences, settings
 from longmem_core.memory.memory_bank import ChunkInfo
 from longmem_core.model.model import Retrieved
 from longmem_core.answer.read_back import Passage, ReadBack
@@ -70,9 +72,17 @@ def test_a_long_sentence_is_cut_into_pieces_not_truncated():
     text = ("word " * 100) + "The pass key is 4821."
     p = Passage(0, "book", 0, len(text), text, 1.0, [])
     got = sentences.split([p])
-    assert len(got) > 1 and all(len(s.text) <= sentences.MAX_SENTENCE_CHARS for s in got)
+    assert len(got) > 1 and all(len(s.text) <= settings.SENTENCES.max_sentence_chars for s in got)
     assert "The pass key is 4821." in got[-1].text
     assert sentences.narrow(ReadBack([p], "", []), "What is the pass key?", words).context.endswith("4821.")
+
+
+def test_a_replaced_setting_is_read_at_call_time(monkeypatch):
+    text = ("word " * 100) + "The pass key is 4821."
+    p = Passage(0, "book", 0, len(text), text, 1.0, [])
+    monkeypatch.setattr(settings, "SENTENCES", dataclasses.replace(settings.SENTENCES, max_sentence_chars=50))
+    got = sentences.split([p])
+    assert len(got) > 8 and all(len(s.text) <= 50 for s in got)
 
 
 def test_question_words_do_not_count_as_shared_words():

@@ -28,8 +28,9 @@ def settings_classes():
 
 def test_the_settings_modules_are_found():
     assert {"longmem_core.model.settings", "longmem_core.memory.settings", "longmem_core.documents.settings",
-            "longmem_core.classify.settings"} <= set(SETTINGS_MODULES)
-    assert len(settings_classes()) >= 6
+            "longmem_core.answer.settings", "longmem_core.classify.settings",
+            "longmem_core.evals.settings"} <= set(SETTINGS_MODULES)
+    assert len(settings_classes()) >= 15
 
 
 @pytest.mark.parametrize("module, cls", settings_classes(), ids=lambda x: getattr(x, "__name__", str(x)))

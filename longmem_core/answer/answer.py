@@ -28,8 +28,9 @@ Modes:
   Where no sentence shares a word with the question, it says "I did not find this in what I read." A caller's
   answer prefix gets ``sentences_hybrid_cache``'s continuation.
 
-In modes that read back and copy, the copy path copies only from the text read back (``COPY_FROM``): what
-the answer copies is then what the app shows was read.
+In modes that read back and copy, the copy path copies only from the text read back
+(``settings.ANSWER.copy_from``): what the answer copies is then what the app shows was read. The tuned defaults
+(chunks searched, the answer's opening, read-back, sentence, span and copy-path settings) are in ``settings.py``.
 
 A mode is four independent choices (``Mode``): which search's passages are read back (none, the model's, the
 hybrid), whether only their best sentences are, whether the memory layer reads the bank (fusion), whether the
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 
 from typing import Iterator
 
-from . import neural_cache, quote, read_back, sentences, spans
+from . import neural_cache, quote, read_back, sentences, settings, spans
 from ..model import search
 from ..memory.memory_bank import MemoryBank
 from ..model.model import Generation, LongMemModel, Retrieved
@@ -148,29 +149,24 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above) answering with a copied span and its quote
 # The modes the app offers, in its order (the default first; at most three, each with a label and a description).
 APP_MODES: tuple[str, ...] = ("quote", "fusion", "backbone")
-# Chunks asked of the search for read-back, and listed beside an answer (``search_top`` wherever it is passed: the
-# answer functions, the app's setting, ``ask --search-top``; their passages are then cut to the token budget).
-# Not ``top_k``, the tokens the memory layer retrieves per query token and head. 6, what eval-qa,
-# eval-niah and eval-passkey measure with (their --top 6), so the app and ``ask`` answer as the figures say (on
-# the tuning questions 8 and 6 differed by one answer; docs/results/qa.md).
-SEARCH_TOP = 6
-# What the copy path copies from in modes that read back: "read" (only the text read into the prompt, tokens
-# only) or "memory" (everything the bank holds). Modes without read-back always copy from memory. Chosen on the
-# tuning books (docs/results/qa.md): in the default mode
-# "read" answered 14 of the 18 tuning questions whose sentences held the answer against 13, needles at 16k and
-# pass keys the same (0.94; 8/8), and its answers stop copying unrelated book text after a match.
-COPY_FROM = "read"
+# Chunks asked of the search for read-back, and listed beside an answer: ``settings.ANSWER.search_top`` unless a
+# caller passes ``search_top`` (the answer functions, the app's setting, ``ask --search-top``; their passages are
+# then cut to the token budget). Not ``top_k``, the tokens the memory layer retrieves per query token and head.
+# What the copy path copies from in modes that read back (``settings.ANSWER.copy_from``): "read" (only the text
+# read into the prompt, tokens only) or "memory" (everything the bank holds). Modes without read-back always copy
+# from memory.
 COPY_SOURCES = ("read", "memory")
-# The words an answer in a mode that reads back opens with (beyond the paper; RULER's templates open the answer
-# the same way). After "Read these passages...", the small backbone often talks about "the passage" instead of
-# answering; made to open with these words it answers from what it read. Chosen on the tuning questions
-# (docs/results/qa.md): with the books' names on the
-# read-back lines (as the app writes them), 16 of the 18 held answered against 11 with no opening ("According
-# to the text," 13, "From what I read," 13, "According to my memory," 12); through eval-qa (lines named
-# "document") 14 against 14, every answer an answer rather than talk about "the passage"; pass key 8 of 8.
-ANSWER_OPENING = "According to what I read,"
-# What the quote mode's answer span is scored after (``spans.py``), following ANSWER_OPENING.
-SPAN_OPENING = " the answer is"
+# A read-back answer opens with ``settings.ANSWER.answer_opening`` (beyond the paper; RULER's templates open the
+# answer the same way): after "Read these passages...", the small backbone often talks about "the passage" instead
+# of answering; made to open with these words it answers from what it read. The quote mode's span is scored after
+# ``settings.ANSWER.span_opening`` (``spans.py``).
+
+
+def __getattr__(name: str):
+    """``SEARCH_TOP``, read by callers written before the settings: ``settings.ANSWER.search_top`` now."""
+    if name == "SEARCH_TOP":
+        return settings.ANSWER.search_top
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -194,7 +190,7 @@ class Prepared:
     # search ranks for the question, listed for the reader (the copy path itself does not use them)
     context: str  # exactly the text read back into the prompt
     cache: neural_cache.TokenCache | None = None  # the copy path's cache (cache modes only)
-    opening: str = ""  # the answer's first words, already in the prompt (``ANSWER_OPENING``); part of the answer
+    opening: str = ""  # the answer's first words, already in the prompt (``settings.ANSWER``); part of the answer
     # (not in ``quote`` mode, whose answer is copied)
     sentences: list[sentences.Sentence] = field(default_factory=list)  # the sentences read back (sentence modes)
     memory: MemoryBank | None = None  # the bank searched (its sources hold the quotes)
@@ -209,21 +205,23 @@ def check_mode(mode: str) -> None:
 
 
 def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: str = DEFAULT_MODE,
-            history: list[dict] | None = None, *, search_top: int = SEARCH_TOP, budget: int = read_back.CONTEXT_TOKENS,
-            chars: int = read_back.PASSAGE_CHARS, answer_prefix: str = "", copy_from: str | None = None,
+            history: list[dict] | None = None, *, search_top: int | None = None, budget: int | None = None,
+            chars: int | None = None, answer_prefix: str = "", copy_from: str | None = None,
             search_text: str | None = None, search_with: str | None = None) -> Prepared:
     """The prompt of ``question`` (after ``history``, where the mode ``reads_history``) in ``mode``. With no bank
     (or an empty one) every mode is the backbone's plain chat prompt. ``answer_prefix``: text the answer is made to
     begin with (put after the assistant's turn opens, as RULER's task templates do; the generation continues it).
     ``copy_from``: what the copy path of a mode that reads back copies from (``COPY_SOURCES``; default
-    ``COPY_FROM``). ``search_text``: what the search and the sentence choice look for (default: the question; a
-    conversation's follow-up adds the question before it, ``conversation.search_text``). ``search_with``: in a mode
-    that reads back, read back from this search instead of the mode's (a key of ``search.SEARCHES``; evaluations
-    compare the searches with it)."""
+    ``settings.ANSWER.copy_from``). ``search_top``, ``budget``, ``chars``: default ``settings.ANSWER.search_top``,
+    ``settings.READ_BACK.context_tokens`` and ``settings.READ_BACK.passage_chars``. ``search_text``: what the search
+    and the sentence choice look for (default: the question; a conversation's follow-up adds the question before it,
+    ``conversation.search_text``). ``search_with``: in a mode that reads back, read back from this search instead
+    of the mode's (a key of ``search.SEARCHES``; evaluations compare the searches with it)."""
     check_mode(mode)
     if search_with is not None and search_with not in search.SEARCHES:
         raise ValueError(f"unknown search {search_with!r}; choose one of {', '.join(search.SEARCHES)}")
-    copy_from = copy_from or COPY_FROM
+    copy_from = copy_from or settings.ANSWER.copy_from
+    search_top = settings.ANSWER.search_top if search_top is None else search_top
     if copy_from not in COPY_SOURCES:
         raise ValueError(f"copy_from must be one of {', '.join(COPY_SOURCES)}, got {copy_from!r}")
     has_memory = bank is not None and len(bank) > 0
@@ -243,7 +241,7 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
     elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, looked_for, search_top)
     prompt = model.chat_ids(read_back.read_back_prompt(context, question), history if spec.reads_history else None)
-    opening = ANSWER_OPENING if context and not answer_prefix else ""  # a caller's prefix replaces the opening
+    opening = settings.ANSWER.answer_opening if context and not answer_prefix else ""  # a caller's prefix replaces it
     if answer_prefix or opening:
         prompt = prompt + model.tokenizer(answer_prefix or opening, add_special_tokens=False)["input_ids"]
     fusion_bank = bank if spec.fusion and has_memory else None
@@ -257,9 +255,10 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
 
 
 def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64, temperature: float = 0.0,
-           lam: float = neural_cache.LAMBDA_ANSWER, top_k: int | None = None) -> Generation:
-    """The streaming generation of a prepared prompt (iterate it for text pieces). ``top_k``: tokens the memory
-    layer retrieves per query token and head in the fusion modes (default: the config's)."""
+           lam: float | None = None, top_k: int | None = None) -> Generation:
+    """The streaming generation of a prepared prompt (iterate it for text pieces). ``lam``: the copy path's weight
+    (default ``settings.NEURAL_CACHE.lambda_answer``). ``top_k``: tokens the memory layer retrieves per query token
+    and head in the fusion modes (default: the config's)."""
     if prepared.cache is not None:
         return neural_cache.generate(model, prepared.prompt_ids, prepared.cache, max_new_tokens=max_new_tokens,
                                      lam=lam, temperature=temperature)
@@ -295,7 +294,8 @@ class Answering:
         p = self.prepared
         if self.quoting:
             if p.sentences:
-                prompt = p.prompt_ids + self.model.tokenizer(SPAN_OPENING, add_special_tokens=False)["input_ids"]
+                opening = settings.ANSWER.span_opening
+                prompt = p.prompt_ids + self.model.tokenizer(opening, add_special_tokens=False)["input_ids"]
                 self.span = spans.best_span(self.model, prompt, p.sentences, p.question,
                                             frozenset(search.stop_words()), self.source_of)
             self.text = self.span.text if self.span is not None else quote.NOT_FOUND
@@ -316,12 +316,14 @@ class Answering:
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
-           max_new_tokens: int = 64, search_top: int = SEARCH_TOP, history: list[dict] | None = None,
+           max_new_tokens: int = 64, search_top: int | None = None, history: list[dict] | None = None,
            answer_prefix: str = "", search_text: str | None = None, search_with: str | None = None) -> Answer:
     """Answer ``question`` greedily in ``mode``. ``search_top``: chunks asked of the search (read-back modes, then
-    cut to those whose passages fit the context budget) and listed (fusion: those attended to most).
-    ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after it (without a prefix, a
-    read-back answer's text begins with its opening, ``ANSWER_OPENING``, except in ``quote`` mode)."""
+    cut to those whose passages fit the context budget) and listed (fusion: those attended to most); default
+    ``settings.ANSWER.search_top``. ``answer_prefix``: see ``prepare``; ``Answer.text`` is what was generated after
+    it (without a prefix, a read-back answer's text begins with its opening, ``settings.ANSWER.answer_opening``,
+    except in ``quote`` mode)."""
+    search_top = settings.ANSWER.search_top if search_top is None else search_top
     prepared = prepare(model, bank, question, mode, history, search_top=max(search_top, 1), answer_prefix=answer_prefix,
                        search_text=search_text, search_with=search_with)
     gen = stream(model, prepared, max_new_tokens=max_new_tokens)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from . import answer as answers
+from . import answer as answers, settings
 from ..memory.memory_bank import MemoryBank
 from ..model.model import LongMemModel
 from ..model.search import stop_words
@@ -19,14 +19,14 @@ _WORD = re.compile(r"[^\W_]+")
 # words by which a question leans on the one before it
 REFERRING = frozenset("it its it's that this these those they them their he she him his her else also then there "
                       "same other another".split())
-FOLLOW_UP_WORDS = 3  # a question with at most this many words besides stop words and referring words is a follow-up
 
 
 def is_follow_up(question: str, stop: frozenset[str]) -> bool:
-    """Does ``question`` lean on the question before it: a referring word, and few words of its own?"""
+    """Does ``question`` lean on the question before it: a referring word, and few words of its own (at most
+    ``settings.CONVERSATION.follow_up_words``)?"""
     words = [w.lower() for w in _WORD.findall(question)]
     own = [w for w in words if w not in stop and w not in REFERRING]
-    return any(w in REFERRING for w in words) and len(own) <= FOLLOW_UP_WORDS
+    return any(w in REFERRING for w in words) and len(own) <= settings.CONVERSATION.follow_up_words
 
 
 def search_text(question: str, previous: str | None, stop: frozenset[str]) -> str | None:
@@ -55,7 +55,7 @@ class Conversation:
         return search_text(question, previous, frozenset(stop_words()))
 
     def ask(self, model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = answers.DEFAULT_MODE,
-            max_new_tokens: int = 64, search_top: int = answers.SEARCH_TOP) -> answers.Answer:
+            max_new_tokens: int = 64, search_top: int | None = None) -> answers.Answer:
         out = answers.answer(model, bank, question, mode=mode, max_new_tokens=max_new_tokens, search_top=search_top,
                              history=self.history(), search_text=self.search_text(question))
         self.turns.append({"question": question, "answer": out.text})

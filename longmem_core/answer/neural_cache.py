@@ -11,10 +11,11 @@ hidden state after its final norm (the input of the LM head, the state that *pre
 memory layer's keys name the token itself, docs/DESIGN.md section 2), projected by a fixed random orthonormal
 matrix to ``dim`` numbers and stored unit-length in float16, next to the next token's id (int32).
 RAM: 2 * dim + 8 bytes per stored token (264 at the default 128: the key, the token and the next token).
+Its tuned numbers (width, sharpness, weights, the exact copy's lengths) are ``settings.NEURAL_CACHE``.
 
 Measured on a tuning book, the state cache alone does not read a pass key back in chat (the nearest stored
 states to the answer's "The pass key is" were not the needle's). What does is the exact copy kept beside it
-(``TokenCache.match``): where the last >= MIN_MATCH tokens of the prompt and answer repeat stored text, what
+(``TokenCache.match``): where the last >= ``min_match`` tokens of the prompt and answer repeat stored text, what
 followed there is mixed in with a weight growing with the repeat (``copy_weight``), until the answer ends a
 sentence. A tokens-only cache (``dim`` 0, 8 bytes a token, no forward to build) keeps just that.
 
@@ -32,24 +33,18 @@ from ..model.segments import segment_tokens
 from ..model.generation import Proposal, Step
 from ..memory.memory_bank import MemoryBank
 from ..model.model import Generation, LongMemModel, MemorizeStats
+from . import settings
 
-CACHE_DIM = 128  # projected state width (RAM: 2 * dim + 8 bytes a token)
-THETA = 40.0  # sharpness of the cache's softmax over cosine similarities (docs/DESIGN.md section 2)
-LAMBDA_PPL = 0.05  # cache weight for perplexity (chosen on a tuning book's first half)
-LAMBDA_ANSWER = 0.2  # cache weight for answers (times the cache's confidence; 0.5 derailed answers on a tuning book)
-CACHE_LAYER: int | None = None  # key on the final normed state (None) or on H[layer]
-GATED = True  # answers: lam scaled by the cache's confidence
-TOP_NEIGHBOURS = 1024  # stored states the softmax runs over (the rest carry ~no weight at theta 40)
-MAX_MATCH = 16  # longest context suffix the exact copy looks for
-MIN_MATCH = 3  # an exact copy needs this many tokens repeated; its weight grows with each further one
+_SETTING = "setting"  # a ``layer`` argument left to ``settings.NEURAL_CACHE.layer`` (there None is the final state)
 _STORES: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple[int, int, int], TokenCache]]" = weakref.WeakKeyDictionary()
 
 
 class TokenCache:
     """(projected state -> next token) pairs, append-only, oldest first."""
 
-    def __init__(self, width: int, dim: int = CACHE_DIM, seed: int = 0, device: torch.device | str = "cpu",
+    def __init__(self, width: int, dim: int | None = None, seed: int = 0, device: torch.device | str = "cpu",
                  layer: int | None = None) -> None:
+        dim = settings.NEURAL_CACHE.dim if dim is None else dim
         self.layer = layer  # hidden state keyed on: H[layer] (output of block layer - 1); None: the final normed one
         if dim < width:
             g = torch.Generator().manual_seed(seed)
@@ -89,10 +84,11 @@ class TokenCache:
         self.ids = torch.cat([self.ids, ids])
         self.next_ids = torch.cat([self.next_ids, next_ids])
 
-    def match(self, context: list[int], vocab: int, max_n: int = MAX_MATCH) -> tuple[torch.Tensor, int]:
+    def match(self, context: list[int], vocab: int, max_n: int | None = None) -> tuple[torch.Tensor, int]:
         """Exact copy: the stored places whose preceding tokens repeat the longest suffix of ``context`` (up to
-        ``max_n`` tokens), and what followed them. -> p_match [V] over those next tokens, and the match length
-        (0 when the context's last token was never stored)."""
+        ``max_n`` tokens, default ``settings.NEURAL_CACHE.max_match``), and what followed them. -> p_match [V] over
+        those next tokens, and the match length (0 when the context's last token was never stored)."""
+        max_n = settings.NEURAL_CACHE.max_match if max_n is None else max_n
         if len(self) == 0 or not context:
             return torch.zeros(vocab), 0
         tail = torch.tensor(context[-max_n:][::-1], dtype=torch.int32, device=self.ids.device)  # newest first
@@ -112,9 +108,12 @@ class TokenCache:
         p.scatter_add_(0, self.next_ids[chosen].long().cpu(), torch.full((chosen.numel(),), 1.0 / chosen.numel()))
         return p, best
 
-    def distribution(self, states: torch.Tensor, vocab: int, theta: float = THETA,
-                     top: int = TOP_NEIGHBOURS) -> tuple[torch.Tensor, torch.Tensor]:
-        """states [T, C] -> p_cache [T, V] and each state's best cosine similarity [T] (-1 when empty)."""
+    def distribution(self, states: torch.Tensor, vocab: int, theta: float | None = None,
+                     top: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """states [T, C] -> p_cache [T, V] and each state's best cosine similarity [T] (-1 when empty). ``theta``,
+        ``top`` (the stored states the softmax runs over): default ``settings.NEURAL_CACHE``'s."""
+        conf = settings.NEURAL_CACHE
+        theta, top = conf.theta if theta is None else theta, conf.top_neighbours if top is None else top
         T = states.shape[0]
         if len(self) == 0 or self.dim == 0:
             return torch.zeros(T, vocab), torch.full((T,), -1.0)
@@ -139,8 +138,10 @@ def key_states(model: LongMemModel, cache: "TokenCache", hidden_states: list[tor
     return hidden_states[cache.layer]
 
 
-def new_cache(model: LongMemModel, dim: int = CACHE_DIM, layer: int | None = CACHE_LAYER) -> TokenCache:
-    """An empty cache for ``model``, keyed on H[layer] (None: the final normed state)."""
+def new_cache(model: LongMemModel, dim: int | None = None, layer: int | None | str = _SETTING) -> TokenCache:
+    """An empty cache for ``model``, keyed on H[layer] (None: the final normed state). ``dim``, ``layer``: default
+    ``settings.NEURAL_CACHE``'s."""
+    layer = settings.NEURAL_CACHE.layer if layer == _SETTING else layer
     if layer is not None and not 0 <= layer <= model.memory_layer:
         raise ValueError(f"cache layer {layer} must be in 0..{model.memory_layer} (the memory layer), or None")
     return TokenCache(model.backbone.d_model, dim, seed=model.cfg.seed, device=model.device, layer=layer)
@@ -250,19 +251,25 @@ def mix(logits: torch.Tensor, p_cache: torch.Tensor, lam: float | torch.Tensor) 
 # -- generation with the cache --
 
 def copy_weight(n: int) -> float:
-    """Weight of an exact copy after a repeat of n >= MIN_MATCH tokens: 0.5, 0.75, then 0.95."""
-    return min(0.95, 0.25 * (n - MIN_MATCH + 2))
+    """Weight of an exact copy after a repeat of n >= ``settings.NEURAL_CACHE.min_match`` tokens: 0.5, 0.75, then
+    0.95."""
+    return min(0.95, 0.25 * (n - settings.NEURAL_CACHE.min_match + 2))
 
 
 class CopyMix:
     """The copy path as a ``generation.LogitsHook``: each next token from (1 - lam) p_LM + lam p_cache, and where
-    the last ``MIN_MATCH`` or more tokens of the context (prompt and answer) repeat stored text exactly, the exact
-    copy (``TokenCache.match``) in the cache's place, weighted by ``copy_weight``, until the answer ends a
-    sentence. One per generation (it remembers where the current sentence began)."""
+    the last ``settings.NEURAL_CACHE.min_match`` or more tokens of the context (prompt and answer) repeat stored
+    text exactly, the exact copy (``TokenCache.match``) in the cache's place, weighted by ``copy_weight``, until the
+    answer ends a sentence. One per generation (it remembers where the current sentence began). ``lam``, ``theta``,
+    ``gated``: default ``settings.NEURAL_CACHE``'s (``lam``: ``lambda_answer``)."""
 
-    def __init__(self, model: LongMemModel, cache: TokenCache, lam: float = LAMBDA_ANSWER, theta: float = THETA,
-                 gated: bool = GATED) -> None:
-        self.model, self.cache, self.lam, self.theta, self.gated = model, cache, lam, theta, gated
+    def __init__(self, model: LongMemModel, cache: TokenCache, lam: float | None = None, theta: float | None = None,
+                 gated: bool | None = None) -> None:
+        conf = settings.NEURAL_CACHE
+        self.model, self.cache = model, cache
+        self.lam = conf.lambda_answer if lam is None else lam
+        self.theta = conf.theta if theta is None else theta
+        self.gated = conf.gated if gated is None else gated
         self.vocab = model.backbone.lm_head.weight.shape[0]
         self.since = 0  # the exact copy matches the context from here on
         self.read = 0  # context tokens looked at for sentence ends
@@ -282,8 +289,9 @@ class CopyMix:
                                                  self.vocab, self.theta)
             weight = self.lam * float(p_cache.max()) if self.gated else self.lam
         p_match, n = self.cache.match(context[self.since:], self.vocab)
-        p_match = self.without_stops(p_match) if n >= MIN_MATCH else p_match
-        if n >= MIN_MATCH and p_match.sum() > 0:  # an exact repeat of the last n tokens: copy what followed it
+        copying = n >= settings.NEURAL_CACHE.min_match
+        p_match = self.without_stops(p_match) if copying else p_match
+        if copying and p_match.sum() > 0:  # an exact repeat of the last n tokens: copy what followed it
             copied = frozenset(int(t) for t in p_match.nonzero().flatten())
             return Proposal(mix(logits, p_match[None], copy_weight(n))[0], copied, n)
         return Proposal(mix(logits, p_cache, weight)[0])
@@ -302,11 +310,12 @@ class CopyMix:
 
 
 def generate(model: LongMemModel, prompt_ids: list[int], cache: TokenCache, *, max_new_tokens: int = 64,
-             lam: float = LAMBDA_ANSWER, theta: float = THETA, gated: bool = GATED, temperature: float = 0.0,
-             top_p: float = 0.9, seed: int | None = None) -> Generation:
-    """Stream the backbone's continuation of ``prompt_ids`` with the copy path mixed in (``CopyMix``): the one
-    token loop of ``generation.generate``, its repetition guard included. ``gated``: lam is scaled by the cache's
-    confidence (its largest probability), so a cache that finds no clear precedent leaves the backbone alone.
+             lam: float | None = None, theta: float | None = None, gated: bool | None = None,
+             temperature: float = 0.0, top_p: float = 0.9, seed: int | None = None) -> Generation:
+    """Stream the backbone's continuation of ``prompt_ids`` with the copy path mixed in (``CopyMix``; ``lam``,
+    ``theta``, ``gated`` default to ``settings.NEURAL_CACHE``'s): the one token loop of ``generation.generate``, its
+    repetition guard included. ``gated``: lam is scaled by the cache's confidence (its largest probability), so a
+    cache that finds no clear precedent leaves the backbone alone.
     Same ``Generation`` object as ``model.generate`` (no memory-layer trace)."""
     return generation.generate(model, prompt_ids, None, max_new_tokens=max_new_tokens, temperature=temperature,
                                top_p=top_p, backbone_only=True, seed=seed,
@@ -316,13 +325,17 @@ def generate(model: LongMemModel, prompt_ids: list[int], cache: TokenCache, *, m
 # -- perplexity with the cache --
 
 @torch.no_grad()
-def perplexity(model: LongMemModel, text: str, *, max_tokens: int | None = None, lams: tuple[float, ...] = (LAMBDA_PPL,),
-               thetas: tuple[float, ...] = (THETA,), dim: int = CACHE_DIM, layer: int | None = CACHE_LAYER,
-               rows: int = 256) -> dict:
+def perplexity(model: LongMemModel, text: str, *, max_tokens: int | None = None,
+               lams: tuple[float, ...] | None = None, thetas: tuple[float, ...] | None = None,
+               dim: int | None = None, layer: int | None | str = _SETTING, rows: int = 256) -> dict:
     """Perplexity of the backbone alone (``segments.segment_tokens`` tokens of local context, as
     ``evaluate.perplexity`` reads) and of the backbone mixed with a cache of the *preceding* segments, for every
-    (theta, lam) pair. ``segments`` lists each segment's scored tokens and summed NLLs, so a caller can choose
+    (theta, lam) pair (default: ``settings.NEURAL_CACHE``'s ``theta`` and ``lambda_ppl``; ``dim``, ``layer`` as in
+    ``new_cache``). ``segments`` lists each segment's scored tokens and summed NLLs, so a caller can choose
     (theta, lam) on some segments and report the others."""
+    conf = settings.NEURAL_CACHE
+    lams = (conf.lambda_ppl,) if lams is None else lams
+    thetas = (conf.theta,) if thetas is None else thetas
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     cache = new_cache(model, dim, layer)
     seg = segment_tokens(model)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from ..memory.memory_bank import MemoryBank
 from ..model.model import LongMemModel, Retrieved
+from . import settings
 
-PASSAGE_CHARS = 600  # characters a passage aims at around its chunk (a tight passage: docs/DESIGN.md section 2)
-CONTEXT_TOKENS = 1_500  # tokens of read-back passages allowed in a prompt
+# How long a passage is and how many tokens of them a prompt holds: settings.READ_BACK
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+|\n\s*\n")
 # a period after one of these (or after a single capital: an initial) ends no sentence: "Mr. Hubble the
 # wheelwright" is one sentence (cut after "Mr." it lost the name a question asked about on a tuning book)
@@ -57,10 +57,12 @@ def _after_abbreviation(text: str, stop: re.Match) -> bool:
     return w.lower() in _ABBREVIATIONS or (len(w) == 1 and w.isupper())
 
 
-def expand(text: str, start: int, end: int, chars: int = PASSAGE_CHARS,
+def expand(text: str, start: int, end: int, chars: int | None = None,
            bounds: list[int] | None = None) -> tuple[int, int]:
     """Widen [start, end) of ``text`` to whole sentences, about ``chars`` characters in all (never less than
-    the sentences that hold the span itself, never cut inside a sentence)."""
+    the sentences that hold the span itself, never cut inside a sentence). ``chars``: default
+    ``settings.READ_BACK.passage_chars``."""
+    chars = settings.READ_BACK.passage_chars if chars is None else chars
     bounds = bounds if bounds is not None else sentence_bounds(text)
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     pad = max(0, chars - (end - start)) // 2
@@ -88,8 +90,9 @@ def merge(passages: list[Passage], texts: list[str]) -> list[Passage]:
     return out
 
 
-def passages_for(bank: MemoryBank, chunks: list[Retrieved], chars: int = PASSAGE_CHARS) -> list[Passage]:
-    """One passage per chunk that has source text (chunks read without a source are skipped), merged."""
+def passages_for(bank: MemoryBank, chunks: list[Retrieved], chars: int | None = None) -> list[Passage]:
+    """One passage per chunk that has source text (chunks read without a source are skipped), merged; each about
+    ``chars`` characters (``expand``)."""
     names = [s["name"] for s in bank.sources]
     texts = [s["text"] for s in bank.sources]
     bounds: dict[int, list[int]] = {}
@@ -110,9 +113,10 @@ def _position(bank: MemoryBank, chunk_id: int) -> int:
     return int(chunk_id) - bank.first_id
 
 
-def fit_budget(passages: list[Passage], count_tokens, budget: int = CONTEXT_TOKENS) -> list[Passage]:
-    """The best-scored passages whose tokens fit ``budget`` (a passage that does not fit is skipped, smaller
-    ones after it may still fit), returned in document order."""
+def fit_budget(passages: list[Passage], count_tokens, budget: int | None = None) -> list[Passage]:
+    """The best-scored passages whose tokens fit ``budget`` (default ``settings.READ_BACK.context_tokens``; a
+    passage that does not fit is skipped, smaller ones after it may still fit), returned in document order."""
+    budget = settings.READ_BACK.context_tokens if budget is None else budget
     kept, used = [], 0
     for p in sorted(passages, key=lambda p: -p.score):
         n = count_tokens(p.text)
@@ -148,9 +152,10 @@ class ReadBack:
     sentences: list = field(default_factory=list)  # the sentences read back (``sentences.Sentence``), when narrowed
 
 
-def read_back(model: LongMemModel, bank: MemoryBank, chunks: list[Retrieved], *, chars: int = PASSAGE_CHARS,
-              budget: int = CONTEXT_TOKENS) -> ReadBack:
-    """The passages around ``chunks`` (best first) that fit ``budget`` tokens, in document order."""
+def read_back(model: LongMemModel, bank: MemoryBank, chunks: list[Retrieved], *, chars: int | None = None,
+              budget: int | None = None) -> ReadBack:
+    """The passages around ``chunks`` (best first), about ``chars`` characters each, that fit ``budget`` tokens, in
+    document order (defaults: ``settings.READ_BACK``)."""
     passages = fit_budget(passages_for(bank, chunks, chars), token_counter(model), budget)
     used = sorted((r for p in passages for r in p.chunks), key=lambda r: -r.score)
     return ReadBack(passages, format_context(passages), used)

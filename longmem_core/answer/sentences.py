@@ -1,6 +1,7 @@
 """Sentence read-back (beyond the paper): only the sentences of the read-back passages that bear on the question.
 
-Read-back (``read_back.py``) puts up to ``read_back.CONTEXT_TOKENS`` tokens of passages before the question.
+Read-back (``read_back.py``) puts up to ``settings.READ_BACK.context_tokens`` tokens of passages before the
+question.
 Measured on this project's 135M backbone, a long prompt of passages often makes it talk about the passages
 instead of answering (docs/DESIGN.md section 2), while it copies a fact stated in a
 short context. Sentence read-back keeps the same search and passages, cuts them into sentences, ranks the
@@ -18,24 +19,13 @@ from typing import Callable
 from ..documents import layout
 from ..model.model import Retrieved
 from .read_back import Passage, ReadBack, sentence_bounds
+from . import settings
 from ..model.search import stop_words
 
-SENTENCES = 6  # sentences kept at most
-SENTENCE_TOKENS = 320  # tokens of kept sentences allowed in the prompt
-NEIGHBOURS = 0  # sentences after each kept one kept with it (its continuation)
-BEFORE = 0  # sentences before each kept one kept with it (what leads up to it; 1 did not help the pass-key trials
-# the mode missed on a tuning book: docs/results/niah.md)
-MIN_SHARE = 0.5  # a sentence is kept only if its score is at least this share of the best sentence's: chosen on a
-# tuning book (frankenstein, 16k, 12 needle trials; docs/results/niah.md): 0 scored 8.0 of 12, 0.5 and
-# 0.75 10.25 (sentences that share only the needles' common words no longer crowd in the asked one), the top 3
-# sentences 8.5, each kept sentence with the next one 9.25
-DROP_DOMINATED = True  # skip a sentence whose question words a kept one holds with more (``dominated``)
-MAX_SENTENCE_CHARS = 300  # a longer "sentence" (a run-on, a table, text without stops) is cut into pieces of at
-# most this many characters at spaces, each scored on its own; a kept piece brings the next piece of its sentence (a
-# cut can fall between "...magic numbers for quiet-lake is:" and "4591245.": the key scores, the value must come too)
-TITLE_WORDS = 4  # a sentence of fewer words is a label or a heading: the sentence after it is kept with it
-LENGTH_NORM = 0.3  # BM25's b: how much a long sentence's score is lowered for its length (the usual 0.75 halved
-# the score of a fact that ran on from the previous sentence against a short sentence with the same words)
+# How many sentences are kept and which, how long a piece is, what a title is, BM25's b: settings.SENTENCES. A long
+# "sentence" (a run-on, a table, text without stops) is cut into pieces at spaces, each scored on its own; a kept
+# piece brings the next piece of its sentence (a cut can fall between "...magic numbers for quiet-lake is:" and
+# "4591245.": the key scores, the value must come too).
 
 
 @dataclass
@@ -53,9 +43,11 @@ class Sentence:
     # candidate for the answer, whatever its words
 
 
-def pieces(text: str, lo: int, hi: int, limit: int = MAX_SENTENCE_CHARS) -> list[tuple[int, int]]:
-    """[lo, hi) of ``text`` as spans of at most ``limit`` characters, cut at the last space before each limit
-    (or at the limit where a stretch has no space)."""
+def pieces(text: str, lo: int, hi: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """[lo, hi) of ``text`` as spans of at most ``limit`` characters (default
+    ``settings.SENTENCES.max_sentence_chars``), cut at the last space before each limit (or at the limit where a
+    stretch has no space)."""
+    limit = settings.SENTENCES.max_sentence_chars if limit is None else limit
     out = []
     while hi - lo > limit:
         cut = text.rfind(" ", lo + 1, lo + limit)
@@ -92,7 +84,7 @@ def split(passages: list[Passage], skip: dict[int, list[tuple[int, int]]] | None
 def is_title(sentence: Sentence) -> bool:
     """A heading or a label standing alone ("2.10 What is CRAN?", "Note"): what it introduces is the next
     sentence, which is kept with it."""
-    return layout.is_heading(sentence.text) or len(sentence.text.split()) < TITLE_WORDS
+    return layout.is_heading(sentence.text) or len(sentence.text.split()) < settings.SENTENCES.title_words
 
 
 def group_of(sentences: list[Sentence], i: int, before: int, neighbours: int) -> list[int]:
@@ -106,7 +98,7 @@ def group_of(sentences: list[Sentence], i: int, before: int, neighbours: int) ->
 
 def score(sentences: list[Sentence], question: str) -> None:
     """Set each sentence's BM25 ``score`` for ``question`` (the sentences are the collection; stop words dropped,
-    length normalization ``LENGTH_NORM``) and the question words it holds (``matched``)."""
+    length normalization ``settings.SENTENCES.length_norm``) and the question words it holds (``matched``)."""
     import bm25s
     if not sentences:
         return
@@ -115,19 +107,27 @@ def score(sentences: list[Sentence], question: str) -> None:
     if not words:
         return
     texts = bm25s.tokenize([s.text for s in sentences], stopwords=stop, show_progress=False, return_ids=False)
-    index = bm25s.BM25(b=LENGTH_NORM)
+    index = bm25s.BM25(b=settings.SENTENCES.length_norm)
     index.index(texts, show_progress=False)
     asked = set(words)
     for s, x, tokens in zip(sentences, index.get_scores(words), texts):
         s.score, s.matched = float(x), frozenset(asked.intersection(tokens))
 
 
-def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int = SENTENCES,
-           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
-           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED) -> list[Sentence]:
+def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int | None = None,
+           budget: int | None = None, neighbours: int | None = None, min_share: float | None = None,
+           before: int | None = None, drop_dominated: bool | None = None) -> list[Sentence]:
     """The best-scored sentences (score > 0 and at least ``min_share`` of the best score, not ``dominated``; each
     with its ``group_of``) that fit ``budget`` tokens, at most ``top`` chosen for their score; returned in document
-    order."""
+    order. Each option left None is ``settings.SENTENCES``'s (``top``: ``sentences``, ``budget``:
+    ``sentence_tokens``)."""
+    conf = settings.SENTENCES
+    top = conf.sentences if top is None else top
+    budget = conf.sentence_tokens if budget is None else budget
+    neighbours = conf.neighbours if neighbours is None else neighbours
+    min_share = conf.min_share if min_share is None else min_share
+    before = conf.before if before is None else before
+    drop_dominated = conf.drop_dominated if drop_dominated is None else drop_dominated
     kept: dict[int, Sentence] = {}
     used, chosen = 0, 0
     best = max((s.score for s in sentences), default=0.0)
@@ -209,14 +209,16 @@ def with_anchors(kept: list[Sentence], sentences: list[Sentence], count_tokens: 
     return sorted(out, key=lambda s: (s.passage, s.char_start))
 
 
-def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int = SENTENCES,
-           budget: int = SENTENCE_TOKENS, neighbours: int = NEIGHBOURS, min_share: float = MIN_SHARE,
-           before: int = BEFORE, drop_dominated: bool = DROP_DOMINATED,
+def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *, top: int | None = None,
+           budget: int | None = None, neighbours: int | None = None, min_share: float | None = None,
+           before: int | None = None, drop_dominated: bool | None = None,
            sources: list[dict] | None = None, anchors: int = 0) -> ReadBack:
-    """``found`` cut to its best sentences for ``question``, with the sentences holding the model's own ``anchors``
-    best chunks (``anchor``). When no sentence shares a word with the question (BM25 has nothing to go on) and
-    none is anchored, ``found`` is returned unchanged: the whole passages are read back. ``sources``: the bank's
-    sources, whose lines that are not prose (``layout.furniture``) are never read back."""
+    """``found`` cut to its best sentences for ``question`` (``choose``; options left None are
+    ``settings.SENTENCES``'s), with the sentences holding the model's own ``anchors`` best chunks (``anchor``). When
+    no sentence shares a word with the question (BM25 has nothing to go on) and none is anchored, ``found`` is
+    returned unchanged: the whole passages are read back. ``sources``: the bank's sources, whose lines that are not
+    prose (``layout.furniture``) are never read back."""
+    budget = settings.SENTENCES.sentence_tokens if budget is None else budget  # the anchored sentences' too
     sentences = split(found.passages, furniture_of(sources, found.passages) if sources else None)
     score(sentences, question)
     anchor(sentences, found.passages, anchors)

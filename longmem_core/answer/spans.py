@@ -3,8 +3,9 @@ likely as the whole answer.
 
 The small backbone copies well but reads poorly: asked to answer in its own words it often copies a run-on line,
 stops mid-sentence or misreads ("as_numeric()" for ``as.numeric(as.character(f))``). Here it does not write the
-answer; it scores candidates. Every span of one to ``MAX_SPAN_WORDS`` words of the best read-back sentences (not
-starting or ending on a stop word, not made only of the question's words) is a candidate answer, scored by
+answer; it scores candidates. Every span of one to ``settings.SPANS.max_span_words`` words of the best read-back
+sentences (not starting or ending on a stop word, not made only of the question's words) is a candidate answer,
+scored by
 
     log P(span | prompt, opening) + log P(the answer ends right after it)
 
@@ -28,14 +29,11 @@ from ..documents import layout
 from ..model.kv_cache import ModelCaches
 from ..model.model import LongMemModel
 from ..model.prompts import stop_token_ids
+from . import settings
 from .sentences import Sentence
 
-MAX_SPAN_WORDS = 8  # longest answer span, in words
-SENTENCES = 4  # the best-scored sentences read back whose spans are candidates, at most
-SENTENCE_SHARE = 1.0  # ... and only those scoring at least this share of the best sentence's score for the question
-WORD_BONUS = 0.0  # added to a span's log-probability per word (a longer answer is otherwise always less likely)
-ROW_TOKENS = 24  # tokens read at most per row
-ROWS_AT_ONCE = 16  # rows read in one batch (each holds its own copy of the prompt's keys and values)
+# The longest span, the sentences whose spans are candidates, a per-word bonus, a row's tokens: settings.SPANS
+ROWS_AT_ONCE = 16  # rows read in one batch (each holds its own copy of the prompt's keys and values): bounds memory
 # tokens that close an answer: what may follow a complete span
 CLOSERS = (".", ",", ";", "!", "?", "\n", ".\n", ")")
 _WORD = re.compile(r"\S+")
@@ -143,7 +141,7 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
                 continue
             if _on_heading(source, offset + a0):
                 continue  # a heading names a section; it does not answer
-            last = min(len(words), i + MAX_SPAN_WORDS)  # a row holds every span starting at word i
+            last = min(len(words), i + settings.SPANS.max_span_words)  # a row holds every span starting at word i
             row_start = flat_at[i] + ca
             ends = []
             for j in range(i, last):
@@ -168,18 +166,19 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
 @torch.no_grad()
 def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sentence], question: str,
                 stop: frozenset[str], source_of: Callable[[Sentence], str]) -> list[Span]:
-    """Every candidate span of the ``SENTENCES`` best-scored ``sentences`` and of the anchored ones, scored as the
-    whole answer after ``prompt_ids`` (which end where the answer begins). ``source_of``: the source text a
-    sentence's span indexes."""
-    chosen = sorted(sentences, key=lambda s: -s.score)[:SENTENCES]
-    chosen = [s for s in chosen if s.score >= SENTENCE_SHARE * chosen[0].score] if chosen else []
+    """Every candidate span of the best-scored ``sentences`` (``settings.SPANS.sentences`` at most, those within
+    ``settings.SPANS.sentence_share`` of the best) and of the anchored ones, scored as the whole answer after
+    ``prompt_ids`` (which end where the answer begins). ``source_of``: the source text a sentence's span indexes."""
+    conf = settings.SPANS
+    chosen = sorted(sentences, key=lambda s: -s.score)[:conf.sentences]
+    chosen = [s for s in chosen if s.score >= conf.sentence_share * chosen[0].score] if chosen else []
     chosen += [s for s in sentences if s.anchored and s not in chosen]  # what the memory found by meaning
     rows = list(_rows(chosen, question, stop, source_of))
     tok = model.tokenizer
     encoded = []  # per row: token ids, and per candidate end the number of row tokens it takes
     for s, text, ends in rows:
         enc = tok(" " + text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"][:ROW_TOKENS], enc["offset_mapping"][:ROW_TOKENS]
+        ids, offsets = enc["input_ids"][:conf.row_tokens], enc["offset_mapping"][:conf.row_tokens]
         cuts = []
         for end, a, b in ends:
             n = next((k for k, (_, e) in enumerate(offsets) if e >= end + 1), None)  # +1: the leading space
@@ -190,7 +189,7 @@ def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sent
     if not encoded:
         return []
     # the prompt but its last token read once; then every row from that last token, in batches
-    caches = ModelCaches.empty(model, max_length=len(prompt_ids) + ROW_TOKENS + 1)
+    caches = ModelCaches.empty(model, max_length=len(prompt_ids) + conf.row_tokens + 1)
     model.backbone(torch.tensor([prompt_ids[:-1]], device=model.device), caches=caches.backbone)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     close = torch.tensor(closers(model), device=model.device)
@@ -208,7 +207,7 @@ def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sent
             taken = logp[torch.arange(len(ids)), torch.tensor(ids)].cumsum(0)  # [n] log P(its first k tokens)
             ended = torch.logsumexp(logp[1:len(ids) + 1][:, close], dim=-1)  # [n] log P(a close after k tokens)
             out += [Span(s, (t := " ".join(source_of(s)[a:b].split())), a, b,
-                         float(taken[n - 1] + ended[n - 1]) + WORD_BONUS * len(t.split()),
+                         float(taken[n - 1] + ended[n - 1]) + conf.word_bonus * len(t.split()),
                          float(taken[n - 1]), float(ended[n - 1])) for n, a, b in cuts]
     return out
 

@@ -410,7 +410,7 @@ def time_to_first_token(model, bank: MemoryBank, mode: str | None = None,
     everything included: the search, the prompt (read-back modes: the passages), the copy path's cache, the
     prompt's prefill and the first token. ``cold``: the first question after memorizing (whatever is built on
     first use is built then); ``warm``: a second, different question. Then the parts, timed apart."""
-    from ..answer import answer, neural_cache
+    from ..answer import answer, neural_cache, settings
     from ..model import search
 
     mode = mode or answer.DEFAULT_MODE
@@ -428,7 +428,7 @@ def time_to_first_token(model, bank: MemoryBank, mode: str | None = None,
     prepared = answer.prepare(model, bank, questions[1], mode)
     return {"mode": mode, "bank_tokens": len(bank), "cold_s": cold, "warm_s": warm,
             "cold_prepare_s": cold_prepare, "warm_prepare_s": warm_prepare, "prompt_tokens": prompt_tokens,
-            "search_s": _timed(lambda: search.rank_chunks(model, bank, questions[1], answer.SEARCH_TOP), 2),
+            "search_s": _timed(lambda: search.rank_chunks(model, bank, questions[1], settings.ANSWER.search_top), 2),
             "copy_cache_build_s": _timed(lambda: neural_cache.tokens_cache(model, texts), 2),
             "copy_cache_tokens": len(neural_cache.cache_from_sources(model, bank)),
             "prefill_first_token_s": _timed(
@@ -448,25 +448,22 @@ def training_speed(model, text: str, trainable: str, steps: int = 2) -> dict:
     read_into_memory(model, ids[:2 * seg], bank)
     piece = ids[2 * seg:3 * seg]
 
-    def step():
-        loss, n, _, _ = segment_loss(model, piece, bank)
-        (loss / n).backward()
-        for p in params:
-            p.grad = None
-    step()  # warm-up
-    t = _timed(step, steps)
+    def timed_steps(loss_of) -> float:
+        """Seconds per training step whose loss ``loss_of()`` gives (forward + backward; one untimed first)."""
+        def step():
+            loss, n, _, _ = loss_of()
+            (loss / n).backward()
+            for p in params:
+                p.grad = None
+        step()  # warm-up
+        return _timed(step, steps)
+
+    t = timed_steps(lambda: segment_loss(model, piece, bank))
     out = {"trainable": trainable, "params": sum(p.numel() for p in params), "tokens_per_s": len(piece) / t}
     if trainable == "memory":  # the same step from the frozen backbone's cached work (train --cache-features)
         from ..training.features import cached_segment_loss, segment_features
         features = segment_features(model, piece)  # computed once, outside the timing: reused every later epoch
-
-        def cached_step():
-            loss, n, _, _ = cached_segment_loss(model, features, bank)
-            (loss / n).backward()
-            for p in params:
-                p.grad = None
-        cached_step()  # warm-up
-        out["cached_tokens_per_s"] = len(piece) / _timed(cached_step, steps)
+        out["cached_tokens_per_s"] = len(piece) / timed_steps(lambda: cached_segment_loss(model, features, bank))
     for p in model.side.parameters():
         p.requires_grad_(True)
     return out

@@ -68,5 +68,5 @@ def default_mode() -> str:
 
 
 def search_top() -> int:
-    from ..answer.answer import SEARCH_TOP
-    return SEARCH_TOP
+    from ..answer import settings
+    return settings.ANSWER.search_top

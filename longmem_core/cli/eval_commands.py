@@ -22,20 +22,24 @@ def register(sub) -> None:
                                                         "(longmem_core/evals/ppl_cache.py)")
     p.add_argument("--cache-lam", default=None, help="cache weight(s), comma-separated (each --cache-* option takes "
                                                      "a list: every combination is scored under cache_grid, the first "
-                                                     "of each is reported; defaults: ppl_cache's chosen setting)")
+                                                     "of each is reported; defaults: evals/settings.py's "
+                                                     "PERPLEXITY_CACHE)")
     p.add_argument("--cache-theta", default=None, help="cache sharpness(es), comma-separated")
     p.add_argument("--cache-dim", default=None, help="projected key width(s) of the cache, comma-separated")
     p.add_argument("--cache-gate", default=None, help="off, on or off,on: the cache weight scaled by the cache's "
                                                       "confidence at each token")
     p.add_argument("--cache-layer", default=None, help="the backbone hidden state the cache is keyed on: an index "
                                                        "into its L + 1 hidden states (negative: from the end) or "
-                                                       "'final' (the normed last state); default ppl_cache.LAYER_MIX")
+                                                       "'final' (the normed last state); default: "
+                                                       "evals/settings.py's PERPLEXITY_CACHE.layer")
     p.add_argument("--adapt", action="store_true", help="also LongMem adapted at test time (beyond the paper, "
                                                         "longmem_core/evals/ppl_adapt.py): its memory branch keeps "
                                                         "training on each segment once scored")
-    p.add_argument("--adapt-lr", type=float, default=None, help="its learning rate (default ppl_adapt.LR)")
+    p.add_argument("--adapt-lr", type=float, default=None,
+                   help="its learning rate (default: evals/settings.py's ADAPT.lr)")
     p.add_argument("--adapt-share", type=float, default=None, help="the trained memory share times this, before "
-                                                                   "adapting (default ppl_adapt.MEMORY_SHARE)")
+                                                                   "adapting (default: evals/settings.py's "
+                                                                   "ADAPT.memory_share)")
     add_common(p)
 
     p = sub.add_parser("eval-passkey", help="pass key hidden in long real text: LongMem vs local context only")

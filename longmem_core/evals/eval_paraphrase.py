@@ -9,7 +9,7 @@ asked. Per pair, all in the same bank:
 
 - ``found``: the answer mode's search (the default mode's is ``search.hybrid_chunks``: the model's search fused
   with BM25) finds the fact: one of its ``--top`` chunks lies so near the fact that the passage read back around
-  it (``read_back.expand``, ``read_back.PASSAGE_CHARS``) holds the whole fact;
+  it (``read_back.expand``, ``settings.READ_BACK.passage_chars``) holds the whole fact;
 - ``found_memory``: the same for the model's own memory search alone (``search.rank_chunks``);
 - ``found_bm25``: the same for the hybrid's BM25 side alone (``search.lexical_scores``: BM25 over the words around
   each chunk), chunks sharing no word with the question left out;
@@ -40,7 +40,7 @@ from typing import Callable
 import torch
 
 from ..answer import answer as answers
-from ..answer import read_back
+from ..answer import read_back, settings as answer_settings
 from ..model import search
 from .needles import Haystack, insert_needles, spans_overlap
 from .eval_qa import normalize
@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which half of each file: tune on 'tuning', report on 'report' (default)")
     parser.add_argument("--length", type=int, default=16_000, help="document length in tokens, the fact included")
     parser.add_argument("--mode", default=answers.DEFAULT_MODE, help="the answer mode asked (default: the default)")
-    parser.add_argument("--top", type=int, default=answers.SEARCH_TOP, help="chunks each search returns")
+    parser.add_argument("--top", type=int, default=answer_settings.ANSWER.search_top,
+                        help="chunks each search returns")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each file")
     parser.add_argument("--seed", type=int, default=0)
@@ -135,7 +136,7 @@ def finds_fact(chunks, document: str, bounds: list[int], fact: Fact) -> bool:
     the document's sentence starts (``read_back.sentence_bounds``)."""
     for r in chunks:
         if r.info.source == SOURCE:
-            lo, hi = read_back.expand(document, r.info.char_start, r.info.char_end, read_back.PASSAGE_CHARS, bounds)
+            lo, hi = read_back.expand(document, r.info.char_start, r.info.char_end, bounds=bounds)
             if lo <= fact.char_start and fact.char_end <= hi:
                 return True
     return False
@@ -233,12 +234,14 @@ def select(pairs: list[dict], split: str, limit: int | None) -> list[dict]:
 
 
 def evaluate(model, text: str, pair_sets: dict[str, list[dict]], *, length: int = 16_000,
-             mode: str = answers.DEFAULT_MODE, top: int = answers.SEARCH_TOP, max_new_tokens: int = 48, seed: int = 0,
+             mode: str = answers.DEFAULT_MODE, top: int | None = None, max_new_tokens: int = 48, seed: int = 0,
              progress: Callable[[], None] | None = None,
              on_record: Callable[[dict], None] | None = None, together: bool = False) -> tuple[list[dict], list[dict]]:
     """``pair_sets``: {name: pairs} (already split). -> (rows, one record per pair, each named by its set).
-    ``together``: each set's pairs are planted in one document (``plant_together``), memorized once."""
+    ``together``: each set's pairs are planted in one document (``plant_together``), memorized once. ``top``: chunks
+    each search returns (default ``settings.ANSWER.search_top`` of the answer package)."""
     answers.check_mode(mode)
+    top = answer_settings.ANSWER.search_top if top is None else top
     haystack = Haystack(text, model.tokenizer)
     rows, records = [], []
     for name, pairs in pair_sets.items():

@@ -19,6 +19,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from . import settings
+
 TASKS: tuple[str, ...] = ("single", "multikey", "multivalue", "multiquery")
 NEEDLES_PER_TASK = {"single": 1, "multikey": 4, "multivalue": 4, "multiquery": 4}
 NEEDLE = "One of the special magic numbers for {key} is: {value}."
@@ -40,7 +42,6 @@ NOUNS = (
     "tiger", "trumpet", "tunnel", "turnip", "violin", "wagon", "walrus", "whistle", "window", "wizard", "zebra",
 )
 _SENTENCE_START = re.compile(r"(?<=[.!?\"'\u201d)])\s+(?=\S)|\n\s*\n\s*(?=\S)")  # after a sentence or paragraph
-SNAP_CHARS = 600  # a needle goes to the sentence start nearest its depth within this many characters, else a space
 
 
 @dataclass
@@ -141,14 +142,14 @@ def sentence_starts(text: str) -> list[int]:
 
 def insertion_point(text: str, starts: list[int], depth: float) -> int:
     """Where a needle at ``depth`` goes: the sentence start nearest ``depth * len(text)``; if none lies within
-    SNAP_CHARS, the nearest word start; the very end for depth 1."""
+    ``settings.NEEDLES.snap_chars``, the nearest word start; the very end for depth 1."""
     target = round(depth * len(text))
     if depth >= 1.0:
         return len(text)
     i = bisect.bisect_left(starts, target)
     near = [starts[j] for j in (i - 1, i) if 0 <= j < len(starts)]
     best = min(near, key=lambda s: abs(s - target)) if near else None
-    if best is not None and abs(best - target) <= SNAP_CHARS:
+    if best is not None and abs(best - target) <= settings.NEEDLES.snap_chars:
         return best
     space = text.rfind(" ", 0, target)
     return space + 1 if space >= 0 else 0

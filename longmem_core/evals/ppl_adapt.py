@@ -12,29 +12,32 @@ Two facts make the controls hold by construction:
 * ``memory_share`` scales every head's trained memory share sigmoid(g_h) once, before adaptation (the books
   checkpoint's gates opened to 0.92-1.00 on its training books; 0.75 of that predicted the tuning books better).
 
-Both settings were chosen on the tuning books frankenstein and the_time_machine (docs/results/perplexity.md).
+``memory_share``, the learning rate and the steps are ``settings.ADAPT``, chosen on the tuning books frankenstein
+and the_time_machine (docs/results/perplexity.md).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ..model.segments import segment_loss
 from ..model.model import LongMemModel
 from ..training.params import make_optimizer
+from . import settings
 
-LR = 1e-3  # one AdamW step per segment (3e-4 and 2e-3 were slightly worse; 3 steps at 1e-3 too)
-STEPS = 1
-MEMORY_SHARE = 0.75  # of the trained gates' memory share (0.6 and 0.85 were slightly worse)
-TRAINABLE = "memory"  # training.params' group: the memory layer and the gates
+# training.params' group: the memory layer and the gates. Not a tuned choice: with any other group the adapted model
+# reading an empty bank would no longer be the backbone (the first of the two facts above).
+TRAINABLE = "memory"
 
 
 @dataclass(frozen=True)
 class Adaptation:
-    lr: float = LR
-    steps: int = STEPS
-    memory_share: float = MEMORY_SHARE
+    """One test-time adaptation; each option left out is ``settings.ADAPT``'s, read when it is made."""
+
+    lr: float = field(default_factory=lambda: settings.ADAPT.lr)
+    steps: int = field(default_factory=lambda: settings.ADAPT.steps)
+    memory_share: float = field(default_factory=lambda: settings.ADAPT.memory_share)
 
     def __post_init__(self) -> None:
         if not self.lr > 0 or self.steps < 1:

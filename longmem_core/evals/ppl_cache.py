@@ -5,7 +5,7 @@ Beyond the paper. LongMem's memory layer reads what earlier segments left in the
 2017) copies what followed states like the current one in earlier segments. Both read only previous segments,
 so they can be stacked: p = (1 - lam) p_model + lam p_cache, with p_model LongMem (trained, reading its bank),
 the same adapted at test time (``ppl_adapt``) or the backbone alone on its local segment. One cache, keyed on the
-backbone's own states (``LAYER_MIX``), serves all, so the mixes differ only in p_model.
+backbone's own states (``settings.PERPLEXITY_CACHE.layer``), serves all, so the mixes differ only in p_model.
 
 While the cache is still empty (the first segment) nothing is mixed in: the mix is the model itself.
 
@@ -14,25 +14,18 @@ Shape legend: T scored positions of a segment, C backbone width, V vocabulary.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 
 from ..model.model import LongMemModel
-from ..answer.neural_cache import THETA, TokenCache, key_states, mix
+from ..answer.neural_cache import TokenCache, key_states, mix
+from . import settings
 
-# eval-ppl --cache's setting, chosen with LongMem on the first 8,192 tokens of the tuning books frankenstein and
-# the_time_machine (docs/results/perplexity.md; great_expectations was a training book of the checkpoint)
-LAMBDA_MIX = 0.2  # cache weight, times the cache's confidence (GATED_MIX); neural_cache.LAMBDA_PPL is 0.05 ungated
-THETA_MIX = THETA
-DIM_MIX = 1 << 16  # at or above the backbone's width: the states as they are, unprojected (576 for SmolLM2-135M)
-GATED_MIX = True
-# the cache's keys: hidden_states[-4] = H[L - 3], the input of the third-last block (H[27] of SmolLM2-135M's 31);
-# chosen with LAMBDA_MIX and THETA_MIX on the same tuning books (-0.3 points against the final normed state;
-# H[26] and H[28] within 0.1; docs/results/perplexity.md). kNN-LM (Khandelwal et al. 2020) also found a
-# state below the output the better key.
-LAYER_MIX = -4
+# eval-ppl --cache's setting: settings.PERPLEXITY_CACHE. Its keys, hidden_states[-4] = H[L - 3], are the input of
+# the third-last block (H[27] of SmolLM2-135M's 31; H[26] and H[28] scored within 0.1 of it). kNN-LM (Khandelwal
+# et al. 2020) also found a state below the output the better key.
 SYSTEMS = ("local", "longmem")  # p_model: the backbone alone on its segment, or LongMem reading its bank
 
 
@@ -45,12 +38,14 @@ class Setting(NamedTuple):
 
 @dataclass(frozen=True)
 class CacheGrid:
-    """The settings scored (every combination); the first one's figures are the reported ``ppl_*_cache`` keys."""
-    lams: tuple[float, ...] = (LAMBDA_MIX,)
-    thetas: tuple[float, ...] = (THETA_MIX,)
-    dims: tuple[int, ...] = (DIM_MIX,)
-    gates: tuple[bool, ...] = (GATED_MIX,)
-    layer: int | None = LAYER_MIX  # key on hidden_states[layer] (negative: from the end) or on the final normed state (None)
+    """The settings scored (every combination); the first one's figures are the reported ``ppl_*_cache`` keys. Each
+    left out is ``settings.PERPLEXITY_CACHE``'s, read when the grid is made."""
+    lams: tuple[float, ...] = field(default_factory=lambda: (settings.PERPLEXITY_CACHE.lam,))
+    thetas: tuple[float, ...] = field(default_factory=lambda: (settings.PERPLEXITY_CACHE.theta,))
+    dims: tuple[int, ...] = field(default_factory=lambda: (settings.PERPLEXITY_CACHE.dim,))
+    gates: tuple[bool, ...] = field(default_factory=lambda: (settings.PERPLEXITY_CACHE.gated,))
+    # key on hidden_states[layer] (negative: from the end) or on the final normed state (None)
+    layer: int | None = field(default_factory=lambda: settings.PERPLEXITY_CACHE.layer)
 
     def __post_init__(self) -> None:
         if not (self.lams and self.thetas and self.dims and self.gates):
@@ -93,11 +88,12 @@ def segment_states(model: LongMemModel, cache: TokenCache, ids: list[int]) -> to
 
 class CachePerplexity:
     """Running summed NLLs of each of ``systems`` mixed with a cache of the segments remembered so far, for every
-    setting of ``grid`` (one cache per key width). Call ``score`` on a segment, then ``remember`` it: the caches
-    only ever hold previous segments."""
+    setting of ``grid`` (default: ``CacheGrid()``, the chosen setting; one cache per key width). Call ``score`` on
+    a segment, then ``remember`` it: the caches only ever hold previous segments."""
 
-    def __init__(self, model: LongMemModel, grid: CacheGrid = CacheGrid(), rows: int = 256,
+    def __init__(self, model: LongMemModel, grid: CacheGrid | None = None, rows: int = 256,
                  systems: tuple[str, ...] = SYSTEMS) -> None:
+        grid = CacheGrid() if grid is None else grid
         self.model, self.grid, self.rows, self.systems = model, grid, rows, systems
         self.caches = {d: new_key_cache(model, d, grid.layer) for d in grid.dims}
         self.vocab = model.backbone.lm_head.weight.shape[0]
@@ -151,13 +147,13 @@ class CachePerplexity:
         than one setting ``cache_grid``: {setting: {key: ppl}}."""
         n = max(self.tokens, 1)
         ppl = {k: math.exp(v / n) for k, v in self.nll.items()}
-        settings = self.grid.settings()
-        first = settings[0]
+        scored = self.grid.settings()
+        first = scored[0]
         out: dict = {f"ppl_{name}_cache": ppl[(name, first)] for name in self.systems}
         out["cache"] = {"theta": first.theta, "lam": first.lam, "dim": self.caches[first.dim].dim,
                         "gated": first.gated, "layer": self.grid.layer, "stored_tokens": len(self.cache)}
-        if len(settings) > 1:
+        if len(scored) > 1:
             width = self.model.backbone.d_model
             out["cache_grid"] = {setting_key(s, width): {f"ppl_{name}_cache": ppl[(name, s)] for name in self.systems}
-                                 for s in settings}
+                                 for s in scored}
         return out
