@@ -3,7 +3,9 @@ of ``build_demo``. (The Settings *tab*, where a user changes their own, is ``com
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from longmem_core.answer.settings import ANSWER
 
 
 WHEN_FULL = {  # what reading does when the documents would not fit in memory: value -> what the page calls it
@@ -15,7 +17,8 @@ WHEN_FULL = {  # what reading does when the documents would not fit in memory: v
 
 @dataclass
 class AppSettings:
-    search_top: int = 6  # chunks the search finds and reads back for each answer (listed beside it): answer.SEARCH_TOP
+    search_top: int = field(default_factory=lambda: ANSWER.search_top)  # chunks the search finds and reads back for
+    # each answer (listed beside it); default the library's tuned one
     chunk_size: int | None = None  # tokens per memory chunk for a new bank; None: the model's (paper: 4)
     capacity: int | None = None  # memory bank size in tokens for a new bank; None: max_bank_capacity (the bank grows as it reads)
     when_full: str = "ask"  # reading more than the capacity: "ask" (nothing is read; the person is told what would be dropped), "drop_oldest" (FIFO, the paper's), "fit" (read only what fits)

@@ -82,7 +82,7 @@ def niah(runs: list[dict]) -> dict:
     return {"title": "Needles in a haystack, RULER-style (eval-niah)", "command": run["command"],
             "summary": f"Book: {run['text']} (a report book: nothing was trained or tuned on it). "
                        f"{run['trials']} trials per task and length, depths spread evenly over 0-100%; "
-                       f"{run['top']} chunks listed per mode; default mode: {default}.",
+                       f"{run.get('search_top', run.get('top'))} chunks listed per mode; default mode: {default}.",
             "claims": [{"title": "eval-niah by mode", "rows": claims}], "rows": rows}
 
 
@@ -342,10 +342,11 @@ def paraphrase(runs: list[dict]) -> dict:
     def frac(records: list[dict], key: str) -> float:
         return sum(bool(r[key]) for r in records) / len(records) if records else 0.0
     run0 = runs[0]
+    listed = run0.get('search_top', run0.get('top'))  # the key's name before issue 28: top
     mode, length = run0["mode"], run0["length"]
     para, lit = pooled.get("paraphrase", []), pooled.get("literal", [])
     claims = [
-        {"metric": f"{mode}: facts asked in other words at {length:,} tokens, found by its search (top {run0['top']})",
+        {"metric": f"{mode}: facts asked in other words at {length:,} tokens, found by its search (top {listed})",
          "figure": share(para, "found"), "baseline": f"BM25 alone {share(para, 'found_bm25')}; the memory's search "
          f"alone {share(para, 'found_memory')}", "target": ">= 60% (issue 25)", "met": met(frac(para, "found") >= 0.6)},
         {"metric": f"{mode}: the same facts answered", "figure": share(para, "answered"),
@@ -371,7 +372,7 @@ def paraphrase(runs: list[dict]) -> dict:
             "summary": f"Book(s): {books}. The {run0['split']} half of the pairs written by hand for this project "
                        f"(data/needles/: {len(para)} asked in other words, {len(kinds)} kinds; {len(lit)} asked in "
                        f"the facts' own words as a control); {planted}. found: the passage read back around one of "
-                       f"the {run0['top']} chunks a search returns holds the fact; the answer mode's search (the "
+                       f"the {listed} chunks a search returns holds the fact; the answer mode's search (the "
                        "default mode's: search.hybrid_chunks), the memory's search alone (search.rank_chunks) and "
                        "BM25 alone (search.lexical_scores) in the same bank; read back: the fact is in the answer "
                        "mode's prompt; answered: the answer names the fact's answer.",

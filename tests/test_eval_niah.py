@@ -63,7 +63,7 @@ def test_rows_and_scores(make_model, oracle_mode):
     model = make_model("tiny", capacity=64)
     text = BOOK.read_text(encoding="utf-8")
     modes = eval_niah.parse_modes(None)
-    rows = eval_niah.evaluate(model, text, [300, 500], list(TASKS), 3, modes, top=6, max_new_tokens=4)
+    rows = eval_niah.evaluate(model, text, [300, 500], list(TASKS), 3, modes, search_top=6, max_new_tokens=4)
     assert len(rows) == len(TASKS) * 2 * len(modes)
     assert {(r["task"], r["length"], r["mode"]) for r in rows} == {
         (t, n, m) for t in TASKS for n in (300, 500) for m in modes}

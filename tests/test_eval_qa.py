@@ -98,7 +98,7 @@ def test_rows_per_mode(make_model, monkeypatch):
     model = make_model("tiny", capacity=64)
     modes = eval_qa.parse_modes(None)
     seen = []
-    rows, records = eval_qa.evaluate(model, doc, questions, modes, top=3, max_new_tokens=4, on_record=seen.append)
+    rows, records = eval_qa.evaluate(model, doc, questions, modes, search_top=3, max_new_tokens=4, on_record=seen.append)
     assert seen == records  # each record handed out as soon as it is complete (--records-out)
     assert [r["mode"] for r in rows] == modes and all(r["n"] == 2 for r in rows)
     by = {r["mode"]: r for r in rows}
@@ -133,10 +133,10 @@ def test_the_document_is_read_under_its_name_as_the_app_reads_it(make_model, mon
         return real(model, bank, question, **kw)
     monkeypatch.setattr(answers, "answer", answer)
     questions = [{"question": "Who explained?", "answers": ["Time Traveller"]}]
-    eval_qa.evaluate(make_model("tiny", capacity=64), doc, questions, ["read_back"], top=2, max_new_tokens=2,
+    eval_qa.evaluate(make_model("tiny", capacity=64), doc, questions, ["read_back"], search_top=2, max_new_tokens=2,
                      source="the_time_machine.txt")
     assert names == ["the_time_machine.txt"]
-    eval_qa.evaluate(make_model("tiny", capacity=64), doc, questions, ["read_back"], top=2, max_new_tokens=2)
+    eval_qa.evaluate(make_model("tiny", capacity=64), doc, questions, ["read_back"], search_top=2, max_new_tokens=2)
     assert names[-1] == eval_qa.SOURCE
 
 
@@ -153,7 +153,7 @@ def test_searches_run_a_read_back_mode_with_another_search(make_model, monkeypat
         return real(model, bank, question, **kw)
     monkeypatch.setattr(answers, "answer", answer)
     model = make_model("tiny", capacity=64)
-    rows, records = eval_qa.evaluate(model, doc, questions, ["backbone", "quote"], top=3, max_new_tokens=4,
+    rows, records = eval_qa.evaluate(model, doc, questions, ["backbone", "quote"], search_top=3, max_new_tokens=4,
                                      searches=("model", "hybrid", "bm25"))
     names = [r["mode"] for r in rows]
     assert names == ["backbone", "quote", "quote[model]", "quote[bm25]"]  # its own search is not run twice

@@ -191,7 +191,7 @@ def test_generation_streams_and_matches_uncached_greedy(tiny_model):
         ids.append(int(tiny_model(torch.tensor([ids]), bank).logits[0, -1].argmax()))
     assert ids[len(prompt):] == gen.token_ids
     assert 0 < gen.memory_share <= 1 and gen.chunk_mass
-    for r in tiny_model.retrieved_for(gen, bank, top=3):
+    for r in tiny_model.retrieved_for(gen, bank, 3):
         assert r.info.text == bank.sources[0]["text"][r.info.char_start:r.info.char_end]
 
 

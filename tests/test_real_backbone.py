@@ -63,7 +63,7 @@ def test_retrieve_finds_the_pass_key(model, passkey_bank):
     the untrained SideNet ranks these chunks in the hundreds: docs/RESULTS.md)."""
     assert model.cfg.memory_query_rank > 0, "needs the shipped retrieval-trained checkpoint assets/sidenet.safetensors"
     bank, text, start = passkey_bank
-    retrieved = model.retrieve("What is the pass key? The pass key is", bank, top=10)
+    retrieved = model.retrieve("What is the pass key? The pass key is", bank, search_top=10)
     assert all(r.info.text == text[r.info.char_start:r.info.char_end] for r in retrieved)
     assert _hits_needle(retrieved, start), [r.info.text for r in retrieved]
 

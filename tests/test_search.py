@@ -28,7 +28,7 @@ def model_and_bank(request, make_model):
 
 def test_ranked_best_first_by_the_returned_score(model_and_bank):
     model, bank = model_and_bank
-    got = search.rank_chunks(model, bank, "What is the magic number for quiet-lantern?", top=5)
+    got = search.rank_chunks(model, bank, "What is the magic number for quiet-lantern?", search_top=5)
     assert len(got) == 5
     scores = [r.score for r in got]
     assert scores == sorted(scores, reverse=True)
@@ -42,7 +42,7 @@ def test_ranked_best_first_by_the_returned_score(model_and_bank):
 
 def test_top_larger_than_the_bank_lists_every_chunk_once(model_and_bank):
     model, bank = model_and_bank
-    got = search.rank_chunks(model, bank, "mill", top=10 ** 6)
+    got = search.rank_chunks(model, bank, "mill", search_top=10 ** 6)
     assert sorted(r.info.chunk_id for r in got) == list(bank.chunk_ids)
 
 
@@ -98,7 +98,7 @@ def test_a_chunk_whose_keys_match_the_query_comes_first(make_model):
         for j in range(20):
             keys = target.expand(c, G, D) * 8 if j == planted_at else torch.randn(c, G, D, generator=gen)
             bank.add(keys, torch.zeros(c, G, D), source=src, token_start=j * c)
-        got = search.rank_chunks(model, bank, "magic number for quiet-lantern", top=3)
+        got = search.rank_chunks(model, bank, "magic number for quiet-lantern", search_top=3)
         assert got[0].info.chunk_id == bank.first_id + planted_at
 
 
@@ -137,14 +137,14 @@ def test_hybrid_search_fuses_the_model_search_with_bm25(tiny_model, book_text):
     model_scores = search.chunk_scores(tiny_model, bank, "Filby")
     lexical = search.lexical_scores(bank, "Filby")
     assert lexical.shape == model_scores.shape and lexical.max() > 0
-    found = search.hybrid_chunks(tiny_model, bank, "Filby", top=5)
+    found = search.hybrid_chunks(tiny_model, bank, "Filby", search_top=5)
     scores = [r.score for r in found]
     top_score = (1 + search.settings.SEARCH.lexical_weight) / (search.settings.SEARCH.rrf_k + 1)  # first in both rankings
     assert scores == sorted(scores, reverse=True) and scores[0] <= top_score
     fused = search.reciprocal_rank_fusion(model_scores, lexical, weights=(1.0, search.settings.SEARCH.lexical_weight))
     assert found[0].info.chunk_id == int(bank.chunk_ids[int(fused.argmax())])
     tiny_model.memorize("The zeppelin landed at Quetzalcoatl Field.", bank, source="news")
-    best = search.hybrid_chunks(tiny_model, bank, "Quetzalcoatl", top=3)
+    best = search.hybrid_chunks(tiny_model, bank, "Quetzalcoatl", search_top=3)
     assert any(r.info.source == "news" for r in best)
 
 
@@ -152,11 +152,11 @@ def test_bm25_alone_lists_only_chunks_sharing_a_word_best_first(tiny_model):
     """``lexical_chunks``: the hybrid's BM25 side alone, the yardstick the hybrid is measured against."""
     bank = tiny_model.new_bank(capacity=8192)
     tiny_model.memorize("The harbour of Tarn lay quiet. " + "Nothing happened that day. " * 30, bank, source="a")
-    found = search.lexical_chunks(tiny_model, bank, "Which harbour?", top=6)
+    found = search.lexical_chunks(tiny_model, bank, "Which harbour?", search_top=6)
     assert found and all(r.score > 0 for r in found)
     assert found[0].info.char_start < len("The harbour of Tarn")  # (tiny chunks: the word lies in its window)
     assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
-    assert search.lexical_chunks(tiny_model, bank, "zeppelin", top=6) == []
+    assert search.lexical_chunks(tiny_model, bank, "zeppelin", search_top=6) == []
     assert set(search.SEARCHES) == {"model", "hybrid", "bm25"}
 
 
@@ -215,11 +215,11 @@ def test_memory_slots_give_the_model_searchs_own_best_a_place_in_the_hybrid_list
 def test_hybrid_search_with_memory_slots_marks_what_each_search_found(tiny_model, book_text):
     bank = tiny_model.new_bank(capacity=8192)
     tiny_model.memorize(book_text[:3000], bank, source="book")
-    plain = search.hybrid_chunks(tiny_model, bank, "Filby", top=5)
+    plain = search.hybrid_chunks(tiny_model, bank, "Filby", search_top=5)
     assert {r.found_by for r in plain} == {"hybrid"}
-    slotted = search.hybrid_chunks(tiny_model, bank, "Filby", top=5, memory_slots=2)
-    own = search.rank_chunks(tiny_model, bank, "Filby", top=2)
+    slotted = search.hybrid_chunks(tiny_model, bank, "Filby", search_top=5, memory_slots=2)
+    own = search.rank_chunks(tiny_model, bank, "Filby", search_top=2)
     assert len(slotted) == 5 and slotted[0].info.chunk_id == plain[0].info.chunk_id
     mine = [r for r in slotted if r.found_by == "memory"]
     assert all(r.info.chunk_id in {o.info.chunk_id for o in own} for r in mine)
-    assert {r.found_by for r in search.rank_chunks(tiny_model, bank, "Filby", top=3)} == {"memory"}
+    assert {r.found_by for r in search.rank_chunks(tiny_model, bank, "Filby", search_top=3)} == {"memory"}

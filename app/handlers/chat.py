@@ -7,6 +7,7 @@ from typing import Iterator
 
 from longmem_core import LongMemModel, MemoryBank
 from longmem_core.answer import answer as answer_modes
+from longmem_core.answer import settings as answer_settings
 from longmem_core.answer.conversation import Conversation
 
 from ..session import Session
@@ -36,13 +37,14 @@ class ChatResult:
 
 
 def chat(model: LongMemModel, session: Session, question: str, *, compare: bool = False,
-         search_top: int = answer_modes.SEARCH_TOP,
+         search_top: int | None = None,
          max_new_tokens: int = 128, temperature: float = 0.0, history_turns: int = 2,
          top_k: int | None = None, max_chars: int | None = None,
          mode: str = answer_modes.DEFAULT_MODE) -> Iterator[ChatResult]:
     """Answer ``question`` with the session's memory in ``mode`` (``longmem_core.answer``), streaming: yields the
     growing ChatResult, the last one with ``done`` set, the chunks used listed and the retrieval heat of the
-    session updated. ``search_top``: chunks the search finds and reads back (fusion: those listed). Earlier turns reach
+    session updated. ``search_top``: chunks the search finds and reads back (fusion: those listed; default the
+    library's ``settings.ANSWER.search_top``). Earlier turns reach
     the prompt only in modes that read nothing back; a follow-up reaches the search (``conversation.py``). A
     question over ``max_chars`` characters is refused before the model sees it."""
     if mode not in answer_modes.MODES:
@@ -50,6 +52,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
     question = check_question(question, max_chars)
     if not question:
         raise AppError("Type a question first.")
+    search_top = answer_settings.ANSWER.search_top if search_top is None else search_top
     with busy(session):
         bank = session.bank if session.bank is not None and len(session.bank) else None
         talk = Conversation(session.turns, history_turns)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from html import escape
 
-from longmem_core.classify import icl_modes
 from longmem_core.classify import settings as classify_settings
 
 from .common import number, status

@@ -90,7 +90,7 @@ class Mode:
         """The chunks this mode used for a finished answer, best first: in ``fusion`` the ``search_top`` the memory
         layer attended to most, otherwise the chunks the search found (``prepared.chunks``)."""
         if self.attends and prepared.bank is not None:
-            return model.retrieved_for(gen, prepared.bank, top=search_top)
+            return model.retrieved_for(gen, prepared.bank, search_top)
         return prepared.chunks
 
     def chunk_weights(self, gen: Generation, used: list[Retrieved]) -> dict[int, float]:
@@ -160,13 +160,6 @@ COPY_SOURCES = ("read", "memory")
 # answer the same way): after "Read these passages...", the small backbone often talks about "the passage" instead
 # of answering; made to open with these words it answers from what it read. The quote mode's span is scored after
 # ``settings.ANSWER.span_opening`` (``spans.py``).
-
-
-def __getattr__(name: str):
-    """``SEARCH_TOP``, read by callers written before the settings: ``settings.ANSWER.search_top`` now."""
-    if name == "SEARCH_TOP":
-        return settings.ANSWER.search_top
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

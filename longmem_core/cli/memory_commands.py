@@ -156,7 +156,7 @@ def cmd_retrieve(args) -> dict:
     check_text(args.query, "question")
     model = load_model(args)
     bank = load_bank(model, args.bank)
-    retrieved = model.retrieve(args.query, bank, top=args.search_top)
+    retrieved = model.retrieve(args.query, bank, args.search_top)
     if not args.json:
         _print_retrieved(retrieved)
     return {"retrieved": [r.to_dict() for r in retrieved]}

@@ -7,7 +7,7 @@ mode of ``answer.MODES`` (or those asked for). Per (task, length, mode):
 - ``retrieval_recall``: the share of the asked needles that a chunk the mode listed or used overlaps (a chunk
   "has" a needle when its character span shares a character with the needle's span in the document).
 
-The ``bm25`` row ranks the same bank chunks with BM25 (as many as the modes list: ``--top``); it answers
+The ``bm25`` row ranks the same bank chunks with BM25 (as many as the modes list: ``--search-top``); it answers
 nothing, so its accuracy is null.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Callable
 from ..options import model_flags
 from ..paths import DEFAULT_BOOK
 from ..answer import answer as answers
+from ..answer import settings as answer_settings
 from .bm25 import BM25, chunk_units
 from .needles import TASKS, Haystack, Trial, even_depths, make_trial, spans_overlap, string_match_all
 
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=4, help="trials per task and length; depths spread evenly 0..100%%")
     parser.add_argument("--modes", default=None,
                         help=f"comma-separated answer modes and/or {BM25_MODE} (default: every mode, and {BM25_MODE})")
-    parser.add_argument("--top", type=int, default=6, help="chunks each mode lists (and BM25 returns)")
+    parser.add_argument("--search-top", "--top", type=int, default=answer_settings.ANSWER.search_top,
+                        help="chunks each mode lists (and BM25 returns)")
     parser.add_argument("--max-new-tokens", type=int, default=128,
                         help="answer length limit (RULER's niah tasks allow 128 tokens: a list of 4 seven-digit values "
                              "takes ~60 of this backbone's tokens)")
@@ -78,7 +80,7 @@ def chunk_spans(chunks) -> list[tuple[int, int]]:
     return [(r.info.char_start, r.info.char_end) for r in chunks if r.info.source == SOURCE]
 
 
-def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: int,
+def run_trial(model, trial: Trial, modes: list[str], search_top: int, max_new_tokens: int,
               answer_prefix: bool = True) -> dict[str, dict]:
     """Memorize the trial's document into a fresh bank; answer its question in every mode (each answer begun
     with the trial's ``answer_prefix`` when asked; the score reads only what was generated). -> {mode: result}."""
@@ -89,11 +91,11 @@ def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: i
     out: dict[str, dict] = {}
     for mode in modes:
         if mode == BM25_MODE:
-            found = BM25(chunk_units(bank, SOURCE)).search(trial.question, top)
+            found = BM25(chunk_units(bank, SOURCE)).search(trial.question, search_top)
             spans = [(u.char_start, u.char_end) for u in found]
             out[mode] = {"accuracy": None, "retrieval_recall": needle_recall(trial, spans)}
             continue
-        ans = answers.answer(model, bank, trial.question, mode=mode, max_new_tokens=max_new_tokens, search_top=top,
+        ans = answers.answer(model, bank, trial.question, mode=mode, max_new_tokens=max_new_tokens, search_top=search_top,
                              answer_prefix=trial.answer_prefix if answer_prefix else "")
         out[mode] = {"accuracy": string_match_all(ans.text, trial.expected),
                      "retrieval_recall": needle_recall(trial, chunk_spans(ans.chunks)), "output": ans.text}
@@ -101,7 +103,7 @@ def run_trial(model, trial: Trial, modes: list[str], top: int, max_new_tokens: i
 
 
 def evaluate(model, text: str, lengths: list[int], tasks: list[str], trials: int, modes: list[str], *,
-             top: int = 6, max_new_tokens: int = 128, seed: int = 0, answer_prefix: bool = True,
+             search_top: int = 6, max_new_tokens: int = 128, seed: int = 0, answer_prefix: bool = True,
              progress: Callable[[str], None] | None = None, on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """One row per (length, task, mode), in that order; every row keeps its trials (depth, scores, output).
     ``on_row`` is called with each row as soon as it is complete."""
@@ -113,7 +115,7 @@ def evaluate(model, text: str, lengths: list[int], tasks: list[str], trials: int
             per_mode: dict[str, list[dict]] = {m: [] for m in modes}
             for depth in even_depths(trials):
                 trial = make_trial(haystack, task, length, depth, rng)
-                for mode, r in run_trial(model, trial, modes, top, max_new_tokens, answer_prefix).items():
+                for mode, r in run_trial(model, trial, modes, search_top, max_new_tokens, answer_prefix).items():
                     per_mode[mode].append({"depth": round(depth, 4), **r})
                 if progress:
                     progress(f"{task} {length}")
@@ -135,7 +137,7 @@ def summarize(task: str, length: int, mode: str, results: list[dict]) -> dict:
 
 def command_line(args: argparse.Namespace, modes: list[str]) -> str:
     parts = ["python -m longmem_core eval-niah", f"--text {args.text}", f"--lengths {args.lengths}",
-             f"--tasks {args.tasks}", f"--trials {args.trials}", f"--modes {','.join(modes)}", f"--top {args.top}",
+             f"--tasks {args.tasks}", f"--trials {args.trials}", f"--modes {','.join(modes)}", f"--search-top {args.search_top}",
              f"--max-new-tokens {args.max_new_tokens}",
              "--answer-prefix" if getattr(args, "answer_prefix", True) else "--no-answer-prefix", f"--seed {args.seed}"]
     return " ".join(parts + model_flags(args))
@@ -148,8 +150,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     from tqdm import tqdm
     lengths, tasks, modes = parse_list(args.lengths, int), parse_list(args.tasks), parse_modes(args.modes)
     bad = [t for t in tasks if t not in TASKS]
-    if bad or not tasks or not lengths or min(lengths) < 1 or args.trials < 1 or args.top < 1:
-        raise ValueError(f"bad arguments: tasks from {', '.join(TASKS)}; lengths, --trials and --top positive")
+    if bad or not tasks or not lengths or min(lengths) < 1 or args.trials < 1 or args.search_top < 1:
+        raise ValueError(f"bad arguments: tasks from {', '.join(TASKS)}; lengths, --trials and --search-top positive")
     text = read_document(args.text).text
     model = load_model()
     t0 = time.perf_counter()
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
         with rows_out.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     try:
-        rows = evaluate(model, text, lengths, tasks, args.trials, modes, top=args.top,
+        rows = evaluate(model, text, lengths, tasks, args.trials, modes, search_top=args.search_top,
                         max_new_tokens=args.max_new_tokens, seed=args.seed,
                         answer_prefix=getattr(args, "answer_prefix", True),
                         progress=lambda label: (bar.set_postfix_str(label), bar.update()),
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
         bar.close()
     result = {"evaluation": "niah", "command": command_line(args, modes), "text": Path(args.text).name,
               "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path, "default_mode": answers.DEFAULT_MODE,
-              "modes": modes, "lengths": lengths, "tasks": tasks, "trials": args.trials, "top": args.top,
+              "modes": modes, "lengths": lengths, "tasks": tasks, "trials": args.trials, "search_top": args.search_top,
               "answer_prefix": getattr(args, "answer_prefix", True), "seed": args.seed,
               "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
     if not getattr(args, "json", False):

@@ -8,7 +8,7 @@ document does not depend on the other pairs asked); the document is memorized in
 asked. Per pair, all in the same bank:
 
 - ``found``: the answer mode's search (the default mode's is ``search.hybrid_chunks``: the model's search fused
-  with BM25) finds the fact: one of its ``--top`` chunks lies so near the fact that the passage read back around
+  with BM25) finds the fact: one of its ``--search-top`` chunks lies so near the fact that the passage read back around
   it (``read_back.expand``, ``settings.READ_BACK.passage_chars``) holds the whole fact;
 - ``found_memory``: the same for the model's own memory search alone (``search.rank_chunks``);
 - ``found_bm25``: the same for the hybrid's BM25 side alone (``search.lexical_scores``: BM25 over the words around
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which half of each file: tune on 'tuning', report on 'report' (default)")
     parser.add_argument("--length", type=int, default=16_000, help="document length in tokens, the fact included")
     parser.add_argument("--mode", default=answers.DEFAULT_MODE, help="the answer mode asked (default: the default)")
-    parser.add_argument("--top", type=int, default=answer_settings.ANSWER.search_top,
+    parser.add_argument("--search-top", "--top", type=int, default=answer_settings.ANSWER.search_top,
                         help="chunks each search returns")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each file")
@@ -177,21 +177,21 @@ def memorized(model, document: str, length: int):
     return bank
 
 
-def ask_pair(model, bank, document: str, pair: dict, fact: Fact, *, mode: str, top: int,
+def ask_pair(model, bank, document: str, pair: dict, fact: Fact, *, mode: str, search_top: int,
              max_new_tokens: int) -> dict:
     """Ask one pair's question of a bank holding ``document`` (where ``fact`` was planted); its record."""
     q = pair["question"]
     positions = fact_positions(bank, fact)
     bounds = read_back.sentence_bounds(document)
     memory, lexical = search.chunk_scores(model, bank, q), search.lexical_scores(bank, q)
-    ans = answers.answer(model, bank, q, mode=mode, max_new_tokens=max_new_tokens, search_top=top)
+    ans = answers.answer(model, bank, q, mode=mode, max_new_tokens=max_new_tokens, search_top=search_top)
     mode_search = search.SEARCHES[answers.MODE_SPECS[mode].read_back or "model"]
     rest = document[:fact.char_start] + document[fact.char_end:]
     record = {"id": pair["id"], "kind": pair["kind"], "split": pair["split"], "question": q, "answers": pair["answers"],
               "depth": round(fact.depth, 4),
-              "found": finds_fact(mode_search(model, bank, q, top), document, bounds, fact),
-              "found_memory": finds_fact(search.rank_chunks(model, bank, q, top), document, bounds, fact),
-              "found_bm25": finds_fact(search.lexical_chunks(model, bank, q, top), document, bounds, fact),
+              "found": finds_fact(mode_search(model, bank, q, search_top), document, bounds, fact),
+              "found_memory": finds_fact(search.rank_chunks(model, bank, q, search_top), document, bounds, fact),
+              "found_bm25": finds_fact(search.lexical_chunks(model, bank, q, search_top), document, bounds, fact),
               "read_back": " ".join(fact.text.split()) in " ".join(ans.context.split()),
               "answered": mentions(ans.text, pair["answers"]), "output": ans.text,
               "rank_memory": rank_of(memory, positions) if positions else None,
@@ -203,11 +203,11 @@ def ask_pair(model, bank, document: str, pair: dict, fact: Fact, *, mode: str, t
     return record
 
 
-def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, top: int, max_new_tokens: int,
+def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, search_top: int, max_new_tokens: int,
              seed: int) -> dict:
     """Plant, memorize and ask one pair; its record."""
     document, fact = plant(haystack, pair, length, seed)
-    return ask_pair(model, memorized(model, document, length), document, pair, fact, mode=mode, top=top,
+    return ask_pair(model, memorized(model, document, length), document, pair, fact, mode=mode, search_top=search_top,
                     max_new_tokens=max_new_tokens)
 
 
@@ -234,14 +234,14 @@ def select(pairs: list[dict], split: str, limit: int | None) -> list[dict]:
 
 
 def evaluate(model, text: str, pair_sets: dict[str, list[dict]], *, length: int = 16_000,
-             mode: str = answers.DEFAULT_MODE, top: int | None = None, max_new_tokens: int = 48, seed: int = 0,
+             mode: str = answers.DEFAULT_MODE, search_top: int | None = None, max_new_tokens: int = 48, seed: int = 0,
              progress: Callable[[], None] | None = None,
              on_record: Callable[[dict], None] | None = None, together: bool = False) -> tuple[list[dict], list[dict]]:
     """``pair_sets``: {name: pairs} (already split). -> (rows, one record per pair, each named by its set).
-    ``together``: each set's pairs are planted in one document (``plant_together``), memorized once. ``top``: chunks
+    ``together``: each set's pairs are planted in one document (``plant_together``), memorized once. ``search_top``: chunks
     each search returns (default ``settings.ANSWER.search_top`` of the answer package)."""
     answers.check_mode(mode)
-    top = answer_settings.ANSWER.search_top if top is None else top
+    search_top = answer_settings.ANSWER.search_top if search_top is None else search_top
     haystack = Haystack(text, model.tokenizer)
     rows, records = [], []
     for name, pairs in pair_sets.items():
@@ -249,10 +249,10 @@ def evaluate(model, text: str, pair_sets: dict[str, list[dict]], *, length: int 
         if together:
             document, facts = plant_together(haystack, pairs, length, seed)
             bank = memorized(model, document, length)
-            asks = [partial(ask_pair, model, bank, document, pair, fact, mode=mode, top=top,
+            asks = [partial(ask_pair, model, bank, document, pair, fact, mode=mode, search_top=search_top,
                             max_new_tokens=max_new_tokens) for pair, fact in zip(pairs, facts)]
         else:
-            asks = [partial(run_pair, model, haystack, pair, length=length, mode=mode, top=top,
+            asks = [partial(run_pair, model, haystack, pair, length=length, mode=mode, search_top=search_top,
                             max_new_tokens=max_new_tokens, seed=seed) for pair in pairs]
         for ask in asks:
             record = {"pairs": name, **ask()}
@@ -268,7 +268,7 @@ def evaluate(model, text: str, pair_sets: dict[str, list[dict]], *, length: int 
 
 def command_line(args: argparse.Namespace) -> str:
     parts = ["python -m longmem_core eval-paraphrase", f"--text {args.text}", f"--pairs {args.pairs}",
-             f"--split {args.split}", f"--length {args.length}", f"--mode {args.mode}", f"--top {args.top}",
+             f"--split {args.split}", f"--length {args.length}", f"--mode {args.mode}", f"--search-top {args.search_top}",
              f"--max-new-tokens {args.max_new_tokens}"]
     if args.limit:
         parts.append(f"--limit {args.limit}")
@@ -285,8 +285,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
 
     from ..documents.data import read_document
     answers.check_mode(args.mode)
-    if args.length < 64 or args.top < 1 or (args.limit is not None and args.limit < 1):
-        raise ValueError("--length must be at least 64, --top and --limit positive")
+    if args.length < 64 or args.search_top < 1 or (args.limit is not None and args.limit < 1):
+        raise ValueError("--length must be at least 64, --search-top and --limit positive")
     files = [f.strip() for f in args.pairs.split(",") if f.strip()]
     if not files:
         raise ValueError("--pairs names no file")
@@ -303,7 +303,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
         with records_out.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     try:
-        rows, records = evaluate(model, text, pair_sets, length=args.length, mode=args.mode, top=args.top,
+        rows, records = evaluate(model, text, pair_sets, length=args.length, mode=args.mode, search_top=args.search_top,
                                  max_new_tokens=args.max_new_tokens, seed=args.seed, progress=bar.update,
                                  on_record=on_record if records_out else None,
                                  together=getattr(args, "together", False))
@@ -312,7 +312,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     result = {"evaluation": "paraphrase", "command": command_line(args), "text": Path(args.text).name,
               "pairs_files": [Path(f).name for f in files], "split": args.split, "length": args.length,
               "backbone": model.cfg.backbone, "checkpoint": model.checkpoint_path, "default_mode": answers.DEFAULT_MODE,
-              "mode": args.mode, "top": args.top, "seed": args.seed, "together": getattr(args, "together", False),
+              "mode": args.mode, "search_top": args.search_top, "seed": args.seed, "together": getattr(args, "together", False),
               "seconds": round(time.perf_counter() - t0, 1),
               "rows": rows, "pairs": records}
     if not getattr(args, "json", False):
@@ -326,6 +326,6 @@ def format_table(result: dict) -> str:
         lines.append(f"{r['pairs']:<12}{r['kind']:<13}{r['n']:>4}{r['found']:>8.2f}{r['found_memory']:>8.2f}"
                      f"{r['found_bm25']:>8.2f}{r['read_back']:>8.2f}{r['answered']:>10.2f}")
     lines.append(f"mode {result['mode']} (default {result['default_mode']}); found: its search "
-                 f"(top {result['top']}); memory: the model's search alone; bm25: BM25 alone; read: the fact in its "
-                 f"prompt; {result['length']} tokens, split {result['split']}, {result['seconds']} s")
+                 f"({result['search_top']} chunks); memory: the model's search alone; bm25: BM25 alone; read: the fact "
+                 f"in its prompt; {result['length']} tokens, split {result['split']}, {result['seconds']} s")
     return "\n".join(lines)

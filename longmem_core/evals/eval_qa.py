@@ -18,7 +18,7 @@ With ``--conversation`` every mode is also run as one conversation (``conversati
 asked one after another, as the app asks them), in rows named ``<mode>@conversation``.
 
 The ``bm25`` row ranks passages of the same size (the document cut into consecutive passages of
-2 x context-chars + 16 characters) with BM25, as many as the modes list (``--top``); its accuracy is null.
+2 x context-chars + 16 characters) with BM25, as many as the modes list (``--search-top``); its accuracy is null.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from typing import Callable
 
 from ..options import model_flags
 from ..answer import answer as answers
+from ..answer import settings as answer_settings
 from ..model import search
 from .bm25 import BM25, passage_span, passage_units
 from ..answer.conversation import Conversation
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-chars", type=int, default=None, help="memorize only the first N characters")
     parser.add_argument("--modes", default=None,
                         help=f"comma-separated answer modes and/or {BM25_MODE} (default: every mode, and {BM25_MODE})")
-    parser.add_argument("--top", type=int, default=6, help="chunks each mode lists (and BM25 passages returned)")
+    parser.add_argument("--search-top", "--top", type=int, default=answer_settings.ANSWER.search_top,
+                        help="chunks each mode lists (and BM25 passages returned)")
     parser.add_argument("--context-chars", type=int, default=200,
                         help="characters of text on each side of a listed chunk that count as retrieved with it")
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -138,7 +140,7 @@ def summary(mode: str, scores: list[dict]) -> dict:
     return row
 
 
-def evaluate(model, document: str, questions: list[dict], modes: list[str], *, top: int = 6,
+def evaluate(model, document: str, questions: list[dict], modes: list[str], *, search_top: int = 6,
              context_chars: int = 200, max_new_tokens: int = 48, progress: Callable[[], None] | None = None,
              on_record: Callable[[dict], None] | None = None, source: str = SOURCE, pages: list[int] | None = None,
              page_labels: list[str] | None = None, conversation: bool = False,
@@ -166,17 +168,17 @@ def evaluate(model, document: str, questions: list[dict], modes: list[str], *, t
         record = {"question": q["question"], "answers": q["answers"], "modes": {}}
         for mode in modes:
             if mode == BM25_MODE:
-                found = "\n".join(u.text for u in bm25.search(q["question"], top))
+                found = "\n".join(u.text for u in bm25.search(q["question"], search_top))
                 record["modes"][mode] = {"correct": None, "retrieved": contains_any(found, q["answers"])}
                 continue
-            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=top)
+            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=search_top)
             record["modes"][mode] = score(ans, q, document, context_chars, source, pages)
         for mode, with_search in swapped:
-            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=top,
+            ans = answers.answer(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=search_top,
                                  search_with=with_search)
             record["modes"][f"{mode}[{with_search}]"] = score(ans, q, document, context_chars, source, pages)
         for mode, talk in talks.items():
-            ans = talk.ask(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=top)
+            ans = talk.ask(model, bank, q["question"], mode=mode, max_new_tokens=max_new_tokens, search_top=search_top)
             record["modes"][mode + CONVERSATION] = score(ans, q, document, context_chars, source, pages)
         records.append(record)
         if on_record:
@@ -191,7 +193,7 @@ def command_line(args: argparse.Namespace, modes: list[str]) -> str:
     parts = ["python -m longmem_core eval-qa", f"--text {args.text}", f"--questions {args.questions}"]
     if args.max_chars:
         parts.append(f"--max-chars {args.max_chars}")
-    parts += [f"--modes {','.join(modes)}", f"--top {args.top}", f"--context-chars {args.context_chars}",
+    parts += [f"--modes {','.join(modes)}", f"--search-top {args.search_top}", f"--context-chars {args.context_chars}",
               f"--max-new-tokens {args.max_new_tokens}"]
     if args.limit:
         parts.append(f"--limit {args.limit}")
@@ -209,8 +211,8 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
 
     from ..documents.data import read_document
     modes = parse_modes(args.modes)
-    if args.top < 1 or args.context_chars < 0 or (args.max_chars is not None and args.max_chars < 1):
-        raise ValueError("--top and --max-chars must be positive, --context-chars not negative")
+    if args.search_top < 1 or args.context_chars < 0 or (args.max_chars is not None and args.max_chars < 1):
+        raise ValueError("--search-top and --max-chars must be positive, --context-chars not negative")
     searches = tuple(s.strip() for s in getattr(args, "searches", "").split(",") if s.strip())
     unknown = [s for s in searches if s not in search.SEARCHES]
     if unknown:
@@ -228,7 +230,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
         with records_out.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     try:
-        rows, records = evaluate(model, document, questions, modes, top=args.top, context_chars=args.context_chars,
+        rows, records = evaluate(model, document, questions, modes, search_top=args.search_top, context_chars=args.context_chars,
                                  max_new_tokens=args.max_new_tokens, progress=bar.update,
                                  on_record=on_record if records_out else None, source=doc.name, pages=pages,
                                  page_labels=labels, conversation=getattr(args, "conversation", False),
@@ -238,7 +240,7 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
     result = {"evaluation": "qa", "command": command_line(args, modes), "text": Path(args.text).name,
               "questions_file": Path(args.questions).name, "chars": len(document), "backbone": model.cfg.backbone,
               "checkpoint": model.checkpoint_path, "default_mode": answers.DEFAULT_MODE, "modes": modes,
-              "top": args.top, "context_chars": args.context_chars, "seconds": round(time.perf_counter() - t0, 1),
+              "search_top": args.search_top, "context_chars": args.context_chars, "seconds": round(time.perf_counter() - t0, 1),
               "rows": rows, "questions": records}
     if not getattr(args, "json", False):
         for r in rows:

@@ -297,12 +297,10 @@ class LongMemModel(nn.Module):
 
     # -- retrieval --
 
-    def retrieve(self, query: str, bank: MemoryBank, chunks_listed: int = 5, *,
-                 top: int | None = None) -> list[Retrieved]:
-        """The ``chunks_listed`` chunks the memory search finds for ``query``, best first, each with the score that
-        ranked it (``search.rank_chunks``: what is listed is what the search scored). ``top`` is an alias of
-        ``chunks_listed``."""
-        return search.rank_chunks(self, bank, query, top if top is not None else chunks_listed)
+    def retrieve(self, query: str, bank: MemoryBank, search_top: int = 5) -> list[Retrieved]:
+        """The ``search_top`` chunks the memory search finds for ``query``, best first, each with the score that
+        ranked it (``search.rank_chunks``: what is listed is what the search scored)."""
+        return search.rank_chunks(self, bank, query, search_top)
 
     @torch.no_grad()
     def attention_mass(self, query: str, bank: MemoryBank, chunks_listed: int = 5,
@@ -317,11 +315,9 @@ class LongMemModel(nn.Module):
         best = sorted(totals.items(), key=lambda kv: -kv[1])[:chunks_listed]
         return [Retrieved(bank.chunk_info(cid), w) for cid, w in best]
 
-    def retrieved_for(self, gen: Generation, bank: MemoryBank, chunks_listed: int = 5, *,
-                      top: int | None = None) -> list[Retrieved]:
+    def retrieved_for(self, gen: Generation, bank: MemoryBank, chunks_listed: int = 5) -> list[Retrieved]:
         """The ``chunks_listed`` chunks a finished generation attended to most, normalised to sum to 1 over all
-        chunks. ``top`` is an alias of ``chunks_listed``."""
-        chunks_listed = top if top is not None else chunks_listed
+        chunks (``fusion`` lists its ``search_top``)."""
         total = sum(gen.chunk_mass.values()) or 1.0
         best = sorted(gen.chunk_mass.items(), key=lambda kv: -kv[1])[:chunks_listed]
         return [Retrieved(bank.chunk_info(cid), w / total) for cid, w in best if cid >= bank.first_id]

@@ -173,14 +173,14 @@ def at_positions(bank: MemoryBank, scores: torch.Tensor, positions: list[int], f
     return [Retrieved(bank.chunk_info(int(ids[i])), float(scores[i]), found_by) for i in positions]
 
 
-def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
+def rank_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top: int = 6, *,
                 gap: int | None = None) -> list[Retrieved]:
-    """The ``top`` chunks for ``query``, best first, each with the score that ranked it (``chunk_scores``), no
+    """The ``search_top`` chunks for ``query``, best first, each with the score that ranked it (``chunk_scores``), no
     two within ``gap`` chunks (default ``spread_gap``) of each other in one source. Empty for an empty bank or a query without tokens."""
     model.check_bank(bank)
     if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
-    return listed(bank, chunk_scores(model, bank, query), top, gap, "memory")
+    return listed(bank, chunk_scores(model, bank, query), search_top, gap, "memory")
 
 
 # -- hybrid search (beyond the paper): the model's search fused with BM25 by reciprocal rank --
@@ -239,13 +239,13 @@ def reciprocal_rank_fusion(*scores: torch.Tensor, weights: tuple[float, ...] | N
     return out
 
 
-def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
+def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top: int = 6, *,
                   window: int | None = None, lexical_weight: float | None = None,
                   gap: int | None = None, memory_slots: int | None = None) -> list[Retrieved]:
     """Like ``rank_chunks``, ranked by the reciprocal-rank fusion of the model's search (``chunk_scores``) and BM25
     over the words around each chunk (``lexical_scores``); ``Retrieved.score`` is the fused score. Beyond the paper:
     the paper's search uses the model's keys only. ``window``, ``lexical_weight`` and ``memory_slots`` default to
-    ``settings.SEARCH``; ``memory_slots`` of the ``top`` places go to the model's own best chunks that the fusion did not list (``with_memory_slots``)."""
+    ``settings.SEARCH``; ``memory_slots`` of the ``search_top`` places go to the model's own best chunks that the fusion did not list (``with_memory_slots``)."""
     model.check_bank(bank)
     if bank.n_chunks == 0 or not model.tokenizer(query, add_special_tokens=False)["input_ids"]:
         return []
@@ -255,7 +255,7 @@ def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 
     fused = reciprocal_rank_fusion(own, lexical_scores(bank, query, window), weights=(1.0, lexical_weight))
     gap = spread_gap(bank) if gap is None else gap
     slots = conf.memory_slots if memory_slots is None else memory_slots
-    chosen = spread_top(fused, bank.chunk_source, top, gap)
+    chosen = spread_top(fused, bank.chunk_source, search_top, gap)
     best_own = spread_top(own, bank.chunk_source, slots, gap) if slots > 0 else []
     mine = with_memory_slots(chosen, best_own, bank.chunk_source, gap)
     return [r for i in mine for r in at_positions(bank, fused, [i], "hybrid" if i in chosen else "memory")]
@@ -273,14 +273,14 @@ def with_memory_slots(fused: list[int], own: list[int], sources: np.ndarray, gap
     return kept[:1] + extra[:len(fused) - len(kept)] + kept[1:]
 
 
-def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, top: int = 6, *,
+def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top: int = 6, *,
                    window: int | None = None, gap: int | None = None) -> list[Retrieved]:
     """Like ``hybrid_chunks`` with its BM25 side alone (``lexical_scores``): chunks sharing no word with the query
     are not listed. What the hybrid adds to BM25 is measured against this (``eval-qa --searches``)."""
     model.check_bank(bank)
     if bank.n_chunks == 0:
         return []
-    return [r for r in listed(bank, lexical_scores(bank, query, window), top, gap, "bm25") if r.score > 0]
+    return [r for r in listed(bank, lexical_scores(bank, query, window), search_top, gap, "bm25") if r.score > 0]
 
 
 # the searches a mode can read back from, by ``answer.Mode.read_back``: the model's own memory search (the paper's

@@ -113,7 +113,7 @@ def retrieve_eval(model, store: list[Segment], groups: list[dict], top: int = 10
                     fact_ids = tok(f["fact"]["text"], add_special_tokens=False)["input_ids"]
                     at = _find(seg.ids.tolist(), fact_ids)
                     span = (first + at // c, first + (at + len(fact_ids) - 1) // c) if at >= 0 else None
-            got = model.retrieve(f["fact"]["question"], bank, top=100)
+            got = model.retrieve(f["fact"]["question"], bank, search_top=100)
             pos = next((i + 1 for i, r in enumerate(got) if span and span[0] <= r.info.chunk_id <= span[1]), None)
             rows.append({"book": g["book"], "question": f["fact"]["question"], "value": f["fact"]["value"],
                          "first_hit": pos, "chunks": bank.n_chunks})
