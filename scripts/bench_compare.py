@@ -54,7 +54,8 @@ def bench(workdir: Path, python: str) -> dict:
     return json.loads(out.stdout)
 
 
-def collect(before: str, after: str, rounds: int) -> tuple[list[dict], list[dict]]:
+def collect(before: str, after: str, rounds: int, keep: Path | None = None) -> tuple[list[dict], list[dict]]:
+    """``rounds`` quick benches of each commit, interleaved; each run also written to ``keep``/<name>_<i>.json."""
     python = str(ROOT / ".venv" / "bin" / "python")
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +69,9 @@ def collect(before: str, after: str, rounds: int) -> tuple[list[dict], list[dict
                 for name in ("before", "after"):
                     print(f"round {i + 1}/{rounds}: {name}", file=sys.stderr)
                     runs[name].append(bench(trees[name], python))
+                    if keep:
+                        keep.mkdir(parents=True, exist_ok=True)
+                        (keep / f"{name}_{i}.json").write_text(json.dumps(runs[name][-1], indent=1) + "\n")
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
@@ -109,24 +113,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--from-runs", default=None, help="read before_<i>.json / after_<i>.json from this folder")
     p.add_argument("--out", default=None, help="write the results file here (default: stdout)")
+    p.add_argument("--keep", type=Path, default=None, help="also write each run to this folder (for --from-runs)")
+    p.add_argument("--what", default="the restructuring of issue #12",
+                   help="the change, as the results file's title and summary name it")
+    p.add_argument("--before-is", default="before the split of the model, training and bank",
+                   help="what the before commit is, for the summary")
     args = p.parse_args(argv)
     before, after = read_runs(Path(args.from_runs)) if args.from_runs else collect(args.before, args.after,
-                                                                                    args.rounds)
+                                                                                    args.rounds, args.keep)
     if not before or not after:
         raise SystemExit("error: no bench runs to compare")
     after_commit = subprocess.run(["git", "rev-parse", "--short", args.after], cwd=ROOT, capture_output=True,
                                   text=True).stdout.strip()
     rows = compare(before, after)
     result = {
-        "title": "Bench before and after the restructuring of issue #12 (quick bench)",
-        "command": f"python scripts/bench_compare.py --before {args.before} --rounds {max(len(before), 1)}",
+        "title": f"Bench before and after {args.what} (quick bench)",
+        "command": " ".join(["python scripts/bench_compare.py", f"--before {args.before}",
+                             f"--rounds {max(len(before), 1)}"] + (
+            [f"--what '{args.what}'", f"--before-is '{args.before_is}'"] if args.what != p.get_default("what") else [])),
         "date": datetime.date.today().isoformat(),
-        "summary": (f"Quick bench (python -m longmem_core bench --quick --json) of commit {args.before} (before the "
-                    f"split of the model, training and bank) and {after_commit or args.after}, {len(before)} runs "
+        "summary": (f"Quick bench (python -m longmem_core bench --quick --json) of commit {args.before} ({args.before_is}) "
+                    f"and {after_commit or args.after}, {len(before)} runs "
                     "each, interleaved on one machine. Figures: the after runs; baseline: the before runs. No worse "
                     "beyond noise: the after median no worse than the worst before run, give or take half the after "
                     "runs' range."),
-        "claims": [{"title": "bench before and after the restructuring", "rows": rows}],
+        "claims": [{"title": f"bench before and after {args.what}", "rows": rows}],
         "machine": before[0].get("machine"),
     }
     text = json.dumps(result, indent=1)
