@@ -235,3 +235,12 @@ def test_no_cycles_between_app_modules():
     graph = app_graph()
     assert "app.components.page" in graph and graph["app.ui"], "the parse finds the app's modules and imports"
     assert not first_cycle(graph), "a cycle of imports in the app: " + " -> ".join(first_cycle(graph))
+
+
+def test_the_design_notes_list_every_package_in_order():
+    """docs/DESIGN.md section 4 shows a newcomer the packages in the order the layers have them."""
+    text = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8").split("## 4.", 1)[1]
+    packages = [name for name, _ in LAYERS if (LIBRARY / name).is_dir()]
+    places = [text.find(f"`{name}/`") for name in packages]
+    assert -1 not in places, [p for p, at in zip(packages, places) if at == -1]
+    assert places == sorted(places), "DESIGN.md lists the packages in another order than LAYERS"
