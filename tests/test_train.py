@@ -74,3 +74,22 @@ def test_plan_and_schedule():
     cfg = TrainConfig(data=["x"], steps=100, warmup=10, lr=1.0)
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(99, cfg) < 0.2 and lr_at(99, cfg) >= 0.1
+
+
+def test_the_schedule_is_transformers_cosine_with_a_floor():
+    """lr_at is the factor in closed form; make_schedule steps an optimizer through the same factors, which are
+    those of transformers' get_cosine_with_min_lr_schedule_with_warmup (min_lr_rate 0.1)."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    from longmem_core.training.schedule import MIN_LR_RATE, make_schedule
+    cfg = TrainConfig(data=["x"], steps=30, warmup=4, lr=2.0)
+    ours = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    theirs = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    schedule = make_schedule(ours, cfg.warmup, cfg.steps)
+    reference = get_cosine_with_min_lr_schedule_with_warmup(theirs, num_warmup_steps=cfg.warmup,
+                                                             num_training_steps=cfg.steps, min_lr_rate=MIN_LR_RATE)
+    reference.step()
+    for step in range(cfg.steps + 3):
+        assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], abs=1e-12)
+        assert lr_at(step, cfg) == pytest.approx(ours.param_groups[0]["lr"], abs=1e-12)
+        ours.step(), theirs.step(), schedule.step(), reference.step()

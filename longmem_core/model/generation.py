@@ -164,6 +164,20 @@ def find_loop(text: str, n: int = 4, times: int = 3, sentence_words: int = 3) ->
     return None
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How ``generate`` decodes, its options checked: see its arguments."""
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    backbone_only: bool
+    seed: int | None
+    top_k: int | None  # tokens retrieved from memory per query token and head
+    hook: LogitsHook
+    guard_ngram: int
+
+
 def generate(model: "LongMemModel", prompt_ids: list[int], bank: MemoryBank | None = None, *,
              max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 0.9, backbone_only: bool = False,
              seed: int | None = None, top_k: int | None = None, logits_hook: LogitsHook | None = None,
@@ -182,9 +196,11 @@ def generate(model: "LongMemModel", prompt_ids: list[int], bank: MemoryBank | No
     if len(prompt_ids) + max_new_tokens > max_ctx:
         prompt_ids = prompt_ids[-(max_ctx - max_new_tokens):]
     gen = Generation(steps=iter(()))
-    gen.steps = _stream(model, gen, prompt_ids, bank, max_new_tokens, temperature, top_p, backbone_only, seed, top_k,
-                        logits_hook or _plain, settings.GENERATION.guard_ngram if guard_ngram is None else guard_ngram)
+    decoding = Decoding(max_new_tokens, temperature, top_p, backbone_only, seed, top_k, logits_hook or _plain,
+                        settings.GENERATION.guard_ngram if guard_ngram is None else guard_ngram)
+    gen.steps = _stream(model, gen, prompt_ids, bank, decoding)
     return gen
+
 
 
 def _plain(step: Step, context: list[int]) -> Proposal:
@@ -194,15 +210,15 @@ def _plain(step: Step, context: list[int]) -> Proposal:
 
 @torch.no_grad()
 def _stream(model: "LongMemModel", gen: Generation, prompt_ids: list[int], bank: MemoryBank | None,
-            max_new_tokens: int, temperature: float, top_p: float, backbone_only: bool, seed: int | None,
-            top_k: int | None, hook: LogitsHook, guard_ngram: int) -> Iterator[str]:
+            decoding: Decoding) -> Iterator[str]:
     """The token loop behind ``generate``: yields text as soon as it decodes to whole characters."""
-    if max_new_tokens <= 0:
+    d = decoding
+    if d.max_new_tokens <= 0:
         return
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    generator = torch.Generator().manual_seed(d.seed) if d.seed is not None else None
     stop = stop_token_ids(model.tokenizer)
-    caches = ModelCaches.empty(model, max_length=len(prompt_ids) + max_new_tokens)
-    options = dict(backbone_only=backbone_only, top_k=top_k)
+    caches = ModelCaches.empty(model, max_length=len(prompt_ids) + d.max_new_tokens)
+    options = dict(backbone_only=d.backbone_only, top_k=d.top_k)
     step = prefill(model, torch.tensor([prompt_ids], device=model.device), bank, caches, **options)
     context = list(prompt_ids)  # prompt + answer so far, what the hook sees
     shares: list[float] = []
@@ -211,11 +227,11 @@ def _stream(model: "LongMemModel", gen: Generation, prompt_ids: list[int], bank:
             for cid, w in step.trace.chunk_totals(0).items():
                 gen.chunk_mass[cid] = gen.chunk_mass.get(cid, 0.0) + w
             shares.append(float(step.trace.memory_share.mean()))
-        proposal = hook(step, context)
-        scores = guard_scores(proposal, gen.token_ids, guard_ngram)  # [V] on the CPU
+        proposal = d.hook(step, context)
+        scores = guard_scores(proposal, gen.token_ids, d.guard_ngram)  # [V] on the CPU
         if scores[int(proposal.scores.argmax())] == float("-inf"):  # the model's first choice would repeat itself
             gen.blocked.append(len(gen.token_ids))
-        token = sample_token(scores, temperature, top_p, generator)
+        token = sample_token(scores, d.temperature, d.top_p, generator)
         if token in stop:
             break
         gen.token_ids.append(token)
@@ -225,7 +241,7 @@ def _stream(model: "LongMemModel", gen: Generation, prompt_ids: list[int], bank:
             delta, gen.text = text[len(gen.text):], text
             if delta:
                 yield delta
-        if len(gen.token_ids) == max_new_tokens:
+        if len(gen.token_ids) == d.max_new_tokens:
             break
         if settings.GENERATION.guard_ends and gen.blocked and SENTENCE_END.search(model.tokenizer.decode([token])):
             break  # it had begun to repeat itself: what it had to say is said
