@@ -158,7 +158,8 @@ def test_chat_streams_and_shows_retrieved_chunks_in_context(model, tmp_path):
         assert BOOK[:r["char_start"]].endswith(r["before"]) and BOOK[r["char_end"]:].startswith(r["after"])
     assert session.last_retrieved == [r["chunk_id"] for r in last.retrieved]
     assert sum(session.heat.values()) == pytest.approx(2.0)  # each question adds one unit of retrieval
-    assert session.turns[-1] == {"question": "Who is Filby?", "answer": last.answer, "backbone_answer": None, "quote": None}
+    assert session.turns[-1] == {"question": "Who is Filby?", "answer": last.answer, "backbone_answer": None, "quote": None,
+                                 "short": False}
     html = views.retrieved(last.to_dict(), untrained=True)
     assert html.count('class="lm-chunk"') == len(last.retrieved) and "untrained" in html
 

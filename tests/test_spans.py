@@ -1,5 +1,7 @@
 """Answers copied from what was read: candidate spans of the best read-back sentence, scored by the backbone."""
-from longmem_core.answer import answer, spans
+import dataclasses
+
+from longmem_core.answer import answer, settings, spans
 from longmem_core.model.search import stop_words
 from longmem_core.answer.sentences import Sentence
 
@@ -31,6 +33,37 @@ def test_the_quote_modes_answer_is_copied_exactly_and_quoted(make_model):
     a = answer.answer(model, bank, "How do I get the numbers back?", mode="quote")
     assert a.quote is not None and a.text in SOURCE and a.text in a.quote.text  # a span of its own quote
     assert a.quote.text in " ".join(SOURCE.split()) and a.quote.source == "faq.txt"
+    assert (a.text == a.quote.text) != a.short  # the sure span, or else the whole quoted sentence
+
+
+def _scored(*scores: float) -> list[spans.Span]:
+    s = Sentence(0, 0, len(SOURCE), SOURCE, 1.0)
+    return [spans.Span(s, f"span{i}", i, i + 1, score) for i, score in enumerate(scores)]
+
+
+def test_the_span_answers_alone_only_when_the_backbone_is_sure_of_it(monkeypatch):
+    margin = settings.SPANS.sure_margin
+    for scores, sure in [((-1.0, -1.0 - margin), True), ((-1.0, -0.9 - margin, -9.0), False), ((-4.0,), True)]:
+        monkeypatch.setattr(spans, "score_spans", lambda *a, s=scores: _scored(*s))
+        best, got = spans.answer_span(None, [], [], "q", STOP, lambda _: SOURCE)
+        assert best.text == "span0" and got is sure, scores
+    monkeypatch.setattr(spans, "score_spans", lambda *a: [])
+    assert spans.answer_span(None, [], [], "q", STOP, lambda _: SOURCE) == (None, False)
+    monkeypatch.setattr(settings, "SPANS", dataclasses.replace(settings.SPANS, sure_margin=float("inf")))
+    monkeypatch.setattr(spans, "score_spans", lambda *a: _scored(0.0, -50.0))
+    assert spans.answer_span(None, [], [], "q", STOP, lambda _: SOURCE)[1] is False  # inf: always the sentence
+
+
+def test_an_unsure_answer_is_its_whole_quoted_sentence(make_model, monkeypatch):
+    model = make_model("tiny", capacity=2048)
+    bank = model.new_bank()
+    model.memorize(SOURCE, bank, source="faq.txt")
+    q = "How do I get the numbers back?"
+    for margin, short in ((float("inf"), False), (0.0, True)):
+        monkeypatch.setattr(settings, "SPANS", dataclasses.replace(settings.SPANS, sure_margin=margin))
+        a = answer.answer(model, bank, q, mode="quote")
+        assert a.short is short and a.quote is not None
+        assert (a.text == a.quote.text) if not short else (a.text in a.quote.text and len(a.text.split()) <= 8)
 
 
 def test_a_headings_number_is_no_answer():

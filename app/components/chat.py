@@ -27,15 +27,15 @@ def documents(session) -> list[str]:
 def messages(turns: list[dict], current: handlers.ChatResult | None = None) -> list[dict]:
     """Chat turns as Chatbot messages; a compared turn shows both answers, each labelled."""
     out = []
-    items = [(t["question"], t["answer"], t["backbone_answer"], t.get("quote")) for t in turns]
+    items = [(t["question"], t["answer"], t["backbone_answer"], t.get("quote"), t.get("short", True)) for t in turns]
     if current is not None:
-        items.append((current.question, current.answer, current.backbone_answer, None))
-    for n, (question, answer, alone, quote) in enumerate(items):
+        items.append((current.question, current.answer, current.backbone_answer, None, True))
+    for n, (question, answer, alone, quote, short) in enumerate(items):
         if n < len(turns):  # a finished answer: say so if it is empty
             answer = answer.strip() or "*(the model produced no text)*"
             alone = None if alone is None else alone.strip() or "*(the model produced no text)*"
-            if quote:
-                answer += views.quote_markdown(quote)
+            if quote:  # a short answer with the sentence it was copied from, or the sentence itself and where it is
+                answer = answer + views.quote_markdown(quote) if short else views.sentence_markdown(quote)
         out.append({"role": "user", "content": question})
         if alone is None:
             out.append({"role": "assistant", "content": answer or "…"})

@@ -27,6 +27,7 @@ class ChatResult:
     retrieved: list[dict] = field(default_factory=list)  # Retrieved.to_dict() of the chunks used or attended to most
     context: str = ""  # exactly the text read back into the prompt (read-back modes)
     quote: dict | None = None  # the sentence the answer rests on, with its source, page label and section (quote mode)
+    short: bool = False  # quote mode: the answer is a span of the quote; False there: the quoted sentence is the answer
     memory_share: float = 0.0  # mean share of the memory layer's output that came from memory
     memory_tokens: int = 0  # tokens in memory when the question was asked
     seconds: float = 0.0
@@ -70,6 +71,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
             yield result
         result.answer, cited = answering.finish()
         result.quote = cited.to_dict() if cited else None
+        result.short = answering.short
         if bank is not None:
             result.memory_share = gen.memory_share
             spec = answer_modes.MODE_SPECS[mode]
@@ -92,7 +94,7 @@ def chat(model: LongMemModel, session: Session, question: str, *, compare: bool 
         result.seconds = time.perf_counter() - t0
         result.done = True
         session.turns.append({"question": question, "answer": result.answer,
-                              "backbone_answer": result.backbone_answer, "quote": result.quote})
+                              "backbone_answer": result.backbone_answer, "quote": result.quote, "short": result.short})
     yield result
 
 

@@ -19,9 +19,11 @@ def memory_status(tokens: int, documents: list[str]) -> str:
             'Ask a question: the chunks used for the answer appear here.</div>')
 
 
-def quote_card(quote: dict) -> str:
-    """The sentence an answer rests on, quoted exactly, with where it is."""
-    return ('<div class="lm-quote"><div class="lm-quote-head">The answer rests on this sentence</div>'
+def quote_card(quote: dict, short: bool = True) -> str:
+    """The sentence an answer rests on (``short``) or that is the answer, quoted exactly, with where it is."""
+    head = "The answer rests on this sentence" if short else \
+        "The answer is this sentence (no shorter answer in it was clear to the model)"
+    return (f'<div class="lm-quote"><div class="lm-quote-head">{head}</div>'
             f'<blockquote>{escape(quote["text"])}</blockquote>'
             f'<div class="lm-quote-cite">{escape(quote["citation"])}</div></div>')
 
@@ -34,6 +36,11 @@ def literal(text: str) -> str:
 def quote_markdown(quote: dict) -> str:
     """The quote under an answer in the conversation (Markdown)."""
     return f"\n\n> \u201c{literal(quote['text'])}\u201d\n>\n> \u2014 *{literal(quote['citation'])}*"
+
+
+def sentence_markdown(quote: dict) -> str:
+    """A quoted sentence that is itself the answer, in the conversation (Markdown): the sentence, then where it is."""
+    return f"\u201c{literal(quote['text'])}\u201d\n\n\u2014 *{literal(quote['citation'])}*"
 
 
 def retrieved(result: dict, untrained: bool = False) -> str:
@@ -51,7 +58,7 @@ def retrieved(result: dict, untrained: bool = False) -> str:
                  f'<div class="lm-progress-track"><div class="lm-progress-fill" style="width:{share:.1f}%"></div></div>')
     head += "</div>"
     if result.get("quote"):
-        head += quote_card(result["quote"])
+        head += quote_card(result["quote"], result.get("short", True))
     if result.get("context"):
         head += ('<details class="lm-readback"><summary>Exactly what was read back into the prompt</summary>'
                  f'<div class="lm-readback-text">{escape(result["context"])}</div></details>')

@@ -169,6 +169,8 @@ class Answer:
     chunks: list[Retrieved] = field(default_factory=list)  # what the mode listed or used, best first
     context: str = ""  # exactly the text the mode read back into the prompt besides the question (read-back modes)
     quote: quote.Quote | None = None  # the sentence the answer rests on (``quote`` mode)
+    short: bool = False  # ``quote`` mode: the answer is a span of the quote the backbone was sure of; False there: the
+    # answer is the quoted sentence itself (``spans.answer_span``)
     complete: bool = True  # a generated answer ends a sentence (False: it stopped mid-sentence); a copied span is whole
 
 
@@ -273,6 +275,7 @@ class Answering:
         self.text = "" if self.quoting else prepared.opening  # what the reader has seen so far
         self.complete = True
         self.span: spans.Span | None = None
+        self.short = False  # the answer is a span the backbone was sure of, not its whole sentence
 
     def source(self, sentence: sentences.Sentence) -> dict:
         """The bank's source record a read-back sentence comes from."""
@@ -289,9 +292,12 @@ class Answering:
             if p.sentences:
                 opening = settings.ANSWER.span_opening
                 prompt = p.prompt_ids + self.model.tokenizer(opening, add_special_tokens=False)["input_ids"]
-                self.span = spans.best_span(self.model, prompt, p.sentences, p.question,
-                                            frozenset(search.stop_words()), self.source_of)
-            self.text = self.span.text if self.span is not None else quote.NOT_FOUND
+                self.span, self.short = spans.answer_span(self.model, prompt, p.sentences, p.question,
+                                                          frozenset(search.stop_words()), self.source_of)
+            if self.span is None:
+                self.text = quote.NOT_FOUND
+            else:  # the sure span, or else the sentence it sits in, exactly as quoted
+                self.text = self.span.text if self.short else self.quoted().text
             yield self.text
             return
         for piece in self.generation:
@@ -300,12 +306,16 @@ class Answering:
         self.text = p.opening + self.generation.text
         self.complete = quote.ends_sentence(self.generation.text) or not self.generation.text.strip()
 
+    def quoted(self) -> quote.Quote:
+        """The sentence the chosen span sits in, quoted, with its source, page and section."""
+        return quote.quote_of(self.span.sentence, self.source(self.span.sentence))
+
     def finish(self) -> tuple[str, quote.Quote | None]:
-        """The answer a reader sees and, in ``quote`` mode, the sentence it was copied from (None: no answer was
-        found, and the text says so)."""
+        """The answer a reader sees and, in ``quote`` mode, the sentence it was copied from, or that is the answer
+        (``short`` False); None: no answer was found, and the text says so."""
         if self.span is None:
             return self.text, None
-        return self.text, quote.quote_of(self.span.sentence, self.source(self.span.sentence))
+        return self.text, self.quoted()
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
@@ -325,4 +335,4 @@ def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode:
         pass
     text, cited = answering.finish()
     chunks = MODE_SPECS[mode].used_chunks(model, prepared, gen, search_top)
-    return Answer(mode, text, chunks, prepared.context, cited, answering.complete)
+    return Answer(mode, text, chunks, prepared.context, cited, short=answering.short, complete=answering.complete)

@@ -212,8 +212,14 @@ def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sent
     return out
 
 
-def best_span(model: LongMemModel, prompt_ids: list[int], sentences: list[Sentence], question: str,
-              stop: frozenset[str], source_of: Callable[[Sentence], str]) -> Span | None:
-    """The candidate span (``score_spans``) most likely as the whole answer; None when no sentence offers one."""
-    return max(score_spans(model, prompt_ids, sentences, question, stop, source_of), key=lambda sp: sp.score,
-               default=None)
+def answer_span(model: LongMemModel, prompt_ids: list[int], sentences: list[Sentence], question: str,
+                stop: frozenset[str], source_of: Callable[[Sentence], str]) -> tuple[Span | None, bool]:
+    """The candidate span (``score_spans``) most likely as the whole answer (None when no sentence offers one), and
+    whether the backbone is sure of it: the only candidate, or more likely than every other by
+    ``settings.SPANS.sure_margin`` (a log-probability). When it is not, the answer is the span's whole sentence:
+    the 135M backbone picks a wrong word of a right sentence about half the time, and the sentence itself holds
+    the answer far more often (beyond the paper)."""
+    ranked = sorted(score_spans(model, prompt_ids, sentences, question, stop, source_of), key=lambda sp: -sp.score)
+    if not ranked:
+        return None, False
+    return ranked[0], len(ranked) == 1 or ranked[0].score - ranked[1].score >= settings.SPANS.sure_margin

@@ -136,8 +136,10 @@ def _ask_in_mode(args) -> dict:
         if not args.json:
             print(piece, end="", flush=True)
     text, cited = answering.finish()
-    if not args.json and cited is not None:  # the quote mode: the sentence the answer was copied from
+    if not args.json and cited is not None and answering.short:  # quote mode: the sentence the span was copied from
         print(f"\n\n  \u201c{cited.text}\u201d\n  \u2014 {cited.citation()}", end="")
+    elif not args.json and cited is not None:  # quote mode, the sentence itself the answer: where it is
+        print(f"\n  \u2014 {cited.citation()}", end="")
     spec = answer.MODE_SPECS[args.mode]
     chunks = spec.used_chunks(model, prepared, gen, args.search_top)  # fusion: what it attended to most
     if not args.json:
@@ -145,7 +147,7 @@ def _ask_in_mode(args) -> dict:
                  if spec.fusion else "")  # no memory layer runs in the other modes
         print(f"\n\n{args.mode}: {'read back' if prepared.context else 'retrieved'}{share}:")
         _print_retrieved(chunks)
-    return {"answer": text, "quote": cited.to_dict() if cited else None,
+    return {"answer": text, "quote": cited.to_dict() if cited else None, "short": answering.short,
             "mode": args.mode, "retrieved": [r.to_dict() for r in chunks], "context": prepared.context,
             "memory_share": round(gen.memory_share, 4)}
 

@@ -11,6 +11,8 @@ characters) is memorized once; each question is answered in every mode. Per mode
 
 - ``answered_when_held``: share of the questions whose retrieved text holds an answer that are answered correctly;
 - ``incomplete``: answers that stop mid-sentence; ``not_found``: answers that say nothing read back supports them;
+- ``short_answers``, ``short_correct`` (the quote mode): answers that are a short span of their quote, the rest
+  being the quoted sentence itself (``spans.answer_span``), and how many of the short ones are right;
 - ``page_holds_answer`` (modes that quote): share of the correct answers whose quote's page holds an answer, and
   ``page_label_match``: whose quote's page label is the question's ``page_label`` (where the set gives one).
 
@@ -112,7 +114,7 @@ def score(ans: answers.Answer, q: dict, document: str, context_chars: int, sourc
            "complete": ans.complete, "output": ans.text}
     if ans.quote is not None:
         page = page_of(pages, ans.quote.char_start)
-        out.update(quote=ans.quote.text, page_label=ans.quote.page_label, section=ans.quote.section,
+        out.update(quote=ans.quote.text, short=ans.short, page_label=ans.quote.page_label, section=ans.quote.section,
                    quote_holds_answer=contains_any(ans.quote.text, q["answers"]),
                    page_holds_answer=contains_any(page_text(document, pages, page), q["answers"]))
         if q.get("page_label") is not None:
@@ -131,6 +133,9 @@ def summary(mode: str, scores: list[dict]) -> dict:
            "answered_when_held": sum(s["correct"] for s in held) / len(held) if held else None,
            "incomplete": sum(not s["complete"] for s in scores),
            "not_found": sum(s["output"] == answers.quote.NOT_FOUND for s in scores)}
+    shorts = [s for s in scores if s.get("short")]
+    if any("short" in s for s in scores):  # quote mode: short answers, and how many of them were right
+        row["short_answers"], row["short_correct"] = len(shorts), sum(s["correct"] for s in shorts)
     quoted = [s for s in correct if "quote" in s]
     if quoted:
         row["page_holds_answer"] = sum(s["page_holds_answer"] for s in quoted) / len(quoted)
