@@ -183,6 +183,24 @@ def test_chat_in_a_training_free_mode_lists_what_the_search_found(model, tmp_pat
     assert f"<b>{mode}</b>" in html and "search score" in html
 
 
+def test_a_sentence_answer_is_shown_once_as_its_quote_and_a_short_one_above_it():
+    """The conversation shows a short answer with the sentence it was copied from under it; an answer that is the
+    quoted sentence itself (the backbone was not sure of a shorter one) appears once, as the quote, and the panel
+    says why."""
+    from app.components.chat import messages
+    quote = {"text": "The pass key is 4417.", "citation": "notes.txt"}
+    turns = [{"question": "Key?", "answer": "4417", "backbone_answer": None, "quote": quote, "short": True},
+             {"question": "Key?", "answer": "The pass key is 4417.", "backbone_answer": None, "quote": quote,
+              "short": False}]
+    short, whole = [m["content"] for m in messages(turns) if m["role"] == "assistant"]
+    assert short.startswith("4417") and "\u201cThe pass key is 4417.\u201d" in short and "notes.txt" in short
+    assert whole.startswith("> \u201cThe pass key is 4417.\u201d") and whole.count("4417") == 1
+    assert "no shorter answer" in views.retrieved({"memory_tokens": 9, "mode": "quote", "quote": quote,
+                                                   "short": False})
+    assert "rests on this sentence" in views.retrieved({"memory_tokens": 9, "mode": "quote", "quote": quote,
+                                                        "short": True})
+
+
 def test_chat_refuses_an_unknown_mode(model, tmp_path):
     session = filled(model, tmp_path)
     with pytest.raises(AppError, match="Unknown answer mode"):

@@ -39,8 +39,8 @@ def quote_markdown(quote: dict) -> str:
 
 
 def sentence_markdown(quote: dict) -> str:
-    """A quoted sentence that is itself the answer, in the conversation (Markdown): the sentence, then where it is."""
-    return f"\u201c{literal(quote['text'])}\u201d\n\n\u2014 *{literal(quote['citation'])}*"
+    """A quoted sentence that is itself the answer, in the conversation (Markdown): the quote alone, where it is."""
+    return quote_markdown(quote).lstrip()
 
 
 def retrieved(result: dict, untrained: bool = False) -> str:
