@@ -318,6 +318,12 @@ def qa_pdf(runs: list[dict]) -> dict:
          "figure": f"{ragged} of {n}; {not_found} of {n}", "baseline": "", "target": "no answer ends mid-sentence "
          "(issue 24)", "met": met(ragged == 0)},
     ]
+    shorts = [s for s in single if s.get("short")]
+    if any("short" in s for s in single):  # runs since the quoted sentence answers when no span is sure
+        claims.append({"metric": f"{default}: short answers (a span of the quote the backbone was sure of), right of "
+                                 "them; the other answers are the quoted sentence itself",
+                       "figure": f"{len(shorts)} of {n}, {sum(s['correct'] for s in shorts)} right",
+                       "baseline": "", "target": "", "met": ""})
     docs = ", ".join(run.get("text", "") for run in runs)
     return {"title": "Factual questions about real PDFs, single and in one conversation (eval-qa --conversation)",
             "command": " ; ".join(r["command"] for r in runs),
