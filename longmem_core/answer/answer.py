@@ -133,11 +133,12 @@ _MODES = (
               f"{_BM25}, were read back into the prompt, and the answer may copy what followed text in them "
               "(beyond the paper)"),
     Mode("hybrid", False, True, sentences=True, quote=True, name="quote",
-         note="the answer is copied word for word from the sentence quoted below: the best of the sentences read "
-              f"back, which share the most words with the question among the passages {_BM25} (beyond the paper)",
+         note="the answer is the sentence quoted below, or the few words of it the model was sure answer, copied "
+              "word for word: the best of the sentences read back, which share the most words with the question "
+              f"among the passages {_BM25} (beyond the paper)",
          label="Quote from memory",
-         description="answers with words copied exactly from a sentence it read, and quotes that sentence with its "
-                     "page (beyond the paper)"),
+         description="answers with a sentence it read, quoted exactly with its page, or with the few words of it "
+                     "the model is sure answer (beyond the paper)"),
 )
 MODE_SPECS: dict[str, Mode] = {m.name: m for m in _MODES}
 MODES: tuple[str, ...] = tuple(MODE_SPECS)
@@ -146,7 +147,7 @@ MODES: tuple[str, ...] = tuple(MODE_SPECS)
 # sentences_hybrid about the same (1, 1, 0.92, -), read_back_hybrid_cache 0.69, cache 0.21 (the prefix breaks the
 # copy path's exact match). Pass key through chat at 4k and 16k: sentences_hybrid_cache 8/8, sentences_hybrid 7/8
 # (the backbone answered "a key that is used to open..." beside the key's sentence; the copy path copies it).
-DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above) answering with a copied span and its quote
+DEFAULT_MODE = "quote"  # sentences_hybrid_cache (chosen as above) answering with its quoted sentence or a sure span
 # The modes the app offers, in its order (the default first; at most three, each with a label and a description).
 APP_MODES: tuple[str, ...] = ("quote", "fusion", "backbone")
 # Chunks asked of the search for read-back, and listed beside an answer: ``settings.ANSWER.search_top`` unless a
@@ -264,8 +265,8 @@ def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64,
 
 class Answering:
     """A prepared answer being made: iterate for the pieces of the answer a reader sees, then ``finish``. In ``quote``
-    mode the answer is a span copied from a sentence read back, or ``quote.NOT_FOUND`` where no sentence shares a
-    word with the question."""
+    mode the answer is a span copied from a sentence read back that the backbone is sure of, or else that whole
+    sentence (``spans.answer_span``), or ``quote.NOT_FOUND`` where no sentence shares a word with the question."""
 
     def __init__(self, model: LongMemModel, prepared: Prepared, generation: Generation) -> None:
         self.model, self.prepared, self.generation = model, prepared, generation
