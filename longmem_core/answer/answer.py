@@ -277,6 +277,7 @@ class Answering:
         self.complete = True
         self.span: spans.Span | None = None
         self.short = False  # the answer is a span the backbone was sure of, not its whole sentence
+        self.cited: quote.Quote | None = None  # the span's sentence, quoted with its source, page and section
 
     def source(self, sentence: sentences.Sentence) -> dict:
         """The bank's source record a read-back sentence comes from."""
@@ -298,7 +299,8 @@ class Answering:
             if self.span is None:
                 self.text = quote.NOT_FOUND
             else:  # the sure span, or else the sentence it sits in, exactly as quoted
-                self.text = self.span.text if self.short else self.quoted().text
+                self.cited = quote.quote_of(self.span.sentence, self.source(self.span.sentence))
+                self.text = self.span.text if self.short else self.cited.text
             yield self.text
             return
         for piece in self.generation:
@@ -307,16 +309,10 @@ class Answering:
         self.text = p.opening + self.generation.text
         self.complete = quote.ends_sentence(self.generation.text) or not self.generation.text.strip()
 
-    def quoted(self) -> quote.Quote:
-        """The sentence the chosen span sits in, quoted, with its source, page and section."""
-        return quote.quote_of(self.span.sentence, self.source(self.span.sentence))
-
     def finish(self) -> tuple[str, quote.Quote | None]:
         """The answer a reader sees and, in ``quote`` mode, the sentence it was copied from, or that is the answer
         (``short`` False); None: no answer was found, and the text says so."""
-        if self.span is None:
-            return self.text, None
-        return self.text, self.quoted()
+        return self.text, self.cited
 
 
 def answer(model: LongMemModel, bank: MemoryBank | None, question: str, *, mode: str = DEFAULT_MODE,
