@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the seven Debian documentation packages whose PDFs back the
+# Fetch the nine Debian documentation packages whose PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -20,6 +20,9 @@ PKGS=(
   # the long PDFs of data/qa/pdf/long_chapters.jsonl (issue 29)
   "texlive-bibtex-extra 2022.20230122-4 usr/share/doc/texlive-doc/latex/biblatex/biblatex.pdf"
   "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/memoir/memman.pdf"
+  # the second fresh reporting pair (r_intro_doc.jsonl, zsh_doc.jsonl)
+  "r-doc-pdf 4.2.2.20221110-2 usr/share/R/doc/manual/R-intro.pdf"
+  "zsh-doc 5.9-4 usr/share/doc/zsh-common/zsh.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
