@@ -4,7 +4,7 @@ import io
 from pypdf import PdfReader, PdfWriter
 
 from longmem_core.documents.data import read_document
-from longmem_core.documents.pdf import join_hyphens
+from longmem_core.documents.pdf import _clean, join_hyphens
 from pdf_util import make_pdf
 
 
@@ -36,6 +36,15 @@ def test_pdf_without_labels_numbers_its_pages(tmp_path):
 def test_line_end_hyphens_join_only_words_the_document_spells_whole():
     pages = ["The Soft-\nware is free. Software matters.", "Do not over-\nstrain others."]
     assert join_hyphens(pages) == ["The Software is free. Software matters.", "Do not over-strain others."]
+
+
+def test_soft_hyphens_keep_the_hyphen_of_a_compound_the_document_spells_with_one():
+    # PDFium marks every line-end break "\ufffe", a compound broken at its own hyphen too ("S-Plus")
+    raw = ["notes on S and S\ufffe\nPlus, and a hyphen\ufffe\nated word.", "The S-Plus system is hyphenated."]
+    assert join_hyphens([_clean(p) for p in raw]) == ["notes on S and S-Plus, and a hyphenated word.",
+                                                        "The S-Plus system is hyphenated."]
+    # with no hyphenated spelling elsewhere the break is joined, as PDFium marked it
+    assert join_hyphens([_clean("a non\ufffenumeric value")]) == ["a nonnumeric value"]
 
 
 def test_page_labels_reach_retrieved_chunks(tmp_path, make_model):

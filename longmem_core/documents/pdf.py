@@ -2,9 +2,11 @@
 
 The text comes from PDFium (the ``pypdfium2`` wheel): it places spaces from the glyphs' positions, so a PDF
 whose words are set apart by position rather than by space characters (common from LaTeX) reads as words, not
-"Socialdynamicsof". A word PDFium marks as hyphenated at a line end is joined; a plain hyphen at a line end is
-joined only where the document spells the joined word elsewhere ("Soft-\\nware" becomes "Software", "over-\\nstrain"
-stays "over-strain"). Page labels are the numbers printed on the pages ("iv", "38"), which readers cite.
+"Socialdynamicsof". A word PDFium marks as hyphenated at a line end is joined, unless the document spells it with
+its hyphen elsewhere and never without ("S-Plus", "right-hand": TeX breaks a compound at its own hyphen, and PDFium
+marks that break too); a plain hyphen at a line end is joined only where the document spells the joined word
+elsewhere ("Soft-\\nware" becomes "Software", "over-\\nstrain" stays "over-strain"). Page labels are the numbers
+printed on the pages ("iv", "38"), which readers cite.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from ..limits import MAX_LABEL_CHARS
 # PDFium is not safe to call from two threads at once (the app reads uploads of several sessions)
 _PDFIUM = threading.Lock()
 _SOFT_HYPHENS = re.compile("[\ufffe\u0002\u00ad]\r?\n?")  # PDFium's mark of a word broken at a line end
+_BROKEN = "\ue000"  # where a soft hyphen was, until ``join_hyphens`` decides (a private-use character)
 _LINE_END_HYPHEN = re.compile(r"(\w+)-\n(\w+)")
+_SOFT_BREAK = re.compile(rf"(\w+){_BROKEN}(\w+)")
+_COMPOUND = re.compile(r"(?<![\w-])(\w+)-(\w+)(?![\w-])")  # "S-Plus" within a line
 _WORDS = re.compile(r"\w+")
 _UNMAPPED = re.compile("[\x01-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
@@ -70,17 +75,24 @@ def _label(pdf, i: int) -> str:
 def _clean(text: str) -> str:
     """One page's raw text: "\\n" line ends, PDFium's soft-hyphen marks joined, no NUL or form feed."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _SOFT_HYPHENS.sub("", text)
+    text = _SOFT_HYPHENS.sub(_BROKEN, text)
     text = _UNMAPPED.sub(" ", text)  # glyphs with no character (a bullet read as "\x88")
     return text.replace("\x00", "").replace("\f", "\n").strip()
 
 
 def join_hyphens(pages: list[str]) -> list[str]:
-    """Pages with every plain line-end hyphen between two word pieces joined: without the hyphen where the joined
-    word occurs elsewhere in the document (a hyphenation), else keeping the hyphen (a compound word)."""
-    words = {w.lower() for p in pages for w in _WORDS.findall(p)}
+    """Pages with every line-end hyphen between two word pieces decided by how the document spells the word
+    elsewhere. A plain hyphen is dropped where the joined word occurs (a hyphenation), else kept (a compound word).
+    A hyphen PDFium marked soft is dropped unless the hyphenated form occurs and the joined one does not."""
+    words = {w.lower() for p in pages for w in _WORDS.findall(p.replace(_BROKEN, " "))}
+    compounds = {m.group(0).lower() for p in pages for m in _COMPOUND.finditer(p)}
 
     def join(m: re.Match) -> str:
         a, b = m.group(1), m.group(2)
         return f"{a}{b}" if (a + b).lower() in words else f"{a}-{b}"
-    return [_LINE_END_HYPHEN.sub(join, p) for p in pages]
+
+    def soft(m: re.Match) -> str:
+        a, b = m.group(1), m.group(2)
+        keep = f"{a}-{b}".lower() in compounds and (a + b).lower() not in words
+        return f"{a}-{b}" if keep else f"{a}{b}"
+    return [_SOFT_BREAK.sub(soft, _LINE_END_HYPHEN.sub(join, p)).replace(_BROKEN, "") for p in pages]
