@@ -15,6 +15,7 @@ sentence otherwise. The threshold is chosen on the tuning documents and read on 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -38,8 +39,12 @@ DOCUMENTS = {  # name -> (document, questions, characters read, tuning or report
 }
 
 
-def collect(name: str, out: str) -> None:
+def collect(name: str, out: str, every_sentence: bool = False) -> None:
+    """``every_sentence``: every read-back sentence's spans are candidates (not only the best-scored one's), so
+    ``fit_sentence`` can compare ways of choosing the sentence offline."""
     from app.handlers import load_model
+    if every_sentence:
+        settings.SPANS = dataclasses.replace(settings.SPANS, sentences=100, sentence_share=0.0)
     model = load_model()
     stop = frozenset(search.stop_words())
     path, questions, chars, split = DOCUMENTS[name]
@@ -57,7 +62,10 @@ def collect(name: str, out: str) -> None:
         found = spans.score_spans(model, prompt, p.sentences, p.question, stop, lambda s: source(s)["text"])
         best = max(found, key=lambda sp: sp.score, default=None)
         records.append({"doc": name, "split": split, "question": q["question"], "answers": q["answers"],
-                        "candidates": [{"text": x.text, "score": x.score} for x in found],
+                        "candidates": [{"text": x.text, "score": x.score, "sentence": p.sentences.index(x.sentence)}
+                                       for x in found],
+                        "sentences": [{"quote": quote.quote_of(s, source(s)).text, "score": s.score,
+                                       "anchored": s.anchored} for s in p.sentences],
                         "span": best.text if best else None,
                         "quote": quote.quote_of(best.sentence, source(best.sentence)).text if best else None})
         print(len(records), q["question"][:60], len(found), flush=True)
@@ -108,6 +116,6 @@ def fit(paths: list[str]) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "collect":
-        collect(sys.argv[2], sys.argv[3])
+        collect(sys.argv[2], sys.argv[3], "--every-sentence" in sys.argv)
     else:
         fit(sys.argv[2:])
