@@ -12,6 +12,14 @@ sentence otherwise. The threshold is chosen on the tuning documents and read on 
 
     PYTHONPATH=. .venv/bin/python experiments/probes/quote_when_unsure.py collect hyperref tmp/unsure_hyperref.json
     PYTHONPATH=. .venv/bin/python experiments/probes/quote_when_unsure.py fit tmp/unsure_*.json
+
+``fit-sentence`` (on files collected with ``--every-sentence``) compares ways of choosing the quoted sentence when
+the span is not sure: among the best few by BM25 (as shipped: only those tied with the best) or among more, by the
+best span's sentence, by the summed probability of a sentence's spans, or by BM25 alone.
+
+    PYTHONPATH=. .venv/bin/python experiments/probes/quote_when_unsure.py collect hyperref tmp/all_hyperref.json \
+        --every-sentence
+    PYTHONPATH=. .venv/bin/python experiments/probes/quote_when_unsure.py fit-sentence tmp/all_*.json
 """
 from __future__ import annotations
 
@@ -114,8 +122,53 @@ def fit(paths: list[str]) -> None:
             print(f"  {kind}: " + "; ".join(cells))
 
 
+def _logsumexp(xs: list[float]) -> float:
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def sentence_answer(record: dict, keep: int, share: float, choose: str, margin: float, temperature: float = 1.0):
+    """The answer under one rule: spans of the ``keep`` best sentences by BM25 within ``share`` of the best (and
+    the anchored ones) are candidates; the best span if it leads by ``margin``, else the sentence chosen by
+    ``choose``: "best" (the best span's), "sum" (the largest summed span probability at ``temperature``) or
+    "bm25"."""
+    sentences = record["sentences"]
+    order = sorted(range(len(sentences)), key=lambda i: -sentences[i]["score"])[:keep]
+    top = sentences[order[0]]["score"] if order else 0.0
+    allowed = {i for i in order if sentences[i]["score"] >= share * top}
+    allowed |= {i for i, s in enumerate(sentences) if s["anchored"]}
+    cands = sorted((c for c in record["candidates"] if c["sentence"] in allowed), key=lambda c: -c["score"])
+    if not cands:
+        return None
+    if len(cands) == 1 or cands[0]["score"] - cands[1]["score"] >= margin:
+        return cands[0]["text"]
+    by: dict[int, list[float]] = {}
+    for c in cands:
+        by.setdefault(c["sentence"], []).append(c["score"] / temperature)
+    chosen = {"best": lambda: cands[0]["sentence"],
+              "sum": lambda: max(by, key=lambda i: _logsumexp(by[i])),
+              "bm25": lambda: max(by, key=lambda i: (sentences[i]["score"], _logsumexp(by[i])))}[choose]()
+    return sentences[chosen]["quote"]
+
+
+def fit_sentence(paths: list[str]) -> None:
+    records = [r for p in paths for r in json.loads(Path(p).read_text())]
+    held = sum(any(contains_any(s["quote"], r["answers"]) for s in r["sentences"]) for r in records)
+    print(f"{len(records)} questions ({', '.join(sorted({r['doc'] for r in records}))}); a read-back sentence "
+          f"holds the answer for {held}")
+    for keep, share in ((4, 1.0), (2, 0.0), (3, 0.0), (4, 0.0), (6, 0.0), (100, 0.0), (4, 0.5), (4, 0.8)):
+        for choose, temperature in (("best", 1.0), ("sum", 1.0), ("sum", 3.0), ("bm25", 1.0)):
+            cells = [f"margin {m:g}: " + str(sum(contains_any(sentence_answer(r, keep, share, choose, m, temperature)
+                                                              or "", r["answers"]) for r in records))
+                     for m in (2, 3, 4, math.inf)]
+            print(f"  {keep} best sentences within {share:g} of the best, {choose} (T={temperature:g}): "
+                  + "; ".join(cells))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "collect":
         collect(sys.argv[2], sys.argv[3], "--every-sentence" in sys.argv)
+    elif sys.argv[1] == "fit-sentence":
+        fit_sentence(sys.argv[2:])
     else:
         fit(sys.argv[2:])
