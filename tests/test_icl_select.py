@@ -50,11 +50,37 @@ def test_selection_holds_out_no_demonstration_of_the_prompt(tiny_model):
 
 def test_held_out_texts_are_read_as_test_texts(tiny_model, monkeypatch):
     classifier = _classifier(tiny_model)
-    read, real = [], key_scores.text_key
-    monkeypatch.setattr(key_scores, "text_key", lambda *a: read.append(a[1]) or real(*a))
+    read, real = [], key_scores.text_keys
+    monkeypatch.setattr(key_scores, "text_keys", lambda *a: read.append(list(a[1])) or real(*a))
     selection = classifier.select()
-    assert read == [DEMOS[i][0] for i in selection.indices]  # one key read per held-out text, as a test text's
+    assert read == [[DEMOS[i][0] for i in selection.indices]]  # every held-out text's key read as a test text's
     assert classifier.seconds["key"] == 0  # ... counted as choosing, not as classifying
+
+
+def _one_at_a_time(monkeypatch) -> None:
+    """``select`` as it was before it read in batches: each held-out text's key (``text_key``) and label scores
+    (``classify`` after the cached prompt) read alone."""
+    def keys(model, texts, template):
+        return torch.stack([key_scores.text_key(model, t, template) for t in texts])
+
+    def scores(model, texts, labels, *, context, template, cache):
+        return torch.tensor([[icl.classify(model, t, labels, context=context, template=template, top=0,
+                                           cache=cache).scores[label] for label in labels] for t in texts])
+    monkeypatch.setattr(key_scores, "text_keys", keys)
+    monkeypatch.setattr(icl_select, "label_scores", scores)
+
+
+def test_batched_selection_equals_one_text_at_a_time(tiny_model, monkeypatch):
+    demos = DEMOS + [(t + " , again", g) for t, g in DEMOS] + TEST  # 16 held out: two batches of label rows
+    labels = icl.label_set(demos)
+    batched = icl_select.select(_classifier(tiny_model, demos), seed=1)
+    assert batched.held_out == len(demos) - 3
+    with monkeypatch.context() as patched:
+        _one_at_a_time(patched)
+        alone = icl_select.select(_classifier(tiny_model, demos), seed=1)
+    assert (batched.chosen, batched.indices, batched.predictions) == (alone.chosen, alone.indices, alone.predictions)
+    assert batched.accuracy == alone.accuracy and batched.macro_f1 == alone.macro_f1
+    assert set(batched.predictions["context"]) <= set(labels)
 
 
 def test_auto_predicts_as_the_chosen_mode(tiny_model):
@@ -71,7 +97,8 @@ def test_the_choice_follows_held_out_accuracy_with_the_margin(tiny_model, monkey
     classifier.keys.keys = torch.nn.functional.normalize(onehot + 0.01 * torch.randn(onehot.shape), dim=-1)
     classifier.centred = key_scores.centred(classifier.keys)
     wrong = {label: -5.0 if label == "positive" else 0.0 for label in classifier.labels}  # always "negative"
-    monkeypatch.setattr(icl_select, "classify", lambda *a, **k: icl.Prediction(label="negative", scores=wrong))
+    monkeypatch.setattr(icl_select, "label_scores",  # [N, L]
+                        lambda model, texts, labels, **k: torch.tensor([[wrong[x] for x in labels]] * len(texts)))
     chosen = icl_select.select(classifier, margin=1, read_keys=False)  # the stored keys stand in for the texts'
 
     assert chosen.accuracy["knn"] == 1 and chosen.accuracy["context"] < 1

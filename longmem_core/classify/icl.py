@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import torch
+
 from ..limits import check_text
 from ..memory.memory_bank import MemoryBank
 from ..model.model import LongMemModel, MemorizeStats, PromptCache, Retrieved
@@ -139,6 +141,21 @@ def classify(model: LongMemModel, text: str, labels: Sequence[str], *, context: 
         retrieved = [Retrieved(bank.chunk_info(cid), share) for cid, share in ranked]
     return Prediction(label=labels[best], scores={label: float(s) for label, s in zip(labels, scores)},
                       retrieved=retrieved)
+
+
+def label_scores(model: LongMemModel, texts: Sequence[str], labels: Sequence[str], *, context: str = "",
+                 bank: MemoryBank | None = None, template: str = SENTIMENT_TEMPLATE, top_k: int | None = None,
+                 cache: PromptCache | None = None) -> torch.Tensor:
+    """Each text's ``classify(...).scores`` as a row: [n_texts, n_labels], the summed log-probability of each label's
+    tokens after ``context`` + the text's query, up to float rounding; the texts read together in batches after
+    ``cache`` (``LongMemModel.score_prompts``) instead of one at a time. No trace."""
+    if not labels:
+        raise ValueError("no labels to choose from")
+    label_ids = [model.tokenizer(" " + label, add_special_tokens=False)["input_ids"] for label in labels]
+    if any(not ids for ids in label_ids):
+        raise ValueError("every label must contain at least one token")
+    prompts = [model.encode(context + query_prompt(template, text)) for text in texts]
+    return model.score_prompts(prompts, label_ids, bank, top_k=top_k, cache=cache)
 
 
 @dataclass

@@ -9,9 +9,11 @@ mode then uses the best one:
   ``max_held_out`` demonstrations, none of those in the prompt (the in-context modes would see their answer);
 - the key modes (``knn``, ``centroid``) score each held-out demonstration leave-one-out over the keys the bank
   already stores (its own key is left out of the vote and of its label's centroid), its own key read as a test
-  text's is (one short forward: the prompt's query part only);
+  text's is (the prompt's query part only, up to the memory layer; ``key_scores.text_keys`` reads the held-out
+  texts in batches);
 - the in-context modes (``context``, ``context_cal``, and ``centroid_context``, which mixes the two) cost one
-  label scoring each, after the prompt read once (``ModeClassifier``'s cache);
+  label scoring each, after the prompt read once (``ModeClassifier``'s cache; ``icl.label_scores`` scores the
+  held-out texts in batches: the same scores as one at a time up to float rounding, in less time);
 - the fallback (``centroid_context``, chosen on sentiment tasks) is kept unless another candidate is clearly
   better on the held-out texts: right on more than ``margin`` more, and by more than a one-sided sign test on the
   texts where the two disagree would give by chance (``z``); of those that are, the most accurate is chosen
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from . import key_scores, settings
-from .icl import classify, format_demonstration
+from .icl import format_demonstration, label_scores
 
 if TYPE_CHECKING:
     from .icl_modes import ModeClassifier
@@ -101,7 +103,7 @@ def _knn_loo(sims: torch.Tensor, onehot: torch.Tensor, neighbours: int) -> torch
 def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, margin: int | None = None,
            z: float | None = None, seed: int = 0, read_keys: bool = True) -> Selection:
     """Every candidate mode scored on demonstrations held out of ``classifier``'s memory; the best one chosen.
-    ``read_keys``: each held-out text's key is read as a test text's (one short forward each); else its stored
+    ``read_keys``: each held-out text's key is read as a test text's (in batches of short forwards); else its stored
     key stands in (free, but optimistic for the key modes). ``max_held_out``, ``margin`` and ``z`` default to
     ``settings.SELECTION``."""
     conf = settings.SELECTION
@@ -124,10 +126,15 @@ def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, mar
     onehot = key_scores.label_onehot(memory, labels)  # [M, L]
     raw, cen = classifier.keys.keys, classifier.centred.keys  # [M, G*D] each
     predicted: dict[str, list[str]] = {m: [] for m in candidates}
-    for i in held:
-        # the text's key as a test text's is read (its stored key, read amid the other demonstrations, sits much
-        # nearer them: on language id the key modes scored 0.6 held out that way and 0.35 on test texts)
-        query = key_scores.text_key(classifier.model, examples[i][0], classifier.template) if read_keys else raw[i]
+    texts = [examples[i][0] for i in held]
+    # each text's key as a test text's is read (its stored key, read amid the other demonstrations, sits much nearer
+    # them: on language id the key modes scored 0.6 held out that way and 0.35 on test texts); the texts are read in
+    # batches, as are their label scores after the cached prompt (as one at a time up to float rounding, in less time)
+    queries = key_scores.text_keys(classifier.model, texts, classifier.template) if read_keys else raw[held]  # [N, G*D]
+    scores = label_scores(classifier.model, texts, labels, context=classifier.context, template=classifier.template,
+                          cache=classifier.caches["context"])  # [N, L]
+    for row, i in enumerate(held):
+        query = queries[row]
         sims = raw @ query  # [M]
         sims[i] = -float("inf")
         predicted["knn"].append(labels[int(_knn_loo(sims, onehot, classifier.neighbours).argmax())])
@@ -137,9 +144,7 @@ def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, mar
         centroids = torch.nn.functional.normalize(sums / others.sum(0).clamp(min=1)[:, None], dim=-1)
         near = key_scores.centroid_distribution(centroids, key_scores.centre_query(classifier.centred, query))  # [L]
         predicted["centroid"].append(labels[int(near.argmax())])
-        scores = classify(classifier.model, examples[i][0], labels, context=classifier.context,
-                          template=classifier.template, top=0, cache=classifier.caches["context"]).scores
-        probs = key_scores.probabilities(scores, labels)
+        probs = torch.softmax(scores[row], dim=0)  # [L], as key_scores.probabilities
         calibrated = key_scores.calibrate(probs, classifier.content_free)
         predicted["context"].append(labels[int(probs.argmax())])
         predicted["context_cal"].append(labels[int(calibrated.argmax())])

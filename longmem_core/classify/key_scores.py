@@ -17,6 +17,7 @@ from . import settings
 from .icl import DEFAULT_K, DemonstrationMemory, Prediction, classify, context_text, query_prompt
 from ..memory.memory_bank import MemoryBank
 from ..model.model import LongMemModel, PromptCache
+from ..model.scoring import length_batches
 
 CONTENT_FREE = ("N/A", "", "[MASK]")  # content-free inputs of contextual calibration (Zhao et al. 2021)
 
@@ -53,15 +54,53 @@ def demonstration_keys(bank: MemoryBank, memory: DemonstrationMemory, template: 
     return DemonstrationKeys(memory, torch.nn.functional.normalize(keys, dim=-1))
 
 
-def text_key(model: LongMemModel, text: str, template: str) -> torch.Tensor:
-    """The test text's mean memory-layer key over its text tokens, read as its query prompt: [G*D] unit length."""
+# query prompts read in one batch by ``text_keys``, and their tokens, pads included (no caches: the hidden states
+# up to the memory layer are what the batch holds)
+KEY_ROWS_AT_ONCE = 32
+KEY_TOKENS_AT_ONCE = 2048
+
+
+def _query_tokens(model: LongMemModel, text: str, template: str) -> tuple[list[int], list[int]]:
+    """The query prompt's token ids (without the sink token) and the positions among them of the text's own tokens
+    (all of them if none overlaps the text), as ``text_key`` pools them."""
     prompt = query_prompt(template, text)
     begin = template.index("{text}")
     enc = model.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
-    keys, _ = model.segment_kv(enc["input_ids"])  # [n, G, D]
     inside = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > begin and a < begin + len(text)]
-    pooled = keys[inside or list(range(len(enc["input_ids"])))].float().mean(0).flatten().cpu()
+    return enc["input_ids"], inside or list(range(len(enc["input_ids"])))
+
+
+def text_key(model: LongMemModel, text: str, template: str) -> torch.Tensor:
+    """The test text's mean memory-layer key over its text tokens, read as its query prompt: [G*D] unit length."""
+    ids, inside = _query_tokens(model, text, template)
+    keys, _ = model.segment_kv(ids)  # [n, G, D]
+    pooled = keys[inside].float().mean(0).flatten().cpu()
     return torch.nn.functional.normalize(pooled, dim=0)
+
+
+def text_keys(model: LongMemModel, texts: Sequence[str], template: str) -> torch.Tensor:
+    """``text_key`` of each text, [n_texts, G*D] unit length, equal up to float rounding; the query prompts are read
+    up to the memory layer in batches of similar lengths (``KEY_ROWS_AT_ONCE`` rows, ``KEY_TOKENS_AT_ONCE`` tokens at
+    most), right-padded, instead of one at a time. Attention is causal and every row's positions count from 0 (the
+    sink token's), so a text's tokens never see the pads after them and read as they would alone: no padding mask
+    is needed. For the same reason a row ends at its text's last token (the template's words after it change none
+    of the keys pooled)."""
+    rows = []  # per text: its ids opened by the sink token up to its last own token, and where its own tokens sit
+    for text in texts:
+        ids, inside = _query_tokens(model, text, template)
+        opened = model.with_sink(ids)
+        at = [len(opened) - len(ids) + i for i in inside]
+        rows.append((opened[:at[-1] + 1], at))
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    out = torch.zeros(len(texts), model.backbone.n_kv_heads * model.backbone.head_dim)  # [n_texts, G*D]
+    for part in length_batches([len(ids) for ids, _ in rows], KEY_ROWS_AT_ONCE, KEY_TOKENS_AT_ONCE):
+        width = max(len(rows[i][0]) for i in part)
+        batch = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in part],
+                             device=model.device)  # [B, T]
+        keys, _ = model.memory_kv(batch)  # [B, T, G, D]
+        for r, i in enumerate(part):
+            out[i] = keys[r, rows[i][1]].float().mean(0).flatten().cpu()
+    return torch.nn.functional.normalize(out, dim=-1)
 
 
 def nearest(keys: DemonstrationKeys, query: torch.Tensor, n: int) -> list[tuple[int, float]]:

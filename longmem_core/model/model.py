@@ -40,6 +40,7 @@ class LongMemOutput:
     trace: RetrievalTrace | None = None
     memory_keys: torch.Tensor | None = None  # [B, T, G, D] this input's memory-layer keys (before rotation)
     memory_values: torch.Tensor | None = None  # [B, T, G, D], ready to be written to a bank after reading
+    hidden: torch.Tensor | None = None  # [B, T, W] the final hidden states (before the final norm and LM head)
 
 
 @dataclass
@@ -262,7 +263,7 @@ class LongMemModel(nn.Module):
         if parallel:  # the first such steps measure which schedule pays on this machine (decode_schedule.py)
             self.decode_schedule.record(beside, time.perf_counter() - t0)
         return LongMemOutput(logits=self.backbone.logits(hidden[:, logits_from:]), trace=record, memory_keys=out.memory_keys,
-                             memory_values=out.memory_values)
+                             memory_values=out.memory_values, hidden=hidden)
 
     def _side_beside_backbone(self, input_ids: torch.Tensor, caches: ModelCaches | None) -> bool:
         """May a cached step decode with the SideNet in a second thread beside the backbone (``threads.HiddenStream``)?
@@ -360,6 +361,14 @@ class LongMemModel(nn.Module):
         ``cache.shared(prompt_ids)`` shared ones."""
         return scoring.score_continuations(self, prompt_ids, continuations, bank, trace=trace, top_k=top_k,
                                            cache=cache)
+
+    def score_prompts(self, prompts: list[list[int]], continuations: list[list[int]],
+                      bank: MemoryBank | None = None, *, top_k: int | None = None,
+                      cache: PromptCache | None = None) -> torch.Tensor:
+        """Sum of log-probabilities of each continuation's tokens after each prompt (ids opened by the sink token):
+        [n_prompts, n_continuations], the prompts read in batches after ``cache`` (row i: ``score_continuations``
+        of prompt i, up to float rounding; see ``scoring.score_prompts``)."""
+        return scoring.score_prompts(self, prompts, continuations, bank, top_k=top_k, cache=cache)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
