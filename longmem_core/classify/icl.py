@@ -128,8 +128,12 @@ def classify(model: LongMemModel, text: str, labels: Sequence[str], *, context: 
     if not labels:
         raise ValueError("no labels to choose from")
     prompt = context + query_prompt(template, text)
-    scores, trace = model.score_labels(prompt, [" " + label for label in labels], bank,
-                                       trace=bank is not None and top > 0, top_k=top_k, cache=cache)
+    if bank is None or top <= 0:  # no trace wanted: the query read once, one-token labels scored at its end
+        scores, trace = label_scores(model, [text], labels, context=context, bank=bank, template=template,
+                                     top_k=top_k, cache=cache)[0], None
+    else:
+        scores, trace = model.score_labels(prompt, [" " + label for label in labels], bank, trace=True, top_k=top_k,
+                                           cache=cache)
     best = int(scores.argmax())
     retrieved: list[Retrieved] = []
     if trace is not None and top > 0:
