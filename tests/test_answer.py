@@ -150,3 +150,23 @@ def test_the_quote_mode_copies_by_its_span_and_continues_a_callers_prefix_with_t
     a = answer.answer(model, bank, q, mode="quote", answer_prefix="The pass key is", max_new_tokens=4)
     b = answer.answer(model, bank, q, mode="sentences_hybrid_cache", answer_prefix="The pass key is", max_new_tokens=4)
     assert a.text == b.text and a.quote is None  # eval-niah's templates: sentences_hybrid_cache's continuation
+
+
+def test_a_sentence_answer_quotes_its_whole_run_on_sentence_not_one_piece(make_model, monkeypatch):
+    from longmem_core.answer import spans
+    model = make_model("tiny")
+    bank = model.new_bank(capacity=4096)
+    text = ("The shell keeps a history. " + "history lines " * 30 +
+            "and the number of history lines retained by default is quite small (30 lines). Ships sail.")
+    model.memorize(text, bank, source="manual")
+    seen = {}
+
+    def first_piece_unsure(model, prompt, sentences, question, stop, source_of):
+        piece = next(s for s in sentences if s.is_piece)  # the read-back holds a piece of the run-on sentence
+        seen["piece"] = piece
+        return spans.Span(piece, piece.text, piece.char_start, piece.char_end, 0.0), False
+    monkeypatch.setattr(spans, "answer_span", first_piece_unsure)
+    a = answer.answer(model, bank, "How many history lines are retained by default?", mode="quote")
+    assert not a.short and a.complete and a.quote.text == a.text
+    assert a.text.startswith("history lines") and a.text.endswith("quite small (30 lines).")
+    assert len(a.text) > len(seen["piece"].text) and a.quote.char_start < seen["piece"].char_start

@@ -162,3 +162,25 @@ def test_the_memory_searchs_best_chunk_keeps_its_sentence_whatever_its_words():
     alone = sentences.narrow(found, "Which crew member made music?", words, anchors=1)  # no shared word at all
     assert alone.context == "The cook sang songs."
     assert sentences.narrow(found, q, words, anchors=1, budget=6).context == "The captain's name was Ahab Morrow."
+
+
+def test_a_piece_widens_to_its_whole_sentence():
+    # a run-on sentence cut into pieces ("...retained by default is quite" | "small (30 lines).")
+    text = "Short one. " + ("history " * 60) + "lines retained by default is quite small (30 lines). Next one."
+    p = Passage(0, "manual", 0, len(text), text, 1.0, [])
+    got = sentences.split([p])
+    run = [s for s in got if s.whole == got[1].whole]
+    assert len(run) >= 2 and all(s.is_piece for s in run) and not got[0].is_piece
+    for piece in (run[0], run[-1]):
+        whole = sentences.whole_sentence(piece, text, limit=10_000)
+        assert (whole.char_start, whole.char_end) == (run[0].char_start, run[-1].char_end) and not whole.is_piece
+        assert whole.text.startswith("history") and whole.text.endswith("small (30 lines).")
+    assert sentences.whole_sentence(run[0], text, limit=10) is run[0]  # over the limit: the piece, still a piece
+    assert sentences.whole_sentence(got[0], text, limit=10_000) is got[0]  # whole already
+
+
+def test_a_spaced_ellipsis_does_not_end_a_sentence():
+    text = "Each entry is in the range 0, 1, . . . , 9 and about 1 in 20 are singular. Next."
+    p = Passage(0, "manual", 0, len(text), text, 1.0, [])
+    assert [s.text for s in sentences.split([p])] == [
+        "Each entry is in the range 0, 1, . . . , 9 and about 1 in 20 are singular.", "Next."]

@@ -172,7 +172,8 @@ class Answer:
     quote: quote.Quote | None = None  # the sentence the answer rests on (``quote`` mode)
     short: bool = False  # ``quote`` mode: the answer is a span of the quote the backbone was sure of; False there: the
     # answer is the quoted sentence itself (``spans.answer_span``)
-    complete: bool = True  # a generated answer ends a sentence (False: it stopped mid-sentence); a copied span is whole
+    complete: bool = True  # a generated answer ends a sentence (False: it stopped mid-sentence); a copied span is
+    # whole; a quoted sentence answer is complete where it holds its whole sentence
 
 
 @dataclass
@@ -263,6 +264,11 @@ def stream(model: LongMemModel, prepared: Prepared, *, max_new_tokens: int = 64,
                           top_k=top_k if prepared.bank is not None else None)
 
 
+# a quoted sentence is widened to the whole sentence its piece belongs to (``settings.SENTENCES.max_sentence_chars``
+# cuts run-ons into pieces to score them) up to this many characters: three pieces, not a whole table
+MAX_QUOTE_CHARS = 900
+
+
 class Answering:
     """A prepared answer being made: iterate for the pieces of the answer a reader sees, then ``finish``. In ``quote``
     mode the answer is a span copied from a sentence read back that the backbone is sure of, or else that whole
@@ -298,9 +304,12 @@ class Answering:
                                                           frozenset(search.stop_words()), self.source_of)
             if self.span is None:
                 self.text = quote.NOT_FOUND
-            else:  # the sure span, or else the sentence it sits in, exactly as quoted
-                self.cited = quote.quote_of(self.span.sentence, self.source(self.span.sentence))
+            else:  # the sure span, or else the sentence it sits in (all of it, not one piece), exactly as quoted
+                whole = sentences.whole_sentence(self.span.sentence, self.source_of(self.span.sentence),
+                                                 MAX_QUOTE_CHARS)
+                self.cited = quote.quote_of(whole, self.source(whole))
                 self.text = self.span.text if self.short else self.cited.text
+                self.complete = self.short or not whole.is_piece  # a quote cut mid-sentence counts as incomplete
             yield self.text
             return
         for piece in self.generation:

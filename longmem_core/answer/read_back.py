@@ -19,7 +19,8 @@ from ..model.model import LongMemModel, Retrieved
 from . import settings
 
 # How long a passage is and how many tokens of them a prompt holds: settings.READ_BACK
-_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+|\n\s*\n")
+# a stop and the spaces after it, but not a spaced ellipsis's dot (". . ." in "0, 1, . . . , 9" goes on), or a blank line
+_SENTENCE_END = re.compile(r"(?<!\. )[.!?][\"'\u201d\u2019)\]]*\s+(?!\.(?:\s|$))|\n\s*\n")
 # a period after one of these (or after a single capital: an initial) ends no sentence: "Mr. Hubble the
 # wheelwright" is one sentence (cut after "Mr." it lost the name a question asked about on a tuning book)
 _ABBREVIATIONS = frozenset("mr mrs ms messrs dr st mt jr sr capt col gen lt sgt rev prof hon gov esq vs".split())

@@ -13,7 +13,7 @@ Pure functions over ``read_back.Passage`` lists; ``narrow`` turns a ``read_back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..documents import layout
@@ -41,6 +41,13 @@ class Sentence:
     matched: frozenset[str] = frozenset()  # the question's words it holds (after stop words)
     anchored: bool = False  # it holds a chunk the model's own search put among its best (``anchor``): kept, and a
     # candidate for the answer, whatever its words
+    sentence_start: int = -1  # the whole sentence it is a piece of, [start, end) in the source text (-1: itself)
+    sentence_end: int = -1
+
+    @property
+    def is_piece(self) -> bool:
+        """Is this a piece of a longer run-on sentence, not the whole of it?"""
+        return self.sentence_start >= 0 and (self.sentence_start, self.sentence_end) != (self.char_start, self.char_end)
 
 
 def pieces(text: str, lo: int, hi: int, limit: int | None = None) -> list[tuple[int, int]]:
@@ -76,9 +83,19 @@ def split(passages: list[Passage], skip: dict[int, list[tuple[int, int]]] | None
             for lo, hi in pieces(p.text, a, b):
                 text = p.text[lo:hi].strip()
                 if text:
-                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, text, whole=whole))
+                    out.append(Sentence(i, p.char_start + lo, p.char_start + hi, text, whole=whole,
+                                        sentence_start=p.char_start + a, sentence_end=p.char_start + b))
             whole += 1
     return out
+
+
+def whole_sentence(s: Sentence, source: str, limit: int) -> Sentence:
+    """``s`` widened to the whole sentence it is a piece of (``source``: the text its span indexes), where that is at
+    most ``limit`` characters: a quote then neither opens nor stops mid-sentence. Else ``s`` itself."""
+    if not s.is_piece or s.sentence_end - s.sentence_start > limit:
+        return s
+    return replace(s, char_start=s.sentence_start, char_end=s.sentence_end,
+                   text=" ".join(source[s.sentence_start:s.sentence_end].split()))
 
 
 def is_title(sentence: Sentence) -> bool:
