@@ -74,3 +74,5 @@ def test_a_title_or_an_initial_ends_no_sentence():
     text = "Mr. Hubble the wheelwright came. Then J. R. Smith left with Mrs. Joe. He said no. It rained."
     starts = [text[i:i + 6] for i in read_back.sentence_bounds(text)[:-1]]
     assert starts == ["Mr. Hu", "Then J", "He sai", "It rai"]
+    text = "As Jones et al. (1990) show, some colours, e.g. red, i.e. warm ones, cf. Table 2. Next one."
+    assert [text[i:i + 6] for i in read_back.sentence_bounds(text)[:-1]] == ["As Jon", "Next o"]

@@ -23,7 +23,9 @@ from . import settings
 _SENTENCE_END = re.compile(r"(?<!\. )[.!?][\"'\u201d\u2019)\]]*\s+(?!\.(?:\s|$))|\n\s*\n")
 # a period after one of these (or after a single capital: an initial) ends no sentence: "Mr. Hubble the
 # wheelwright" is one sentence (cut after "Mr." it lost the name a question asked about on a tuning book)
-_ABBREVIATIONS = frozenset("mr mrs ms messrs dr st mt jr sr capt col gen lt sgt rev prof hon gov esq vs".split())
+# (and in manuals "et al.", "cf.", "e.g.", "i.e.": "as Jones et al. (1990) do" is one sentence; natbib's was cut)
+_ABBREVIATIONS = frozenset("mr mrs ms messrs dr st mt jr sr capt col gen lt sgt rev prof hon gov esq vs al cf".split())
+_LETTERS_WITH_STOPS = re.compile(r"\b[a-zA-Z]\.[a-zA-Z]\.$")  # "e.g.", "i.e." just before the stop's end
 _WORD_BEFORE_STOP = re.compile(r"(\w+)\.$")
 
 
@@ -55,6 +57,8 @@ def _after_abbreviation(text: str, stop: re.Match) -> bool:
     if word is None:
         return False
     w = word.group(1)
+    if _LETTERS_WITH_STOPS.search(text, max(0, stop.start() - 4), stop.start() + 1):
+        return True
     return w.lower() in _ABBREVIATIONS or (len(w) == 1 and w.isupper())
 
 
