@@ -21,6 +21,7 @@ import torch
 from ..limits import check_text
 from ..memory.memory_bank import MemoryBank
 from ..model.model import LongMemModel, MemorizeStats, PromptCache, Retrieved
+from ..model.scoring import label_token_ids
 
 Example = tuple[str, str]  # (text, label)
 Progress = Callable[[int, int], None]  # (done, total)
@@ -127,11 +128,11 @@ def classify(model: LongMemModel, text: str, labels: Sequence[str], *, context: 
     """
     if not labels:
         raise ValueError("no labels to choose from")
-    prompt = context + query_prompt(template, text)
     if bank is None or top <= 0:  # no trace wanted: the query read once, one-token labels scored at its end
         scores, trace = label_scores(model, [text], labels, context=context, bank=bank, template=template,
                                      top_k=top_k, cache=cache)[0], None
     else:
+        prompt = context + query_prompt(template, text)
         scores, trace = model.score_labels(prompt, [" " + label for label in labels], bank, trace=True, top_k=top_k,
                                            cache=cache)
     best = int(scores.argmax())
@@ -155,9 +156,7 @@ def label_scores(model: LongMemModel, texts: Sequence[str], labels: Sequence[str
     ``cache`` (``LongMemModel.score_prompts``) instead of one at a time. No trace."""
     if not labels:
         raise ValueError("no labels to choose from")
-    label_ids = [model.tokenizer(" " + label, add_special_tokens=False)["input_ids"] for label in labels]
-    if any(not ids for ids in label_ids):
-        raise ValueError("every label must contain at least one token")
+    label_ids = label_token_ids(model, [" " + label for label in labels])
     prompts = [model.encode(context + query_prompt(template, text)) for text in texts]
     return model.score_prompts(prompts, label_ids, bank, top_k=top_k, cache=cache)
 

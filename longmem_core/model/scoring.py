@@ -93,10 +93,16 @@ def score_labels(model: "LongMemModel", prompt: str, labels: list[str], bank: Me
                  trace: bool = False, top_k: int | None = None,
                  cache: PromptCache | None = None) -> tuple[torch.Tensor, RetrievalTrace | None]:
     """Sum of log-probabilities of each label's tokens after ``prompt``: [n_labels], and the prompt's trace."""
+    return score_continuations(model, model.encode(prompt), label_token_ids(model, labels), bank, trace=trace,
+                               top_k=top_k, cache=cache)
+
+
+def label_token_ids(model: "LongMemModel", labels: list[str]) -> list[list[int]]:
+    """Each label's token ids (no special tokens); ValueError for a label with none."""
     label_ids = [model.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
     if any(not ids for ids in label_ids):
         raise ValueError("every label must contain at least one token")
-    return score_continuations(model, model.encode(prompt), label_ids, bank, trace=trace, top_k=top_k, cache=cache)
+    return label_ids
 
 
 @torch.no_grad()
