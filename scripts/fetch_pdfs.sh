@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the nine Debian documentation packages whose PDFs back the
+# Fetch the ten Debian documentation packages whose eleven PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -23,6 +23,9 @@ PKGS=(
   # the second fresh reporting pair (r_intro_doc.jsonl, zsh_doc.jsonl)
   "r-doc-pdf 4.2.2.20221110-2 usr/share/R/doc/manual/R-intro.pdf"
   "zsh-doc 5.9-4 usr/share/doc/zsh-common/zsh.pdf"
+  # the third fresh reporting pair (octave_doc.jsonl, beamer_doc.jsonl)
+  "octave-doc 7.3.0-2 usr/share/doc/octave/octave.pdf"
+  "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/beamer/beameruserguide.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
