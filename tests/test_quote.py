@@ -78,3 +78,12 @@ def test_an_appendix_lettered_without_a_dot_is_a_heading_but_a_line_of_prose_is_
     assert not layout.is_heading("A Londoner who had seen the river")  # a wrapped line of prose
     assert not layout.is_heading("I Went Home")  # the pronoun, never an appendix's letter
     assert not layout.is_heading("F Revision History 347")  # a contents line
+
+
+def test_a_heading_opening_the_quoted_sentence_is_not_quoted_as_prose():
+    text = "Intro text.\n2.1 Author\nZsh was originally written by Paul Falstad."
+    start = text.index("2.1 Author")
+    s = Sentence(0, start, len(text), text[start:], 1.0)
+    q = quote.quote_of(s, {"name": "zsh.pdf", "text": text})
+    assert q.text == "Zsh was originally written by Paul Falstad." and q.section == "2.1 Author"
+    assert text[q.char_start:q.char_end] == q.text

@@ -184,3 +184,51 @@ def test_a_spaced_ellipsis_does_not_end_a_sentence():
     p = Passage(0, "manual", 0, len(text), text, 1.0, [])
     assert [s.text for s in sentences.split([p])] == [
         "Each entry is in the range 0, 1, . . . , 9 and about 1 in 20 are singular.", "Next."]
+
+
+def test_an_unspaced_ellipsis_going_on_in_lower_case_does_not_end_a_sentence():
+    text = ("It is an error for the name in the syntax \u2018word () ...\u2019 to be an alias, unless the option is "
+            "set. Wait... Then more.")
+    p = Passage(0, "manual", 0, len(text), text, 1.0, [])
+    assert [s.text for s in sentences.split([p])] == [
+        "It is an error for the name in the syntax \u2018word () ...\u2019 to be an alias, unless the option is set.",
+        "Wait...", "Then more."]
+
+
+def test_following_is_the_next_whole_sentence_unless_a_heading_furniture_or_too_long():
+    text = ("Commands can be run again by number. For example, history !5 runs command 5 again.\n"
+            "3.2 Plotting\nPlots are drawn.")
+    p = Passage(0, "manual", 0, len(text), text, 1.0, [])
+    first, second, third = sentences.split([p])[:3]
+    nxt = sentences.following(first, text, [], limit=500)
+    assert nxt.text == "For example, history !5 runs command 5 again." and not nxt.is_piece
+    assert (nxt.char_start, nxt.char_end) == (second.char_start, second.char_end)
+    assert sentences.following(second, text, [], limit=500) is None  # a heading opens another section
+    assert sentences.following(first, text, [], limit=20) is None  # it ends past the limit
+    header = (text.index("For"), text.index("For") + 3)
+    assert sentences.following(first, text, [header], limit=500) is None  # page furniture between them
+
+
+def test_the_next_sentence_is_read_on_only_where_it_would_be_read_back_itself():
+    text = ("The gnuplot history of an interactive session can be reexecuted by number. For example, history !5 "
+            "reexecutes the fifth command of the history. Gnuplot supports many plots. Gnuplot has terminals.")
+    p = Passage(0, "manual", 0, len(text), text, 1.0, [])
+    first, second, third = sentences.split([p])[:3]
+    question = "How do I rerun gnuplot command 5 from the history?"
+    assert sentences.reads_on(first, sentences.following(first, text, [], 500), [p], question)
+    assert not sentences.reads_on(second, sentences.following(second, text, [], 500), [p], question)  # "gnuplot"
+
+
+def test_a_list_running_into_prose_is_quoted_from_the_line_that_opens_the_sentence():
+    colours = "\n".join(["palered", "lightred", "mediumred", "Cyan", "darkblue"] * 30)
+    text = ("Named colors, in the module plain:\n" + colours + "\ncmyk(green)\nThe standard 140 RGB X11 colors can be "
+            "imported with the command\nimport x11colors;\nNote that some colors (e.g. Green) disagree.\nNext.")
+    p = Passage(0, "manual", 0, len(text), text, 1.0, [])
+    got = sentences.split([p])
+    at = text.index("import x11colors")
+    piece = next(s for s in got if s.char_start <= at < s.char_end)
+    assert piece.is_piece and piece.sentence_end - piece.sentence_start > 900
+    whole = sentences.whole_sentence(piece, text, limit=900, at=at)
+    assert whole.text == ("The standard 140 RGB X11 colors can be imported with the command import x11colors; "
+                          "Note that some colors (e.g. Green) disagree.") and not whole.is_piece
+    assert sentences.whole_sentence(piece, text, limit=900) is piece  # not told where the answer is: too long

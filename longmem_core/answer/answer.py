@@ -40,11 +40,12 @@ All modes but ``fusion`` and ``read_back_fusion`` use no trained weights, so the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from typing import Iterator
 
 from . import neural_cache, quote, read_back, sentences, settings, spans
+from ..documents import layout
 from ..model import search
 from ..memory.memory_bank import MemoryBank
 from ..model.model import Generation, LongMemModel, Retrieved
@@ -294,6 +295,23 @@ class Answering:
         """The source text a read-back sentence's span indexes."""
         return self.source(sentence)["text"]
 
+    def read_on(self, quoted: sentences.Sentence) -> sentences.Sentence:
+        """``quoted`` and the sentence after it, where that one would be read back beside it (``sentences.reads_on``)
+        and both fit ``MAX_QUOTE_CHARS`` (``sentences.following``): a sentence sharing the question's words often
+        only introduces what the next one states ("...can be reexecuted by number. For example, history !5 will
+        ...")."""
+        source = self.source(quoted)
+        skip = layout.furniture(source["text"], source.get("pages"))
+        nxt = sentences.following(quoted, source["text"], skip, MAX_QUOTE_CHARS - (quoted.char_end - quoted.char_start))
+        if nxt is None:
+            return quoted
+        p = self.prepared
+        if not sentences.reads_on(quoted, nxt, p.passages, p.question,
+                                  sentences.furniture_of(p.memory.sources, p.passages)):
+            return quoted
+        return replace(quoted, char_end=nxt.char_end, sentence_end=nxt.char_end,
+                       text=" ".join(source["text"][quoted.char_start:nxt.char_end].split()))
+
     def __iter__(self) -> Iterator[str]:
         p = self.prepared
         if self.quoting:
@@ -306,7 +324,9 @@ class Answering:
                 self.text = quote.NOT_FOUND
             else:  # the sure span, or else the sentence it sits in (all of it, not one piece), exactly as quoted
                 whole = sentences.whole_sentence(self.span.sentence, self.source_of(self.span.sentence),
-                                                 MAX_QUOTE_CHARS)
+                                                 MAX_QUOTE_CHARS, at=self.span.char_start)
+                if not self.short and not whole.is_piece and settings.SPANS.follow_on:
+                    whole = self.read_on(whole)
                 self.cited = quote.quote_of(whole, self.source(whole))
                 self.text = self.span.text if self.short else self.cited.text
                 self.complete = self.short or not whole.is_piece  # a quote cut mid-sentence counts as incomplete

@@ -44,15 +44,22 @@ class Quote:
 
 
 def quote_of(sentence: Sentence, source: dict) -> Quote:
-    """The quote of ``sentence`` from ``source`` (a bank's source record): its exact text, page and section."""
+    """The quote of ``sentence`` from ``source`` (a bank's source record): its exact text, page and section (a
+    heading on the sentence's first line is its section, and left out of the quoted text)."""
     text, pages = source["text"], source.get("pages")
     page = page_of(pages, sentence.char_start)
     raw = text[sentence.char_start:sentence.char_end]
     first_line_end = text.find("\n", sentence.char_start + len(raw) - len(raw.lstrip()), sentence.char_end)
     looked_before = first_line_end if first_line_end >= 0 else sentence.char_start  # a heading opening it counts
     section = layout.heading_before(text, looked_before, layout.furniture(text, pages))
-    return Quote(" ".join(text[sentence.char_start:sentence.char_end].split()), source["name"], sentence.char_start,
-                 sentence.char_end, page, label_of(source, page), section)
+    start = sentence.char_start
+    if first_line_end >= 0 and layout.is_heading(text[start:first_line_end]) \
+            and text[first_line_end:sentence.char_end].strip():
+        start = first_line_end + 1  # the heading opening it is shown as its section, not quoted as if prose
+        start += len(text[start:sentence.char_end]) - len(text[start:sentence.char_end].lstrip())
+        page = page_of(pages, start)
+    return Quote(" ".join(text[start:sentence.char_end].split()), source["name"], start, sentence.char_end, page,
+                 label_of(source, page), section)
 
 
 def ends_sentence(text: str) -> bool:

@@ -27,6 +27,8 @@ _SENTENCE_END = re.compile(r"(?<!\. )[.!?][\"'\u201d\u2019)\]]*\s+(?!\.(?:\s|$))
 _ABBREVIATIONS = frozenset("mr mrs ms messrs dr st mt jr sr capt col gen lt sgt rev prof hon gov esq vs al cf".split())
 _LETTERS_WITH_STOPS = re.compile(r"\b[a-zA-Z]\.[a-zA-Z]\.$")  # "e.g.", "i.e." just before the stop's end
 _WORD_BEFORE_STOP = re.compile(r"(\w+)\.$")
+# an unspaced ellipsis going on in lower case ("in the syntax ‘word () ...’ to be a word") ends no sentence
+_ELLIPSIS_GOING_ON = re.compile(r"\.\.\.[\"'\u201d\u2019)\]]*\s+[a-z]")
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Passage:
 def sentence_bounds(text: str) -> list[int]:
     """Character offsets where sentences (or paragraphs) start, always including 0 and len(text)."""
     starts = {0, len(text)}
-    starts.update(m.end() for m in _SENTENCE_END.finditer(text) if not _after_abbreviation(text, m))
+    starts.update(m.end() for m in _SENTENCE_END.finditer(text)
+                  if not _after_abbreviation(text, m) and not _ELLIPSIS_GOING_ON.match(text, max(0, m.start() - 2)))
     return sorted(starts)
 
 

@@ -13,6 +13,7 @@ Pure functions over ``read_back.Passage`` lists; ``narrow`` turns a ``read_back.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -26,6 +27,9 @@ from ..model.search import stop_words
 # "sentence" (a run-on, a table, text without stops) is cut into pieces at spaces, each scored on its own; a kept
 # piece brings the next piece of its sentence (a cut can fall between "...magic numbers for quiet-lake is:" and
 # "4591245.": the key scores, the value must come too).
+
+
+_CAPITAL_LINE = re.compile(r"\n[ \t]*([A-Z])")  # a line opening with a capital letter
 
 
 @dataclass
@@ -89,13 +93,60 @@ def split(passages: list[Passage], skip: dict[int, list[tuple[int, int]]] | None
     return out
 
 
-def whole_sentence(s: Sentence, source: str, limit: int) -> Sentence:
+def whole_sentence(s: Sentence, source: str, limit: int, at: int | None = None) -> Sentence:
     """``s`` widened to the whole sentence it is a piece of (``source``: the text its span indexes), where that is at
-    most ``limit`` characters: a quote then neither opens nor stops mid-sentence. Else ``s`` itself."""
-    if not s.is_piece or s.sentence_end - s.sentence_start > limit:
+    most ``limit`` characters: a quote then neither opens nor stops mid-sentence. A longer run-on is a list or a
+    table running into prose without a stop ("...cmyk(green)\nThe standard 140 RGB X11 colors can be imported
+    with..."): given ``at`` (where the answer in it starts), the sentence is taken to open at the last line before
+    ``at`` that opens with a capital, where that fits. Else ``s`` itself."""
+    if not s.is_piece:
         return s
-    return replace(s, char_start=s.sentence_start, char_end=s.sentence_end,
-                   text=" ".join(source[s.sentence_start:s.sentence_end].split()))
+    start = s.sentence_start
+    if s.sentence_end - start > limit and at is not None:
+        opens = [m.start(1) for m in _CAPITAL_LINE.finditer(source, s.sentence_start, at)]
+        start = opens[-1] if opens else start
+    if s.sentence_end - start > limit:
+        return s
+    return replace(s, char_start=start, char_end=s.sentence_end, sentence_start=start,
+                   text=" ".join(source[start:s.sentence_end].split()))
+
+
+def following(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int) -> Sentence | None:
+    """The whole sentence right after ``s`` in ``source`` (the text its span indexes), passing over lines that are
+    not prose (``skip``: ``layout.furniture``), where it ends within ``limit`` characters and is not a title (a
+    heading opens another section). None otherwise."""
+    end = s.sentence_end if s.sentence_start >= 0 else s.char_end
+    window = Passage(0, "", end, min(len(source), end + limit), source[end:end + limit], 0.0)
+    after = split([window], {0: skip})
+    if not after or is_title(after[0]):
+        return None
+    first = after[0]
+    lead = source[first.sentence_start:first.sentence_end].strip().split("\n", 1)[0]
+    if layout.is_heading(lead):
+        return None  # it opens with a heading ("3.2 Plotting\nPlots are..."): another section
+    if first.sentence_end >= window.char_end and window.char_end < len(source):
+        return None  # it runs past what was looked at: too long to quote
+    if layout.overlaps(skip, end, first.sentence_end):
+        return None  # a running header or a page number between them: a quote reads on across no page furniture
+    return replace(first, char_start=first.sentence_start, char_end=first.sentence_end,
+                   text=" ".join(source[first.sentence_start:first.sentence_end].split()))
+
+
+def reads_on(quoted: Sentence, nxt: Sentence, passages: list[Passage], question: str,
+             skip: dict[int, list[tuple[int, int]]] | None = None) -> bool:
+    """Would ``nxt`` (the sentence after ``quoted``, ``following``) be read back beside it: among the sentences of
+    the read-back ``passages`` (``split``, ``skip`` as there), with ``nxt`` in place of any it overlaps, does it
+    score at least ``settings.SENTENCES.min_share`` of ``quoted``'s best-scored sentence for ``question``? A next
+    sentence holding only a word the whole section repeats ("package", "Debian") does not."""
+    mine = lambda s: s.passage == quoted.passage  # noqa: E731
+    collection = [s for s in split(passages, skip) if not (mine(s) and s.char_start < nxt.char_end
+                                                             and nxt.char_start < s.char_end)]
+    nxt = replace(nxt, passage=quoted.passage)
+    collection.append(nxt)
+    score(collection, question)
+    quoted_score = max((s.score for s in collection if mine(s) and s is not nxt and s.char_start < quoted.char_end
+                        and quoted.char_start < s.char_end), default=0.0)
+    return nxt.score > 0 and nxt.score >= settings.SENTENCES.min_share * quoted_score
 
 
 def is_title(sentence: Sentence) -> bool:
