@@ -124,3 +124,15 @@ def test_an_anchored_sentence_offers_its_spans_beside_the_best_scored(make_model
     assert not any("Orla" in t for t in got())
     other.anchored = True
     assert "Orla Brennagh" in got()
+
+
+def test_a_best_sentence_that_offers_no_span_is_passed_over_for_the_next(make_model):
+    """A heading scored best by BM25 offers no answer; the best sentence that offers one is the candidate, not none."""
+    model = make_model("tiny")
+    text = "1.3 Sample Function Description\nThe optional input y defaults to 19 if not supplied."
+    heading = Sentence(0, 0, 31, text[:31], 3.0)
+    body = Sentence(0, 32, len(text), text[32:], 1.0)
+    question = "In the sample function description, what does the optional input default to?"
+    got = {sp.text for sp in spans.score_spans(model, model.chat_ids(question), [heading, body], question, STOP,
+                                               lambda _: text)}
+    assert "19" in got

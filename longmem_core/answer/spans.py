@@ -166,11 +166,15 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
 @torch.no_grad()
 def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sentence], question: str,
                 stop: frozenset[str], source_of: Callable[[Sentence], str]) -> list[Span]:
-    """Every candidate span of the best-scored ``sentences`` (``settings.SPANS.sentences`` at most, those within
-    ``settings.SPANS.sentence_share`` of the best) and of the anchored ones, scored as the whole answer after
+    """Every candidate span of the best-scored ``sentences`` that offer one (``settings.SPANS.sentences`` at most,
+    those within ``settings.SPANS.sentence_share`` of the best of them) and of the anchored ones, scored as the whole answer after
     ``prompt_ids`` (which end where the answer begins). ``source_of``: the source text a sentence's span indexes."""
     conf = settings.SPANS
-    chosen = sorted(sentences, key=lambda s: -s.score)[:conf.sentences]
+    # a sentence that offers no candidate (a heading's line, only the question's own words) is passed over: the
+    # best of the others are the candidates, not none ("I did not find this" with the answer read back)
+    offering = [s for s in sorted(sentences, key=lambda s: -s.score)
+                if next(_rows([s], question, stop, source_of), None) is not None]
+    chosen = offering[:conf.sentences]
     chosen = [s for s in chosen if s.score >= conf.sentence_share * chosen[0].score] if chosen else []
     chosen += [s for s in sentences if s.anchored and s not in chosen]  # what the memory found by meaning
     rows = list(_rows(chosen, question, stop, source_of))
