@@ -29,6 +29,10 @@ DOCUMENTS = {  # name -> (document, questions)
     "hyperref": (f"{PDFS}/texlive-doc/latex/hyperref/hyperref-doc.pdf", "data/qa/pdf/hyperref_doc.jsonl"),
     "debmake": (f"{PDFS}/debmake-doc/debmake-doc.en.pdf", "data/qa/pdf/debmake_doc.jsonl"),
     "gnuplot": (f"{PDFS}/gnuplot/gnuplot.pdf", "data/qa/pdf/gnuplot_doc.jsonl"),
+    # the third fresh report pair (scripts/fetch_pdfs.sh /tmp/pdfs3): read only after the rule was committed
+    "octave": ("/tmp/pdfs3/x/usr/share/doc/octave/octave.pdf", "data/qa/pdf/octave_doc.jsonl"),
+    "beamer": ("/tmp/pdfs3/x/usr/share/doc/texlive-doc/latex/beamer/beameruserguide.pdf",
+               "data/qa/pdf/beamer_doc.jsonl"),
 }
 
 
@@ -79,4 +83,4 @@ if __name__ == "__main__":
         print(f"{key}: {right} of {len(rows)} right; quoted-sentence answers {len(sentence)}, mean "
               f"{sum(sentence) / max(1, len(sentence)):.0f} chars; read on in "
               f"{sum(r[key]['text'] != r['off']['text'] for r in rows)}")
-    json.dump(rows, open("tmp/read_on.json", "w"), indent=1)
+    json.dump(rows, open(f"tmp/read_on_{'_'.join(sys.argv[1:])}.json", "w"), indent=1)
