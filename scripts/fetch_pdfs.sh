@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the ten Debian documentation packages whose eleven PDFs back the
+# Fetch the twelve Debian documentation packages whose thirteen PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -26,6 +26,9 @@ PKGS=(
   # the third fresh reporting pair (octave_doc.jsonl, beamer_doc.jsonl)
   "octave-doc 7.3.0-2 usr/share/doc/octave/octave.pdf"
   "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/beamer/beameruserguide.pdf"
+  # the fourth fresh reporting pair, kept blind (lilypond_usage_doc.jsonl, metapost_doc.jsonl)
+  "lilypond-doc-pdf 2.24.1-2 usr/share/doc/lilypond/html/Documentation/usage.pdf"
+  "texlive-metapost-doc 2022.20230122-3 usr/share/doc/texlive-doc/metapost/base/mpman.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
