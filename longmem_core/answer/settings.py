@@ -93,9 +93,8 @@ class SpanSettings:
         3.0, "the span is the answer only when its log-probability beats every other's by this; else the quoted "
              "sentence is (tuning PDFs: 48 of 60 right, spans alone 32)", "qa_pdf.md")
     follow_on: bool = tuned(
-        True, "a quoted sentence answer reads on into the next sentence where that one would be read back itself "
-              "(the first often only introduces what the next states): tuning PDFs 52 of 60 against 49, read on in 9 "
-              "of 47 (any shared word: 52, read on in 26, often into unrelated sentences)", "qa_pdf.md")
+        True, "a quoted sentence reads on into the next where that one would be read back itself: tuning PDFs 52 of "
+              "60, 49 without (any shared word: 52, often unrelated)", "qa_pdf.md")
 
 
 @dataclass(frozen=True)
