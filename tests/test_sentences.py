@@ -232,3 +232,21 @@ def test_a_list_running_into_prose_is_quoted_from_the_line_that_opens_the_senten
     assert whole.text == ("The standard 140 RGB X11 colors can be imported with the command import x11colors; "
                           "Note that some colors (e.g. Green) disagree.") and not whole.is_piece
     assert sentences.whole_sentence(piece, text, limit=900) is piece  # not told where the answer is: too long
+
+
+def test_preceding_is_the_whole_sentence_right_before_unless_a_heading_furniture_or_too_long():
+    text = ("2.1 Units\nTeX considers a point to be the 72.27th part of an inch. On the other hand, PostScript "
+            "thinks a point is the 72nd part of an inch.")
+    p = Passage(0, "guide", 0, len(text), text, 1.0, [])
+    got = sentences.split([p])
+    second = got[-1]
+    prev = sentences.preceding(second, text, [], limit=500)
+    assert prev.text.endswith("TeX considers a point to be the 72.27th part of an inch.")
+    assert text[prev.char_end:second.char_start].strip() == "" and not prev.is_piece
+    assert sentences.preceding(prev, text, [], limit=500) is None  # it opens with a heading: a new section
+    assert sentences.preceding(second, text, [], limit=20) is None  # it starts before what was looked at
+    paged = text.replace(" On the other", "\nGUIDE 12\nOn the other")
+    header = (paged.index("GUIDE 12"), paged.index("GUIDE 12") + 8)
+    after = next(s for s in sentences.split([Passage(0, "guide", 0, len(paged), paged, 1.0, [])], {0: [header]})
+                 if s.text.startswith("On the other"))
+    assert sentences.preceding(after, paged, [header], limit=500) is None  # page furniture between them

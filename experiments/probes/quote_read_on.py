@@ -42,7 +42,13 @@ def shares_a_word(quoted, nxt, passages, question, skip=None) -> bool:
     return bool(set(asked) & set(held))
 
 
-VARIANTS = {"off": (False, sentences.reads_on), "shared": (True, shares_a_word), "strict": (True, sentences.reads_on)}
+# name -> (follow_on, the rule, read_before); ``--before`` compares the shipped rule with it reading backwards too
+VARIANTS = {"off": (False, sentences.reads_on, False), "shared": (True, shares_a_word, False),
+            "strict": (True, sentences.reads_on, False)}
+if "--before" in sys.argv:
+    sys.argv.remove("--before")
+    VARIANTS = {"off": (False, sentences.reads_on, False), "strict": (True, sentences.reads_on, False),
+                "before": (True, sentences.reads_on, True)}
 
 
 def run(name: str, model) -> list[dict]:
@@ -57,8 +63,8 @@ def run(name: str, model) -> list[dict]:
     for line in open(questions, encoding="utf-8"):
         q = json.loads(line)
         row = {"doc": name, "question": q["question"], "answers": q["answers"]}
-        for key, (on, rule) in VARIANTS.items():
-            settings.SPANS = dataclasses.replace(base, follow_on=on)
+        for key, (on, rule, before) in VARIANTS.items():
+            settings.SPANS = dataclasses.replace(base, follow_on=on, read_before=before)
             sentences.reads_on = rule
             a = answer.answer(model, bank, q["question"], mode="quote")
             row[key] = {"text": a.text, "right": contains_any(a.text, q["answers"]), "short": a.short,
@@ -66,10 +72,9 @@ def run(name: str, model) -> list[dict]:
         settings.SPANS, sentences.reads_on = base, VARIANTS["strict"][1]
         out.append(row)
         print("".join(str(int(row[k]["right"])) for k in VARIANTS), q["question"][:70], flush=True)
-        for key in ("shared", "strict"):
-            read_on = row[key]["text"][len(row["off"]["text"]):]
-            if read_on:
-                print(f"     {key} reads on ({len(read_on)} chars): {read_on[:200]}", flush=True)
+        for key in list(VARIANTS)[1:]:
+            if row[key]["text"] != row["off"]["text"]:
+                print(f"     {key}: {row[key]['text'][:300]}", flush=True)
     return out
 
 

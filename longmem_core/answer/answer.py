@@ -296,21 +296,28 @@ class Answering:
         return self.source(sentence)["text"]
 
     def read_on(self, quoted: sentences.Sentence) -> sentences.Sentence:
-        """``quoted`` and the sentence after it, where that one would be read back beside it (``sentences.reads_on``)
-        and both fit ``MAX_QUOTE_CHARS`` (``sentences.following``): a sentence sharing the question's words often
-        only introduces what the next one states ("...can be reexecuted by number. For example, history !5 will
-        ...")."""
+        """``quoted`` and the sentence after it (and, with ``settings.SPANS.read_before``, the one before it), where
+        that one would be read back beside it (``sentences.reads_on``) and all fit ``MAX_QUOTE_CHARS``
+        (``sentences.following``, ``sentences.preceding``): a sentence sharing the question's words often only
+        introduces what the next one states ("...can be reexecuted by number. For example, history !5 will ...")."""
         source = self.source(quoted)
-        skip = layout.furniture(source["text"], source.get("pages"))
-        nxt = sentences.following(quoted, source["text"], skip, MAX_QUOTE_CHARS - (quoted.char_end - quoted.char_start))
-        if nxt is None:
-            return quoted
+        text = source["text"]
+        skip = layout.furniture(text, source.get("pages"))
         p = self.prepared
-        if not sentences.reads_on(quoted, nxt, p.passages, p.question,
-                                  sentences.furniture_of(p.memory.sources, p.passages)):
+        kept = lambda other: other is not None and sentences.reads_on(  # noqa: E731
+            quoted, other, p.passages, p.question, sentences.furniture_of(p.memory.sources, p.passages))
+        start, end = quoted.char_start, quoted.char_end
+        nxt = sentences.following(quoted, text, skip, MAX_QUOTE_CHARS - (end - start))
+        if kept(nxt):
+            end = nxt.char_end
+        if settings.SPANS.read_before:
+            prev = sentences.preceding(quoted, text, skip, MAX_QUOTE_CHARS - (end - start))
+            if kept(prev):
+                start = prev.char_start
+        if (start, end) == (quoted.char_start, quoted.char_end):
             return quoted
-        return replace(quoted, char_end=nxt.char_end, sentence_end=nxt.char_end,
-                       text=" ".join(source["text"][quoted.char_start:nxt.char_end].split()))
+        return replace(quoted, char_start=start, char_end=end, sentence_start=start, sentence_end=end,
+                       text=" ".join(text[start:end].split()))
 
     def __iter__(self) -> Iterator[str]:
         p = self.prepared

@@ -132,6 +132,26 @@ def following(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int)
                    text=" ".join(source[first.sentence_start:first.sentence_end].split()))
 
 
+def preceding(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int) -> Sentence | None:
+    """The whole sentence right before ``s`` in ``source`` (only spaces between them), where it starts within
+    ``limit`` characters, neither is a title, ``s`` opens with no heading (a new section) and no page furniture
+    (``skip``) lies between them. None otherwise."""
+    start = s.sentence_start if s.sentence_start >= 0 else s.char_start
+    lead = source[start:s.sentence_end if s.sentence_start >= 0 else s.char_end].strip().split("\n", 1)[0]
+    lo = max(0, start - limit)
+    if layout.is_heading(lead) or lo >= start:
+        return None
+    window = Passage(0, "", lo, start, source[lo:start], 0.0)
+    before = split([window], {0: skip})
+    if not before or is_title(before[-1]) or layout.overlaps(skip, before[-1].sentence_end, start):
+        return None
+    last = before[-1]
+    if source[last.sentence_end:start].strip() or (last.sentence_start <= lo and lo > 0):
+        return None  # not right before it, or it starts before what was looked at: too long to quote
+    return replace(last, char_start=last.sentence_start, char_end=last.sentence_end,
+                   text=" ".join(source[last.sentence_start:last.sentence_end].split()))
+
+
 def reads_on(quoted: Sentence, nxt: Sentence, passages: list[Passage], question: str,
              skip: dict[int, list[tuple[int, int]]] | None = None) -> bool:
     """Would ``nxt`` (the sentence after ``quoted``, ``following``) be read back beside it: among the sentences of

@@ -95,6 +95,9 @@ class SpanSettings:
     follow_on: bool = tuned(
         True, "a quoted sentence reads on into the next where that one would be read back itself: tuning PDFs 52 of "
               "60, 49 without (any shared word: 52, often unrelated)", "qa_pdf.md")
+    read_before: bool = tuned(
+        False, "... and starts at the sentence before where that would be read back itself: tuning PDFs 52 of 60 "
+               "either way, quotes longer: off", "qa_pdf.md")
 
 
 @dataclass(frozen=True)
