@@ -10,6 +10,8 @@ the best few, in document order, before the question: a short prompt whose every
 question.
 
 Pure functions over ``read_back.Passage`` lists; ``narrow`` turns a ``read_back.ReadBack`` into its sentence form.
+For the quote mode's answers (``answer.py``): ``whole_sentence`` widens a scored piece to its sentence, and
+``following``, ``preceding`` and ``reads_on`` decide whether a quote reads on into a neighbouring sentence.
 """
 from __future__ import annotations
 
@@ -152,21 +154,22 @@ def preceding(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int)
                    text=" ".join(source[last.sentence_start:last.sentence_end].split()))
 
 
-def reads_on(quoted: Sentence, nxt: Sentence, passages: list[Passage], question: str,
+def reads_on(quoted: Sentence, other: Sentence, passages: list[Passage], question: str,
              skip: dict[int, list[tuple[int, int]]] | None = None) -> bool:
-    """Would ``nxt`` (the sentence after ``quoted``, ``following``) be read back beside it: among the sentences of
-    the read-back ``passages`` (``split``, ``skip`` as there), with ``nxt`` in place of any it overlaps, does it
-    score at least ``settings.SENTENCES.min_share`` of ``quoted``'s best-scored sentence for ``question``? A next
-    sentence holding only a word the whole section repeats ("package", "Debian") does not."""
+    """Would ``other`` (the sentence after ``quoted``, ``following``, or before it, ``preceding``) be read back
+    beside it: among the sentences of the read-back ``passages`` (``split``, ``skip`` as there), with ``other`` in
+    place of any it overlaps, does it score at least ``settings.SENTENCES.min_share`` of ``quoted``'s best-scored
+    sentence for ``question``? A sentence holding only a word the whole section repeats ("package", "Debian") does
+    not."""
     mine = lambda s: s.passage == quoted.passage  # noqa: E731
-    collection = [s for s in split(passages, skip) if not (mine(s) and s.char_start < nxt.char_end
-                                                             and nxt.char_start < s.char_end)]
-    nxt = replace(nxt, passage=quoted.passage)
-    collection.append(nxt)
+    collection = [s for s in split(passages, skip) if not (mine(s) and s.char_start < other.char_end
+                                                             and other.char_start < s.char_end)]
+    other = replace(other, passage=quoted.passage)
+    collection.append(other)
     score(collection, question)
-    quoted_score = max((s.score for s in collection if mine(s) and s is not nxt and s.char_start < quoted.char_end
+    quoted_score = max((s.score for s in collection if mine(s) and s is not other and s.char_start < quoted.char_end
                         and quoted.char_start < s.char_end), default=0.0)
-    return nxt.score > 0 and nxt.score >= settings.SENTENCES.min_share * quoted_score
+    return other.score > 0 and other.score >= settings.SENTENCES.min_share * quoted_score
 
 
 def is_title(sentence: Sentence) -> bool:

@@ -167,8 +167,9 @@ def _rows(sentences: list[Sentence], question: str, stop: frozenset[str], source
 def score_spans(model: LongMemModel, prompt_ids: list[int], sentences: list[Sentence], question: str,
                 stop: frozenset[str], source_of: Callable[[Sentence], str]) -> list[Span]:
     """Every candidate span of the best-scored ``sentences`` that offer one (``settings.SPANS.sentences`` at most,
-    those within ``settings.SPANS.sentence_share`` of the best of them) and of the anchored ones, scored as the whole answer after
-    ``prompt_ids`` (which end where the answer begins). ``source_of``: the source text a sentence's span indexes."""
+    those within ``settings.SPANS.sentence_share`` of the best of them) and of the anchored ones, scored as the whole
+    answer after ``prompt_ids`` (which end where the answer begins). ``source_of``: the source text a sentence's span
+    indexes."""
     conf = settings.SPANS
     # a sentence that offers no candidate (a heading's line, only the question's own words) is passed over: the
     # best of the others are the candidates, not none ("I did not find this" with the answer read back)
