@@ -170,3 +170,26 @@ def test_a_sentence_answer_quotes_its_whole_run_on_sentence_not_one_piece(make_m
     assert not a.short and a.complete and a.quote.text == a.text
     assert a.text.startswith("history lines") and a.text.endswith("quite small (30 lines).")
     assert len(a.text) > len(seen["piece"].text) and a.quote.char_start < seen["piece"].char_start
+
+
+def test_a_sentence_answer_reads_on_into_the_next_sentence_only_where_it_would_be_read_back(make_model, monkeypatch):
+    import dataclasses
+    from longmem_core.answer import settings, spans
+    model = make_model("tiny")
+    bank = model.new_bank(capacity=4096)
+    text = ("Ships sail north. Previous commands in the history list can be rerun by number. For example, history !5 "
+            "reruns the command numbered 5 in the history list. The harbour is quiet at night.")
+    model.memorize(text, bank, source="manual")
+
+    def intro_unsure(model, prompt, sentences, question, stop, source_of):
+        intro = next(s for s in sentences if s.text.startswith("Previous commands"))
+        return spans.Span(intro, intro.text, intro.char_start, intro.char_end, 0.0), False
+    monkeypatch.setattr(spans, "answer_span", intro_unsure)
+    question = "How do I rerun command 5 from the history list?"
+    a = answer.answer(model, bank, question, mode="quote")
+    assert a.text == a.quote.text and a.complete and not a.short
+    assert a.text == ("Previous commands in the history list can be rerun by number. For example, history !5 reruns "
+                      "the command numbered 5 in the history list.")  # read on, not into "The harbour..."
+    monkeypatch.setattr(settings, "SPANS", dataclasses.replace(settings.SPANS, follow_on=False))
+    assert answer.answer(model, bank, question, mode="quote").text == \
+        "Previous commands in the history list can be rerun by number."
