@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the twelve Debian documentation packages whose thirteen PDFs back the
+# Fetch the thirteen Debian documentation packages whose fifteen PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -29,6 +29,9 @@ PKGS=(
   # the fourth fresh reporting pair, kept blind (lilypond_usage_doc.jsonl, metapost_doc.jsonl)
   "lilypond-doc-pdf 2.24.1-2 usr/share/doc/lilypond/html/Documentation/usage.pdf"
   "texlive-metapost-doc 2022.20230122-3 usr/share/doc/texlive-doc/metapost/base/mpman.pdf"
+  # the fifth fresh reporting pair, kept blind (siunitx_doc.jsonl, listings_doc.jsonl)
+  "texlive-science-doc 2022.20230122-4 usr/share/doc/texlive-doc/latex/siunitx/siunitx.pdf"
+  "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/listings/listings.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
