@@ -195,7 +195,7 @@ def test_a_sentence_answer_is_shown_once_as_its_quote_and_a_short_one_above_it()
     short, whole = [m["content"] for m in messages(turns) if m["role"] == "assistant"]
     assert short.startswith("4417") and "\u201cThe pass key is 4417.\u201d" in short and "notes.txt" in short
     assert whole.startswith("> \u201cThe pass key is 4417.\u201d") and whole.count("4417") == 1
-    assert "no shorter answer" in views.retrieved({"memory_tokens": 9, "mode": "quote", "quote": quote,
+    assert "The answer is this sentence" in views.retrieved({"memory_tokens": 9, "mode": "quote", "quote": quote,
                                                    "short": False})
     assert "rests on this sentence" in views.retrieved({"memory_tokens": 9, "mode": "quote", "quote": quote,
                                                         "short": True})

@@ -22,7 +22,7 @@ def memory_status(tokens: int, documents: list[str]) -> str:
 def quote_card(quote: dict, short: bool = True) -> str:
     """The sentence an answer rests on (``short``) or that is the answer, quoted exactly, with where it is."""
     head = "The answer rests on this sentence" if short else \
-        "The answer is this sentence (no shorter answer in it was clear to the model)"
+        "The answer is this sentence, quoted exactly"
     return (f'<div class="lm-quote"><div class="lm-quote-head">{head}</div>'
             f'<blockquote>{escape(quote["text"])}</blockquote>'
             f'<div class="lm-quote-cite">{escape(quote["citation"])}</div></div>')

@@ -23,8 +23,10 @@ Modes:
   share the most words with the question (``sentences.py``): a short prompt the small backbone copies from.
 - ``sentences_hybrid_cache``: the same short prompt, generated with the cache mixed in.
 - ``quote`` (beyond the paper; the default): ``sentences_hybrid_cache``'s search and sentences, but the answer is the
-  span of the best read-back sentence the backbone finds most likely as the whole answer, copied exactly
-  (``spans.py``), shown with that sentence quoted exactly with its source, page label and section (``quote.py``).
+  read-back sentence holding the span the backbone finds most likely as the whole answer (``spans.py``), quoted
+  exactly with its source, page label and section (``quote.py``), reading on into the next sentence where that one
+  would be read back itself. The span alone answers only where ``settings.SPANS.sure_margin`` says the backbone is
+  sure of it: never, by default.
   Where no sentence shares a word with the question, it says "I did not find this in what I read." A caller's
   answer prefix gets ``sentences_hybrid_cache``'s continuation.
 
@@ -134,12 +136,10 @@ _MODES = (
               f"{_BM25}, were read back into the prompt, and the answer may copy what followed text in them "
               "(beyond the paper)"),
     Mode("hybrid", False, True, sentences=True, quote=True, name="quote",
-         note="the answer is the sentence quoted below, or the few words of it the model was sure answer, copied "
-              "word for word: the best of the sentences read back, which share the most words with the question "
-              f"among the passages {_BM25} (beyond the paper)",
+         note="the answer is the sentence quoted below, copied word for word: the best of the sentences read back, "
+              f"which share the most words with the question among the passages {_BM25} (beyond the paper)",
          label="Quote from memory",
-         description="answers with a sentence it read, quoted exactly with its page, or with the few words of it "
-                     "the model is sure answer (beyond the paper)"),
+         description="answers with a sentence it read, quoted exactly with its page (beyond the paper)"),
 )
 MODE_SPECS: dict[str, Mode] = {m.name: m for m in _MODES}
 MODES: tuple[str, ...] = tuple(MODE_SPECS)

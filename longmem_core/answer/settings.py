@@ -90,8 +90,8 @@ class SpanSettings:
     row_tokens: int = tuned(
         24, "tokens read at most per row: room for a span of max_span_words words and what closes it", "qa_pdf.md")
     sure_margin: float = tuned(
-        3.0, "the span is the answer only when its log-probability beats every other's by this; else the quoted "
-             "sentence is (tuning PDFs: 48 of 60 right, spans alone 32)", "qa_pdf.md")
+        float("inf"), "a span answers alone when it beats every other by this log-probability: never; the sentence "
+                      "always (blind PDFs 24 of 40, margin 3: 20)", "qa_pdf.md")
     follow_on: bool = tuned(
         True, "a quoted sentence reads on into the next where that one would be read back itself: tuning PDFs 52 of "
               "60, 49 without (any shared word: 52, often unrelated)", "qa_pdf.md")
