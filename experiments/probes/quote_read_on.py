@@ -51,13 +51,19 @@ if "--before" in sys.argv:
                 "before": (True, sentences.reads_on, True)}
 
 
-def run(name: str, model) -> list[dict]:
-    path, questions = DOCUMENTS[name]
+def memorized(model, name: str, path: str):
+    """A new bank holding the first 120,000 characters of the PDF at ``path``, as eval-qa reads them."""
     doc = first_part(read_document(path), 120_000)
     bank = model.new_bank(capacity=max(model.cfg.capacity, 65_536))
     t0 = time.time()
     model.memorize(doc.text, bank, source=doc.name, pages=doc.pages, page_labels=doc.page_labels)
     print(name, "memorized in", round(time.time() - t0), "s", flush=True)
+    return bank
+
+
+def run(name: str, model) -> list[dict]:
+    path, questions = DOCUMENTS[name]
+    bank = memorized(model, name, path)
     out = []
     base = settings.SPANS
     for line in open(questions, encoding="utf-8"):

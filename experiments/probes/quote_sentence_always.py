@@ -14,12 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 
 from longmem_core.answer import answer, settings
-from longmem_core.documents.data import read_document
-from longmem_core.documents.reading_plan import first_part
 from longmem_core.evals.eval_qa import contains_any
+from quote_read_on import memorized  # the sibling probe (this folder is on the path when run as a script)
 
 DOCUMENTS = {  # name -> (document, questions): the fourth fresh pair (scripts/fetch_pdfs.sh /tmp/pdfs4)
     "lilypond": ("/tmp/pdfs4/x/usr/share/doc/lilypond/html/Documentation/usage.pdf",
@@ -31,11 +29,7 @@ VARIANTS = {"shipped": settings.SPANS.sure_margin, "sentence": float("inf")}
 
 def run(name: str, model) -> list[dict]:
     path, questions = DOCUMENTS[name]
-    doc = first_part(read_document(path), 120_000)
-    bank = model.new_bank(capacity=max(model.cfg.capacity, 65_536))
-    t0 = time.time()
-    model.memorize(doc.text, bank, source=doc.name, pages=doc.pages, page_labels=doc.page_labels)
-    print(name, "memorized in", round(time.time() - t0), "s", flush=True)
+    bank = memorized(model, name, path)
     base, out = settings.SPANS, []
     for line in open(questions, encoding="utf-8"):
         q = json.loads(line)

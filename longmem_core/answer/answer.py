@@ -42,12 +42,11 @@ All modes but ``fusion`` and ``read_back_fusion`` use no trained weights, so the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from typing import Iterator
 
 from . import neural_cache, quote, read_back, sentences, settings, spans
-from ..documents import layout
 from ..model import search
 from ..memory.memory_bank import MemoryBank
 from ..model.model import Generation, LongMemModel, Retrieved
@@ -300,12 +299,14 @@ class Answering:
         that one would be read back beside it (``sentences.reads_on``) and all fit ``MAX_QUOTE_CHARS``
         (``sentences.following``, ``sentences.preceding``): a sentence sharing the question's words often only
         introduces what the next one states ("...can be reexecuted by number. For example, history !5 will ...")."""
-        source = self.source(quoted)
-        text = source["text"]
-        skip = layout.furniture(text, source.get("pages"))
         p = self.prepared
-        kept = lambda other: other is not None and sentences.reads_on(  # noqa: E731
-            quoted, other, p.passages, p.question, sentences.furniture_of(p.memory.sources, p.passages))
+        text = self.source_of(quoted)
+        skips = sentences.furniture_of(p.memory.sources, p.passages)  # per source read back
+        skip = skips[p.passages[quoted.passage].source_index]
+
+        def kept(other: sentences.Sentence | None) -> bool:
+            return other is not None and sentences.reads_on(quoted, other, p.passages, p.question, skips)
+
         start, end = quoted.char_start, quoted.char_end
         nxt = sentences.following(quoted, text, skip, MAX_QUOTE_CHARS - (end - start))
         if kept(nxt):
@@ -316,8 +317,7 @@ class Answering:
                 start = prev.char_start
         if (start, end) == (quoted.char_start, quoted.char_end):
             return quoted
-        return replace(quoted, char_start=start, char_end=end, sentence_start=start, sentence_end=end,
-                       text=" ".join(text[start:end].split()))
+        return sentences.spanning(quoted, text, start, end)
 
     def __iter__(self) -> Iterator[str]:
         p = self.prepared

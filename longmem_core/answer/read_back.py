@@ -47,15 +47,17 @@ class Passage:
 def sentence_bounds(text: str) -> list[int]:
     """Character offsets where sentences (or paragraphs) start, always including 0 and len(text)."""
     starts = {0, len(text)}
-    starts.update(m.end() for m in _SENTENCE_END.finditer(text)
-                  if not _after_abbreviation(text, m) and not _ELLIPSIS_GOING_ON.match(text, max(0, m.start() - 2)))
+    starts.update(m.end() for m in _SENTENCE_END.finditer(text) if not _ends_no_sentence(text, m))
     return sorted(starts)
 
 
-def _after_abbreviation(text: str, stop: re.Match) -> bool:
-    """Is the sentence end ``stop`` a period right after a title or an initial ("Mrs.", "J.")?"""
+def _ends_no_sentence(text: str, stop: re.Match) -> bool:
+    """Is the sentence end ``stop`` a period that ends no sentence: right after a title, an initial or an abbreviation
+    ("Mrs.", "J.", "e.g."), or an unspaced ellipsis going on in lower case?"""
     if text[stop.start()] != ".":
         return False
+    if _ELLIPSIS_GOING_ON.match(text, max(0, stop.start() - 2)):
+        return True
     word = _WORD_BEFORE_STOP.search(text, max(0, stop.start() - 12), stop.start() + 1)
     if word is None:
         return False

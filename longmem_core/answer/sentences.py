@@ -109,8 +109,19 @@ def whole_sentence(s: Sentence, source: str, limit: int, at: int | None = None) 
         start = opens[-1] if opens else start
     if s.sentence_end - start > limit:
         return s
-    return replace(s, char_start=start, char_end=s.sentence_end, sentence_start=start,
-                   text=" ".join(source[start:s.sentence_end].split()))
+    return spanning(s, source, start, s.sentence_end)
+
+
+def spanning(s: Sentence, source: str, start: int, end: int) -> Sentence:
+    """``s`` as the whole sentence [start, end) of ``source`` (the text its span indexes), its text as quoted: each
+    run of spaces and line breaks one space."""
+    return replace(s, char_start=start, char_end=end, sentence_start=start, sentence_end=end,
+                   text=" ".join(source[start:end].split()))
+
+
+def opens_with_heading(source: str, start: int, end: int) -> bool:
+    """Does [start, end) of ``source`` open with a heading's line ("3.2 Plotting\nPlots are..."): another section?"""
+    return layout.is_heading(source[start:end].strip().split("\n", 1)[0])
 
 
 def following(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int) -> Sentence | None:
@@ -123,15 +134,13 @@ def following(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int)
     if not after or is_title(after[0]):
         return None
     first = after[0]
-    lead = source[first.sentence_start:first.sentence_end].strip().split("\n", 1)[0]
-    if layout.is_heading(lead):
-        return None  # it opens with a heading ("3.2 Plotting\nPlots are..."): another section
+    if opens_with_heading(source, first.sentence_start, first.sentence_end):
+        return None  # another section
     if first.sentence_end >= window.char_end and window.char_end < len(source):
         return None  # it runs past what was looked at: too long to quote
     if layout.overlaps(skip, end, first.sentence_end):
         return None  # a running header or a page number between them: a quote reads on across no page furniture
-    return replace(first, char_start=first.sentence_start, char_end=first.sentence_end,
-                   text=" ".join(source[first.sentence_start:first.sentence_end].split()))
+    return spanning(first, source, first.sentence_start, first.sentence_end)
 
 
 def preceding(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int) -> Sentence | None:
@@ -139,9 +148,8 @@ def preceding(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int)
     ``limit`` characters, neither is a title, ``s`` opens with no heading (a new section) and no page furniture
     (``skip``) lies between them. None otherwise."""
     start = s.sentence_start if s.sentence_start >= 0 else s.char_start
-    lead = source[start:s.sentence_end if s.sentence_start >= 0 else s.char_end].strip().split("\n", 1)[0]
     lo = max(0, start - limit)
-    if layout.is_heading(lead) or lo >= start:
+    if opens_with_heading(source, start, s.sentence_end if s.sentence_start >= 0 else s.char_end) or lo >= start:
         return None
     window = Passage(0, "", lo, start, source[lo:start], 0.0)
     before = split([window], {0: skip})
@@ -150,8 +158,7 @@ def preceding(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int)
     last = before[-1]
     if source[last.sentence_end:start].strip() or (last.sentence_start <= lo and lo > 0):
         return None  # not right before it, or it starts before what was looked at: too long to quote
-    return replace(last, char_start=last.sentence_start, char_end=last.sentence_end,
-                   text=" ".join(source[last.sentence_start:last.sentence_end].split()))
+    return spanning(last, source, last.sentence_start, last.sentence_end)
 
 
 def reads_on(quoted: Sentence, other: Sentence, passages: list[Passage], question: str,
