@@ -337,12 +337,14 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
     html = views.classification(result)
     assert "beyond the paper" in html and "In context only (2 random demonstrations)" in html
     assert "Demonstrations nearest in memory" in html and "Demonstrations retrieved" in html
-    # which mode the default chose, why, each candidate's held-out accuracy; 6 demonstrations are few
+    # what the default learned, why, the combination's and each candidate's held-out accuracy; 6 demonstrations are few
     chosen = result["selection"]
-    assert chosen["chosen"] in SELECTION.candidates and set(chosen["accuracy"]) == set(SELECTION.candidates)
-    assert chosen["held_out"] == 4 and chosen["few"] and result["label"] == direct[chosen["chosen"]].label
-    assert f"How the mode was chosen: {chosen['chosen']}" in html and "rests on few examples" in html
-    assert "held-out accuracy" in html and "macro-F1" in html
+    choices = {*SELECTION.candidates, "combined"}
+    assert chosen["chosen"] in choices and set(chosen["accuracy"]) == choices
+    assert chosen["held_out"] == 4 and chosen["few"] and result["label"] == direct[mode].label
+    used = "the learned combination" if chosen["chosen"] == "combined" else chosen["chosen"]
+    assert f"How the mode was chosen: {used}" in html and "rests on few examples" in html
+    assert "held-out accuracy" in html and "macro-F1" in html and "Learned weights" in html
 
 
 def test_a_text_is_read_once_for_its_key(model, tmp_path, monkeypatch):
@@ -397,7 +399,7 @@ def test_classify_a_labelled_test_file(model, tmp_path):
             (one["label"], one["label_in_context_only"], one["label_memory"])
     html = views.accuracy(result)
     assert "beyond the paper" in html and "In context only" in html and "Paper: memory layer" in html
-    assert result["selection"]["chosen"] in SELECTION.candidates and result["seconds"] > 0
+    assert result["selection"]["chosen"] in {*SELECTION.candidates, "combined"} and result["seconds"] > 0
     assert result["added_time"] == pytest.approx(result["selection"]["seconds"] / result["seconds"])
     assert "How the mode was chosen" in html and "so choosing added" in html
     unlabelled = handlers.read_test_file(write(tmp_path, "u.csv", "text\nnice\nawful\n"))

@@ -1,8 +1,8 @@
-"""Choosing the classification mode on held-out demonstrations (``icl_select.py``, the ``auto`` mode)."""
+"""Learning how to classify from held-out demonstrations (``icl_select.py``, ``icl_combine.py``, the ``auto`` mode)."""
 import pytest
 import torch
 
-from longmem_core.classify import icl, icl_modes, icl_select, key_scores
+from longmem_core.classify import icl, icl_combine, icl_modes, icl_select, key_scores
 from longmem_core.classify.settings import MODE, SELECTION
 from test_icl import DEMOS, TEST
 
@@ -41,11 +41,14 @@ def test_selection_holds_out_no_demonstration_of_the_prompt(tiny_model):
                  in classifier.context]
     assert len(in_prompt) == 3 and not set(in_prompt) & set(selection.indices)
     assert selection.held_out == len(DEMOS) - 3 == len(selection.indices)
-    assert selection.chosen in SELECTION.candidates and set(selection.accuracy) == set(SELECTION.candidates)
+    choices = {*SELECTION.candidates, icl_select.COMBINED}
+    assert selection.chosen in choices and set(selection.accuracy) == choices
+    assert set(selection.weights) == set(icl_combine.EXPERTS) and all(w >= 0 for w in selection.weights.values())
     assert all(0 <= a <= 1 for a in selection.accuracy.values()) and set(selection.macro_f1) == set(selection.accuracy)
     assert selection.few and "few examples" in selection.reason and selection.seconds > 0
     assert classifier.select() is selection  # made once
     assert "indices" not in selection.to_dict() and selection.to_dict()["chosen"] == selection.chosen
+    assert "combination" not in selection.to_dict(detail=True) and "weights" in selection.to_dict()
 
 
 def test_held_out_texts_are_read_as_test_texts(tiny_model, monkeypatch):
@@ -83,14 +86,26 @@ def test_batched_selection_equals_one_text_at_a_time(tiny_model, monkeypatch):
     assert set(batched.predictions["context"]) <= set(labels)
 
 
-def test_auto_predicts_as_the_chosen_mode(tiny_model):
+def test_auto_predicts_as_the_chosen_mode_or_the_learned_combination(tiny_model):
     classifier = _classifier(tiny_model)
+    selection = classifier.select()
     for text, _ in TEST:
         out = classifier.predict(text, ("auto", *SELECTION.candidates))
-        assert out["auto"] is out[classifier.select().chosen]
+        if selection.chosen != icl_select.COMBINED:
+            assert out["auto"] is out[selection.chosen]
+            continue
+        # the combination's distribution from the single modes' own parts for this text
+        key = classifier.query_key(text)
+        cosines = classifier.centroids @ key_scores.centre_query(classifier.centred, key)
+        votes = torch.tensor([out["knn"].scores[label] for label in classifier.labels])
+        calibrated = torch.tensor([out["context_cal"].scores[label] for label in classifier.labels]).exp()
+        expected = selection.combination.distribution(icl_combine.features(calibrated[None], cosines[None],
+                                                                           votes[None]))[0]
+        got = torch.tensor([out["auto"].scores[label] for label in classifier.labels]).exp()
+        assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_the_choice_follows_held_out_accuracy_with_the_margin(tiny_model, monkeypatch):
+def test_a_single_mode_replaces_the_combination_only_when_clearly_better(tiny_model, monkeypatch):
     classifier = _classifier(tiny_model)
     # the key modes see every held-out demonstration's own label as its only neighbour's: perfect
     onehot = key_scores.label_onehot(classifier.keys.memory, classifier.labels)
@@ -102,12 +117,15 @@ def test_the_choice_follows_held_out_accuracy_with_the_margin(tiny_model, monkey
     chosen = icl_select.select(classifier, margin=1, read_keys=False)  # the stored keys stand in for the texts'
 
     assert chosen.accuracy["knn"] == 1 and chosen.accuracy["context"] < 1
-    best, fallback = chosen.accuracy[chosen.chosen], chosen.accuracy[SELECTION.fallback]
-    assert best == max(chosen.accuracy.values()) or chosen.chosen == SELECTION.fallback
-    assert chosen.chosen == SELECTION.fallback or (best - fallback) * chosen.held_out > 1  # beat it by more than 1
+    combined = chosen.accuracy[icl_select.COMBINED]
+    if chosen.chosen != icl_select.COMBINED:  # a single mode beat the combination by more than 1 text
+        assert chosen.accuracy[chosen.chosen] == max(chosen.accuracy.values())
+        assert (chosen.accuracy[chosen.chosen] - combined) * chosen.held_out > 1
     assert chosen.chosen != "context"
-    kept = icl_select.select(classifier, margin=len(DEMOS), read_keys=False)  # no mode can beat the fallback by that much
-    assert kept.chosen == SELECTION.fallback and "no other mode" in kept.reason
+    # the in-context scores say nothing: the combination leans on the keys
+    assert chosen.weights["context_cal"] < max(chosen.weights["centroid"], chosen.weights["knn"])
+    kept = icl_select.select(classifier, margin=len(DEMOS), read_keys=False)  # nothing can beat it by that much
+    assert kept.chosen == icl_select.COMBINED and "no single mode" in kept.reason
 
 
 def test_nothing_held_out_keeps_the_fallback(tiny_model):
@@ -120,8 +138,8 @@ def test_nothing_held_out_keeps_the_fallback(tiny_model):
 def test_evaluate_modes_reports_the_choice_and_its_time(tiny_model):
     result = icl_modes.evaluate_modes(tiny_model, TEST, DEMOS, k=3, seed=2,
                                       modes=("context", "centroid_context", "knn", "auto"))
-    assert result.selection["chosen"] in SELECTION.candidates
-    assert result.predictions["auto"] == result.predictions.get(result.selection["chosen"],
-                                                                 result.predictions["auto"])
+    assert result.selection["chosen"] in {*SELECTION.candidates, icl_select.COMBINED}
+    assert result.selection["chosen"] == icl_select.COMBINED or \
+        result.predictions["auto"] == result.predictions[result.selection["chosen"]]
     assert result.seconds["key"] > 0 and result.seconds["context"] > 0 and result.seconds["memory"] == 0
     assert set(result.macro_f1) == set(result.predictions)

@@ -94,14 +94,17 @@ def load_demonstrations(model: LongMemModel, session: Session, demos: Demonstrat
         return session.demonstrations
 
 
-# the modes the tab computes beside the paper's memory layer: the default (auto: one of the candidates, chosen on
-# held-out demonstrations), every candidate it chooses among, in context only (the baseline shown beside it) and
+# the modes the tab computes beside the paper's memory layer: the default (auto: a combination learned on held-out
+# demonstrations, or one of the candidates), every candidate, in context only (the baseline shown beside it) and
 # the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
 TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "auto",
                                                    *classify_settings.SELECTION.candidates,
                                                    "context", "context_cal", "centroid", "knn")))
 MODE_NAMES = {  # plain words for the page
-    "auto": "the mode most accurate on demonstrations held out of memory",
+    "auto": "in-context scores, memory's label centroids and its nearest demonstrations, weighed as demonstrations "
+            "held out of memory taught",
+    "combined": "in-context scores, memory's label centroids and its nearest demonstrations, weighed as demonstrations "
+                "held out of memory taught",
     "centroid_context": "memory's label centroids + calibrated in-context scores",
     "centroid": "memory's label centroids", "context_cal": "calibrated in-context scores",
     "context": "in context only", "knn": "5 nearest demonstrations in memory vote", "memory": "the paper's memory layer",
@@ -148,8 +151,9 @@ def _nearest(classifier: Classifier, key: torch.Tensor | None, top: int) -> list
 
 
 def selection(classifier: Classifier) -> dict | None:
-    """How ``auto`` chose its mode for these demonstrations (made once per classifier; None when auto is not shown):
-    the chosen mode in plain words, why, and every candidate's held-out accuracy and macro-F1."""
+    """How ``auto`` classifies these demonstrations (learned once per classifier; None when auto is not shown): the
+    combination's weights or the single mode used, in plain words, why, and the held-out accuracy and macro-F1 of
+    the combination and of every candidate."""
     if "auto" not in classifier.modes.modes:
         return None
     chosen = classifier.modes.select()

@@ -8,27 +8,50 @@ from longmem_core.classify import settings as classify_settings
 from .common import number, status
 
 
+EXPERT_NAMES = {"context_cal": "calibrated in-context scores", "centroid": "memory's label centroids",
+                "knn": "vote of the nearest demonstrations in memory"}
+
+
 def default_mode_legend(k: int, demonstrations: int, selection: dict | None = None) -> str:
-    """The default mode in plain words (beyond the paper): how it chose, or the mix it uses."""
+    """The default mode in plain words (beyond the paper): what it learned, or the mix it uses."""
     w = round(classify_settings.MODE.mix_weight * 100)
     mix = (f"each label's average memory key over all {number(demonstrations)} demonstrations is compared with the "
            f"text's key ({w}%), mixed with the {k}-shot in-context label scores calibrated against content-free "
            f"inputs such as \"N/A\" ({100 - w}%)")
     if selection is None:
         return f"Default mode (beyond the paper, training-free): {mix}."
-    return (f"Default mode (beyond the paper, training-free): before the first text, each candidate mode classified "
-            f"{selection['held_out']} demonstrations held out of memory (none of those in the prompt), and the one "
-            f"right most often classifies your texts: {selection['chosen']} ({selection['chosen_name']}). The "
-            f"candidates' mix, centroid_context, is kept unless another mode is clearly better: {mix}.")
+    if not selection.get("weights"):  # nothing could be held out
+        return f"Default mode (beyond the paper, training-free): {selection['chosen']}: {mix}."
+    how = (f"before the first text, {selection['held_out']} demonstrations held out of memory (none of those in the "
+           f"prompt) were classified three ways: by the {k}-shot in-context label scores calibrated against "
+           "content-free inputs such as \"N/A\", by each label's average memory key over all "
+           f"{number(demonstrations)} demonstrations, and by a vote of the nearest demonstrations in memory. How much "
+           "each counts was learned from them")
+    if selection["chosen"] == "combined":
+        return f"Default mode (beyond the paper, training-free model, weights learned from your demonstrations): {how}."
+    return (f"Default mode (beyond the paper, training-free): {how}, but one mode alone was clearly better there and "
+            f"classifies your texts: {selection['chosen']} ({selection['chosen_name']}).")
+
+
+def _weights(selection: dict) -> str:
+    """The learned combination's weights, each expert's share of their sum (their scales differ: a guide only)."""
+    weights = selection.get("weights") or {}
+    total = sum(weights.values())
+    if not total:
+        return ""
+    parts = ", ".join(f"{EXPERT_NAMES.get(e, e)} {w:.2f}" for e, w in weights.items())
+    return f'<div class="lm-legend">Learned weights: {escape(parts)} (each multiplies a score of its own scale).</div>'
 
 
 def selection_panel(selection: dict | None, added: str = "") -> str:
-    """Which mode the default chose and why: each candidate's accuracy and macro-F1 on the held-out
-    demonstrations, a warning when that rests on few examples, and what choosing cost."""
+    """How the default classifies these demonstrations and why: the learned combination's weights, its and each
+    single mode's accuracy and macro-F1 on the held-out demonstrations, a warning when that rests on few examples,
+    and what learning it cost."""
     if selection is None:
         return ""
     def name(mode: str) -> str:
-        return f"<b>{escape(mode)} (chosen)</b>" if mode == selection["chosen"] else escape(mode)
+        shown = "learned combination (held out one at a time)" if mode == "combined" else mode
+        return f"<b>{escape(shown)} (used)</b>" if mode == selection["chosen"] else escape(shown)
     rows = "".join(f"<tr><td>{name(m)}</td><td>{a * 100:.0f}%</td><td>{selection['macro_f1'][m] * 100:.0f}%</td></tr>"
                    for m, a in sorted(selection["accuracy"].items(), key=lambda kv: -kv[1]))
     table = (f'<table class="lm-table"><tr><th>mode</th><th>held-out accuracy</th><th>macro-F1</th></tr>{rows}'
@@ -36,9 +59,10 @@ def selection_panel(selection: dict | None, added: str = "") -> str:
     warn = "" if not selection["few"] else status(
         "warn", f"The choice rests on few examples ({selection['demonstrations']} demonstrations, "
                 f"{selection['held_out']} held out): it may not hold on your texts.")
-    return (f'<h4>How the mode was chosen: {escape(selection["chosen"])}</h4>'
-            f'<div class="lm-legend">{escape(selection["reason"])}. Choosing took {selection["seconds"]:.1f} s, '
-            f'once for this demonstration set{escape(added)}.</div>' + warn + table)
+    used = "the learned combination" if selection["chosen"] == "combined" else selection["chosen"]
+    return (f'<h4>How the mode was chosen: {escape(used)}</h4>'
+            f'<div class="lm-legend">{escape(selection["reason"])}. Learning it took {selection["seconds"]:.1f} s, '
+            f'once for this demonstration set{escape(added)}.</div>' + _weights(selection) + warn + table)
 
 
 def _card(title: str, label: str) -> str:

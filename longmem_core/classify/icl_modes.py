@@ -3,8 +3,8 @@
 Every mode classifies over the same demonstrations, read into a bank by ``icl.memorize_demonstrations``: in
 context only, the paper's memory layer, a k-NN vote over the demonstrations' stored keys, KATE-style nearest
 demonstrations in context, label centroids over centred keys, contextual calibration, their mixture
-``centroid_context``, and the default, ``auto``: whichever of those the demonstrations held out of memory say is
-best (``icl_select.py``; both beyond the paper). ``ModeClassifier`` reads what the modes share once per
+``centroid_context``, and the default, ``auto``: a combination of those whose weights the demonstrations held out of
+memory teach (``icl_select.py``, ``icl_combine.py``; both beyond the paper). ``ModeClassifier`` reads what the modes share once per
 demonstration set and classifies one text at a time (the app); ``evaluate_modes`` runs a test set through every
 mode (``eval-icl``). The templates, demonstration memory and label scoring come from ``icl.py``.
 """
@@ -18,8 +18,8 @@ import torch
 
 from .icl import (DEFAULT_K, DEFAULT_SEED, SENTIMENT_TEMPLATE, DemonstrationMemory, Example, Prediction, Progress,
                   classify, context_text, label_set, memorize_demonstrations, sample_context)
-from . import key_scores, settings
-from .icl_select import macro_f1, select
+from . import icl_combine, key_scores, settings
+from .icl_select import COMBINED, macro_f1, select
 from .key_scores import (calibrate, centre_query, centred, centroid_distribution, content_free_probabilities,
                          demonstration_keys, from_probabilities, kate_context, knn_vote, label_centroids,
                          probabilities)
@@ -44,12 +44,14 @@ from ..model.model import LongMemModel
 #   by those the same prompt gives content-free inputs ("N/A", "", "[MASK]").
 # ``centroid_context``: kNN-LM-style interpolation (Khandelwal et al. 2020) of the two label distributions:
 #   ``mix_weight`` * centroid + (1 - ``mix_weight``) * context_cal.
-# ``auto``: whichever of ``settings.SELECTION.candidates`` was right most often on demonstrations held out of memory
-#   (``icl_select.select``, issue 26): the mode is chosen per demonstration set, before the first text.
+# ``auto``: a combination of three experts (calibrated in-context scores, label centroids, the k-NN vote:
+#   ``icl_combine.py``) whose weights are learned on demonstrations held out of memory, or a single mode of
+#   ``settings.SELECTION.candidates`` where one was clearly better there (``icl_select.select``, issue 26); learned
+#   per demonstration set, before the first text.
 
 MODES: tuple[str, ...] = ("context", "memory", "knn", "kate", "centroid", "context_cal", "centroid_context", "auto")
 # centroid_context wins the sentiment tasks and loses topic-like ones to the k-NN vote, so the default, ``auto``,
-# chooses among the modes per demonstration set (docs/results/icl_auto.md)
+# learns how much each counts per demonstration set (docs/results/icl_auto.md)
 DEFAULT_MODE = "auto"
 # the neighbours of ``knn``, the centroid temperature and the mix weight: settings.MODE
 
@@ -135,6 +137,11 @@ class ModeClassifier:
                                                              self.labels)
         if "knn" in self.modes:
             out["knn"] = knn_vote(self.keys, query, self.labels, self.neighbours)
+        if "auto" in modes and self.select().chosen == COMBINED:  # the combination learned on held-out texts
+            votes = torch.tensor([out["knn"].scores[label] for label in self.labels])  # [L]
+            cosines = self.centroids @ centre_query(self.centred, query)  # [L]
+            feats = icl_combine.features(calibrated[None], cosines[None], votes[None])  # [1, L, E]
+            out[COMBINED] = from_probabilities(self.select().combination.distribution(feats)[0], self.labels)
         if "kate" in self.modes:
             start = time.perf_counter()
             near = kate_context(self.keys, query, self.template, self.k)

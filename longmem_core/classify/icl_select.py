@@ -1,23 +1,25 @@
-"""Choosing the classification mode from the demonstrations themselves (issue 26; beyond the paper).
+"""Choosing how to classify from the demonstrations themselves (issue 26; beyond the paper).
 
-No single mode of ``icl_modes.py`` wins every task: the default mix of label centroids and calibrated in-context
-scores was chosen on sentiment and subjectivity, and a k-NN vote over the stored keys beats it on topic-like
-tasks. ``select`` scores every candidate mode on demonstrations held out of the uploaded set and the ``auto``
-mode then uses the best one:
+No single mode of ``icl_modes.py`` wins every task: the mix of label centroids and calibrated in-context scores was
+chosen on sentiment and subjectivity, calibrated in-context scores alone win others, and a k-NN vote over the stored
+keys beats both on topic-like tasks. ``select`` learns, from demonstrations held out of the uploaded set, how much
+each of three experts (calibrated in-context scores, label centroids, the k-NN vote: ``icl_combine.py``) should
+count, and ``auto`` then classifies with that combination:
 
 - held out: a stratified sample (every label in proportion, each label at least once) of at most
-  ``max_held_out`` demonstrations, none of those in the prompt (the in-context modes would see their answer);
-- the key modes (``knn``, ``centroid``) score each held-out demonstration leave-one-out over the keys the bank
-  already stores (its own key is left out of the vote and of its label's centroid), its own key read as a test
-  text's is (the prompt's query part only, up to the memory layer; ``key_scores.text_keys`` reads the held-out
-  texts in batches);
-- the in-context modes (``context``, ``context_cal``, and ``centroid_context``, which mixes the two) cost one
-  label scoring each, after the prompt read once (``ModeClassifier``'s cache; ``icl.label_scores`` scores the
-  held-out texts in batches: the same scores as one at a time up to float rounding, in less time);
-- the fallback (``centroid_context``, chosen on sentiment tasks) is kept unless another candidate is clearly
-  better on the held-out texts: right on more than ``margin`` more, and by more than a one-sided sign test on the
-  texts where the two disagree would give by chance (``z``); of those that are, the most accurate is chosen
-  (candidates, fallback, ``max_held_out``, ``margin``, ``z``: ``settings.SELECTION``).
+  ``max_held_out`` demonstrations, none of those in the prompt (the in-context scores would see their answer);
+- each held-out text is read as a test text is: its key (the prompt's query part only, up to the memory layer;
+  ``key_scores.text_keys`` reads them in batches) and its label scores after the prompt read once
+  (``ModeClassifier``'s cache; ``icl.label_scores``, in batches: the same scores as one at a time up to float
+  rounding); the key modes score it leave-one-out over the keys the bank already stores (its own key is left out
+  of the vote and of its label's centroid);
+- the combination's three weights are fitted by maximum likelihood on the held-out texts; its held-out accuracy is
+  measured leave-one-out (each text predicted by a combination fitted without it), so that it can be compared
+  fairly with the single modes (``candidates``), which fit nothing;
+- the combination is used unless a single mode is clearly better on the held-out texts: right on more than
+  ``margin`` more, and by more than a one-sided sign test on the texts where the two disagree would give by chance
+  (``z``); of those that are, the most accurate is used (``settings.SELECTION``). When nothing can be held out
+  (every demonstration is in the prompt), ``fallback`` is used.
 
 Not candidates: ``memory`` (the paper's; the bank holds each held-out demonstration with its label, so its
 held-out score would read the answer) and ``kate`` (a new prompt per text: too slow to score on a CPU).
@@ -26,18 +28,20 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from . import key_scores, settings
+from . import icl_combine, key_scores, settings
 from .icl import format_demonstration, label_scores
 
 if TYPE_CHECKING:
     from .icl_modes import ModeClassifier
 
 # the candidates, the fallback, how many are held out and how clearly another mode must win: settings.SELECTION
+
+COMBINED = "combined"  # auto's name for the combination of the modes learned on the held-out texts (icl_combine.py)
 
 
 @dataclass
@@ -52,13 +56,16 @@ class Selection:
     seconds: float  # what the choice took
     few: bool  # the choice rests on few examples
     reason: str  # one plain sentence
+    weights: dict[str, float] = field(default_factory=dict)  # the learned combination's weight of each expert
+    combination: icl_combine.Combination | None = None  # what ``auto`` uses when ``chosen`` is ``COMBINED``
     indices: list[int] = field(default_factory=list)  # the held-out demonstrations
     gold: list[str] = field(default_factory=list)  # their labels
     predictions: dict[str, list[str]] = field(default_factory=dict)  # candidate -> its label for each
 
     def to_dict(self, detail: bool = False) -> dict:
         """What the page and the API show; ``detail``: with the held-out texts' labels and predictions too."""
-        return {k: v for k, v in asdict(self).items() if detail or k not in ("indices", "gold", "predictions")}
+        hidden = ("combination",) if detail else ("combination", "indices", "gold", "predictions")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
 
 
 def macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
@@ -123,59 +130,84 @@ def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, mar
                          demonstrations=len(examples), seconds=time.perf_counter() - start, few=True,
                          reason="every demonstration is in the prompt, so none could be held out: "
                                 f"{fallback} is kept")
-    onehot = key_scores.label_onehot(memory, labels)  # [M, L]
-    raw, cen = classifier.keys.keys, classifier.centred.keys  # [M, G*D] each
-    predicted: dict[str, list[str]] = {m: [] for m in candidates}
     texts = [examples[i][0] for i in held]
     # each text's key as a test text's is read (its stored key, read amid the other demonstrations, sits much nearer
     # them: on language id the key modes scored 0.6 held out that way and 0.35 on test texts); the texts are read in
     # batches, as are their label scores after the cached prompt (as one at a time up to float rounding, in less time)
-    queries = key_scores.text_keys(classifier.model, texts, classifier.template) if read_keys else raw[held]  # [N, G*D]
+    queries = key_scores.text_keys(classifier.model, texts, classifier.template) if read_keys \
+        else classifier.keys.keys[held]  # [N, G*D]
     scores = label_scores(classifier.model, texts, labels, context=classifier.context, template=classifier.template,
                           cache=classifier.caches["context"])  # [N, L]
+    parts = held_out_parts(classifier, held, queries, scores)
+    gold = [gold_all[i] for i in held]
+    gold_index = torch.tensor([labels.index(g) for g in gold])  # [N]
+    feats = icl_combine.features(parts["context_cal"], parts["cosines"], parts["knn"])  # [N, L, E]
+    combination = icl_combine.fit(feats, gold_index)
+    predicted = {m: [labels[int(i)] for i in parts[m].argmax(-1)] for m in candidates}
+    # the combination is fitted on these texts: its held-out predictions are each fitted without the text itself
+    predicted[COMBINED] = [labels[int(i)] for i in icl_combine.cross_validated(feats, gold_index)]
+    correct = {m: sum(p == g for p, g in zip(ps, gold)) for m, ps in predicted.items()}
+    f1 = {m: macro_f1(gold, ps) for m, ps in predicted.items()}
+    best = choose(gold, predicted, margin=margin, z=z, fallback=COMBINED)
+    n = len(held)
+    if best == COMBINED:
+        reason = (f"the combination learned on {n} held-out demonstrations was right on {correct[COMBINED]} of them "
+                  "(each predicted by a combination fitted without it); no single mode was clearly better (by more "
+                  "than chance would give)")
+    else:
+        reason = (f"{best} was right on {correct[best]} of {n} held-out demonstrations, clearly more than the learned "
+                  f"combination ({correct[COMBINED]})")
+    if few:
+        reason += f" (few examples: {len(examples)} demonstrations, {n} held out; the choice is uncertain)"
+    return Selection(chosen=best, accuracy={m: correct[m] / n for m in predicted}, macro_f1=f1, held_out=n,
+                     demonstrations=len(examples), seconds=time.perf_counter() - start, few=few, reason=reason,
+                     weights=combination.to_dict(), combination=combination, indices=held, gold=gold,
+                     predictions=predicted)
+
+
+def held_out_parts(classifier: "ModeClassifier", held: Sequence[int], queries: torch.Tensor,
+                   scores: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every candidate's label scores for the held-out demonstrations ``held`` [N], each [N, L], and the centroid
+    cosines [N, L] the combination reads: from their keys ``queries`` [N, G*D] (read as test texts' are) and
+    in-context label scores ``scores`` [N, L]. The key modes score each one leave-one-out: its own stored key out
+    of the k-NN vote and out of its label's centroid."""
+    memory, labels = classifier.keys.memory, classifier.labels
+    onehot = key_scores.label_onehot(memory, labels)  # [M, L]
+    raw, cen = classifier.keys.keys, classifier.centred.keys  # [M, G*D] each
+    rows: dict[str, list[torch.Tensor]] = {m: [] for m in ("knn", "cosines", "centroid", "context", "context_cal",
+                                                            "centroid_context")}
+    mix = settings.MODE.mix_weight
     for row, i in enumerate(held):
         query = queries[row]
         sims = raw @ query  # [M]
         sims[i] = -float("inf")
-        predicted["knn"].append(labels[int(_knn_loo(sims, onehot, classifier.neighbours).argmax())])
+        rows["knn"].append(_knn_loo(sims, onehot, classifier.neighbours))
         others = onehot.clone()
         others[i] = 0  # its own key out of its label's centroid
         sums = others.T @ cen  # [L, G*D]
         centroids = torch.nn.functional.normalize(sums / others.sum(0).clamp(min=1)[:, None], dim=-1)
-        near = key_scores.centroid_distribution(centroids, key_scores.centre_query(classifier.centred, query))  # [L]
-        predicted["centroid"].append(labels[int(near.argmax())])
+        centred_query = key_scores.centre_query(classifier.centred, query)
+        rows["cosines"].append(centroids @ centred_query)
+        near = key_scores.centroid_distribution(centroids, centred_query)  # [L]
+        rows["centroid"].append(near)
         probs = torch.softmax(scores[row], dim=0)  # [L], as key_scores.probabilities
         calibrated = key_scores.calibrate(probs, classifier.content_free)
-        predicted["context"].append(labels[int(probs.argmax())])
-        predicted["context_cal"].append(labels[int(calibrated.argmax())])
-        mix = settings.MODE.mix_weight
-        mixed = mix * near + (1 - mix) * calibrated
-        predicted["centroid_context"].append(labels[int(mixed.argmax())])
-    gold = [gold_all[i] for i in held]
-    correct = {m: sum(p == g for p, g in zip(ps, gold)) for m, ps in predicted.items()}
-    f1 = {m: macro_f1(gold, ps) for m, ps in predicted.items()}
-    best, default = choose(gold, predicted, margin=margin, z=z), fallback
-    n = len(held)
-    reason = f"{best} was right on {correct[best]} of {n} held-out demonstrations"
-    if best != default:
-        reason += f", {default} (kept unless clearly beaten) on {correct[default]}"
-    else:
-        reason += "; no other mode was clearly better (by more than chance would give)"
-    if few:
-        reason += f" (few examples: {len(examples)} demonstrations, {n} held out; the choice is uncertain)"
-    return Selection(chosen=best, accuracy={m: correct[m] / n for m in candidates}, macro_f1=f1, held_out=n,
-                     demonstrations=len(examples), seconds=time.perf_counter() - start, few=few, reason=reason,
-                     indices=held, gold=gold, predictions=predicted)
+        rows["context"].append(probs)
+        rows["context_cal"].append(calibrated)
+        rows["centroid_context"].append(mix * near + (1 - mix) * calibrated)
+    return {m: torch.stack(v) for m, v in rows.items()}
 
 
 def choose(gold: Sequence[str], predicted: dict[str, list[str]], *, margin: int | None = None,
-           z: float | None = None) -> str:
-    """The fallback, unless a candidate beats it clearly on the held-out texts: right on ``b`` texts the fallback
-    gets wrong and wrong on ``c`` it gets right, with ``b - c > max(margin, z * sqrt(b + c))`` (a one-sided sign
-    test on the texts they disagree on; both default to ``settings.SELECTION``). Among those that do, the most
-    accurate (ties: macro-F1, then the order of ``settings.SELECTION.candidates``)."""
+           z: float | None = None, fallback: str | None = None) -> str:
+    """``fallback`` (default ``settings.SELECTION.fallback``), unless a candidate beats it clearly on the held-out
+    texts: right on ``b`` texts the fallback gets wrong and wrong on ``c`` it gets right, with
+    ``b - c > max(margin, z * sqrt(b + c))`` (a one-sided sign test on the texts they disagree on; both default to
+    ``settings.SELECTION``). Among those that do, the most accurate (ties: macro-F1, then the order of
+    ``settings.SELECTION.candidates``)."""
     conf = settings.SELECTION
-    candidates, fallback = conf.candidates, conf.fallback
+    candidates = conf.candidates
+    fallback = conf.fallback if fallback is None else fallback
     margin = conf.margin if margin is None else margin
     z = conf.z if z is None else z
     right = {m: [p == g for p, g in zip(ps, gold)] for m, ps in predicted.items()}
