@@ -221,7 +221,7 @@ def icl_auto(runs: list[dict]) -> dict:
         acc = {m: a["mean"] for m, a in run["accuracy"].items()}
         best = max(singles, key=lambda m: acc[m])
         chosen = ", ".join(f"{s}: {v['selection']['chosen']}" for s, v in run["seeds"].items())
-        claims.append({"metric": f"{task}: auto (chose {chosen})",
+        claims.append({"metric": f"{task}: auto (used {chosen})",
                        "figure": f"{acc['auto']:.3f} ({100 * (acc['auto'] - acc[best]):+.1f} points on {best})",
                        "baseline": f"best single mode {best} {acc[best]:.3f}; 20-shot in context {acc['context']:.3f}",
                        "target": "within 2 points of the best single mode, >= in context",
@@ -229,9 +229,14 @@ def icl_auto(runs: list[dict]) -> dict:
         for mode, a in run["accuracy"].items():
             rows.append({"task": task, "mode": mode, "accuracy": round(a["mean"], 4),
                          "seeds": ", ".join(f"{x:.3f}" for x in a["seeds"]), "macro_f1": round(a["macro_f1"], 4),
-                         "held_out_accuracy": ", ".join(f"{v['selection']['accuracy'][mode]:.3f}"
-                                                        for v in run["seeds"].values()
-                                                        if mode in v["selection"]["accuracy"]) or "—"})
+                         "held_out_accuracy": ", ".join(
+                             f"{v['selection']['accuracy'][mode if mode != 'auto' else v['selection']['chosen']]:.3f}"
+                             for v in run["seeds"].values()
+                             if (mode if mode != "auto" else v["selection"]["chosen"]) in v["selection"]["accuracy"])
+                         or "—",
+                         "learned_weights": "; ".join(
+                             ", ".join(f"{e} {w:.2f}" for e, w in v["selection"].get("weights", {}).items())
+                             for v in run["seeds"].values()) if mode == "auto" else ""})
     means = {m: sum(run["accuracy"][m]["mean"] for run in runs) / len(runs) for m in (*singles, "auto")}
     best_mean = max(singles, key=lambda m: means[m])
     claims.insert(0, {"metric": f"**mean of the {len(runs)} tasks**: auto",
@@ -256,15 +261,19 @@ def icl_auto(runs: list[dict]) -> dict:
                       "baseline": "the test set as auto classifies it", "target": "under 20%",
                       "met": met(sum(added) / len(added) < 0.2)})
     seeds = sorted({s for run in runs for s in run["seeds"]})
-    return {"title": "Few-shot classification that chooses its mode on held-out demonstrations (eval-icl, auto)",
+    return {"title": "Few-shot classification that learns from held-out demonstrations (eval-icl, auto)",
             "command": " ; ".join(run.get("command", "") for run in runs),
             "summary": f"Tasks {', '.join(by_task)}; seeds {', '.join(seeds)}; {runs[0]['memory_size']} demonstrations "
                        f"in memory per seed, {runs[0]['k']} of them in context; {runs[0]['n_test']} test texts a task, "
-                       f"the same for every mode and seed. auto scores {', '.join(CANDIDATES)} on up to {MAX_HELD_OUT} "
-                       "demonstrations held out of memory and uses the best (longmem_core/classify/icl_select.py).",
-            "notes": ["auto's settings (40 held out, the sign test) were chosen on tuning sets that are not here (CR, "
-                      "data/icl/chatter_topics): experiments/notes/2026-12-06-icl-auto.md.",
-                      "held_out_accuracy: each candidate's accuracy on the held-out demonstrations, per seed."],
+                       f"the same for every mode and seed. auto learns the weights of a combination of calibrated "
+                       f"in-context scores, label centroids and the k-NN vote on up to {MAX_HELD_OUT} demonstrations "
+                       f"held out of memory, and uses it unless one of {', '.join(CANDIDATES)} was clearly better "
+                       "there (longmem_core/classify/icl_select.py, icl_combine.py).",
+            "notes": ["auto's design (the combination, 24 held out, the sign test) was chosen on tuning sets that are "
+                      "not here (CR, data/icl/chatter_topics): experiments/notes/2026-12-07-icl-combination.md.",
+                      "held_out_accuracy: each mode's accuracy on the held-out demonstrations, per seed (auto's: the "
+                      "combination's, each text predicted by a combination fitted without it); learned_weights: "
+                      "auto's per seed."],
             "claims": [{"title": "auto against every single mode (issue 26)", "rows": claims},
                                     {"title": "the time choosing adds (issue 26)", "rows": timing}],
             "rows": rows}

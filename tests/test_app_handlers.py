@@ -343,7 +343,7 @@ def test_classify_a_text_in_the_default_mode_against_in_context_only(model, tmp_
     assert chosen["chosen"] in choices and set(chosen["accuracy"]) == choices
     assert chosen["held_out"] == 4 and chosen["few"] and result["label"] == direct[mode].label
     used = "the learned combination" if chosen["chosen"] == "combined" else chosen["chosen"]
-    assert f"How the mode was chosen: {used}" in html and "rests on few examples" in html
+    assert f"How the default classifies: {used}" in html and "rests on few examples" in html
     assert "held-out accuracy" in html and "macro-F1" in html and "Learned weights" in html
 
 
@@ -401,7 +401,7 @@ def test_classify_a_labelled_test_file(model, tmp_path):
     assert "beyond the paper" in html and "In context only" in html and "Paper: memory layer" in html
     assert result["selection"]["chosen"] in {*SELECTION.candidates, "combined"} and result["seconds"] > 0
     assert result["added_time"] == pytest.approx(result["selection"]["seconds"] / result["seconds"])
-    assert "How the mode was chosen" in html and "so choosing added" in html
+    assert "How the default classifies" in html and "so choosing added" in html
     unlabelled = handlers.read_test_file(write(tmp_path, "u.csv", "text\nnice\nawful\n"))
     assert unlabelled == [("nice", None), ("awful", None)]
     result = handlers.classify_rows(model, session, unlabelled, k=2)

@@ -127,7 +127,7 @@ def test_classify_over_the_api_in_the_default_mode_against_in_context_only(serve
         assert many["n"] == 2 and many["labelled"] and many["mode"] == icl_modes.DEFAULT_MODE
         assert {"accuracy_default", "accuracy_context", "accuracy_memory", "accuracy_knn"} <= set(many)
         assert [r["default"] for r in many["rows"]] and "beyond the paper" in outputs[3]
-        assert one["selection"]["chosen"] == many["selection"]["chosen"] and "How the mode was chosen" in outputs[2]
+        assert one["selection"]["chosen"] == many["selection"]["chosen"] and "How the default classifies" in outputs[2]
         assert set(many["selection"]["accuracy"]) >= {"knn", "centroid_context"} and many["added_time"] > 0
     finally:
         c.close()

@@ -27,10 +27,7 @@ def default_mode_legend(k: int, demonstrations: int, selection: dict | None = No
            "content-free inputs such as \"N/A\", by each label's average memory key over all "
            f"{number(demonstrations)} demonstrations, and by a vote of the nearest demonstrations in memory. How much "
            "each counts was learned from them")
-    if selection["chosen"] == "combined":
-        return f"Default mode (beyond the paper, training-free model, weights learned from your demonstrations): {how}."
-    return (f"Default mode (beyond the paper, training-free): {how}, but one mode alone was clearly better there and "
-            f"classifies your texts: {selection['chosen']} ({selection['chosen_name']}).")
+    return f"Default mode (beyond the paper, training-free model, weights learned from your demonstrations): {how}."
 
 
 def _weights(selection: dict) -> str:
@@ -44,8 +41,8 @@ def _weights(selection: dict) -> str:
 
 
 def selection_panel(selection: dict | None, added: str = "") -> str:
-    """How the default classifies these demonstrations and why: the learned combination's weights, its and each
-    single mode's accuracy and macro-F1 on the held-out demonstrations, a warning when that rests on few examples,
+    """How the default classifies these demonstrations: the learned combination's weights, its and each single
+    mode's accuracy and macro-F1 on the held-out demonstrations, a warning when that rests on few examples,
     and what learning it cost."""
     if selection is None:
         return ""
@@ -60,7 +57,7 @@ def selection_panel(selection: dict | None, added: str = "") -> str:
         "warn", f"The choice rests on few examples ({selection['demonstrations']} demonstrations, "
                 f"{selection['held_out']} held out): it may not hold on your texts.")
     used = "the learned combination" if selection["chosen"] == "combined" else selection["chosen"]
-    return (f'<h4>How the mode was chosen: {escape(used)}</h4>'
+    return (f'<h4>How the default classifies: {escape(used)}</h4>'
             f'<div class="lm-legend">{escape(selection["reason"])}. Learning it took {selection["seconds"]:.1f} s, '
             f'once for this demonstration set{escape(added)}.</div>' + _weights(selection) + warn + table)
 

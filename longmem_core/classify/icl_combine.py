@@ -23,7 +23,9 @@ EXPERTS: tuple[str, ...] = ("context_cal", "centroid", "knn")
 # where the fit starts: the in-context log-probabilities as they are, the centroid cosines at centroid's temperature
 # (1 / 0.05), the vote share weak; the fit moves them
 START = (1.0, 20.0, 0.1)
-FIT_STEPS = 100  # L-BFGS iterations at most (the held-out set is small: this converges well within it)
+FIT_STEPS = 200  # Adam steps of the fit ...
+STEP = 0.1  # ... each moving a weight's log by about this much at most, so a fit stays finite
+REFIT_STEPS = 50  # the leave-one-out fits start from the fit on every held-out text: they need fewer
 # a weak pull of the weights' logs towards START: where the held-out texts are separable, likelihood alone would grow
 # the weights without end; this costs 0.01 nats for a weight 20 times its start, so it bends no real fit
 PRIOR = 1e-3
@@ -50,33 +52,36 @@ class Combination:
         return {name: round(float(w), 4) for name, w in zip(EXPERTS, self.weights)}
 
 
-def fit(feats: torch.Tensor, gold: torch.Tensor) -> Combination:
+def fit(feats: torch.Tensor, gold: torch.Tensor, start: Combination | None = None,
+        steps: int = FIT_STEPS) -> Combination:
     """Maximum-likelihood weights for held-out texts' ``features`` [N, L, E] and their labels' indices [N] (with the
-    weak ``PRIOR``): L-BFGS on the weights' logs (so each stays positive), from ``START``; deterministic. No text:
-    ``START`` as it is."""
+    weak ``PRIOR``): Adam on the weights' logs (so each stays positive), ``steps`` steps of at most ``STEP`` from
+    ``start`` (default ``START``), so the weights stay finite even where the texts are separable; deterministic.
+    No text: ``start`` as it is."""
+    origin = torch.tensor([math.log(w) for w in START], dtype=torch.float32)  # [E]: where the prior pulls
+    first = origin if start is None else start.weights.log()
     if len(gold) == 0:
-        return Combination(torch.tensor(START))
-    start = torch.tensor([math.log(w) for w in START], dtype=torch.float32)  # [E]
-    theta = start.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([theta], max_iter=FIT_STEPS, line_search_fn="strong_wolfe")
+        return Combination(first.exp())
+    theta = first.clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=STEP)
     feats, gold = feats.detach().float(), gold.detach()
-
-    def loss_and_grad() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(feats @ theta.exp(), gold) + PRIOR * ((theta - start) ** 2).sum()
-        loss.backward()
-        return loss
     with torch.enable_grad():
-        opt.step(loss_and_grad)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(feats @ theta.exp(), gold) + PRIOR * ((theta - origin) ** 2).sum()
+            loss.backward()
+            opt.step()
     return Combination(theta.detach().exp())
 
 
-def cross_validated(feats: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+def cross_validated(feats: torch.Tensor, gold: torch.Tensor, whole: Combination | None = None) -> torch.Tensor:
     """Each held-out text's predicted label index [N] by a combination fitted on the other held-out texts (leave one
-    out), so the combination's held-out accuracy can be compared fairly with the single modes', which fit nothing."""
+    out, each fit started from ``whole``, the fit on all of them, made here when not given), so the combination's held-out accuracy can be compared fairly
+    with the single modes', which fit nothing."""
     n = len(gold)
+    whole = fit(feats, gold) if whole is None else whole
     out = torch.empty(n, dtype=torch.long)
     for i in range(n):
         rest = torch.tensor([j for j in range(n) if j != i], dtype=torch.long)
-        out[i] = int(fit(feats[rest], gold[rest]).distribution(feats[i:i + 1]).argmax(-1))
+        out[i] = int(fit(feats[rest], gold[rest], start=whole, steps=REFIT_STEPS).distribution(feats[i:i + 1]).argmax(-1))
     return out

@@ -27,24 +27,19 @@ class ModeSettings:
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    """How ``auto`` learns its combination of the modes on demonstrations held out of memory, and when a single
-    mode replaces it (``icl_select.py``, ``icl_combine.py``)."""
+    """How ``auto`` learns its combination of the modes on demonstrations held out of memory (``icl_select.py``,
+    ``icl_combine.py``)."""
 
     candidates: tuple[str, ...] = tuned(
         ("centroid_context", "centroid", "context_cal", "knn", "context"),
-        "the single modes ``auto`` scores beside its combination, in preference order on a tie (memory and kate "
-        "cannot be scored fairly or fast)", "icl_auto.md")
+        "the single modes whose held-out accuracy is shown beside the combination's (memory and kate cannot be "
+        "scored fairly or fast)", "icl_auto.md")
     fallback: str = tuned(
         "centroid_context", "used when nothing can be held out to learn from: the best mode on sentiment",
         "icl_modes.md")
     max_held_out: int = tuned(
         24, "demonstrations held out (each costs a key read and a label scoring, as a test text); on the tuning sets "
-            "24 did as well as 40 (0.579 against 0.582) in 0.6 of the time", "icl_auto.md")
-    margin: int = tuned(
-        1, "a single mode replaces the combination only when right on more than this many held-out texts more ...",
-        "icl_auto.md")
-    z: float = tuned(
-        1.645, "... and by more than this many standard errors of a sign test (one-sided 5%)", "icl_auto.md")
+            "24 did about as well as 40 (0.582 against 0.583) in 0.6 of the time", "icl_auto.md")
     few_demonstrations: int = tuned(
         30, "below this many demonstrations, the choice is said to rest on few examples ...", "icl_auto.md")
     few_held_out: int = tuned(
