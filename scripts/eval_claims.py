@@ -269,7 +269,7 @@ def icl_auto(runs: list[dict]) -> dict:
                        f"in-context scores, label centroids and the k-NN vote on up to {MAX_HELD_OUT} demonstrations "
                        f"held out of memory, and uses it unless one of {', '.join(CANDIDATES)} was clearly better "
                        "there (longmem_core/classify/icl_select.py, icl_combine.py).",
-            "notes": ["auto's design (the combination, 24 held out, the sign test) was chosen on tuning sets that are "
+            "notes": ["auto's design (the learned combination, 24 held out) was chosen on tuning sets that are "
                       "not here (CR, data/icl/chatter_topics): experiments/notes/2026-12-07-icl-combination.md.",
                       "held_out_accuracy: each mode's accuracy on the held-out demonstrations, per seed (auto's: the "
                       "combination's, each text predicted by a combination fitted without it); learned_weights: "

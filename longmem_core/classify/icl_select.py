@@ -42,25 +42,26 @@ from .icl import format_demonstration, label_scores
 if TYPE_CHECKING:
     from .icl_modes import ModeClassifier
 
-# the candidates, the fallback, how many are held out and how clearly another mode must win: settings.SELECTION
+# the candidates shown, the fallback and how many are held out: settings.SELECTION
 
 COMBINED = "combined"  # auto's name for the combination of the modes learned on the held-out texts (icl_combine.py)
 
 
 @dataclass
 class Selection:
-    """Which mode ``auto`` uses, and why: every candidate's held-out accuracy and macro-F1."""
+    """What ``auto`` uses (``COMBINED``, the learned combination; the fallback mode when nothing could be held out),
+    and why: the combination's weights, its and every candidate's held-out accuracy and macro-F1."""
 
     chosen: str
-    accuracy: dict[str, float]  # candidate -> accuracy on the held-out demonstrations
+    accuracy: dict[str, float]  # candidate or COMBINED -> accuracy on the held-out demonstrations
     macro_f1: dict[str, float]  # candidate -> macro-averaged F1 on the same (labels present there)
     held_out: int  # demonstrations held out and scored
     demonstrations: int  # demonstrations in memory
-    seconds: float  # what the choice took
-    few: bool  # the choice rests on few examples
+    seconds: float  # what learning (or choosing) took
+    few: bool  # it rests on few examples
     reason: str  # one plain sentence
     weights: dict[str, float] = field(default_factory=dict)  # the learned combination's weight of each expert
-    combination: icl_combine.Combination | None = None  # what ``auto`` uses when ``chosen`` is ``COMBINED``
+    combination: icl_combine.Combination | None = None  # what ``auto`` classifies with when ``chosen`` is COMBINED
     indices: list[int] = field(default_factory=list)  # the held-out demonstrations
     gold: list[str] = field(default_factory=list)  # their labels
     predictions: dict[str, list[str]] = field(default_factory=dict)  # candidate -> its label for each
