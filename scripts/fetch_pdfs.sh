@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the thirteen Debian documentation packages whose fifteen PDFs back the
+# Fetch the fourteen Debian documentation packages whose seventeen PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -32,6 +32,9 @@ PKGS=(
   # the fifth fresh reporting pair, kept blind (siunitx_doc.jsonl, listings_doc.jsonl)
   "texlive-science-doc 2022.20230122-4 usr/share/doc/texlive-doc/latex/siunitx/siunitx.pdf"
   "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/listings/listings.pdf"
+  # the sixth fresh reporting pair, kept blind (gutenprint_doc.jsonl, fontspec_doc.jsonl)
+  "gutenprint-doc 5.3.4.20220624T01008808d602-1 usr/share/doc/gutenprint-doc/gutenprint-users-manual.pdf"
+  "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/fontspec/fontspec.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
