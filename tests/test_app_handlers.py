@@ -401,7 +401,7 @@ def test_classify_a_labelled_test_file(model, tmp_path):
     assert "beyond the paper" in html and "In context only" in html and "Paper: memory layer" in html
     assert result["selection"]["chosen"] in {*SELECTION.candidates, "combined"} and result["seconds"] > 0
     assert result["added_time"] == pytest.approx(result["selection"]["seconds"] / result["seconds"])
-    assert "How the default classifies" in html and "so choosing added" in html
+    assert "How the default classifies" in html and "so learning added" in html
     unlabelled = handlers.read_test_file(write(tmp_path, "u.csv", "text\nnice\nawful\n"))
     assert unlabelled == [("nice", None), ("awful", None)]
     result = handlers.classify_rows(model, session, unlabelled, k=2)

@@ -40,8 +40,9 @@ def render(ui: Ui) -> ClassifyWidgets:
         with gr.Column(scale=6):
             status = gr.HTML(views.status("info", "Reading a bundled set into memory takes about 20 s the first time; "
                                                   "it is kept for the next texts."), elem_id="lm-classify-status")
-            probabilities = gr.Label(label="Label probabilities in the default mode (the mode most accurate on "
-                                           "demonstrations held out of memory; beyond the paper)", num_top_classes=6)
+            probabilities = gr.Label(label="Label probabilities in the default mode (in-context scores and memory, "
+                                           "weighed as held-out demonstrations taught; beyond the paper)",
+                                     num_top_classes=6)
             explanation = gr.HTML()
             accuracy = gr.HTML()
             table = gr.Dataframe(headers=RESULT_COLUMNS, label="Test file: predictions", wrap=True,

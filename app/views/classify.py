@@ -104,7 +104,7 @@ def accuracy(result: dict) -> str:
              ("Paper: memory layer", result["accuracy_memory"]),
              (f"Vote of the {classify_settings.MODE.neighbours} nearest in memory", result["accuracy_knn"])]
     chosen = result.get("selection")
-    added = (f"; classifying the {result['n']} texts took {result['seconds']:.1f} s in every mode shown, so choosing "
+    added = (f"; classifying the {result['n']} texts took {result['seconds']:.1f} s in every mode shown, so learning "
              f"added {result['added_time'] * 100:.0f}%" if chosen and result.get("added_time") is not None else "")
     return ('<div class="lm-cards">' + "".join(_card(title, f"{value * 100:.1f}%") for title, value in cards)
             + _card("Test texts", str(result["n"])) + '</div>'

@@ -154,7 +154,7 @@ def select(classifier: "ModeClassifier", *, max_held_out: int | None = None, see
     f1 = {m: macro_f1(gold, ps) for m, ps in predicted.items()}
     n = len(held)
     best_single = max(candidates, key=lambda m: correct[m])
-    reason = (f"the combination learned on {n} held-out demonstrations was right on {correct[COMBINED]} of them, each "
+    reason = (f"The combination learned on {n} held-out demonstrations was right on {correct[COMBINED]} of them, each "
               f"predicted by a combination fitted without it (the best single mode there, {best_single}: "
               f"{correct[best_single]})")
     if few:
