@@ -22,7 +22,7 @@ count, and ``auto`` then classifies with that combination:
 An earlier rule chose one single mode, keeping the sentiment-tuned mix unless another was clearly better by a sign
 test; it rarely switched (once in 14 task-seeds), and the combination beat it on the tuning sets by 2.7 points. A
 switch from the combination to a clearly better single mode (the same sign test) never helped on the tuning sets
-and hurt once, so there is none (experiments/notes/2026-12-07-icl-combination.md).
+and hurt once, so there is none (docs/results/icl_auto.md).
 
 Not candidates: ``memory`` (the paper's; the bank holds each held-out demonstration with its label, so its
 held-out score would read the answer) and ``kate`` (a new prompt per text: too slow to score on a CPU).

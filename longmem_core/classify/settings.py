@@ -38,8 +38,8 @@ class SelectionSettings:
         "centroid_context", "used when nothing can be held out to learn from: the best mode on sentiment",
         "icl_modes.md")
     max_held_out: int = tuned(
-        24, "demonstrations held out (each costs a key read and a label scoring, as a test text); on the tuning sets "
-            "24 did about as well as 40 (0.582 against 0.583) in 0.6 of the time", "icl_auto.md")
+        24, "held out, each read as a test text; on the tuning sets 24 did about as well as 40 (0.582 against 0.583) in "
+            "0.6 of the time", "icl_auto.md")
     few_demonstrations: int = tuned(
         30, "below this many demonstrations, the choice is said to rest on few examples ...", "icl_auto.md")
     few_held_out: int = tuned(
