@@ -49,6 +49,7 @@ def check_capacity(capacity: object, chunk_size: object) -> None:
 
 MEMORY_POSITION_POLICIES = ("none", "fixed")
 SIDE_INITS = ("paper", "identity")
+MEMORY_BRANCHES = ("closed", "open")
 
 
 @dataclass
@@ -70,6 +71,7 @@ class LongMemConfig:
     memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search; also the memory attention with memory_query_delta_in_attention), trained for retrieval by ``train-retrieval`` (training/objectives/retrieval.py); 0: memory queries are the block's own queries
     memory_query_delta_in_attention: bool = False  # False: the delta changes only which chunks are retrieved; True: also the memory attention's queries
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
+    memory_branch: str = "closed"  # "closed": a trainable per-head scale on what memory changes in the memory layer's attention output starts at 0, so an untrained SideNet computes exactly what it computes without memory (with side_init="identity": the backbone), whatever memory holds, and every effect of memory is the training's (beyond the paper; issue 30); "open": no such scale, memory enters at init through the gates (the paper's init, and every checkpoint written before this field existed)
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
     parallel_decode: bool = True  # CPU generation: the SideNet may decode in a second thread beside the backbone (threads.HiddenStream), where the first decode steps measure that it pays (decode_schedule.py)
     memorize_precision: str = "auto"  # what reading into memory computes in: "float32"; "bfloat16" (autocast); "auto": bfloat16 on a CPU that multiplies it natively (AMX / AVX-512 BF16), else float32 (precision.py; beyond the paper)
@@ -88,6 +90,8 @@ class LongMemConfig:
             raise ValueError(f"memory_position must be one of {MEMORY_POSITION_POLICIES}, got {self.memory_position!r}")
         if self.side_init not in SIDE_INITS:
             raise ValueError(f"side_init must be one of {SIDE_INITS}, got {self.side_init!r}")
+        if self.memory_branch not in MEMORY_BRANCHES:
+            raise ValueError(f"memory_branch must be one of {MEMORY_BRANCHES}, got {self.memory_branch!r}")
         if self.memory_query_rank < 0:
             raise ValueError(f"memory_query_rank must be >= 0, got {self.memory_query_rank}")
         check_index_kind(self.index)
@@ -116,8 +120,10 @@ class LongMemConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LongMemConfig":
+        """A saved config (a checkpoint's): fields it lacks take their defaults, except ``memory_branch``, which a
+        config saved before the field existed had open (so its checkpoint computes what it did)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{"memory_branch": "open", **{k: v for k, v in data.items() if k in known}})
 
 
 # Named presets: small ones are for tests and run in seconds on a CPU. They memorize in float32 so that they compute
@@ -142,7 +148,7 @@ def preset(name: str, **overrides) -> LongMemConfig:
 # One dataclass per training command. The CLI builds each command's options from these fields (name -> --flag,
 # type and default from the field, help from ``metadata["help"]``), so a default is written once, here.
 
-TRAINABLE = ("memory", "all", "search")  # memory: gates + memory layer; all: every SideNet parameter; search: the memory-query delta only
+TRAINABLE = ("memory", "all", "search")  # memory: gates + memory layer (+ the memory branch's scale); all: every SideNet parameter; search: the memory-query delta only
 
 
 def option(default, help: str, **cli):

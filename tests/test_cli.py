@@ -165,6 +165,8 @@ def test_training_options_come_from_their_configs():
                               "--backbone", "tiny-llama", "--checkpoint", "c", "--device", "cpu", "--json"])
     assert (args.data, args.val, args.steps, args.lr, args.trainable, args.segment_length) == (
         ["a.txt", "b"], ["v.txt"], 3, 0.1, "all", 32)
+    assert args.memory_branch is None  # the checkpoint's, or closed for a fresh SideNet
+    assert parser.parse_args(["train", "a.txt", "--memory-branch", "open"]).memory_branch == "open"
     args = parser.parse_args(["train-retrieval", "a.txt", "--eval", "e.txt", "--out", "o", "--backbone", "tiny-llama",
                               "--preset", "tiny", "--segment-length", "48", "--rank", "8", "--steps", "2", "--batch", "2",
                               "--max-queries", "4", "--excerpt-segments", "3", "--facts-per-book", "2",

@@ -11,8 +11,8 @@ from longmem_core.model.segments import segment_nll
 
 
 def test_perplexity_systems_score_the_same_tokens(make_model, book_text):
-    model = make_model("tiny", segment_length=32)
-    untrained = make_model("tiny", segment_length=32)
+    model = make_model("tiny", segment_length=32, memory_branch="open")  # the paper's init: memory used at once
+    untrained = make_model("tiny", segment_length=32, memory_branch="open")
     r = perplexity(book_text[:400], model, untrained)
     assert set(r) == {"tokens", "ppl_local", "ppl_longmem", "ppl_untrained", "ppl_longmem_empty_memory"}
     ids = model.tokenizer(book_text[:400], add_special_tokens=False)["input_ids"]
@@ -28,9 +28,17 @@ def test_perplexity_systems_score_the_same_tokens(make_model, book_text):
 
 
 def test_perplexity_with_memory_differs_from_local_only(make_model, book_text):
-    model = make_model("tiny", segment_length=32)
+    model = make_model("tiny", segment_length=32, memory_branch="open")
     r = perplexity(book_text[:300], model)
     assert r["ppl_longmem"] != pytest.approx(r["ppl_local"], rel=1e-6)
+
+
+def test_an_untrained_sidenet_with_its_memory_branch_closed_scores_as_local_only(make_model, book_text):
+    """Issue 30's control: the default closed branch makes the untrained model the backbone, memory or not."""
+    model = make_model("tiny", segment_length=32)
+    r = perplexity(book_text[:400], model, make_model("tiny", segment_length=32))
+    assert r["ppl_longmem"] == pytest.approx(r["ppl_local"], rel=1e-6)
+    assert r["ppl_untrained"] == pytest.approx(r["ppl_local"], rel=1e-6)
 
 
 def test_eval_ppl_reports_by_split(make_model, book_text, tmp_path):

@@ -60,7 +60,7 @@ def test_closed_gate_makes_output_independent_of_memory(make_model, side_init):
 
 
 def test_open_gate_uses_memory(make_model):
-    model = make_model("tiny")
+    model = make_model("tiny", memory_branch="open")  # the paper's init (the default closes the branch)
     ids = _ids(model)
     out = model(ids, _filled_bank(model), trace=True)
     assert not torch.allclose(out.logits, model(ids).logits)
@@ -73,7 +73,7 @@ def test_open_gate_uses_memory(make_model):
 
 
 def test_backward_trains_only_the_sidenet(make_model):
-    model = make_model("tiny", side_init="paper")
+    model = make_model("tiny", side_init="paper", memory_branch="open")
     before = {n: p.clone() for n, p in model.backbone.named_parameters()}
     bank = _filled_bank(model)
     opt = torch.optim.AdamW(model.trainable_parameters().values(), lr=1e-2)
@@ -89,7 +89,7 @@ def test_backward_trains_only_the_sidenet(make_model):
 
 
 def test_identity_init_has_gradients_for_scales_and_gates(make_model):
-    model = make_model("tiny")
+    model = make_model("tiny", memory_branch="open")
     bank = _filled_bank(model)
     ids = _ids(model, 30)
     torch.nn.functional.cross_entropy(model(ids, bank).logits[0, :-1], ids[0, 1:]).backward()
@@ -206,7 +206,7 @@ def test_fixed_memory_position_policy(make_model):
     ids = None
     outs = {}
     for policy in ("none", "fixed"):
-        model = make_model("tiny", memory_position=policy, memory_distance=64)
+        model = make_model("tiny", memory_position=policy, memory_distance=64, memory_branch="open")
         ids = _ids(model) if ids is None else ids
         outs[policy] = model(ids, _filled_bank(model)).logits
     assert not torch.allclose(outs["none"], outs["fixed"])
@@ -327,9 +327,9 @@ def test_memory_on_the_device_path_gives_the_same_answer(make_model):
 
 
 def test_memory_query_delta_moves_search_and_by_choice_the_memory_attention(make_model):
-    search_only = make_model("tiny", memory_query_rank=4)
-    both = make_model("tiny", memory_query_rank=4, memory_query_delta_in_attention=True)
-    plain = make_model("tiny")
+    search_only = make_model("tiny", memory_query_rank=4, memory_branch="open")
+    both = make_model("tiny", memory_query_rank=4, memory_query_delta_in_attention=True, memory_branch="open")
+    plain = make_model("tiny", memory_branch="open")
     with torch.no_grad():
         for m in (search_only, both):
             m.side.q_mem_down.weight.copy_(torch.randn_like(m.side.q_mem_down.weight))

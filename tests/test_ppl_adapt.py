@@ -52,7 +52,7 @@ def test_adaptation_changes_only_the_copy_and_only_the_memory_branch(make_model)
     assert trainer.steps_taken == 3
     layer = f"layers.{adapted.side.memory_index}."
     changed = {k for k, v in adapted.side.state_dict().items() if not torch.equal(v, original[k])}
-    assert changed and all(k.startswith(layer) or k == "gate" for k in changed)
+    assert changed and all(k.startswith(layer) or k in ("gate", "memory_scale") for k in changed)
     assert all(torch.equal(v, original[k]) for k, v in model.side.state_dict().items())
     piece = ids[:seg]
     backbone = segment_nll(model, piece, None, backbone_only=True)[0]

@@ -40,6 +40,22 @@ def test_untrained_model_without_memory_answers_like_the_backbone():
     assert "Paris" in answer
 
 
+def test_untrained_model_with_memory_computes_exactly_the_backbone(book_text):
+    """Issue 30's control: with the memory branch closed at init, memory changes nothing until training opens it."""
+    from longmem_core import LongMemModel
+    model = LongMemModel.load()  # untrained: identity side layers, closed memory branch
+    bank = model.new_bank()
+    model.memorize(book_text[:8000], bank, source="the_time_machine.txt")
+    ids = torch.tensor([model.encode(book_text[9000:9600])])
+    bb = model.backbone
+    with torch.no_grad():
+        with_memory, without = model(ids, bank, trace=True), model(ids).logits
+        backbone = bb.logits(bb(ids).hidden_states[-1])
+    assert with_memory.trace.chunk_ids.max() >= 0  # the memory layer searched and attended ...
+    assert torch.equal(with_memory.logits, without)  # ... and used none of it
+    assert torch.allclose(with_memory.logits, backbone, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def passkey_bank(model, book_text):
     """~20,000 tokens of real book text with a pass key sentence near the start."""

@@ -78,7 +78,7 @@ def test_memory_query_delta_starts_at_zero_and_exists_only_with_a_rank(make_mode
 def test_trace_reports_per_chunk_attention_mass_of_what_the_retriever_returned(make_model, side_init):
     """A hand-made retriever: each query gets R = 2 chunks of c = 2 tokens; chunk 1's keys equal the query, so it
     gets most of the weight. The trace's chunk weights are the memory-attention weights summed per chunk."""
-    model = make_model("tiny", side_init=side_init)
+    model = make_model("tiny", side_init=side_init, memory_branch="open")  # the paper's init: memory used at once
     ids = torch.tensor([model.encode("abcdef")])
     out = model.backbone(ids)
     T, H, D = ids.shape[1], model.backbone.n_heads, model.backbone.head_dim

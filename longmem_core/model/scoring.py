@@ -85,7 +85,8 @@ def _joined(traces: list[RetrievalTrace | None]) -> RetrievalTrace | None:
     return RetrievalTrace(chunk_ids=torch.cat([t.chunk_ids for t in traces], 1),
                           chunk_scores=torch.cat([t.chunk_scores for t in traces], 1),
                           chunk_weights=torch.cat([t.chunk_weights for t in traces], 1),
-                          memory_share=torch.cat([t.memory_share for t in traces], 1), gate=traces[0].gate)
+                          memory_share=torch.cat([t.memory_share for t in traces], 1), gate=traces[0].gate,
+                          branch_scale=traces[0].branch_scale)
 
 
 @torch.no_grad()

@@ -33,8 +33,11 @@ class RetrievalTrace:
     chunk_ids: torch.Tensor  # [B, T, H, R] global chunk ids, -1 where nothing was found
     chunk_scores: torch.Tensor  # [B, T, H, R] inner product of the query with each chunk's mean key
     chunk_weights: torch.Tensor  # [B, T, H, R] memory-attention mass on each chunk's tokens (sums to 1 or 0)
-    memory_share: torch.Tensor  # [B, T, H] share of the head's output that came from memory
+    memory_share: torch.Tensor  # [B, T, H] the gate's share of memory in the head's joint attention
     gate: torch.Tensor  # [H] sigmoid(g_h)
+    # [H] the memory branch's scale (memory_branch="closed"; None: open): what memory changes in a head's output is
+    # this times what the joint attention would change (0 at init: memory attended, nothing of it used)
+    branch_scale: torch.Tensor | None = None
 
     @property
     def local_share(self) -> torch.Tensor:
@@ -77,6 +80,10 @@ class SideNetwork(nn.Module):
         # starts at 0, so the untrained SideNet reproduces the backbone and memory enters only through the memory
         # branch below. (Not the blocks' softmax scale, ``Block.attention_scale``.)
         self.scale = nn.Parameter(torch.zeros(len(self.layers))) if cfg.side_init == "identity" else None
+        # memory_branch="closed": what memory changes in each head's attention output (out - local) is scaled by this
+        # per-head factor, which starts at 0: an untrained SideNet computes exactly what it would without memory
+        # (beyond the paper, whose gates let memory in at init); "open": no factor (the paper's init)
+        self.memory_scale = nn.Parameter(torch.zeros(backbone.n_heads)) if cfg.memory_branch == "closed" else None
         # optional low-rank delta on the memory layer's query projection, for the memory queries only:
         # q_mem = q_proj(xn) + up(down(xn)); ``up`` starts at zero, so the delta changes nothing until trained
         self.q_mem_down = self.q_mem_up = None
@@ -170,6 +177,8 @@ class SideNetwork(nn.Module):
         mem_v = rearrange(hits.values, "(b t) h k d -> b h t k d", b=B)
         mem_mask = rearrange(hits.mask, "(b t) h k -> b h t k", b=B)  # [B, H, T, K]
         out, mem = memory_augmented_attention(q, k, v, q_att, mem_k, mem_v, mem_mask, self.gate, layer.attention_scale)
+        if self.memory_scale is not None:  # [B, H, T, D]: memory's change of each head's output, scaled per head
+            out = mem.local + self.memory_scale.view(1, -1, 1, 1).to(out.dtype) * (out - mem.local)
         if self.scale is None:
             y = layer.finish(x, out)  # paper: the joint attention output goes through the whole block
         else:  # identity: scaled local block update + the memory branch's change of the attention output
@@ -183,5 +192,6 @@ class SideNetwork(nn.Module):
                 chunk_ids=rearrange(hits.chunk_ids, by_chunk, b=B), chunk_scores=rearrange(hits.scores, by_chunk, b=B),
                 chunk_weights=reduce(mem.weights.detach(), "b h t (r c) -> b t h r", "sum", r=R),  # mass per chunk
                 memory_share=rearrange(mem.memory_share.detach(), "b h t -> b t h"),
-                gate=torch.sigmoid(self.gate.detach()))
+                gate=torch.sigmoid(self.gate.detach()),
+                branch_scale=None if self.memory_scale is None else self.memory_scale.detach().clone())
         return y, record

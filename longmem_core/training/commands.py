@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import ChatTrainConfig, RecallTrainConfig, RetrievalTrainConfig, TrainConfig, default_checkpoint, preset
+from ..config import (MEMORY_BRANCHES, ChatTrainConfig, RecallTrainConfig, RetrievalTrainConfig, TrainConfig,
+                      default_checkpoint, preset)
 from ..options import CliError, add_common, add_config_options, config_from_args
 from .corpus import text_files
 from .loop import RunResult, rank_world, run
@@ -137,6 +138,8 @@ def cmd_train(args) -> dict:
     cfg = config_from_args(TrainConfig, args)
     try:
         overrides = {"segment_length": args.segment_length} if args.segment_length else {}
+        if args.memory_branch:
+            overrides["memory_branch"] = args.memory_branch
         model = LongMemModel.load(backbone=args.backbone, checkpoint=args.checkpoint, device=args.device, **overrides)
         path = train(cfg, model, log=_stderr)
     except (ValueError, OSError) as exc:
@@ -189,6 +192,10 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train the SideNet on .txt files read in order (memory of preceding segments)")
     add_config_options(p, TrainConfig)
     p.add_argument("--segment-length", type=int, default=None, help="tokens per segment (default 1024)")
+    p.add_argument("--memory-branch", choices=MEMORY_BRANCHES, default=None,
+                   help="closed: memory's change of the memory layer's output starts scaled by 0, so training starts "
+                        "from the backbone exactly (beyond the paper); open: the paper's init (default: the "
+                        "checkpoint's; a fresh SideNet's is closed)")
     add_common(p)
     p.set_defaults(run=cmd_train)
 

@@ -9,7 +9,7 @@ from ..config import TRAINABLE
 def select_trainable(model, which: str) -> list[torch.nn.Parameter]:
     """Freeze every SideNet parameter except the chosen group; returns the trainable ones.
 
-    "memory": the per-head gates and the memory layer; "all": every SideNet parameter; "search": only the
+    "memory": the per-head gates, the memory branch's scale (when closed) and the memory layer; "all": every SideNet parameter; "search": only the
     memory-query delta (``memory_query_rank > 0``), so a checkpoint holds the delta alone."""
     if which not in TRAINABLE:
         raise ValueError(f"trainable must be one of {TRAINABLE}, got {which!r}")
@@ -17,6 +17,8 @@ def select_trainable(model, which: str) -> list[torch.nn.Parameter]:
     side.requires_grad_(which == "all")
     if which == "memory":
         side.gate.requires_grad_(True)
+        if side.memory_scale is not None:
+            side.memory_scale.requires_grad_(True)
         side.layers[side.memory_index].requires_grad_(True)
     elif which == "search":
         if side.q_mem_up is None:
@@ -28,10 +30,11 @@ def select_trainable(model, which: str) -> list[torch.nn.Parameter]:
 
 def make_optimizer(model, trainable: str, lr: float, gate_lr_scale: float,
                    weight_decay: float) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
-    """The chosen SideNet parameters and AdamW over them (betas 0.9/0.98 as the paper); the per-head gate logits
-    and side scales learn ``gate_lr_scale`` times faster, without weight decay."""
+    """The chosen SideNet parameters and AdamW over them (betas 0.9/0.98 as the paper); the per-head gate logits,
+    the side scales and the memory branch's scale learn ``gate_lr_scale`` times faster, without weight decay."""
     params = select_trainable(model, trainable)
-    fast = [p for p in (model.side.gate, model.side.scale) if p is not None and p.requires_grad]
+    fast = [p for p in (model.side.gate, model.side.scale, model.side.memory_scale)
+            if p is not None and p.requires_grad]
     slow = [p for p in params if all(p is not f for f in fast)]
     groups = [{"params": slow, "lr": lr}]
     if fast:
