@@ -5,24 +5,13 @@ import torch
 from longmem_core import LongMemConfig, LongMemModel, preset
 from longmem_core.model.checkpoint import trained_parts
 from longmem_core.training.params import make_optimizer, select_trainable
-
-TEXT = "The lighthouse keeper wrote the pass key 7312 on the wall of the lamp room. " * 4
-
-
-def _ids(model, n=24):
-    return torch.tensor([model.encode(TEXT)[:n]])
-
-
-def _bank(model, text=TEXT):
-    bank = model.new_bank()
-    model.memorize(text, bank, source="t.txt")
-    return bank
+from test_model import _filled_bank as _bank, _ids
 
 
 def test_an_untrained_sidenet_equals_the_backbone_whatever_memory_holds(make_model):
     model = make_model("tiny")
     assert model.cfg.memory_branch == "closed" and torch.equal(model.side.memory_scale, torch.zeros(4))
-    ids = _ids(model)
+    ids = _ids(model, 24)
     bb = model.backbone
     backbone = bb.logits(bb(ids).hidden_states[-1])
     out = model(ids, _bank(model), trace=True)
@@ -35,7 +24,7 @@ def test_an_untrained_sidenet_equals_the_backbone_whatever_memory_holds(make_mod
 def test_the_papers_open_branch_lets_memory_in_at_init(make_model):
     model = make_model("tiny", memory_branch="open")
     assert model.side.memory_scale is None
-    ids = _ids(model)
+    ids = _ids(model, 24)
     out = model(ids, _bank(model), trace=True)
     assert not torch.allclose(out.logits, model(ids).logits) and out.trace.branch_scale is None
 

@@ -95,16 +95,15 @@ def load_demonstrations(model: LongMemModel, session: Session, demos: Demonstrat
 
 
 # the modes the tab computes beside the paper's memory layer: the default (auto: a combination learned on held-out
-# demonstrations, or one of the candidates), every candidate, in context only (the baseline shown beside it) and
+# demonstrations), every candidate whose held-out accuracy is shown beside it, in context only (the baseline shown beside it) and
 # the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
 TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "auto",
                                                    *classify_settings.SELECTION.candidates,
                                                    "context", "context_cal", "centroid", "knn")))
+LEARNED = ("in-context scores, memory's label centroids and its nearest demonstrations, weighed as demonstrations "
+           "held out of memory taught")
 MODE_NAMES = {  # plain words for the page
-    "auto": "in-context scores, memory's label centroids and its nearest demonstrations, weighed as demonstrations "
-            "held out of memory taught",
-    "combined": "in-context scores, memory's label centroids and its nearest demonstrations, weighed as demonstrations "
-                "held out of memory taught",
+    "auto": LEARNED, "combined": LEARNED,
     "centroid_context": "memory's label centroids + calibrated in-context scores",
     "centroid": "memory's label centroids", "context_cal": "calibrated in-context scores",
     "context": "in context only", "knn": "5 nearest demonstrations in memory vote", "memory": "the paper's memory layer",

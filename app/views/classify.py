@@ -31,10 +31,9 @@ def default_mode_legend(k: int, demonstrations: int, selection: dict | None = No
 
 
 def _weights(selection: dict) -> str:
-    """The learned combination's weights, each expert's share of their sum (their scales differ: a guide only)."""
+    """The learned combination's weights as fitted (each multiplies a score of its own scale: a guide only)."""
     weights = selection.get("weights") or {}
-    total = sum(weights.values())
-    if not total:
+    if not weights:
         return ""
     parts = ", ".join(f"{EXPERT_NAMES.get(e, e)} {w:.2f}" for e, w in weights.items())
     return f'<div class="lm-legend">Learned weights: {escape(parts)} (each multiplies a score of its own scale).</div>'

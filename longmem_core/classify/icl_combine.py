@@ -83,5 +83,6 @@ def cross_validated(feats: torch.Tensor, gold: torch.Tensor, whole: Combination 
     out = torch.empty(n, dtype=torch.long)
     for i in range(n):
         rest = torch.tensor([j for j in range(n) if j != i], dtype=torch.long)
-        out[i] = int(fit(feats[rest], gold[rest], start=whole, steps=REFIT_STEPS).distribution(feats[i:i + 1]).argmax(-1))
+        refit = fit(feats[rest], gold[rest], start=whole, steps=REFIT_STEPS)
+        out[i] = int(refit.distribution(feats[i:i + 1]).argmax(-1))
     return out

@@ -4,8 +4,8 @@ Every mode classifies over the same demonstrations, read into a bank by ``icl.me
 context only, the paper's memory layer, a k-NN vote over the demonstrations' stored keys, KATE-style nearest
 demonstrations in context, label centroids over centred keys, contextual calibration, their mixture
 ``centroid_context``, and the default, ``auto``: a combination of those whose weights the demonstrations held out of
-memory teach (``icl_select.py``, ``icl_combine.py``; both beyond the paper). ``ModeClassifier`` reads what the modes share once per
-demonstration set and classifies one text at a time (the app); ``evaluate_modes`` runs a test set through every
+memory teach (``icl_select.py``, ``icl_combine.py``; both beyond the paper). ``ModeClassifier`` reads what the modes
+share once per demonstration set and classifies one text at a time (the app); ``evaluate_modes`` runs a test set through every
 mode (``eval-icl``). The templates, demonstration memory and label scoring come from ``icl.py``.
 """
 from __future__ import annotations
@@ -45,9 +45,9 @@ from ..model.model import LongMemModel
 # ``centroid_context``: kNN-LM-style interpolation (Khandelwal et al. 2020) of the two label distributions:
 #   ``mix_weight`` * centroid + (1 - ``mix_weight``) * context_cal.
 # ``auto``: a combination of three experts (calibrated in-context scores, label centroids, the k-NN vote:
-#   ``icl_combine.py``) whose weights are learned on demonstrations held out of memory, or a single mode of
-#   ``settings.SELECTION.candidates`` where one was clearly better there (``icl_select.select``, issue 26); learned
-#   per demonstration set, before the first text.
+#   ``icl_combine.py``) whose weights are learned on demonstrations held out of memory (``icl_select.select``,
+#   issue 26), per demonstration set, before the first text; ``settings.SELECTION.fallback`` when none can be held
+#   out.
 
 MODES: tuple[str, ...] = ("context", "memory", "knn", "kate", "centroid", "context_cal", "centroid_context", "auto")
 # centroid_context wins the sentiment tasks and loses topic-like ones to the k-NN vote, so the default, ``auto``,

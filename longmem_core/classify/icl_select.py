@@ -54,7 +54,7 @@ class Selection:
 
     chosen: str
     accuracy: dict[str, float]  # candidate or COMBINED -> accuracy on the held-out demonstrations
-    macro_f1: dict[str, float]  # candidate -> macro-averaged F1 on the same (labels present there)
+    macro_f1: dict[str, float]  # candidate or COMBINED -> macro-averaged F1 on the same (labels present there)
     held_out: int  # demonstrations held out and scored
     demonstrations: int  # demonstrations in memory
     seconds: float  # what learning (or choosing) took
