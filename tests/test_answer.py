@@ -193,3 +193,20 @@ def test_a_sentence_answer_reads_on_into_the_next_sentence_only_where_it_would_b
     monkeypatch.setattr(settings, "SPANS", dataclasses.replace(settings.SPANS, follow_on=False))
     assert answer.answer(model, bank, question, mode="quote").text == \
         "Previous commands in the history list can be rerun by number."
+
+
+def test_a_sentence_answer_reads_on_into_a_next_sentence_that_points_back_at_it(make_model, monkeypatch):
+    from longmem_core.answer import spans
+    model = make_model("tiny")
+    bank = model.new_bank(capacity=4096)
+    text = ("Ships sail north. The VDM language is not directly supported by the listings package. It needs a package "
+            "for its own: vdmlisting. The harbour is quiet at night.")
+    model.memorize(text, bank, source="manual")
+
+    def intro_unsure(model, prompt, sentences, question, stop, source_of):
+        intro = next(s for s in sentences if s.text.startswith("The VDM"))
+        return spans.Span(intro, intro.text, intro.char_start, intro.char_end, 0.0), False
+    monkeypatch.setattr(spans, "answer_span", intro_unsure)
+    a = answer.answer(model, bank, "What typesets VDM?", mode="quote")
+    assert a.text == ("The VDM language is not directly supported by the listings package. It needs a package for its "
+                      "own: vdmlisting.")  # "It needs..." shares no word with the question, but points back

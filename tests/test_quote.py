@@ -87,3 +87,20 @@ def test_a_heading_opening_the_quoted_sentence_is_not_quoted_as_prose():
     q = quote.quote_of(s, {"name": "zsh.pdf", "text": text})
     assert q.text == "Zsh was originally written by Paul Falstad." and q.section == "2.1 Author"
     assert text[q.char_start:q.char_end] == q.text
+
+
+def test_a_contents_entry_wrapped_onto_two_lines_is_contents_and_no_section():
+    text = ("6 Troubleshooting 55\n7 Bugs and workarounds 56\n7.1 Listings inside arguments . . 56\n7.2 Listings with a background\ncolour and formulas . . . . 56\n"
+            "8 How tos 57\n\nPreface\nThe TeX world lost contact with Carsten Heinz in late 2004.")
+    lines = [text[s:e] for s, e in layout.contents_lines(text)]
+    assert "7.2 Listings with a background" in lines and "Preface" not in lines
+    at = text.index("The TeX world")
+    assert layout.heading_before(text, at, layout.furniture(text, None)) == "Preface"
+    s = Sentence(0, text.index("Preface"), len(text), text[text.index("Preface"):], 1.0)
+    q = quote.quote_of(s, {"name": "listings.pdf", "text": text})
+    assert q.text == "The TeX world lost contact with Carsten Heinz in late 2004." and q.section == "Preface"
+
+
+def test_an_unnumbered_heading_is_only_one_on_a_line_of_its_own():
+    assert layout.is_heading("Preface") and layout.is_heading("Introduction") and layout.is_heading("INDEX")
+    assert not layout.is_heading("Introduction to the package.") and not layout.is_heading("Prefaces abound")

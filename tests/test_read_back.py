@@ -76,3 +76,8 @@ def test_a_title_or_an_initial_ends_no_sentence():
     assert starts == ["Mr. Hu", "Then J", "He sai", "It rai"]
     text = "As Jones et al. (1990) show, some colours, e.g. red, i.e. warm ones, cf. Table 2. Next one."
     assert [text[i:i + 6] for i in read_back.sentence_bounds(text)[:-1]] == ["As Jon", "Next o"]
+
+
+def test_a_numbered_abbreviation_before_a_number_ends_no_sentence():
+    text = "As in TUGboat, Volume 19 (1998), No. 3 states. See Fig. 2 and pp. 3-5 there. He said no. It came."
+    assert [text[i:i + 6] for i in read_back.sentence_bounds(text)[:-1]] == ["As in ", "See Fi", "He sai", "It cam"]

@@ -217,6 +217,15 @@ def test_the_next_sentence_is_read_on_only_where_it_would_be_read_back_itself():
     question = "How do I rerun gnuplot command 5 from the history?"
     assert sentences.reads_on(first, sentences.following(first, text, [], 500), [p], question)
     assert not sentences.reads_on(second, sentences.following(second, text, [], 500), [p], question)  # "gnuplot"
+    assert sentences.reads_on(second, sentences.following(second, text, [], 500), [p], question, share=0.1)
+
+
+def test_a_sentence_opening_with_a_word_pointing_back_goes_on_with_the_one_before():
+    said = lambda text: sentences.Sentence(0, 0, len(text), text)  # noqa: E731
+    assert sentences.points_back(said("It needs a package for its own: vdmlisting."))
+    assert sentences.points_back(said("Second, it allows the use of arbitrary TeX code."))
+    assert sentences.points_back(said("In that case, the input is saved in mpxerr.tex."))
+    assert not sentences.points_back(said("Items are listed here.")) and not sentences.points_back(said("Itself."))
 
 
 def test_a_list_running_into_prose_is_quoted_from_the_line_that_opens_the_sentence():

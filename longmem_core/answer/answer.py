@@ -25,7 +25,7 @@ Modes:
 - ``quote`` (beyond the paper; the default): ``sentences_hybrid_cache``'s search and sentences, but the answer is the
   read-back sentence holding the span the backbone finds most likely as the whole answer (``spans.py``), quoted
   exactly with its source, page label and section (``quote.py``), reading on into the next sentence where that one
-  would be read back itself. The span alone answers only where ``settings.SPANS.sure_margin`` says the backbone is
+  points back at it or bears on the question (``Answering.read_on``). The span alone answers only where ``settings.SPANS.sure_margin`` says the backbone is
   sure of it: never, by default.
   Where no sentence shares a word with the question, it says "I did not find this in what I read." A caller's
   answer prefix gets ``sentences_hybrid_cache``'s continuation.
@@ -295,21 +295,23 @@ class Answering:
         return self.source(sentence)["text"]
 
     def read_on(self, quoted: sentences.Sentence) -> sentences.Sentence:
-        """``quoted`` and the sentence after it (and, with ``settings.SPANS.read_before``, the one before it), where
-        that one would be read back beside it (``sentences.reads_on``) and all fit ``MAX_QUOTE_CHARS``
-        (``sentences.following``, ``sentences.preceding``): a sentence sharing the question's words often only
-        introduces what the next one states ("...can be reexecuted by number. For example, history !5 will ...")."""
+        """``quoted`` and the sentence after it, where that one opens by pointing back at it
+        (``sentences.points_back``: "It needs a package for its own: vdmlisting.") or scores at least
+        ``settings.SPANS.follow_share`` of it for the question (``sentences.reads_on``), and all fit
+        ``MAX_QUOTE_CHARS`` (``sentences.following``); with ``settings.SPANS.read_before``, also the one before it
+        where that would be read back itself (``sentences.preceding``). A sentence sharing the question's words often
+        only introduces what the next one states ("...can be reexecuted by number. For example, history !5 ...")."""
         p = self.prepared
         text = self.source_of(quoted)
         skips = sentences.furniture_of(p.memory.sources, p.passages)  # per source read back
         skip = skips[p.passages[quoted.passage].source_index]
 
-        def kept(other: sentences.Sentence | None) -> bool:
-            return other is not None and sentences.reads_on(quoted, other, p.passages, p.question, skips)
+        def kept(other: sentences.Sentence | None, share: float | None = None) -> bool:
+            return other is not None and sentences.reads_on(quoted, other, p.passages, p.question, skips, share)
 
         start, end = quoted.char_start, quoted.char_end
         nxt = sentences.following(quoted, text, skip, MAX_QUOTE_CHARS - (end - start))
-        if kept(nxt):
+        if nxt is not None and (sentences.points_back(nxt) or kept(nxt, settings.SPANS.follow_share)):
             end = nxt.char_end
         if settings.SPANS.read_before:
             prev = sentences.preceding(quoted, text, skip, MAX_QUOTE_CHARS - (end - start))

@@ -25,6 +25,10 @@ _SENTENCE_END = re.compile(r"(?<!\. )[.!?][\"'\u201d\u2019)\]]*\s+(?!\.(?:\s|$))
 # wheelwright" is one sentence (cut after "Mr." it lost the name a question asked about on a tuning book)
 # (and in manuals "et al.", "cf.", "e.g.", "i.e.": "as Jones et al. (1990) do" is one sentence; natbib's was cut)
 _ABBREVIATIONS = frozenset("mr mrs ms messrs dr st mt jr sr capt col gen lt sgt rev prof hon gov esq vs al cf".split())
+# a period after one of these ends no sentence where a number follows: "TUGboat, Volume 19 (1998), No. 3 states"
+# (a listings manual's sentence was cut at "No.", losing the two languages asked about), "see Fig. 2", "pp. 3-5"
+_BEFORE_A_NUMBER = frozenset("no nos vol vols fig figs eq eqs sec ch chap pp p art".split())
+_NUMBER_NEXT = re.compile(r"\s*\(?\d")
 _LETTERS_WITH_STOPS = re.compile(r"\b[a-zA-Z]\.[a-zA-Z]\.$")  # "e.g.", "i.e." just before the stop's end
 _WORD_BEFORE_STOP = re.compile(r"(\w+)\.$")
 # an unspaced ellipsis going on in lower case ("in the syntax ‘word () ...’ to be a word") ends no sentence
@@ -53,7 +57,8 @@ def sentence_bounds(text: str) -> list[int]:
 
 def _ends_no_sentence(text: str, stop: re.Match) -> bool:
     """Is the sentence end ``stop`` a period that ends no sentence: right after a title, an initial or an abbreviation
-    ("Mrs.", "J.", "e.g."), or an unspaced ellipsis going on in lower case?"""
+    ("Mrs.", "J.", "e.g."), after "No." or "Fig." with a number next, or an unspaced ellipsis going on in lower
+    case?"""
     if text[stop.start()] != ".":
         return False
     if _ELLIPSIS_GOING_ON.match(text, max(0, stop.start() - 2)):
@@ -63,6 +68,8 @@ def _ends_no_sentence(text: str, stop: re.Match) -> bool:
         return False
     w = word.group(1)
     if _LETTERS_WITH_STOPS.search(text, max(0, stop.start() - 4), stop.start() + 1):
+        return True
+    if w.lower() in _BEFORE_A_NUMBER and _NUMBER_NEXT.match(text, stop.start() + 1):
         return True
     return w.lower() in _ABBREVIATIONS or (len(w) == 1 and w.isupper())
 

@@ -11,7 +11,8 @@ question.
 
 Pure functions over ``read_back.Passage`` lists; ``narrow`` turns a ``read_back.ReadBack`` into its sentence form.
 For the quote mode's answers (``answer.py``): ``whole_sentence`` widens a scored piece to its sentence, and
-``following``, ``preceding`` and ``reads_on`` decide whether a quote reads on into a neighbouring sentence.
+``following``, ``preceding``, ``reads_on`` and ``points_back`` decide whether a quote reads on into a neighbouring
+sentence.
 """
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ from ..model.search import stop_words
 # "4591245.": the key scores, the value must come too).
 
 
+# a sentence opening with one of these points back at the sentence before it ("It needs a package for its own: ...")
+_POINTS_BACK = re.compile(r"^(it|its|this|these|that|those|they|their|such|there|here|then|thus|so|hence|also|however|"
+                          r"otherwise|instead|therefore|second|secondly|third|finally|for example|for instance|e\.g\.|"
+                          r"in this case|in that case|in the latter case|in addition|in particular|the latter|"
+                          r"the former|note|example)\b", re.IGNORECASE)
 _CAPITAL_LINE = re.compile(r"\n[ \t]*([A-Z])")  # a line opening with a capital letter
 
 
@@ -162,12 +168,13 @@ def preceding(s: Sentence, source: str, skip: list[tuple[int, int]], limit: int)
 
 
 def reads_on(quoted: Sentence, other: Sentence, passages: list[Passage], question: str,
-             skip: dict[int, list[tuple[int, int]]] | None = None) -> bool:
-    """Would ``other`` (the sentence after ``quoted``, ``following``, or before it, ``preceding``) be read back
-    beside it: among the sentences of the read-back ``passages`` (``split``, ``skip`` as there), with ``other`` in
-    place of any it overlaps, does it score at least ``settings.SENTENCES.min_share`` of ``quoted``'s best-scored
-    sentence for ``question``? A sentence holding only a word the whole section repeats ("package", "Debian") does
-    not."""
+             skip: dict[int, list[tuple[int, int]]] | None = None, share: float | None = None) -> bool:
+    """Does ``other`` (the sentence after ``quoted``, ``following``, or before it, ``preceding``) bear on the
+    question beside it: among the sentences of the read-back ``passages`` (``split``, ``skip`` as there), with
+    ``other`` in place of any it overlaps, does it score at least ``share`` (default ``settings.SENTENCES.min_share``:
+    it would be read back itself) of ``quoted``'s best-scored sentence for ``question``? A sentence holding only a
+    word the whole section repeats ("package", "Debian") does not."""
+    share = settings.SENTENCES.min_share if share is None else share
     mine = lambda s: s.passage == quoted.passage  # noqa: E731
     collection = [s for s in split(passages, skip) if not (mine(s) and s.char_start < other.char_end
                                                              and other.char_start < s.char_end)]
@@ -176,7 +183,13 @@ def reads_on(quoted: Sentence, other: Sentence, passages: list[Passage], questio
     score(collection, question)
     quoted_score = max((s.score for s in collection if mine(s) and s is not other and s.char_start < quoted.char_end
                         and quoted.char_start < s.char_end), default=0.0)
-    return other.score > 0 and other.score >= settings.SENTENCES.min_share * quoted_score
+    return other.score > 0 and other.score >= share * quoted_score
+
+
+def points_back(sentence: Sentence) -> bool:
+    """Does ``sentence`` open with words that point back at the sentence before it ("It needs a package for its own:
+    vdmlisting.", "Second, it allows...", "In that case, ...")? Then it goes on with the same matter."""
+    return bool(_POINTS_BACK.match(sentence.text))
 
 
 def is_title(sentence: Sentence) -> bool:

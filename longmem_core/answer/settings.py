@@ -93,8 +93,11 @@ class SpanSettings:
         float("inf"), "a span answers alone when it beats every other by this log-probability: never; the sentence "
                       "always (blind PDFs 24 of 40, margin 3: 20)", "qa_pdf.md")
     follow_on: bool = tuned(
-        True, "a quoted sentence reads on into the next where that one would be read back itself: tuning PDFs 52 of "
-              "60, 49 without (any shared word: 52, often unrelated)", "qa_pdf.md")
+        True, "a quoted sentence may read on into the next (follow_share says where): 3 tuning PDFs 52 of 60, 49 "
+              "without", "qa_pdf.md")
+    follow_share: float = tuned(
+        0.25, "... reading on where the next sentence scores this share of the quoted one's, or points back ('It', "
+              "'Second,'): 7 tuning PDFs 107 of 140, read-back rule 99", "qa_pdf.md")
     read_before: bool = tuned(
         False, "... and starts at the sentence before where that would be read back itself: tuning PDFs 52 of 60 "
                "either way, quotes longer: off", "qa_pdf.md")

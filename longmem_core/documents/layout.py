@@ -26,6 +26,11 @@ _NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?
 # "I" (the pronoun opens lines of prose)
 _LETTER_HEADING = re.compile(r"^\s*(?:[Aa]ppendix\s+)?[A-HJ-Z]\s+(?P<title>[A-Z][\w-]+(?:\s+[\w-]+){0,8})$")
 _JOINING_WORDS = {"a", "an", "and", "as", "for", "in", "of", "on", "or", "the", "to", "with"}
+# unnumbered headings of a document's front and back matter, on a line of their own (the listings manual's "Preface")
+_MATTER_HEADINGS = frozenset({"preface", "foreword", "introduction", "abstract", "summary", "acknowledgements",
+                              "acknowledgments", "contents", "table of contents", "bibliography", "references",
+                              "index", "glossary", "appendix", "appendices", "license", "licence", "colophon",
+                              "about this document", "about this manual", "overview"})
 _LIST_ITEM = re.compile(r"^\s*\d+[.)]\s+[a-z]")  # "3. provide your name...": a numbered list's item, not a heading
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
 _DIGITS = re.compile(r"\d+")
@@ -57,17 +62,22 @@ def is_toc_line(line: str) -> bool:
 
 
 def contents_lines(text: str) -> list[tuple[int, int]]:
-    """Spans of the table-of-contents lines of ``text``: every line with dot leaders, and the lines of each run of
-    at least ``settings.LAYOUT.toc_run`` consecutive contents-shaped lines."""
+    """Spans of the table-of-contents lines of ``text``: every line with dot leaders, the lines of each run of at
+    least ``settings.LAYOUT.toc_run`` consecutive contents-shaped lines, and a line between two contents lines (an
+    entry wrapped onto two lines: "7.2 Listings with a background" / "colour and formulas . . . . 56")."""
     out, run = [], []
-    for s, e in lines_of(text) + [(len(text), len(text))]:
+    lines = lines_of(text)
+    for s, e in lines + [(len(text), len(text))]:
         line = text[s:e]
         if s < e and is_toc_line(line):
             run.append((s, e))
             continue
         out += run if len(run) >= settings.LAYOUT.toc_run else [(a, b) for a, b in run if has_dot_leader(text[a:b])]
         run = []
-    return out
+    found = set(out)
+    wrapped = [b for a, b, c in zip(lines, lines[1:], lines[2:]) if a in found and c in found and b not in found
+               and not text[b[0]:b[1]].rstrip().endswith(".")]
+    return sorted(found.union(wrapped))
 
 
 def is_lettered_heading(line: str) -> bool:
@@ -78,9 +88,10 @@ def is_lettered_heading(line: str) -> bool:
 
 def is_heading(line: str) -> bool:
     """A numbered section heading on a line of its own ("2.3 Social dynamics of Debian", "Chapter 4: Plotting",
-    "F Revision History"), not a table-of-contents line and not a sentence (no final full stop)."""
+    "F Revision History"), or an unnumbered one of the front or back matter ("Preface", "Introduction"), not a
+    table-of-contents line and not a sentence (no final full stop)."""
     line = line.strip()
-    if is_lettered_heading(line) and not is_toc_line(line):
+    if (is_lettered_heading(line) and not is_toc_line(line)) or line.lower() in _MATTER_HEADINGS:
         return True
     m = _NUMBERED_HEADING.match(line)
     if m is None or _LIST_ITEM.match(line) or is_toc_line(line) or line.endswith(".") or len(line.split()) > 14:
