@@ -104,3 +104,12 @@ def test_a_contents_entry_wrapped_onto_two_lines_is_contents_and_no_section():
 def test_an_unnumbered_heading_is_only_one_on_a_line_of_its_own():
     assert layout.is_heading("Preface") and layout.is_heading("Introduction") and layout.is_heading("INDEX")
     assert not layout.is_heading("Introduction to the package.") and not layout.is_heading("Prefaces abound")
+
+
+def test_a_numbered_list_item_opening_with_a_capital_is_no_heading():
+    assert layout.is_heading("2. Configuring desired options") and layout.is_heading("1. Introduction")
+    assert not layout.is_heading("3. We very strongly discourage vendors from editing the paper description file")
+    assert not layout.is_heading("5. If you are using CUPS, search /var/log/cups/error_log (which may be located")
+    assert not layout.is_heading("i. In some cases, we have not determined the necessary commands")
+    assert not layout.is_heading("3. Gutenprint is built dynamically only (--disable-static or")
+    assert layout.is_heading("A.1 Default settings") and layout.is_heading("3.1.8 Ligatures")

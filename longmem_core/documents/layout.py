@@ -26,11 +26,13 @@ _NUMBERED_HEADING = re.compile(r"^\s*(?:(?:chapter|section|part|appendix)\s+)?(?
 # "I" (the pronoun opens lines of prose)
 _LETTER_HEADING = re.compile(r"^\s*(?:[Aa]ppendix\s+)?[A-HJ-Z]\s+(?P<title>[A-Z][\w-]+(?:\s+[\w-]+){0,8})$")
 _JOINING_WORDS = {"a", "an", "and", "as", "for", "in", "of", "on", "or", "the", "to", "with"}
-# unnumbered headings of a document's front and back matter, on a line of their own (the listings manual's "Preface")
+# unnumbered headings of a document's front and back matter, on a line of their own (the listings manual's "Preface");
+# not "Contents": no quote sits under it (its lines are furniture)
 _MATTER_HEADINGS = frozenset({"preface", "foreword", "introduction", "abstract", "summary", "acknowledgements",
-                              "acknowledgments", "contents", "table of contents", "bibliography", "references",
+                              "acknowledgments", "bibliography", "references",
                               "index", "glossary", "appendix", "appendices", "license", "licence", "colophon",
                               "about this document", "about this manual", "overview"})
+_HEADING_WORDS = 8  # a heading numbered like a list's item ("3.") has at most this many words
 _LIST_ITEM = re.compile(r"^\s*\d+[.)]\s+[a-z]")  # "3. provide your name...": a numbered list's item, not a heading
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
 _DIGITS = re.compile(r"\d+")
@@ -96,9 +98,21 @@ def is_heading(line: str) -> bool:
     m = _NUMBERED_HEADING.match(line)
     if m is None or _LIST_ITEM.match(line) or is_toc_line(line) or line.endswith(".") or len(line.split()) > 14:
         return False
+    number, title = m.group("number"), m.group("title")
+    if number[:1].islower() or _listed(number, title):
+        return False  # "i. In some cases, we have not..." / "3. We very strongly discourage vendors from editing..."
     # an undotted number opens a heading only before a capital ("1 Introduction"; not "12 apples were eaten", nor
     # a wrapped line of prose "1993 were limited to just that")
-    return "." in m.group("number").rstrip(".") or m.group("title")[:1].isupper()
+    return "." in number.rstrip(".") or title[:1].isupper()
+
+
+def _listed(number: str, title: str) -> bool:
+    """Is a line numbered "3." a numbered list's item rather than a heading: its title a clause (a comma in it, more
+    than ``_HEADING_WORDS`` words, or a last word that joins it to the next line: "3. Gutenprint is built dynamically
+    only (--disable-static or")? Headings numbered so ("2. Configuring desired options") are short."""
+    words = title.split()
+    return number.endswith(".") and number[:-1].isdigit() and ("," in title or len(words) > _HEADING_WORDS
+                                                                or words[-1].lower() in _JOINING_WORDS)
 
 
 def _shape(line: str) -> str:
