@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the fourteen Debian documentation packages whose seventeen PDFs back the
+# Fetch the fourteen Debian documentation packages whose nineteen PDFs back the
 # data/qa/pdf/*.jsonl question sets, and extract them under DEST/x.
 # Usage: scripts/fetch_pdfs.sh [DEST]   (default DEST=/tmp/pdfs)
 # Idempotent: packages already downloaded / PDFs already extracted are kept.
@@ -35,6 +35,9 @@ PKGS=(
   # the sixth fresh reporting pair, kept blind (gutenprint_doc.jsonl, fontspec_doc.jsonl)
   "gutenprint-doc 5.3.4.20220624T01008808d602-1 usr/share/doc/gutenprint-doc/gutenprint-users-manual.pdf"
   "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/fontspec/fontspec.pdf"
+  # the seventh fresh reporting pair, kept blind (r_data_doc.jsonl, microtype_doc.jsonl)
+  "r-doc-pdf 4.2.2.20221110-2 usr/share/R/doc/manual/R-data.pdf"
+  "texlive-latex-recommended-doc 2022.20230122-3 usr/share/doc/texlive-doc/latex/microtype/microtype.pdf"
 )
 
 for entry in "${PKGS[@]}"; do
