@@ -1,6 +1,8 @@
 """Sentence read-back: passages cut into sentences, the best for the question kept in document order."""
 import dataclasses
 
+import pytest
+
 from longmem_core.answer import sentences, settings
 from longmem_core.memory.memory_bank import ChunkInfo
 from longmem_core.model.model import Retrieved
@@ -259,3 +261,25 @@ def test_preceding_is_the_whole_sentence_right_before_unless_a_heading_furniture
     after = next(s for s in sentences.split([Passage(0, "guide", 0, len(paged), paged, 1.0, [])], {0: [header]})
                  if s.text.startswith("On the other"))
     assert sentences.preceding(after, paged, [header], limit=500) is None  # page furniture between them
+
+
+def test_a_question_asking_for_a_quantity_scores_sentences_holding_a_number_higher(monkeypatch):
+    text = ("The whole test suite is run on every printer driver. The test suite takes about 12 hours. "
+            "Drivers are tested one after another.")
+    p = Passage(0, "manual", 0, len(text), text, 1.0, [])
+    question = "How long does the whole test suite run?"
+    assert sentences.asks_a_quantity(question) and not sentences.asks_a_quantity("What is the pass key?")
+    with_bonus, bonus = sentences.split([p]), settings.SENTENCES.number_bonus
+    sentences.score(with_bonus, question)
+    monkeypatch.setattr(settings, "SENTENCES", dataclasses.replace(settings.SENTENCES, number_bonus=0.0))
+    without = sentences.split([p])
+    sentences.score(without, question)
+    assert with_bonus[0].score == without[0].score > 0  # no digit
+    assert with_bonus[1].score == pytest.approx((1 + bonus) * without[1].score) and without[1].score > 0 and bonus > 0
+
+
+def test_a_sentence_of_code_weighs_less_than_prose():
+    code = r"\num{0.001} \\ \num{0.0100} \\ \num{1200} \\ \sisetup{exponent-mode = scientific}%"
+    assert sentences.prose_share(code) < settings.SENTENCES.min_prose
+    assert sentences.prose_share("The separator between each unit is stored using an option.") == 1.0
+    assert sentences.weight(code, False) == settings.SENTENCES.code_weight

@@ -37,6 +37,12 @@ _POINTS_BACK = re.compile(r"^(it|its|this|these|that|those|they|their|such|there
                           r"otherwise|instead|therefore|second|secondly|third|finally|for example|for instance|e\.g\.|"
                           r"in this case|in that case|in the latter case|in addition|in particular|the latter|"
                           r"the former|note|example)\b", re.IGNORECASE)
+# a question asking for a number: its answer is a sentence holding a digit more often than not
+_QUANTITY = re.compile(r"\b(?:how (?:many|much|long|big|large|wide|tall|high|often|far|old)|what (?:size|percentage|year|"
+                       r"version|value|number|step|amount|width|height|length|ratio)|which (?:year|version|number)|"
+                       r"default value|when did|in what year)\b", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+_PLAIN_WORD = re.compile(r"^[(\"'\u2018\u201c]?[A-Za-z][a-z'\u2019-]*[,.;:)\"'\u2019\u201d]*$")  # "the", "option,", "(see"
 _CAPITAL_LINE = re.compile(r"\n[ \t]*([A-Z])")  # a line opening with a capital letter
 
 
@@ -209,7 +215,8 @@ def group_of(sentences: list[Sentence], i: int, before: int, neighbours: int) ->
 
 def score(sentences: list[Sentence], question: str) -> None:
     """Set each sentence's BM25 ``score`` for ``question`` (the sentences are the collection; stop words dropped,
-    length normalization ``settings.SENTENCES.length_norm``) and the question words it holds (``matched``)."""
+    length normalization ``settings.SENTENCES.length_norm``), times its ``weight``, and the question words it holds
+    (``matched``)."""
     import bm25s
     if not sentences:
         return
@@ -221,8 +228,29 @@ def score(sentences: list[Sentence], question: str) -> None:
     index = bm25s.BM25(b=settings.SENTENCES.length_norm)
     index.index(texts, show_progress=False)
     asked = set(words)
+    quantity = asks_a_quantity(question)
     for s, x, tokens in zip(sentences, index.get_scores(words), texts):
-        s.score, s.matched = float(x), frozenset(asked.intersection(tokens))
+        s.score, s.matched = float(x) * weight(s.text, quantity), frozenset(asked.intersection(tokens))
+
+
+def asks_a_quantity(question: str) -> bool:
+    """Does ``question`` ask for a number ("How much memory...", "About how long...", "What step size...")?"""
+    return bool(_QUANTITY.search(question))
+
+
+def prose_share(text: str) -> float:
+    """The share of ``text``'s words that are plain words ("the", "option,"), not code, numbers or symbols."""
+    words = text.split()
+    return sum(bool(_PLAIN_WORD.match(w)) for w in words) / max(1, len(words))
+
+
+def weight(text: str, quantity: bool) -> float:
+    """What a sentence's BM25 score is multiplied by: ``settings.SENTENCES.code_weight`` where it is mostly code
+    ("588 \\define@key{Gm}{showframe}[true]..."; ``prose_share`` under ``settings.SENTENCES.min_prose``), and
+    1 + ``settings.SENTENCES.number_bonus`` where the question asks for a quantity and it holds a digit."""
+    conf = settings.SENTENCES
+    out = conf.code_weight if prose_share(text) < conf.min_prose else 1.0
+    return out * (1.0 + conf.number_bonus) if quantity and _DIGIT.search(text) else out
 
 
 def choose(sentences: list[Sentence], count_tokens: Callable[[str], int], *, top: int | None = None,
