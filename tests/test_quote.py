@@ -78,6 +78,7 @@ def test_an_appendix_lettered_without_a_dot_is_a_heading_but_a_line_of_prose_is_
     assert not layout.is_heading("A Londoner who had seen the river")  # a wrapped line of prose
     assert not layout.is_heading("I Went Home")  # the pronoun, never an appendix's letter
     assert not layout.is_heading("F Revision History 347")  # a contents line
+    assert not layout.is_heading("R Schlicht") and layout.is_heading("Appendix C Glossary")  # an author's name
 
 
 def test_a_heading_opening_the_quoted_sentence_is_not_quoted_as_prose():

@@ -83,9 +83,12 @@ def contents_lines(text: str) -> list[tuple[int, int]]:
 
 
 def is_lettered_heading(line: str) -> bool:
-    """An appendix heading lettered without a dot, its title in title case ("F Revision History")."""
+    """An appendix heading lettered without a dot, its title in title case ("F Revision History"); a title of one
+    word only after "Appendix" ("R Schlicht", an author's initial and name on a title page, is no heading)."""
     m = _LETTER_HEADING.match(line)
-    return m is not None and all(w[:1].isupper() or w in _JOINING_WORDS for w in m.group("title").split())
+    if m is None or (len(m.group("title").split()) < 2 and not line.strip().lower().startswith("appendix")):
+        return False
+    return all(w[:1].isupper() or w in _JOINING_WORDS for w in m.group("title").split())
 
 
 def is_heading(line: str) -> bool:
