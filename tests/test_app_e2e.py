@@ -278,4 +278,31 @@ def test_three_questions_in_one_conversation_quote_their_pages(served, browser, 
         assert f"harbour_manual.pdf, page {label}" in answer, answer
         assert "HARBOUR MANUAL" not in answer  # the running header is never read back
     page.screenshot(path=str(screenshot_dir(tmp_path) / "chat_quotes.png"), full_page=True)
+
+    # save the bank, load it in a new session: the Chat tab says what memory holds, and answers from it
+    page.get_by_role("tab", name="Memory", exact=True).click()
+    page.get_by_role("button", name="Save memory bank (.zip)").click()
+    link = page.locator("#lm-download a")
+    link.wait_for(timeout=120_000)
+    with page.expect_download() as saved:
+        link.click()
+    bank_zip = tmp_path / "bank.zip"
+    saved.value.save_as(str(bank_zip))
     page.close()
+    fresh, _ = open_app(browser, served.local_url)
+    fresh.get_by_role("tab", name="Chat").click()
+    fresh.locator("#lm-retrieved").get_by_text("Memory is empty").wait_for(timeout=10_000)
+    fresh.get_by_role("tab", name="Memory", exact=True).click()
+    fresh.locator("input[type=file][accept='.zip']").set_input_files(str(bank_zip))
+    fresh.locator("#lm-read-status").get_by_text("Loaded a memory bank").wait_for(timeout=120_000)
+    fresh.get_by_role("tab", name="Chat").click()
+    fresh.locator("#lm-retrieved").get_by_text("Memory holds").wait_for(timeout=10_000)
+    assert "harbour_manual.pdf" in fresh.locator("#lm-retrieved").inner_text()
+    assert "Memory is empty" not in fresh.locator("#lm-retrieved").inner_text()
+    _, fact, question, wanted = MANUAL_FACTS[0]
+    fresh.locator("#lm-question textarea").fill(question)
+    fresh.locator("#lm-question textarea").press("Enter")
+    fresh.locator("#lm-chatbot blockquote").first.wait_for(timeout=300_000)
+    time.sleep(0.5)
+    assert flat(fact) in flat(fresh.locator("#lm-chatbot [data-testid=bot]").all_inner_texts()[-1])
+    fresh.close()
