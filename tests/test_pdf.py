@@ -58,3 +58,9 @@ def test_page_labels_reach_retrieved_chunks(tmp_path, make_model):
     assert (last.page, last.page_label) == (4, "2")
     first = bank.chunk_info(bank.first_id)
     assert (first.page, first.page_label) == (1, "i")
+
+
+def test_latex_protect_leaked_around_a_placeholder_reads_as_its_angle_brackets():
+    raw = "protrusion true, false, protect <font set nameprotect > * true"
+    assert _clean(raw) == "protrusion true, false, \u27e8font set name\u27e9 * true"
+    assert _clean("We protect our data.") == "We protect our data."

@@ -25,6 +25,9 @@ _SOFT_BREAK = re.compile(rf"(\w+){_BROKEN}(\w+)")
 _COMPOUND = re.compile(r"(?<![\w-])(\w+)-(\w+)(?![\w-])")  # "S-Plus" within a line
 _WORDS = re.compile(r"\w+")
 _UNMAPPED = re.compile("[\x01-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+# LaTeX's \protect leaked into a PDF's text for the angle brackets of a placeholder: "protect <font set nameprotect >"
+# where the page shows "⟨font set name⟩" (the microtype manual, 177 times)
+_LEAKED_ANGLES = re.compile(r"protect ?([<>])")
 
 
 class PdfError(ValueError):
@@ -73,10 +76,12 @@ def _label(pdf, i: int) -> str:
 
 
 def _clean(text: str) -> str:
-    """One page's raw text: "\\n" line ends, PDFium's soft-hyphen marks joined, no NUL or form feed."""
+    """One page's raw text: "\\n" line ends, PDFium's soft-hyphen marks joined, no NUL or form feed, LaTeX's leaked
+    "protect <name protect >" read as the "⟨name⟩" the page shows."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _SOFT_HYPHENS.sub(_BROKEN, text)
     text = _UNMAPPED.sub(" ", text)  # glyphs with no character (a bullet read as "\x88")
+    text = _LEAKED_ANGLES.sub(lambda m: "\u27e8" if m.group(1) == "<" else "\u27e9", text)
     return text.replace("\x00", "").replace("\f", "\n").strip()
 
 
