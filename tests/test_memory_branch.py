@@ -4,7 +4,7 @@ import torch
 
 from longmem_core import LongMemConfig, LongMemModel, preset
 from longmem_core.model.checkpoint import trained_parts
-from longmem_core.training.params import make_optimizer, select_trainable
+from longmem_core.training.params import floor_branch, make_optimizer, select_trainable
 from test_model import _filled_bank as _bank, _ids
 
 
@@ -42,6 +42,21 @@ def test_training_the_memory_layer_opens_the_branch(make_model):
     assert model.side.memory_scale.abs().sum() > 0
     assert not torch.allclose(model(ids, bank).logits, model(ids).logits)  # ... and memory is used after one step
     assert trained_parts({"side.memory_scale"}, model.side.memory_index) == {"memory_layer"}
+
+
+def test_the_branch_floor_keeps_every_factor_at_zero_or_above(make_model):
+    model = make_model("tiny")
+    params, opt = make_optimizer(model, "memory", lr=1e-2, gate_lr_scale=10.0, weight_decay=0.0)
+    bank, ids = _bank(model), _ids(model, 30)
+    for sign, steps in ((1.0, 3), (-1.0, 30)):  # push the factors up, then down past 0 (Adam turns slowly)
+        for _ in range(steps):
+            model.side.memory_scale.grad = torch.full_like(model.side.memory_scale, -sign)
+            opt.step()
+            floor_branch(model)
+    assert torch.equal(model.side.memory_scale, torch.zeros(4))  # projected back onto 0, not below
+    assert torch.allclose(model(ids, bank).logits, model(ids).logits, atol=1e-5)  # closed again: the backbone
+    open_model = make_model("tiny", memory_branch="open")
+    floor_branch(open_model)  # an open branch has no factor: nothing to do
 
 
 def test_checkpoints_saved_before_the_field_keep_their_open_branch(make_model, tmp_path, tiny_backbones):

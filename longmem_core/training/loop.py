@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from ..config import LoopConfig
 from .objectives import Objective
-from .params import make_optimizer
+from .params import floor_branch, make_optimizer
 from .schedule import make_schedule
 
 
@@ -87,6 +87,8 @@ def run(objective: Objective, model, cfg: LoopConfig, log: Callable[[str], None]
                 _average_gradients(params, world)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
+            if cfg.branch_floor:
+                floor_branch(model)
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
             step += 1

@@ -40,3 +40,13 @@ def make_optimizer(model, trainable: str, lr: float, gate_lr_scale: float,
     if fast:
         groups.append({"params": fast, "lr": lr * gate_lr_scale, "weight_decay": 0.0})
     return params, torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+
+
+def floor_branch(model) -> None:
+    """Project the closed memory branch's per-head factors onto [0, inf) (``LoopConfig.branch_floor``): a factor an
+    optimizer step took below 0 is set to 0, where the head's output is the backbone's and its gradient can open it
+    again. Nothing to do for an open branch."""
+    scale = model.side.memory_scale
+    if scale is not None:
+        with torch.no_grad():
+            scale.clamp_(min=0.0)
