@@ -15,7 +15,7 @@ mkdir -p $OUT
 [ -s $OUT/ppl_shipped_open.json ] || $PY -m longmem_core eval-ppl $EVAL --checkpoint assets/sidenet.safetensors > $OUT/ppl_shipped_open.json
 # ARMS: which arms (default "closed open"); "closed_floor" is closed with train --branch-floor (factors kept >= 0)
 for arm in ${ARMS:-closed open}; do
-  branch=${arm%_floor}; floor=""; [ "$arm" = closed_floor ] && floor="--branch-floor"
+  branch=${arm%_floor}; floor="--no-branch-floor"; [ "$arm" = closed_floor ] && floor="--branch-floor"
   $PY -m longmem_core train $B/dracula.txt --checkpoint assets/sidenet.safetensors --memory-branch $branch $floor \
     --trainable memory --cache-features --steps $STEPS --warmup 20 --lr 1e-3 --checkpoint-every $STEPS \
     --out $OUT/run_$arm --json > $OUT/train_$arm.json 2> $OUT/train_$arm.log
