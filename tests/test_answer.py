@@ -172,6 +172,16 @@ def test_a_sentence_answer_quotes_its_whole_run_on_sentence_not_one_piece(make_m
     assert len(a.text) > len(seen["piece"].text) and a.quote.char_start < seen["piece"].char_start
 
 
+def _unsure_of(opening: str):
+    """A stand-in for ``spans.answer_span``: the read-back sentence opening with ``opening``, not sure of any span."""
+    from longmem_core.answer import spans
+
+    def unsure(model, prompt, sentences, question, stop, source_of):
+        intro = next(s for s in sentences if s.text.startswith(opening))
+        return spans.Span(intro, intro.text, intro.char_start, intro.char_end, 0.0), False
+    return unsure
+
+
 def test_a_sentence_answer_reads_on_into_the_next_sentence_only_where_it_would_be_read_back(make_model, monkeypatch):
     import dataclasses
     from longmem_core.answer import settings, spans
@@ -181,10 +191,7 @@ def test_a_sentence_answer_reads_on_into_the_next_sentence_only_where_it_would_b
             "reruns the command numbered 5 in the history list. The harbour is quiet at night.")
     model.memorize(text, bank, source="manual")
 
-    def intro_unsure(model, prompt, sentences, question, stop, source_of):
-        intro = next(s for s in sentences if s.text.startswith("Previous commands"))
-        return spans.Span(intro, intro.text, intro.char_start, intro.char_end, 0.0), False
-    monkeypatch.setattr(spans, "answer_span", intro_unsure)
+    monkeypatch.setattr(spans, "answer_span", _unsure_of("Previous commands"))
     question = "How do I rerun command 5 from the history list?"
     a = answer.answer(model, bank, question, mode="quote")
     assert a.text == a.quote.text and a.complete and not a.short
@@ -203,10 +210,7 @@ def test_a_sentence_answer_reads_on_into_a_next_sentence_that_points_back_at_it(
             "for its own: vdmlisting. The harbour is quiet at night.")
     model.memorize(text, bank, source="manual")
 
-    def intro_unsure(model, prompt, sentences, question, stop, source_of):
-        intro = next(s for s in sentences if s.text.startswith("The VDM"))
-        return spans.Span(intro, intro.text, intro.char_start, intro.char_end, 0.0), False
-    monkeypatch.setattr(spans, "answer_span", intro_unsure)
+    monkeypatch.setattr(spans, "answer_span", _unsure_of("The VDM"))
     a = answer.answer(model, bank, "What typesets VDM?", mode="quote")
     assert a.text == ("The VDM language is not directly supported by the listings package. It needs a package for its "
                       "own: vdmlisting.")  # "It needs..." shares no word with the question, but points back

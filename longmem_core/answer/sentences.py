@@ -5,9 +5,9 @@ question.
 Measured on this project's 135M backbone, a long prompt of passages often makes it talk about the passages
 instead of answering (docs/DESIGN.md section 2), while it copies a fact stated in a
 short context. Sentence read-back keeps the same search and passages, cuts them into sentences, ranks the
-sentences by BM25 against the question (the sentences of the found passages are the collection), and puts only
-the best few, in document order, before the question: a short prompt whose every line was chosen for the
-question.
+sentences by BM25 against the question (the sentences of the found passages are the collection; ``weight``: code
+counts less, and a number more where the question asks for one), and puts only the best few, in document order,
+before the question: a short prompt whose every line was chosen for the question.
 
 Pure functions over ``read_back.Passage`` lists; ``narrow`` turns a ``read_back.ReadBack`` into its sentence form.
 For the quote mode's answers (``answer.py``): ``whole_sentence`` widens a scored piece to its sentence, and
@@ -38,11 +38,12 @@ _POINTS_BACK = re.compile(r"^(it|its|this|these|that|those|they|their|such|there
                           r"in this case|in that case|in the latter case|in addition|in particular|the latter|"
                           r"the former|note|example)\b", re.IGNORECASE)
 # a question asking for a number: its answer is a sentence holding a digit more often than not
-_QUANTITY = re.compile(r"\b(?:how (?:many|much|long|big|large|wide|tall|high|often|far|old)|what (?:size|percentage|year|"
-                       r"version|value|number|step|amount|width|height|length|ratio)|which (?:year|version|number)|"
-                       r"default value|when did|in what year)\b", re.IGNORECASE)
+_QUANTITY = re.compile(r"\b(?:how (?:many|much|long|big|large|wide|tall|high|often|far|old)|"
+                       r"what (?:size|percentage|year|version|value|number|step|amount|width|height|length|ratio)|"
+                       r"which (?:year|version|number)|default value|when did|in what year)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
-_PLAIN_WORD = re.compile(r"^[(\"'\u2018\u201c]?[A-Za-z][a-z'\u2019-]*[,.;:)\"'\u2019\u201d]*$")  # "the", "option,", "(see"
+# a plain word, perhaps in quotes or brackets or before a comma: "the", "option,", "(see"
+_PLAIN_WORD = re.compile(r"^[(\"'\u2018\u201c]?[A-Za-z][a-z'\u2019-]*[,.;:)\"'\u2019\u201d]*$")
 _CAPITAL_LINE = re.compile(r"\n[ \t]*([A-Z])")  # a line opening with a capital letter
 
 
@@ -246,7 +247,7 @@ def prose_share(text: str) -> float:
 
 def weight(text: str, quantity: bool) -> float:
     """What a sentence's BM25 score is multiplied by: ``settings.SENTENCES.code_weight`` where it is mostly code
-    ("588 \\define@key{Gm}{showframe}[true]..."; ``prose_share`` under ``settings.SENTENCES.min_prose``), and
+    ("\\num{0.001} \\\\ \\num{0.0100} \\\\ ..."; ``prose_share`` under ``settings.SENTENCES.min_prose``), and
     1 + ``settings.SENTENCES.number_bonus`` where the question asks for a quantity and it holds a digit."""
     conf = settings.SENTENCES
     out = conf.code_weight if prose_share(text) < conf.min_prose else 1.0
