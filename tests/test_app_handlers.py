@@ -201,6 +201,15 @@ def test_a_sentence_answer_is_shown_once_as_its_quote_and_a_short_one_above_it()
                                                         "short": True})
 
 
+def test_a_retrieved_chunk_is_marked_in_whole_words():
+    from app.views.chat import whole_words
+    chunk = {"source": "geometry.pdf", "char_start": 40, "char_end": 48, "text": ".7 (body", "score": 0.04,
+             "before": "the default horizontal margin. scale=0", "after": " is 0.7 x paper"}
+    html = views.retrieved({"memory_tokens": 9, "mode": "quote", "retrieved": [chunk]})
+    assert "<mark>scale=0.7 (body</mark> is 0.7" in html  # a chunk starting inside a word marks the whole word
+    assert whole_words("the ", "scale", " is") == ("the ", "scale", " is")  # whole already: unchanged
+
+
 def test_chat_refuses_an_unknown_mode(model, tmp_path):
     session = filled(model, tmp_path)
     with pytest.raises(AppError, match="Unknown answer mode"):

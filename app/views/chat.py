@@ -64,7 +64,7 @@ def retrieved(result: dict, untrained: bool = False) -> str:
                  f'<div class="lm-readback-text">{escape(result["context"])}</div></details>')
     cards = []
     for rank, r in enumerate(result.get("retrieved", []), 1):
-        before, after = r.get("before", ""), r.get("after", "")
+        before, marked, after = whole_words(r.get("before", ""), r["text"], r.get("after", ""))
         score = (f'{r["score"] * 100:.1f}% of memory attention' if spec is not None and spec.attends
                  else f'search score {r["score"]:.3f}')
         page = f' · page {escape(str(r.get("page_label") or r["page"]))}' if r.get("page") else ""
@@ -72,8 +72,17 @@ def retrieved(result: dict, untrained: bool = False) -> str:
             '<div class="lm-chunk">'
             f'<div class="lm-chunk-head"><b>#{rank}</b> {escape(r["source"])}{page} · characters '
             f'{number(r["char_start"])}–{number(r["char_end"])} <span class="lm-score">{score}</span></div>'
-            f'<div class="lm-context">{"…" if r["char_start"] > len(before) else ""}{escape(flat(before))}<mark>{escape(flat(r["text"]))}'
+            f'<div class="lm-context">{"…" if r["char_start"] > len(before) else ""}{escape(flat(before))}<mark>{escape(flat(marked))}'
             f'</mark>{escape(flat(after))}{"…" if after else ""}</div></div>')
     if not cards:
         cards.append('<div class="lm-empty">No chunk was retrieved.</div>')
     return head + "".join(cards)
+
+
+def whole_words(before: str, text: str, after: str) -> tuple[str, str, str]:
+    """A retrieved chunk's text with the context around it, the chunk widened to whole words for display: a chunk is
+    a run of tokens, which can start or end inside a word (".7 (body" of "scale=0.7 (body"); the mark then covers
+    the words it touches."""
+    lead = before.split()[-1] if before.split() and before[-1:].strip() and text[:1].strip() else ""
+    trail = after.split()[0] if after.split() and after[:1].strip() and text[-1:].strip() else ""
+    return before[:len(before) - len(lead)], lead + text + trail, after[len(trail):]
