@@ -50,7 +50,8 @@ B=$BOOKS
 TRAIN=("$B/a_tale_of_two_cities.txt" "$B/adventures_of_huckleberry_finn.txt" "$B/dracula.txt" "$B/great_expectations.txt"
        "$B/middlemarch.txt" "$B/moby_dick.txt" "$B/war_and_peace.txt" "$B/wuthering_heights.txt")
 VAL=("$B/the_time_machine.txt" "$B/frankenstein.txt")
-COMMON=(--checkpoint assets/sidenet.safetensors --device "$DEVICE" --trainable memory --grad-accum 2 --lr 1e-3)
+# the memory branch closed at init, its factors kept at 0 or above (train --branch-floor, the default; issue 30)
+COMMON=(--checkpoint assets/sidenet.safetensors --memory-branch closed --device "$DEVICE" --trainable memory --grad-accum 2 --lr 1e-3)
 
 PROBE_STEPS=${PROBE_STEPS:-30}
 stamp "3. training speed probe ($PROBE_STEPS steps)"
