@@ -170,9 +170,7 @@ class LoopConfig:
     gate_lr_scale: float = option(20.0, "the per-head gate logits and side scales learn this much faster (they must travel O(1))")
     trainable: str = option("memory", "SideNet parameters trained", choices=TRAINABLE)
     branch_floor: bool = option(True, "keep the closed memory branch's per-head factors at 0 or above (projected after "
-                                "each step; beyond the paper): a head never moves away from what memory gives. 150 steps "
-                                "on one book, held-out perplexity -1.56% against -1.29% unconstrained (docs/results/"
-                                "closed_branch.md)")
+                                "each step; beyond the paper): a head never moves away from what memory gives")
     checkpoint_every: int = option(100, "steps between checkpoints (and validations)")
     eval_every: int | None = option(None, "steps between validations (default: at every checkpoint)")
     seed: int = option(0, "seed of the data plan and sampling")

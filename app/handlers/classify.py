@@ -95,8 +95,8 @@ def load_demonstrations(model: LongMemModel, session: Session, demos: Demonstrat
 
 
 # the modes the tab computes beside the paper's memory layer: the default (auto: a combination learned on held-out
-# demonstrations), every candidate whose held-out accuracy is shown beside it, in context only (the baseline shown beside it) and
-# the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
+# demonstrations), every candidate whose held-out accuracy is shown beside it, in context only (the baseline shown
+# beside it) and the 5-NN vote over the same keys (cheap: no model pass beyond the text's key)
 TAB_MODES: tuple[str, ...] = tuple(dict.fromkeys((icl_modes.DEFAULT_MODE, "auto",
                                                    *classify_settings.SELECTION.candidates,
                                                    "context", "context_cal", "centroid", "knn")))

@@ -25,8 +25,8 @@ Modes:
 - ``quote`` (beyond the paper; the default): ``sentences_hybrid_cache``'s search and sentences, but the answer is the
   read-back sentence holding the span the backbone finds most likely as the whole answer (``spans.py``), quoted
   exactly with its source, page label and section (``quote.py``), reading on into the next sentence where that one
-  points back at it or bears on the question (``Answering.read_on``). The span alone answers only where ``settings.SPANS.sure_margin`` says the backbone is
-  sure of it: never, by default.
+  points back at it or bears on the question (``Answering.read_on``). The span alone answers only where
+  ``settings.SPANS.sure_margin`` says the backbone is sure of it: never, by default.
   Where no sentence shares a word with the question, it says "I did not find this in what I read." A caller's
   answer prefix gets ``sentences_hybrid_cache``'s continuation.
 

@@ -5,8 +5,8 @@ context only, the paper's memory layer, a k-NN vote over the demonstrations' sto
 demonstrations in context, label centroids over centred keys, contextual calibration, their mixture
 ``centroid_context``, and the default, ``auto``: a combination of those whose weights the demonstrations held out of
 memory teach (``icl_select.py``, ``icl_combine.py``; both beyond the paper). ``ModeClassifier`` reads what the modes
-share once per demonstration set and classifies one text at a time (the app); ``evaluate_modes`` runs a test set through every
-mode (``eval-icl``). The templates, demonstration memory and label scoring come from ``icl.py``.
+share once per demonstration set and classifies one text at a time (the app); ``evaluate_modes`` runs a test set
+through every mode (``eval-icl``). The templates, demonstration memory and label scoring come from ``icl.py``.
 """
 from __future__ import annotations
 

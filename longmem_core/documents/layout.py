@@ -86,9 +86,10 @@ def is_lettered_heading(line: str) -> bool:
     """An appendix heading lettered without a dot, its title in title case ("F Revision History"); a title of one
     word only after "Appendix" ("R Schlicht", an author's initial and name on a title page, is no heading)."""
     m = _LETTER_HEADING.match(line)
-    if m is None or (len(m.group("title").split()) < 2 and not line.strip().lower().startswith("appendix")):
+    words = m.group("title").split() if m else []
+    if len(words) < 2 and not (words and line.strip().lower().startswith("appendix")):
         return False
-    return all(w[:1].isupper() or w in _JOINING_WORDS for w in m.group("title").split())
+    return all(w[:1].isupper() or w in _JOINING_WORDS for w in words)
 
 
 def is_heading(line: str) -> bool:
