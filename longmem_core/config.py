@@ -70,6 +70,7 @@ class LongMemConfig:
     side_init: str = "identity"  # "paper": side layers as in the paper (side output != backbone output at init); "identity": each side layer's block update is scaled by a trainable per-layer factor that starts at 0, so with empty memory the untrained model equals the backbone exactly
     memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search; also the memory attention with memory_query_delta_in_attention), trained for retrieval by ``train-retrieval`` (training/objectives/retrieval.py); 0: memory queries are the block's own queries
     memory_query_delta_in_attention: bool = False  # False: the delta changes only which chunks are retrieved; True: also the memory attention's queries
+    meaning_dim: int = 0  # >0: the SideNet holds the meaning search's two linear maps into a space this wide (model/meaning.py; beyond the paper; issue 25), trained by ``train-meaning``; 0: none
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
     memory_branch: str = "closed"  # "closed": a trainable per-head scale on what memory changes in the memory layer's attention output starts at 0, so an untrained SideNet computes exactly what it computes without memory (with side_init="identity": the backbone), whatever memory holds, and every effect of memory is the training's (beyond the paper; issue 30); "open": no such scale, memory enters at init through the gates (the paper's init, and every checkpoint written before this field existed)
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
@@ -92,6 +93,8 @@ class LongMemConfig:
             raise ValueError(f"side_init must be one of {SIDE_INITS}, got {self.side_init!r}")
         if self.memory_branch not in MEMORY_BRANCHES:
             raise ValueError(f"memory_branch must be one of {MEMORY_BRANCHES}, got {self.memory_branch!r}")
+        if self.meaning_dim < 0:
+            raise ValueError(f"meaning_dim must be >= 0, got {self.meaning_dim}")
         if self.memory_query_rank < 0:
             raise ValueError(f"memory_query_rank must be >= 0, got {self.memory_query_rank}")
         check_index_kind(self.index)
@@ -262,6 +265,30 @@ class RecallTrainConfig(LoopConfig):
     shift_values: bool = option(False, "experiment: store each key with the next token's value (a checkpoint trained "
                                 "so does not fit the model's own banks)")
     eval_examples: int = option(24, "held-out examples")
+
+
+@dataclass
+class MeaningTrainConfig:
+    """Train the meaning search (beyond the paper): two linear maps from a sentence's or a question's mean
+    memory-layer value into a shared space, so a question finds the sentence it asks about in other words
+    (``train-meaning``; training/meaning.py)."""
+
+    data: list[str] = option([], "training books (.txt): the pairs' facts are planted in them; the book questions "
+                             "name their book by file name", positional=True)
+    pairs: str | None = option("data/train/paraphrase_train.jsonl", "facts and questions in other words (.jsonl)")
+    book_questions: str | None = option("data/train/book_questions.jsonl",
+                                        "questions about real sentences of the training books (.jsonl)")
+    checkpoint: str | None = option(None, "start from this checkpoint (default: the shipped one); its other "
+                                    "parameters are kept as they are")
+    out: str = option("runs/meaning", "run folder: sidenet.safetensors, report.json")
+    dim: int = option(256, "width of the shared space (meaning_dim)")
+    steps: int = option(3000, "optimizer steps, one document each")
+    lr: float = option(1e-3, "AdamW learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    temperature: float = option(0.05, "InfoNCE temperature")
+    facts_per_document: int = option(16, "facts planted in each training document")
+    document_chars: int = option(16_000, "characters of book text in each training document")
+    seed: int = option(0, "seed of the planting, the shuffling and the maps' init")
 
 
 @dataclass

@@ -13,8 +13,8 @@ from test_cli import run
 PARAPHRASE = ROOT / "data" / "needles" / "paraphrase.jsonl"
 LITERAL = ROOT / "data" / "needles" / "literal.jsonl"
 RECORD_KEYS = {"pairs", "id", "kind", "split", "question", "answers", "depth", "found", "found_memory", "found_bm25",
-               "read_back", "answered", "output", "rank_memory", "rank_bm25", "answer_elsewhere", "shared_words"}
-ROW_KEYS = {"pairs", "kind", "n", "found", "found_memory", "found_bm25", "read_back", "answered"}
+               "found_meaning", "read_back", "answered", "output", "rank_memory", "rank_bm25", "answer_elsewhere", "shared_words"}
+ROW_KEYS = {"pairs", "kind", "n", "found", "found_memory", "found_bm25", "found_meaning", "read_back", "answered"}
 
 
 def stems(text: str) -> set[str]:

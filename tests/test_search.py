@@ -157,7 +157,7 @@ def test_bm25_alone_lists_only_chunks_sharing_a_word_best_first(tiny_model):
     assert found[0].info.char_start < len("The harbour of Tarn")  # (tiny chunks: the word lies in its window)
     assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
     assert search.lexical_chunks(tiny_model, bank, "zeppelin", search_top=6) == []
-    assert set(search.SEARCHES) == {"model", "hybrid", "bm25"}
+    assert set(search.SEARCHES) == {"model", "hybrid", "bm25", "meaning"}
 
 
 def test_bm25_of_the_hybrid_search_drops_question_words(tiny_model):

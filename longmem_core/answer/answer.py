@@ -233,7 +233,7 @@ def prepare(model: LongMemModel, bank: MemoryBank | None, question: str, mode: s
         found = read_back.read_back(model, bank, find(model, bank, looked_for, search_top), chars=chars, budget=budget)
         if spec.sentences:
             found = sentences.narrow(found, looked_for, read_back.token_counter(model), sources=bank.sources,
-                                     anchors=search.settings.SEARCH.memory_slots)
+                                     anchors=search.anchor_count(model))
         chunks, context, kept, passages = found.chunks, found.context, found.sentences, found.passages
     elif spec.cache and has_memory:
         chunks = search.rank_chunks(model, bank, looked_for, search_top)

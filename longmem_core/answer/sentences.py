@@ -24,6 +24,7 @@ from ..documents import layout
 from ..model.model import Retrieved
 from .read_back import Passage, ReadBack, sentence_bounds
 from . import settings
+from ..model import settings as search_settings
 from ..model.search import stop_words
 
 # How many sentences are kept and which, how long a piece is, what a title is, BM25's b: settings.SENTENCES. A long
@@ -234,6 +235,19 @@ def score(sentences: list[Sentence], question: str) -> None:
         s.score, s.matched = float(x) * weight(s.text, quantity), frozenset(asked.intersection(tokens))
 
 
+def question_words(question: str) -> set[str]:
+    """The question's words BM25 scores with (stop words dropped)."""
+    import bm25s
+    return set(bm25s.tokenize([question], stopwords=stop_words(), show_progress=False, return_ids=False)[0])
+
+
+def coverage(sentences: list[Sentence], question: str) -> float:
+    """The largest share of the question's words one sentence holds (after ``score``; 0 for a question of stop words
+    only)."""
+    asked = question_words(question)
+    return max((len(s.matched) for s in sentences), default=0) / len(asked) if asked else 0.0
+
+
 def asks_a_quantity(question: str) -> bool:
     """Does ``question`` ask for a number ("How much memory...", "About how long...", "What step size...")?"""
     return bool(_QUANTITY.search(question))
@@ -326,10 +340,10 @@ def furniture_of(sources: list[dict], passages: list[Passage]) -> dict[int, list
 
 
 def anchor(sentences: list[Sentence], passages: list[Passage], count: int) -> None:
-    """Mark ``anchored`` the sentences holding the first ``count`` chunks (list order) the model's own search listed
-    (``Retrieved.found_by == "memory"``): what the memory found by meaning is read even when it shares no word with
-    the question."""
-    own = [r for p in passages for r in p.chunks if r.found_by == "memory"]
+    """Mark ``anchored`` the sentences holding the best ``count`` chunks the model's own search or the meaning search
+    listed in places of their own (``Retrieved.found_by`` "memory" or "meaning"): what the memory found by meaning is
+    read even when it shares no word with the question."""
+    own = [r for p in passages for r in p.chunks if r.found_by in ("memory", "meaning")]
     own = sorted(own, key=lambda r: -r.score)[:count]
     for s in sentences:
         s.anchored = any(passages[s.passage].source == r.info.source and r.info.char_start < s.char_end
@@ -354,14 +368,16 @@ def narrow(found: ReadBack, question: str, count_tokens: Callable[[str], int], *
            before: int | None = None, drop_dominated: bool | None = None,
            sources: list[dict] | None = None, anchors: int = 0) -> ReadBack:
     """``found`` cut to its best sentences for ``question`` (``choose``; options left None are
-    ``settings.SENTENCES``'s), with the sentences holding the model's own ``anchors`` best chunks (``anchor``). When
+    ``settings.SENTENCES``'s), with the sentences holding the model's own ``anchors`` best chunks (``anchor``) where
+    no sentence holds ``SEARCH.meaning_below`` of the question's words (``coverage``). When
     no sentence shares a word with the question (BM25 has nothing to go on) and none is anchored, ``found`` is
     returned unchanged: the whole passages are read back. ``sources``: the bank's sources, whose lines that are not
     prose (``layout.furniture``) are never read back."""
     budget = settings.SENTENCES.sentence_tokens if budget is None else budget  # the anchored sentences' too
     sentences = split(found.passages, furniture_of(sources, found.passages) if sources else None)
     score(sentences, question)
-    anchor(sentences, found.passages, anchors)
+    if coverage(sentences, question) < search_settings.SEARCH.meaning_below:  # the question's words point nowhere
+        anchor(sentences, found.passages, anchors)
     kept = choose(sentences, count_tokens, top=top, budget=budget, neighbours=neighbours, min_share=min_share,
                   before=before, drop_dominated=drop_dominated)
     kept = with_anchors(kept, sentences, count_tokens, budget)

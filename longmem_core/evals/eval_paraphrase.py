@@ -11,6 +11,8 @@ asked. Per pair, all in the same bank:
   with BM25) finds the fact: one of its ``--search-top`` chunks lies so near the fact that the passage read back around
   it (``read_back.expand``, ``settings.READ_BACK.passage_chars``) holds the whole fact;
 - ``found_memory``: the same for the model's own memory search alone (``search.rank_chunks``);
+- ``found_meaning``: the same for the meaning search alone (``search.meaning_chunks``; beyond the paper; false where the
+  checkpoint did not train it);
 - ``found_bm25``: the same for the hybrid's BM25 side alone (``search.lexical_scores``: BM25 over the words around
   each chunk), chunks sharing no word with the question left out;
 - ``read_back``: the whole fact is in the text the answer mode read into its prompt (``Answer.context``);
@@ -192,6 +194,7 @@ def ask_pair(model, bank, document: str, pair: dict, fact: Fact, *, mode: str, s
               "found": finds_fact(mode_search(model, bank, q, search_top), document, bounds, fact),
               "found_memory": finds_fact(search.rank_chunks(model, bank, q, search_top), document, bounds, fact),
               "found_bm25": finds_fact(search.lexical_chunks(model, bank, q, search_top), document, bounds, fact),
+              "found_meaning": finds_fact(search.meaning_chunks(model, bank, q, search_top), document, bounds, fact),
               "read_back": " ".join(fact.text.split()) in " ".join(ans.context.split()),
               "answered": mentions(ans.text, pair["answers"]), "output": ans.text,
               "rank_memory": rank_of(memory, positions) if positions else None,
@@ -211,7 +214,7 @@ def run_pair(model, haystack: Haystack, pair: dict, *, length: int, mode: str, s
                     max_new_tokens=max_new_tokens)
 
 
-SHARES = ("found", "found_memory", "found_bm25", "read_back", "answered")
+SHARES = ("found", "found_memory", "found_bm25", "found_meaning", "read_back", "answered")
 
 
 def summary(pairs_name: str, kind: str, records: list[dict]) -> dict:
@@ -321,11 +324,13 @@ def run(args: argparse.Namespace, load_model: Callable[[], object]) -> dict:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'pairs':<12}{'kind':<13}{'n':>4}{'found':>8}{'memory':>8}{'bm25':>8}{'read':>8}{'answered':>10}"]
+    lines = [f"{'pairs':<12}{'kind':<13}{'n':>4}{'found':>8}{'memory':>8}{'meaning':>8}{'bm25':>8}{'read':>8}"
+             f"{'answered':>10}"]
     for r in result["rows"]:
         lines.append(f"{r['pairs']:<12}{r['kind']:<13}{r['n']:>4}{r['found']:>8.2f}{r['found_memory']:>8.2f}"
-                     f"{r['found_bm25']:>8.2f}{r['read_back']:>8.2f}{r['answered']:>10.2f}")
+                     f"{r.get('found_meaning', 0):>8.2f}{r['found_bm25']:>8.2f}{r['read_back']:>8.2f}"
+                     f"{r['answered']:>10.2f}")
     lines.append(f"mode {result['mode']} (default {result['default_mode']}); found: its search "
-                 f"({result['search_top']} chunks); memory: the model's search alone; bm25: BM25 alone; read: the fact "
+                 f"({result['search_top']} chunks); memory: the model's search alone; meaning: the meaning search alone; bm25: BM25 alone; read: the fact "
                  f"in its prompt; {result['length']} tokens, split {result['split']}, {result['seconds']} s")
     return "\n".join(lines)

@@ -83,13 +83,16 @@ def load_checkpoint(model: "LongMemModel", path: str | Path) -> set[str]:
 
 
 def trained_parts(parameter_names: set[str], memory_index: int) -> set[str]:
-    """What a checkpoint with these parameters set: "search" (the memory-query delta), "memory_layer" (the memory
+    """What a checkpoint with these parameters set: "search" (the memory-query delta), "meaning" (the meaning search's
+    maps), "memory_layer" (the memory
     side layer ``memory_index``, the gates or the memory branch's scale), "side_layers" (any other side layer or scale)."""
     memory = f"side.layers.{memory_index}."
     parts = set()
     for name in parameter_names:
         if name.startswith("side.q_mem_"):
             parts.add("search")
+        elif name.startswith("side.meaning."):
+            parts.add("meaning")
         elif name in ("side.gate", "side.memory_scale") or name.startswith(memory):
             parts.add("memory_layer")
         elif name.startswith("side."):

@@ -14,7 +14,7 @@ class Retrieved:
     info: ChunkInfo
     score: float
     found_by: str = ""  # the search that listed it, where one is named: "memory" (the model's own search, keys and
-    # SideNet queries), "hybrid" (that search fused with BM25), "bm25"
+    # SideNet queries), "hybrid" (that search fused with BM25), "bm25", "meaning" (the meaning search, meaning.py)
 
     def to_dict(self) -> dict:
         i = self.info

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..memory.memory_bank import MemoryBank
-from . import settings
+from . import meaning, settings
 from .retrieved import Retrieved
 
 if TYPE_CHECKING:  # the model calls this module (LongMemModel.retrieve); annotations only
@@ -252,13 +252,48 @@ def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top:
     conf = settings.SEARCH
     lexical_weight = conf.lexical_weight if lexical_weight is None else lexical_weight
     own = chunk_scores(model, bank, query)
-    fused = reciprocal_rank_fusion(own, lexical_scores(bank, query, window), weights=(1.0, lexical_weight))
+    scores, weights = [own, lexical_scores(bank, query, window)], [1.0, lexical_weight]
+    sense = meaning.meaning_scores(model, bank, query) if meaning.available(model) else None
+    if sense is not None:  # cosines in [-1, 1], shifted so every chunk gets its rank's share
+        scores.append(sense + 1.0)
+        weights.append(conf.meaning_weight)
+    fused = reciprocal_rank_fusion(*scores, weights=tuple(weights))
     gap = spread_gap(bank) if gap is None else gap
     slots = conf.memory_slots if memory_slots is None else memory_slots
     chosen = spread_top(fused, bank.chunk_source, search_top, gap)
     best_own = spread_top(own, bank.chunk_source, slots, gap) if slots > 0 else []
     mine = with_memory_slots(chosen, best_own, bank.chunk_source, gap)
-    return [r for i in mine for r in at_positions(bank, fused, [i], "hybrid" if i in chosen else "memory")]
+    best_sense = (spread_top(sense, bank.chunk_source, conf.meaning_slots, gap)
+                  if sense is not None and conf.meaning_slots > 0 and word_share(bank, query, scores[1], window)
+                  < conf.meaning_below else [])
+    mine = with_memory_slots(mine, best_sense, bank.chunk_source, gap)
+    by = lambda i: "hybrid" if i in chosen else "meaning" if i in best_sense else "memory"  # noqa: E731
+    return [r for i in mine for r in at_positions(bank, fused, [i], by(i))]
+
+
+def word_share(bank: MemoryBank, query: str, lexical: torch.Tensor, window: int | None = None) -> float:
+    """The share of the query's words (``stop_words`` dropped) found in the words around BM25's best chunk
+    (``lexical``: ``lexical_scores``; ``window`` chunks each side): high where the question's own words point at a
+    passage, 0 where no chunk shares a word with it."""
+    import bm25s
+    stop = settings.SEARCH.lexical_stop_words or stop_words()
+    asked = set(bm25s.tokenize([query], stopwords=stop, show_progress=False, return_ids=False)[0])
+    if not asked or float(lexical.max()) <= 0:
+        return 0.0
+    window = settings.SEARCH.lexical_window if window is None else window
+    best, ids, src = int(lexical.argmax()), bank.chunk_ids, bank.chunk_source
+    around = "".join(bank.chunk_info(int(ids[j])).text for j in range(max(0, best - window),
+                                                                       min(len(ids), best + window + 1))
+                     if src[j] == src[best])
+    words = set(bm25s.tokenize([around], stopwords=stop, show_progress=False, return_ids=False)[0])
+    return len(asked & words) / len(asked)
+
+
+def anchor_count(model: LongMemModel) -> int:
+    """How many of the hybrid listing's chunks are kept for a search's own best (``memory_slots``, and
+    ``meaning_slots`` where the checkpoint trained the meaning search): the sentences holding them are read back."""
+    conf = settings.SEARCH
+    return conf.memory_slots + (conf.meaning_slots if meaning.available(model) else 0)
 
 
 def with_memory_slots(fused: list[int], own: list[int], sources: np.ndarray, gap: int) -> list[int]:
@@ -283,6 +318,16 @@ def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top
     return [r for r in listed(bank, lexical_scores(bank, query, window), search_top, gap, "bm25") if r.score > 0]
 
 
+def meaning_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top: int = 6, *,
+                   gap: int | None = None) -> list[Retrieved]:
+    """Like ``rank_chunks``, ranked by the meaning search alone (``meaning.meaning_scores``: the sentence's cosine
+    with the query in the trained space); empty where the checkpoint did not train it."""
+    model.check_bank(bank)
+    if bank.n_chunks == 0 or not meaning.available(model):
+        return []
+    return listed(bank, meaning.meaning_scores(model, bank, query), search_top, gap, "meaning")
+
+
 # the searches a mode can read back from, by ``answer.Mode.read_back``: the model's own memory search (the paper's
 # keys and the SideNet's queries), that search fused with BM25, and BM25 alone (a yardstick for the other two)
-SEARCHES = {"model": rank_chunks, "hybrid": hybrid_chunks, "bm25": lexical_chunks}
+SEARCHES = {"model": rank_chunks, "hybrid": hybrid_chunks, "bm25": lexical_chunks, "meaning": meaning_chunks}

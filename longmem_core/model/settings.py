@@ -28,6 +28,14 @@ class SearchSettings:
     memory_slots: int = tuned(
         0, "places of the hybrid listing kept for the model's own best chunks whatever BM25 says: off, as 1 and 2 "
            "answered no more facts asked in other words", "paraphrase.md")
+    meaning_weight: float = tuned(
+        1.0, "the meaning search's weight in the fusion, where the checkpoint trained it (meaning.py)", "paraphrase.md")
+    meaning_slots: int = tuned(
+        1, "places of the hybrid listing kept for the meaning search's best sentences whatever BM25 says (meaning.py)",
+        "paraphrase.md")
+    meaning_below: float = tuned(
+        0.3, "the meaning search's places and read-back only where no passage holds this share of the question's "
+             "words (above it, they took right answers away on PDFs)", "paraphrase.md")
     lexical_stop_words: str | None = tuned(
         None, "words BM25 drops: None is search.stop_words() (question words too), which read back more answers "
               "than bm25s's own list 'en'", "qa.md")

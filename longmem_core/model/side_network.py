@@ -23,6 +23,7 @@ from .attention import apply_rope, memory_augmented_attention
 from .backbone import Block, FrozenBackbone
 from ..config import LongMemConfig
 from .kv_cache import KVCache
+from .meaning import MeaningProjection
 from ..memory.memory_bank import MemoryHits
 
 
@@ -93,6 +94,10 @@ class SideNetwork(nn.Module):
             self.q_mem_up = nn.Linear(cfg.memory_query_rank, out, bias=False)
             nn.init.normal_(self.q_mem_down.weight, std=width ** -0.5)
             nn.init.zeros_(self.q_mem_up.weight)
+        # optional maps of the meaning search (meaning.py; beyond the paper): questions and sentences, each as the
+        # mean of its tokens' memory-layer values [G*D], into a shared space of cfg.meaning_dim
+        self.meaning = (MeaningProjection(backbone.n_kv_heads * backbone.head_dim, cfg.meaning_dim)
+                        if cfg.meaning_dim > 0 else None)
         # the delta is trained for search; the memory attention weighs what was found with the block's own queries
         # unless memory_query_delta_in_attention
         self.delta_in_attention = cfg.memory_query_delta_in_attention

@@ -1,4 +1,5 @@
-"""The training subcommands: ``train`` (language modelling), ``train-retrieval``, ``train-recall``, ``train-chat``.
+"""The training subcommands: ``train`` (language modelling), ``train-retrieval``, ``train-recall``, ``train-chat``,
+``train-meaning``.
 
 Each builds its model and data, runs the one loop (``loop.run``) with its objective, and returns a JSON-able
 summary; ``register(sub)`` adds them to the CLI with options generated from their config dataclasses.
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import (MEMORY_BRANCHES, ChatTrainConfig, RecallTrainConfig, RetrievalTrainConfig, TrainConfig,
-                      default_checkpoint, preset)
+from ..config import (MEMORY_BRANCHES, ChatTrainConfig, MeaningTrainConfig, RecallTrainConfig, RetrievalTrainConfig,
+                      TrainConfig, default_checkpoint, preset)
 from ..options import CliError, add_common, add_config_options, config_from_args
 from .corpus import text_files
 from .loop import RunResult, rank_world, run
@@ -118,6 +119,48 @@ def train_chat(model, cfg: ChatTrainConfig, log=_stderr) -> dict:
     return {"checkpoint": str(result.checkpoint), "steps": cfg.steps, "val_before": before, "val_after": result.validation}
 
 
+def train_meaning(model, cfg: MeaningTrainConfig, log=_stderr) -> dict:
+    """The meaning search's maps trained from ``model`` (built with ``meaning_dim``); the checkpoint is written
+    with every parameter the loaded one set. Returns the summary written to ``report.json``."""
+    import time
+    from .meaning import book_question_documents, fit, pair_documents, ranks, read_jsonl
+    if model.side.meaning is None:
+        raise ValueError("the model has no meaning search (meaning_dim 0)")
+    t0 = time.perf_counter()
+    books = list(cfg.data)
+    if not books:
+        raise ValueError("give at least one training book")
+    docs = []
+    if cfg.pairs:
+        docs += pair_documents(model, books, read_jsonl(cfg.pairs), cfg.facts_per_document, cfg.document_chars,
+                               cfg.seed, log)
+    if cfg.book_questions:
+        docs += book_question_documents(model, books, read_jsonl(cfg.book_questions), cfg.document_chars, log)
+    if not docs:
+        raise ValueError("no training documents: give --pairs or --book-questions for these books")
+    t_features = time.perf_counter() - t0
+    model.requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    proj = model.side.meaning
+    for layer in (proj.question, proj.sentence):
+        layer.reset_parameters()
+    proj.requires_grad_(True)
+    before = [r for d in docs for r in ranks(proj, d)]
+    losses = fit(proj, docs, steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                 temperature=cfg.temperature, seed=cfg.seed, log=log)
+    after = [r for d in docs for r in ranks(proj, d)]
+    out = Path(cfg.out)
+    path = model.save_checkpoint(out / "sidenet.safetensors", note=f"train-meaning: {len(docs)} documents, "
+                                                                   f"{cfg.steps} steps")
+    top5 = lambda rs: sum(r <= 5 for r in rs) / len(rs)  # noqa: E731
+    report = {"checkpoint": str(path), "documents": len(docs), "questions": len(before),
+              "training_top5_before": top5(before), "training_top5_after": top5(after), "losses": losses,
+              "seconds_features": round(t_features, 1), "seconds": round(time.perf_counter() - t0, 1),
+              "config": asdict(cfg)}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
 # ------------------------------------------------------------------------------------------ command line
 
 
@@ -188,6 +231,18 @@ def cmd_train_chat(args) -> dict:
         raise CliError(str(exc).splitlines()[0]) from exc
 
 
+def cmd_train_meaning(args) -> dict:
+    from ..model.model import LongMemModel
+    _threads(args)
+    cfg = config_from_args(MeaningTrainConfig, args, data=_files(args.data),
+                           checkpoint=args.checkpoint or default_checkpoint())
+    try:
+        model = LongMemModel.load(checkpoint=cfg.checkpoint, meaning_dim=cfg.dim)
+        return train_meaning(model, cfg)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from exc
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train the SideNet on .txt files read in order (memory of preceding segments)")
     add_config_options(p, TrainConfig)
@@ -213,6 +268,12 @@ def register(sub) -> None:
     add_config_options(p, RecallTrainConfig)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.set_defaults(run=cmd_train_recall, always_json=True)
+
+    p = sub.add_parser("train-meaning", help="train the meaning search (beyond the paper): questions find the "
+                                             "sentence they ask about in other words", description=MeaningTrainConfig.__doc__)
+    add_config_options(p, MeaningTrainConfig)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.set_defaults(run=cmd_train_meaning, always_json=True)
 
     p = sub.add_parser("train-chat", help="train on chat-format examples (answer tokens only), so a SideNet trained on "
                                           "books stays fluent in chat", description=ChatTrainConfig.__doc__)

@@ -1,0 +1,158 @@
+"""The meaning search (beyond the paper): which sentences in memory mean what a question asks, in other words too.
+
+Shape legend: G kv heads, D head dim, F = G * D value features, R the search's width, Nc chunks, S sentences.
+
+The bank already stores every token's memory-layer values (what the memory attention reads). A sentence of a
+source is represented by the mean of its tokens' values [F], a question by the mean of its own tokens' values,
+read alone up to the memory layer as memorizing reads a segment (opened by the sink token). Both are centred on
+the bank's mean sentence and taken by the SideNet's trained pair of linear maps (``MeaningProjection``: one for
+questions, one for sentences) into a shared space [R]; a sentence's score is its cosine with the question, and
+every chunk of a sentence gets its sentence's score. The maps are trained by ``train-meaning`` on facts asked in
+other words and on questions about real book sentences, this project's own (``data/train/``), every other
+sentence of the document a negative (InfoNCE).
+
+The paper's own search scores 4-token chunks by a query token's attention to their mean key; that search is
+``search.chunk_scores`` and is unchanged. This one adds a second score from the same stored values, pooled by
+sentence, and is used only when the loaded checkpoint trained its maps (``available``).
+"""
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..memory.memory_bank import MemoryBank
+
+if TYPE_CHECKING:
+    from .model import LongMemModel
+
+# a sentence ends at . ! ? (closing quotes or brackets may follow) before a capital, digit or opening quote, or at
+# a blank line
+SENTENCE_END = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[]*[A-Z0-9])|\n\s*\n")
+ABBREVIATION = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Mt|No|Fig|Vol|pp|cf|e\.g|i\.e|vs|etc)\.$")  # no sentence end after these
+MAX_SENTENCE_CHARS = 600  # a longer run without a sentence end (a table, a list) is cut into pieces this long
+
+
+class MeaningProjection(nn.Module):
+    """Two linear maps [F] -> [R]: one for questions, one for sentences. They start random: a model whose
+    checkpoint did not train them does not use them (``available``)."""
+
+    def __init__(self, features: int, width: int) -> None:
+        super().__init__()
+        self.question = nn.Linear(features, width)
+        self.sentence = nn.Linear(features, width)
+
+    def forward(self, questions: torch.Tensor, sentences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """questions [N, F], sentences [S, F], both centred -> unit vectors [N, R], [S, R]."""
+        unit = nn.functional.normalize
+        return unit(self.question(questions), dim=-1), unit(self.sentence(sentences), dim=-1)
+
+
+def available(model: LongMemModel) -> bool:
+    """Whether ``model``'s checkpoint trained the meaning search's maps."""
+    return model.side.meaning is not None and "meaning" in model.trained_parts()
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """The character spans of ``text``'s sentences (``SENTENCE_END``), a long run cut every ``MAX_SENTENCE_CHARS``."""
+    spans, start = [], 0
+    ends = [(m.end(1) if m.group(1) is not None else m.start(), m.end()) for m in SENTENCE_END.finditer(text)]
+    ends = [(e, a) for e, a in ends if not ABBREVIATION.search(text[max(0, e - 6):e])] + [(len(text), len(text))]
+    for end, after in ends:
+        while end - start > MAX_SENTENCE_CHARS:
+            spans.append((start, start + MAX_SENTENCE_CHARS))
+            start += MAX_SENTENCE_CHARS
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = after
+    return spans
+
+
+def chunk_sentences(bank: MemoryBank) -> np.ndarray:
+    """[Nc] (oldest first) the sentence each chunk belongs to, numbered over the bank: the sentence of its source's
+    text that holds the chunk's middle character (a 4-token chunk can straddle a sentence end); a chunk without a
+    character span is a sentence of its own."""
+    src, chars = bank.chunk_source, bank.chunk_chars
+    out = np.empty(len(src), dtype=np.int64)
+    spans: dict[int, np.ndarray] = {}
+    next_id = 0
+    offsets: dict[int, int] = {}
+    for i, (s, (a, b)) in enumerate(zip(src, chars)):
+        if s < 0 or a < 0:
+            out[i] = -1
+            continue
+        if s not in spans:
+            starts = np.array([x for x, _ in sentence_spans(bank.sources[s]["text"])] or [0], dtype=np.int64)
+            spans[s], offsets[s] = starts, next_id
+            next_id += len(starts)
+        out[i] = offsets[s] + max(0, int(np.searchsorted(spans[s], (a + b - 1) // 2, side="right")) - 1)
+    lone = out < 0
+    out[lone] = next_id + np.arange(int(lone.sum()))
+    _, dense = np.unique(out, return_inverse=True)  # sentences numbered 0..S-1 in bank order, none empty
+    return dense
+
+
+def sentence_values(bank: MemoryBank, which: np.ndarray) -> torch.Tensor:
+    """[S, F] the mean memory-layer value of each sentence's tokens (``which`` [Nc]: ``chunk_sentences``)."""
+    values = bank.values.float()  # [G, Nc, c, D]
+    mask = bank.token_mask.to(values.device)  # [Nc, c]
+    G, Nc, _, D = values.shape
+    sums = (values * mask[None, :, :, None]).sum(2).permute(1, 0, 2).reshape(Nc, G * D).cpu()  # [Nc, F]
+    counts = mask.sum(1).float().cpu()  # [Nc]
+    index = torch.from_numpy(which)
+    S = int(which.max()) + 1 if len(which) else 0
+    total = torch.zeros(S, G * D).index_add_(0, index, sums)
+    n = torch.zeros(S).index_add_(0, index, counts)
+    return total / n.clamp(min=1)[:, None]
+
+
+_CACHE: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple, tuple]]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def bank_sentences(model: LongMemModel, bank: MemoryBank) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """(which [Nc], the bank's mean sentence [F], projected sentences [S, R]), kept with the bank until it changes
+    (or another checkpoint is loaded)."""
+    key = (bank.version, id(model.side.meaning))
+    with _LOCK:
+        cached = _CACHE.get(bank)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    which = chunk_sentences(bank)
+    feats = sentence_values(bank, which)  # [S, F]
+    centre = feats.mean(0)
+    proj = model.side.meaning
+    with torch.no_grad():
+        dtype = proj.sentence.weight.dtype
+        sent = nn.functional.normalize(proj.sentence((feats - centre).to(proj.sentence.weight.device, dtype)),
+                                       dim=-1).float().cpu()
+    value = (which, centre, sent)
+    with _LOCK:
+        _CACHE[bank] = (key, value)
+    return value
+
+
+@torch.no_grad()
+def question_values(model: LongMemModel, question: str) -> torch.Tensor:
+    """[F] the mean memory-layer value of the question's tokens, read alone as memorizing reads a segment."""
+    ids = model.encode(question)
+    x = torch.tensor([model.with_sink(ids)], device=model.device)
+    _, values = model.memory_kv(x)  # [1, T, G, D]
+    start = x.shape[1] - len(ids)
+    return values[0, start:].flatten(1).float().mean(0).cpu()
+
+
+def meaning_scores(model: LongMemModel, bank: MemoryBank, query: str) -> torch.Tensor:
+    """[Nc] (oldest first) the cosine of each chunk's sentence with ``query`` in the trained space, in [-1, 1]."""
+    which, centre, sent = bank_sentences(model, bank)
+    proj = model.side.meaning
+    q = question_values(model, query) - centre  # [F]
+    with torch.no_grad():
+        w = proj.question.weight
+        qv = nn.functional.normalize(proj.question(q.to(w.device, w.dtype)[None]), dim=-1)[0].float().cpu()  # [R]
+    return (sent @ qv)[torch.from_numpy(which)].double()  # [S] -> [Nc]

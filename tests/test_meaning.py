@@ -1,0 +1,118 @@
+"""The meaning search (longmem_core/model/meaning.py) and its training (training/meaning.py, ``train-meaning``) on
+the tiny random backbones."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from longmem_core import LongMemModel
+from longmem_core.cli import main as cli_main
+from longmem_core.model import meaning, search
+from longmem_core.training import meaning as training
+
+TEXT = ("The miller's horse went lame near the bridge. Mr. Hale sold the mill in spring! "
+        "\"Was it sold?\" asked the clerk. Nobody answered him.\n\nA new paragraph starts here. ") * 3
+
+
+def test_sentence_spans_keep_quotes_and_abbreviations_and_cut_long_runs():
+    text = 'He said "Go." Then she left! Mr. Smith came.\n\nNew part here'
+    assert [text[a:b] for a, b in meaning.sentence_spans(text)] == [
+        'He said "Go."', "Then she left!", "Mr. Smith came.", "New part here"]
+    long = "word " * 400  # no sentence end at all: pieces of MAX_SENTENCE_CHARS
+    spans = meaning.sentence_spans(long)
+    assert len(spans) == -(-len(long.rstrip()) // meaning.MAX_SENTENCE_CHARS)
+    assert all(b - a <= meaning.MAX_SENTENCE_CHARS for a, b in spans)
+
+
+def test_chunks_belong_to_the_sentence_holding_their_middle(tiny_model):
+    bank = tiny_model.new_bank(capacity=4096)
+    tiny_model.memorize(TEXT, bank, source="t")
+    which = meaning.chunk_sentences(bank)
+    spans = meaning.sentence_spans(TEXT)
+    assert len(which) == bank.n_chunks and which.min() == 0
+    assert sorted(set(which.tolist())) == list(range(int(which.max()) + 1))  # numbered densely
+    assert np.all(np.diff(which) >= 0)  # in reading order
+    for (a, b), s in zip(bank.chunk_chars, which):
+        middle = (a + b - 1) // 2
+        lo = max(x for x, _ in spans if x <= middle)
+        assert TEXT.index(TEXT[lo:lo + 5], lo) == lo  # a sentence start
+        assert s == sorted(set(which[bank.chunk_chars[:, 0] <= middle].tolist()))[-1]
+
+
+def test_sentence_values_are_the_mean_of_their_tokens_values(tiny_model):
+    bank = tiny_model.new_bank(capacity=4096)
+    tiny_model.memorize(TEXT, bank, source="t")
+    which = meaning.chunk_sentences(bank)
+    feats = meaning.sentence_values(bank, which)  # [S, F]
+    values = bank.values.float()  # [G, Nc, c, D]
+    mask = bank.token_mask
+    G, _, _, D = values.shape
+    for s in (0, int(which.max())):
+        chunks = torch.from_numpy(np.nonzero(which == s)[0])
+        tokens = values[:, chunks].permute(1, 2, 0, 3).reshape(-1, G * D)[mask[chunks].reshape(-1)]
+        assert torch.allclose(feats[s], tokens.mean(0), atol=1e-5)
+
+
+def test_an_untrained_model_has_no_meaning_search_and_the_hybrid_is_unchanged(make_model):
+    plain, with_maps = make_model("tiny"), make_model("tiny", meaning_dim=8)
+    assert plain.side.meaning is None and with_maps.side.meaning is not None
+    assert not meaning.available(plain) and not meaning.available(with_maps)  # maps present but not trained
+    banks = []
+    for m in (plain, with_maps):
+        banks.append(m.new_bank(capacity=4096))
+        m.memorize(TEXT, banks[-1], source="t")
+    q = "Who sold the mill?"
+    a = search.hybrid_chunks(plain, banks[0], q, 4)
+    b = search.hybrid_chunks(with_maps, banks[1], q, 4)
+    assert [r.info.chunk_id for r in a] == [r.info.chunk_id for r in b]
+    assert search.meaning_chunks(with_maps, banks[1], q, 4) == []
+    assert search.anchor_count(with_maps) == search.settings.SEARCH.memory_slots
+
+
+def test_meaning_dim_must_not_be_negative(make_model):
+    with pytest.raises(ValueError, match="meaning_dim"):
+        make_model("tiny", meaning_dim=-1)
+
+
+def test_plant_puts_each_fact_at_a_sentence_start_and_says_where():
+    import random
+    text = "One sentence here. Another one there. A third one. The fourth. And a fifth one."
+    facts = ["Anna sold the red cow.", "Bert lost his hat."]
+    doc, at = training.plant(text, facts, random.Random(3))
+    for fact, start in zip(facts, at):
+        assert doc[start:start + len(fact)] == fact
+        assert start == 0 or doc[start - 2] in ".!?"
+    assert doc.replace(facts[0] + " ", "").replace(facts[1] + " ", "") == text
+
+
+def test_train_meaning_learns_its_documents_and_the_checkpoint_turns_the_search_on(tmp_path, tiny_backbones):
+    book = tmp_path / "book.txt"
+    filler = " ".join(f"Sentence number {i} tells of the {w} weather." for i, w in
+                      zip(range(120), ["grey", "wet", "cold", "mild"] * 30))
+    book.write_text(filler, encoding="utf-8")
+    pairs = tmp_path / "pairs.jsonl"
+    names = ["Alder", "Birch", "Cedar", "Dunn", "Elm", "Fir", "Gale", "Hart"]
+    things = ["lantern", "violin", "saddle", "kettle", "ledger", "anchor", "compass", "ribbon"]
+    pairs.write_text("\n".join(json.dumps({"fact": f"{n} bought a {t} at the fair.",
+                                           "question": f"Who purchased the {t}?"}) for n, t in zip(names, things)))
+    out = tmp_path / "run"
+    from longmem_core.config import preset
+    start = tmp_path / "start.safetensors"
+    LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"]).save_checkpoint(start)
+    assert cli_main(["train-meaning", str(book), "--pairs", str(pairs), "--book-questions", "", "--checkpoint",
+                     str(start), "--dim", "16", "--steps", "150", "--facts-per-document", "4",
+                     "--document-chars", "800", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["documents"] == 2 and report["questions"] == 8
+    assert report["training_top5_after"] > report["training_top5_before"]
+    assert report["losses"][-1] < report["losses"][0]
+    model = LongMemModel.load(checkpoint=str(out / "sidenet.safetensors"))
+    assert meaning.available(model) and "meaning" in model.trained_parts()
+    bank = model.new_bank(capacity=4096)
+    model.memorize(TEXT, bank, source="t")
+    found = search.meaning_chunks(model, bank, "Who sold the mill?", 3)
+    assert len(found) == 3 and all(r.found_by == "meaning" for r in found)
+    assert search.anchor_count(model) == search.settings.SEARCH.memory_slots + search.settings.SEARCH.meaning_slots
+    listed = search.hybrid_chunks(model, bank, "Who sold the mill?", 4)
+    assert sum(r.found_by == "meaning" for r in listed) <= search.settings.SEARCH.meaning_slots
