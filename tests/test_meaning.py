@@ -116,3 +116,19 @@ def test_train_meaning_learns_its_documents_and_the_checkpoint_turns_the_search_
     assert search.anchor_count(model) == search.settings.SEARCH.memory_slots + search.settings.SEARCH.meaning_slots
     listed = search.hybrid_chunks(model, bank, "Who sold the mill?", 4)
     assert sum(r.found_by == "meaning" for r in listed) <= search.settings.SEARCH.meaning_slots
+
+
+def test_train_meaning_refuses_a_malformed_line_by_its_number(tmp_path, tiny_backbones, capsys):
+    book = tmp_path / "book.txt"
+    book.write_text("One sentence here. Another one there. " * 20, encoding="utf-8")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"book": "book.txt", "sentence": "One sentence here.", "question": "What is here?"}\n'
+                         '{"book": "book.txt", "question": "No sentence?"}\n', encoding="utf-8")
+    from longmem_core.config import preset
+    start = tmp_path / "start.safetensors"
+    LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"]).save_checkpoint(start)
+    code = cli_main(["train-meaning", str(book), "--pairs", "", "--book-questions", str(questions),
+                     "--checkpoint", str(start), "--dim", "8", "--steps", "2", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code != 0 and f"{questions}:2: needs string fields 'book', 'sentence' and 'question'" in err
+    assert "Traceback" not in err and not (tmp_path / "run" / "sidenet.safetensors").exists()

@@ -331,6 +331,7 @@ def format_table(result: dict) -> str:
                      f"{r.get('found_meaning', 0):>8.2f}{r['found_bm25']:>8.2f}{r['read_back']:>8.2f}"
                      f"{r['answered']:>10.2f}")
     lines.append(f"mode {result['mode']} (default {result['default_mode']}); found: its search "
-                 f"({result['search_top']} chunks); memory: the model's search alone; meaning: the meaning search alone; bm25: BM25 alone; read: the fact "
-                 f"in its prompt; {result['length']} tokens, split {result['split']}, {result['seconds']} s")
+                 f"({result['search_top']} chunks); memory: the model's search alone; meaning: the meaning search "
+                 f"alone; bm25: BM25 alone; read: the fact in its prompt; {result['length']} tokens, split "
+                 f"{result['split']}, {result['seconds']} s")
     return "\n".join(lines)

@@ -84,8 +84,8 @@ def load_checkpoint(model: "LongMemModel", path: str | Path) -> set[str]:
 
 def trained_parts(parameter_names: set[str], memory_index: int) -> set[str]:
     """What a checkpoint with these parameters set: "search" (the memory-query delta), "meaning" (the meaning search's
-    maps), "memory_layer" (the memory
-    side layer ``memory_index``, the gates or the memory branch's scale), "side_layers" (any other side layer or scale)."""
+    maps), "memory_layer" (the memory side layer ``memory_index``, the gates or the memory branch's scale),
+    "side_layers" (any other side layer or scale)."""
     memory = f"side.layers.{memory_index}."
     parts = set()
     for name in parameter_names:

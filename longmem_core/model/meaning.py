@@ -78,19 +78,16 @@ def chunk_sentences(bank: MemoryBank) -> np.ndarray:
     text that holds the chunk's middle character (a 4-token chunk can straddle a sentence end); a chunk without a
     character span is a sentence of its own."""
     src, chars = bank.chunk_source, bank.chunk_chars
-    out = np.empty(len(src), dtype=np.int64)
-    spans: dict[int, np.ndarray] = {}
+    out = np.full(len(src), -1, dtype=np.int64)
     next_id = 0
-    offsets: dict[int, int] = {}
-    for i, (s, (a, b)) in enumerate(zip(src, chars)):
-        if s < 0 or a < 0:
-            out[i] = -1
+    for s in dict.fromkeys(src.tolist()):  # each source once, in order of first appearance
+        rows = np.nonzero((src == s) & (chars[:, 0] >= 0))[0] if s >= 0 else []
+        if len(rows) == 0:
             continue
-        if s not in spans:
-            starts = np.array([x for x, _ in sentence_spans(bank.sources[s]["text"])] or [0], dtype=np.int64)
-            spans[s], offsets[s] = starts, next_id
-            next_id += len(starts)
-        out[i] = offsets[s] + max(0, int(np.searchsorted(spans[s], (a + b - 1) // 2, side="right")) - 1)
+        starts = np.array([x for x, _ in sentence_spans(bank.sources[s]["text"])] or [0], dtype=np.int64)
+        middle = (chars[rows, 0] + chars[rows, 1] - 1) // 2  # [rows]
+        out[rows] = next_id + np.maximum(0, np.searchsorted(starts, middle, side="right") - 1)
+        next_id += len(starts)
     lone = out < 0
     out[lone] = next_id + np.arange(int(lone.sum()))
     _, dense = np.unique(out, return_inverse=True)  # sentences numbered 0..S-1 in bank order, none empty
@@ -117,8 +114,9 @@ _LOCK = threading.Lock()
 
 def bank_sentences(model: LongMemModel, bank: MemoryBank) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """(which [Nc], the bank's mean sentence [F], projected sentences [S, R]), kept with the bank until it changes
-    (or another checkpoint is loaded)."""
-    key = (bank.version, id(model.side.meaning))
+    or the maps do (another checkpoint, loaded into this model or another one, or a training step)."""
+    proj = model.side.meaning
+    key = (bank.version, id(proj), *(p._version for p in proj.sentence.parameters()))  # bumped by in-place writes
     with _LOCK:
         cached = _CACHE.get(bank)
     if cached is not None and cached[0] == key:
@@ -126,7 +124,6 @@ def bank_sentences(model: LongMemModel, bank: MemoryBank) -> tuple[np.ndarray, t
     which = chunk_sentences(bank)
     feats = sentence_values(bank, which)  # [S, F]
     centre = feats.mean(0)
-    proj = model.side.meaning
     with torch.no_grad():
         dtype = proj.sentence.weight.dtype
         sent = nn.functional.normalize(proj.sentence((feats - centre).to(proj.sentence.weight.device, dtype)),

@@ -123,7 +123,8 @@ def train_meaning(model, cfg: MeaningTrainConfig, log=_stderr) -> dict:
     """The meaning search's maps trained from ``model`` (built with ``meaning_dim``); the checkpoint is written
     with every parameter the loaded one set. Returns the summary written to ``report.json``."""
     import time
-    from .meaning import book_question_documents, fit, pair_documents, ranks, read_jsonl
+    from .meaning import book_question_documents, fit, pair_documents, ranks, read_book_questions
+    from .search_examples import read_pair_file
     if model.side.meaning is None:
         raise ValueError("the model has no meaning search (meaning_dim 0)")
     t0 = time.perf_counter()
@@ -132,10 +133,11 @@ def train_meaning(model, cfg: MeaningTrainConfig, log=_stderr) -> dict:
         raise ValueError("give at least one training book")
     docs = []
     if cfg.pairs:
-        docs += pair_documents(model, books, read_jsonl(cfg.pairs), cfg.facts_per_document, cfg.document_chars,
+        docs += pair_documents(model, books, read_pair_file(cfg.pairs), cfg.facts_per_document, cfg.document_chars,
                                cfg.seed, log)
     if cfg.book_questions:
-        docs += book_question_documents(model, books, read_jsonl(cfg.book_questions), cfg.document_chars, log)
+        docs += book_question_documents(model, books, read_book_questions(cfg.book_questions), cfg.document_chars,
+                                        log)
     if not docs:
         raise ValueError("no training documents: give --pairs or --book-questions for these books")
     t_features = time.perf_counter() - t0

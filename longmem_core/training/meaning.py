@@ -18,7 +18,6 @@ document's sentences. Only the two maps train; the backbone, the SideNet and the
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..documents.records import has_strings, read_records
 from ..model import meaning
 
 _SENTENCE_START = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)]*\s+(?=[\"'\u201c\u2018(]*[A-Z])")
@@ -87,8 +87,10 @@ def document(model, text: str, questions: list[str], targets: list[tuple[int, in
                            torch.tensor(found), name)
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+def read_book_questions(path: str | Path) -> list[dict]:
+    """The questions about real sentences of a JSON-lines file; a malformed line raises ValueError naming it."""
+    return read_records(path, lambda r: has_strings(r, ("book", "sentence", "question")),
+                        "string fields 'book', 'sentence' and 'question'", "questions")
 
 
 def pair_documents(model, books: list[str], pairs: list[dict], per_document: int, chars: int, seed: int,
