@@ -7,7 +7,6 @@ import math
 import numbers
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from .paths import ASSETS
 from .precision import check_precision
@@ -156,7 +155,7 @@ TRAINABLE = ("memory", "all", "search")  # memory: gates + memory layer (+ the m
 
 def option(default, help: str, **cli):
     """A config field with its command-line help (``cli``: extra argparse settings, e.g. choices, positional)."""
-    kwargs = {"default_factory": list} if default == [] else {"default": default}
+    kwargs = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
     return dataclasses.field(**kwargs, metadata={"help": help, **cli})
 
 
@@ -276,8 +275,11 @@ class MeaningTrainConfig:
     data: list[str] = option([], "training books (.txt): the pairs' facts are planted in them; the book questions "
                              "name their book by file name", positional=True)
     pairs: str | None = option("data/train/paraphrase_train.jsonl", "facts and questions in other words (.jsonl)")
-    book_questions: str | None = option("data/train/book_questions.jsonl",
-                                        "questions about real sentences of the training books (.jsonl)")
+    book_questions: list[str] = option(["data/train/book_questions.jsonl"],
+                                       "questions about real sentences of the training books (.jsonl files)")
+    val_questions: list[str] = option([], "held-out questions about real sentences (.jsonl), not trained on: their "
+                                      "ranks before and after training go in report.json")
+    val_books: list[str] = option([], "books (.txt) the held-out questions ask about, besides the training books")
     checkpoint: str | None = option(None, "start from this checkpoint (default: the shipped one); its other "
                                     "parameters are kept as they are")
     out: str = option("runs/meaning", "run folder: sidenet.safetensors, report.json")

@@ -132,3 +132,29 @@ def test_train_meaning_refuses_a_malformed_line_by_its_number(tmp_path, tiny_bac
     err = capsys.readouterr().err
     assert code != 0 and f"{questions}:2: needs string fields 'book', 'sentence' and 'question'" in err
     assert "Traceback" not in err and not (tmp_path / "run" / "sidenet.safetensors").exists()
+
+
+def test_train_meaning_reads_several_question_files_and_ranks_held_out_questions_on_another_book(tmp_path,
+                                                                                                 tiny_backbones):
+    train_book, other = tmp_path / "train.txt", tmp_path / "other.txt"
+    train_book.write_text(" ".join(f"Mr Alder owned {i} grey horses near the mill." for i in range(30)),
+                          encoding="utf-8")
+    other.write_text(" ".join(f"The ship number {i} sailed at dawn." for i in range(30)) +
+                     " Captain Hart kept a parrot named Rolf.", encoding="utf-8")
+    first, second, held = (tmp_path / n for n in ("a.jsonl", "b.jsonl", "val.jsonl"))
+    row = lambda book, sentence, q: json.dumps({"book": book, "sentence": sentence, "question": q})  # noqa: E731
+    first.write_text(row("train.txt", "Mr Alder owned 3 grey horses near the mill.", "How many horses?") + "\n")
+    second.write_text(row("train.txt", "Mr Alder owned 7 grey horses near the mill.", "Seven horses?") + "\n")
+    held.write_text(row("other.txt", "Captain Hart kept a parrot named Rolf.", "What was the bird called?") + "\n"
+                    + row("train.txt", "Mr Alder owned 5 grey horses near the mill.", "Five?") + "\n")
+    from longmem_core.config import preset
+    start = tmp_path / "start.safetensors"
+    LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"]).save_checkpoint(start)
+    out = tmp_path / "run"
+    assert cli_main(["train-meaning", str(train_book), "--pairs", "", "--book-questions", str(first), str(second),
+                     "--val-questions", str(held), "--val-books", str(other), "--checkpoint", str(start),
+                     "--dim", "8", "--steps", "5", "--document-chars", "600", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["questions"] == 2  # one from each training file
+    assert report["val_questions"] == 2  # the held-out book's and the training book's held-out question
+    assert 0 <= report["val_top1_after"] <= report["val_top5_after"] <= 1

@@ -135,9 +135,12 @@ def train_meaning(model, cfg: MeaningTrainConfig, log=_stderr) -> dict:
     if cfg.pairs:
         docs += pair_documents(model, books, read_pair_file(cfg.pairs), cfg.facts_per_document, cfg.document_chars,
                                cfg.seed, log)
-    if cfg.book_questions:
-        docs += book_question_documents(model, books, read_book_questions(cfg.book_questions), cfg.document_chars,
-                                        log)
+    for path in cfg.book_questions:
+        if path:
+            docs += book_question_documents(model, books, read_book_questions(path), cfg.document_chars, log)
+    val = [d for path in cfg.val_questions if path for d in
+           book_question_documents(model, books + list(cfg.val_books), read_book_questions(path), cfg.document_chars,
+                                   log)]
     if not docs:
         raise ValueError("no training documents: give --pairs or --book-questions for these books")
     t_features = time.perf_counter() - t0
@@ -148,15 +151,20 @@ def train_meaning(model, cfg: MeaningTrainConfig, log=_stderr) -> dict:
         layer.reset_parameters()
     proj.requires_grad_(True)
     before = [r for d in docs for r in ranks(proj, d)]
+    val_before = [r for d in val for r in ranks(proj, d)]
     losses = fit(proj, docs, steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                  temperature=cfg.temperature, seed=cfg.seed, log=log)
     after = [r for d in docs for r in ranks(proj, d)]
+    val_after = [r for d in val for r in ranks(proj, d)]
     out = Path(cfg.out)
     path = model.save_checkpoint(out / "sidenet.safetensors", note=f"train-meaning: {len(docs)} documents, "
                                                                    f"{cfg.steps} steps")
-    top5 = lambda rs: sum(r <= 5 for r in rs) / len(rs)  # noqa: E731
+    top5 = lambda rs: sum(r <= 5 for r in rs) / len(rs) if rs else None  # noqa: E731
+    top1 = lambda rs: sum(r <= 1 for r in rs) / len(rs) if rs else None  # noqa: E731
     report = {"checkpoint": str(path), "documents": len(docs), "questions": len(before),
               "training_top5_before": top5(before), "training_top5_after": top5(after), "losses": losses,
+              "val_questions": len(val_after), "val_top1_before": top1(val_before), "val_top5_before": top5(val_before),
+              "val_top1_after": top1(val_after), "val_top5_after": top5(val_after),
               "seconds_features": round(t_features, 1), "seconds": round(time.perf_counter() - t0, 1),
               "config": asdict(cfg)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
