@@ -49,6 +49,7 @@ def check_capacity(capacity: object, chunk_size: object) -> None:
 MEMORY_POSITION_POLICIES = ("none", "fixed")
 SIDE_INITS = ("paper", "identity")
 MEMORY_BRANCHES = ("closed", "open")
+MEANING_POOLS = ("mean", "tokens")  # model/meaning.py
 
 
 @dataclass
@@ -70,6 +71,7 @@ class LongMemConfig:
     memory_query_rank: int = 0  # >0: a low-rank delta (zero-initialised) on the memory layer's query projection, used only for the memory queries (search; also the memory attention with memory_query_delta_in_attention), trained for retrieval by ``train-retrieval`` (training/objectives/retrieval.py); 0: memory queries are the block's own queries
     memory_query_delta_in_attention: bool = False  # False: the delta changes only which chunks are retrieved; True: also the memory attention's queries
     meaning_dim: int = 0  # >0: the SideNet holds the meaning search's two linear maps into a space this wide (model/meaning.py; beyond the paper; issue 25), trained by ``train-meaning``; 0: none
+    meaning_pool: str = "mean"  # how the meaning search compares a question with a sentence: "mean": the cosine of their mean values' maps; "tokens": each question token's best cosine with the sentence's tokens, averaged over the question (late interaction, MaxSim; model/meaning.py)
     gate_init: float = 0.0  # initial per-head gate logit g_h; sigmoid(0) = 0.5 memory share, as the paper's code
     memory_branch: str = "closed"  # "closed": a trainable per-head scale on what memory changes in the memory layer's attention output starts at 0, so an untrained SideNet computes exactly what it computes without memory (with side_init="identity": the backbone), whatever memory holds, and every effect of memory is the training's (beyond the paper; issue 30); "open": no such scale, memory enters at init through the gates (the paper's init, and every checkpoint written before this field existed)
     sink_token: bool = True  # every segment starts with a document-start token that is never written to memory (it soaks up attention like a sink)
@@ -94,6 +96,8 @@ class LongMemConfig:
             raise ValueError(f"memory_branch must be one of {MEMORY_BRANCHES}, got {self.memory_branch!r}")
         if self.meaning_dim < 0:
             raise ValueError(f"meaning_dim must be >= 0, got {self.meaning_dim}")
+        if self.meaning_pool not in MEANING_POOLS:
+            raise ValueError(f"meaning_pool must be one of {MEANING_POOLS}, got {self.meaning_pool!r}")
         if self.memory_query_rank < 0:
             raise ValueError(f"memory_query_rank must be >= 0, got {self.memory_query_rank}")
         check_index_kind(self.index)
@@ -268,9 +272,9 @@ class RecallTrainConfig(LoopConfig):
 
 @dataclass
 class MeaningTrainConfig:
-    """Train the meaning search (beyond the paper): two linear maps from a sentence's or a question's mean
-    memory-layer value into a shared space, so a question finds the sentence it asks about in other words
-    (``train-meaning``; training/meaning.py)."""
+    """Train the meaning search (beyond the paper): two linear maps from memory-layer values (a sentence's and a
+    question's tokens, or their means) into a shared space, so a question finds the sentence it asks about in other
+    words (``train-meaning``; training/meaning.py)."""
 
     data: list[str] = option([], "training books (.txt): the pairs' facts are planted in them; the book questions "
                              "name their book by file name", positional=True)
@@ -284,6 +288,8 @@ class MeaningTrainConfig:
                                     "parameters are kept as they are")
     out: str = option("runs/meaning", "run folder: sidenet.safetensors, report.json")
     dim: int = option(256, "width of the shared space (meaning_dim)")
+    pool: str = option("tokens", "how a question meets a sentence (meaning_pool): the tokens' late interaction, or "
+                       "the cosine of the means", choices=MEANING_POOLS)
     steps: int = option(3000, "optimizer steps, one document each")
     lr: float = option(1e-3, "AdamW learning rate")
     weight_decay: float = option(0.01, "AdamW weight decay")

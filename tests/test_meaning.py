@@ -158,3 +158,60 @@ def test_train_meaning_reads_several_question_files_and_ranks_held_out_questions
     assert report["questions"] == 2  # one from each training file
     assert report["val_questions"] == 2  # the held-out book's and the training book's held-out question
     assert 0 <= report["val_top1_after"] <= report["val_top5_after"] <= 1
+
+
+def test_maxsim_averages_each_question_tokens_best_match_per_sentence():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # [Lq=2, R=2]
+    tokens = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])  # [T=4, R]
+    sentence = torch.tensor([0, 0, 1, 1])
+    # sentence 0: token 1 best 1.0 (token 0), token 2 best 0.8 (token 1); sentence 1: 0.0 and 1.0
+    assert torch.allclose(meaning.maxsim(q, tokens, sentence, 2), torch.tensor([0.9, 0.5]))
+
+
+def test_token_pool_scores_each_chunk_by_its_sentences_late_interaction(make_model):
+    model = make_model("tiny", meaning_dim=8, meaning_pool="tokens")
+    bank = model.new_bank(capacity=4096)
+    model.memorize(TEXT, bank, source="t")
+    q = "Who sold the mill?"
+    got = meaning.meaning_scores(model, bank, q)  # [Nc]
+    which = meaning.chunk_sentences(bank)
+    tokens, owner = meaning.token_values(bank, which)  # [T, F], [T]
+    assert len(tokens) == int(bank.token_mask.sum()) and owner.tolist() == sorted(owner.tolist())
+    centre = tokens.mean(0)
+    proj, unit = model.side.meaning, torch.nn.functional.normalize
+    with torch.no_grad():
+        t = unit(proj.sentence(tokens - centre), dim=-1)
+        qt = unit(proj.question(meaning.question_token_values(model, q) - centre), dim=-1)  # [Lq, R]
+    for s in (0, int(which.max())):
+        expected = (qt @ t[owner == s].T).max(1).values.mean()
+        assert torch.allclose(got[torch.from_numpy(which == s)], expected.double(), atol=1e-5)
+    mean_model = make_model("tiny", meaning_dim=8)  # the same maps scoring the means gives other scores
+    mean_model.side.meaning.load_state_dict(model.side.meaning.state_dict())
+    assert not torch.allclose(meaning.meaning_scores(mean_model, bank, q), got)
+
+
+def test_meaning_pool_must_be_known(make_model):
+    with pytest.raises(ValueError, match="meaning_pool"):
+        make_model("tiny", meaning_dim=8, meaning_pool="max")
+
+
+@pytest.mark.parametrize("pool", ["mean", "tokens"])
+def test_train_meaning_writes_its_pool_into_the_checkpoint(tmp_path, tiny_backbones, pool):
+    book = tmp_path / "book.txt"
+    book.write_text(" ".join(f"Sentence {i} tells of the {w} weather." for i, w in
+                             zip(range(60), ["grey", "wet", "cold", "mild"] * 15)), encoding="utf-8")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({"fact": f"{n} bought a {t} at the fair.", "question": f"Who got the {t}?"})
+                               for n, t in [("Alder", "lantern"), ("Birch", "violin"), ("Cedar", "saddle"),
+                                            ("Dunn", "kettle")]))
+    from longmem_core.config import preset
+    start = tmp_path / "start.safetensors"
+    LongMemModel(preset("tiny"), backbone=tiny_backbones["tiny-llama"]).save_checkpoint(start)
+    out = tmp_path / "run"
+    assert cli_main(["train-meaning", str(book), "--pairs", str(pairs), "--book-questions", "", "--checkpoint",
+                     str(start), "--dim", "8", "--steps", "60", "--facts-per-document", "4", "--pool", pool,
+                     "--document-chars", "800", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["training_top5_after"] >= report["training_top5_before"]
+    model = LongMemModel.load(checkpoint=str(out / "sidenet.safetensors"))
+    assert model.cfg.meaning_pool == pool and meaning.available(model)

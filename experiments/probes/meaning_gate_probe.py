@@ -54,7 +54,7 @@ def ask(model, bank, question: str, answers: list[str]) -> dict:
         out[f"right_{slots}"] = contains_any(a.text, answers)
         out["coverage"] = SEEN[0] if SEEN else None
     scores = meaning.meaning_scores(model, bank, question)
-    which, _, _ = meaning.bank_sentences(model, bank)
+    which, _, _, _ = meaning.bank_sentences(model, bank)
     import torch
     per = torch.full((int(which.max()) + 1,), -9.0, dtype=torch.float64)
     per[torch.from_numpy(which)] = scores

@@ -33,7 +33,7 @@ def main() -> None:
         for name, pairs in sets.items():
             document, facts = ep.plant_together(hay, pairs, args.length, 0)
             bank = ep.memorized(model, document, args.length)
-            which, _, sent = meaning.bank_sentences(model, bank)
+            which, _, sent, _ = meaning.bank_sentences(model, bank)
             chars = bank.chunk_chars
             ranks = []
             for p, f in zip(pairs, facts):

@@ -11,6 +11,11 @@ every chunk of a sentence gets its sentence's score. The maps are trained by ``t
 other words and on questions about real book sentences, this project's own (``data/train/``), every other
 sentence of the document a negative (InfoNCE).
 
+With ``meaning_pool`` "tokens" (late interaction, as ColBERT, Khattab and Zaharia 2020), the same maps take each
+token instead of the means: each question token finds its best-matching token of a sentence, and the sentence's
+score is that cosine averaged over the question (``maxsim``). On held-out questions about a book the maps never saw
+it ranked the asked sentence first more often than the means did (docs/results/paraphrase.md).
+
 The paper's own search scores 4-token chunks by a query token's attention to their mean key; that search is
 ``search.chunk_scores`` and is unchanged. This one adds a second score from the same stored values, pooled by
 sentence, and is used only when the loaded checkpoint trained its maps (``available``).
@@ -94,6 +99,26 @@ def chunk_sentences(bank: MemoryBank) -> np.ndarray:
     return dense
 
 
+def token_values(bank: MemoryBank, which: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(every stored token's memory-layer value [T, F], the sentence it belongs to [T]), oldest first; a token
+    belongs to its chunk's sentence (``which`` [Nc]: ``chunk_sentences``)."""
+    values = bank.values.float()  # [G, Nc, c, D]
+    G, Nc, c, D = values.shape
+    per_token = values.permute(1, 2, 0, 3).reshape(Nc * c, G * D).cpu()  # [Nc*c, F]
+    kept = bank.token_mask.reshape(-1).bool().cpu()  # [Nc*c]
+    sentence = torch.from_numpy(which)[:, None].expand(Nc, c).reshape(-1)  # [Nc*c]
+    return per_token[kept], sentence[kept]
+
+
+def maxsim(questions: torch.Tensor, tokens: torch.Tensor, sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
+    """Late interaction: each question token's best cosine with a sentence's tokens, averaged over the question.
+    questions [Lq, R] and tokens [T, R] unit vectors, sentence [T] (each token's sentence) -> [S]."""
+    sim = questions @ tokens.T  # [Lq, T]
+    best = torch.full((len(questions), n_sentences), -1.0, dtype=sim.dtype, device=sim.device)
+    best = best.scatter_reduce(1, sentence.to(sim.device).expand(len(questions), -1), sim, "amax")  # [Lq, S]
+    return best.mean(0)
+
+
 def sentence_values(bank: MemoryBank, which: np.ndarray) -> torch.Tensor:
     """[S, F] the mean memory-layer value of each sentence's tokens (``which`` [Nc]: ``chunk_sentences``)."""
     values = bank.values.float()  # [G, Nc, c, D]
@@ -112,44 +137,60 @@ _CACHE: "weakref.WeakKeyDictionary[MemoryBank, tuple[tuple, tuple]]" = weakref.W
 _LOCK = threading.Lock()
 
 
-def bank_sentences(model: LongMemModel, bank: MemoryBank) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """(which [Nc], the bank's mean sentence [F], projected sentences [S, R]), kept with the bank until it changes
-    or the maps do (another checkpoint, loaded into this model or another one, or a training step)."""
+def bank_sentences(model: LongMemModel, bank: MemoryBank) -> tuple[np.ndarray, torch.Tensor, torch.Tensor,
+                                                                     torch.Tensor | None]:
+    """(which [Nc], the centre [F], projected units, the sentence of each unit or None), kept with the bank until
+    it changes or the maps do (another checkpoint, loaded into this model or another one, or a training step).
+    ``meaning_pool`` "mean": the units are the sentences [S, R], centred on the bank's mean sentence; "tokens": the
+    stored tokens [T, R], centred on the bank's mean token, with each token's sentence [T]."""
     proj = model.side.meaning
-    key = (bank.version, id(proj), *(p._version for p in proj.sentence.parameters()))  # bumped by in-place writes
+    pool = model.cfg.meaning_pool
+    key = (bank.version, id(proj), pool, *(p._version for p in proj.sentence.parameters()))  # bumped in place
     with _LOCK:
         cached = _CACHE.get(bank)
     if cached is not None and cached[0] == key:
         return cached[1]
     which = chunk_sentences(bank)
-    feats = sentence_values(bank, which)  # [S, F]
+    if pool == "tokens":
+        feats, owner = token_values(bank, which)  # [T, F], [T]
+    else:
+        feats, owner = sentence_values(bank, which), None  # [S, F]
     centre = feats.mean(0)
     with torch.no_grad():
         dtype = proj.sentence.weight.dtype
-        sent = nn.functional.normalize(proj.sentence((feats - centre).to(proj.sentence.weight.device, dtype)),
-                                       dim=-1).float().cpu()
-    value = (which, centre, sent)
+        units = nn.functional.normalize(proj.sentence((feats - centre).to(proj.sentence.weight.device, dtype)),
+                                        dim=-1).float().cpu()
+    value = (which, centre, units, owner)
     with _LOCK:
         _CACHE[bank] = (key, value)
     return value
 
 
 @torch.no_grad()
-def question_values(model: LongMemModel, question: str) -> torch.Tensor:
-    """[F] the mean memory-layer value of the question's tokens, read alone as memorizing reads a segment."""
+def question_token_values(model: LongMemModel, question: str) -> torch.Tensor:
+    """[Lq, F] the memory-layer values of the question's tokens, read alone as memorizing reads a segment."""
     ids = model.encode(question)
     x = torch.tensor([model.with_sink(ids)], device=model.device)
     _, values = model.memory_kv(x)  # [1, T, G, D]
     start = x.shape[1] - len(ids)
-    return values[0, start:].flatten(1).float().mean(0).cpu()
+    return values[0, start:].flatten(1).float().cpu()
+
+
+def question_values(model: LongMemModel, question: str) -> torch.Tensor:
+    """[F] the mean memory-layer value of the question's tokens."""
+    return question_token_values(model, question).mean(0)
 
 
 def meaning_scores(model: LongMemModel, bank: MemoryBank, query: str) -> torch.Tensor:
-    """[Nc] (oldest first) the cosine of each chunk's sentence with ``query`` in the trained space, in [-1, 1]."""
-    which, centre, sent = bank_sentences(model, bank)
+    """[Nc] (oldest first) each chunk's sentence's score for ``query`` in the trained space, in [-1, 1]: the cosine
+    of the two means (``meaning_pool`` "mean") or their tokens' late interaction (``maxsim``, "tokens")."""
+    which, centre, units, owner = bank_sentences(model, bank)
     proj = model.side.meaning
-    q = question_values(model, query) - centre  # [F]
+    q = question_token_values(model, query)  # [Lq, F]
+    q = (q.mean(0, keepdim=True) if owner is None else q) - centre  # [1 or Lq, F]
     with torch.no_grad():
         w = proj.question.weight
-        qv = nn.functional.normalize(proj.question(q.to(w.device, w.dtype)[None]), dim=-1)[0].float().cpu()  # [R]
-    return (sent @ qv)[torch.from_numpy(which)].double()  # [S] -> [Nc]
+        qv = nn.functional.normalize(proj.question(q.to(w.device, w.dtype)), dim=-1).float().cpu()  # [1 or Lq, R]
+    n_sentences = int(which.max()) + 1 if len(which) else 0
+    per_sentence = units @ qv[0] if owner is None else maxsim(qv, units, owner, n_sentences)  # [S]
+    return per_sentence[torch.from_numpy(which)].double()  # [S] -> [Nc]

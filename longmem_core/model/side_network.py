@@ -94,8 +94,8 @@ class SideNetwork(nn.Module):
             self.q_mem_up = nn.Linear(cfg.memory_query_rank, out, bias=False)
             nn.init.normal_(self.q_mem_down.weight, std=width ** -0.5)
             nn.init.zeros_(self.q_mem_up.weight)
-        # optional maps of the meaning search (meaning.py; beyond the paper): questions and sentences, each as the
-        # mean of its tokens' memory-layer values [G*D], into a shared space of cfg.meaning_dim
+        # optional maps of the meaning search (meaning.py; beyond the paper): questions and sentences (their
+        # tokens' memory-layer values [G*D], or the means: cfg.meaning_pool) into a space of cfg.meaning_dim
         self.meaning = (MeaningProjection(backbone.n_kv_heads * backbone.head_dim, cfg.meaning_dim)
                         if cfg.meaning_dim > 0 else None)
         # the delta is trained for search; the memory attention weighs what was found with the block's own queries

@@ -247,7 +247,7 @@ def cmd_train_meaning(args) -> dict:
     cfg = config_from_args(MeaningTrainConfig, args, data=_files(args.data),
                            checkpoint=args.checkpoint or default_checkpoint())
     try:
-        model = LongMemModel.load(checkpoint=cfg.checkpoint, meaning_dim=cfg.dim)
+        model = LongMemModel.load(checkpoint=cfg.checkpoint, meaning_dim=cfg.dim, meaning_pool=cfg.pool)
         return train_meaning(model, cfg)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc).splitlines()[0]) from exc

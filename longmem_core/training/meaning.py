@@ -13,8 +13,9 @@ what the bank stores (``meaning.sentence_values``), so training sees what search
   file name, the sentence, a question in other words): the sentence must be found in a stretch of
   ``window_chars`` characters of its book around it.
 
-The loss is InfoNCE per document: a question's cosine with each sentence over ``temperature``, softmaxed over the
-document's sentences. Only the two maps train; the backbone, the SideNet and the memory-query delta are frozen.
+The loss is InfoNCE per document: a question's score for each sentence over ``temperature``, softmaxed over the
+document's sentences. The score is the one the search uses (``meaning_pool``): the cosine of the means, or the
+tokens' late interaction (``meaning.maxsim``), for which each document keeps its tokens' values. Only the two maps train; the backbone, the SideNet and the memory-query delta are frozen.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class MeaningDocument:
     questions: torch.Tensor  # [N, F] mean value per question
     targets: torch.Tensor  # [N] the sentence each question asks about
     name: str
+    tokens: torch.Tensor | None = None  # [T, F] every stored token's value ("tokens" pooling)
+    token_sentence: torch.Tensor | None = None  # [T] its sentence
+    question_tokens: list[torch.Tensor] | None = None  # N x [Lq, F]
 
 
 def plant(text: str, facts: list[str], rng: random.Random) -> tuple[str, list[int]]:
@@ -71,7 +75,8 @@ def stretch(text: str, chars: int, rng: random.Random) -> str:
 
 def document(model, text: str, questions: list[str], targets: list[tuple[int, int]], name: str) -> MeaningDocument:
     """Memorize ``text`` into a fresh bank; a question's target is the sentence (``meaning.chunk_sentences``) most of
-    the chunks inside its character span [start, end) belong to."""
+    the chunks inside its character span [start, end) belong to. The tokens are kept where the model's
+    ``meaning_pool`` is "tokens"."""
     n_tokens = len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
     chunk = model.cfg.chunk_size
     bank = model.new_bank(capacity=max(chunk, -(-int(n_tokens * 1.25 + 64) // chunk) * chunk))
@@ -82,9 +87,13 @@ def document(model, text: str, questions: list[str], targets: list[tuple[int, in
     for start, end in targets:
         inside = which[(middle >= start) & (middle < end)]
         found.append(int(np.bincount(inside).argmax()) if len(inside) else int(which[np.abs(middle - start).argmin()]))
-    return MeaningDocument(meaning.sentence_values(bank, which),
-                           torch.stack([meaning.question_values(model, q) for q in questions]),
-                           torch.tensor(found), name)
+    asked = [meaning.question_token_values(model, q) for q in questions]  # N x [Lq, F]
+    doc = MeaningDocument(meaning.sentence_values(bank, which), torch.stack([q.mean(0) for q in asked]),
+                          torch.tensor(found), name)
+    if model.cfg.meaning_pool == "tokens":
+        doc.tokens, doc.token_sentence = meaning.token_values(bank, which)
+        doc.question_tokens = asked
+    return doc
 
 
 def read_book_questions(path: str | Path) -> list[dict]:
@@ -132,18 +141,29 @@ def book_question_documents(model, books: list[str], rows: list[dict], chars: in
     return docs
 
 
+def similarities(projection: meaning.MeaningProjection, doc: MeaningDocument) -> torch.Tensor:
+    """[N, S] each question's score for each sentence of its document, as ``meaning.meaning_scores`` scores them:
+    the cosine of the means, or the tokens' late interaction (``meaning.maxsim``) where the document kept them."""
+    if doc.tokens is None:
+        centre = doc.sentences.mean(0)  # [F] centred on the document's mean sentence, as on a bank's
+        q, s = projection(doc.questions - centre, doc.sentences - centre)  # [N, R], [S, R]
+        return q @ s.T
+    centre = doc.tokens.mean(0)  # [F] the document's mean token, as on a bank's
+    unit = torch.nn.functional.normalize
+    t = unit(projection.sentence(doc.tokens - centre), dim=-1)  # [T, R]
+    S = len(doc.sentences)
+    return torch.stack([meaning.maxsim(unit(projection.question(q - centre), dim=-1), t, doc.token_sentence, S)
+                        for q in doc.question_tokens])
+
+
 def loss(projection: meaning.MeaningProjection, doc: MeaningDocument, temperature: float) -> torch.Tensor:
-    centre = doc.sentences.mean(0)  # [F] centred on the document's mean sentence, as on a bank's
-    q, s = projection(doc.questions - centre, doc.sentences - centre)  # [N, R], [S, R]
-    return torch.nn.functional.cross_entropy(q @ s.T / temperature, doc.targets)
+    return torch.nn.functional.cross_entropy(similarities(projection, doc) / temperature, doc.targets)
 
 
 def ranks(projection: meaning.MeaningProjection, doc: MeaningDocument) -> list[int]:
     """The rank (1: first) of each question's target among the document's sentences."""
     with torch.no_grad():
-        centre = doc.sentences.mean(0)
-        q, s = projection(doc.questions - centre, doc.sentences - centre)
-        sim = q @ s.T  # [N, S]
+        sim = similarities(projection, doc)  # [N, S]
         return [1 + int((sim[i] > sim[i, t]).sum()) for i, t in enumerate(doc.targets.tolist())]
 
 
