@@ -210,6 +210,14 @@ def test_a_retrieved_chunk_is_marked_in_whole_words():
     assert whole_words("the ", "scale", " is") == ("the ", "scale", " is")  # whole already: unchanged
 
 
+def test_each_retrieved_chunk_says_which_search_found_it():
+    chunk = {"source": "b.txt", "char_start": 0, "char_end": 5, "text": "Hello", "score": 0.1}
+    html = views.retrieved({"memory_tokens": 9, "mode": "quote", "retrieved": [
+        {**chunk, "found_by": "meaning"}, {**chunk, "found_by": "hybrid"}, chunk]})
+    assert "found by the meaning search" in html and "found by words (BM25) and the memory" in html
+    assert html.count("· found by") == 2  # a chunk no search named says nothing
+
+
 def test_chat_refuses_an_unknown_mode(model, tmp_path):
     session = filled(model, tmp_path)
     with pytest.raises(AppError, match="Unknown answer mode"):

@@ -43,6 +43,12 @@ def sentence_markdown(quote: dict) -> str:
     return quote_markdown(quote).lstrip()
 
 
+FOUND_BY = {"hybrid": "found by words (BM25) and the memory's keys together",
+            "memory": "found by the memory's own search (keys and SideNet queries)",
+            "meaning": "found by the meaning search (the memory's values, trained maps)",
+            "bm25": "found by words (BM25)"}
+
+
 def retrieved(result: dict, untrained: bool = False) -> str:
     """How memory was used for the latest answer, and the chunks it used, each highlighted in its text."""
     if not result.get("memory_tokens"):
@@ -68,6 +74,8 @@ def retrieved(result: dict, untrained: bool = False) -> str:
         score = (f'{r["score"] * 100:.1f}% of memory attention' if spec is not None and spec.attends
                  else f'search score {r["score"]:.3f}')
         page = f' · page {escape(str(r.get("page_label") or r["page"]))}' if r.get("page") else ""
+        found = FOUND_BY.get(r.get("found_by", ""))
+        score += f" · {found}" if found else ""
         cards.append(
             '<div class="lm-chunk">'
             f'<div class="lm-chunk-head"><b>#{rank}</b> {escape(r["source"])}{page} · characters '
