@@ -279,6 +279,12 @@ def icl_auto(runs: list[dict]) -> dict:
             "rows": rows}
 
 
+def shipped_checkpoint(run: dict) -> bool:
+    """Whether a run used the default checkpoint (none named, or assets/sidenet.safetensors)."""
+    path = str(run.get("checkpoint") or "")
+    return path in ("", "assets/sidenet.safetensors") or path.endswith("/assets/sidenet.safetensors")
+
+
 def qa_pdf(runs: list[dict]) -> dict:
     """eval-qa runs on PDFs with ``--conversation`` (issue 24): the default mode single and in one conversation,
     pooled over the documents, against the backbone alone; answered when held; the cited page; clean endings."""
@@ -304,9 +310,12 @@ def qa_pdf(runs: list[dict]) -> dict:
     rows = [{"mode": m, "accuracy": round(share(v, "correct"), 4), "retrieval_recall": round(share(v, "retrieved"), 4),
              "n": len(v)} for m, v in pooled.items()]
     n = len(single)
+    which = ("(default)" if shipped_checkpoint(runs[0])
+             else f"with {runs[0]['checkpoint']} (candidate, not the default)")
     claims = [
-        {"metric": f"{default} (default): factual questions on PDFs, single questions", "figure": f"{pct(acc)} "
-         f"({sum(s['correct'] for s in single)} of {n})", "baseline": f"backbone alone {pct(back)}",
+        {"metric": f"{default} {which}: factual questions on PDFs, single questions", "figure": f"{pct(acc)} "
+         f"({sum(s['correct'] for s in single)} of {n})",
+         "baseline": f"backbone alone {pct(back)}" if pooled.get("backbone") else "backbone alone: not run",
          "target": ">= 60% (issue 24)", "met": met(acc >= 0.6)},
         {"metric": f"{default}: the same questions asked one after another in one conversation",
          "figure": f"{pct(acc_talk)} ({sum(s['correct'] for s in talk)} of {len(talk)})",
@@ -359,9 +368,8 @@ def paraphrase(runs: list[dict]) -> dict:
     run0 = runs[0]
     listed = run0.get('search_top', run0.get('top'))  # the key's name before issue 28: top
     mode, length = run0["mode"], run0["length"]
-    ckpt = Path(str(run0.get("checkpoint") or "")).name
-    if ckpt and ckpt != "sidenet.safetensors":  # a candidate checkpoint, not the shipped default: say so
-        mode = f"{mode} with {ckpt} (candidate, not the default)"
+    if not shipped_checkpoint(run0):  # a candidate checkpoint, not the shipped default: say so
+        mode = f"{mode} with {run0['checkpoint']} (candidate, not the default)"
     para, lit = pooled.get("paraphrase", []), pooled.get("literal", [])
     claims = [
         {"metric": f"{mode}: facts asked in other words at {length:,} tokens, found by its search (top {listed})",
@@ -416,13 +424,13 @@ def qa_searches(runs: list[dict]) -> dict:
     hybrid, memory, bm25 = default, f"{default}[model]", f"{default}[bm25]"
     (h, h_txt), (m, m_txt), (b, b_txt) = (share(x, "retrieved") for x in (hybrid, memory, bm25))
     sense = f"{default}[meaning]"
-    ckpt = Path(str(runs[0].get("checkpoint") or "")).name
-    shipped = "as shipped" if ckpt in ("", "sidenet.safetensors") else f"with {ckpt} (candidate, not the default)"
+    shipped = ("as shipped" if shipped_checkpoint(runs[0])
+               else f"with {runs[0]['checkpoint']} (candidate, not the default)")
     claims = []
     if pooled.get(sense):  # the meaning search (beyond the paper), where the checkpoint trained it
         s_, s_txt = share(sense, "retrieved")
-        claims.append({"metric": f"{default}, the meaning search alone (the bank's values pooled by sentence, the "
-                                 "SideNet's trained maps; beyond the paper): the text read back holds the answer",
+        claims.append({"metric": f"{default}, the meaning search alone (the bank's stored values, the SideNet's "
+                                 "trained maps; beyond the paper): the text read back holds the answer",
                        "figure": s_txt, "baseline": f"BM25 alone {b_txt}; the memory's keys alone {m_txt}",
                        "target": ">= 50% (issue 25)", "met": met(s_ >= 0.5)})
     claims += [

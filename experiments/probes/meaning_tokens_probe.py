@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,17 +76,25 @@ class TokenMaps(torch.nn.Module):
         self.question = torch.nn.Linear(features, width)
         self.sentence = torch.nn.Linear(features, width)
 
+    mix = 0.0  # share of the means' cosine in the score (0: MaxSim alone)
+
     def scores(self, doc: TokenDocument, centre: torch.Tensor) -> torch.Tensor:
-        """[N, S] MaxSim of each question with each sentence."""
+        """[N, S] MaxSim of each question with each sentence (plus ``mix`` of the means' cosine)."""
         unit = torch.nn.functional.normalize
         t = unit(self.sentence(doc.tokens - centre), dim=-1)  # [T, R]
         S = int(doc.token_sentence.max()) + 1
         out = []
+        if self.mix:
+            mc = doc.means.mean(0)
+            ms = unit(self.sentence(doc.means - mc), dim=-1)  # [S, R]
         for q in doc.questions:
             sim = unit(self.question(q - centre), dim=-1) @ t.T  # [Lq, T]
             best = torch.full((len(q), S), -2.0).scatter_reduce(1, doc.token_sentence.expand(len(q), -1), sim,
                                                                   "amax", include_self=True)  # [Lq, S]
-            out.append(best.mean(0))
+            score = best.mean(0)
+            if self.mix:
+                score = (1 - self.mix) * score + self.mix * (ms @ unit(self.question(q.mean(0) - mc), dim=-1))
+            out.append(score)
         return torch.stack(out)
 
 
@@ -124,12 +133,13 @@ def main() -> None:
     ap.add_argument("--val-book", default="middlemarch.txt")
     ap.add_argument("--cache", default="tmp/meaning_tokens")
     ap.add_argument("--steps", type=int, nargs="+", default=[500, 1500])
+    ap.add_argument("--mix", type=float, nargs="+", default=[0.0])
     args = ap.parse_args()
     root = Path("../shared/data/books")
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     model = LongMemModel.load(meaning_dim=256)
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("PROBE_THREADS", "2")))
     tm.document = token_document
     train_books = [str(root / b) for b in BOOKS if b != args.val_book]
     log = lambda m: None  # noqa: E731
@@ -152,6 +162,8 @@ def main() -> None:
             model, train_books, rows, 16_000, log))
         val[name] = cached(f"{name}-{args.val_book}", lambda: tm.book_question_documents(
             model, [str(root / args.val_book)], rows, 16_000, log))
+    val["pairs (5 documents held out)"] = train["pairs"][-5:]
+    train["pairs"] = train["pairs"][:-5]
     docs = [d for v in train.values() for d in v]
     F = docs[0].tokens.shape[1]
     # untrained MaxSim on the raw values (identity maps), and the library's mean-pooled maps, same documents
@@ -169,11 +181,13 @@ def main() -> None:
     print(json.dumps({"variant": "mean-pooled, linear (library)", **{
         k: top([r for d in v for r in tm.ranks(proj, as_mean(d))]) for k, v in val.items()}}), flush=True)
     for steps in args.steps:
-        for temp in (0.05,):
+        for mix in args.mix:
+            temp = 0.05
             torch.manual_seed(0)
             maps = TokenMaps(F, 128)
+            maps.mix = mix
             fit_tokens(maps, docs, steps, 1e-3, temp, 0)
-            print(json.dumps({"variant": f"maxsim trained {steps} steps temp {temp}", **{
+            print(json.dumps({"variant": f"maxsim trained {steps} steps, means' share {mix}", **{
                 k: top([r for d in v for r in ranks_tokens(maps, d)]) for k, v in val.items()}}), flush=True)
 
 
