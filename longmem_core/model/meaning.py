@@ -14,7 +14,7 @@ sentence of the document a negative (InfoNCE).
 With ``meaning_pool`` "tokens" (late interaction, as ColBERT, Khattab and Zaharia 2020), the same maps take each
 token instead of the means: each question token finds its best-matching token of a sentence, and the sentence's
 score is that cosine averaged over the question (``maxsim``). On held-out questions about a book the maps never saw
-it ranked the asked sentence first more often than the means did (docs/results/paraphrase.md).
+it ranked the asked sentence first more often than the means did (docs/DESIGN.md section 6).
 
 The paper's own search scores 4-token chunks by a query token's attention to their mean key; that search is
 ``search.chunk_scores`` and is unchanged. This one adds a second score from the same stored values, pooled by
