@@ -119,7 +119,9 @@ def test_upload_ask_and_see_retrieved_text_from_the_book(served, browser, tmp_pa
     conversation = page.locator("#lm-chatbot").inner_text()
     assert QUESTION in conversation and len(flat(conversation)) > len(QUESTION) + 10
     assert "Answer mode" in page.locator("#lm-retrieved").inner_text()  # the panel says how memory answered
-    page.screenshot(path=str(tmp_path / "chat_excerpt.png"), full_page=True)  # the docs' chat.png: the pass key test
+    heads = page.locator("#lm-retrieved .lm-chunk-head").all_inner_texts()
+    assert heads and all("found by" in h for h in heads)  # and which search listed each chunk
+    page.screenshot(path=str(shots / "chat_excerpt.png"), full_page=True)  # the docs' chat.png: the pass key test
 
     page.get_by_role("tab", name="Memory map").click()
     page.locator("#lm-memory-map svg").first.wait_for(timeout=10_000)
