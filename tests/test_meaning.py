@@ -116,6 +116,11 @@ def test_train_meaning_learns_its_documents_and_the_checkpoint_turns_the_search_
     assert search.anchor_count(model) == search.settings.SEARCH.memory_slots + search.settings.SEARCH.meaning_slots
     listed = search.hybrid_chunks(model, bank, "Who sold the mill?", 4)
     assert sum(r.found_by == "meaning" for r in listed) <= search.settings.SEARCH.meaning_slots
+    # no word of the question in memory: the meaning search's best keep their name (and their anchor), whether
+    # or not the fusion listed them too
+    listed = search.hybrid_chunks(model, bank, "Zyx qwv?", 6)
+    best = search.meaning_chunks(model, bank, "Zyx qwv?", search.settings.SEARCH.meaning_slots)
+    assert {r.info.chunk_id for r in listed if r.found_by == "meaning"} == {r.info.chunk_id for r in best}
 
 
 def test_train_meaning_refuses_a_malformed_line_by_its_number(tmp_path, tiny_backbones, capsys):

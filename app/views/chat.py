@@ -43,7 +43,7 @@ def sentence_markdown(quote: dict) -> str:
     return quote_markdown(quote).lstrip()
 
 
-FOUND_BY = {"hybrid": "found by words (BM25) and the memory's keys together",
+FOUND_BY = {"hybrid": "found by words (BM25) and the memory's searches together",
             "memory": "found by the memory's own search (keys and SideNet queries)",
             "meaning": "found by the meaning search (the memory's values, trained maps)",
             "bm25": "found by words (BM25)"}

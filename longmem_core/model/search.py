@@ -266,8 +266,10 @@ def hybrid_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top:
     best_sense = (spread_top(sense, bank.chunk_source, conf.meaning_slots, gap)
                   if sense is not None and conf.meaning_slots > 0 and word_share(bank, query, scores[1], window)
                   < conf.meaning_below else [])
-    mine = with_memory_slots(mine, best_sense, bank.chunk_source, gap)
-    by = lambda i: "hybrid" if i in chosen else "meaning" if i in best_sense else "memory"  # noqa: E731
+    mine = as_themselves(with_memory_slots(mine, best_sense, bank.chunk_source, gap), best_sense, bank.chunk_source,
+                         gap)
+    # the meaning search's best are listed as themselves and keep their name: they are what narrow() anchors
+    by = lambda i: "meaning" if i in best_sense else "hybrid" if i in chosen else "memory"  # noqa: E731
     return [r for i in mine for r in at_positions(bank, fused, [i], by(i))]
 
 
@@ -294,6 +296,20 @@ def anchor_count(model: LongMemModel) -> int:
     ``meaning_slots`` where the checkpoint trained the meaning search): the sentences holding them are read back."""
     conf = settings.SEARCH
     return conf.memory_slots + (conf.meaning_slots if meaning.available(model) else 0)
+
+
+def as_themselves(listed: list[int], best: list[int], sources: np.ndarray, gap: int) -> list[int]:
+    """Positions ``listed`` with each of ``best`` (the meaning search's own best) that the listing holds only a
+    neighbour of (within ``gap`` chunks, same source) put in that neighbour's place: the passage read back is the
+    same, but the chunk is the meaning search's own, so its sentence is the one anchored (``sentences.narrow``)."""
+    out = list(listed)
+    for b in best:
+        if b in out:
+            continue
+        near = [k for k, j in enumerate(out) if j not in best and abs(j - b) <= gap and sources[j] == sources[b]]
+        if near:
+            out[near[0]] = b
+    return out
 
 
 def with_memory_slots(fused: list[int], own: list[int], sources: np.ndarray, gap: int) -> list[int]:
