@@ -218,6 +218,13 @@ def test_each_retrieved_chunk_says_which_search_found_it():
     assert html.count("· found by") == 2  # a chunk no search named says nothing
 
 
+def test_the_banner_names_the_meaning_search_where_the_checkpoint_trained_it():
+    from app.components.header import trained_summary
+    assert "by meaning" not in trained_summary({"search"})
+    assert "by meaning" in trained_summary({"search", "meaning"})
+    assert "Not trained: the memory layer" in trained_summary({"search", "meaning"})
+
+
 def test_chat_refuses_an_unknown_mode(model, tmp_path):
     session = filled(model, tmp_path)
     with pytest.raises(AppError, match="Unknown answer mode"):
