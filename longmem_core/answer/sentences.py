@@ -25,7 +25,7 @@ from ..model.model import Retrieved
 from .read_back import Passage, ReadBack, sentence_bounds
 from . import settings
 from ..model import settings as search_settings
-from ..model.search import stop_words
+from ..model.search import query_words, stop_words
 
 # How many sentences are kept and which, how long a piece is, what a title is, BM25's b: settings.SENTENCES. A long
 # "sentence" (a run-on, a table, text without stops) is cut into pieces at spaces, each scored on its own; a kept
@@ -237,8 +237,7 @@ def score(sentences: list[Sentence], question: str) -> None:
 
 def question_words(question: str) -> set[str]:
     """The question's words BM25 scores with (stop words dropped)."""
-    import bm25s
-    return set(bm25s.tokenize([question], stopwords=stop_words(), show_progress=False, return_ids=False)[0])
+    return query_words(question, stop_words())
 
 
 def coverage(sentences: list[Sentence], question: str) -> float:

@@ -277,9 +277,8 @@ def word_share(bank: MemoryBank, query: str, lexical: torch.Tensor, window: int 
     """The share of the query's words (``stop_words`` dropped) found in the words around BM25's best chunk
     (``lexical``: ``lexical_scores``; ``window`` chunks each side): high where the question's own words point at a
     passage, 0 where no chunk shares a word with it."""
-    import bm25s
     stop = settings.SEARCH.lexical_stop_words or stop_words()
-    asked = set(bm25s.tokenize([query], stopwords=stop, show_progress=False, return_ids=False)[0])
+    asked = query_words(query, stop)
     if not asked or float(lexical.max()) <= 0:
         return 0.0
     window = settings.SEARCH.lexical_window if window is None else window
@@ -287,8 +286,13 @@ def word_share(bank: MemoryBank, query: str, lexical: torch.Tensor, window: int 
     around = "".join(bank.chunk_info(int(ids[j])).text for j in range(max(0, best - window),
                                                                        min(len(ids), best + window + 1))
                      if src[j] == src[best])
-    words = set(bm25s.tokenize([around], stopwords=stop, show_progress=False, return_ids=False)[0])
-    return len(asked & words) / len(asked)
+    return len(asked & query_words(around, stop)) / len(asked)
+
+
+def query_words(text: str, stop) -> set[str]:
+    """The words of ``text`` as BM25 tokenizes them, ``stop`` (a word list, or bm25s's list name) dropped."""
+    import bm25s
+    return set(bm25s.tokenize([text], stopwords=stop, show_progress=False, return_ids=False)[0])
 
 
 def anchor_count(model: LongMemModel) -> int:
@@ -336,8 +340,8 @@ def lexical_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top
 
 def meaning_chunks(model: LongMemModel, bank: MemoryBank, query: str, search_top: int = 6, *,
                    gap: int | None = None) -> list[Retrieved]:
-    """Like ``rank_chunks``, ranked by the meaning search alone (``meaning.meaning_scores``: the sentence's cosine
-    with the query in the trained space); empty where the checkpoint did not train it."""
+    """Like ``rank_chunks``, ranked by the meaning search alone (``meaning.meaning_scores``: the sentence's score
+    for the query in the trained space); empty where the checkpoint did not train it."""
     model.check_bank(bank)
     if bank.n_chunks == 0 or not meaning.available(model):
         return []

@@ -159,12 +159,13 @@ def train_meaning(model, cfg: MeaningTrainConfig, log=_stderr) -> dict:
     out = Path(cfg.out)
     path = model.save_checkpoint(out / "sidenet.safetensors", note=f"train-meaning: {len(docs)} documents, "
                                                                    f"{cfg.steps} steps")
-    top5 = lambda rs: sum(r <= 5 for r in rs) / len(rs) if rs else None  # noqa: E731
-    top1 = lambda rs: sum(r <= 1 for r in rs) / len(rs) if rs else None  # noqa: E731
+    def top(rs: list[int], k: int) -> float | None:  # the share of ranks within the first k
+        return sum(r <= k for r in rs) / len(rs) if rs else None
     report = {"checkpoint": str(path), "documents": len(docs), "questions": len(before),
-              "training_top5_before": top5(before), "training_top5_after": top5(after), "losses": losses,
-              "val_questions": len(val_after), "val_top1_before": top1(val_before), "val_top5_before": top5(val_before),
-              "val_top1_after": top1(val_after), "val_top5_after": top5(val_after),
+              "training_top5_before": top(before, 5), "training_top5_after": top(after, 5), "losses": losses,
+              "val_questions": len(val_after), "val_top1_before": top(val_before, 1),
+              "val_top5_before": top(val_before, 5), "val_top1_after": top(val_after, 1),
+              "val_top5_after": top(val_after, 5),
               "seconds_features": round(t_features, 1), "seconds": round(time.perf_counter() - t0, 1),
               "config": asdict(cfg)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
